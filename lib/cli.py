@@ -1,0 +1,74 @@
+"""Command line: `python -m lib compare "PROMPT A" "PROMPT B" [--model SPEC] [--top-k K] [--bos MODE]`.
+
+Prints the result's `to_dict()` as JSON on stdout. Errors a user can cause print one line on
+stderr and exit 1; wrong arguments exit 2 (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from lib.errors import TwinlensError
+from lib.tokens import BOS_MODES, check_prompts
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="'default', a hub id or a local folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
+    parser.add_argument("--bos", default="auto", choices=BOS_MODES, help="BOS token: auto, on or off")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib", description="twinlens: compare two prompts inside a language model")
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser("compare", help="logit lens and distances of two prompts")
+    compare.add_argument("prompt_a")
+    compare.add_argument("prompt_b")
+    compare.add_argument("--top-k", type=int, default=10)
+    _model_args(compare)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from lib.models import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def run_compare(args: argparse.Namespace) -> dict:
+    from lib.compare import check_top_k, compare_prompts
+
+    if args.top_k < 1:  # checked before the slow model load
+        raise TwinlensError(f"top-k must be at least 1 (got {args.top_k}).")
+    check_prompts(args.prompt_a, args.prompt_b)
+    model = _load(args)
+    check_top_k(model, args.top_k)
+    return compare_prompts(model, args.prompt_a, args.prompt_b, top_k=args.top_k, bos=args.bos).to_dict()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {"compare": run_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        result = COMMANDS[args.command](args)
+    except TwinlensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+    return 0

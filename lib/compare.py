@@ -1,0 +1,116 @@
+"""A comparison of two prompts on one model: tokens, the lens at the last position, distances.
+
+    >>> from lib.models import load_model
+    >>> from lib.compare import compare_prompts
+    >>> c = compare_prompts(load_model(), "The capital of France is", "The capital of Italy is")
+    >>> c.a.final[0].token, c.b.final[0].token
+    ('␣Paris', '␣Rome')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib.capture import Capture, capture
+from lib.distances import LayerDistances, layer_distances
+from lib.errors import SettingsError
+from lib.lens import TokenProb, lens_column, top_k_table
+from lib.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """One prompt's side of a comparison, at its last position.
+
+    lens[ℓ] is the top-k of the logit lens at layer ℓ = 0…L; final is the top-k of the model's
+    own logits (equal to lens[L] up to float error).
+    """
+
+    text: str
+    tokens: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    has_bos: bool
+    lens: tuple[tuple[TokenProb, ...], ...]
+    entropy: tuple[float, ...]
+    final: tuple[TokenProb, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "token_ids": list(self.token_ids),
+            "has_bos": self.has_bos,
+            "lens": [[t.to_dict() for t in row] for row in self.lens],
+            "entropy": list(self.entropy),
+            "final": [t.to_dict() for t in self.final],
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything the Compare page and `python -m lib compare` show."""
+
+    model: dict
+    settings: dict
+    a: PromptResult
+    b: PromptResult
+    distance: LayerDistances
+
+    def to_dict(self) -> dict:
+        return {
+            "model": dict(self.model),
+            "settings": dict(self.settings),
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "distance": self.distance.to_dict(),
+        }
+
+
+def check_top_k(loaded: LoadedModel, top_k: int) -> int:
+    """top-k must be a whole number from 1 to the vocabulary size."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise SettingsError(f"top-k must be a whole number of at least 1 (got {top_k!r}).")
+    if top_k > loaded.vocab_size:
+        raise SettingsError(
+            f"top-k is {top_k:,} but the vocabulary has only {loaded.vocab_size:,} tokens."
+        )
+    return top_k
+
+
+def has_bos(loaded: LoadedModel, cap: Capture) -> bool:
+    bos_id = loaded.tokenizer.bos_token_id
+    return bos_id is not None and len(cap.token_ids) > 0 and cap.token_ids[0] == bos_id
+
+
+def prompt_result(loaded: LoadedModel, cap: Capture, top_k: int) -> PromptResult:
+    """The lens column at the last position and the model's own top-k for one captured prompt."""
+    column = lens_column(loaded, cap.residual, -1, top_k)
+    return PromptResult(
+        text=cap.text,
+        tokens=cap.tokens,
+        token_ids=cap.token_ids,
+        has_bos=has_bos(loaded, cap),
+        lens=tuple(cell.top for cell in column),
+        entropy=tuple(cell.entropy for cell in column),
+        final=top_k_table(loaded, cap.final_logits[None], top_k)[0],
+    )
+
+
+def compare_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, top_k: int = 10) -> Comparison:
+    """A comparison from two prompts already run (no forward pass)."""
+    check_top_k(loaded, top_k)
+    return Comparison(
+        model=loaded.info(),
+        settings={"top_k": top_k, "bos": cap_a.bos},
+        a=prompt_result(loaded, cap_a, top_k),
+        b=prompt_result(loaded, cap_b, top_k),
+        distance=layer_distances(cap_a.residual, cap_b.residual, "last"),
+    )
+
+
+def compare_prompts(
+    model: LoadedModel, prompt_a: str, prompt_b: str, *, top_k: int = 10, bos: str = "auto"
+) -> Comparison:
+    """Run both prompts once each and compare them layer by layer at the last position."""
+    check_top_k(model, top_k)
+    return compare_captures(model, capture(model, prompt_a, bos), capture(model, prompt_b, bos), top_k=top_k)

