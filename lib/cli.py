@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("prompt_b")
     compare.add_argument("--top-k", type=int, default=10)
     _model_args(compare)
+    patch = commands.add_parser("patch", help="patch A's residual into B at every layer and position")
+    patch.add_argument("prompt_a")
+    patch.add_argument("prompt_b")
+    patch.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
+    patch.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
+    _model_args(patch)
     return parser
 
 
@@ -51,7 +57,16 @@ def run_compare(args: argparse.Namespace) -> dict:
     return compare_prompts(model, args.prompt_a, args.prompt_b, top_k=args.top_k, bos=args.bos).to_dict()
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {"compare": run_compare}
+def run_patch(args: argparse.Namespace) -> dict:
+    from lib.patching import patch_residual
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    return patch_residual(
+        _load(args), args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos
+    ).to_dict()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {"compare": run_compare, "patch": run_patch}
 
 
 def main(argv: list[str] | None = None) -> int:

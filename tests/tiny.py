@@ -51,21 +51,58 @@ def _common(tokenizer) -> dict:
 
 
 def config_for(family: str, tokenizer):
-    """A small config of `family`: 3 layers, width 64, 4 heads, 128 positions."""
+    """A small config of `family`: 3 layers, width 64, 4 heads, 128 positions.
+
+    Each keeps what makes its family different from the others: OPT's narrower word embedding
+    (so `project_out` runs), Gemma's √d embedding scale, Gemma-2's logit and attention soft-caps,
+    sliding windows shorter than the test prompts (Mistral, Gemma-2, GPT-Neo's local layers).
+    """
     import transformers as tf
 
     c = _common(tokenizer)
+    # Llama, Mistral, Qwen2, Gemma, Gemma-2 and Phi-3 share these field names.
+    llama_like = dict(
+        num_hidden_layers=3, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, **c,
+    )
     if family == "gpt2":
         return tf.GPT2Config(n_layer=3, n_embd=64, n_head=4, n_positions=128, **c)
-    if family == "llama":
-        return tf.LlamaConfig(
-            num_hidden_layers=3, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **c,
+    if family == "gpt_neo":
+        return tf.GPTNeoConfig(
+            num_layers=3, hidden_size=64, num_heads=4, intermediate_size=128, max_position_embeddings=128,
+            attention_types=[[["global", "local", "global"], 1]], window_size=4, **c,
         )
+    if family == "gpt_neox":
+        return tf.GPTNeoXConfig(
+            num_hidden_layers=3, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=128, rotary_pct=0.25, tie_word_embeddings=False, **c,
+        )
+    if family == "opt":
+        return tf.OPTConfig(
+            num_hidden_layers=3, hidden_size=64, ffn_dim=128, num_attention_heads=4,
+            word_embed_proj_dim=32, max_position_embeddings=128, **c,
+        )
+    if family == "llama":
+        return tf.LlamaConfig(tie_word_embeddings=False, **llama_like)
+    if family == "mistral":
+        return tf.MistralConfig(sliding_window=4, tie_word_embeddings=False, **llama_like)
+    if family == "qwen2":
+        return tf.Qwen2Config(tie_word_embeddings=True, **llama_like)
+    if family == "gemma":
+        return tf.GemmaConfig(head_dim=16, **llama_like)
+    if family == "gemma2":
+        return tf.Gemma2Config(
+            head_dim=16, sliding_window=4, query_pre_attn_scalar=16,
+            final_logit_softcapping=2.0, attn_logit_softcapping=5.0, **llama_like,
+        )
+    if family == "phi3":
+        return tf.Phi3Config(tie_word_embeddings=False, **llama_like)
     raise KeyError(family)
 
 
-FAMILIES = ("gpt2", "llama")
+FAMILIES = (
+    "gpt2", "gpt_neo", "gpt_neox", "opt", "llama", "mistral", "qwen2", "gemma", "gemma2", "phi3",
+)
 
 
 def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None) -> Path:

@@ -1,0 +1,63 @@
+"""twinlens — the entry page: navigation and the sidebar every page shares.
+
+Run with `make run` (or `streamlit run dashboard.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from lib import ui
+
+st.set_page_config(page_title="twinlens", page_icon="🔍", layout="wide")
+
+HERE = Path(__file__).parent
+PAGES = [  # (file, title, icon); the first is the default page
+    ("pages/compare.py", "Compare", "⚖️"),
+    ("pages/logit_lens.py", "Logit lens", "🔬"),
+    ("pages/distances.py", "Residual distances", "📏"),
+    ("pages/diff.py", "Top-token diff", "🔀"),
+    ("pages/tokens.py", "Tokens", "🔤"),
+    ("pages/watch.py", "Watch tokens", "👁️"),
+    ("pages/patching.py", "Patching", "🩹"),
+]
+
+
+FIELDS = {"model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k"}  # widget key → Request field
+
+
+def sidebar() -> None:
+    """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page."""
+    defaults = ui.current_request() or ui.Request()
+    for key, field in FIELDS.items():
+        st.session_state.setdefault(key, getattr(defaults, field))
+    with st.sidebar:
+        st.title("twinlens")
+        st.caption("Where, inside a language model, do two prompts part ways?")
+        with st.form("request"):
+            st.text_input("Model", key="model", help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder")
+            st.text_area("Prompt A", key="prompt_a", height=90)
+            st.text_area("Prompt B", key="prompt_b", height=90)
+            left, right = st.columns(2)
+            left.selectbox("BOS token", ui.BOS_MODES, key="bos", help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
+            right.number_input("Top-k", min_value=1, max_value=100, key="top_k")
+            if st.form_submit_button("Compare", type="primary", use_container_width=True):
+                values = {field: st.session_state[key] for key, field in FIELDS.items()}
+                values["model"] = values["model"].strip() or "default"
+                values["k"] = int(values["k"])
+                ui.set_request(ui.Request(**values))
+
+
+def main() -> None:
+    sidebar()
+    pages = [
+        st.Page(file, title=title, icon=icon, default=i == 0)
+        for i, (file, title, icon) in enumerate(PAGES)
+        if (HERE / file).exists()
+    ]
+    ui.run_pages(pages)
+
+
+main()

@@ -1,0 +1,133 @@
+"""Streamlit helpers shared by the pages: the request in the sidebar, cached model and results.
+
+The only module of `lib` that imports Streamlit. The model is cached once per process and
+shared by every session (`max_entries=1`); captured prompts and comparisons are cached by value,
+so switching pages or changing a display option runs no new forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import streamlit as st
+
+from lib.capture import Capture, capture
+from lib.compare import Comparison, compare_captures
+from lib.errors import TwinlensError
+from lib.models import LoadedModel, load_model
+from lib.tokens import BOS_MODES
+
+REQUEST_KEY = "twinlens_request"
+ENTRY_KEY = "_twinlens_entrypoint_running"
+_loaded_specs: set[tuple[str, str, str]] = set()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked to compare (the sidebar's last submitted values)."""
+
+    model: str = "default"
+    a: str = "The capital of France is"
+    b: str = "The capital of Italy is"
+    bos: str = "auto"
+    k: int = 10
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def current_request() -> Request | None:
+    """The last request submitted in this session, or None before the first Compare."""
+    return st.session_state.get(REQUEST_KEY)
+
+
+def set_request(request: Request) -> None:
+    st.session_state[REQUEST_KEY] = request
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _cached_model(spec: str, device: str, dtype: str) -> LoadedModel:
+    return load_model(spec, device=device, dtype=dtype)
+
+
+def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """The loaded model, with a status box saying what happens while the first load runs."""
+    key = (spec, device, dtype)
+    if key in _loaded_specs:
+        return _cached_model(spec, device, dtype)
+    with st.status(f"Loading model '{spec}'…", expanded=True) as status:
+        st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
+        model = _cached_model(spec, device, dtype)
+        status.update(label=f"Loaded {model.name}", state="complete", expanded=False)
+    _loaded_specs.add(key)
+    return model
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _cached_capture(spec: str, device: str, dtype: str, text: str, bos: str) -> Capture:
+    return capture(_cached_model(spec, device, dtype), text, bos)
+
+
+def get_capture(request: Request, text: str) -> Capture:
+    """One prompt's forward pass, run once per (model, text, BOS) and kept for every page."""
+    get_model(request.model, request.device, request.dtype)
+    return _cached_capture(request.model, request.device, request.dtype, text, request.bos)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_comparison(spec: str, device: str, dtype: str, a: str, b: str, bos: str, k: int) -> Comparison:
+    model = _cached_model(spec, device, dtype)
+    cap_a = _cached_capture(spec, device, dtype, a, bos)
+    cap_b = _cached_capture(spec, device, dtype, b, bos)
+    return compare_captures(model, cap_a, cap_b, top_k=k)
+
+
+def get_comparison(request: Request) -> Comparison:
+    """The comparison for `request` (cached by value)."""
+    get_model(request.model, request.device, request.dtype)
+    with st.spinner("Running both prompts through the model…"):
+        return _cached_comparison(
+            request.model, request.device, request.dtype, request.a, request.b, request.bos, request.k
+        )
+
+
+def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
+    """For a page: the current request, its model and comparison — or a message and None.
+
+    Errors a user can cause are shown with st.error; the page then draws nothing more.
+    """
+    request = current_request()
+    if request is None:
+        st.info("Type two prompts in the sidebar and press **Compare**.")
+        return None
+    try:
+        model = get_model(request.model, request.device, request.dtype)
+        return request, model, get_comparison(request)
+    except TwinlensError as exc:
+        st.error(str(exc))
+        return None
+
+
+def run_pages(pages: list) -> None:
+    """Run the selected page, marking that the entrypoint (and so the sidebar) ran first."""
+    st.session_state[ENTRY_KEY] = True
+    try:
+        st.navigation(pages).run()
+    finally:
+        st.session_state.pop(ENTRY_KEY, None)
+
+
+def page(title: str, explanation: str) -> None:
+    """Open a page: its header and its "What am I looking at?" expander (our text, never user data).
+
+    On the very first run of a server process, Streamlit runs a file of a `pages/` folder by
+    itself, without the entrypoint and its sidebar (its multipage "v1" mode); such a run is
+    restarted through the entrypoint.
+    """
+    if ENTRY_KEY not in st.session_state:
+        st.rerun()
+    st.header(title)
+    with st.expander("What am I looking at?"):
+        st.markdown(explanation)

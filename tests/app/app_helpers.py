@@ -1,0 +1,48 @@
+"""AppTest helpers: the app driven without a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _NavigationPagesManager(PagesManager):
+    """AppTest re-detects the `pages/` folder before every run and then runs the requested page
+    file alone (Streamlit's multipage v1 mode), skipping the entrypoint and its sidebar. A real
+    server decides this once, and `st.navigation` turns it off; this does the same for AppTest."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """A fresh AppTest of dashboard.py (not yet run)."""
+    monkeypatch.setattr(app_test_module, "PagesManager", _NavigationPagesManager)
+    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+
+
+def submit(at: AppTest, *, a: str | None = None, b: str | None = None, model: str | None = None,
+           bos: str | None = None, k: int | None = None) -> AppTest:
+    """Fill the sidebar form and press Compare."""
+    if not at._tree:
+        at.run()
+    if model is not None:
+        at.sidebar.text_input(key="model").input(model)
+    if a is not None:
+        at.sidebar.text_area(key="prompt_a").input(a)
+    if b is not None:
+        at.sidebar.text_area(key="prompt_b").input(b)
+    if bos is not None:
+        at.sidebar.selectbox(key="bos").set_value(bos)
+    if k is not None:
+        at.sidebar.number_input(key="top_k").set_value(k)
+    at.sidebar.button[0].click()
+    return at.run()

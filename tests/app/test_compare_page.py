@@ -1,0 +1,35 @@
+"""The Compare page, driven with AppTest on the embedded model."""
+
+from __future__ import annotations
+
+from app_helpers import submit
+
+from lib.compare import compare_prompts
+
+
+def test_compare_page_prompts_before_first_compare(app):
+    app.run()
+    assert not app.exception
+    assert "Compare" in app.info[0].value
+
+
+def test_compare_page_tables_hold_what_compare_prompts_returns(app, real_model):
+    a, b = "The capital of France is", "The capital of Italy is"
+    submit(app, a=a, b=b, k=5)
+    assert not app.exception, app.exception
+    assert not app.error
+    expected = compare_prompts(real_model, a, b, top_k=5)
+    lens_tables = [df.value for df in app.dataframe if "#1" in df.value.columns]
+    assert len(lens_tables) == 2
+    for table, side in zip(lens_tables, (expected.a, expected.b), strict=True):
+        assert table.loc["model", "#1"] == f"{side.final[0].token}  {side.final[0].prob:.3f}"
+        assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
+        last = f"layer {real_model.n_layers}"
+        assert [table.loc[last, f"#{i + 1}"] for i in range(5)] == [f"{t.token}  {t.prob:.3f}" for t in side.lens[-1]]
+    assert [m.value for m in app.metric] == ["␣Paris", "␣Rome"]
+
+
+def test_compare_page_shows_prompt_error_without_exception(app):
+    submit(app, a="   ", b="The capital of Italy is")
+    assert not app.exception
+    assert "empty" in app.error[0].value
