@@ -1,0 +1,365 @@
+"""Activation patching: which layer and position carry the difference between A and B into the answer.
+
+Run prompt B, but at layer ℓ and position p write in A's residual h^A_ℓ[p] instead of B's own
+(ℓ = residual entering block ℓ+1, 0 = embeddings, L = after the last block, as in lib.capture),
+and read the metric at B's last position:
+
+    m = logit[answer] − logit[wrong]                      (the model's own logits, last position)
+    effect(ℓ, p) = (m_patched(ℓ, p) − m_B) / (m_A − m_B)   0 = no effect, 1 = B behaves like A
+
+Defaults: answer = A's top-1 next token, wrong = B's top-1 (Wang et al. 2022, "Interpretability
+in the wild", use the same logit difference; TransformerLens's `get_act_patch_resid_pre` gives the
+same grid for ℓ < L). Two facts follow from the definition and are tested: at ℓ = 0 only
+positions whose tokens differ can have an effect; at ℓ = L only the last position can (it *is*
+A's last residual, so the effect is 1).
+
+The patched runs are batched: B is repeated along the batch dimension and row i is patched at its
+own cell, so one forward pass covers many cells; rows per pass are bounded so memory stays small.
+
+    >>> from lib.models import load_model
+    >>> r = patch_residual(load_model(), "The capital of France is", "The capital of Italy is")
+    >>> [round(e, 3) for e in r.effect[0]], r.answer.token, r.wrong.token
+    ([0.0, 0.0, 0.0, 1.0, 0.0], '␣Paris', '␣Rome')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lib.capture import Capture, ResidualHook, capture, residual_hooks, run_model
+from lib.errors import PromptError
+from lib.lens import TokenProb, lens_column
+from lib.models import LoadedModel
+from lib.tokens import readable_token, single_token
+
+Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
+ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
+MIN_METRIC_GAP = 1e-6  # |m_A − m_B| below this cannot normalize the effect
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patched run of B: at `layer`, B's positions `b_positions` get A's `a_positions`."""
+
+    layer: int
+    b_positions: tuple[int, ...]
+    a_positions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """A token of the metric: its readable text and id."""
+
+    token: str
+    id: int
+
+    def to_dict(self) -> dict:
+        return {"token": self.token, "id": self.id}
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """The patching grid for A → B.
+
+    effect[ℓ][j] and raw[ℓ][j] are for layer ℓ = 0…L and B's position `positions[j]`: every
+    position when A and B have the same number of tokens, else only the last (then `note` says why).
+    raw is the metric m of the patched run; effect is (raw − m_B) / (m_A − m_B).
+    """
+
+    model: dict
+    bos: str
+    answer: TokenRef
+    wrong: TokenRef
+    metric_a: float
+    metric_b: float
+    tokens_a: tuple[str, ...]
+    tokens_b: tuple[str, ...]
+    positions: tuple[int, ...]
+    effect: tuple[tuple[float, ...], ...]
+    raw: tuple[tuple[float, ...], ...]
+    note: str | None
+
+    @property
+    def full_grid(self) -> bool:
+        return len(self.positions) == len(self.tokens_b)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": dict(self.model),
+            "settings": {"bos": self.bos},
+            "metric": {"a": self.metric_a, "b": self.metric_b},
+            "answer": self.answer.to_dict(),
+            "wrong": self.wrong.to_dict(),
+            "tokens_a": list(self.tokens_a),
+            "tokens_b": list(self.tokens_b),
+            "positions": list(self.positions),
+            "effect": [list(row) for row in self.effect],
+            "raw": [list(row) for row in self.raw],
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class PatchedLens:
+    """B's logit lens at its last position, layers 0…L, after patching A's residual at (layer, position)."""
+
+    layer: int
+    position: int
+    lens: tuple[tuple[TokenProb, ...], ...]
+    entropy: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.layer,
+            "position": self.position,
+            "lens": [[t.to_dict() for t in row] for row in self.lens],
+            "entropy": list(self.entropy),
+        }
+
+
+def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:
+    """How many patched copies of B one forward pass holds.
+
+    Per row: the widest activation (≈ 8·d_model per token, a gated MLP's up and gate halves),
+    the attention scores (heads × n²) and one row of logits (`logits_to_keep=1`).
+    """
+    config = loaded.model.config.get_text_config()
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 16
+    per_row = n_tokens * 8 * loaded.d_model + heads * n_tokens * n_tokens + loaded.vocab_size
+    return max(1, ROW_FLOATS // per_row)
+
+
+def _writer(cap_a: Capture, patches: Sequence[Patch]) -> ResidualHook:
+    """A residual hook for a batch where row i is B patched as `patches[i]` says."""
+    by_layer: dict[int, tuple[list[int], list[int], list[int]]] = {}
+    for row, patch in enumerate(patches):
+        rows, b_pos, a_pos = by_layer.setdefault(patch.layer, ([], [], []))
+        rows.extend([row] * len(patch.b_positions))
+        b_pos.extend(patch.b_positions)
+        a_pos.extend(patch.a_positions)
+
+    def write(layer: int, hidden: torch.Tensor) -> torch.Tensor | None:
+        if layer not in by_layer:
+            return None
+        rows, b_pos, a_pos = by_layer[layer]
+        patched = hidden.clone()
+        patched[rows, b_pos] = cap_a.residual[layer, a_pos].to(patched.device, patched.dtype)
+        return patched
+
+    return write
+
+
+def _patched_logit_chunks(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None
+) -> Iterator[torch.Tensor]:
+    """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass.
+
+    Each pass holds the model's lock for as long as its hooks exist; between passes other
+    sessions may run.
+    """
+    step = rows or rows_per_pass(loaded, cap_b.n_tokens)
+    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
+    for start in range(0, len(patches), step):
+        chunk = patches[start : start + step]
+        with loaded.lock, residual_hooks(loaded, _writer(cap_a, chunk)):
+            yield run_model(loaded, input_ids.expand(len(chunk), -1))
+
+
+def patched_logits(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], *, rows: int | None = None
+) -> torch.Tensor:
+    """B's last-position logits [len(patches), vocab] after each patch (for a few patches: tests, checks)."""
+    return torch.cat(list(_patched_logit_chunks(loaded, cap_a, cap_b, patches, rows)))
+
+
+def grid_patches(
+    cap_a: Capture, cap_b: Capture, n_layers: int
+) -> tuple[list[Patch], tuple[int, ...], str | None]:
+    """The single-cell patches of the grid, B's positions they cover, and why the grid was reduced."""
+    if cap_a.n_tokens == cap_b.n_tokens:
+        positions = tuple(range(cap_b.n_tokens))
+        pairs = [(p, p) for p in positions]
+        note = None
+    else:
+        positions = (cap_b.n_tokens - 1,)
+        pairs = [(cap_b.n_tokens - 1, cap_a.n_tokens - 1)]
+        note = (
+            f"A has {cap_a.n_tokens} tokens and B has {cap_b.n_tokens}, so positions do not line up: "
+            "only the last position was patched at each layer. Make the prompts the same length "
+            "in tokens for the full layer × position grid."
+        )
+    patches = [Patch(layer, (b,), (a,)) for layer in range(n_layers + 1) for b, a in pairs]
+    return patches, positions, note
+
+
+def _metric_tokens(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
+) -> tuple[TokenRef, TokenRef]:
+    """Resolve the answer and wrong tokens: a text must be a single token, an id must exist;
+    the defaults are A's and B's own top-1."""
+    tok = loaded.tokenizer
+
+    def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
+        if isinstance(named, str):
+            single = single_token(tok, named)
+            return TokenRef(single.readable, single.id)
+        token_id = int(logits.argmax()) if named is None else named
+        if not 0 <= token_id < loaded.vocab_size:
+            raise PromptError(
+                f"Token id {token_id} does not exist; the vocabulary has {loaded.vocab_size:,}."
+            )
+        return TokenRef(readable_token(tok, token_id), token_id)
+
+    answer_ref = resolve(answer, cap_a.final_logits)
+    wrong_ref = resolve(wrong, cap_b.final_logits)
+    if answer_ref.id == wrong_ref.id:
+        if answer is None and wrong is None:
+            raise PromptError(
+                f"A and B both predict '{answer_ref.token}' next, so the logit difference has nothing "
+                "to compare. Name the answer and wrong tokens (e.g. ' Paris' and ' Rome')."
+            )
+        raise PromptError(
+            f"The answer and wrong tokens are the same ('{answer_ref.token}'). Name two different tokens."
+        )
+    return answer_ref, wrong_ref
+
+
+def patch_captures(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    *,
+    answer: str | int | None = None,
+    wrong: str | int | None = None,
+    progress: Progress | None = None,
+    rows: int | None = None,
+) -> PatchResult:
+    """The patching grid from two prompts already run; `rows` overrides the patches per pass."""
+    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[..., answer_ref.id].double() - logits[..., wrong_ref.id].double()
+
+    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
+        raise PromptError(
+            f"logit['{answer_ref.token}'] − logit['{wrong_ref.token}'] is the same for A and B "
+            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
+        )
+    patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
+    raw: list[float] = []
+    for logits in _patched_logit_chunks(loaded, cap_a, cap_b, patches, rows):
+        raw.extend(metric(logits).tolist())
+        if progress is not None:
+            progress(len(raw) / len(patches))
+    width = len(positions)
+    raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
+    return PatchResult(
+        model=loaded.info(),
+        bos=cap_b.bos,
+        answer=answer_ref,
+        wrong=wrong_ref,
+        metric_a=metric_a,
+        metric_b=metric_b,
+        tokens_a=cap_a.tokens,
+        tokens_b=cap_b.tokens,
+        positions=positions,
+        effect=tuple(tuple((m - metric_b) / (metric_a - metric_b) for m in row) for row in raw_grid),
+        raw=raw_grid,
+        note=note,
+    )
+
+
+def patch_residual(
+    model: LoadedModel,
+    prompt_a: str,
+    prompt_b: str,
+    *,
+    answer: str | int | None = None,
+    wrong: str | int | None = None,
+    bos: str = "auto",
+    progress: Progress | None = None,
+) -> PatchResult:
+    """Patch A's residual into B's run at every (layer, position) and measure the logit difference.
+
+    answer / wrong: tokens the user names, as text that is a single token (e.g. ' Paris') or as a
+    token id; by default A's and B's own top-1 next tokens. `progress(f)` is called after each
+    batch of patched runs.
+    """
+    cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
+    return patch_captures(model, cap_a, cap_b, answer=answer, wrong=wrong, progress=progress)
+
+
+def patched_lens(
+    model: LoadedModel,
+    prompt_a: str,
+    prompt_b: str,
+    layer: int,
+    position: int,
+    *,
+    top_k: int = 10,
+    bos: str = "auto",
+) -> PatchedLens:
+    """B's lens column (last position, every layer) after writing A's residual at (layer, position).
+
+    With prompts of different lengths only B's last position can be patched (from A's last).
+    Layers before `layer` read B's own residual; from `layer` on the patch shows.
+    """
+    cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
+    patches, positions, note = grid_patches(cap_a, cap_b, model.n_layers)
+    if not 0 <= layer <= model.n_layers:
+        raise PromptError(f"Layer {layer} does not exist; the model has layers 0 to {model.n_layers}.")
+    if position not in positions:
+        raise PromptError(note or f"Position {position} does not exist; B has {cap_b.n_tokens} tokens.")
+    patch = next(p for p in patches if p.layer == layer and p.b_positions == (position,))
+    write = _writer(cap_a, [patch])
+    kept: list[torch.Tensor | None] = [None] * (model.n_layers + 1)
+
+    def write_and_keep(at: int, hidden: torch.Tensor) -> torch.Tensor | None:
+        patched = write(at, hidden)
+        kept[at] = (hidden if patched is None else patched)[0].detach().clone()
+        return patched
+
+    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
+    with model.lock, residual_hooks(model, write_and_keep):
+        run_model(model, input_ids)
+    column = lens_column(model, torch.stack(kept), -1, top_k)  # type: ignore[arg-type]
+    return PatchedLens(
+        layer=layer,
+        position=position,
+        lens=tuple(cell.top for cell in column),
+        entropy=tuple(cell.entropy for cell in column),
+    )
+
+
+def reading(result: PatchResult, threshold: float = 0.5) -> str:
+    """One or two plain sentences saying where the effect sits, generated from the grid.
+
+    "Reaches the last position at layer ℓ" = the first layer where patching the last position
+    alone moves B at least `threshold` of the way to A.
+    """
+    last_col = len(result.positions) - 1
+    last_token = result.tokens_b[result.positions[last_col]]
+    arrival = next(
+        (l for l, row in enumerate(result.effect) if row[last_col] >= threshold), len(result.effect) - 1
+    )
+    pair = f"'{result.answer.token}' over '{result.wrong.token}'"
+    arrives = (
+        f"Patching the last position ('{last_token}') alone moves B at least {threshold:.0%} of the "
+        f"way to A's preference for {pair} from layer {arrival} on."
+    )
+    if not result.full_grid:
+        return f"Only the last position was patched (the prompts differ in length). {arrives}"
+    start_row = result.effect[0]
+    source = max(range(len(start_row)), key=lambda j: abs(start_row[j]))
+    if source == last_col:
+        return f"The prompts differ at the last position itself. {arrives}"
+    return (
+        f"At layer 0 the difference sits at position {source} ('{result.tokens_b[source]}', "
+        f"effect {start_row[source]:.2f}). It reaches the last position around layer {arrival}: "
+        + arrives[0].lower()
+        + arrives[1:]
+    )

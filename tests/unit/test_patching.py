@@ -1,0 +1,241 @@
+"""Activation patching is exact where the definition says it must be, on every tiny family."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import lib.patching
+from lib.capture import capture
+from lib.compare import compare_prompts
+from lib.errors import PromptError
+from lib.lens import lens_column
+from lib.patching import (
+    Patch,
+    grid_patches,
+    patch_captures,
+    patch_residual,
+    patched_lens,
+    patched_logits,
+    reading,
+)
+
+FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
+TOLERANCE = 1e-4  # float32 logits; a batched pass may sum in another order than a single one
+
+
+def contrast_tokens(cap_a, cap_b) -> dict[str, int]:
+    """answer and wrong: the ids whose logit difference moves most between A and B, so that
+    m_A − m_B is wide even on random models (whose top-1 often coincide)."""
+    diff = cap_a.final_logits - cap_b.final_logits
+    return {"answer": int(diff.argmax()), "wrong": int(diff.argmin())}
+
+
+def contrast(model, prompt_a: str, prompt_b: str) -> dict[str, int]:
+    return contrast_tokens(capture(model, prompt_a), capture(model, prompt_b))
+
+
+@pytest.fixture
+def france_italy(family_model):
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    result = patch_captures(family_model, cap_a, cap_b, **contrast_tokens(cap_a, cap_b))
+    differing = [p for p, (a, b) in enumerate(zip(cap_a.token_ids, cap_b.token_ids, strict=True)) if a != b]
+    assert len(differing) == 1, "the pair must differ in exactly one token"
+    return cap_a, cap_b, result, differing[0]
+
+
+def test_layer_zero_effect_is_one_at_the_differing_token_and_zero_elsewhere(france_italy):
+    _, _, result, differing = france_italy
+    for p, effect in enumerate(result.effect[0]):
+        assert effect == pytest.approx(1.0 if p == differing else 0.0, abs=TOLERANCE)
+
+
+def test_last_layer_effect_is_one_at_the_last_position_and_zero_elsewhere(france_italy):
+    _, cap_b, result, _ = france_italy
+    last = cap_b.n_tokens - 1
+    for p, effect in enumerate(result.effect[-1]):
+        assert effect == pytest.approx(1.0 if p == last else 0.0, abs=TOLERANCE)
+
+
+def test_grid_covers_every_layer_and_position_with_raw_metric(france_italy, family_model):
+    _, cap_b, result, _ = france_italy
+    assert len(result.effect) == len(result.raw) == family_model.n_layers + 1
+    assert all(len(row) == cap_b.n_tokens for row in result.effect + result.raw)
+    assert result.positions == tuple(range(cap_b.n_tokens)) and result.note is None
+    for effect_row, raw_row in zip(result.effect, result.raw, strict=True):
+        for effect, raw in zip(effect_row, raw_row, strict=True):
+            expected = (raw - result.metric_b) / (result.metric_a - result.metric_b)
+            assert effect == pytest.approx(expected, abs=1e-12)
+
+
+def test_metric_is_the_logit_difference_of_each_prompt(france_italy):
+    cap_a, cap_b, result, _ = france_italy
+    a, w = result.answer.id, result.wrong.id
+    assert result.metric_a == pytest.approx(float(cap_a.final_logits[a] - cap_a.final_logits[w]), abs=1e-5)
+    assert result.metric_b == pytest.approx(float(cap_b.final_logits[a] - cap_b.final_logits[w]), abs=1e-5)
+
+
+def test_patching_own_activations_changes_nothing(family_model):
+    cap_b = capture(family_model, ITALY)
+    patches, _, _ = grid_patches(cap_b, cap_b, family_model.n_layers)
+    logits = patched_logits(family_model, cap_b, cap_b, patches)
+    assert (logits - cap_b.final_logits).abs().max().item() <= TOLERANCE
+
+
+def test_patching_a_whole_layer_reproduces_a_logits(family_model):
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    everywhere = tuple(range(cap_b.n_tokens))
+    patches = [Patch(layer, everywhere, everywhere) for layer in range(family_model.n_layers + 1)]
+    logits = patched_logits(family_model, cap_a, cap_b, patches)
+    assert (logits - cap_a.final_logits).abs().max().item() <= TOLERANCE
+    assert (cap_a.final_logits - cap_b.final_logits).abs().max().item() > 100 * TOLERANCE
+
+
+def test_batched_grid_equals_one_cell_per_pass(family_model):
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    tokens = contrast_tokens(cap_a, cap_b)
+    cells = (family_model.n_layers + 1) * cap_b.n_tokens
+    before = family_model.forward_passes
+    batched = patch_captures(family_model, cap_a, cap_b, **tokens)
+    batched_passes = family_model.forward_passes - before
+    single = patch_captures(family_model, cap_a, cap_b, **tokens, rows=1)
+    assert batched_passes == 1 < cells == family_model.forward_passes - before - batched_passes
+    for batched_row, single_row in zip(batched.raw, single.raw, strict=True):
+        assert batched_row == pytest.approx(single_row, abs=TOLERANCE)
+
+
+def test_small_batches_report_progress_up_to_one(family_model):
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    seen: list[float] = []
+    patch_captures(family_model, cap_a, cap_b, **contrast_tokens(cap_a, cap_b), progress=seen.append, rows=4)
+    cells = (family_model.n_layers + 1) * cap_b.n_tokens
+    assert len(seen) == math.ceil(cells / 4)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and seen[0] > 0
+
+
+def test_hooks_are_removed_when_a_patched_run_raises(family_model, monkeypatch):
+    def failing_writer(cap_a, patches):
+        def hook(layer, hidden):
+            raise RuntimeError("hook failed")
+
+        return hook
+
+    tokens = contrast(family_model, FRANCE, ITALY)
+    monkeypatch.setattr(lib.patching, "_writer", failing_writer)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        patch_residual(family_model, FRANCE, ITALY, **tokens)
+    for block in family_model.architecture.blocks:
+        assert not block._forward_pre_hooks and not block._forward_hooks
+    acquired: list[bool] = []
+
+    def take_lock_elsewhere() -> None:
+        if family_model.lock.acquire(timeout=5):
+            acquired.append(True)
+            family_model.lock.release()
+
+    other = threading.Thread(target=take_lock_elsewhere)
+    other.start()
+    other.join()
+    assert acquired == [True], "the failed run kept the model's lock"
+
+
+def test_hooks_are_removed_after_patching(family_model):
+    patch_residual(family_model, FRANCE, ITALY, **contrast(family_model, FRANCE, ITALY))
+    patched_lens(family_model, FRANCE, ITALY, 1, 0)
+    for block in family_model.architecture.blocks:
+        assert not block._forward_pre_hooks and not block._forward_hooks
+
+
+def test_unequal_lengths_patch_only_the_last_position_and_say_why(family_model):
+    longer = "The capital of Italy is the"
+    result = patch_residual(family_model, FRANCE, longer, **contrast(family_model, FRANCE, longer))
+    n_b = len(result.tokens_b)
+    assert n_b != len(result.tokens_a)
+    assert result.positions == (n_b - 1,) and not result.full_grid
+    assert all(len(row) == 1 for row in result.effect)
+    assert "only the last position" in result.note
+    assert result.effect[-1][0] == pytest.approx(1.0, abs=TOLERANCE)
+    assert "Only the last position" in reading(result)
+
+
+def test_same_top_token_asks_the_user_for_tokens(family_model):
+    with pytest.raises(PromptError, match="Name the answer and wrong tokens"):
+        patch_residual(family_model, ITALY, ITALY)
+
+
+def test_same_answer_and_wrong_token_is_refused(family_model):
+    with pytest.raises(PromptError, match="same"):
+        patch_residual(family_model, FRANCE, ITALY, answer=" Paris", wrong=" Paris")
+
+
+def test_multi_token_answer_is_refused_naming_its_pieces(family_model):
+    with pytest.raises(PromptError, match="not one"):
+        patch_residual(family_model, FRANCE, ITALY, answer=" Paris is")
+
+
+def test_unknown_token_id_is_refused(family_model):
+    with pytest.raises(PromptError, match="does not exist"):
+        patch_residual(family_model, FRANCE, ITALY, answer=family_model.vocab_size, wrong=0)
+
+
+def test_patched_lens_follows_b_before_the_patch_and_a_at_the_last_layer(family_model):
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    last, n_layers = cap_b.n_tokens - 1, family_model.n_layers
+    own_b = lens_column(family_model, cap_b.residual, -1, 5)
+    own_a = lens_column(family_model, cap_a.residual, -1, 5)
+    middle = patched_lens(family_model, FRANCE, ITALY, 1, last, top_k=5)
+    assert [t.id for t in middle.lens[0]] == [t.id for t in own_b[0].top]
+    assert [t.id for t in middle.lens[1]] == [t.id for t in own_a[1].top]  # the patched cell is A's
+    at_end = patched_lens(family_model, FRANCE, ITALY, n_layers, last, top_k=5)
+    assert [t.id for t in at_end.lens[n_layers]] == [t.id for t in own_a[n_layers].top]
+    assert [t.id for t in at_end.lens[n_layers - 1]] == [t.id for t in own_b[n_layers - 1].top]
+
+
+def test_patched_lens_refuses_cells_outside_the_grid(family_model):
+    with pytest.raises(PromptError, match="does not exist"):
+        patched_lens(family_model, FRANCE, ITALY, family_model.n_layers + 1, 0)
+    with pytest.raises(PromptError, match="only the last position"):
+        patched_lens(family_model, FRANCE, "The capital of Italy is the", 0, 0)
+
+
+def test_reading_names_where_the_difference_starts_and_the_metric_tokens(france_italy):
+    _, _, result, differing = france_italy
+    text = reading(result)
+    assert f"position {differing} ('{result.tokens_b[differing]}'" in text
+    assert result.answer.token in text and result.wrong.token in text
+
+
+def test_result_to_dict_is_json_with_the_documented_keys(france_italy):
+    _, _, result, _ = france_italy
+    data = json.loads(json.dumps(result.to_dict()))
+    assert {"metric", "answer", "wrong", "tokens_b", "effect", "raw", "note"} <= data.keys()
+    assert data["metric"] == {"a": result.metric_a, "b": result.metric_b}
+    assert data["answer"] == {"token": result.answer.token, "id": result.answer.id}
+    assert data["effect"] == [list(r) for r in result.effect]
+
+
+def test_concurrent_compare_and_patch_match_serial_results(family_model):
+    pairs = [(FRANCE, ITALY), ("You have happy emotion in yourself!", "You have angry emotion in yourself!")]
+    tokens = [contrast(family_model, a, b) for a, b in pairs]
+
+    def run(i: int, barrier: threading.Barrier | None = None) -> dict:
+        """Even i: compare_prompts; odd i: patch_residual; alternating between the two pairs."""
+        (a, b), pair_tokens = pairs[(i // 2) % 2], tokens[(i // 2) % 2]
+        if barrier is not None:
+            barrier.wait()
+        if i % 2 == 0:
+            return compare_prompts(family_model, a, b, top_k=5).to_dict()
+        return patch_residual(family_model, a, b, **pair_tokens).to_dict()
+
+    serial = [run(i) for i in range(8)]
+    barrier = threading.Barrier(8)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda i: run(i, barrier), range(8)))
+    assert concurrent == serial
+    for block in family_model.architecture.blocks:
+        assert not block._forward_pre_hooks and not block._forward_hooks
+
