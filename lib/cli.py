@@ -1,4 +1,5 @@
-"""Command line: `python -m lib compare "PROMPT A" "PROMPT B" [--model SPEC] [--top-k K] [--bos MODE]`.
+"""Command line: `python -m lib compare "PROMPT A" "PROMPT B" [--model SPEC] [--top-k K] [--bos MODE]`
+and `python -m lib patch "PROMPT A" "PROMPT B" [--answer TOK] [--wrong TOK] [--model SPEC] [--bos MODE]`.
 
 Prints the result's `to_dict()` as JSON on stdout. Errors a user can cause print one line on
 stderr and exit 1; wrong arguments exit 2 (argparse).
