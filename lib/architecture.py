@@ -3,7 +3,13 @@
 Every family hides them under other names (GPT-2's `transformer.h` / `ln_f`, Llama's
 `model.layers` / `norm`, OPT's `model.decoder.layers` / `final_layer_norm` / `project_out`,
 GPT-NeoX's `gpt_neox.layers` / `final_layer_norm` / `embed_out`). `find_architecture` looks them up
-generically and raises `ArchitectureError`, naming the family, when a model does not fit.
+generically and raises `ArchitectureError`, naming the family, when a model does not fit;
+`check_lens` then runs a few tokens once to prove that the parts found reproduce the model's own
+logits, so a family with an output step twinlens does not know (Cohere's logit scale, say) is
+refused at load time instead of showing a lens that is quietly wrong.
+
+Verified on tiny random models of GPT-2, GPT-Neo, GPT-NeoX, OPT, Llama, Mistral, Qwen2, Gemma,
+Gemma-2 and Phi-3 (`make matrix` writes docs/support_matrix.md from those tests).
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ class Architecture:
     """
 
     family: str
+    d_model: int  # width of the residual stream (OPT's word embeddings may be narrower)
     blocks: tuple[nn.Module, ...]
-    final_norm: nn.Module | None
+    final_norm: nn.Module | None  # None: the family normalizes inside its blocks (OPT-350m)
     project_out: nn.Module | None  # OPT's projection to a narrower word-embedding width
     unembed: nn.Module
     logit_softcap: float | None  # Gemma-2/3: logits = cap · tanh(logits / cap)
@@ -89,7 +96,7 @@ def find_architecture(model: nn.Module) -> Architecture:
         ),
         None,
     )
-    if final_norm is None:
+    if final_norm is None and not _declares_no_final_norm(base):
         raise ArchitectureError(
             f"twinlens cannot read models of type '{family}': no final norm found in "
             f"{type(base).__name__} (looked for {', '.join(_NORM_NAMES)})."
@@ -100,11 +107,75 @@ def find_architecture(model: nn.Module) -> Architecture:
     project_out = _get_path(base, "decoder.project_out")
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     softcap = getattr(text_config, "final_logit_softcapping", None)
+    width = getattr(text_config, "hidden_size", None)
     return Architecture(
         family=family,
+        d_model=int(width) if width else int(model.get_input_embeddings().weight.shape[1]),
         blocks=tuple(blocks),
         final_norm=final_norm,
         project_out=project_out if isinstance(project_out, nn.Module) else None,
         unembed=unembed,
         logit_softcap=float(softcap) if softcap else None,
     )
+
+
+def _declares_no_final_norm(base: nn.Module) -> bool:
+    """True when a final-norm attribute exists but is set to None (OPT with post-block norms)."""
+    return any(
+        (owner := _get_path(base, parent.rstrip(".")) if parent else base) is not None
+        and hasattr(owner, name)
+        and getattr(owner, name) is None
+        for parent in _NORM_PARENTS
+        for name in _NORM_NAMES
+    )
+
+
+def lens_tolerance(dtype: torch.dtype) -> float:
+    """The largest |Δp| allowed between the lens at the last layer and the model's own output."""
+    return 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
+
+
+@torch.inference_mode()
+def check_lens(model: nn.Module, architecture: Architecture, input_ids: torch.Tensor) -> float:
+    """Run `input_ids` [1, pos] once and check that the parts found are the model's real path:
+    every block runs exactly once, in order, on a residual of width d_model, and at every position
+    max |softmax(lens(h_L)) − softmax(model logits)| ≤ `lens_tolerance`. Returns that max |Δp|;
+    raises `ArchitectureError` naming the family otherwise. No hook outlives the call.
+    """
+    family, blocks = architecture.family, architecture.blocks
+    order: list[int] = []
+    last: list[torch.Tensor] = []
+
+    def ran(index: int):
+        return lambda module, args: order.append(index)
+
+    def keep(module, args, output):
+        last.append(output[0] if isinstance(output, tuple) else output)
+
+    handles = [block.register_forward_pre_hook(ran(i)) for i, block in enumerate(blocks)]
+    handles.append(blocks[-1].register_forward_hook(keep))
+    try:
+        own = model(input_ids=input_ids, use_cache=False).logits[0].float()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if order != list(range(len(blocks))):
+        raise ArchitectureError(
+            f"twinlens cannot read models of type '{family}': its {len(blocks)} blocks do not run "
+            "once each, in order, so the residual stream between them is not what twinlens reads."
+        )
+    hidden = last[-1][0]
+    if hidden.shape[-1] != architecture.d_model:
+        raise ArchitectureError(
+            f"twinlens cannot read models of type '{family}': the last block gives width "
+            f"{hidden.shape[-1]}, the config says {architecture.d_model}."
+        )
+    lens = architecture.logits(hidden)
+    gap = (torch.softmax(lens, -1) - torch.softmax(own, -1)).abs().max().item()
+    if not gap <= lens_tolerance(hidden.dtype):  # also refuses NaN
+        raise ArchitectureError(
+            f"twinlens cannot read models of type '{family}': the lens at the last layer does not "
+            f"reproduce the model's own next-token probabilities (max |Δp| = {gap:.3g}); the model "
+            "transforms its output in a way twinlens does not know."
+        )
+    return gap

@@ -19,12 +19,13 @@ ALIGNMENTS = ("last", "mean", "position")
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 − cos(a, b) over the last dimension (float64 for exact zeros on identical inputs)."""
+    """1 − cos(a, b) over the last dimension, computed as ½‖a/‖a‖ − b/‖b‖‖² (the same number):
+    unlike 1 − a·b/(‖a‖‖b‖) it is exactly 0 for identical inputs (float64). 0 if either is zero."""
     a, b = a.double(), b.double()
-    dot = (a * b).sum(-1)
-    norms = a.norm(dim=-1) * b.norm(dim=-1)
-    cos = torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.ones_like(dot))
-    return (1 - cos).clamp_min(0)
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    half_sq = ((a / na.clamp_min(1e-300) - b / nb.clamp_min(1e-300)) ** 2).sum(-1) / 2
+    both = (na > 0).squeeze(-1) & (nb > 0).squeeze(-1)
+    return torch.where(both, half_sq, torch.zeros_like(half_sq))
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

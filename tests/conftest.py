@@ -43,6 +43,17 @@ def family_model(request, tiny_models):
     return tiny_models[request.param]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "family: runs once per model family; `make matrix` reports these")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test on `family_model` counts for the support matrix (`pytest -m family`)."""
+    for item in items:
+        if "family_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.family)
+
+
 @pytest.fixture(scope="session")
 def real_model():
     """The embedded SmolLM2 (built into the cache on first use)."""

@@ -97,12 +97,20 @@ def config_for(family: str, tokenizer):
         )
     if family == "phi3":
         return tf.Phi3Config(tie_word_embeddings=False, **llama_like)
+    if family == "bert":  # a causal LM to transformers (BertLMHeadModel), blocks under encoder.layer
+        return tf.BertConfig(
+            num_hidden_layers=3, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=128, is_decoder=True, **c,
+        )
+    if family == "cohere":  # Llama-like, but multiplies its logits by logit_scale
+        return tf.CohereConfig(**llama_like)
     raise KeyError(family)
 
 
 FAMILIES = (
     "gpt2", "gpt_neo", "gpt_neox", "opt", "llama", "mistral", "qwen2", "gemma", "gemma2", "phi3",
 )
+UNSUPPORTED = ("bert", "cohere")  # load_model must refuse these, naming the family
 
 
 def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None) -> Path:
@@ -115,7 +123,7 @@ def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None
     config = config_for(family, tokenizer)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() >= 2:
                 p.normal_(0, 0.15)
     model.eval()
