@@ -7,9 +7,11 @@ the rest as hex (`<F0 9F>`); a leading space is shown as '␣' and a newline as 
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 
 from lib.errors import PromptError, SettingsError
 
@@ -43,6 +45,18 @@ def check_prompts(*texts: str) -> None:
             raise PromptError("A prompt is empty. Type some text in both prompts.")
         if "\x00" in text:
             raise PromptError("A prompt contains a NUL character (\\x00); remove it.")
+        check_unicode(text, "A prompt")
+
+
+def check_unicode(text: str, what: str) -> None:
+    """Refuse lone surrogates: what Python makes of bytes that are not UTF-8 (a command-line
+    argument in another encoding); the tokenizer cannot read them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptError(
+            f"{what} holds bytes that are not UTF-8 text (at character {exc.start}); retype it."
+        ) from exc
 
 
 @lru_cache(maxsize=64)
@@ -142,6 +156,7 @@ def single_token(tokenizer, text: str) -> WatchedToken:
     """The one token `text` stands for; a word that splits into several tokens is refused, naming its pieces."""
     if not text:
         raise PromptError("The token is empty. Type a word, e.g. ' Paris' (with its leading space).")
+    check_unicode(text, "The token")
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if len(ids) != 1:
         pieces = ", ".join(repr(readable_token(tokenizer, i)) for i in ids) or "nothing"
@@ -149,3 +164,122 @@ def single_token(tokenizer, text: str) -> WatchedToken:
             f"'{text}' is {len(ids)} tokens ({pieces}), not one. Pick a single token, e.g. the first piece."
         )
     return WatchedToken(text=text, id=ids[0], readable=readable_token(tokenizer, ids[0]))
+
+
+def typed_token(tokenizer, typed: str) -> WatchedToken:
+    """The one token a user typed, reading the visible marks back: '␣Paris' → ' Paris', '↵' → newline."""
+    marks = {SPACE_MARK: " ", **{mark: char for char, mark in _VISIBLE.items()}}
+    return single_token(tokenizer, "".join(marks.get(c, c) for c in typed))
+
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class WordSplit:
+    """A word both prompts contain but tokenize differently, e.g. 'Claire': A '␣Claire', B 'Cl', 'aire'."""
+
+    word: str
+    pieces_a: tuple[str, ...]  # readable tokens covering the word in A (a leading space included)
+    pieces_b: tuple[str, ...]
+
+    def message(self) -> str:
+        a, b = " · ".join(self.pieces_a), " · ".join(self.pieces_b)
+        if len(self.pieces_a) == len(self.pieces_b):
+            return f"'{self.word}' is a different token in A ({a}) than in B ({b})."
+        return (
+            f"'{self.word}' splits differently: {_tokens(len(self.pieces_a))} in A ({a}), "
+            f"{_tokens(len(self.pieces_b))} in B ({b})."
+        )
+
+    def to_dict(self) -> dict:
+        return {"word": self.word, "pieces_a": list(self.pieces_a), "pieces_b": list(self.pieces_b)}
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
+@dataclass(frozen=True)
+class TokenizationDiff:
+    """How A's tokens line up with B's.
+
+    match_a[i] is the position in B that A's token i is aligned with (the longest common runs of
+    ids, difflib's matching blocks), or None where A differs; match_b likewise for B.
+    """
+
+    tokens_a: tuple[str, ...]
+    ids_a: tuple[int, ...]
+    tokens_b: tuple[str, ...]
+    ids_b: tuple[int, ...]
+    match_a: tuple[int | None, ...]
+    match_b: tuple[int | None, ...]
+    splits: tuple[WordSplit, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "tokens_a": list(self.tokens_a),
+            "ids_a": list(self.ids_a),
+            "tokens_b": list(self.tokens_b),
+            "ids_b": list(self.ids_b),
+            "match_a": list(self.match_a),
+            "match_b": list(self.match_b),
+            "splits": [s.to_dict() for s in self.splits],
+        }
+
+
+def _word_tokens(tokenizer, ids: list[int]) -> list[tuple[str, tuple[int, ...]]]:
+    """(word, ids of the tokens that cover it) for each word of the decoded ids, in order.
+
+    Words are runs of letters/digits (`\\w+`) in the text the tokens stand for; special tokens
+    cover no text. Offsets are in bytes because a token may hold part of a character.
+    """
+    special = set(tokenizer.all_special_ids)
+    pieces = [b"" if i in special else token_bytes(tokenizer, i) for i in ids]
+    ends = list(accumulate(len(p) for p in pieces))
+    spans = [(i, e - len(p), e) for i, p, e in zip(ids, pieces, ends, strict=True) if p]
+    text = b"".join(pieces).decode("utf-8", errors="surrogateescape")
+    byte_at = [0, *accumulate(len(c.encode("utf-8", errors="surrogateescape")) for c in text)]
+    out = []
+    for match in _WORD.finditer(text):
+        start, end = byte_at[match.start()], byte_at[match.end()]
+        out.append((match.group(), tuple(i for i, s, e in spans if s < end and e > start)))
+    return out
+
+
+def _word_splits(tokenizer, ids_a: list[int], ids_b: list[int]) -> tuple[WordSplit, ...]:
+    """Words present in both prompts whose n-th occurrences are covered by different tokens."""
+    in_b: dict[str, list[tuple[int, ...]]] = {}
+    for word, covering in _word_tokens(tokenizer, ids_b):
+        in_b.setdefault(word, []).append(covering)
+    seen_in_a: dict[str, int] = {}
+    splits: list[WordSplit] = []
+    for word, covering in _word_tokens(tokenizer, ids_a):
+        n = seen_in_a[word] = seen_in_a.get(word, -1) + 1
+        if n >= len(in_b.get(word, ())) or in_b[word][n] == covering:
+            continue
+        split = WordSplit(word, tuple(readable_tokens(tokenizer, list(covering))),
+                          tuple(readable_tokens(tokenizer, list(in_b[word][n]))))
+        if split not in splits:
+            splits.append(split)
+    return tuple(splits)
+
+
+def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> TokenizationDiff:
+    """Align the token ids of A and B and name the words they split differently."""
+    match_a: list[int | None] = [None] * len(ids_a)
+    match_b: list[int | None] = [None] * len(ids_b)
+    blocks = difflib.SequenceMatcher(a=ids_a, b=ids_b, autojunk=False).get_matching_blocks()
+    for block in blocks:
+        for offset in range(block.size):
+            match_a[block.a + offset] = block.b + offset
+            match_b[block.b + offset] = block.a + offset
+    return TokenizationDiff(
+        tokens_a=tuple(readable_tokens(tokenizer, ids_a)),
+        ids_a=tuple(ids_a),
+        tokens_b=tuple(readable_tokens(tokenizer, ids_b)),
+        ids_b=tuple(ids_b),
+        match_a=tuple(match_a),
+        match_b=tuple(match_b),
+        splits=_word_splits(tokenizer, list(ids_a), list(ids_b)),
+    )

@@ -1,0 +1,254 @@
+"""The top-token diff: layer by layer, how A's and B's next-token distributions differ at one position each.
+
+For every layer ℓ the logit lens gives A a distribution p = p_ℓ(A) and B a distribution q = p_ℓ(B)
+over the whole vocabulary (at a position chosen in each prompt, by default the last). Reported,
+all in **bits** (log base 2):
+
+- KL(A‖B)  = Σ p log₂(p / q)                      — ≥ 0, 0 iff p = q, unbounded, not symmetric
+- JS(A, B) = ½ KL(A‖M) + ½ KL(B‖M),  M = (p + q)/2  — symmetric, 0 ≤ JS ≤ 1 bit
+- entropy  H(p) = −Σ p log₂ p
+- top-k overlap: Jaccard |top_k(p) ∩ top_k(q)| / |top_k(p) ∪ top_k(q)|
+- the token whose probability changed most: argmax_t |q_t − p_t| over the whole vocabulary
+
+Signs: Δprob = p_B − p_A and Δrank = rank_B − rank_A, so a positive Δrank means the token fell
+in B. Ranks are 1-based over the whole vocabulary (1 = most likely).
+
+Only the two distributions of one layer-chunk are alive at once (`lens.chunk_size`), never a
+layers × positions × vocab tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from lib.capture import Capture
+from lib.compare import check_top_k
+from lib.errors import SettingsError
+from lib.lens import TokenProb, chunk_size, top_k_table
+from lib.models import LoadedModel
+from lib.tokens import readable_token
+
+LN2 = math.log(2.0)
+# Several float64 [n, vocab] temporaries per prompt live at once; keep them near one lens chunk.
+_FLOAT64_TEMPORARIES = 8
+
+
+@dataclass(frozen=True)
+class TokenDelta:
+    """One token under both distributions: probabilities and 1-based ranks over the whole vocabulary."""
+
+    token: str
+    id: int
+    prob_a: float
+    prob_b: float
+    rank_a: int
+    rank_b: int
+
+    @property
+    def delta_prob(self) -> float:
+        """p_B − p_A."""
+        return self.prob_b - self.prob_a
+
+    @property
+    def delta_rank(self) -> int:
+        """rank_B − rank_A (positive: the token is less likely in B)."""
+        return self.rank_b - self.rank_a
+
+    def to_dict(self) -> dict:
+        return {
+            "token": self.token,
+            "id": self.id,
+            "prob_a": self.prob_a,
+            "prob_b": self.prob_b,
+            "rank_a": self.rank_a,
+            "rank_b": self.rank_b,
+            "delta_prob": self.delta_prob,
+            "delta_rank": self.delta_rank,
+        }
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """A against B at one layer.
+
+    shared: tokens in both top-k lists, in A's order; only_a / only_b: the rest of each top-k,
+    with the other prompt's probability and rank filled in. KL, JS and entropies are in bits.
+    """
+
+    layer: int
+    top_a: tuple[TokenProb, ...]
+    top_b: tuple[TokenProb, ...]
+    shared: tuple[TokenDelta, ...]
+    only_a: tuple[TokenDelta, ...]
+    only_b: tuple[TokenDelta, ...]
+    kl_bits: float  # KL(A‖B)
+    js_bits: float  # Jensen–Shannon, in [0, 1]
+    jaccard: float  # top-k overlap
+    entropy_a_bits: float
+    entropy_b_bits: float
+    most_changed: TokenDelta  # argmax |p_B − p_A| over the whole vocabulary
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.layer,
+            "top_a": [t.to_dict() for t in self.top_a],
+            "top_b": [t.to_dict() for t in self.top_b],
+            "shared": [t.to_dict() for t in self.shared],
+            "only_a": [t.to_dict() for t in self.only_a],
+            "only_b": [t.to_dict() for t in self.only_b],
+            "kl_bits": self.kl_bits,
+            "js_bits": self.js_bits,
+            "jaccard": self.jaccard,
+            "entropy_a_bits": self.entropy_a_bits,
+            "entropy_b_bits": self.entropy_b_bits,
+            "most_changed": self.most_changed.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class TopTokenDiff:
+    """The diff at every layer 0…L, at `position_a` of A and `position_b` of B (0-based)."""
+
+    position_a: int
+    position_b: int
+    token_a: str  # the input token at that position of A
+    token_b: str
+    top_k: int
+    layers: tuple[LayerDiff, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "position_a": self.position_a,
+            "position_b": self.position_b,
+            "token_a": self.token_a,
+            "token_b": self.token_b,
+            "top_k": self.top_k,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+def resolve_position(position: int, n_tokens: int, label: str) -> int:
+    """A position as a 0-based index (negative counts from the end: -1 = last), or SettingsError."""
+    if not -n_tokens <= position < n_tokens:
+        raise SettingsError(
+            f"Position {position} is outside prompt {label}, which has {n_tokens} tokens (0…{n_tokens - 1})."
+        )
+    return position % n_tokens
+
+
+def _paired_logits(
+    loaded: LoadedModel, cap_a: Capture, pos_a: int, cap_b: Capture, pos_b: int
+) -> Iterator[tuple[range, torch.Tensor, torch.Tensor]]:
+    """Yield (layers, lens logits of A [n, vocab], of B [n, vocab]) chunk by chunk over all layers."""
+    n_layers = cap_a.residual.shape[0]
+    step = max(1, chunk_size(loaded.vocab_size) // _FLOAT64_TEMPORARIES)
+    for start in range(0, n_layers, step):
+        layers = range(start, min(start + step, n_layers))
+        index = torch.tensor(list(layers))
+        with loaded.lock, torch.inference_mode():
+            logits_a = loaded.architecture.logits(cap_a.residual[index, pos_a].to(loaded.device))
+            logits_b = loaded.architecture.logits(cap_b.residual[index, pos_b].to(loaded.device))
+        yield layers, logits_a, logits_b
+
+
+def _plogp_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """Σ p · log_ratio per row, in bits, with 0 · log 0 = 0."""
+    return torch.where(p > 0, p * log_ratio, torch.zeros_like(p)).sum(-1) / LN2
+
+
+def kl_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p‖q) = Σ p log₂(p/q) per row of probabilities [n, vocab]; +inf where q = 0 < p."""
+    return _plogp_sum(p, p.log() - q.log()).clamp_min(0.0)
+
+
+def js_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen–Shannon ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2, per row, in bits (0 ≤ JS ≤ 1)."""
+    m = (p + q) / 2
+    return (kl_bits(p, m) + kl_bits(q, m)) / 2
+
+
+def entropy_bits(p: torch.Tensor) -> torch.Tensor:
+    """H(p) = −Σ p log₂ p per row."""
+    return -_plogp_sum(p, p.log())
+
+
+def _ranks(probs: torch.Tensor, ids: list[int]) -> list[int]:
+    """1-based rank of each token id in one distribution [vocab] (1 + how many are strictly likelier)."""
+    chosen = probs[ids]
+    return [int(r) + 1 for r in (probs[None, :] > chosen[:, None]).sum(-1).tolist()]
+
+
+def _deltas(loaded: LoadedModel, p: torch.Tensor, q: torch.Tensor, ids: list[int]) -> list[TokenDelta]:
+    ranks_a, ranks_b = _ranks(p, ids), _ranks(q, ids)
+    return [
+        TokenDelta(readable_token(loaded.tokenizer, i), i, float(p[i]), float(q[i]), ra, rb)
+        for i, ra, rb in zip(ids, ranks_a, ranks_b, strict=True)
+    ]
+
+
+def _layer_diff(
+    loaded: LoadedModel, layer: int, p: torch.Tensor, q: torch.Tensor,
+    top_a: tuple[TokenProb, ...], top_b: tuple[TokenProb, ...], stats: dict[str, float],
+) -> LayerDiff:
+    ids_a, ids_b = [t.id for t in top_a], [t.id for t in top_b]
+    shared = [i for i in ids_a if i in set(ids_b)]
+    only_a = [i for i in ids_a if i not in set(ids_b)]
+    only_b = [i for i in ids_b if i not in set(ids_a)]
+    most = int((q - p).abs().argmax())
+    return LayerDiff(
+        layer=layer,
+        top_a=top_a,
+        top_b=top_b,
+        shared=tuple(_deltas(loaded, p, q, shared)),
+        only_a=tuple(_deltas(loaded, p, q, only_a)),
+        only_b=tuple(_deltas(loaded, p, q, only_b)),
+        jaccard=len(shared) / len(set(ids_a) | set(ids_b)),
+        most_changed=_deltas(loaded, p, q, [most])[0],
+        **stats,
+    )
+
+
+def top_token_diff(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    *,
+    position_a: int = -1,
+    position_b: int = -1,
+    top_k: int = 10,
+) -> TopTokenDiff:
+    """Compare the lens distributions of A (at `position_a`) and B (at `position_b`) at every layer.
+
+        >>> d = top_token_diff(model, capture(model, "The capital of France is"),
+        ...                    capture(model, "The capital of Italy is"), top_k=5)
+        >>> d.layers[-1].most_changed.token, d.layers[-1].js_bits <= 1
+        ('␣Paris', True)
+    """
+    check_top_k(loaded, top_k)
+    pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
+    pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
+    layers: list[LayerDiff] = []
+    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, cap_b, pos_b):
+        tops_a, tops_b = top_k_table(loaded, logits_a, top_k), top_k_table(loaded, logits_b, top_k)
+        p, q = torch.softmax(logits_a.double(), -1), torch.softmax(logits_b.double(), -1)
+        columns = {
+            "kl_bits": kl_bits(p, q).tolist(),
+            "js_bits": js_bits(p, q).tolist(),
+            "entropy_a_bits": entropy_bits(p).tolist(),
+            "entropy_b_bits": entropy_bits(q).tolist(),
+        }
+        for row, layer in enumerate(chunk):
+            stats = {name: values[row] for name, values in columns.items()}
+            layers.append(_layer_diff(loaded, layer, p[row], q[row], tops_a[row], tops_b[row], stats))
+    return TopTokenDiff(
+        position_a=pos_a,
+        position_b=pos_b,
+        token_a=cap_a.tokens[pos_a],
+        token_b=cap_b.tokens[pos_b],
+        top_k=top_k,
+        layers=tuple(layers),
+    )

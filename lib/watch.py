@@ -1,0 +1,108 @@
+"""Watched tokens: how likely chosen tokens are at every layer, through the logit lens (ecco's "rank").
+
+For a token t at layer ℓ and one position, with lens logits z = softcap(W_U · final_norm(h_ℓ)):
+
+- logit  z_t (after any soft-cap, so differences are the ones the model's softmax sees)
+- prob   softmax(z)_t
+- rank   1 + #{u : z_u > z_t}   (1 = the lens's top token; needs the whole vocabulary)
+
+and the logit difference of two tokens, `z_t1 − z_t2` (the IOI metric: " Claire" − " Mary").
+Cells are reduced to these numbers chunk by chunk (`lens.lens_logits_chunks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lib.capture import Capture
+from lib.diff import resolve_position
+from lib.lens import lens_logits_chunks
+from lib.models import LoadedModel
+from lib.tokens import readable_token
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One token at one position of one prompt, for every layer 0…L."""
+
+    token: str
+    id: int
+    logit: tuple[float, ...]
+    prob: tuple[float, ...]
+    rank: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "token": self.token,
+            "id": self.id,
+            "logit": list(self.logit),
+            "prob": list(self.prob),
+            "rank": list(self.rank),
+        }
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The watched tokens in A (at `position_a`) and in B (at `position_b`); a[i], b[i]: the same token."""
+
+    position_a: int
+    position_b: int
+    a: tuple[Trajectory, ...]
+    b: tuple[Trajectory, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "position_a": self.position_a,
+            "position_b": self.position_b,
+            "a": [t.to_dict() for t in self.a],
+            "b": [t.to_dict() for t in self.b],
+        }
+
+
+def logit_difference(first: Trajectory, second: Trajectory) -> tuple[float, ...]:
+    """Per layer, logit[first] − logit[second] (both trajectories from the same prompt)."""
+    return tuple(x - y for x, y in zip(first.logit, second.logit, strict=True))
+
+
+def trajectories(
+    loaded: LoadedModel, residual: torch.Tensor, token_ids: Sequence[int], position: int = -1
+) -> tuple[Trajectory, ...]:
+    """Per-layer logit, prob and rank of each of `token_ids` at `position` of residual [L+1, pos, d]."""
+    if not token_ids:
+        return ()
+    pos = position % residual.shape[1]
+    ids = torch.tensor(list(token_ids), dtype=torch.long)
+    logits, probs, ranks = [], [], []
+    for _, chunk in lens_logits_chunks(loaded, residual, [(l, pos) for l in range(residual.shape[0])]):
+        chosen = chunk[:, ids]  # [n, tokens]
+        logits.append(chosen)
+        probs.append(torch.log_softmax(chunk, -1)[:, ids].exp())
+        ranks.append(torch.stack([(chunk > chosen[:, [j]]).sum(-1) + 1 for j in range(len(ids))], -1))
+    logit, prob, rank = (torch.cat(parts).T.tolist() for parts in (logits, probs, ranks))
+    return tuple(
+        Trajectory(readable_token(loaded.tokenizer, t), t, tuple(lo), tuple(p), tuple(map(int, ra)))
+        for t, lo, p, ra in zip(ids.tolist(), logit, prob, rank, strict=True)
+    )
+
+
+def watch_tokens(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    token_ids: Sequence[int],
+    *,
+    position_a: int = -1,
+    position_b: int = -1,
+) -> Watch:
+    """Trajectories of the same tokens in A and in B (resolve typed words with `tokens.typed_token`)."""
+    pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
+    pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
+    return Watch(
+        position_a=pos_a,
+        position_b=pos_b,
+        a=trajectories(loaded, cap_a.residual, token_ids, pos_a),
+        b=trajectories(loaded, cap_b.residual, token_ids, pos_b),
+    )

@@ -1,0 +1,71 @@
+"""Watched tokens per layer, and the BOS effect, checked against the model's own logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.bos import bos_effect
+from lib.capture import capture
+from lib.lens import lens_column
+from lib.tokens import single_token
+from lib.watch import logit_difference, trajectories, watch_tokens
+
+A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
+
+
+def test_last_layer_matches_the_models_own_logits_and_ranks(family_model):
+    cap = capture(family_model, A)
+    own = cap.final_logits
+    ids = own.topk(3).indices.tolist() + [single_token(family_model.tokenizer, " Rome").id]
+    [*top, rome] = trajectories(family_model, cap.residual, ids)
+    assert [t.rank[-1] for t in top] == [1, 2, 3]
+    assert rome.rank[-1] == 1 + int((own > own[rome.id]).sum())
+    probs = torch.softmax(own, -1)
+    for t in (*top, rome):
+        assert len(t.prob) == family_model.n_layers + 1
+        assert t.prob[-1] == pytest.approx(probs[t.id].item(), abs=1e-5)
+
+
+def test_logit_difference_follows_the_lens_including_softcap(family_model):
+    cap = capture(family_model, B)
+    claire, mary = (single_token(family_model.tokenizer, w).id for w in (" Claire", " Mary"))
+    first, second = trajectories(family_model, cap.residual, [claire, mary])
+    diff = logit_difference(first, second)
+    for layer, value in enumerate(diff):
+        logits = family_model.architecture.logits(cap.residual[layer, -1])
+        assert value == pytest.approx((logits[claire] - logits[mary]).item(), abs=1e-4)
+    assert diff[-1] == pytest.approx((cap.final_logits[claire] - cap.final_logits[mary]).item(), abs=1e-3)
+
+
+def test_rank_one_is_the_lens_top_token_at_every_layer(family_model):
+    cap = capture(family_model, A)
+    column = lens_column(family_model, cap.residual, 2, 1)
+    for cell in column:
+        [t] = trajectories(family_model, cap.residual, [cell.top[0].id], position=2)
+        assert t.rank[cell.layer] == 1
+        assert t.prob[cell.layer] == pytest.approx(cell.top[0].prob, abs=1e-6)
+
+
+def test_watch_follows_the_same_tokens_in_prompts_of_different_lengths(tiny_models):
+    model = tiny_models["gemma2"]
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    ids = [single_token(model.tokenizer, w).id for w in (" Paris", " Rome")]
+    watch = watch_tokens(model, cap_a, cap_b, ids)
+    assert (watch.position_a, watch.position_b) == (cap_a.n_tokens - 1, cap_b.n_tokens - 1)
+    assert [t.id for t in watch.a] == [t.id for t in watch.b] == ids
+    assert watch.a[0].prob != watch.b[0].prob
+    assert watch.to_dict()["b"][1]["token"] == "␣Rome"
+
+
+def test_bos_on_and_off_differ_by_exactly_the_bos_token(family_model):
+    on, off = capture(family_model, A, "on"), capture(family_model, A, "off")
+    pair = tuple(off.final_logits.topk(2).indices.tolist())
+    effect = bos_effect(family_model, on, off, top_k=3, pair=pair)
+    assert effect.on.tokens == (effect.bos_token, *effect.off.tokens)
+    for run, cap in ((effect.on, on), (effect.off, off)):
+        logits = cap.final_logits
+        assert run.logit_difference == pytest.approx((logits[pair[0]] - logits[pair[1]]).item())
+    assert effect.off.logit_difference > 0  # t1 is the top token without BOS
+    assert [t.id for t in effect.on.top] == on.final_logits.topk(3).indices.tolist()
+    assert effect.on.top != effect.off.top
