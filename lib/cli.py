@@ -1,5 +1,6 @@
 """Command line: `python -m lib compare "PROMPT A" "PROMPT B" [--model SPEC] [--top-k K] [--bos MODE]`
-and `python -m lib patch "PROMPT A" "PROMPT B" [--answer TOK] [--wrong TOK] [--model SPEC] [--bos MODE]`.
+and `python -m lib patch "PROMPT A" "PROMPT B" [--answer TOK] [--wrong TOK] [--model SPEC] [--bos MODE]`
+and `python -m lib compare-models "PROMPT" --model SPEC1 --model2 SPEC2 [--top-k K] [--bos MODE]`.
 
 Prints the result's `to_dict()` as JSON on stdout. Errors a user can cause print one line on
 stderr and exit 1; wrong arguments exit 2 (argparse).
@@ -38,20 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
     patch.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
     _model_args(patch)
+    pair = commands.add_parser("compare-models", help="logit lens and distances of one prompt in two models")
+    pair.add_argument("prompt")
+    pair.add_argument("--model2", required=True, help="second model, same tokenizer: a hub id or a folder")
+    pair.add_argument("--top-k", type=int, default=10)
+    _model_args(pair)
     return parser
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, spec: str | None = None):
     from lib.models import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model if spec is None else spec, device=args.device, dtype=args.dtype)
+
+
+def _check_top_k_arg(top_k: int) -> None:
+    if top_k < 1:  # checked before the slow model load
+        raise TwinlensError(f"top-k must be at least 1 (got {top_k}).")
 
 
 def run_compare(args: argparse.Namespace) -> dict:
     from lib.compare import check_top_k, compare_prompts
 
-    if args.top_k < 1:  # checked before the slow model load
-        raise TwinlensError(f"top-k must be at least 1 (got {args.top_k}).")
+    _check_top_k_arg(args.top_k)
     check_prompts(args.prompt_a, args.prompt_b)
     model = _load(args)
     check_top_k(model, args.top_k)
@@ -67,7 +77,19 @@ def run_patch(args: argparse.Namespace) -> dict:
     ).to_dict()
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {"compare": run_compare, "patch": run_patch}
+def run_compare_models(args: argparse.Namespace) -> dict:
+    from lib.model_compare import compare_models
+
+    _check_top_k_arg(args.top_k)
+    check_prompts(args.prompt)
+    model1 = _load(args)
+    model2 = model1 if args.model2.strip() == args.model.strip() else _load(args, args.model2)
+    return compare_models(model1, model2, args.prompt, top_k=args.top_k, bos=args.bos).to_dict()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
+    "compare": run_compare, "patch": run_patch, "compare-models": run_compare_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

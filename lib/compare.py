@@ -48,13 +48,21 @@ class PromptResult:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Everything the Compare page and `python -m lib compare` show."""
+    """Everything the Compare page and `python -m lib compare` show.
+
+    mode "prompts": two prompts (a, b) through one model. mode "models": one prompt through
+    model 1 (a, `model`) and model 2 (b, `model2`), see `lib.model_compare`; there `distance` is
+    None when the two residual streams differ in shape, and `note` says why.
+    """
 
     model: dict
     settings: dict
     a: PromptResult
     b: PromptResult
-    distance: LayerDistances
+    distance: LayerDistances | None
+    mode: str = "prompts"
+    model2: dict | None = None
+    note: str = ""  # a plain sentence for the pages, e.g. why there are no distances
 
     def to_dict(self) -> dict:
         return {
@@ -62,7 +70,10 @@ class Comparison:
             "settings": dict(self.settings),
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
-            "distance": self.distance.to_dict(),
+            "distance": None if self.distance is None else self.distance.to_dict(),
+            "mode": self.mode,
+            "model2": None if self.model2 is None else dict(self.model2),
+            "note": self.note,
         }
 
 

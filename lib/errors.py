@@ -21,3 +21,7 @@ class PromptError(TwinlensError):
 
 class SettingsError(TwinlensError):
     """A setting is out of range (top-k below 1, an unknown BOS mode...)."""
+
+
+class ModelPairError(TwinlensError):
+    """Two models cannot be compared on one prompt (their tokenizers differ)."""

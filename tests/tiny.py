@@ -21,8 +21,8 @@ CORPUS = [
 SPECIAL = ["<bos>", "<eos>", "<pad>"]
 
 
-def make_tokenizer(vocab_size: int = 1000):
-    """A byte-level BPE tokenizer (GPT-2 style) trained on CORPUS, with BOS/EOS/PAD tokens."""
+def make_tokenizer(vocab_size: int = 1000, corpus: tuple[str, ...] | list[str] = CORPUS):
+    """A byte-level BPE tokenizer (GPT-2 style) trained on `corpus`, with BOS/EOS/PAD tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -35,7 +35,7 @@ def make_tokenizer(vocab_size: int = 1000):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
     )
@@ -113,7 +113,7 @@ FAMILIES = (
 UNSUPPORTED = ("bert", "cohere")  # load_model must refuse these, naming the family
 
 
-def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None) -> Path:
+def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None, **overrides) -> Path:
     """Build a random `family` model, scale its weights up so distributions are peaked (near-ties
     would make top-k comparisons fragile), save it and its tokenizer to `folder`."""
     from transformers import AutoModelForCausalLM
@@ -121,6 +121,7 @@ def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None
     tokenizer = tokenizer or make_tokenizer()
     torch.manual_seed(seed)
     config = config_for(family, tokenizer)
+    config.update(overrides)  # e.g. n_layer=2 for a model of another shape
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         for p in model.parameters():

@@ -1,0 +1,113 @@
+"""One prompt through two models that share a tokenizer — a base model and its fine-tune, say.
+
+The counterpart of `lib.compare` (two prompts, one model): the result is the same `Comparison`,
+with side A = model 1 and side B = model 2 (`mode="models"`, `model2` = model 2's info), so the
+same pages and JSON serve both. Distances compare the two residual streams at the same layer and
+the last token,
+
+    d_cos(ℓ) = 1 − cos(h¹_ℓ, h²_ℓ),    d_rel(ℓ) = ‖h¹_ℓ − h²_ℓ‖ / ((‖h¹_ℓ‖ + ‖h²_ℓ‖) / 2),
+
+and exist only when both models have the same number of layers and the same width. They mean
+something only when the two share a basis (a fine-tune starts from its base's weights); two models
+trained apart are far apart at every layer even when their shapes match.
+
+    >>> from lib.models import load_model
+    >>> base, tuned = load_model("HuggingFaceTB/SmolLM2-135M"), load_model("default")  # its instruct tune
+    >>> c = compare_models(base, tuned, "The capital of France is")
+    >>> c.mode, len(c.distance.cosine)  # model 1 is side a, model 2 side b
+    ('models', 31)
+"""
+
+from __future__ import annotations
+
+from lib.capture import Capture, capture
+from lib.compare import Comparison, check_top_k, prompt_result
+from lib.distances import layer_distances
+from lib.errors import ModelPairError
+from lib.models import LoadedModel
+from lib.tokens import encode, readable_tokens
+
+
+def check_same_tokenizer(model1: LoadedModel, model2: LoadedModel) -> None:
+    """Both models must give every token the same id: the smaller vocabulary must sit inside the
+    larger (a fine-tune may add tokens at the end). Raises `ModelPairError` naming a token that differs."""
+    if model1.tokenizer is model2.tokenizer:
+        return
+    vocab1, vocab2 = model1.tokenizer.get_vocab(), model2.tokenizer.get_vocab()
+    small, large = (vocab1, vocab2) if len(vocab1) <= len(vocab2) else (vocab2, vocab1)
+    differ = [token for token, i in small.items() if large.get(token) != i]
+    if differ:
+        token = min(differ, key=small.__getitem__)
+        raise ModelPairError(
+            f"{model1.name} and {model2.name} do not share a tokenizer: {len(differ):,} of "
+            f"{len(small):,} tokens differ (e.g. {token!r} is {vocab1.get(token, 'absent')} in model 1 "
+            f"and {vocab2.get(token, 'absent')} in model 2). Comparing two models reads one token "
+            "sequence through both, so they need the same tokenizer — a model and its fine-tune share one."
+        )
+
+
+def check_same_tokens(model1: LoadedModel, model2: LoadedModel, prompt: str, bos: str) -> None:
+    """The prompt must become the same token ids in both (tokenizer settings such as adding a BOS
+    may differ even when the vocabularies agree)."""
+    check_same_tokenizer(model1, model2)
+    ids1, ids2 = encode(model1.tokenizer, prompt, bos), encode(model2.tokenizer, prompt, bos)
+    if ids1 != ids2:
+        raise ModelPairError(
+            f"The two models split the prompt differently: model 1 reads "
+            f"{readable_tokens(model1.tokenizer, ids1)}, model 2 reads "
+            f"{readable_tokens(model2.tokenizer, ids2)}. Set BOS to 'on' or 'off' so both read the "
+            "same tokens."
+        )
+
+
+def _shape(model: LoadedModel) -> str:
+    return f"{model.n_layers} layers of width {model.d_model}"
+
+
+def compare_model_captures(
+    model1: LoadedModel, model2: LoadedModel, cap1: Capture, cap2: Capture, *, top_k: int = 10
+) -> Comparison:
+    """A model-vs-model comparison from the prompt already run through each model (no forward pass).
+    `cap1` and `cap2` must hold the same token ids (see `check_same_tokens`)."""
+    check_top_k(model1, top_k)
+    check_top_k(model2, top_k)
+    if cap1.token_ids != cap2.token_ids:
+        raise ModelPairError("The two captures hold different tokens; run one prompt through both models.")
+    if cap1.residual.shape == cap2.residual.shape:
+        distance = layer_distances(cap1.residual.cpu(), cap2.residual.cpu(), "last")
+        note = (
+            "Distances compare model 1's and model 2's residual streams at the same layer; they mean "
+            "something when one model was trained from the other (a fine-tune of a base model)."
+        )
+    else:
+        distance = None
+        note = (
+            f"No distances per layer: model 1 has {_shape(model1)}, model 2 has {_shape(model2)}, and "
+            "residual streams of different shapes cannot be compared layer by layer. Each lens is "
+            "shown on its own."
+        )
+    return Comparison(
+        model=model1.info(),
+        settings={"top_k": top_k, "bos": cap1.bos},
+        a=prompt_result(model1, cap1, top_k),
+        b=prompt_result(model2, cap2, top_k),
+        distance=distance,
+        mode="models",
+        model2=model2.info(),
+        note=note,
+    )
+
+
+def compare_models(
+    model1: LoadedModel, model2: LoadedModel, prompt: str, *, top_k: int = 10, bos: str = "auto"
+) -> Comparison:
+    """Run `prompt` once through each model and compare them layer by layer at the last position.
+
+    Refuses (`ModelPairError`) models whose tokenizers differ, before any forward pass.
+    """
+    check_top_k(model1, top_k)
+    check_top_k(model2, top_k)
+    check_same_tokens(model1, model2, prompt, bos)
+    return compare_model_captures(
+        model1, model2, capture(model1, prompt, bos), capture(model2, prompt, bos), top_k=top_k
+    )
