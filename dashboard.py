@@ -22,6 +22,7 @@ PAGES = [  # (file, title, icon); the first is the default page
     ("pages/tokens.py", "Tokens", "🔤"),
     ("pages/watch.py", "Watch tokens", "👁️"),
     ("pages/patching.py", "Patching", "🩹"),
+    ("pages/history.py", "History", "🗂️"),
 ]
 
 

@@ -45,6 +45,23 @@ class PromptResult:
             "final": [t.to_dict() for t in self.final],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> PromptResult:
+        """The inverse of `to_dict` (a saved comparison is reopened without running the model)."""
+
+        def top(row: list[dict]) -> tuple[TokenProb, ...]:
+            return tuple(TokenProb(**t) for t in row)
+
+        return cls(
+            text=data["text"],
+            tokens=tuple(data["tokens"]),
+            token_ids=tuple(data["token_ids"]),
+            has_bos=data["has_bos"],
+            lens=tuple(top(row) for row in data["lens"]),
+            entropy=tuple(data["entropy"]),
+            final=top(data["final"]),
+        )
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -75,6 +92,25 @@ class Comparison:
             "model2": None if self.model2 is None else dict(self.model2),
             "note": self.note,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Comparison:
+        """The inverse of `to_dict`: `Comparison.from_dict(json.loads(json.dumps(c.to_dict()))) == c`."""
+        distance = data["distance"]
+        return cls(
+            model=dict(data["model"]),
+            settings=dict(data["settings"]),
+            a=PromptResult.from_dict(data["a"]),
+            b=PromptResult.from_dict(data["b"]),
+            distance=None if distance is None else LayerDistances(
+                alignment=distance["alignment"],
+                cosine=tuple(distance["cosine"]),
+                relative_l2=tuple(distance["relative_l2"]),
+            ),
+            mode=data.get("mode", "prompts"),
+            model2=None if data.get("model2") is None else dict(data["model2"]),
+            note=data.get("note", ""),
+        )
 
 
 def check_top_k(loaded: LoadedModel, top_k: int) -> int:

@@ -25,3 +25,7 @@ class SettingsError(TwinlensError):
 
 class ModelPairError(TwinlensError):
     """Two models cannot be compared on one prompt (their tokenizers differ)."""
+
+
+class HistoryError(TwinlensError):
+    """Saved comparisons cannot be read or written (a damaged database, a full disk, a bad name...)."""

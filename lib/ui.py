@@ -7,13 +7,15 @@ so switching pages or changing a display option runs no new forward pass.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import streamlit as st
 
 from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures
-from lib.errors import TwinlensError
+from lib.errors import HistoryError, TwinlensError
+from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.models import LoadedModel, load_model
 from lib.tokens import BOS_MODES
 
@@ -106,8 +108,80 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
         model = get_model(request.model, request.device, request.dtype)
         return request, model, get_comparison(request)
     except TwinlensError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return None
+
+
+def draw_comparison(comparison: Comparison) -> None:
+    """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
+    plain text) with their tokens and next token, the distance per layer, both logit lenses."""
+    from lib import compare_frames as frames
+
+    st.caption(frames.model_caption(comparison))
+    sides = (("A", comparison.a), ("B", comparison.b))
+    for col, (label, side) in zip(st.columns(2), sides, strict=True):
+        with col:
+            st.subheader(f"Prompt {label}")
+            st.text(side.text)
+            top = side.final[0]
+            st.metric(f"Model's next token ({label})", top.token, f"p = {top.prob:.3f}", delta_color="off")
+            st.dataframe(frames.tokens_frame(side).T, width="stretch")
+    st.subheader("Distance between A and B at the last token, per layer")
+    distance = comparison.distance
+    if distance is None:
+        st.info(comparison.note)
+    else:
+        peak = distance.peak_layer("cosine")
+        st.altair_chart(frames.distance_chart(distance), width="stretch")
+        st.caption(
+            f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
+            f"at the last layer it is {distance.cosine[-1]:.3f}."
+        )
+    st.subheader("Logit lens at the last token")
+    for col, (label, side) in zip(st.columns(2), sides, strict=True):
+        with col:
+            st.markdown(f"**Prompt {label}**")
+            height = min(40 + 35 * (len(side.lens) + 1), 900)
+            st.dataframe(frames.lens_frame(side), width="stretch", height=height)
+
+
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>$~|])")  # emphasis, code, links, HTML, LaTeX, tables
+
+
+def plain(text: str) -> str:
+    """`text` escaped for Streamlit's Markdown (st.error, st.info...): the signs of Markdown
+    emphasis, code, links and images, HTML, LaTeX and tables get a backslash, so a prompt, token
+    or model name quoted in a message shows literally."""
+    return _MARKDOWN_SIGNS.sub(r"\\\1", text)
+
+
+def open_history() -> History | None:
+    """The saved comparisons, or None after an st.error. A damaged database is reported, set
+    aside by `History` (never overwritten) and replaced by a fresh one at once."""
+    for _ in range(2):
+        try:
+            return History()
+        except HistoryError as exc:
+            st.error(plain(str(exc)))
+            if (data_dir() / DB_NAME).exists():  # not set aside, so a second try cannot help
+                return None
+    return None
+
+
+def save_form(request: Request, comparison: Comparison) -> None:
+    """A name and a Save button: stores `comparison` with `request` in the History."""
+    default = f"{comparison.a.text[:40]} | {comparison.b.text[:40]}"
+    with st.form("save-comparison", border=False):
+        name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+        name = name_col.text_input("Name", value=" ".join(default.split()), max_chars=MAX_NAME)
+        if button_col.form_submit_button("💾 Save", width="stretch"):
+            history = open_history()
+            if history is not None:
+                try:
+                    saved_id = history.save(name, request.to_dict(), comparison)
+                    st.success(f"Saved as #{saved_id}. Reopen it on the History page.")
+                except HistoryError as exc:
+                    st.error(plain(str(exc)))
 
 
 def run_pages(pages: list) -> None:

@@ -1,0 +1,55 @@
+"""The Compare page's tables and chart, built from a `Comparison` alone (pandas and Altair, no
+Streamlit): the Compare page draws a fresh comparison with them, the History page a saved one."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from lib.compare import Comparison, PromptResult
+from lib.distances import LayerDistances
+
+
+def tokens_frame(side: PromptResult) -> pd.DataFrame:
+    """One row per token: its readable text and id."""
+    return pd.DataFrame({"token": list(side.tokens), "id": list(side.token_ids)})
+
+
+def lens_frame(side: PromptResult) -> pd.DataFrame:
+    """Rows: the model's own top-k, then layers L…0; columns #1…#k; cells 'token  p'."""
+    rows = [("model", side.final)] + [(f"layer {l}", side.lens[l]) for l in range(len(side.lens) - 1, -1, -1)]
+    return pd.DataFrame(
+        [[f"{t.token}  {t.prob:.3f}" for t in top] for _, top in rows],
+        index=[name for name, _ in rows],
+        columns=[f"#{i + 1}" for i in range(len(side.final))],
+    )
+
+
+def distance_chart(distance: LayerDistances) -> alt.Chart:
+    """Cosine distance and relative L2 per layer, one line each."""
+    layers = list(range(len(distance.cosine)))
+    data = pd.DataFrame(
+        {
+            "layer": layers * 2,
+            "distance": list(distance.cosine) + list(distance.relative_l2),
+            "measure": ["cosine distance"] * len(layers) + ["relative L2"] * len(layers),
+        }
+    )
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x="layer:Q", y="distance:Q", color="measure:N",
+            tooltip=["layer", "measure", alt.Tooltip("distance", format=".4f")],
+        )
+        .properties(height=260)
+    )
+
+
+def model_caption(comparison: Comparison) -> str:
+    """'name · L layers · d_model d · vocab V · BOS mode', from what the comparison recorded."""
+    m = comparison.model
+    return (
+        f"{m['name']} · {m['n_layers']} layers · d_model {m['d_model']} · vocab {m['vocab_size']:,}"
+        f" · BOS {comparison.settings.get('bos', 'auto')}"
+    )

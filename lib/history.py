@@ -1,0 +1,227 @@
+"""Saved comparisons: a small SQLite database in the data folder, so nothing a user saved is lost.
+
+The database is `history.sqlite3` in `$TWINLENS_DATA` (default `~/.local/share/twinlens`). It runs
+in WAL mode with `synchronous=FULL`, and every save is one transaction: a process killed in the
+middle of a save leaves the database as it was before that save, with every earlier save intact.
+Each call opens its own connection, so any number of threads (browser sessions) and processes can
+save at once; writers wait for each other (`busy_timeout`) instead of failing.
+
+A file that is not a readable database is never written over: it is renamed to
+`history.sqlite3.corrupt-<time>` (its `-wal`/`-shm` companions alike), `HistoryError` says so,
+and the next `History` starts a new, empty database.
+
+    >>> history = History()
+    >>> saved_id = history.save("capitals", request.to_dict(), comparison)
+    >>> history.get(saved_id).comparison() == comparison
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lib.compare import Comparison
+from lib.errors import HistoryError
+
+DB_NAME = "history.sqlite3"
+SCHEMA_VERSION = 1  # PRAGMA user_version; a newer file is left alone rather than misread
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another session's save to finish
+MAX_NAME = 200
+_COMPANIONS = ("", "-wal", "-shm")  # the database file and the files WAL mode keeps beside it
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    saved_at TEXT NOT NULL,   -- ISO 8601, UTC
+    model TEXT NOT NULL,      -- the model's display name
+    prompt_a TEXT NOT NULL,
+    prompt_b TEXT NOT NULL,
+    settings TEXT NOT NULL,   -- JSON: the request (model spec, prompts, BOS, top-k...)
+    result TEXT NOT NULL      -- JSON: Comparison.to_dict()
+)
+"""
+_ENTRY_COLUMNS = "id, name, saved_at, model, prompt_a, prompt_b"
+
+
+def data_dir() -> Path:
+    """Where twinlens keeps what users save (`$TWINLENS_DATA`, default ~/.local/share/twinlens)."""
+    default = Path.home() / ".local" / "share" / "twinlens"
+    return Path(os.environ.get("TWINLENS_DATA") or default).expanduser()
+
+
+@dataclass(frozen=True)
+class SavedEntry:
+    """One line of the history list (no results: listing stays cheap)."""
+
+    id: int
+    name: str
+    saved_at: str  # ISO 8601, UTC
+    model: str
+    prompt_a: str
+    prompt_b: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SavedComparison:
+    """A saved comparison as stored: its entry, the request's settings and the result's JSON."""
+
+    entry: SavedEntry
+    settings: dict
+    result: dict  # Comparison.to_dict()
+
+    def comparison(self) -> Comparison:
+        """The comparison itself, rebuilt from what was saved (no model is run)."""
+        return Comparison.from_dict(self.result)
+
+    def to_dict(self) -> dict:
+        return {**self.entry.to_dict(), "settings": self.settings, "result": self.result}
+
+
+class History:
+    """The saved comparisons in `folder / history.sqlite3` (folder: `data_dir()` by default).
+
+    Creating a History opens (or creates) the database and checks it; a damaged file is set aside
+    and reported with `HistoryError` (a second `History()` then starts afresh).
+    """
+
+    def __init__(self, folder: Path | str | None = None) -> None:
+        self.path = Path(folder).expanduser() / DB_NAME if folder is not None else data_dir() / DB_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"Cannot create the data folder {self.path.parent}: {exc.strerror}.") from exc
+        self._open_checked()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        connection.execute("PRAGMA synchronous=FULL")
+        return connection
+
+    def _open_checked(self) -> None:
+        """Check the file (set it aside if it is damaged), then switch on WAL and create the table."""
+        try:
+            with closing(self._connect()) as db:
+                damage = [row[0] for row in db.execute("PRAGMA quick_check")]
+                if damage != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(damage[:3]))
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise HistoryError(
+                        f"{self.path} was written by a newer twinlens (schema {version}); "
+                        "it is left untouched. Set TWINLENS_DATA to another folder."
+                    )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(_SCHEMA)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorname not in _CORRUPT:
+                raise HistoryError(f"Cannot open the saved comparisons ({self.path}): {exc}.") from exc
+            moved = self._set_aside()
+            raise HistoryError(
+                f"The saved-comparisons database was damaged ({exc}). It was set aside as {moved.name} "
+                f"in {moved.parent}, untouched; new saves go to a fresh database."
+            ) from exc
+
+    def _set_aside(self) -> Path:
+        """Rename the damaged database (and its WAL companions) out of the way; never delete it."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in _COMPANIONS:
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                os.replace(source, Path(f"{target}{suffix}"))
+        return target
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """One connection, one transaction (BEGIN IMMEDIATE for writes: take the write lock
+        up front, so two writers queue instead of deadlocking); sqlite errors become HistoryError."""
+        try:
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise HistoryError(
+                f"The saved comparisons ({self.path}) could not be read or written: {exc}."
+            ) from exc
+
+    def save(
+        self, name: str, settings: Mapping, comparison: Comparison, *, saved_at: datetime | None = None
+    ) -> int:
+        """Store `comparison` with the request `settings` under `name`; returns its id."""
+        name = _clean_name(name)
+        when = (saved_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        row = (
+            name, when, str(comparison.model.get("name", "")), comparison.a.text, comparison.b.text,
+            json.dumps(dict(settings), ensure_ascii=False),
+            json.dumps(comparison.to_dict(), ensure_ascii=False),
+        )
+        with self._transaction(write=True) as db:
+            cursor = db.execute(
+                "INSERT INTO comparisons (name, saved_at, model, prompt_a, prompt_b, settings, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return int(cursor.lastrowid)
+
+    def list(self) -> list[SavedEntry]:
+        """Every saved comparison, newest first."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM comparisons ORDER BY id DESC").fetchall()
+        return [SavedEntry(*row) for row in rows]
+
+    def get(self, saved_id: int) -> SavedComparison:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                f"SELECT {_ENTRY_COLUMNS}, settings, result FROM comparisons WHERE id = ?", (saved_id,)
+            ).fetchone()
+        if row is None:
+            raise _missing(saved_id)
+        entry, settings, result = SavedEntry(*row[:6]), json.loads(row[6]), json.loads(row[7])
+        return SavedComparison(entry=entry, settings=settings, result=result)
+
+    def rename(self, saved_id: int, name: str) -> None:
+        name = _clean_name(name)
+        with self._transaction(write=True) as db:
+            if db.execute("UPDATE comparisons SET name = ? WHERE id = ?", (name, saved_id)).rowcount == 0:
+                raise _missing(saved_id)
+
+    def delete(self, saved_id: int) -> None:
+        with self._transaction(write=True) as db:
+            if db.execute("DELETE FROM comparisons WHERE id = ?", (saved_id,)).rowcount == 0:
+                raise _missing(saved_id)
+
+    def export(self, ids: list[int] | None = None) -> str:
+        """JSON of the saved comparisons `ids` (all when None), each with its settings and results."""
+        chosen = [entry.id for entry in self.list()] if ids is None else ids
+        document = {"twinlens_export": SCHEMA_VERSION, "comparisons": [self.get(i).to_dict() for i in chosen]}
+        return json.dumps(document, ensure_ascii=False, indent=1)
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise HistoryError("Give the comparison a name.")
+    if len(name) > MAX_NAME:
+        raise HistoryError(f"The name is {len(name)} characters; keep it under {MAX_NAME}.")
+    return name
+
+
+def _missing(saved_id: int) -> HistoryError:
+    return HistoryError(f"No saved comparison #{saved_id} (deleted in another session?).")
