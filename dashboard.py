@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from lib import ui
+from lib.examples import EXAMPLES
 
 st.set_page_config(page_title="twinlens", page_icon="🔍", layout="wide")
 
@@ -26,13 +27,12 @@ PAGES = [  # (file, title, icon); the first is the default page
 ]
 
 
-FIELDS = {"model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k"}  # widget key → Request field
-
-
 def sidebar() -> None:
-    """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page."""
+    """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page; example
+    pairs; the URL kept in step with the request so it can be shared."""
+    ui.adopt_query_params()
     defaults = ui.current_request() or ui.Request()
-    for key, field in FIELDS.items():
+    for key, field in ui.WIDGET_FIELDS.items():
         st.session_state.setdefault(key, getattr(defaults, field))
     with st.sidebar:
         st.title("twinlens")
@@ -43,12 +43,17 @@ def sidebar() -> None:
             st.text_area("Prompt B", key="prompt_b", height=90)
             left, right = st.columns(2)
             left.selectbox("BOS token", ui.BOS_MODES, key="bos", help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
-            right.number_input("Top-k", min_value=1, max_value=100, key="top_k")
+            right.number_input("Top-k", min_value=1, max_value=ui.MAX_TOP_K, key="top_k")
             if st.form_submit_button("Compare", type="primary", use_container_width=True):
-                values = {field: st.session_state[key] for key, field in FIELDS.items()}
+                values = {field: st.session_state[key] for key, field in ui.WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
                 values["k"] = int(values["k"])
                 ui.set_request(ui.Request(**values))
+        with st.expander("Example pairs", expanded=ui.current_request() is None):
+            for example in EXAMPLES:
+                st.button(example.name, help=example.why, on_click=ui.use_example, args=(example,),
+                          width="stretch")
+    ui.write_query_params()
 
 
 def main() -> None:

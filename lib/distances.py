@@ -121,3 +121,50 @@ def position_distances(
         relative_l2=tuple(tuple(r) for r in relative_l2(a, b).tolist()),
         first_position=start,
     )
+
+
+@dataclass(frozen=True)
+class DistanceReport:
+    """What the Residual distances page shows: per layer at the last token and averaged over
+    positions, and layer × position when both prompts have the same number of tokens."""
+
+    last: LayerDistances
+    mean: LayerDistances
+    positions: PositionDistances | None  # None when the prompts differ in length
+    drop_bos: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "last": self.last.to_dict(),
+            "mean": self.mean.to_dict(),
+            "positions": None if self.positions is None else self.positions.to_dict(),
+            "drop_bos": self.drop_bos,
+        }
+
+    def summary(self) -> str:
+        """One sentence reading the cosine-distance chart (numbers only, no prompt text)."""
+        last, mean = self.last.cosine, self.mean.cosine
+        if max(last) == 0 and max(mean) == 0:
+            return "A and B are identical at every layer."
+        peak, mean_peak = self.last.peak_layer(), self.mean.peak_layer()
+        same_token = "is 0 at layer 0 (both end in the same token), " if last[0] == 0 else ""
+        return (
+            f"At the last token the cosine distance {same_token}peaks at layer {peak} ({last[peak]:.3f}) "
+            f"and is {last[-1]:.3f} after the last layer; averaged over positions it peaks at layer "
+            f"{mean_peak} ({mean[mean_peak]:.3f})."
+        )
+
+
+def distance_report(
+    residual_a: torch.Tensor, residual_b: torch.Tensor, *, bos_a: bool, bos_b: bool, drop_bos: bool = True
+) -> DistanceReport:
+    """Last-token, mean and (for equal lengths) position-by-position distances of residuals [L+1, pos, d]."""
+    same_length = residual_a.shape == residual_b.shape
+    return DistanceReport(
+        last=layer_distances(residual_a, residual_b, "last"),
+        mean=layer_distances(residual_a, residual_b, "mean", bos_a=bos_a, bos_b=bos_b, drop_bos=drop_bos),
+        positions=position_distances(residual_a, residual_b, has_bos=bos_a and bos_b, drop_bos=drop_bos)
+        if same_length
+        else None,
+        drop_bos=drop_bos,
+    )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lib.capture import Capture
+from lib.errors import SettingsError
 from lib.models import LoadedModel
 from lib.tokens import readable_token
 
@@ -114,3 +116,144 @@ def lens_column(
     """The lens at one position for every layer 0…L (position may be negative: -1 = last)."""
     pos = position % residual.shape[1]
     return lens_cells(loaded, residual, [(l, pos) for l in range(residual.shape[0])], k)
+
+
+def first_layer(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> int | None:
+    """The first layer ℓ whose lens top-`within` holds `token_id` (column[ℓ] = the top-k at ℓ), or None."""
+    return next((layer for layer, top in enumerate(column) if token_id in {t.id for t in top[:within]}), None)
+
+
+def position_window(n_tokens: int, size: int = 16, back: int = 0) -> tuple[int, ...]:
+    """The `size` positions that end `back` tokens before the last one (clipped to the prompt).
+
+    >>> position_window(20, 4), position_window(20, 4, back=2), position_window(3, 16)
+    ((16, 17, 18, 19), (14, 15, 16, 17), (0, 1, 2))
+    """
+    end = max(0, n_tokens - 1 - max(0, back))
+    return tuple(range(max(0, end - size + 1), end + 1))
+
+
+def _check_positions(cap: Capture, positions: Sequence[int]) -> None:
+    if not positions or not all(0 <= p < cap.n_tokens for p in positions):
+        raise SettingsError(f"Positions run from 0 to {cap.n_tokens - 1} in a {cap.n_tokens}-token prompt.")
+
+
+@dataclass(frozen=True)
+class LensGrid:
+    """The lens of one prompt at every layer 0…L for a window of its positions.
+
+    cells[ℓ][i] is the lens at layer ℓ and position positions[i], whose input token is tokens[i].
+    The last row (ℓ = L) is the model's own prediction at each position.
+    """
+
+    positions: tuple[int, ...]
+    tokens: tuple[str, ...]
+    cells: tuple[tuple[LensCell, ...], ...]  # [L+1][len(positions)]
+
+    def final_id(self, i: int) -> int:
+        """The model's own top-1 token id at positions[i]."""
+        return self.cells[-1][i].top[0].id
+
+    def matches_final(self, layer: int, i: int) -> bool:
+        """Whether the lens top-1 at (layer, positions[i]) is already the model's final top-1 there."""
+        return self.cells[layer][i].top[0].id == self.final_id(i)
+
+    def to_dict(self) -> dict:
+        return {
+            "positions": list(self.positions),
+            "tokens": list(self.tokens),
+            "cells": [[c.to_dict() for c in row] for row in self.cells],
+        }
+
+
+def lens_grid(loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int) -> LensGrid:
+    """The lens top-k at every layer for the given positions of a captured prompt (only those cells)."""
+    _check_positions(cap, positions)
+    width = len(positions)
+    cells = [(layer, p) for layer in range(cap.residual.shape[0]) for p in positions]
+    flat = lens_cells(loaded, cap.residual, cells, k)
+    return LensGrid(
+        positions=tuple(positions),
+        tokens=tuple(cap.tokens[p] for p in positions),
+        cells=tuple(tuple(flat[i : i + width]) for i in range(0, len(flat), width)),
+    )
+
+
+@dataclass(frozen=True)
+class RankedToken:
+    """One token of a cell's top-k, with where it stood one layer below."""
+
+    token: str
+    id: int
+    prob: float
+    rank: int  # 1 = the lens's top-1 at this layer
+    rank_below: int | None  # its rank at layer ℓ−1 over the whole vocabulary; None at layer 0
+    prob_below: float | None
+
+    @property
+    def rank_change(self) -> int | None:
+        """Places climbed since the layer below (rank_below − rank; positive = moved up)."""
+        return None if self.rank_below is None else self.rank_below - self.rank
+
+    def to_dict(self) -> dict:
+        return {
+            "token": self.token,
+            "id": self.id,
+            "prob": self.prob,
+            "rank": self.rank,
+            "rank_below": self.rank_below,
+            "prob_below": self.prob_below,
+            "rank_change": self.rank_change,
+        }
+
+
+@dataclass(frozen=True)
+class CellDetail:
+    """The lens top-k at one (layer, position) of one prompt, each token with its rank one layer below."""
+
+    layer: int
+    position: int
+    input_token: str
+    top: tuple[RankedToken, ...]
+    entropy: float
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.layer,
+            "position": self.position,
+            "input_token": self.input_token,
+            "top": [t.to_dict() for t in self.top],
+            "entropy": self.entropy,
+        }
+
+
+def vocabulary_rank(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """1 + the number of tokens with a strictly larger logit, for each id in `ids`, in one row [vocab]."""
+    return 1 + (logits[None, :] > logits[ids][:, None]).sum(-1)
+
+
+def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int) -> CellDetail:
+    """The lens top-k at (layer, position) of a captured prompt, with each token's rank and
+    probability at layer − 1 (ranks over the whole vocabulary, 1 = top)."""
+    _check_positions(cap, [position])
+    if not 0 <= layer < cap.residual.shape[0]:
+        raise SettingsError(f"The layer must lie between 0 and {cap.residual.shape[0] - 1}.")
+    cells = [(layer, position)] + ([(layer - 1, position)] if layer > 0 else [])
+    logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells)])
+    (top,) = top_k_table(loaded, logits[:1], k)
+    ids = torch.tensor([t.id for t in top], device=logits.device)
+    ranks_below = probs_below = [None] * len(top)
+    if layer > 0:
+        below = logits[1]
+        ranks_below = vocabulary_rank(below, ids).tolist()
+        probs_below = torch.softmax(below, dim=-1)[ids].tolist()
+    return CellDetail(
+        layer=layer,
+        position=position,
+        input_token=cap.tokens[position],
+        top=tuple(
+            RankedToken(t.token, t.id, t.prob, rank, below, p_below)
+            for rank, (t, below, p_below) in enumerate(zip(top, ranks_below, probs_below, strict=True), 1)
+        ),
+        entropy=float(entropy(logits[:1])[0]),
+    )

@@ -7,20 +7,34 @@ so switching pages or changing a display option runs no new forward pass.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from lib.capture import Capture, capture
-from lib.compare import Comparison, compare_captures
-from lib.errors import HistoryError, TwinlensError
+from lib.compare import Comparison, compare_captures, has_bos
+from lib.distances import DistanceReport, distance_report
+from lib.errors import HistoryError, SettingsError, TwinlensError
+from lib.examples import Example
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
+from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
 from lib.models import LoadedModel, load_model
 from lib.tokens import BOS_MODES
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
+QUERY_READ_KEY = "_twinlens_query_read"
+QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
+# sidebar widget key → Request field
+WIDGET_FIELDS = {"model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k"}
+MAX_TOP_K = 100
 _loaded_specs: set[tuple[str, str, str]] = set()
 
 
@@ -39,6 +53,27 @@ class Request:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_query(self) -> dict[str, str]:
+        """The shareable URL's parameters for this request."""
+        return {name: str(getattr(self, name)) for name in QUERY_FIELDS}
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> Request:
+        """The request a shareable URL names (missing parameters take the defaults).
+
+        Raises SettingsError, naming the parameter, for a value the sidebar could not hold.
+        """
+        values: dict = {name: params[name] for name in QUERY_FIELDS if name in params}
+        values["model"] = values.get("model", cls.model).strip() or cls.model
+        if values.get("bos", cls.bos) not in BOS_MODES:
+            raise SettingsError(f"The link's bos={values['bos']!r} is not one of {', '.join(BOS_MODES)}.")
+        if "k" in values:
+            k = values["k"]
+            if not k.isdigit() or not 1 <= int(k) <= MAX_TOP_K:
+                raise SettingsError(f"The link's k={k!r} is not a whole number from 1 to {MAX_TOP_K}.")
+            values["k"] = int(k)
+        return cls(**values)
+
 
 def current_request() -> Request | None:
     """The last request submitted in this session, or None before the first Compare."""
@@ -47,6 +82,52 @@ def current_request() -> Request | None:
 
 def set_request(request: Request) -> None:
     st.session_state[REQUEST_KEY] = request
+
+
+def submit(request: Request) -> None:
+    """Make `request` the current one and show it in the sidebar (call before the widgets render)."""
+    for key, field in WIDGET_FIELDS.items():
+        st.session_state[key] = getattr(request, field)
+    set_request(request)
+
+
+def use_example(example: Example) -> None:
+    """An example button's on_click: both prompts (and the example's BOS, if it sets one) are filled
+    in and compared with the model and top-k currently in the sidebar."""
+    state = st.session_state
+    submit(
+        Request(
+            model=str(state.get("model", "")).strip() or Request.model,
+            a=example.a,
+            b=example.b,
+            bos=example.bos or state.get("bos", Request.bos),
+            k=int(state.get("top_k", Request.k)),
+        )
+    )
+
+
+def adopt_query_params() -> None:
+    """At a session's first run, a shareable URL (`?model=…&a=…&b=…&bos=…&k=…`) becomes the
+    request, so the page it names draws at once. The sidebar calls this before its widgets."""
+    if st.session_state.get(QUERY_READ_KEY):
+        return
+    st.session_state[QUERY_READ_KEY] = True
+    if not any(name in st.query_params for name in QUERY_FIELDS):
+        return
+    try:
+        submit(Request.from_query(st.query_params.to_dict()))
+    except SettingsError as exc:
+        st.sidebar.error(str(exc))
+
+
+def write_query_params() -> None:
+    """Keep the URL shareable: after each compare (and page switch), it names the current request."""
+    request = current_request()
+    if request is None:
+        return
+    wanted = request.to_query()
+    if any(st.query_params.get(name) != value for name, value in wanted.items()):
+        st.query_params.update(wanted)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -92,6 +173,86 @@ def get_comparison(request: Request) -> Comparison:
     with st.spinner("Running both prompts through the model…"):
         return _cached_comparison(
             request.model, request.device, request.dtype, request.a, request.b, request.bos, request.k
+        )
+
+
+def _model_key(request: Request) -> tuple[str, str, str]:
+    return request.model, request.device, request.dtype
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cached_lens_grid(
+    spec: str, device: str, dtype: str, text: str, bos: str, positions: tuple[int, ...], k: int
+) -> LensGrid:
+    cap = _cached_capture(spec, device, dtype, text, bos)
+    return lens_grid(_cached_model(spec, device, dtype), cap, positions, k)
+
+
+def get_lens_grid(request: Request, text: str, positions: tuple[int, ...]) -> LensGrid:
+    """The lens at every layer for `positions` of one prompt: only those cells, once per value."""
+    get_model(*_model_key(request))
+    return _cached_lens_grid(*_model_key(request), text, request.bos, tuple(positions), request.k)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cached_cell_detail(
+    spec: str, device: str, dtype: str, text: str, bos: str, layer: int, position: int, k: int
+) -> CellDetail:
+    cap = _cached_capture(spec, device, dtype, text, bos)
+    return cell_detail(_cached_model(spec, device, dtype), cap, layer, position, k)
+
+
+def get_cell_detail(request: Request, text: str, layer: int, position: int) -> CellDetail:
+    """One lens cell's top-k with each token's rank one layer below (cached by value)."""
+    get_model(*_model_key(request))
+    return _cached_cell_detail(*_model_key(request), text, request.bos, layer, position, request.k)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_distance_report(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str, drop_bos: bool
+) -> DistanceReport:
+    model = _cached_model(spec, device, dtype)
+    cap_a = _cached_capture(spec, device, dtype, a, bos)
+    cap_b = _cached_capture(spec, device, dtype, b, bos)
+    bos_a, bos_b = has_bos(model, cap_a), has_bos(model, cap_b)
+    return distance_report(cap_a.residual, cap_b.residual, bos_a=bos_a, bos_b=bos_b, drop_bos=drop_bos)
+
+
+def get_distance_report(request: Request, drop_bos: bool) -> DistanceReport:
+    """A and B's residual distances per layer (and per position for equal lengths), cached by value."""
+    get_model(*_model_key(request))
+    return _cached_distance_report(*_model_key(request), request.a, request.b, request.bos, drop_bos)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file a page offers for download."""
+
+    file_name: str
+    label: str
+    content: str
+    mime: str
+
+
+def export_files(
+    name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]
+) -> list[ExportFile]:
+    """`data` with the request as `<name>.json`, then each table as `<name>-<table>.csv`."""
+    document = json.dumps({"request": request.to_dict(), **data}, ensure_ascii=False, indent=2)
+    return [ExportFile(f"{name}.json", "JSON", document, "application/json")] + [
+        ExportFile(f"{name}-{table}.csv", f"{table} (CSV)", frame.to_csv(index=False), "text/csv")
+        for table, frame in tables.items()
+    ]
+
+
+def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Export buttons for what a page shows (see `export_files`); downloading does not rerun the page."""
+    files = export_files(name, request, data, tables)
+    for column, file in zip(st.columns(len(files)), files, strict=True):
+        column.download_button(
+            f"⬇ {file.label}", file.content, file_name=file.file_name, mime=file.mime,
+            key=f"download-{file.file_name}", on_click="ignore",
         )
 
 

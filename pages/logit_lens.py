@@ -1,0 +1,196 @@
+"""Logit lens: for A and B side by side, what every layer would predict at each position."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from lib import ui
+from lib.compare import PromptResult
+from lib.lens import CellDetail, LensGrid, first_layer, position_window
+
+ui.page(
+    "Logit lens",
+    """
+Each cell is one **layer** (rows) at one **position** of the prompt (columns, labelled with the
+input token there). It shows the token the model would predict next if it stopped at that layer —
+the final norm and the unembedding applied to that layer's residual stream (the *logit lens*) —
+coloured by that token's probability (or by the entropy of the whole distribution: low = sure).
+
+- The top row is the model's own prediction at each position.
+- A **red outline** marks cells whose top token is already the model's final prediction there.
+- Hover a cell for its top-k. Click a cell (or use the pickers) to see its top-k for both prompts,
+  with each token's rank one layer below: a token that *climbs* is being promoted by that layer.
+- Long prompts show a window of positions (the last 16 by default); only the cells shown are computed.
+""",
+)
+
+LABEL_CHARS = 6  # characters of a token written inside a cell
+
+
+def cell_label(token: str) -> str:
+    return token if len(token) <= LABEL_CHARS else token[: LABEL_CHARS - 1] + "…"
+
+
+def grid_frame(prompt: str, grid: LensGrid) -> pd.DataFrame:
+    """One row per cell; `column` ("position token") keeps repeated tokens apart on the x axis."""
+    return pd.DataFrame(
+        [
+            {
+                "prompt": prompt,
+                "layer": layer,
+                "position": cell.position,
+                "column": f"{cell.position} {grid.tokens[i]}",
+                "input": grid.tokens[i],
+                "top1": cell.top[0].token,
+                "label": cell_label(cell.top[0].token),
+                "probability": cell.top[0].prob,
+                "entropy": cell.entropy,
+                "final": grid.matches_final(layer, i),
+                "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
+            }
+            for layer, row in enumerate(grid.cells)
+            for i, cell in enumerate(row)
+        ]
+    )
+
+
+def heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
+    """Layers × positions: cells coloured by `colour_by`, the top-1 written in, final answers outlined."""
+    top = float(frame[colour_by].max()) or 1.0
+    domain = [0.0, 1.0] if colour_by == "probability" else [0.0, top]
+    dark = 0.5 * domain[1]
+    base = alt.Chart(frame).encode(
+        x=alt.X("column:N", sort=list(dict.fromkeys(frame["column"])), title="position · input token",
+                axis=alt.Axis(labelAngle=-45, labelLimit=90)),
+        y=alt.Y("layer:O", sort="descending", title="layer"),
+        tooltip=[
+            alt.Tooltip("layer:O"),
+            alt.Tooltip("position:O"),
+            alt.Tooltip("input:N", title="input token"),
+            alt.Tooltip("top1:N", title="top-1"),
+            alt.Tooltip("probability:Q", format=".3f"),
+            alt.Tooltip("entropy:Q", format=".2f", title="entropy (nats)"),
+            alt.Tooltip("topk:N", title="top-k"),
+        ],
+    )
+    pick = alt.selection_point(name="cell", fields=["layer", "position"], on="click")
+    rect = base.mark_rect().encode(
+        color=alt.Color(f"{colour_by}:Q", scale=alt.Scale(scheme="blues", domain=domain),
+                        title="entropy (nats)" if colour_by == "entropy" else "p(top-1)")
+    ).add_params(pick)
+    outline = base.transform_filter("datum.final").mark_rect(fill=None, stroke="#d62728", strokeWidth=1.5)
+    ink = alt.condition(f"datum.{colour_by} > {dark}", alt.value("white"), alt.value("black"))
+    text = base.mark_text(fontSize=9).encode(text="label:N", color=ink)
+    n_layers = int(frame["layer"].max()) + 1
+    return (rect + outline + text).properties(height=16 * n_layers + 40)
+
+
+def answer_sentence(side: PromptResult, k: int) -> str:
+    """Where the model's final answer (last position) first appears in the lens, in plain words."""
+    answer = side.final[0]
+    top1 = first_layer(side.lens, answer.id)
+    in_top_k = first_layer(side.lens, answer.id, within=k)
+    last = len(side.lens) - 1
+    if top1 is None:
+        return f"Final answer '{answer.token}': never the lens's top-1 at the last position."
+    return (
+        f"Final answer '{answer.token}': top-1 from layer {top1} of {last}"
+        f"{f'; in the top-{k} from layer {in_top_k}' if in_top_k is not None and in_top_k < top1 else ''}."
+    )
+
+
+def detail_frame(detail: CellDetail) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rank": [t.rank for t in detail.top],
+            "token": [t.token for t in detail.top],
+            "prob": [t.prob for t in detail.top],
+            "rank below": pd.array([t.rank_below for t in detail.top], dtype="Int64"),
+            "climbed": pd.array([t.rank_change for t in detail.top], dtype="Int64"),
+            "prob below": [t.prob_below for t in detail.top],
+        }
+    )
+
+
+def clamp_state(key: str, options: list[int]) -> None:
+    """Forget a picker's remembered value that the current prompts no longer offer."""
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)
+
+
+def adopt_chart_click(event, n_tokens: int, offsets: list[int]) -> None:
+    """A click on a heatmap cell moves the pickers to it (once per new click)."""
+    picked = (event or {}).get("selection", {}).get("cell") or []
+    if not picked or picked == st.session_state.get("lens_applied_click"):
+        return
+    st.session_state["lens_applied_click"] = picked
+    layer, offset = int(picked[0]["layer"]), n_tokens - 1 - int(picked[0]["position"])
+    if offset in offsets:
+        st.session_state["lens_layer"], st.session_state["lens_offset"] = layer, offset
+
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    cap_a, cap_b = ui.get_capture(request, request.a), ui.get_capture(request, request.b)
+    shortest = min(cap_a.n_tokens, cap_b.n_tokens)
+
+    colour_col, size_col, back_col = st.columns(3)
+    colour_by = colour_col.radio("Colour by", ["probability", "entropy"], horizontal=True, key="lens_colour")
+    size = size_col.number_input("Positions shown", min_value=1, max_value=64, value=16, key="lens_size")
+    st.session_state["lens_back"] = min(st.session_state.get("lens_back", 0), shortest - 1)
+    back = back_col.number_input("Window ends this many tokens before the last", min_value=0,
+                                 max_value=shortest - 1, key="lens_back")
+
+    sides = (("A", request.a, cap_a.n_tokens, comparison.a), ("B", request.b, cap_b.n_tokens, comparison.b))
+    grids = {label: ui.get_lens_grid(request, text, position_window(n, int(size), int(back)))
+             for label, text, n, _ in sides}
+    frames = {label: grid_frame(label, grid) for label, grid in grids.items()}
+    offsets = list(range(int(back), min(int(back) + int(size), shortest)))
+    layers = list(range(model.n_layers, -1, -1))
+
+    for column, (label, text, n, side) in zip(st.columns(2), sides, strict=True):
+        with column:
+            st.subheader(f"Prompt {label}")
+            st.text(text)
+            st.text(answer_sentence(side, request.k))
+            chart = heatmap(frames[label], colour_by)
+            event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{label}")
+            adopt_chart_click(event, n, offsets)
+    st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position.")
+
+    st.subheader("One cell, both prompts")
+    clamp_state("lens_layer", layers)
+    clamp_state("lens_offset", offsets)
+    layer_col, offset_col = st.columns(2)
+    layer = layer_col.selectbox("Layer", layers, key="lens_layer")
+    offset = offset_col.selectbox(
+        "Position (counted from the last token, so A and B line up)", offsets, key="lens_offset",
+        format_func=lambda o: f"last − {o}: A {cap_a.tokens[-1 - o]} · B {cap_b.tokens[-1 - o]}",
+    )
+    details = {}
+    for column, (label, text, n, _) in zip(st.columns(2), sides, strict=True):
+        detail = details[label] = ui.get_cell_detail(request, text, layer, n - 1 - offset)
+        with column:
+            st.text(f"{label}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
+                    f"entropy {detail.entropy:.2f} nats")
+            st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
+                         column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
+                                        "prob below": st.column_config.NumberColumn(format="%.4f")})
+    if layer == 0:
+        st.caption("Layer 0 has no layer below, so there is no rank change.")
+
+    ui.download_buttons(
+        "logit-lens",
+        request,
+        {
+            "grids": {label: grid.to_dict() for label, grid in grids.items()},
+            "cell": {label: detail.to_dict() for label, detail in details.items()},
+        },
+        {
+            "grid": pd.concat(frames.values()).drop(columns=["column", "label"]),
+            "cell": pd.concat(detail_frame(detail).assign(prompt=label) for label, detail in details.items()),
+        },
+    )

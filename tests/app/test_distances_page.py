@@ -1,0 +1,53 @@
+"""The Residual distances page, driven with AppTest on the embedded model."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import submit
+
+from lib import ui
+from lib.capture import capture
+from lib.distances import distance_report, layer_distances
+
+A, B = "You have happy emotion in yourself!", "You have angry emotion in yourself!"
+
+
+def open_page(app, **request):
+    submit(app, **request)
+    app.switch_page("pages/distances.py").run()
+    assert not app.exception, app.exception
+    assert not app.error
+    return app
+
+
+def layer_table(app):
+    return next(df.value for df in app.dataframe if "layer" in df.value.columns)
+
+
+def test_distances_table_holds_what_layer_distances_returns(app, real_model):
+    open_page(app, a=A, b=B)
+    table = layer_table(app)
+    expected = layer_distances(capture(real_model, A).residual, capture(real_model, B).residual, "last")
+    assert table["cosine distance, last token"].tolist() == pytest.approx(expected.cosine, abs=1e-9)
+    assert table["relative L2, last token"].tolist() == pytest.approx(expected.relative_l2, abs=1e-9)
+    assert len(app.get("vega_lite_chart")) == 3  # two per-layer charts and the position heatmap
+
+
+def test_distances_bos_toggle_changes_the_mean_and_runs_no_forward_pass(app, real_model):
+    open_page(app, a=A, b=B, bos="on")
+    cap_a, cap_b = capture(real_model, A, "on"), capture(real_model, B, "on")
+    column = "cosine distance, mean over positions"
+    model = ui._cached_model("default", "auto", "auto")
+    before = model.forward_passes
+    for drop_bos in (True, False):
+        app.toggle(key="dist_drop_bos").set_value(drop_bos).run()
+        expected = distance_report(cap_a.residual, cap_b.residual, bos_a=True, bos_b=True, drop_bos=drop_bos)
+        assert layer_table(app)[column].tolist() == pytest.approx(expected.mean.cosine, abs=1e-9)
+        assert app.info[0].value == expected.summary()
+    assert model.forward_passes == before
+
+
+def test_distances_says_why_there_is_no_heatmap_for_prompts_of_different_lengths(app):
+    open_page(app, a="The capital of France is", b="The capital of the United Kingdom is")
+    assert any("same number of tokens" in i.value for i in app.info)
+    assert len(app.get("vega_lite_chart")) == 2
