@@ -27,3 +27,6 @@ test-fast: $(STAMP)  ## unit and app tests only
 
 lint: $(STAMP)
 	$(PY) -m ruff check lib pages tests bench dashboard.py
+
+matrix: $(STAMP)  ## run the family tests and write docs/support_matrix.md from their results
+	$(PY) tests/support_matrix.py
