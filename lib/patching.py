@@ -33,7 +33,7 @@ from lib.capture import Capture, ResidualHook, capture, residual_hooks, run_mode
 from lib.errors import PromptError
 from lib.lens import TokenProb, lens_column
 from lib.models import LoadedModel
-from lib.tokens import readable_token, single_token
+from lib.tokens import readable_token, typed_token
 
 Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
 ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
@@ -198,13 +198,13 @@ def grid_patches(
 def _metric_tokens(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
 ) -> tuple[TokenRef, TokenRef]:
-    """Resolve the answer and wrong tokens: a text must be a single token, an id must exist;
-    the defaults are A's and B's own top-1."""
+    """Resolve the answer and wrong tokens: a text must be a single token (a typed '␣' counts as a
+    leading space), an id must exist; the defaults are A's and B's own top-1."""
     tok = loaded.tokenizer
 
     def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
         if isinstance(named, str):
-            single = single_token(tok, named)
+            single = typed_token(tok, named)
             return TokenRef(single.readable, single.id)
         token_id = int(logits.argmax()) if named is None else named
         if not 0 <= token_id < loaded.vocab_size:
@@ -309,6 +309,13 @@ def patched_lens(
     Layers before `layer` read B's own residual; from `layer` on the patch shows.
     """
     cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
+    return patched_lens_captures(model, cap_a, cap_b, layer, position, top_k=top_k)
+
+
+def patched_lens_captures(
+    model: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int, position: int, *, top_k: int = 10
+) -> PatchedLens:
+    """`patched_lens` from two prompts already run (one forward pass: B's, patched)."""
     patches, positions, note = grid_patches(cap_a, cap_b, model.n_layers)
     if not 0 <= layer <= model.n_layers:
         raise PromptError(f"Layer {layer} does not exist; the model has layers 0 to {model.n_layers}.")

@@ -23,6 +23,7 @@ from lib.examples import Example
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
 from lib.models import LoadedModel, load_model
+from lib.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
 from lib.tokens import BOS_MODES
 
 if TYPE_CHECKING:
@@ -223,6 +224,47 @@ def get_distance_report(request: Request, drop_bos: bool) -> DistanceReport:
     """A and B's residual distances per layer (and per position for equal lengths), cached by value."""
     get_model(*_model_key(request))
     return _cached_distance_report(*_model_key(request), request.a, request.b, request.bos, drop_bos)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cached_patching(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str, answer: str | None, wrong: str | None
+) -> PatchResult:
+    cap_a = _cached_capture(spec, device, dtype, a, bos)
+    cap_b = _cached_capture(spec, device, dtype, b, bos)
+    # Made inside the cached function: updating an element made outside it cannot be replayed.
+    bar = st.progress(0.0, text="Patching A into B…")
+    try:
+        return patch_captures(
+            _cached_model(spec, device, dtype), cap_a, cap_b, answer=answer, wrong=wrong,
+            progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} of the runs done"),
+        )
+    finally:
+        bar.empty()
+
+
+def get_patching(request: Request, answer: str | None, wrong: str | None) -> PatchResult:
+    """A's residual patched into B at every (layer, position), with a progress bar while it runs;
+    answer / wrong as typed (None: A's and B's top-1). Cached by value."""
+    get_model(*_model_key(request))
+    return _cached_patching(*_model_key(request), request.a, request.b, request.bos, answer, wrong)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cached_patched_lens(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str, layer: int, position: int, k: int
+) -> PatchedLens:
+    cap_a = _cached_capture(spec, device, dtype, a, bos)
+    cap_b = _cached_capture(spec, device, dtype, b, bos)
+    return patched_lens_captures(_cached_model(spec, device, dtype), cap_a, cap_b, layer, position, top_k=k)
+
+
+def get_patched_lens(request: Request, layer: int, position: int) -> PatchedLens:
+    """B's lens column at its last position after patching A in at (layer, position): one pass, cached."""
+    get_model(*_model_key(request))
+    return _cached_patched_lens(
+        *_model_key(request), request.a, request.b, request.bos, layer, position, request.k
+    )
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,13 @@ def test_multi_token_answer_is_refused_naming_its_pieces(family_model):
         patch_residual(family_model, FRANCE, ITALY, answer=" Paris is")
 
 
+def test_typed_space_mark_names_the_same_token_as_a_space(family_model):
+    typed = patch_residual(family_model, FRANCE, ITALY, answer="␣Paris", wrong="␣Rome")
+    spaced = patch_residual(family_model, FRANCE, ITALY, answer=" Paris", wrong=" Rome")
+    assert (typed.answer, typed.wrong) == (spaced.answer, spaced.wrong)
+    assert typed.answer.token == "␣Paris"
+
+
 def test_unknown_token_id_is_refused(family_model):
     with pytest.raises(PromptError, match="does not exist"):
         patch_residual(family_model, FRANCE, ITALY, answer=family_model.vocab_size, wrong=0)

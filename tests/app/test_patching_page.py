@@ -1,0 +1,105 @@
+"""The Patching page, driven with AppTest on the embedded model."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import submit
+
+from lib import ui
+from lib.patching import patch_residual, patched_lens
+
+A, B = "The capital of France is", "The capital of Italy is"
+
+
+def open_page(app, **request):
+    submit(app, **request)
+    app.switch_page("pages/patching.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def run_patching(app):
+    app.button(key="patching-run").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def effect_grid(app):
+    """Layers × positions: the table whose columns, after 'layer', are B's 'position · token'."""
+    return next(df.value for df in app.dataframe if " · " in str(df.value.columns[-1]))
+
+
+def lens_table(app):
+    return next(df.value for df in app.dataframe if "B patched" in df.value.columns)
+
+
+def picker(app, name: str):
+    return next(s for s in app.selectbox if s.key and s.key.startswith(f"patching-{name}"))
+
+
+@pytest.fixture(scope="module")
+def expected(real_model):
+    return patch_residual(real_model, A, B)
+
+
+def test_patching_grid_holds_what_the_library_returns(app, expected):
+    open_page(app, a=A, b=B)
+    assert app.info and "Run patching" in app.info[0].value  # nothing runs before the button
+    run_patching(app)
+    assert not app.error
+    grid = effect_grid(app)
+    assert list(grid.columns[1:]) == [f"{p} · {t}" for p, t in enumerate(expected.tokens_b)]
+    assert grid["layer"].tolist() == list(range(len(expected.effect)))
+    for layer, row in enumerate(expected.effect):
+        assert grid.iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+    assert any("␣Paris" in t.value and "␣Rome" in t.value for t in app.text)
+    assert any("position 3 ('␣Italy'" in m.value for m in app.markdown)
+    assert len(app.get("vega_lite_chart")) == 1
+
+
+def test_picking_a_cell_shows_b_lens_after_that_patch(app, real_model):
+    open_page(app, a=A, b=B)
+    run_patching(app)
+    layer = 24
+    picker(app, "layer").set_value(layer).run()
+    picker(app, "position").set_value(4).run()
+    assert not app.exception, app.exception
+    want = patched_lens(real_model, A, B, layer, 4)
+    table = lens_table(app)
+    assert table["B patched"].tolist() == [row[0].token for row in want.lens]
+    assert table["p(B patched)"].tolist() == pytest.approx([row[0].prob for row in want.lens], abs=1e-5)
+    assert table["B patched"].iloc[-1] == "␣Paris" and table["B"].iloc[-1] == "␣Rome"
+    assert table["A"].iloc[-1] == "␣Paris"
+
+
+def test_typed_tokens_with_the_space_mark_give_the_default_grid(app, expected):
+    open_page(app, a=A, b=B)
+    app.text_input(key="patching-answer").input("␣Paris")
+    app.text_input(key="patching-wrong").input("␣Rome")
+    run_patching(app)
+    for layer, row in enumerate(expected.effect):
+        assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+
+
+def test_same_prediction_asks_for_tokens_and_a_multi_token_answer_is_refused(app):
+    open_page(app, a=A, b=A)
+    run_patching(app)
+    [error] = app.error
+    assert "Name the answer and wrong tokens" in error.value
+    app.text_input(key="patching-answer").input("Claire")
+    app.text_input(key="patching-wrong").input("␣Rome")
+    run_patching(app)
+    [error] = app.error
+    assert "'Claire' is 2 tokens" in error.value
+
+
+def test_reopening_the_grid_runs_no_forward_pass(app):
+    open_page(app, a=A, b=B)
+    run_patching(app)
+    model = ui._cached_model("default", "auto", "auto")
+    before = model.forward_passes
+    app.switch_page("pages/compare.py").run()
+    app.switch_page("pages/patching.py").run()
+    assert not app.exception, app.exception
+    assert effect_grid(app) is not None
+    assert model.forward_passes == before
