@@ -47,9 +47,25 @@ def distance_chart(distance: LayerDistances) -> alt.Chart:
 
 
 def model_caption(comparison: Comparison) -> str:
-    """'name · L layers · d_model d · vocab V · BOS mode', from what the comparison recorded."""
-    m = comparison.model
-    return (
-        f"{m['name']} · {m['n_layers']} layers · d_model {m['d_model']} · vocab {m['vocab_size']:,}"
-        f" · BOS {comparison.settings.get('bos', 'auto')}"
-    )
+    """'name · L layers · d_model d · vocab V · BOS mode', from what the comparison recorded
+    (two models: 'model 1: … | model 2: … · BOS mode')."""
+
+    def describe(m: dict) -> str:
+        return f"{m['name']} · {m['n_layers']} layers · d_model {m['d_model']} · vocab {m['vocab_size']:,}"
+
+    bos = f" · BOS {comparison.settings.get('bos', 'auto')}"
+    if comparison.model2 is None:
+        return describe(comparison.model) + bos
+    return f"model 1: {describe(comparison.model)} | model 2: {describe(comparison.model2)}{bos}"
+
+
+def side_names(comparison: Comparison) -> tuple[str, str]:
+    """What the page calls sides a and b: 'A' and 'B' (two prompts) or 'model 1' and 'model 2'."""
+    return ("model 1", "model 2") if comparison.mode == "models" else ("A", "B")
+
+
+def side_titles(comparison: Comparison) -> tuple[str, str]:
+    """Headings of sides a and b: 'Prompt A', 'Prompt B' or 'Model 1 · name', 'Model 2 · name'."""
+    if comparison.mode == "models":
+        return f"Model 1 · {comparison.model['name']}", f"Model 2 · {comparison.model2['name']}"
+    return "Prompt A", "Prompt B"

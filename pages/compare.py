@@ -16,6 +16,9 @@ state. *Layer 0* is just the embedded last token, the last layer is what the mod
 - **Logit lens**: what the model *would* say next if it stopped at that layer (the final norm and the
   unembedding applied to that layer's state). The top row is the model's own prediction; the
   bottom row (layer 0) usually just echoes the input token.
+- **Two models** (switch in the sidebar): one prompt through model 1 and model 2, which must share a
+  tokenizer — a base model and its fine-tune, say. The distances compare their states at the same
+  layer, so they exist only when both have as many layers of the same width.
 """
 )
 
