@@ -25,6 +25,7 @@ PAGES = [  # (file, title, icon); the first is the default page
     ("pages/patching.py", "Patching", "🩹"),
     ("pages/history.py", "History", "🗂️"),
 ]
+PAIR_PAGES = ("pages/compare.py", "pages/history.py")  # the pages that show two models
 
 
 def sidebar() -> None:
@@ -37,16 +38,26 @@ def sidebar() -> None:
     with st.sidebar:
         st.title("twinlens")
         st.caption("Where, inside a language model, do two prompts part ways?")
+        st.radio("Compare", list(ui.MODES), format_func=ui.MODES.get, key="mode", horizontal=True)
+        two_models = st.session_state["mode"] == "models"
         with st.form("request"):
-            st.text_input("Model", key="model", help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder")
-            st.text_area("Prompt A", key="prompt_a", height=90)
-            st.text_area("Prompt B", key="prompt_b", height=90)
+            st.text_input(
+                "Model 1" if two_models else "Model", key="model",
+                help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder",
+            )
+            if two_models:
+                st.text_input("Model 2", key="model2", help="Same tokenizer as model 1, e.g. its fine-tune")
+                st.text_area("Prompt", key="prompt_a", height=90)
+            else:
+                st.text_area("Prompt A", key="prompt_a", height=90)
+                st.text_area("Prompt B", key="prompt_b", height=90)
             left, right = st.columns(2)
             left.selectbox("BOS token", ui.BOS_MODES, key="bos", help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
             right.number_input("Top-k", min_value=1, max_value=ui.MAX_TOP_K, key="top_k")
             if st.form_submit_button("Compare", type="primary", use_container_width=True):
                 values = {field: st.session_state[key] for key, field in ui.WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
+                values["model2"] = values["model2"].strip()
                 values["k"] = int(values["k"])
                 ui.set_request(ui.Request(**values))
         with st.expander("Example pairs", expanded=ui.current_request() is None):
@@ -58,12 +69,17 @@ def sidebar() -> None:
 
 def main() -> None:
     sidebar()
+    memory = st.sidebar.empty()
+    memory.caption(ui.memory_caption())
+    request = ui.current_request()
+    two_models = request is not None and request.mode == "models"
     pages = [
         st.Page(file, title=title, icon=icon, default=i == 0)
         for i, (file, title, icon) in enumerate(PAGES)
-        if (HERE / file).exists()
+        if (HERE / file).exists() and (file in PAIR_PAGES or not two_models)
     ]
     ui.run_pages(pages)
+    memory.caption(ui.memory_caption())  # with the models this run loaded
 
 
 main()

@@ -22,6 +22,7 @@ from lib.errors import HistoryError, SettingsError, TwinlensError
 from lib.examples import Example
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
+from lib.model_compare import check_same_tokens, compare_model_captures
 from lib.models import LoadedModel, load_model
 from lib.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
 from lib.tokens import BOS_MODES
@@ -33,8 +34,13 @@ REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
 QUERY_READ_KEY = "_twinlens_query_read"
 QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
+PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only
 # sidebar widget key → Request field
-WIDGET_FIELDS = {"model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k"}
+WIDGET_FIELDS = {
+    "model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k",
+    "mode": "mode", "model2": "model2",
+}
+MODES = {"prompts": "two prompts", "models": "two models"}  # Request.mode → what the sidebar says
 MAX_TOP_K = 100
 _loaded_specs: set[tuple[str, str, str]] = set()
 
@@ -50,13 +56,17 @@ class Request:
     k: int = 10
     device: str = "auto"
     dtype: str = "auto"
+    # "prompts": a and b through `model`; "models": a through `model` (model 1) and `model2`.
+    mode: str = "prompts"
+    model2: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def to_query(self) -> dict[str, str]:
         """The shareable URL's parameters for this request."""
-        return {name: str(getattr(self, name)) for name in QUERY_FIELDS}
+        fields = QUERY_FIELDS + (PAIR_QUERY_FIELDS if self.mode == "models" else ())
+        return {name: str(getattr(self, name)) for name in fields}
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> Request:
@@ -64,8 +74,10 @@ class Request:
 
         Raises SettingsError, naming the parameter, for a value the sidebar could not hold.
         """
-        values: dict = {name: params[name] for name in QUERY_FIELDS if name in params}
+        values: dict = {name: params[name] for name in QUERY_FIELDS + PAIR_QUERY_FIELDS if name in params}
         values["model"] = values.get("model", cls.model).strip() or cls.model
+        if values.get("mode", cls.mode) not in MODES:
+            raise SettingsError(f"The link's mode={values['mode']!r} is not one of {', '.join(MODES)}.")
         if values.get("bos", cls.bos) not in BOS_MODES:
             raise SettingsError(f"The link's bos={values['bos']!r} is not one of {', '.join(BOS_MODES)}.")
         if "k" in values:
@@ -127,13 +139,28 @@ def write_query_params() -> None:
     if request is None:
         return
     wanted = request.to_query()
+    for name in PAIR_QUERY_FIELDS:  # left over from a two-models request
+        if name in st.query_params and name not in wanted:
+            del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):
         st.query_params.update(wanted)
 
 
-@st.cache_resource(max_entries=1, show_spinner=False)
+# id(model) → ((spec, device, dtype), model) for each model the cache holds now (`memory_caption`)
+_resident: dict[int, tuple[tuple[str, str, str], LoadedModel]] = {}
+
+
+def _release_model(model: LoadedModel) -> None:
+    """The cache dropped `model`: forget it, so its next use shows the loading status again."""
+    key, _ = _resident.pop(id(model), ((), None))
+    _loaded_specs.discard(key)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False, on_release=_release_model)  # 2: two-models mode
 def _cached_model(spec: str, device: str, dtype: str) -> LoadedModel:
-    return load_model(spec, device=device, dtype=dtype)
+    model = load_model(spec, device=device, dtype=dtype)
+    _resident[id(model)] = ((spec, device, dtype), model)
+    return model
 
 
 def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
@@ -170,11 +197,51 @@ def _cached_comparison(spec: str, device: str, dtype: str, a: str, b: str, bos: 
 
 def get_comparison(request: Request) -> Comparison:
     """The comparison for `request` (cached by value)."""
+    if request.mode == "models":
+        return get_model_comparison(request)
     get_model(request.model, request.device, request.dtype)
     with st.spinner("Running both prompts through the model…"):
         return _cached_comparison(
             request.model, request.device, request.dtype, request.a, request.b, request.bos, request.k
         )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_model_comparison(
+    spec1: str, spec2: str, device: str, dtype: str, text: str, bos: str, k: int
+) -> Comparison:
+    model1, model2 = _cached_model(spec1, device, dtype), _cached_model(spec2, device, dtype)
+    check_same_tokens(model1, model2, text, bos)  # before either forward pass
+    cap1 = _cached_capture(spec1, device, dtype, text, bos)
+    cap2 = _cached_capture(spec2, device, dtype, text, bos)
+    return compare_model_captures(model1, model2, cap1, cap2, top_k=k)
+
+
+def get_model_comparison(request: Request) -> Comparison:
+    """Prompt `a` through model 1 (`model`) and model 2 (`model2`), both cached at once."""
+    if not request.model2.strip():
+        raise SettingsError("Type a second model to compare with (a hub id or a folder).")
+    get_model(request.model, request.device, request.dtype)
+    get_model(request.model2, request.device, request.dtype)
+    with st.spinner("Running the prompt through both models…"):
+        return _cached_model_comparison(
+            request.model, request.model2, request.device, request.dtype, request.a, request.bos, request.k
+        )
+
+
+def memory_caption() -> str:
+    """The models held in memory and the bytes their weights take, e.g.
+    'In memory: SmolLM2 (513 MB), gpt2 (498 MB) · 1.0 GB'."""
+    models = [model for _, model in _resident.values()]
+    if not models:
+        return "No model in memory yet."
+    total = sum(m.memory_bytes for m in models)
+    listed = ", ".join(f"{plain(m.name)} ({_size(m.memory_bytes)})" for m in models)
+    return f"In memory: {listed} · {_size(total)}" if len(models) > 1 else f"In memory: {listed}"
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
 
 
 def _model_key(request: Request) -> tuple[str, str, str]:
@@ -321,15 +388,16 @@ def draw_comparison(comparison: Comparison) -> None:
     from lib import compare_frames as frames
 
     st.caption(frames.model_caption(comparison))
-    sides = (("A", comparison.a), ("B", comparison.b))
-    for col, (label, side) in zip(st.columns(2), sides, strict=True):
+    names = frames.side_names(comparison)  # A/B, or model 1/model 2
+    sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
+    for col, (label, title, side) in zip(st.columns(2), sides, strict=True):
         with col:
-            st.subheader(f"Prompt {label}")
+            st.subheader(plain(title))
             st.text(side.text)
             top = side.final[0]
             st.metric(f"Model's next token ({label})", top.token, f"p = {top.prob:.3f}", delta_color="off")
             st.dataframe(frames.tokens_frame(side).T, width="stretch")
-    st.subheader("Distance between A and B at the last token, per layer")
+    st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
     distance = comparison.distance
     if distance is None:
         st.info(comparison.note)
@@ -338,12 +406,12 @@ def draw_comparison(comparison: Comparison) -> None:
         st.altair_chart(frames.distance_chart(distance), width="stretch")
         st.caption(
             f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
-            f"at the last layer it is {distance.cosine[-1]:.3f}."
+            f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"
         )
     st.subheader("Logit lens at the last token")
-    for col, (label, side) in zip(st.columns(2), sides, strict=True):
+    for col, (_, title, side) in zip(st.columns(2), sides, strict=True):
         with col:
-            st.markdown(f"**Prompt {label}**")
+            st.markdown(f"**{plain(title)}**")
             height = min(40 + 35 * (len(side.lens) + 1), 900)
             st.dataframe(frames.lens_frame(side), width="stretch", height=height)
 

@@ -1,0 +1,101 @@
+"""Two-models mode: one prompt through two tiny models, drawn on the Compare page as model 1 / model 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_helpers import ROOT
+from streamlit.testing.v1 import AppTest
+from tiny import CORPUS, build_tiny_model, make_tokenizer
+
+from lib import ui
+from lib.errors import SettingsError
+from lib.model_compare import compare_models
+from lib.models import load_model
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def partners(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
+    """The tiny Llama's config with other weights; a shallower GPT-2; a GPT-2 with another tokenizer."""
+    root = tmp_path_factory.mktemp("app-model-pairs")
+    return {
+        "seed1": build_tiny_model("llama", root / "llama-seed1", seed=1, tokenizer=tiny_tokenizer),
+        "shallow": build_tiny_model("gpt2", root / "gpt2-shallow", tokenizer=tiny_tokenizer, n_layer=2),
+        "other_tokenizer": build_tiny_model(
+            "gpt2", root / "gpt2-other", tokenizer=make_tokenizer(corpus=CORPUS[3:])
+        ),
+    }
+
+
+def compare_two(app, model1: Path, model2: Path, prompt: str = PROMPT, k: int = 4):
+    """Switch the sidebar to two models, fill it in and press Compare."""
+    app.run()
+    app.sidebar.radio(key="mode").set_value("models").run()
+    app.sidebar.text_input(key="model").input(str(model1))
+    app.sidebar.text_input(key="model2").input(str(model2))
+    app.sidebar.text_area(key="prompt_a").input(prompt)
+    app.sidebar.number_input(key="top_k").set_value(k)
+    next(b for b in app.sidebar.button if b.label == "Compare").click()
+    return app.run()
+
+
+def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partners):
+    compare_two(app, tiny_folders["llama"], partners["seed1"])
+    assert not app.exception, app.exception
+    assert not app.error
+    assert app.sidebar.text_area(key="prompt_a").label == "Prompt"
+    model1, model2 = load_model(str(tiny_folders["llama"])), load_model(str(partners["seed1"]))
+    expected = compare_models(model1, model2, PROMPT, top_k=4)
+    assert [m.label for m in app.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
+    assert [m.value for m in app.metric] == [expected.a.final[0].token, expected.b.final[0].token]
+    lens_tables = [df.value for df in app.dataframe if "#1" in df.value.columns]
+    for table, side in zip(lens_tables, (expected.a, expected.b), strict=True):
+        assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
+    assert any("Distance between model 1 and model 2" in h.value for h in app.subheader)
+    memory = " ".join(c.value for c in app.sidebar.caption)
+    assert "In memory:" in memory and "llama-seed1" in memory and memory.count("MB") == 3  # two + total
+
+
+def test_two_models_of_different_shapes_say_why_there_are_no_distances(app, tiny_folders, partners):
+    compare_two(app, tiny_folders["gpt2"], partners["shallow"])
+    assert not app.exception, app.exception
+    assert "No distances per layer" in app.info[0].value
+    assert len([df for df in app.dataframe if "#1" in df.value.columns]) == 2
+
+
+def test_two_models_with_different_tokenizers_show_an_error(app, tiny_folders, partners):
+    compare_two(app, tiny_folders["gpt2"], partners["other_tokenizer"])
+    assert not app.exception, app.exception
+    assert "do not share a tokenizer" in app.error[0].value
+
+
+def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_folders, partners):
+    compare_two(app, tiny_folders["llama"], partners["seed1"], k=3)
+    shared = {name: app.query_params[name] for name in (*ui.QUERY_FIELDS, *ui.PAIR_QUERY_FIELDS)}
+    assert shared["mode"] == "models" and shared["model2"] == str(partners["seed1"])
+    fresh = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+    fresh.query_params.update(shared)
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    assert fresh.session_state[ui.REQUEST_KEY] == ui.Request(
+        model=str(tiny_folders["llama"]), model2=str(partners["seed1"]), mode="models", a=PROMPT, k=3
+    )
+    assert [m.label for m in fresh.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
+
+
+def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folders, partners):
+    compare_two(app, tiny_folders["llama"], partners["seed1"])
+    app.sidebar.radio(key="mode").set_value("prompts").run()
+    app.sidebar.text_area(key="prompt_b").input("The capital of Italy is")
+    next(b for b in app.sidebar.button if b.label == "Compare").click().run()
+    assert not app.exception, app.exception
+    assert "mode" not in app.query_params and "model2" not in app.query_params
+    assert [m.label for m in app.metric] == ["Model's next token (A)", "Model's next token (B)"]
+
+
+def test_link_with_an_unknown_mode_is_refused_naming_it():
+    with pytest.raises(SettingsError, match="mode='three'"):
+        ui.Request.from_query({"mode": "three"})
