@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from lib.bos import BosEffect, bos_effect
 from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures, has_bos
+from lib.diff import TopTokenDiff, top_token_diff
 from lib.distances import DistanceReport, distance_report
 from lib.errors import HistoryError, SettingsError, TwinlensError
 from lib.examples import Example
@@ -26,6 +28,7 @@ from lib.model_compare import check_same_tokens, compare_model_captures
 from lib.models import LoadedModel, load_model
 from lib.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
 from lib.tokens import BOS_MODES
+from lib.watch import Watch, watch_tokens
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -291,6 +294,58 @@ def get_distance_report(request: Request, drop_bos: bool) -> DistanceReport:
     """A and B's residual distances per layer (and per position for equal lengths), cached by value."""
     get_model(*_model_key(request))
     return _cached_distance_report(*_model_key(request), request.a, request.b, request.bos, drop_bos)
+
+
+def _model_and_captures(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str
+) -> tuple[LoadedModel, Capture, Capture]:
+    """The cached model and the cached captures of both prompts, for a cached result to start from."""
+    model = _cached_model(spec, device, dtype)
+    return model, _cached_capture(spec, device, dtype, a, bos), _cached_capture(spec, device, dtype, b, bos)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_top_token_diff(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str, k: int, position_a: int, position_b: int
+) -> TopTokenDiff:
+    model, cap_a, cap_b = _model_and_captures(spec, device, dtype, a, b, bos)
+    return top_token_diff(model, cap_a, cap_b, position_a=position_a, position_b=position_b, top_k=k)
+
+
+def get_top_token_diff(request: Request, position_a: int, position_b: int) -> TopTokenDiff:
+    """A's and B's lens distributions compared at every layer, at one position of each (cached by value)."""
+    get_model(*_model_key(request))
+    return _cached_top_token_diff(
+        *_model_key(request), request.a, request.b, request.bos, request.k, position_a, position_b
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_watch(
+    spec: str, device: str, dtype: str, a: str, b: str, bos: str, token_ids: tuple[int, ...]
+) -> Watch:
+    return watch_tokens(*_model_and_captures(spec, device, dtype, a, b, bos), token_ids)
+
+
+def get_watch(request: Request, token_ids: tuple[int, ...]) -> Watch:
+    """The watched tokens' logit, probability and rank per layer at the last position of A and B."""
+    get_model(*_model_key(request))
+    return _cached_watch(*_model_key(request), request.a, request.b, request.bos, tuple(token_ids))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_bos_effect(
+    spec: str, device: str, dtype: str, text: str, k: int, pair: tuple[int, int] | None
+) -> BosEffect:
+    cap_on, cap_off = (_cached_capture(spec, device, dtype, text, bos) for bos in ("on", "off"))
+    return bos_effect(_cached_model(spec, device, dtype), cap_on, cap_off, top_k=k, pair=pair)
+
+
+def get_bos_effect(request: Request, text: str, pair: tuple[int, int] | None) -> BosEffect:
+    """`text` run with BOS on and with BOS off (two extra forward passes, once per value)."""
+    get_model(*_model_key(request))
+    with st.spinner("Running the prompt with and without BOS…"):
+        return _cached_bos_effect(*_model_key(request), text, request.k, pair)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

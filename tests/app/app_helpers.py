@@ -46,3 +46,16 @@ def submit(at: AppTest, *, a: str | None = None, b: str | None = None, model: st
         at.sidebar.number_input(key="top_k").set_value(k)
     at.sidebar.button[0].click()
     return at.run()
+
+
+def open_page(at: AppTest, page: str, **request) -> AppTest:
+    """Compare `request` (see `submit`), then switch to `page`; the page must run without exception."""
+    submit(at, **request)
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table_with(at: AppTest, column: str):
+    """The first dataframe on the page that has `column`."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)

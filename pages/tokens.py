@@ -1,0 +1,143 @@
+"""Tokens: A's and B's tokens side by side, words that split differently, and the effect of BOS."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from lib import ui
+from lib.bos import BosEffect
+from lib.errors import PromptError
+from lib.lens import TokenProb
+from lib.tokens import TokenizationDiff, tokenization_diff, typed_token
+
+ui.page(
+    "Tokens",
+    """
+The model never sees letters, only **tokens**: pieces of text, each with an id. `␣` marks a leading
+space, `↵` a newline, and `<F0 9F>` bytes that are only part of a character (an emoji split over
+several tokens).
+
+- **Tokens of A and B**: rows that have no partner in the other prompt are highlighted (the
+  alignment follows the longest runs of identical tokens).
+- **Words that split differently**: the same word can become different tokens depending on what
+  precedes it — `␣Claire` (one token, after a space) but `Cl`, `aire` at the very start. The model
+  then reads a different input, which can matter more than the word itself.
+- **Effect of BOS**: many models were trained with a beginning-of-sequence token first. Here each
+  prompt runs with exactly one BOS (*on*) and with none (*off*): the model's next-token top-k and
+  the **logit difference** `logit[token 1] − logit[token 2]` of two tokens you choose.
+""",
+)
+
+HIGHLIGHT = "background-color: rgba(255, 170, 0, 0.25)"
+
+
+def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int | None, ...], other: str):
+    """One row per token; rows with no partner in the other prompt highlighted."""
+    partner = f"position in {other}"
+    table = pd.DataFrame(
+        {"position": range(len(ids)), "id": ids, "token": tokens,
+         partner: ["—" if m is None else str(m) for m in match]}
+    )
+    return table, table.style.apply(lambda row: [HIGHLIGHT if row[partner] == "—" else ""] * len(row), axis=1)
+
+
+def splits_callout(diff: TokenizationDiff) -> None:
+    unmatched = sum(m is None for m in diff.match_a) + sum(m is None for m in diff.match_b)
+    if diff.splits:
+        lines = "\n".join(f"- {ui.plain(split.message())}" for split in diff.splits)
+        st.warning(f"Some words are tokenized differently in A and B:\n\n{lines}")
+    elif unmatched == 0:
+        st.success("A and B are the same tokens.")
+    else:
+        st.info(f"{unmatched} tokens have no partner in the other prompt (highlighted); every word "
+                "the two prompts share is tokenized the same way.")
+
+
+def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[int, int] | None:
+    """Two tokens typed by the user (`␣` = space), or None after showing why they cannot be used."""
+    left, right = st.columns(2)
+    typed = (
+        left.text_input("Token 1", value=defaults[0], key=f"bos-token-1-{defaults[0]}"),
+        right.text_input("Token 2", value=defaults[1], key=f"bos-token-2-{defaults[1]}"),
+    )
+    try:
+        return typed_token(tokenizer, typed[0]).id, typed_token(tokenizer, typed[1]).id
+    except PromptError as exc:
+        st.error(ui.plain(str(exc)))
+        return None
+
+
+def top_table(effect: BosEffect) -> pd.DataFrame:
+    def column(top: tuple[TokenProb, ...]) -> list[str]:
+        return [f"{t.token}  {t.prob:.3f}" for t in top]
+
+    return pd.DataFrame(
+        {"BOS on": column(effect.on.top), "BOS off": column(effect.off.top)},
+        index=[f"#{i + 1}" for i in range(len(effect.on.top))],
+    )
+
+
+def logit_difference_table(effects: dict[str, BosEffect]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"prompt": label, "BOS on": e.on.logit_difference, "BOS off": e.off.logit_difference,
+             "on − off": e.on.logit_difference - e.off.logit_difference}
+            for label, e in effects.items()
+        ]
+    )
+
+
+def default_pair(a: tuple[TokenProb, ...], b: tuple[TokenProb, ...]) -> tuple[str, str]:
+    """A's top token against B's (or A's second when both agree)."""
+    second = b[0] if b[0].id != a[0].id else a[min(1, len(a) - 1)]
+    return a[0].token, second.token
+
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    diff = tokenization_diff(model.tokenizer, list(comparison.a.token_ids), list(comparison.b.token_ids))
+    splits_callout(diff)
+    tables = {}
+    left, right = st.columns(2)
+    for col, label, other, tokens, ids, match, text in (
+        (left, "A", "B", diff.tokens_a, diff.ids_a, diff.match_a, request.a),
+        (right, "B", "A", diff.tokens_b, diff.ids_b, diff.match_b, request.b),
+    ):
+        tables[f"tokens-{label}"], styled = token_table(tokens, ids, match, other)
+        with col:
+            st.subheader(f"Prompt {label} · {len(ids)} tokens")
+            st.text(text)
+            st.dataframe(styled, hide_index=True, width="stretch")
+
+    st.subheader("Effect of BOS")
+    bos_id = model.tokenizer.bos_token_id
+    if bos_id is None:
+        st.info("This model's tokenizer has no BOS token, so there is nothing to switch on or off.")
+        st.stop()
+    with_bos = {True: "a BOS", False: "no BOS"}
+    st.caption(
+        f"The sidebar's BOS setting '{request.bos}' gives prompt A {with_bos[comparison.a.has_bos]} and "
+        f"prompt B {with_bos[comparison.b.has_bos]}. Type tokens with ␣ (or a space) for a leading space."
+    )
+    pair = chosen_pair(model.tokenizer, default_pair(comparison.a.final, comparison.b.final))
+    prompts = {"A": request.a, "B": request.b}
+    effects = {label: ui.get_bos_effect(request, text, pair) for label, text in prompts.items()}
+    left, right = st.columns(2)
+    for col, (label, effect) in zip((left, right), effects.items(), strict=True):
+        with col:
+            st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
+            tables[f"bos-top-{label}"] = top_table(effect)
+            st.dataframe(tables[f"bos-top-{label}"], width="stretch")
+    if pair is not None:
+        t1, t2 = effects["A"].pair
+        st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
+        st.text(f"token 1 = {t1}, token 2 = {t2}")
+        tables["logit-difference"] = logit_difference_table(effects)
+        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+    ui.download_buttons(
+        "tokens", request,
+        {"tokenization": diff.to_dict(), "bos": {label: e.to_dict() for label, e in effects.items()}},
+        tables,
+    )

@@ -1,0 +1,121 @@
+"""Watch tokens: chosen tokens' probability and rank per layer for A and B, and their logit difference."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from lib import ui
+from lib.errors import PromptError
+from lib.tokens import WatchedToken, typed_token
+from lib.watch import Watch, logit_difference
+
+ui.page(
+    "Watch tokens",
+    """
+Name a few tokens and follow them through the layers at the last position of each prompt, with the
+logit lens (what the model would predict if it stopped at that layer).
+
+- **Probability** of each token, per layer, for A (solid) and B (dashed).
+- **Rank**: 1 = the lens's most likely token; counted over the whole vocabulary.
+- **Logit difference** `logit[token 1] − logit[token 2]`: positive when the lens prefers token 1.
+  It is the usual measure of a choice between two answers (" Claire" vs " Mary", " Paris" vs " Rome").
+
+A token must be **one** token of the model's vocabulary; a word it splits into several pieces is
+refused, naming the pieces. Write a leading space as a space or as `␣`: `␣Paris` is not `Paris`.
+""",
+)
+
+
+def watched(tokenizer, typed: str) -> list[WatchedToken]:
+    """The distinct single tokens among the typed lines; each line that is not one token gets an st.error."""
+    found: dict[int, WatchedToken] = {}
+    for line in typed.splitlines():
+        if not line:
+            continue
+        try:
+            token = typed_token(tokenizer, line)
+        except PromptError as exc:
+            st.error(ui.plain(str(exc)))
+            continue
+        found.setdefault(token.id, token)
+    return list(found.values())
+
+
+def per_layer_table(watch: Watch) -> pd.DataFrame:
+    """One row per (prompt, token, layer)."""
+    return pd.DataFrame(
+        {"prompt": label, "token": t.token, "id": t.id, "layer": layer,
+         "probability": t.prob[layer], "rank": t.rank[layer], "logit": t.logit[layer]}
+        for label, side in (("A", watch.a), ("B", watch.b))
+        for t in side
+        for layer in range(len(t.prob))
+    )
+
+
+def line_chart(table: pd.DataFrame, measure: str, y: alt.Y) -> alt.Chart:
+    return (
+        alt.Chart(table, title=measure)
+        .mark_line(point=True)
+        .encode(
+            x="layer:Q",
+            y=y,
+            color=alt.Color("token:N", legend=alt.Legend(orient="bottom")),
+            strokeDash=alt.StrokeDash("prompt:N", legend=alt.Legend(orient="bottom")),
+            tooltip=["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
+                     alt.Tooltip("logit", format=".3f")],
+        )
+        .properties(height=280)
+    )
+
+
+def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:
+    a = logit_difference(watch.a[first], watch.a[second])
+    b = logit_difference(watch.b[first], watch.b[second])
+    return pd.DataFrame({"layer": range(len(a)), "A": a, "B": b})
+
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    default = "\n".join(dict.fromkeys([comparison.a.final[0].token, comparison.b.final[0].token]))
+    typed = st.text_area(
+        "Tokens to watch, one per line", value=default, key=f"watch-tokens-{default}",
+        help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",
+    )
+    tokens = watched(model.tokenizer, typed)
+    if not tokens:
+        st.info("Type at least one token to watch.")
+        st.stop()
+    watch = ui.get_watch(request, tuple(t.id for t in tokens))
+    table = per_layer_table(watch)
+    left, right = st.columns(2)
+    left.altair_chart(line_chart(table, "probability", alt.Y("probability:Q")), width="stretch")
+    rank_axis = alt.Y("rank:Q", scale=alt.Scale(type="log", reverse=True), title="rank (1 = top)")
+    right.altair_chart(line_chart(table, "rank", rank_axis), width="stretch")
+    tables = {"per-layer": table}
+
+    st.subheader("Logit difference per layer")
+    if len(tokens) < 2:
+        st.info("Watch two tokens or more to see their logit difference.")
+    else:
+        names = [t.readable for t in tokens]
+        left, right = st.columns(2)
+        first = left.selectbox("Token 1", range(len(names)), index=0, format_func=names.__getitem__)
+        second = right.selectbox("Token 2", range(len(names)), index=1, format_func=names.__getitem__)
+        tables["logit-difference"] = difference_table(watch, first, second)
+        long = tables["logit-difference"].melt("layer", ["A", "B"], "prompt", "logit difference")
+        st.altair_chart(
+            alt.Chart(long).mark_line(point=True).encode(
+                x="layer:Q", y="logit difference:Q", color="prompt:N",
+                tooltip=["layer", "prompt", alt.Tooltip("logit difference", format=".3f")],
+            ).properties(height=260),
+            width="stretch",
+        )
+        st.text(f"logit[{names[first]}] − logit[{names[second]}] through the lens, at the last position")
+        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+
+    st.subheader("Every layer")
+    st.dataframe(table, hide_index=True, width="stretch")
+    ui.download_buttons("watch", request, watch.to_dict(), tables)

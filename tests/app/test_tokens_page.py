@@ -1,0 +1,52 @@
+"""The Tokens page, driven with AppTest on the embedded model."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import open_page, table_with
+
+from lib.bos import bos_effect
+from lib.capture import capture
+from lib.compare import compare_prompts
+from lib.tokens import encode
+
+A, B = "Then Claire and Mary went to the shops", "Claire and Mary went to the shops"
+
+
+def test_tokens_page_calls_out_a_word_that_splits_differently(app, real_model):
+    open_page(app, "pages/tokens.py", a=A, b=B)
+    assert not app.error
+    [warning] = app.warning
+    assert "'Claire' splits differently: 1 token in A (␣Claire), 2 tokens in B (Cl · aire)" in warning.value
+    tok = real_model.tokenizer
+    tables = [df.value for df in app.dataframe if "position in B" in df.value.columns or
+              "position in A" in df.value.columns]
+    assert [t["id"].tolist() for t in tables] == [encode(tok, A), encode(tok, B)]
+    assert tables[0]["position in B"].tolist()[:3] == ["—", "—", "2"]  # 'Then', '␣Claire' unmatched
+
+
+def test_tokens_page_bos_tables_hold_what_bos_effect_returns(app, real_model):
+    open_page(app, "pages/tokens.py", a=A, b=B, k=3)
+    own = compare_prompts(real_model, A, B, top_k=3)
+    first = own.a.final[0]
+    second = own.b.final[0] if own.b.final[0].id != first.id else own.a.final[1]
+    expected = {
+        text: bos_effect(real_model, capture(real_model, text, "on"), capture(real_model, text, "off"),
+                         top_k=3, pair=(first.id, second.id))
+        for text in (A, B)
+    }
+    logit_table = table_with(app, "on − off")
+    for column, run in (("BOS on", "on"), ("BOS off", "off")):
+        values = [getattr(expected[t], run).logit_difference for t in (A, B)]
+        assert logit_table[column].tolist() == pytest.approx(values, abs=1e-4)
+    top_a = next(df.value for df in app.dataframe if "BOS on" in df.value.columns and "#1" in df.value.index)
+    assert top_a.loc["#1", "BOS on"] == f"{expected[A].on.top[0].token}  {expected[A].on.top[0].prob:.3f}"
+    assert top_a.loc["#1", "BOS off"] == f"{expected[A].off.top[0].token}  {expected[A].off.top[0].prob:.3f}"
+
+
+def test_tokens_page_refuses_a_multi_token_word_for_the_logit_difference(app):
+    open_page(app, "pages/tokens.py", a=A, b=B)
+    app.text_input[0].input("Claire").run()
+    assert not app.exception, app.exception
+    assert "'Cl', 'aire'" in app.error[0].value
+    assert not [df for df in app.dataframe if "on − off" in df.value.columns]
