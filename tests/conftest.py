@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tiny import FAMILIES, build_tiny_model, make_tokenizer  # noqa: E402
+from tiny import CORPUS, FAMILIES, build_tiny_model, make_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,20 @@ def tiny_models(tiny_folders):
     from lib.models import load_model
 
     return {f: load_model(str(path)) for f, path in tiny_folders.items()}
+
+
+@pytest.fixture(scope="session")
+def partner_folders(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
+    """Second models for model-vs-model tests: the tiny Llama's config with other weights
+    ("llama-seed1"), a GPT-2 with 2 layers instead of 3 ("gpt2-shallow"), and a GPT-2 whose
+    tokenizer was trained on another text, so its ids differ ("gpt2-other-tokenizer")."""
+    root = tmp_path_factory.mktemp("partner-models")
+    other_tokenizer = make_tokenizer(corpus=CORPUS[3:])
+    return {
+        "llama-seed1": build_tiny_model("llama", root / "llama-seed1", seed=1, tokenizer=tiny_tokenizer),
+        "gpt2-shallow": build_tiny_model("gpt2", root / "gpt2-shallow", tokenizer=tiny_tokenizer, n_layer=2),
+        "gpt2-other-tokenizer": build_tiny_model("gpt2", root / "gpt2-other", tokenizer=other_tokenizer),
+    }
 
 
 @pytest.fixture(params=FAMILIES)

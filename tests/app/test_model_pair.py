@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from app_helpers import ROOT
 from streamlit.testing.v1 import AppTest
-from tiny import CORPUS, build_tiny_model, make_tokenizer
 
 from lib import ui
 from lib.errors import SettingsError
@@ -15,19 +14,6 @@ from lib.model_compare import compare_models
 from lib.models import load_model
 
 PROMPT = "The capital of France is"
-
-
-@pytest.fixture(scope="module")
-def partners(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
-    """The tiny Llama's config with other weights; a shallower GPT-2; a GPT-2 with another tokenizer."""
-    root = tmp_path_factory.mktemp("app-model-pairs")
-    return {
-        "seed1": build_tiny_model("llama", root / "llama-seed1", seed=1, tokenizer=tiny_tokenizer),
-        "shallow": build_tiny_model("gpt2", root / "gpt2-shallow", tokenizer=tiny_tokenizer, n_layer=2),
-        "other_tokenizer": build_tiny_model(
-            "gpt2", root / "gpt2-other", tokenizer=make_tokenizer(corpus=CORPUS[3:])
-        ),
-    }
 
 
 def compare_two(app, model1: Path, model2: Path, prompt: str = PROMPT, k: int = 4):
@@ -42,12 +28,12 @@ def compare_two(app, model1: Path, model2: Path, prompt: str = PROMPT, k: int = 
     return app.run()
 
 
-def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partners):
-    compare_two(app, tiny_folders["llama"], partners["seed1"])
+def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partner_folders):
+    compare_two(app, tiny_folders["llama"], partner_folders["llama-seed1"])
     assert not app.exception, app.exception
     assert not app.error
     assert app.sidebar.text_area(key="prompt_a").label == "Prompt"
-    model1, model2 = load_model(str(tiny_folders["llama"])), load_model(str(partners["seed1"]))
+    model1, model2 = load_model(str(tiny_folders["llama"])), load_model(str(partner_folders["llama-seed1"]))
     expected = compare_models(model1, model2, PROMPT, top_k=4)
     assert [m.label for m in app.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
     assert [m.value for m in app.metric] == [expected.a.final[0].token, expected.b.final[0].token]
@@ -59,35 +45,35 @@ def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partners
     assert "In memory:" in memory and "llama-seed1" in memory and memory.count("MB") == 3  # two + total
 
 
-def test_two_models_of_different_shapes_say_why_there_are_no_distances(app, tiny_folders, partners):
-    compare_two(app, tiny_folders["gpt2"], partners["shallow"])
+def test_two_models_of_different_shapes_say_why_there_are_no_distances(app, tiny_folders, partner_folders):
+    compare_two(app, tiny_folders["gpt2"], partner_folders["gpt2-shallow"])
     assert not app.exception, app.exception
     assert "No distances per layer" in app.info[0].value
     assert len([df for df in app.dataframe if "#1" in df.value.columns]) == 2
 
 
-def test_two_models_with_different_tokenizers_show_an_error(app, tiny_folders, partners):
-    compare_two(app, tiny_folders["gpt2"], partners["other_tokenizer"])
+def test_two_models_with_different_tokenizers_show_an_error(app, tiny_folders, partner_folders):
+    compare_two(app, tiny_folders["gpt2"], partner_folders["gpt2-other-tokenizer"])
     assert not app.exception, app.exception
     assert "do not share a tokenizer" in app.error[0].value
 
 
-def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_folders, partners):
-    compare_two(app, tiny_folders["llama"], partners["seed1"], k=3)
+def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_folders, partner_folders):
+    compare_two(app, tiny_folders["llama"], partner_folders["llama-seed1"], k=3)
     shared = {name: app.query_params[name] for name in (*ui.QUERY_FIELDS, *ui.PAIR_QUERY_FIELDS)}
-    assert shared["mode"] == "models" and shared["model2"] == str(partners["seed1"])
+    assert shared["mode"] == "models" and shared["model2"] == str(partner_folders["llama-seed1"])
     fresh = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
     fresh.query_params.update(shared)
     fresh.run()
     assert not fresh.exception, fresh.exception
-    assert fresh.session_state[ui.REQUEST_KEY] == ui.Request(
-        model=str(tiny_folders["llama"]), model2=str(partners["seed1"]), mode="models", a=PROMPT, k=3
-    )
+    model1, model2 = str(tiny_folders["llama"]), str(partner_folders["llama-seed1"])
+    expected = ui.Request(model=model1, model2=model2, mode="models", a=PROMPT, k=3)
+    assert fresh.session_state[ui.REQUEST_KEY] == expected
     assert [m.label for m in fresh.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
 
 
-def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folders, partners):
-    compare_two(app, tiny_folders["llama"], partners["seed1"])
+def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folders, partner_folders):
+    compare_two(app, tiny_folders["llama"], partner_folders["llama-seed1"])
     app.sidebar.radio(key="mode").set_value("prompts").run()
     app.sidebar.text_area(key="prompt_b").input("The capital of Italy is")
     next(b for b in app.sidebar.button if b.label == "Compare").click().run()

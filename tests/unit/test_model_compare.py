@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import CORPUS, build_tiny_model, make_tokenizer
 from tokenizers import processors
 
 from lib.compare import compare_prompts
@@ -24,22 +23,8 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def other_folders(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
-    """Partners for the tiny Llama: its config with other weights, a shallower GPT-2 with the same
-    tokenizer, and a GPT-2 whose tokenizer was trained on another text (so its ids differ)."""
-    root = tmp_path_factory.mktemp("model-pairs")
-    return {
-        "llama_seed1": build_tiny_model("llama", root / "llama_seed1", seed=1, tokenizer=tiny_tokenizer),
-        "gpt2_2_layers": build_tiny_model("gpt2", root / "gpt2_2_layers", tokenizer=tiny_tokenizer, n_layer=2),
-        "gpt2_other_tokenizer": build_tiny_model(
-            "gpt2", root / "gpt2_other_tokenizer", tokenizer=make_tokenizer(corpus=CORPUS[3:])
-        ),
-    }
-
-
-@pytest.fixture(scope="module")
-def others(other_folders):
-    return {name: load_model(str(folder)) for name, folder in other_folders.items()}
+def others(partner_folders):
+    return {name: load_model(str(folder)) for name, folder in partner_folders.items()}
 
 
 def test_model_against_itself_has_zero_distance_and_identical_lens(tiny_models):
@@ -52,7 +37,7 @@ def test_model_against_itself_has_zero_distance_and_identical_lens(tiny_models):
 
 
 def test_same_config_other_weights_differ_at_every_layer(tiny_models, others):
-    model1, model2 = tiny_models["llama"], others["llama_seed1"]
+    model1, model2 = tiny_models["llama"], others["llama-seed1"]
     c = compare_models(model1, model2, PROMPT, top_k=5)
     assert min(c.distance.cosine) > 0 and min(c.distance.relative_l2) > 0
     assert c.model["spec"] == model1.spec and c.model2["spec"] == model2.spec
@@ -63,7 +48,7 @@ def test_same_config_other_weights_differ_at_every_layer(tiny_models, others):
 
 
 def test_models_of_different_shapes_have_no_distances_and_say_why(tiny_models, others):
-    c = compare_models(tiny_models["gpt2"], others["gpt2_2_layers"], PROMPT)
+    c = compare_models(tiny_models["gpt2"], others["gpt2-shallow"], PROMPT)
     assert c.distance is None
     assert "3 layers of width 64" in c.note and "2 layers of width 64" in c.note
     assert (len(c.a.lens), len(c.b.lens)) == (4, 3)
@@ -71,7 +56,7 @@ def test_models_of_different_shapes_have_no_distances_and_say_why(tiny_models, o
 
 
 def test_models_with_different_tokenizers_are_refused_before_running(tiny_models, others):
-    model1, model2 = tiny_models["gpt2"], others["gpt2_other_tokenizer"]
+    model1, model2 = tiny_models["gpt2"], others["gpt2-other-tokenizer"]
     passes = (model1.forward_passes, model2.forward_passes)
     with pytest.raises(ModelPairError, match="do not share a tokenizer"):
         compare_models(model1, model2, PROMPT)
@@ -98,25 +83,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_compare_models_prints_the_comparison_json(tiny_folders, other_folders):
+def test_cli_compare_models_prints_the_comparison_json(tiny_folders, partner_folders):
     out = run_cli(
         "compare-models", PROMPT, "--model", str(tiny_folders["llama"]),
-        "--model2", str(other_folders["llama_seed1"]), "--top-k", "3",
+        "--model2", str(partner_folders["llama-seed1"]), "--top-k", "3",
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) >= {"model", "model2", "settings", "a", "b", "distance", "mode", "note"}
     assert data["mode"] == "models" and data["settings"] == {"top_k": 3, "bos": "auto"}
     assert data["model"]["spec"] == str(tiny_folders["llama"])
-    assert data["model2"]["spec"] == str(other_folders["llama_seed1"])
+    assert data["model2"]["spec"] == str(partner_folders["llama-seed1"])
     assert data["a"]["text"] == data["b"]["text"] == PROMPT
     assert len(data["distance"]["cosine"]) == len(data["a"]["lens"]) == 4
 
 
-def test_cli_compare_models_with_other_tokenizer_exits_1_with_one_line(tiny_folders, other_folders):
+def test_cli_compare_models_with_other_tokenizer_exits_1_with_one_line(tiny_folders, partner_folders):
     out = run_cli(
         "compare-models", PROMPT, "--model", str(tiny_folders["gpt2"]),
-        "--model2", str(other_folders["gpt2_other_tokenizer"]),
+        "--model2", str(partner_folders["gpt2-other-tokenizer"]),
     )
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith("error: ") and "do not share a tokenizer" in out.stderr
