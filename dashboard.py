@@ -54,12 +54,16 @@ def sidebar() -> None:
             left, right = st.columns(2)
             left.selectbox("BOS token", ui.BOS_MODES, key="bos", help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
             right.number_input("Top-k", min_value=1, max_value=ui.MAX_TOP_K, key="top_k")
+            with st.expander("Expert: options that run a model's code"):
+                st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
+                st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
             if st.form_submit_button("Compare", type="primary", use_container_width=True):
                 values = {field: st.session_state[key] for key, field in ui.WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
                 values["model2"] = values["model2"].strip()
                 values["k"] = int(values["k"])
                 ui.set_request(ui.Request(**values))
+        ui.expert_warning()
         with st.expander("Example pairs", expanded=ui.current_request() is None):
             for example in EXAMPLES:
                 st.button(example.name, help=example.why, on_click=ui.use_example, args=(example,),

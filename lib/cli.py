@@ -23,6 +23,10 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     parser.add_argument("--bos", default="auto", choices=BOS_MODES, help="BOS token: auto, on or off")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run Python code shipped with the model (only for code you have read)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="read pickle .bin weights, which can run code (only for files you trust)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace, spec: str | None = None):
     from lib.models import load_model
 
-    return load_model(args.model if spec is None else spec, device=args.device, dtype=args.dtype)
+    for flag, on in (("--trust-remote-code", args.trust_remote_code), ("--allow-pickle", args.allow_pickle)):
+        if on:
+            print(f"warning: {flag} is on: the model's files can run code on this machine.", file=sys.stderr)
+    return load_model(
+        args.model if spec is None else spec, device=args.device, dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+    )
 
 
 def _check_top_k_arg(top_k: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -195,10 +196,12 @@ def _from_pretrained(
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError/ValueError with long texts
         raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+    if Path(source).is_dir():
+        _check_weight_files(Path(source), spec, allow_pickle)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True,
+            use_safetensors=None if allow_pickle else True, output_loading_info=True,
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
@@ -213,6 +216,8 @@ def _from_pretrained(
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelLoadError(f"'{spec}' has no usable tokenizer: {_first_line(exc)}") from exc
+    _check_all_weights_read(model, info, spec)
+    _check_tokenizer(tokenizer, spec)
     return model, tokenizer
 
 
@@ -231,33 +236,114 @@ def _load_default(dtype: torch.dtype) -> tuple[nn.Module, object]:
         )
 
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_PICKLE_MESSAGE = (
+    "'{spec}' has only pickle (.bin) weights, which can run code when read. Convert them to "
+    "safetensors, or turn on 'allow pickle weights' explicitly."
+)
+
+
+def _check_weight_files(folder: Path, spec: str, allow_pickle: bool) -> None:
+    """Refuse, before transformers tries, a folder with no weights or with only pickle weights."""
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+        return
+    if any(n.endswith(_PICKLE_SUFFIXES) for n in names):
+        if allow_pickle:
+            return
+        raise ModelLoadError(_PICKLE_MESSAGE.format(spec=spec))
+    raise ModelLoadError(
+        f"The folder '{spec}' holds no weights (no model.safetensors). Save them with "
+        "model.save_pretrained(folder)."
+    )
+
+
+def _check_all_weights_read(model: nn.Module, info: dict, spec: str) -> None:
+    """transformers fills parameters missing from the checkpoint with random values and only logs
+    it; a lens over random weights would be quietly wrong, so such a checkpoint is refused."""
+    parameters = dict(model.named_parameters())
+    missing = sorted(k for k in info.get("missing_keys", ()) if k in parameters)
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        bad = missing or mismatched
+        what = "are missing from" if missing else "have the wrong shape in"
+        raise ModelLoadError(
+            f"The weights of '{spec}' are damaged or do not match its config.json: {len(bad)} "
+            f"tensors {what} the checkpoint (first: {bad[0]})."
+        )
+
+
+def _check_tokenizer(tokenizer: object, spec: str) -> None:
+    if not tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"]:
+        raise ModelLoadError(
+            f"'{spec}' has no usable tokenizer: it turns text into no tokens (are the tokenizer "
+            "files missing? Save them with tokenizer.save_pretrained(folder))."
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (transformers wraps huggingface_hub's errors)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def _explain_load_failure(spec: str, exc: BaseException) -> str:
-    text = str(exc)
-    lowered = text.lower()
+    """A plain message for a failed `from_pretrained`, decided by the exception types in the chain
+    (huggingface_hub's) and by transformers' own wording where it raises a bare OSError/ValueError."""
+    import httpx
+    from huggingface_hub import errors as hub
+
+    chain = _causes(exc)
+    text = "\n".join(str(e) for e in chain)
+
+    def raised(*types: type) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
     if "trust_remote_code" in text:
         return (
             f"'{spec}' needs code shipped with the model (trust_remote_code). twinlens does not "
             "run such code unless you turn on 'trust remote code' explicitly."
         )
-    if "safetensors" in lowered and ("pickle" in lowered or ".bin" in lowered or "use_safetensors" in lowered):
+    if "cannot be loaded with `safetensors`" in text:
+        return _PICKLE_MESSAGE.format(spec=spec)
+    if raised(hub.HFValidationError):
         return (
-            f"'{spec}' has only pickle (.bin) weights, which can run code when read. Convert them to "
-            "safetensors, or turn on 'allow pickle weights' explicitly."
+            f"'{spec}' is neither a folder on this machine nor a valid model id (a hub id looks "
+            "like gpt2 or Org/model-name)."
         )
-    if any(s in lowered for s in ("offline", "couldn't connect", "connection", "cannot find the requested files", "does not appear to have", "not a valid model identifier", "repository not found", "not found")):
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in lowered or "connect" in lowered:
-            return (
-                f"Could not find '{spec}' on this machine, and the model hub cannot be reached "
-                "(offline). Use 'default', or a folder saved with save_pretrained."
-            )
-        return f"No model called '{spec}' on the hub or on this machine."
-    if "header" in lowered or "safetensor" in lowered or "deserializ" in lowered or "incomplete" in lowered:
-        return f"The weights of '{spec}' are damaged or incomplete: {_first_line(exc)}"
+    if raised(hub.GatedRepoError):
+        return f"'{spec}' is gated on the hub: accept its licence there and log in (hf auth login)."
+    if raised(hub.RepositoryNotFoundError):
+        return f"No model called '{spec}' on the hub (or it is private), and no such folder here."
+    offline = (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled, httpx.TransportError, ConnectionError)
+    if raised(*offline) or (
+        "couldn't connect" in text.lower()
+    ):
+        why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else "no network"
+        return (
+            f"Could not find '{spec}' on this machine, and the model hub cannot be reached ({why}). "
+            "Use 'default', or a folder saved with save_pretrained."
+        )
+    if any(type(e).__name__ == "SafetensorError" for e in chain) or "deserializing header" in text:
+        return f"The weights of '{spec}' are damaged or incomplete: {_first_line(chain[-1])}"
+    if "not a valid JSON file" in text:
+        return f"The config.json of '{spec}' is not valid JSON; the folder is damaged."
+    if "model_type" in text and "Unrecognized model" in text:
+        return f"The config.json of '{spec}' names no model_type, so transformers cannot build it."
+    if unknown := re.search(r"model type `([^`]*)` but Transformers does not recognize", text):
+        return (
+            f"'{spec}' is a '{unknown.group(1)}' model, a type this version of transformers "
+            "does not know."
+        )
     return f"Could not load '{spec}': {_first_line(exc)}"
 
 

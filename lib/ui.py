@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -20,7 +20,7 @@ from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures, has_bos
 from lib.diff import TopTokenDiff, top_token_diff
 from lib.distances import DistanceReport, distance_report
-from lib.errors import HistoryError, SettingsError, TwinlensError
+from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError
 from lib.examples import Example
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
@@ -35,12 +35,14 @@ if TYPE_CHECKING:
 
 REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
+LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 QUERY_READ_KEY = "_twinlens_query_read"
 QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
 PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only
 # sidebar widget key → Request field
 WIDGET_FIELDS = {
     "model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k",
+    "trust_remote_code": "trust_remote_code", "allow_pickle": "allow_pickle",
     "mode": "mode", "model2": "model2",
 }
 MODES = {"prompts": "two prompts", "models": "two models"}  # Request.mode → what the sidebar says
@@ -59,6 +61,9 @@ class Request:
     k: int = 10
     device: str = "auto"
     dtype: str = "auto"
+    # Expert options that let a model run code; off unless ticked in the sidebar, never from a URL.
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
     # "prompts": a and b through `model`; "models": a through `model` (model 1) and `model2`.
     mode: str = "prompts"
     model2: str = ""
@@ -118,6 +123,8 @@ def use_example(example: Example) -> None:
             b=example.b,
             bos=example.bos or state.get("bos", Request.bos),
             k=int(state.get("top_k", Request.k)),
+            trust_remote_code=bool(state.get("trust_remote_code", False)),
+            allow_pickle=bool(state.get("allow_pickle", False)),
         )
     )
 
@@ -149,6 +156,34 @@ def write_query_params() -> None:
         st.query_params.update(wanted)
 
 
+TRUST_REMOTE_CODE_HELP = (
+    "Runs Python code that comes with the model (trust_remote_code): only for a model whose code "
+    "you have read. Off by default."
+)
+ALLOW_PICKLE_HELP = (
+    "Reads pytorch_model.bin weights with pickle, which can run code hidden in the file: only for "
+    "files you trust. Off by default; safetensors weights never need it."
+)
+
+
+def expert_warning() -> None:
+    """A warning in the sidebar while this session's request lets a model run code."""
+    trust, pickle = expert_options()
+    if trust or pickle:
+        allowed = " and ".join(n for n, on in (("remote code", trust), ("pickle weights", pickle)) if on)
+        st.warning(f"⚠️ This comparison allows {allowed}: the model's files can run code on this machine.")
+
+
+def expert_options() -> tuple[bool, bool]:
+    """This session's (trust_remote_code, allow_pickle): both off until its request turns them on."""
+    request = current_request()
+    return (request.trust_remote_code, request.allow_pickle) if request else (False, False)
+
+
+# (spec, device, dtype) → the expert options the cached model was loaded with
+_loaded_with: dict[tuple[str, str, str], tuple[bool, bool]] = {}
+
+
 # id(model) → ((spec, device, dtype), model) for each model the cache holds now (`memory_caption`)
 _resident: dict[int, tuple[tuple[str, str, str], LoadedModel]] = {}
 
@@ -161,20 +196,32 @@ def _release_model(model: LoadedModel) -> None:
 
 @st.cache_resource(max_entries=2, show_spinner=False, on_release=_release_model)  # 2: two-models mode
 def _cached_model(spec: str, device: str, dtype: str) -> LoadedModel:
-    model = load_model(spec, device=device, dtype=dtype)
+    """Loaded with the expert options of the session that asked first (see `get_model`)."""
+    trust, pickle = expert_options()
+    model = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust, allow_pickle=pickle)
+    _loaded_with[(spec, device, dtype)] = (trust, pickle)
     _resident[id(model)] = ((spec, device, dtype), model)
     return model
 
 
 def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """The loaded model, with a status box saying what happens while the first load runs."""
+    """The loaded model, with a status box saying what happens while the first load runs.
+
+    The one cached model is shared by every session, but a session never gets a model loaded
+    with an expert option it has off (another session's pickle weights or remote code): the
+    model is then loaded again under this session's options, which refuses it plainly.
+    """
     key = (spec, device, dtype)
+    used = _loaded_with.get(key, (False, False))
+    if any(on and not mine for on, mine in zip(used, expert_options(), strict=True)):
+        _cached_model.clear()
+        _loaded_specs.discard(key)
     if key in _loaded_specs:
         return _cached_model(spec, device, dtype)
-    with st.status(f"Loading model '{spec}'…", expanded=True) as status:
+    with st.status(f"Loading model '{plain(spec)}'…", expanded=True) as status:
         st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
         model = _cached_model(spec, device, dtype)
-        status.update(label=f"Loaded {model.name}", state="complete", expanded=False)
+        status.update(label=f"Loaded {plain(model.name)}", state="complete", expanded=False)
     _loaded_specs.add(key)
     return model
 
@@ -431,9 +478,14 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
         return None
     try:
         model = get_model(request.model, request.device, request.dtype)
+        st.session_state[LAST_GOOD_KEY] = request.model
         return request, model, get_comparison(request)
     except TwinlensError as exc:
         st.error(plain(str(exc)))
+        last_good = st.session_state.get(LAST_GOOD_KEY)
+        if isinstance(exc, ModelLoadError) and last_good and last_good != request.model:
+            st.button(f"Back to the last model that worked: {plain(last_good)}",
+                      on_click=submit, args=(replace(request, model=last_good),))
         return None
 
 

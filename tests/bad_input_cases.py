@@ -1,0 +1,131 @@
+"""The table of bad (and merely unusual) input, shared by the library, CLI and app tests.
+
+Every case is run through all three: a refused case must give one plain message (PromptError,
+ModelLoadError, SettingsError…; one line on stderr and exit 1; st.error) naming the problem, and
+an unusual case that is fine (emoji, RTL, control characters, HTML…) must simply work and be
+shown as the text it is. The tiny test models read at most 128 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tiny import build_tiny_model
+
+GOOD = "The capital of France is"
+HTML = "<img src=x onerror=alert(1)>"
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    name: str
+    text: str
+    refused: str | None  # a phrase of the message when the prompt is refused; None: it must work
+
+
+PROMPT_CASES = (
+    PromptCase("empty", "", "empty"),
+    PromptCase("whitespace_only", " \n\t  ", "empty"),
+    PromptCase("hundred_thousand_characters", ("France is Paris. " * 6250)[:100_000], "reads at most"),
+    PromptCase("over_the_context", "the " * 200, "reads at most 128"),
+    PromptCase("nul_character", "The capital\x00 of France is", "NUL"),
+    PromptCase("emoji", "Is there a seahorse emoji? 🐴🌊 👩‍👩‍👧 🏳️‍🌈", None),
+    PromptCase("right_to_left", "مرحبا بالعالم \u200fשלום\u200e", None),
+    PromptCase("zero_width_joiners", "a\u200db\u200cc\u200bd \u2060e", None),
+    PromptCase("combining_marks", "cafe\u0301 nai\u0308ve Z\u0337\u0321\u035ba\u0300", None),
+    PromptCase("control_characters", "bell\x07 escape\x1b[31m red\x7f form\x0cfeed\r\nend", None),
+    PromptCase("html", HTML, None),
+    PromptCase("markdown", "# Title **bold** _it_ [a](javascript:alert(1)) ![i](http://x/y.png) `c`", None),
+    PromptCase("latex", "$x$ and $$\\int_0^1 x\\,dx$$ \\(y\\)", None),
+    PromptCase("different_length", "The capital of France, a country in western Europe, is", None),
+)
+
+
+MODEL_CASE_NAMES = (  # the cases build_model_cases makes, known before any folder is built
+    "invalid_model_id", "hub_id_while_offline", "unknown_org_id_while_offline", "missing_folder",
+    "folder_that_is_not_a_model", "corrupt_safetensors", "truncated_safetensors", "no_weights",
+    "missing_tensors", "pickle_weights_only", "remote_code", "unsupported_architecture",
+)
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    name: str
+    spec: str
+    refused: str  # a phrase of the message
+
+
+def build_model_cases(root: Path, good: Path) -> dict[str, ModelCase]:
+    """Folders that are not usable models, made from the good tiny model `good`, plus ids."""
+
+    def copy(name: str) -> Path:
+        folder = root / name
+        shutil.copytree(good, folder)
+        return folder
+
+    not_a_model = root / "not_a_model"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("holiday photos")
+
+    garbage = copy("corrupt_safetensors")
+    (garbage / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+
+    truncated = copy("truncated_safetensors")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+    no_weights = copy("no_weights")
+    (no_weights / "model.safetensors").unlink()
+
+    missing = copy("missing_tensors")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(missing / "model.safetensors")
+    save_file({k: v for k, v in state.items() if ".h.1." not in k}, str(missing / "model.safetensors"),
+              metadata={"format": "pt"})
+
+    pickle_only = copy("pickle_only")
+    write_pickle_weights(pickle_only)
+
+    remote = copy("remote_code")
+    config = json.loads((remote / "config.json").read_text())
+    config.update(model_type="twinlens_custom", auto_map={"AutoConfig": "custom.Config",
+                                                          "AutoModelForCausalLM": "custom.Model"})
+    (remote / "config.json").write_text(json.dumps(config))
+
+    unsupported = build_tiny_model("cohere", root / "unsupported_architecture")
+
+    cases = [
+        ModelCase("invalid_model_id", "no such model!", "nor a valid model id"),
+        ModelCase("hub_id_while_offline", "gpt2", "cannot be reached"),
+        ModelCase("unknown_org_id_while_offline", "no-such-org/no-such-model", "cannot be reached"),
+        ModelCase("missing_folder", str(root / "nowhere" / "model"), "No folder"),
+        ModelCase("folder_that_is_not_a_model", str(not_a_model), "holds no model"),
+        ModelCase("corrupt_safetensors", str(garbage), "damaged"),
+        ModelCase("truncated_safetensors", str(truncated), "damaged"),
+        ModelCase("no_weights", str(no_weights), "holds no weights"),
+        ModelCase("missing_tensors", str(missing), "do not match its config"),
+        ModelCase("pickle_weights_only", str(pickle_only), "pickle"),
+        ModelCase("remote_code", str(remote), "trust remote code"),
+        ModelCase("unsupported_architecture", str(unsupported), "cannot read models of type 'cohere'"),
+    ]
+    assert tuple(c.name for c in cases) == MODEL_CASE_NAMES
+    return {case.name: case for case in cases}
+
+
+def write_pickle_weights(folder: Path) -> None:
+    """Replace the folder's safetensors weights by the same tensors in pytorch_model.bin."""
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+
+
+@pytest.fixture(scope="session")
+def model_cases(tmp_path_factory, tiny_folders) -> dict[str, ModelCase]:
+    return build_model_cases(tmp_path_factory.mktemp("bad-models"), tiny_folders["gpt2"])
