@@ -26,7 +26,10 @@ test-fast: $(STAMP)  ## unit and app tests only
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check lib pages tests bench dashboard.py
+	$(PY) -m ruff check lib pages tests bench scripts dashboard.py
+
+screenshots: $(STAMP)  ## docs/screenshot-logit-lens.png from the app in headless Chromium
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) scripts/screenshot.py
 
 matrix: $(STAMP)  ## run the family tests and write docs/support_matrix.md from their results
 	$(PY) tests/support_matrix.py

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from lib.bos import BosEffect, bos_effect
 from lib.capture import Capture, capture
@@ -579,6 +580,9 @@ def page(title: str, explanation: str) -> None:
     restarted through the entrypoint.
     """
     if ENTRY_KEY not in st.session_state:
+        # The mode is a process-wide flag that only the public st.navigation clears, and that call
+        # is in the entrypoint this run skipped: clear it here, or the rerun runs this file alone again.
+        PagesManager.uses_pages_directory = False
         st.rerun()
     st.header(title)
     with st.expander("What am I looking at?"):

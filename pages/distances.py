@@ -45,15 +45,15 @@ def layer_chart(table: pd.DataFrame, measure_name: str) -> alt.Chart:
     long = table.melt("layer", series, "series", "distance")
     long["alignment"] = long["series"].str.split(", ").str[1]
     return (
-        alt.Chart(long, title=measure_name)
+        alt.Chart(long)
         .mark_line(point=True)
         .encode(
             x="layer:Q",
             y=alt.Y("distance:Q", title=measure_name),
-            color=alt.Color("alignment:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color("alignment:N", title=None, legend=alt.Legend(orient="top")),
             tooltip=["layer", "alignment", alt.Tooltip("distance", format=".4f")],
         )
-        .properties(height=260)
+        .properties(height=280)
     )
 
 

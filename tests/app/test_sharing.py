@@ -11,14 +11,20 @@ from app_helpers import submit
 from lib import ui
 from lib.examples import EXAMPLES
 
-SHARED = {"model": "default", "a": "The capital of France is", "b": "The capital of Italy is", "bos": "on", "k": "3"}
+SHARED = {
+    "model": "default",
+    "a": "The capital of France is",
+    "b": "The capital of Italy is",
+    "bos": "on",
+    "k": "3",
+}
 
 
 def test_shareable_url_reproduces_the_request_and_page(app):
     app.query_params.update(SHARED)
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
-    assert app.session_state[ui.REQUEST_KEY] == ui.Request(model="default", a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
+    assert app.session_state[ui.REQUEST_KEY] == ui.Request(a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
     assert app.sidebar.text_area(key="prompt_a").value == SHARED["a"]
     assert app.sidebar.selectbox(key="bos").value == "on"
     assert app.header[0].value == "Logit lens"

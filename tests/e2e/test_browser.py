@@ -1,0 +1,88 @@
+"""The app in a real browser: every page opened from a shareable URL draws without an exception.
+
+A Streamlit server runs `dashboard.py` on a free port for the whole session; Debian's Chromium
+(headless, fresh profile) opens each page as a new browser session would. Screenshots land in
+tests/e2e/screenshots/ (not committed).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from scripts.browser import CHROMIUM, ROOT, chromium, open_view, serve, view_url, wait_for_chart
+from scripts.browser import PAIR_QUERY as REQUEST
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does it)"
+)
+
+# Pages that draw a chart as soon as a comparison exists.
+CHARTED = {"pages/compare.py", "pages/logit_lens.py", "pages/distances.py", "pages/diff.py"}
+SHOTS = Path(__file__).parent / "screenshots"
+
+
+def dashboard_pages() -> list[tuple[str, str]]:
+    """(file, title) of every page dashboard.PAGES lists whose file exists (read without running it)."""
+    tree = ast.parse((ROOT / "dashboard.py").read_text())
+    pages = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PAGES"
+    )
+    return [(file, title) for file, title, _ in pages if (ROOT / file).exists()]
+
+
+PAGES = dashboard_pages()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    SHOTS.mkdir(exist_ok=True)
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
+
+
+def assert_no_exception(page) -> None:
+    exceptions = page.locator("[data-testid=stException]")
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def test_shareable_url_opens_its_page_first_thing_on_a_fresh_server(app_url, browser):
+    # The first request a server gets for /logit_lens runs that file alone (Streamlit's pages/
+    # mode); ui.page() reruns it through the entrypoint, which reads the URL and compares.
+    page = browser.new_page()
+    open_view(page, view_url(app_url, "pages/logit_lens.py", REQUEST), "Logit lens")
+    assert_no_exception(page)
+    assert page.locator("[data-testid=stSidebar] textarea").first.input_value() == REQUEST["a"]
+    assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
+    page.close()
+
+
+@pytest.mark.parametrize(("page_file", "title"), PAGES, ids=[Path(f).stem for f, _ in PAGES])
+def test_every_page_draws_from_a_shareable_url(app_url, browser, page_file, title):
+    page = browser.new_page()
+    open_view(page, view_url(app_url, page_file, REQUEST, default=page_file == PAGES[0][0]), title)
+    assert_no_exception(page)
+    if page_file in CHARTED:
+        wait_for_chart(page)
+    page.screenshot(path=SHOTS / f"{Path(page_file).stem}.png", full_page=True)
+    page.close()
+
+
+def test_switching_pages_keeps_the_url_shareable(app_url, browser):
+    page = browser.new_page()
+    open_view(page, view_url(app_url, PAGES[0][0], REQUEST, default=True), PAGES[0][1])
+    page.locator("[data-testid=stSidebarNav] a", has_text="Residual distances").click()
+    page.get_by_role("heading", name="Residual distances").first.wait_for(timeout=60_000)
+    page.wait_for_url("**/distances?**a=The+capital+of+France+is**", timeout=30_000)
+    assert_no_exception(page)
+    page.close()
