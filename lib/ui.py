@@ -504,7 +504,7 @@ def draw_comparison(comparison: Comparison) -> None:
             st.text(side.text)
             top = side.final[0]
             st.metric(f"Model's next token ({label})", top.token, f"p = {top.prob:.3f}", delta_color="off")
-            st.dataframe(frames.tokens_frame(side).T, width="stretch")
+            st.dataframe(frames.tokens_frame(side).T.astype(str), width="stretch")
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
     distance = comparison.distance
     if distance is None:
