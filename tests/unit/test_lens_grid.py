@@ -1,0 +1,107 @@
+"""The logit-lens grid, one cell's detail and the distance report, on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.capture import capture
+from lib.distances import distance_report, layer_distances
+from lib.errors import SettingsError
+from lib.lens import cell_detail, first_layer, lens_cells, lens_column, lens_grid, position_window
+
+TEXT = "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
+
+
+def full_rank(model, cap, layer, position, token_id):
+    logits = model.architecture.logits(cap.residual[layer, position])
+    return int((logits > logits[token_id]).sum()) + 1
+
+
+def test_lens_grid_holds_every_layer_at_the_window_and_nothing_else(family_model):
+    cap = capture(family_model, TEXT)
+    positions = position_window(cap.n_tokens, size=4, back=1)
+    grid = lens_grid(family_model, cap, positions, k=3)
+    assert grid.positions == tuple(range(cap.n_tokens - 5, cap.n_tokens - 1))
+    assert grid.tokens == tuple(cap.tokens[p] for p in positions)
+    assert len(grid.cells) == family_model.n_layers + 1
+    assert all([c.position for c in row] == list(positions) for row in grid.cells)
+    layer = family_model.n_layers // 2
+    (alone,) = lens_cells(family_model, cap.residual, [(layer, positions[2])], k=3)
+    cell = grid.cells[layer][2]
+    assert [t.id for t in cell.top] == [t.id for t in alone.top]  # another batch: equal up to float
+    assert [t.prob for t in cell.top] == pytest.approx([t.prob for t in alone.top], rel=1e-5)
+
+
+def test_lens_grid_last_row_is_the_models_own_prediction(family_model):
+    cap = capture(family_model, TEXT)
+    grid = lens_grid(family_model, cap, position_window(cap.n_tokens, size=3), k=1)
+    assert grid.final_id(-1) == int(cap.final_logits.argmax())
+    assert all(grid.matches_final(family_model.n_layers, i) for i in range(3))
+
+
+def test_lens_grid_refuses_positions_outside_the_prompt(tiny_models):
+    model = tiny_models["llama"]
+    cap = capture(model, "The capital of France is")
+    with pytest.raises(SettingsError, match="Positions run from 0"):
+        lens_grid(model, cap, [cap.n_tokens], k=3)
+
+
+def test_cell_detail_ranks_below_are_ranks_over_the_whole_vocabulary(family_model):
+    cap = capture(family_model, TEXT)
+    layer, position = family_model.n_layers, cap.n_tokens - 2
+    detail = cell_detail(family_model, cap, layer, position, k=5)
+    assert [t.rank for t in detail.top] == [1, 2, 3, 4, 5]
+    for t in detail.top:
+        assert t.rank_below == full_rank(family_model, cap, layer - 1, position, t.id)
+        assert t.rank_change == t.rank_below - t.rank
+        probs_below = torch.softmax(family_model.architecture.logits(cap.residual[layer - 1, position]), -1)
+        assert t.prob_below == pytest.approx(float(probs_below[t.id]), rel=1e-5)
+    (cell,) = lens_cells(family_model, cap.residual, [(layer, position)], 5)
+    assert [t.id for t in detail.top] == [t.id for t in cell.top]
+
+
+def test_cell_detail_at_layer_zero_has_no_layer_below(tiny_models):
+    model = tiny_models["gpt2"]
+    cap = capture(model, TEXT)
+    detail = cell_detail(model, cap, 0, 0, k=3)
+    assert all(t.rank_below is None and t.rank_change is None for t in detail.top)
+
+
+def test_position_window_clips_to_the_prompt():
+    assert position_window(20, 4) == (16, 17, 18, 19)
+    assert position_window(20, 4, back=2) == (14, 15, 16, 17)
+    assert position_window(3, 16) == (0, 1, 2)
+    assert position_window(3, 16, back=10) == (0,)
+
+
+def test_first_layer_finds_the_first_top1_and_top_k_appearance(tiny_models):
+    model = tiny_models["llama"]
+    cap = capture(model, TEXT)
+    column = [c.top for c in lens_column(model, cap.residual, -1, 5)]
+    answer = column[-1][0].id
+    layer = first_layer(column, answer)
+    assert column[layer][0].id == answer and all(column[l][0].id != answer for l in range(layer))
+    assert first_layer(column, answer, within=5) <= layer
+    assert first_layer(column, -1) is None
+
+
+def test_distance_report_of_identical_prompts_says_identical(tiny_models):
+    cap = capture(tiny_models["llama"], TEXT)
+    report = distance_report(cap.residual, cap.residual, bos_a=False, bos_b=False)
+    assert report.summary() == "A and B are identical at every layer."
+    assert max(max(row) for row in report.positions.cosine) == 0
+
+
+def test_distance_report_drops_bos_from_the_mean_only_and_needs_equal_lengths_for_positions(tiny_models):
+    model = tiny_models["llama"]
+    a = capture(model, "You have happy emotion in yourself!", "on")
+    b = capture(model, "You have angry emotion in yourself!", "on")
+    kept = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=False)
+    dropped = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=True)
+    assert kept.last == dropped.last == layer_distances(a.residual, b.residual, "last")
+    assert kept.mean != dropped.mean
+    assert (kept.positions.first_position, dropped.positions.first_position) == (0, 1)
+    longer = capture(model, "You have a very angry emotion in yourself!", "on")
+    assert distance_report(a.residual, longer.residual, bos_a=True, bos_b=True).positions is None
+    assert f"peaks at layer {dropped.last.peak_layer()}" in dropped.summary()
