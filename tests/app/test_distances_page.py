@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from app_helpers import submit
+from app_helpers import open_page as open_view
+from app_helpers import table_with
 
 from lib import ui
 from lib.capture import capture
@@ -13,15 +14,12 @@ A, B = "You have happy emotion in yourself!", "You have angry emotion in yoursel
 
 
 def open_page(app, **request):
-    submit(app, **request)
-    app.switch_page("pages/distances.py").run()
-    assert not app.exception, app.exception
+    open_view(app, "pages/distances.py", **request)
     assert not app.error
-    return app
 
 
 def layer_table(app):
-    return next(df.value for df in app.dataframe if "layer" in df.value.columns)
+    return table_with(app, "cosine distance, last token")
 
 
 def test_distances_table_holds_what_layer_distances_returns(app, real_model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_helpers import submit
+from app_helpers import open_page as open_view
 
 from lib import ui
 from lib.capture import capture
@@ -13,11 +13,8 @@ A, B = "The capital of France is", "The capital of Italy is"
 
 
 def open_page(app, **request):
-    submit(app, **request)
-    app.switch_page("pages/logit_lens.py").run()
-    assert not app.exception, app.exception
+    open_view(app, "pages/logit_lens.py", **request)
     assert not app.error
-    return app
 
 
 def cell_tables(app):
