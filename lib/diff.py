@@ -8,7 +8,8 @@ all in **bits** (log base 2):
 - JS(A, B) = ½ KL(A‖M) + ½ KL(B‖M),  M = (p + q)/2  — symmetric, 0 ≤ JS ≤ 1 bit
 - entropy  H(p) = −Σ p log₂ p
 - top-k overlap: Jaccard |top_k(p) ∩ top_k(q)| / |top_k(p) ∪ top_k(q)|
-- the token whose probability changed most: argmax_t |q_t − p_t| over the whole vocabulary
+- the token whose probability changed most: argmax_t |q_t − p_t| over the whole vocabulary (none
+  when p = q)
 
 Signs: Δprob = p_B − p_A and Δrank = rank_B − rank_A, so a positive Δrank means the token fell
 in B. Ranks are 1-based over the whole vocabulary (1 = most likely).
@@ -90,7 +91,7 @@ class LayerDiff:
     jaccard: float  # top-k overlap
     entropy_a_bits: float
     entropy_b_bits: float
-    most_changed: TokenDelta  # argmax |p_B − p_A| over the whole vocabulary
+    most_changed: TokenDelta | None  # argmax |p_B − p_A| over the whole vocabulary; None if p_A = p_B
 
     def to_dict(self) -> dict:
         return {
@@ -105,7 +106,7 @@ class LayerDiff:
             "jaccard": self.jaccard,
             "entropy_a_bits": self.entropy_a_bits,
             "entropy_b_bits": self.entropy_b_bits,
-            "most_changed": self.most_changed.to_dict(),
+            "most_changed": self.most_changed.to_dict() if self.most_changed else None,
         }
 
 
@@ -198,7 +199,8 @@ def _layer_diff(
     shared = [i for i in ids_a if i in set(ids_b)]
     only_a = [i for i in ids_a if i not in set(ids_b)]
     only_b = [i for i in ids_b if i not in set(ids_a)]
-    most = int((q - p).abs().argmax())
+    change = (q - p).abs()
+    most = int(change.argmax())
     return LayerDiff(
         layer=layer,
         top_a=top_a,
@@ -207,7 +209,7 @@ def _layer_diff(
         only_a=tuple(_deltas(loaded, p, q, only_a)),
         only_b=tuple(_deltas(loaded, p, q, only_b)),
         jaccard=len(shared) / len(set(ids_a) | set(ids_b)),
-        most_changed=_deltas(loaded, p, q, [most])[0],
+        most_changed=_deltas(loaded, p, q, [most])[0] if change[most] > 0 else None,
         **stats,
     )
 

@@ -31,6 +31,9 @@ each prompt, by default the last). This page compares the two distributions.
 )
 
 HIGHLIGHT = "background-color: rgba(46, 160, 67, 0.18)"
+NUMBER_COLUMNS = (
+    "KL(A‖B) bits", "JS bits", "top-k overlap", "entropy A bits", "entropy B bits", "Δp most changed"
+)
 
 
 def position_picker(label: str, tokens: tuple[str, ...]) -> int:
@@ -54,8 +57,8 @@ def layers_table(diff: TopTokenDiff) -> pd.DataFrame:
             "top-k overlap": layer.jaccard,
             "entropy A bits": layer.entropy_a_bits,
             "entropy B bits": layer.entropy_b_bits,
-            "most changed": layer.most_changed.token,
-            "Δp most changed": layer.most_changed.delta_prob,
+            "most changed": layer.most_changed.token if layer.most_changed else "",
+            "Δp most changed": layer.most_changed.delta_prob if layer.most_changed else 0.0,
             "A top-1": layer.top_a[0].token,
             "B top-1": layer.top_b[0].token,
             "shared": " · ".join(t.token for t in layer.shared),
@@ -143,6 +146,7 @@ if found is not None:
     st.dataframe(highlight_shared(detail), hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    st.dataframe(overview, hide_index=True, width="stretch")
+    numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in NUMBER_COLUMNS}
+    st.dataframe(overview, hide_index=True, width="stretch", column_config=numbers)
     tables = {"layers": overview, f"layer-{chosen}": detail}
     ui.download_buttons("top-token-diff", request, diff.to_dict(), tables)

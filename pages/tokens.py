@@ -7,8 +7,10 @@ import streamlit as st
 
 from lib import ui
 from lib.bos import BosEffect
+from lib.compare import Comparison
 from lib.errors import PromptError
 from lib.lens import TokenProb
+from lib.models import LoadedModel
 from lib.tokens import TokenizationDiff, tokenization_diff, typed_token
 
 ui.page(
@@ -23,13 +25,14 @@ several tokens).
 - **Words that split differently**: the same word can become different tokens depending on what
   precedes it — `␣Claire` (one token, after a space) but `Cl`, `aire` at the very start. The model
   then reads a different input, which can matter more than the word itself.
-- **Effect of BOS**: many models were trained with a beginning-of-sequence token first. Here each
-  prompt runs with exactly one BOS (*on*) and with none (*off*): the model's next-token top-k and
-  the **logit difference** `logit[token 1] − logit[token 2]` of two tokens you choose.
+- **Effect of BOS**: many models were trained with a beginning-of-sequence token first. On request,
+  each prompt runs with exactly one BOS (*on*) and with none (*off*): the model's next-token top-k
+  and the **logit difference** `logit[token 1] − logit[token 2]` of two tokens you choose.
 """,
 )
 
 HIGHLIGHT = "background-color: rgba(255, 170, 0, 0.25)"
+BOS_ASKED_KEY = "tokens-bos-asked"  # the request whose BOS runs the user asked for
 
 
 def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int | None, ...], other: str):
@@ -94,6 +97,42 @@ def default_pair(a: tuple[TokenProb, ...], b: tuple[TokenProb, ...]) -> tuple[st
     return a[0].token, second.token
 
 
+def bos_section(
+    request: ui.Request, model: LoadedModel, comparison: Comparison, tables: dict
+) -> dict[str, BosEffect]:
+    """Both prompts with BOS on and off, once asked for (four forward passes): the top-k and the
+    logit difference of two typed tokens. Adds its tables to `tables`; returns the effects drawn."""
+    if model.tokenizer.bos_token_id is None:
+        st.info("This model's tokenizer has no BOS token, so there is nothing to switch on or off.")
+        return {}
+    with_bos = {True: "a BOS", False: "no BOS"}
+    st.caption(
+        f"The sidebar's BOS setting '{request.bos}' gives prompt A {with_bos[comparison.a.has_bos]} and "
+        f"prompt B {with_bos[comparison.b.has_bos]}."
+    )
+    if st.session_state.get(BOS_ASKED_KEY) != request:
+        if not st.button("Run A and B with BOS on and off", key="tokens-bos-run",
+                         help="Four more forward passes, once for this comparison."):
+            return {}
+        st.session_state[BOS_ASKED_KEY] = request
+    st.caption("Type tokens with ␣ (or a space) for a leading space.")
+    pair = chosen_pair(model.tokenizer, default_pair(comparison.a.final, comparison.b.final))
+    prompts = {"A": request.a, "B": request.b}
+    effects = {label: ui.get_bos_effect(request, text, pair) for label, text in prompts.items()}
+    for col, (label, effect) in zip(st.columns(2), effects.items(), strict=True):
+        with col:
+            st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
+            tables[f"bos-top-{label}"] = top_table(effect)
+            st.dataframe(tables[f"bos-top-{label}"], width="stretch")
+    if pair is not None:
+        t1, t2 = effects["A"].pair
+        st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
+        st.text(f"token 1 = {t1}, token 2 = {t2}")
+        tables["logit-difference"] = logit_difference_table(effects)
+        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+    return effects
+
+
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
@@ -112,30 +151,7 @@ if found is not None:
             st.dataframe(styled, hide_index=True, width="stretch")
 
     st.subheader("Effect of BOS")
-    bos_id = model.tokenizer.bos_token_id
-    if bos_id is None:
-        st.info("This model's tokenizer has no BOS token, so there is nothing to switch on or off.")
-        st.stop()
-    with_bos = {True: "a BOS", False: "no BOS"}
-    st.caption(
-        f"The sidebar's BOS setting '{request.bos}' gives prompt A {with_bos[comparison.a.has_bos]} and "
-        f"prompt B {with_bos[comparison.b.has_bos]}. Type tokens with ␣ (or a space) for a leading space."
-    )
-    pair = chosen_pair(model.tokenizer, default_pair(comparison.a.final, comparison.b.final))
-    prompts = {"A": request.a, "B": request.b}
-    effects = {label: ui.get_bos_effect(request, text, pair) for label, text in prompts.items()}
-    left, right = st.columns(2)
-    for col, (label, effect) in zip((left, right), effects.items(), strict=True):
-        with col:
-            st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
-            tables[f"bos-top-{label}"] = top_table(effect)
-            st.dataframe(tables[f"bos-top-{label}"], width="stretch")
-    if pair is not None:
-        t1, t2 = effects["A"].pair
-        st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
-        st.text(f"token 1 = {t1}, token 2 = {t2}")
-        tables["logit-difference"] = logit_difference_table(effects)
-        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+    effects = bos_section(request, model, comparison, tables)
     ui.download_buttons(
         "tokens", request,
         {"tokenization": diff.to_dict(), "bos": {label: e.to_dict() for label, e in effects.items()}},

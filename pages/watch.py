@@ -61,7 +61,8 @@ def line_chart(table: pd.DataFrame, measure: str, y: alt.Y) -> alt.Chart:
         .encode(
             x="layer:Q",
             y=y,
-            color=alt.Color("token:N", legend=alt.Legend(orient="bottom")),
+            color=alt.Color("token:N", scale=alt.Scale(scheme="category10"),
+                            legend=alt.Legend(orient="bottom")),
             strokeDash=alt.StrokeDash("prompt:N", legend=alt.Legend(orient="bottom")),
             tooltip=["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
                      alt.Tooltip("logit", format=".3f")],
@@ -117,5 +118,6 @@ if found is not None:
         st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    st.dataframe(table, hide_index=True, width="stretch")
+    probability = {"probability": st.column_config.NumberColumn(format="%.4g")}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=probability)
     ui.download_buttons("watch", request, watch.to_dict(), tables)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page, table_with
 
+from lib import ui
 from lib.bos import bos_effect
 from lib.capture import capture
 from lib.compare import compare_prompts
@@ -25,8 +26,28 @@ def test_tokens_page_calls_out_a_word_that_splits_differently(app, real_model):
     assert tables[0]["position in B"].tolist()[:3] == ["—", "—", "2"]  # 'Then', '␣Claire' unmatched
 
 
+def ask_for_bos(app):
+    app.button(key="tokens-bos-run").click().run()
+    assert not app.exception, app.exception
+
+
+def test_tokens_page_runs_no_forward_pass_until_bos_runs_are_asked_for(app):
+    ui._cached_capture.clear()  # captures are shared by the whole process; count from none
+    open_page(app, "pages/tokens.py", a=A, b=B)
+    model = ui._cached_model("default", "auto", "auto")
+    before = model.forward_passes
+    app.run()
+    assert model.forward_passes == before
+    assert not [df for df in app.dataframe if "BOS on" in df.value.columns]
+    ask_for_bos(app)
+    assert model.forward_passes == before + 4  # A and B, each with BOS on and off
+    app.text_input[1].input("␣Rome").run()  # a new pair reuses the four runs
+    assert model.forward_passes == before + 4
+
+
 def test_tokens_page_bos_tables_hold_what_bos_effect_returns(app, real_model):
     open_page(app, "pages/tokens.py", a=A, b=B, k=3)
+    ask_for_bos(app)
     own = compare_prompts(real_model, A, B, top_k=3)
     first = own.a.final[0]
     second = own.b.final[0] if own.b.final[0].id != first.id else own.a.final[1]
@@ -46,6 +67,7 @@ def test_tokens_page_bos_tables_hold_what_bos_effect_returns(app, real_model):
 
 def test_tokens_page_refuses_a_multi_token_word_for_the_logit_difference(app):
     open_page(app, "pages/tokens.py", a=A, b=B)
+    ask_for_bos(app)
     app.text_input[0].input("Claire").run()
     assert not app.exception, app.exception
     assert "'Cl', 'aire'" in app.error[0].value

@@ -31,6 +31,7 @@ def test_identical_prompts_share_every_token_and_have_zero_divergence(family_mod
         assert [t.id for t in layer.shared] == [t.id for t in layer.top_a]
         assert all(t.delta_prob == 0 and t.delta_rank == 0 for t in layer.shared)
         assert layer.entropy_a_bits == layer.entropy_b_bits
+        assert layer.most_changed is None
 
 
 def test_kl_matches_a_direct_torch_computation(family_model):
@@ -83,11 +84,13 @@ def test_shared_and_only_tokens_carry_both_sides_probabilities(family_model):
 
 def test_most_changed_token_has_the_largest_probability_change(family_model):
     cap_a, cap_b = capture(family_model, A), capture(family_model, B)
-    for layer in top_token_diff(family_model, cap_a, cap_b, top_k=5).layers:
+    diff = top_token_diff(family_model, cap_a, cap_b, top_k=5)
+    for layer in diff.layers:
         p, q = lens_probs(family_model, cap_a, layer.layer), lens_probs(family_model, cap_b, layer.layer)
-        assert abs(layer.most_changed.delta_prob) == pytest.approx((q - p).abs().max().item(), abs=1e-6)
-        listed = (*layer.shared, *layer.only_a, *layer.only_b)
-        assert all(abs(layer.most_changed.delta_prob) >= abs(t.delta_prob) for t in listed)
+        largest = layer.most_changed.delta_prob if layer.most_changed else 0.0
+        assert abs(largest) == pytest.approx((q - p).abs().max().item(), abs=1e-6)
+        assert all(abs(largest) >= abs(t.delta_prob) for t in (*layer.shared, *layer.only_a, *layer.only_b))
+    assert diff.layers[-1].most_changed is not None
 
 
 def test_top_lists_are_the_lens_at_the_chosen_positions_of_prompts_of_different_lengths(family_model):
@@ -117,4 +120,4 @@ def test_to_dict_is_json_ready(tiny_models):
     diff = top_token_diff(model, capture(model, A), capture(model, B), top_k=3)
     data = json.loads(json.dumps(diff.to_dict()))
     assert data["layers"][-1]["kl_bits"] == diff.layers[-1].kl_bits
-    assert data["layers"][0]["most_changed"]["delta_prob"] == diff.layers[0].most_changed.delta_prob
+    assert data["layers"][-1]["most_changed"]["delta_prob"] == diff.layers[-1].most_changed.delta_prob
