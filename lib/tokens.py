@@ -172,6 +172,15 @@ def typed_token(tokenizer, typed: str) -> WatchedToken:
     return single_token(tokenizer, "".join(marks.get(c, c) for c in typed))
 
 
+def typeable(tokenizer, token_id: int) -> bool:
+    """True when typing the token's readable text gives it back (`typed_token`); false for byte
+    pieces such as '<F0 9F>', which a user cannot type."""
+    try:
+        return typed_token(tokenizer, readable_token(tokenizer, token_id)).id == token_id
+    except PromptError:
+        return False
+
+
 _WORD = re.compile(r"\w+")
 
 

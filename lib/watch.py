@@ -19,9 +19,9 @@ import torch
 
 from lib.capture import Capture
 from lib.diff import resolve_position
-from lib.lens import lens_logits_chunks
+from lib.lens import TokenProb, lens_logits_chunks
 from lib.models import LoadedModel
-from lib.tokens import readable_token
+from lib.tokens import readable_token, typeable
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,17 @@ class Watch:
             "a": [t.to_dict() for t in self.a],
             "b": [t.to_dict() for t in self.b],
         }
+
+
+def contrast_pair(tokenizer, top_a: Sequence[TokenProb], top_b: Sequence[TokenProb]) -> tuple[str, ...]:
+    """The natural tokens to watch or to take the logit difference of: A's most likely token and
+    B's most likely other one (else A's next), as readable text, skipping tokens a user could not
+    type back (`tokens.typeable`). Fewer than two when the lists hold fewer such tokens."""
+    typeable_a = [t for t in top_a if typeable(tokenizer, t.id)]
+    typeable_b = [t for t in top_b if typeable(tokenizer, t.id)]
+    first = typeable_a[:1]
+    others = [t for t in typeable_b + typeable_a[1:] if not first or t.id != first[0].id]
+    return tuple(t.token for t in first + others[:1])
 
 
 def logit_difference(first: Trajectory, second: Trajectory) -> tuple[float, ...]:

@@ -12,6 +12,7 @@ from lib.errors import PromptError
 from lib.lens import TokenProb
 from lib.models import LoadedModel
 from lib.tokens import TokenizationDiff, tokenization_diff, typed_token
+from lib.watch import contrast_pair
 
 ui.page(
     "Tokens",
@@ -91,12 +92,6 @@ def logit_difference_table(effects: dict[str, BosEffect]) -> pd.DataFrame:
     )
 
 
-def default_pair(a: tuple[TokenProb, ...], b: tuple[TokenProb, ...]) -> tuple[str, str]:
-    """A's top token against B's (or A's second when both agree)."""
-    second = b[0] if b[0].id != a[0].id else a[min(1, len(a) - 1)]
-    return a[0].token, second.token
-
-
 def bos_section(
     request: ui.Request, model: LoadedModel, comparison: Comparison, tables: dict
 ) -> dict[str, BosEffect]:
@@ -116,7 +111,8 @@ def bos_section(
             return {}
         st.session_state[BOS_ASKED_KEY] = request
     st.caption("Type tokens with ␣ (or a space) for a leading space.")
-    pair = chosen_pair(model.tokenizer, default_pair(comparison.a.final, comparison.b.final))
+    defaults = (*contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final), "", "")
+    pair = chosen_pair(model.tokenizer, defaults[:2])
     prompts = {"A": request.a, "B": request.b}
     effects = {label: ui.get_bos_effect(request, text, pair) for label, text in prompts.items()}
     for col, (label, effect) in zip(st.columns(2), effects.items(), strict=True):

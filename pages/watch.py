@@ -9,7 +9,7 @@ import streamlit as st
 from lib import ui
 from lib.errors import PromptError
 from lib.tokens import WatchedToken, typed_token
-from lib.watch import Watch, logit_difference
+from lib.watch import Watch, contrast_pair, logit_difference
 
 ui.page(
     "Watch tokens",
@@ -80,7 +80,7 @@ def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    default = "\n".join(dict.fromkeys([comparison.a.final[0].token, comparison.b.final[0].token]))
+    default = "\n".join(contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final))
     typed = st.text_area(
         "Tokens to watch, one per line", value=default, key=f"watch-tokens-{default}",
         help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lib.errors import PromptError
-from lib.tokens import encode, single_token, tokenization_diff, typed_token
+from lib.tokens import encode, single_token, tokenization_diff, typeable, typed_token
 
 
 def diff(tok, a: str, b: str, bos: str = "on"):
@@ -58,3 +58,9 @@ def test_typed_token_reads_visible_marks_back(tiny_tokenizer):
 def test_typed_multi_token_word_is_refused_naming_its_pieces(tiny_tokenizer):
     with pytest.raises(PromptError, match=r"2 tokens \('Pa', 'ris'\)"):
         typed_token(tiny_tokenizer, "Paris")
+
+
+def test_byte_pieces_cannot_be_typed_back_but_words_can(tiny_tokenizer):
+    pieces = tiny_tokenizer("😀", add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1 and not any(typeable(tiny_tokenizer, i) for i in pieces)
+    assert typeable(tiny_tokenizer, single_token(tiny_tokenizer, " Paris").id)

@@ -7,9 +7,9 @@ import torch
 
 from lib.bos import bos_effect
 from lib.capture import capture
-from lib.lens import lens_column
-from lib.tokens import single_token
-from lib.watch import logit_difference, trajectories, watch_tokens
+from lib.lens import TokenProb, lens_column
+from lib.tokens import readable_token, single_token
+from lib.watch import contrast_pair, logit_difference, trajectories, watch_tokens
 
 A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
 
@@ -69,3 +69,15 @@ def test_bos_on_and_off_differ_by_exactly_the_bos_token(family_model):
     assert effect.off.logit_difference > 0  # t1 is the top token without BOS
     assert [t.id for t in effect.on.top] == on.final_logits.topk(3).indices.tolist()
     assert effect.on.top != effect.off.top
+
+
+def test_contrast_pair_is_a_and_b_predictions_skipping_untypeable_tokens(tiny_tokenizer):
+    def top(*ids: int) -> tuple[TokenProb, ...]:
+        return tuple(TokenProb(readable_token(tiny_tokenizer, i), i, 0.1) for i in ids)
+
+    paris, rome, claire = (single_token(tiny_tokenizer, w).id for w in (" Paris", " Rome", " Claire"))
+    byte_piece = tiny_tokenizer("😀", add_special_tokens=False)["input_ids"][0]
+    assert contrast_pair(tiny_tokenizer, top(byte_piece, paris), top(rome, paris)) == ("␣Paris", "␣Rome")
+    assert contrast_pair(tiny_tokenizer, top(paris, claire), top(paris, rome)) == ("␣Paris", "␣Rome")
+    assert contrast_pair(tiny_tokenizer, top(paris, claire), top(paris)) == ("␣Paris", "␣Claire")
+    assert contrast_pair(tiny_tokenizer, top(byte_piece), top(byte_piece)) == ()
