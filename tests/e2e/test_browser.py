@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.browser import CHROMIUM, ROOT, chromium, open_view, serve, view_url, wait_for_chart
+from scripts.browser import CHROMIUM, ROOT, chromium, open_view, serve, settle, view_url, wait_for_chart
 from scripts.browser import PAIR_QUERY as REQUEST
 
 pytestmark = pytest.mark.skipif(
@@ -84,5 +84,29 @@ def test_switching_pages_keeps_the_url_shareable(app_url, browser):
     page.locator("[data-testid=stSidebarNav] a", has_text="Residual distances").click()
     page.get_by_role("heading", name="Residual distances").first.wait_for(timeout=60_000)
     page.wait_for_url("**/distances?**a=The+capital+of+France+is**", timeout=30_000)
+    assert_no_exception(page)
+    page.close()
+
+
+def test_clicking_a_lens_cell_shows_that_cell_for_both_prompts(app_url, browser):
+    page = browser.new_page()
+    open_view(page, view_url(app_url, "pages/logit_lens.py", REQUEST), "Logit lens")
+    wait_for_chart(page)
+
+    def picked_cells() -> list[str]:  # "layer ℓ, position p" under A and under B
+        lines = page.locator("[data-testid=stText]").all_inner_texts()
+        return [line[3:].split(" (")[0] for line in lines if line[:2] in ("A:", "B:")]
+
+    before = picked_cells()
+    box = page.locator("[data-testid=stVegaLiteChart]").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15)  # an upper, early cell
+    for _ in range(120):
+        page.wait_for_timeout(500)
+        if picked_cells() != before:
+            break
+    settle(page)
+    after = picked_cells()
+    assert after != before, f"the click left the picked cell at {before}"
+    assert after[0] == after[1]  # the same cell for both prompts
     assert_no_exception(page)
     page.close()
