@@ -2,13 +2,15 @@
 
 Readable text: a byte-level BPE token such as 'ĠðŁ' is mapped back to its bytes with the
 tokenizer library's own byte table; bytes that form whole UTF-8 characters are shown as text,
-the rest as hex (`<F0 9F>`); a leading space is shown as '␣' and a newline as '↵'.
+the rest as hex (`<F0 9F>`); a leading space is shown as '␣', a newline as '↵', a no-break
+space as '⍽' and other invisible characters (zero-width joiners, direction marks) as `<U+200D>`.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -127,10 +129,17 @@ def _starts_char(data: bytes, i: int) -> bool:
 
 
 def _show_char(char: str) -> str:
+    """A character as shown: invisible ones (controls, no-break and zero-width spaces, joiners,
+    direction marks) get a visible stand-in so a token never looks empty or reorders its row."""
     if char in _VISIBLE:
         return _VISIBLE[char]
     if ord(char) < 32 or ord(char) == 127:
         return f"<{ord(char):02X}>"
+    category = unicodedata.category(char)
+    if char == "\xa0":
+        return "⍽"
+    if (category == "Zs" and char != " ") or category in ("Cf", "Zl", "Zp", "Cc"):
+        return f"<U+{ord(char):04X}>"
     return char
 
 

@@ -22,6 +22,13 @@ def test_readable_shows_partial_utf8_as_hex_and_whole_characters_as_text():
     assert readable(b"\x01") == "<01>"
 
 
+def test_readable_makes_invisible_characters_visible():
+    assert readable("\xa0".encode()) == "⍽"
+    assert readable("a\u200db".encode()) == "a<U+200D>b"
+    assert readable("\u200f".encode()) == "<U+200F>"
+    assert readable("e\u0301".encode()) == "e\u0301"  # a combining mark stays with its letter
+
+
 def test_byte_level_tokens_decode_back_to_the_prompt(tiny_tokenizer):
     text = "Is there a seahorse emoji? 🐴🌊"
     ids = encode(tiny_tokenizer, text, "off")
