@@ -187,7 +187,22 @@ def _resolve(spec: str) -> str:
     return spec
 
 
+# transformers' from_pretrained is not thread-safe: two loads at once (two browser sessions asking
+# for different models) come out with untied, randomly initialized output embeddings (GPT-2,
+# Qwen2; transformers 5.24). Loads therefore take turns; runs on loaded models do not wait.
+_LOADING = threading.Lock()
+
+
 def _from_pretrained(
+    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool
+) -> tuple[nn.Module, object]:
+    with _LOADING:
+        return _read_pretrained(
+            source, spec, dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
+
+
+def _read_pretrained(
     source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool
 ) -> tuple[nn.Module, object]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -383,7 +398,7 @@ def ensure_default_model() -> Path:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with warnings.catch_warnings():
+    with _LOADING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
