@@ -141,7 +141,7 @@ def adopt_query_params() -> None:
     try:
         submit(Request.from_query(st.query_params.to_dict()))
     except SettingsError as exc:
-        st.sidebar.error(str(exc))
+        st.sidebar.error(plain(str(exc)))
 
 
 def write_query_params() -> None:

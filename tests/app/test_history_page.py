@@ -51,10 +51,11 @@ def test_saved_comparison_reopens_with_the_compare_pages_tables(app, data, tiny_
     assert [t.value for t in app.text] == [A, B]
 
 
-def test_rename_and_confirmed_delete(app, data, tiny_folders):
+def test_rename_export_buttons_and_confirmed_delete(app, data, tiny_folders):
     submit(app, model=str(tiny_folders["gpt2"]), a=A, b=B, k=3)
     _save(app, "first name")
     app.switch_page(HISTORY).run()
+    assert [b.label for b in app.download_button] == ["⬇ Export this (JSON)", "⬇ Export all (JSON)"]
     app.main.text_input(key="rename-1").input("second name")
     [rename] = [b for b in app.main.button if b.label == "Rename"]
     rename.click().run()
