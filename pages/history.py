@@ -38,8 +38,8 @@ def manage(history: History, saved: SavedComparison) -> None:
         "⬇ Export this (JSON)", history.export([entry.id]), file_name=f"twinlens-{entry.id}.json",
         mime="application/json", on_click="ignore", width="stretch",
     )
-    all_col.download_button(
-        "⬇ Export all (JSON)", history.export(), file_name="twinlens-history.json",
+    all_col.download_button(  # built only when clicked: every saved comparison in one file
+        "⬇ Export all (JSON)", history.export, file_name="twinlens-history.json",
         mime="application/json", on_click="ignore", width="stretch",
     )
     if st.session_state.get(CONFIRM_KEY) == entry.id:

@@ -1,8 +1,11 @@
 """Prompts and model names holding HTML, Markdown and LaTeX, in a real browser: no script runs (no
 dialog opens, no <img src=x> exists), nothing is rendered as Markdown or math, the text shows
-literally."""
+literally; such a comparison saves and exports from the History page."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 from bad_input_cases import HTML
@@ -50,4 +53,27 @@ def test_html_model_name_shows_as_text_in_the_error(browser_page):
     error.wait_for(timeout=180_000)
     settle(page)
     assert HTML in error.inner_text()
+    assert_nothing_rendered(page, dialogs)
+
+
+def test_saved_comparison_exports_from_the_history_page(browser_page, tiny_folders, tmp_path):
+    """Save on the Compare page, then both export buttons on the History page download its JSON."""
+    url, page, dialogs = browser_page
+    query = {"model": str(tiny_folders["gpt2"]), "a": HTML, "b": MARKDOWN, "k": "3"}
+    page.goto(view_url(url, "pages/compare.py", query, default=True))
+    name = page.get_by_label("Name")
+    name.wait_for(timeout=180_000)
+    settle(page)
+    name.fill("exported from the browser")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved as #").wait_for(timeout=60_000)
+    page.goto(view_url(url, "pages/history.py", query))
+    for label in ("Export this (JSON)", "Export all (JSON)"):
+        button = page.get_by_role("button", name=label)
+        button.wait_for(timeout=180_000)
+        with page.expect_download() as download:
+            button.click()
+        saved = json.loads(Path(download.value.path()).read_text())["comparisons"]
+        mine = [c for c in saved if c["name"] == "exported from the browser"]
+        assert [(c["prompt_a"], c["prompt_b"]) for c in mine] == [(HTML, MARKDOWN)]
     assert_nothing_rendered(page, dialogs)

@@ -20,6 +20,7 @@ from lib.history import DB_NAME, History, data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"model": "tiny", "bos": "auto", "k": 3}
+FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 
 # A child process that saves the comparison in `argv[2]` again and again into the folder
 # `argv[1]`, printing each id once its transaction has committed.
@@ -36,7 +37,7 @@ for i in range(int(sys.argv[3])):
 
 @pytest.fixture(scope="module")
 def comparison(tiny_models) -> Comparison:
-    return compare_prompts(tiny_models["gpt2"], "The capital of France is", "The capital of Italy is", top_k=3)
+    return compare_prompts(tiny_models["gpt2"], FRANCE, ITALY, top_k=3)
 
 
 @pytest.fixture
