@@ -12,18 +12,18 @@ import streamlit as st
 from lib import ui
 from lib.examples import EXAMPLES
 
-st.set_page_config(page_title="twinlens", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="twinlens", page_icon=":material/search:", layout="wide")
 
 HERE = Path(__file__).parent
-PAGES = [  # (file, title, icon); the first is the default page
-    ("pages/compare.py", "Compare", "⚖️"),
-    ("pages/logit_lens.py", "Logit lens", "🔬"),
-    ("pages/distances.py", "Residual distances", "📏"),
-    ("pages/diff.py", "Top-token diff", "🔀"),
-    ("pages/tokens.py", "Tokens", "🔤"),
-    ("pages/watch.py", "Watch tokens", "👁️"),
-    ("pages/patching.py", "Patching", "🩹"),
-    ("pages/history.py", "History", "🗂️"),
+PAGES = [  # (file, title, icon); the first is the default page. Material icons need no emoji font.
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/logit_lens.py", "Logit lens", ":material/layers:"),
+    ("pages/distances.py", "Residual distances", ":material/straighten:"),
+    ("pages/diff.py", "Top-token diff", ":material/difference:"),
+    ("pages/tokens.py", "Tokens", ":material/abc:"),
+    ("pages/watch.py", "Watch tokens", ":material/visibility:"),
+    ("pages/patching.py", "Patching", ":material/healing:"),
+    ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = ("pages/compare.py", "pages/history.py")  # the pages that show two models
 
@@ -57,7 +57,7 @@ def sidebar() -> None:
             with st.expander("Expert: options that run a model's code"):
                 st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
                 st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
-            if st.form_submit_button("Compare", type="primary", use_container_width=True):
+            if st.form_submit_button("Compare", type="primary", width="stretch"):
                 values = {field: st.session_state[key] for key, field in ui.WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
                 values["model2"] = values["model2"].strip()

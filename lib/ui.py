@@ -219,10 +219,11 @@ def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMod
         _loaded_specs.discard(key)
     if key in _loaded_specs:
         return _cached_model(spec, device, dtype)
-    with st.status(f"Loading model '{plain(spec)}'…", expanded=True) as status:
+    box = st.empty()  # the status shows while the model loads, then leaves the page
+    with box.container(), st.status(f"Loading model '{plain(spec)}'…", expanded=True):
         st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
         model = _cached_model(spec, device, dtype)
-        status.update(label=f"Loaded {plain(model.name)}", state="complete", expanded=False)
+    box.empty()
     _loaded_specs.add(key)
     return model
 

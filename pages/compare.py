@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lib import compare_frames as frames
 from lib import ui
 
 ui.page(
@@ -26,4 +27,5 @@ found = ui.require_comparison()
 if found is not None:
     request, _, comparison = found
     ui.draw_comparison(comparison)
+    ui.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
     ui.save_form(request, comparison)

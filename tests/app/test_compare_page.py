@@ -33,3 +33,21 @@ def test_compare_page_shows_prompt_error_without_exception(app):
     submit(app, a="   ", b="The capital of Italy is")
     assert not app.exception
     assert "empty" in app.error[0].value
+
+
+def test_compare_page_offers_json_and_csv_export(app, real_model):
+    from lib import compare_frames
+    from lib.ui import Request, export_files
+
+    a, b = "The capital of France is", "The capital of Italy is"
+    submit(app, a=a, b=b, k=3)
+    assert not app.exception
+    expected = compare_prompts(real_model, a, b, top_k=3)
+    files = export_files("comparison", Request(a=a, b=b, k=3), expected.to_dict(),
+                         compare_frames.comparison_tables(expected))
+    names = [f.file_name for f in files]
+    assert names[0] == "comparison.json" and "comparison-distance.csv" in names
+    import json
+
+    assert json.loads(files[0].content)["a"]["final"][0]["token"] == "␣Paris"
+    assert len([b for b in app.get("download_button")]) == len(files)
