@@ -108,17 +108,27 @@ def cache_dir() -> Path:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """`auto` takes CUDA, then Apple's MPS, then the CPU."""
+    """`auto` takes CUDA, then Apple's MPS, then the CPU; a device named but absent is refused."""
     if device != "auto":
         try:
-            return torch.device(device)
+            chosen = torch.device(device)
         except RuntimeError as exc:
             raise ModelLoadError(f"Unknown device '{device}'. Use auto, cpu, cuda or mps.") from exc
+        if chosen.type not in ("cpu", "cuda", "mps"):
+            raise ModelLoadError(f"Unknown device '{device}'. Use auto, cpu, cuda or mps.")
+        present = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(_has_mps())}[chosen.type]
+        if (chosen.index or 0) >= present:
+            raise ModelLoadError(f"This machine has no device '{device}'. Use auto or cpu.")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if _has_mps():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _has_mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

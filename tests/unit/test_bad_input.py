@@ -112,3 +112,9 @@ def test_watched_token_of_several_tokens_is_refused_naming_its_pieces(gpt2):
 def test_every_refusal_is_a_twinlens_error():
     """The UI and the CLI catch TwinlensError; every type raised above must be one."""
     assert all(issubclass(t, TwinlensError) for t in (PromptError, ModelLoadError, SettingsError))
+
+
+@pytest.mark.parametrize(("device", "phrase"), [("cuda:99", "no device"), ("meta", "Unknown device")])
+def test_device_this_machine_lacks_is_refused(tiny_folders, device, phrase):
+    with pytest.raises(ModelLoadError, match=phrase):
+        load_model(str(tiny_folders["gpt2"]), device=device)

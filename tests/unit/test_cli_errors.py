@@ -89,3 +89,8 @@ def test_cli_unusual_prompt_gives_json(tiny, case, capsys):
     assert main(["compare", case.text, GOOD, "--model", tiny, "--top-k", "2"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["a"]["text"] == case.text
+
+
+@pytest.mark.parametrize(("device", "phrase"), [("cuda:99", "no device"), ("xpu", "Unknown device")])
+def test_cli_refuses_a_device_this_machine_lacks(tiny, device, phrase):
+    assert_refused(run_cli("compare", GOOD, GOOD, "--model", tiny, "--device", device), phrase)
