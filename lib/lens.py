@@ -77,21 +77,28 @@ def lens_logits_chunks(
 
 def top_k_table(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[tuple[TokenProb, ...]]:
     """Top-k (readable token, id, probability) for each row of logits [n, vocab]."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    values, ids = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return _top_k_rows(loaded, torch.log_softmax(logits.float(), dim=-1), k)
+
+
+def _top_k_rows(loaded: LoadedModel, logp: torch.Tensor, k: int) -> list[tuple[TokenProb, ...]]:
+    """Top-k of each row of log-probabilities [n, vocab] (log is monotonic: same tokens as p)."""
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
     tok = loaded.tokenizer
     return [
         tuple(
             TokenProb(readable_token(tok, int(i)), int(i), float(v))
             for v, i in zip(row_v.tolist(), row_i.tolist(), strict=True)
         )
-        for row_v, row_i in zip(values, ids, strict=True)
+        for row_v, row_i in zip(values.exp(), ids, strict=True)
     ]
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """H(p) = −Σ p log p in nats, per row of logits [n, vocab]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    return _entropy_of(torch.log_softmax(logits.float(), dim=-1))
+
+
+def _entropy_of(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -101,8 +108,9 @@ def lens_cells(
     """The lens top-k at each (layer, position) in `cells`, in the order given."""
     out: list[LensCell] = []
     for chunk, logits in lens_logits_chunks(loaded, residual, cells):
-        tops = top_k_table(loaded, logits, k)
-        ents = entropy(logits).tolist()
+        logp = torch.log_softmax(logits, dim=-1)  # one pass over the vocabulary serves both
+        tops = _top_k_rows(loaded, logp, k)
+        ents = _entropy_of(logp).tolist()
         out.extend(
             LensCell(layer=l, position=p, top=t, entropy=e)
             for (l, p), t, e in zip(chunk, tops, ents, strict=True)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def load_model(
 
     `trust_remote_code` (runs code shipped with the model) and `allow_pickle` (reads `.bin`
     pickles, which can run code) are off unless the caller turns them on.
+    While a model loaded with the same files and settings is still in use, it is returned again.
     Raises `ModelLoadError` with a plain message for anything a user can get wrong.
     """
     spec = (spec or "").strip()
@@ -160,6 +162,9 @@ def load_model(
         raise ModelLoadError("No model given. Type 'default', a hub id such as gpt2, or a folder.")
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
+    key = _identity(spec, torch_device, torch_dtype, trust_remote_code, allow_pickle)
+    if key is not None and (alive := _alive.get(key)) is not None:
+        return alive
     if spec == DEFAULT_SPEC:
         model, tokenizer = _load_default(torch_dtype)
         name = DEFAULT_NAME
@@ -177,7 +182,28 @@ def load_model(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,
     )
+    if key is not None:
+        _alive[key] = loaded
     return loaded
+
+
+# Every LoadedModel still in use, by _identity: loading the same files again while one is alive
+# returns it (one copy of the weights in memory, one lock for every run on it).
+_alive: weakref.WeakValueDictionary[tuple, LoadedModel] = weakref.WeakValueDictionary()
+
+
+def _identity(spec: str, *settings: object) -> tuple | None:
+    """What makes two loads the same: for a folder (the default's cached copy included) its path
+    and each file's name, size and modification time, so a changed or damaged copy is read again;
+    for a hub id the id. None while the default's copy is not complete (it is built first)."""
+    folder = cache_dir() / _CACHE_DIR_NAME if spec == DEFAULT_SPEC else Path(spec).expanduser()
+    if spec == DEFAULT_SPEC and not _cache_is_complete(folder):
+        return None
+    if not folder.is_dir():
+        return (spec, *settings)
+    stats = [(p.name, p.stat()) for p in folder.iterdir() if p.is_file()]
+    files = tuple(sorted((name, s.st_size, s.st_mtime_ns) for name, s in stats))
+    return (str(folder.resolve()), files, *settings)
 
 
 def _resolve(spec: str) -> str:
