@@ -25,6 +25,10 @@ test: $(STAMP)  ## the whole suite, offline
 test-fast: $(STAMP)  ## unit and app tests only
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
 
+bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
+	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m bench.run
+
 lint: $(STAMP)
 	$(PY) -m ruff check lib pages tests bench scripts dashboard.py
 
