@@ -282,14 +282,19 @@ def get_model_comparison(request: Request) -> Comparison:
 
 
 def memory_caption() -> str:
-    """The models held in memory and the bytes their weights take, e.g.
-    'In memory: SmolLM2 (513 MB), gpt2 (498 MB) · 1.0 GB'."""
+    """The models held in memory, the bytes their weights take and where they run, e.g.
+    'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'."""
     models = [model for _, model in _resident.values()]
     if not models:
         return "No model in memory yet."
     total = sum(m.memory_bytes for m in models)
-    listed = ", ".join(f"{plain(m.name)} ({_size(m.memory_bytes)})" for m in models)
+    listed = ", ".join(f"{plain(m.name)} ({_size(m.memory_bytes)}, {_runs_on(m)})" for m in models)
     return f"In memory: {listed} · {_size(total)}" if len(models) > 1 else f"In memory: {listed}"
+
+
+def _runs_on(model: LoadedModel) -> str:
+    """The device and dtype `load_model` chose ('auto': CUDA, then MPS, then the CPU; float32 on the CPU)."""
+    return f"{model.device.type}, {str(model.dtype).removeprefix('torch.')}"
 
 
 def _size(n_bytes: int) -> str:
