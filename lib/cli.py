@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from lib.errors import TwinlensError
+from lib.errors import TwinlensError, unexpected
 from lib.tokens import BOS_MODES, check_prompts
 
 
@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or a resource limit, not bad input: one line, no traceback
+        if os.environ.get("TWINLENS_DEBUG"):
+            raise
+        print(f"error: {unexpected(exc)}", file=sys.stderr)
+        return 1
     json.dump(result, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -29,3 +29,13 @@ class ModelPairError(TwinlensError):
 
 class HistoryError(TwinlensError):
     """Saved comparisons cannot be read or written (a damaged database, a full disk, a bad name...)."""
+
+
+def unexpected(exc: BaseException) -> str:
+    """A plain sentence for a failure that is not the user's (shared with the app)."""
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    kind = "ran out of memory" if isinstance(exc, MemoryError) or "out of memory" in detail.lower() else "failed unexpectedly"
+    return (
+        f"twinlens {kind} ({type(exc).__name__}: {detail}). Try a shorter prompt or a smaller model; "
+        "if it persists, run again with TWINLENS_DEBUG=1 and report the traceback."
+    )

@@ -8,7 +8,9 @@ so switching pages or changing a display option runs no new forward pass.
 from __future__ import annotations
 
 import json
+import os
 import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
@@ -21,7 +23,7 @@ from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures, has_bos
 from lib.diff import TopTokenDiff, top_token_diff
 from lib.distances import DistanceReport, distance_report
-from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError
+from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from lib.examples import Example
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
@@ -574,6 +576,12 @@ def run_pages(pages: list) -> None:
     st.session_state[ENTRY_KEY] = True
     try:
         st.navigation(pages).run()
+    except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable
+        if os.environ.get("TWINLENS_DEBUG"):
+            raise
+        st.error(plain(unexpected(exc)) + " Your prompts and settings are kept.")
+        with st.expander("Details for a bug report"):
+            st.code(traceback.format_exc(), language=None)
     finally:
         st.session_state.pop(ENTRY_KEY, None)
 

@@ -12,6 +12,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["TWINLENS_DEBUG"] = "1"  # bugs raise in tests; tests of the plain message unset it
 # Saved comparisons go to a throw-away folder, never to the user's ~/.local/share/twinlens.
 os.environ["TWINLENS_DATA"] = tempfile.mkdtemp(prefix="twinlens-test-data-")
 ROOT = Path(__file__).resolve().parents[1]

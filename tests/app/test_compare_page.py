@@ -51,3 +51,17 @@ def test_compare_page_offers_json_and_csv_export(app, real_model):
 
     assert json.loads(files[0].content)["a"]["final"][0]["token"] == "␣Paris"
     assert len([b for b in app.get("download_button")]) == len(files)
+
+
+def test_a_bug_in_a_page_shows_a_plain_error_and_keeps_the_sidebar(app, monkeypatch):
+    from lib import compare_frames
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in a page")
+
+    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
+    monkeypatch.setattr(compare_frames, "lens_frame", broken)
+    submit(app, a="The capital of France is", b="The capital of Italy is")
+    assert not app.exception
+    assert any("failed unexpectedly" in e.value and "a bug in a page" in e.value for e in app.error)
+    assert app.sidebar.text_area(key="prompt_a").value == "The capital of France is"
