@@ -158,14 +158,16 @@ def _patched_logit_chunks(
     """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass.
 
     Each pass holds the model's lock for as long as its hooks exist; between passes other
-    sessions may run.
+    sessions may run. The lock is released before yielding, so whatever the caller does with a
+    chunk (or a generator it abandons) never holds the model.
     """
     step = rows or rows_per_pass(loaded, cap_b.n_tokens)
     input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
     for start in range(0, len(patches), step):
         chunk = patches[start : start + step]
         with loaded.lock, residual_hooks(loaded, _writer(cap_a, chunk)):
-            yield run_model(loaded, input_ids.expand(len(chunk), -1))
+            logits = run_model(loaded, input_ids.expand(len(chunk), -1))
+        yield logits
 
 
 def patched_logits(

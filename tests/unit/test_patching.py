@@ -117,6 +117,23 @@ def test_small_batches_report_progress_up_to_one(family_model):
     assert seen == sorted(seen) and seen[-1] == 1.0 and seen[0] > 0
 
 
+def assert_model_free(model) -> None:
+    """No hook left on any block, and another thread can take the model's lock."""
+    for block in model.architecture.blocks:
+        assert not block._forward_pre_hooks and not block._forward_hooks
+    acquired: list[bool] = []
+
+    def take_lock_elsewhere() -> None:
+        if model.lock.acquire(timeout=5):
+            acquired.append(True)
+            model.lock.release()
+
+    other = threading.Thread(target=take_lock_elsewhere)
+    other.start()
+    other.join()
+    assert acquired == [True], "the model's lock is still held"
+
+
 def test_hooks_are_removed_when_a_patched_run_raises(family_model, monkeypatch):
     def failing_writer(cap_a, patches):
         def hook(layer, hidden):
@@ -128,26 +145,23 @@ def test_hooks_are_removed_when_a_patched_run_raises(family_model, monkeypatch):
     monkeypatch.setattr(lib.patching, "_writer", failing_writer)
     with pytest.raises(RuntimeError, match="hook failed"):
         patch_residual(family_model, FRANCE, ITALY, **tokens)
-    for block in family_model.architecture.blocks:
-        assert not block._forward_pre_hooks and not block._forward_hooks
-    acquired: list[bool] = []
+    assert_model_free(family_model)
 
-    def take_lock_elsewhere() -> None:
-        if family_model.lock.acquire(timeout=5):
-            acquired.append(True)
-            family_model.lock.release()
 
-    other = threading.Thread(target=take_lock_elsewhere)
-    other.start()
-    other.join()
-    assert acquired == [True], "the failed run kept the model's lock"
+def test_a_failing_progress_callback_leaves_the_model_free(family_model):
+    def fail(done: float) -> None:
+        raise RuntimeError("progress failed")
+
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    with pytest.raises(RuntimeError, match="progress failed"):
+        patch_captures(family_model, cap_a, cap_b, **contrast_tokens(cap_a, cap_b), progress=fail, rows=2)
+    assert_model_free(family_model)
 
 
 def test_hooks_are_removed_after_patching(family_model):
     patch_residual(family_model, FRANCE, ITALY, **contrast(family_model, FRANCE, ITALY))
     patched_lens(family_model, FRANCE, ITALY, 1, 0)
-    for block in family_model.architecture.blocks:
-        assert not block._forward_pre_hooks and not block._forward_hooks
+    assert_model_free(family_model)
 
 
 def test_unequal_lengths_patch_only_the_last_position_and_say_why(family_model):
@@ -243,6 +257,5 @@ def test_concurrent_compare_and_patch_match_serial_results(family_model):
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(lambda i: run(i, barrier), range(8)))
     assert concurrent == serial
-    for block in family_model.architecture.blocks:
-        assert not block._forward_pre_hooks and not block._forward_hooks
+    assert_model_free(family_model)
 
