@@ -25,7 +25,9 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/patching.py", "Patching", ":material/healing:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
-PAIR_PAGES = ("pages/compare.py", "pages/history.py")  # the pages that show two models
+PAIR_PAGES = (  # the pages that show two models
+    "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
+)
 
 
 def sidebar() -> None:

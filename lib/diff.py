@@ -14,6 +14,11 @@ all in **bits** (log base 2):
 Signs: Δprob = p_B − p_A and Δrank = rank_B − rank_A, so a positive Δrank means the token fell
 in B. Ranks are 1-based over the whole vocabulary (1 = most likely).
 
+Model vs model (`loaded_b=`): p is A's capture read through model 1's final norm and unembedding,
+q is B's capture (usually the same prompt) read through model 2's. The two must share a tokenizer;
+when one vocabulary is longer (a fine-tune that added tokens), the shorter model gives the tokens
+it lacks probability 0, so KL(A‖B) is +inf exactly when A puts mass on a token B cannot produce.
+
 Only the two distributions of one layer-chunk are alive at once (`lens.chunk_size`), never a
 layers × positions × vocab tensor.
 """
@@ -28,8 +33,9 @@ import torch
 
 from lib.capture import Capture
 from lib.compare import check_top_k
-from lib.errors import SettingsError
+from lib.errors import ModelPairError, SettingsError
 from lib.lens import TokenProb, chunk_size, top_k_table
+from lib.model_compare import check_same_tokenizer
 from lib.models import LoadedModel
 from lib.tokens import readable_token
 
@@ -141,19 +147,44 @@ def resolve_position(position: int, n_tokens: int, label: str) -> int:
     return position % n_tokens
 
 
+def check_model_pair(model_a: LoadedModel, model_b: LoadedModel) -> None:
+    """Two models' lens distributions can be compared layer by layer: one tokenizer, as many layers.
+    Raises `ModelPairError` otherwise (needs no forward pass)."""
+    check_same_tokenizer(model_a, model_b)
+    if model_a.n_layers != model_b.n_layers:
+        raise ModelPairError(
+            f"The top-token diff compares the two models layer by layer, but {model_a.name} has "
+            f"{model_a.n_layers} layers and {model_b.name} has {model_b.n_layers}. Each model's logit "
+            "lens can still be read on its own."
+        )
+
+
+def _lens_logits(
+    loaded: LoadedModel, cap: Capture, layers: torch.Tensor, position: int, width: int
+) -> torch.Tensor:
+    """Lens logits [n, width] of `cap` at `position` for `layers`, through `loaded`; vocabulary
+    entries past the model's own (`width` > its vocabulary) are −inf, i.e. probability 0."""
+    with loaded.lock, torch.inference_mode():
+        logits = loaded.architecture.logits(cap.residual[layers, position].to(loaded.device))
+    return torch.nn.functional.pad(logits, (0, width - logits.shape[-1]), value=-math.inf)
+
+
 def _paired_logits(
-    loaded: LoadedModel, cap_a: Capture, pos_a: int, cap_b: Capture, pos_b: int
+    model_a: LoadedModel, cap_a: Capture, pos_a: int, model_b: LoadedModel, cap_b: Capture, pos_b: int
 ) -> Iterator[tuple[range, torch.Tensor, torch.Tensor]]:
-    """Yield (layers, lens logits of A [n, vocab], of B [n, vocab]) chunk by chunk over all layers."""
+    """Yield (layers, lens logits of A [n, vocab], of B [n, vocab]) chunk by chunk over all layers,
+    each side through its own model, both as wide as the larger vocabulary."""
     n_layers = cap_a.residual.shape[0]
-    step = max(1, chunk_size(loaded.vocab_size) // _FLOAT64_TEMPORARIES)
+    width = max(model_a.vocab_size, model_b.vocab_size)
+    step = max(1, chunk_size(width) // _FLOAT64_TEMPORARIES)
     for start in range(0, n_layers, step):
         layers = range(start, min(start + step, n_layers))
         index = torch.tensor(list(layers))
-        with loaded.lock, torch.inference_mode():
-            logits_a = loaded.architecture.logits(cap_a.residual[index, pos_a].to(loaded.device))
-            logits_b = loaded.architecture.logits(cap_b.residual[index, pos_b].to(loaded.device))
-        yield layers, logits_a, logits_b
+        yield (
+            layers,
+            _lens_logits(model_a, cap_a, index, pos_a, width),
+            _lens_logits(model_b, cap_b, index, pos_b, width),
+        )
 
 
 def _plogp_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
@@ -183,16 +214,16 @@ def _ranks(probs: torch.Tensor, ids: list[int]) -> list[int]:
     return [int(r) + 1 for r in (probs[None, :] > chosen[:, None]).sum(-1).tolist()]
 
 
-def _deltas(loaded: LoadedModel, p: torch.Tensor, q: torch.Tensor, ids: list[int]) -> list[TokenDelta]:
+def _deltas(tokenizer, p: torch.Tensor, q: torch.Tensor, ids: list[int]) -> list[TokenDelta]:
     ranks_a, ranks_b = _ranks(p, ids), _ranks(q, ids)
     return [
-        TokenDelta(readable_token(loaded.tokenizer, i), i, float(p[i]), float(q[i]), ra, rb)
+        TokenDelta(readable_token(tokenizer, i), i, float(p[i]), float(q[i]), ra, rb)
         for i, ra, rb in zip(ids, ranks_a, ranks_b, strict=True)
     ]
 
 
 def _layer_diff(
-    loaded: LoadedModel, layer: int, p: torch.Tensor, q: torch.Tensor,
+    tokenizer, layer: int, p: torch.Tensor, q: torch.Tensor,
     top_a: tuple[TokenProb, ...], top_b: tuple[TokenProb, ...], stats: dict[str, float],
 ) -> LayerDiff:
     ids_a, ids_b = [t.id for t in top_a], [t.id for t in top_b]
@@ -205,11 +236,11 @@ def _layer_diff(
         layer=layer,
         top_a=top_a,
         top_b=top_b,
-        shared=tuple(_deltas(loaded, p, q, shared)),
-        only_a=tuple(_deltas(loaded, p, q, only_a)),
-        only_b=tuple(_deltas(loaded, p, q, only_b)),
+        shared=tuple(_deltas(tokenizer, p, q, shared)),
+        only_a=tuple(_deltas(tokenizer, p, q, only_a)),
+        only_b=tuple(_deltas(tokenizer, p, q, only_b)),
         jaccard=len(shared) / len(set(ids_a) | set(ids_b)),
-        most_changed=_deltas(loaded, p, q, [most])[0] if change[most] > 0 else None,
+        most_changed=_deltas(tokenizer, p, q, [most])[0] if change[most] > 0 else None,
         **stats,
     )
 
@@ -222,6 +253,7 @@ def top_token_diff(
     position_a: int = -1,
     position_b: int = -1,
     top_k: int = 10,
+    loaded_b: LoadedModel | None = None,
 ) -> TopTokenDiff:
     """Compare the lens distributions of A (at `position_a`) and B (at `position_b`) at every layer.
 
@@ -229,13 +261,25 @@ def top_token_diff(
         ...                    capture(model, "The capital of Italy is"), top_k=5)
         >>> d.layers[-1].most_changed.token, d.layers[-1].js_bits <= 1
         ('␣Paris', True)
+
+    `loaded_b`: B's model when it is not `loaded` (model vs model: `cap_b` was run through
+    `loaded_b`, usually on A's prompt). Refused with `ModelPairError` when the two models do not
+    share a tokenizer or have different numbers of layers (layer ℓ of one has no counterpart).
+
+        >>> d = top_token_diff(base, capture(base, p), capture(tuned, p), loaded_b=tuned)
     """
+    model_b = loaded if loaded_b is None else loaded_b
     check_top_k(loaded, top_k)
+    check_top_k(model_b, top_k)
+    if model_b is not loaded:
+        check_model_pair(loaded, model_b)
     pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
     pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
+    # Both agree on every id of the shorter vocabulary; the longer one also names the added tokens.
+    tokenizer = max(loaded.tokenizer, model_b.tokenizer, key=len)
     layers: list[LayerDiff] = []
-    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, cap_b, pos_b):
-        tops_a, tops_b = top_k_table(loaded, logits_a, top_k), top_k_table(loaded, logits_b, top_k)
+    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, model_b, cap_b, pos_b):
+        tops_a, tops_b = top_k_table(loaded, logits_a, top_k), top_k_table(model_b, logits_b, top_k)
         p, q = torch.softmax(logits_a.double(), -1), torch.softmax(logits_b.double(), -1)
         columns = {
             "kl_bits": kl_bits(p, q).tolist(),
@@ -245,7 +289,7 @@ def top_token_diff(
         }
         for row, layer in enumerate(chunk):
             stats = {name: values[row] for name, values in columns.items()}
-            layers.append(_layer_diff(loaded, layer, p[row], q[row], tops_a[row], tops_b[row], stats))
+            layers.append(_layer_diff(tokenizer, layer, p[row], q[row], tops_a[row], tops_b[row], stats))
     return TopTokenDiff(
         position_a=pos_a,
         position_b=pos_b,

@@ -21,7 +21,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from lib.bos import BosEffect, bos_effect
 from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures, has_bos
-from lib.diff import TopTokenDiff, top_token_diff
+from lib.diff import TopTokenDiff, check_model_pair, top_token_diff
 from lib.distances import DistanceReport, distance_report
 from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from lib.examples import Example
@@ -271,16 +271,21 @@ def _cached_model_comparison(
     return compare_model_captures(model1, model2, cap1, cap2, top_k=k)
 
 
-def get_model_comparison(request: Request) -> Comparison:
-    """Prompt `a` through model 1 (`model`) and model 2 (`model2`), both cached at once."""
+def _model_pair_key(request: Request) -> tuple[str, str, str, str]:
+    """(model 1, model 2, device, dtype) of a two-models request, both loaded (the loading status
+    shows while they load) and cached at once."""
     if not request.model2.strip():
         raise SettingsError("Type a second model to compare with (a hub id or a folder).")
     get_model(request.model, request.device, request.dtype)
     get_model(request.model2, request.device, request.dtype)
+    return request.model, request.model2, request.device, request.dtype
+
+
+def get_model_comparison(request: Request) -> Comparison:
+    """Prompt `a` through model 1 (`model`) and model 2 (`model2`), both cached at once."""
+    key = _model_pair_key(request)
     with st.spinner("Running the prompt through both models…"):
-        return _cached_model_comparison(
-            request.model, request.model2, request.device, request.dtype, request.a, request.bos, request.k
-        )
+        return _cached_model_comparison(*key, request.a, request.bos, request.k)
 
 
 def memory_caption() -> str:
@@ -369,10 +374,35 @@ def _cached_top_token_diff(
 
 
 def get_top_token_diff(request: Request, position_a: int, position_b: int) -> TopTokenDiff:
-    """A's and B's lens distributions compared at every layer, at one position of each (cached by value)."""
+    """A's and B's lens distributions compared at every layer, at one position of each (cached by
+    value); in two-models mode, prompt `a` through model 1 and through model 2."""
+    if request.mode == "models":
+        return get_model_token_diff(request, position_a, position_b)
     get_model(*_model_key(request))
     return _cached_top_token_diff(
         *_model_key(request), request.a, request.b, request.bos, request.k, position_a, position_b
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cached_model_token_diff(
+    spec1: str, spec2: str, device: str, dtype: str, text: str, bos: str, k: int,
+    position_a: int, position_b: int,
+) -> TopTokenDiff:
+    model1, model2 = _cached_model(spec1, device, dtype), _cached_model(spec2, device, dtype)
+    check_model_pair(model1, model2)  # before either forward pass
+    check_same_tokens(model1, model2, text, bos)
+    cap1 = _cached_capture(spec1, device, dtype, text, bos)
+    cap2 = _cached_capture(spec2, device, dtype, text, bos)
+    return top_token_diff(
+        model1, cap1, cap2, position_a=position_a, position_b=position_b, top_k=k, loaded_b=model2
+    )
+
+
+def get_model_token_diff(request: Request, position_a: int, position_b: int) -> TopTokenDiff:
+    """Model 1's and model 2's lens distributions on prompt `a`, compared at every layer (cached by value)."""
+    return _cached_model_token_diff(
+        *_model_pair_key(request), request.a, request.bos, request.k, position_a, position_b
     )
 
 
@@ -496,6 +526,31 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
             st.button(f"Back to the last model that worked: {plain(last_good)}",
                       on_click=submit, args=(replace(request, model=last_good),))
         return None
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the current comparison as a page reads it: what the page calls it ('A' or
+    'model 1'), its heading ('Prompt A', 'Model 1 · name'), its text, and a request whose `model` is
+    the model that runs it — pass that request and text to `get_capture`, `get_lens_grid`…"""
+
+    name: str
+    title: str
+    text: str
+    request: Request
+
+
+def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
+    """Sides a and b: prompts A and B through one model, or prompt `a` through model 1 and model 2."""
+    from lib import compare_frames as frames
+
+    names, titles = frames.side_names(comparison), frames.side_titles(comparison)
+    if request.mode == "models":
+        second = (replace(request, model=request.model2), request.a)
+    else:
+        second = (request, request.b)
+    runs = ((request, request.a), second)
+    return tuple(Side(n, t, text, r) for n, t, (r, text) in zip(names, titles, runs, strict=True))
 
 
 def draw_comparison(comparison: Comparison) -> None:

@@ -1,4 +1,5 @@
-"""Top-token diff: layer by layer, A's and B's top-k at one position each, and KL / JS between them."""
+"""Top-token diff: layer by layer, A's and B's top-k at one position each, and KL / JS between them
+(two-models mode: model 1's and model 2's on one prompt)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from lib import compare_frames as frames
 from lib import ui
 from lib.diff import LayerDiff, TopTokenDiff
 from lib.errors import TwinlensError
@@ -27,81 +29,85 @@ each prompt, by default the last). This page compares the two distributions.
 - **Top-k overlap**: shared tokens / all tokens of both lists (Jaccard). **Entropy** (bits): how
   spread out a distribution is.
 - **Most changed**: the token, over the whole vocabulary, whose probability moved most between A and B.
+- **Two models** (switch in the sidebar): A and B are model 1 and model 2 reading the same prompt,
+  each layer through its own model's final norm and unembedding; the two need as many layers.
 """,
 )
 
 HIGHLIGHT = "background-color: rgba(46, 160, 67, 0.18)"
-NUMBER_COLUMNS = (
-    "KL(A‖B) bits", "JS bits", "top-k overlap", "entropy A bits", "entropy B bits", "Δp most changed"
-)
 
 
-def position_picker(label: str, tokens: tuple[str, ...]) -> int:
+def position_picker(name: str, tokens: tuple[str, ...], label: str) -> int:
     """A position of one prompt, shown as 'index · token'; the last by default."""
     return st.selectbox(
-        f"Position in prompt {label}",
+        label,
         range(len(tokens)),
         index=len(tokens) - 1,
         format_func=lambda i: f"{i} · {tokens[i]}",
-        key=f"diff-position-{label}-{len(tokens)}",
+        key=f"diff-position-{name}-{len(tokens)}",
     )
 
 
-def layers_table(diff: TopTokenDiff) -> pd.DataFrame:
-    """One row per layer: the divergences and what changed."""
+def kl_name(a: str, b: str) -> str:
+    return f"KL({a}‖{b}) bits"
+
+
+def layers_table(diff: TopTokenDiff, a: str = "A", b: str = "B") -> pd.DataFrame:
+    """One row per layer: the divergences and what changed (sides called `a` and `b`)."""
     return pd.DataFrame(
         {
             "layer": layer.layer,
-            "KL(A‖B) bits": layer.kl_bits,
+            kl_name(a, b): layer.kl_bits,
             "JS bits": layer.js_bits,
             "top-k overlap": layer.jaccard,
-            "entropy A bits": layer.entropy_a_bits,
-            "entropy B bits": layer.entropy_b_bits,
+            f"entropy {a} bits": layer.entropy_a_bits,
+            f"entropy {b} bits": layer.entropy_b_bits,
             "most changed": layer.most_changed.token if layer.most_changed else "",
             "Δp most changed": layer.most_changed.delta_prob if layer.most_changed else 0.0,
-            "A top-1": layer.top_a[0].token,
-            "B top-1": layer.top_b[0].token,
+            f"{a} top-1": layer.top_a[0].token,
+            f"{b} top-1": layer.top_b[0].token,
             "shared": " · ".join(t.token for t in layer.shared),
-            "only A": " · ".join(t.token for t in layer.only_a),
-            "only B": " · ".join(t.token for t in layer.only_b),
+            f"only {a}": " · ".join(t.token for t in layer.only_a),
+            f"only {b}": " · ".join(t.token for t in layer.only_b),
         }
         for layer in diff.layers
     )
 
 
-def layer_table(layer: LayerDiff) -> pd.DataFrame:
+def layer_table(layer: LayerDiff, a: str = "A", b: str = "B") -> pd.DataFrame:
     """Shared tokens first (in A's order), then A only, then B only; A's and B's numbers side by side."""
-    groups = (("both", layer.shared), ("A only", layer.only_a), ("B only", layer.only_b))
+    groups = (("both", layer.shared), (f"{a} only", layer.only_a), (f"{b} only", layer.only_b))
     return pd.DataFrame(
         {
             "token": t.token,
             "in top-k of": where,
-            "rank A": t.rank_a,
-            "p(A)": t.prob_a,
-            "rank B": t.rank_b,
-            "p(B)": t.prob_b,
-            "Δp (B − A)": t.delta_prob,
-            "Δrank (B − A)": t.delta_rank,
+            f"rank {a}": t.rank_a,
+            f"p({a})": t.prob_a,
+            f"rank {b}": t.rank_b,
+            f"p({b})": t.prob_b,
+            f"Δp ({b} − {a})": t.delta_prob,
+            f"Δrank ({b} − {a})": t.delta_rank,
         }
         for where, tokens in groups
         for t in tokens
     )
 
 
-def highlight_shared(table: pd.DataFrame):
+def highlight_shared(table: pd.DataFrame, a: str = "A", b: str = "B"):
     return table.style.apply(
         lambda row: [HIGHLIGHT if row["in top-k of"] == "both" else ""] * len(row), axis=1
-    ).format({"p(A)": "{:.4f}", "p(B)": "{:.4f}", "Δp (B − A)": "{:+.4f}", "Δrank (B − A)": "{:+d}"})
+    ).format({f"p({a})": "{:.4f}", f"p({b})": "{:.4f}", f"Δp ({b} − {a})": "{:+.4f}",
+              f"Δrank ({b} − {a})": "{:+d}"})
 
 
-def divergence_chart(table: pd.DataFrame) -> alt.LayerChart:
+def divergence_chart(table: pd.DataFrame, a: str = "A", b: str = "B") -> alt.LayerChart:
     """KL (left axis) and JS (right axis, 0…1 bit) per layer; each JS point carries the most-changed token."""
-    base = alt.Chart(table.rename(columns={"KL(A‖B) bits": "kl", "JS bits": "js", "most changed": "token"}))
-    tooltip = ["layer", alt.Tooltip("kl", title="KL(A‖B) bits", format=".4f"),
+    base = alt.Chart(table.rename(columns={kl_name(a, b): "kl", "JS bits": "js", "most changed": "token"}))
+    tooltip = ["layer", alt.Tooltip("kl", title=kl_name(a, b), format=".4f"),
                alt.Tooltip("js", title="JS bits", format=".4f"), alt.Tooltip("token", title="most changed")]
     kl = base.mark_line(point=True, color="#d62728").encode(
         x=alt.X("layer:Q"),
-        y=alt.Y("kl:Q", title="KL(A‖B), bits", axis=alt.Axis(titleColor="#d62728")),
+        y=alt.Y("kl:Q", title=f"KL({a}‖{b}), bits", axis=alt.Axis(titleColor="#d62728")),
         tooltip=tooltip,
     )
     js = base.mark_line(point=True, color="#1f77b4").encode(
@@ -119,20 +125,25 @@ def divergence_chart(table: pd.DataFrame) -> alt.LayerChart:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    left, right = st.columns(2)
-    with left:
-        position_a = position_picker("A", comparison.a.tokens)
-    with right:
-        position_b = position_picker("B", comparison.b.tokens)
+    a, b = frames.side_names(comparison)
+    if comparison.mode == "models":  # one prompt: one position for both models
+        st.caption(ui.plain(frames.model_caption(comparison)))
+        position_a = position_b = position_picker("prompt", comparison.a.tokens, "Position in the prompt")
+    else:
+        left, right = st.columns(2)
+        with left:
+            position_a = position_picker("A", comparison.a.tokens, "Position in prompt A")
+        with right:
+            position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
     try:
         diff = ui.get_top_token_diff(request, position_a, position_b)
     except TwinlensError as exc:
-        st.error(str(exc))
+        st.error(ui.plain(str(exc)))
         st.stop()
 
-    overview = layers_table(diff)
+    overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
-    st.altair_chart(divergence_chart(overview), width="stretch")
+    st.altair_chart(divergence_chart(overview, a, b), width="stretch")
     peak = max(diff.layers, key=lambda layer: layer.js_bits)
     st.caption(
         f"Jensen–Shannon peaks at layer {peak.layer} ({peak.js_bits:.3f} bits); at the last layer it is "
@@ -142,11 +153,13 @@ if found is not None:
 
     st.subheader("One layer, token by token")
     chosen = st.select_slider("Layer", options=range(len(diff.layers)), value=len(diff.layers) - 1)
-    detail = layer_table(diff.layers[chosen])
-    st.dataframe(highlight_shared(detail), hide_index=True, width="stretch")
+    detail = layer_table(diff.layers[chosen], a, b)
+    st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in NUMBER_COLUMNS}
+    number_columns = (kl_name(a, b), "JS bits", "top-k overlap", f"entropy {a} bits", f"entropy {b} bits",
+                      "Δp most changed")
+    numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in number_columns}
     st.dataframe(overview, hide_index=True, width="stretch", column_config=numbers)
     tables = {"layers": overview, f"layer-{chosen}": detail}
     ui.download_buttons("top-token-diff", request, diff.to_dict(), tables)

@@ -1,4 +1,5 @@
-"""Logit lens: for A and B side by side, what every layer would predict at each position."""
+"""Logit lens: for A and B side by side (or model 1 and model 2 on one prompt), what every layer
+would predict at each position."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ coloured by that token's probability (or by the entropy of the whole distributio
 - Hover a cell for its top-k. Click a cell (or use the pickers) to see its top-k for both prompts,
   with each token's rank one layer below: a token that *climbs* is being promoted by that layer.
 - Long prompts show a window of positions (the last 16 by default); only the cells shown are computed.
+- **Two models** (switch in the sidebar): one prompt through model 1 and model 2, each read through
+  its own final norm and unembedding.
 """,
 )
 
@@ -133,8 +136,10 @@ def adopt_chart_click(event, n_tokens: int, offsets: list[int]) -> None:
 
 found = ui.require_comparison()
 if found is not None:
-    request, model, comparison = found
-    cap_a, cap_b = ui.get_capture(request, request.a), ui.get_capture(request, request.b)
+    request, _, comparison = found
+    sides = ui.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
+    results = (comparison.a, comparison.b)
+    cap_a, cap_b = caps = tuple(ui.get_capture(side.request, side.text) for side in sides)
     shortest = min(cap_a.n_tokens, cap_b.n_tokens)
 
     colour_col, size_col, back_col = st.columns(3)
@@ -144,37 +149,42 @@ if found is not None:
     back = back_col.number_input("Window ends this many tokens before the last", min_value=0,
                                  max_value=shortest - 1, key="lens_back")
 
-    sides = (("A", request.a, cap_a.n_tokens, comparison.a), ("B", request.b, cap_b.n_tokens, comparison.b))
-    grids = {label: ui.get_lens_grid(request, text, position_window(n, int(size), int(back)))
-             for label, text, n, _ in sides}
-    frames = {label: grid_frame(label, grid) for label, grid in grids.items()}
+    windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
+    grids = {side.name: ui.get_lens_grid(side.request, side.text, window)
+             for side, window in zip(sides, windows, strict=True)}
+    frames = {name: grid_frame(name, grid) for name, grid in grids.items()}
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
-    layers = list(range(model.n_layers, -1, -1))
+    layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
-    for column, (label, text, n, side) in zip(st.columns(2), sides, strict=True):
+    for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
-            st.subheader(f"Prompt {label}")
-            st.text(text)
-            st.text(answer_sentence(side, request.k))
-            chart = heatmap(frames[label], colour_by)
-            event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{label}")
-            adopt_chart_click(event, n, offsets)
+            st.subheader(ui.plain(side.title))
+            st.text(side.text)
+            st.text(answer_sentence(result, request.k))
+            chart = heatmap(frames[side.name], colour_by)
+            event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
+            adopt_chart_click(event, cap.n_tokens, offsets)
     st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position.")
 
-    st.subheader("One cell, both prompts")
+    a, b = (side.name for side in sides)
+    st.subheader("One cell, both models" if comparison.mode == "models" else "One cell, both prompts")
     clamp_state("lens_layer", layers)
     clamp_state("lens_offset", offsets)
     layer_col, offset_col = st.columns(2)
     layer = layer_col.selectbox("Layer", layers, key="lens_layer")
     offset = offset_col.selectbox(
-        "Position (counted from the last token, so A and B line up)", offsets, key="lens_offset",
-        format_func=lambda o: f"last − {o}: A {cap_a.tokens[-1 - o]} · B {cap_b.tokens[-1 - o]}",
+        f"Position (counted from the last token, so {a} and {b} line up)", offsets, key="lens_offset",
+        format_func=lambda o: f"last − {o}: {a} {cap_a.tokens[-1 - o]} · {b} {cap_b.tokens[-1 - o]}",
     )
     details = {}
-    for column, (label, text, n, _) in zip(st.columns(2), sides, strict=True):
-        detail = details[label] = ui.get_cell_detail(request, text, layer, n - 1 - offset)
+    for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
-            st.text(f"{label}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
+            if layer >= len(result.lens):
+                st.text(f"{side.name}: has layers 0…{len(result.lens) - 1} only.")
+                continue
+            position = cap.n_tokens - 1 - offset
+            detail = details[side.name] = ui.get_cell_detail(side.request, side.text, layer, position)
+            st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy:.2f} nats")
             st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
@@ -191,6 +201,6 @@ if found is not None:
         },
         {
             "grid": pd.concat(frames.values()).drop(columns=["column", "label"]),
-            "cell": pd.concat(detail_frame(detail).assign(prompt=label) for label, detail in details.items()),
+            "cell": pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
         },
     )

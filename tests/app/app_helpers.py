@@ -48,6 +48,19 @@ def submit(at: AppTest, *, a: str | None = None, b: str | None = None, model: st
     return at.run()
 
 
+def compare_two(at: AppTest, model1: Path, model2: Path, prompt: str = "The capital of France is",
+                k: int = 4) -> AppTest:
+    """Switch the sidebar to two models, fill it in and press Compare."""
+    at.run()
+    at.sidebar.radio(key="mode").set_value("models").run()
+    at.sidebar.text_input(key="model").input(str(model1))
+    at.sidebar.text_input(key="model2").input(str(model2))
+    at.sidebar.text_area(key="prompt_a").input(prompt)
+    at.sidebar.number_input(key="top_k").set_value(k)
+    next(b for b in at.sidebar.button if b.label == "Compare").click()
+    return at.run()
+
+
 def open_page(at: AppTest, page: str, **request) -> AppTest:
     """Compare `request` (see `submit`), then switch to `page`; the page must run without exception."""
     submit(at, **request)

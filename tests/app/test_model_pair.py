@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from app_helpers import ROOT
+from app_helpers import ROOT, compare_two
 from streamlit.testing.v1 import AppTest
 
 from lib import ui
@@ -14,18 +12,6 @@ from lib.model_compare import compare_models
 from lib.models import load_model
 
 PROMPT = "The capital of France is"
-
-
-def compare_two(app, model1: Path, model2: Path, prompt: str = PROMPT, k: int = 4):
-    """Switch the sidebar to two models, fill it in and press Compare."""
-    app.run()
-    app.sidebar.radio(key="mode").set_value("models").run()
-    app.sidebar.text_input(key="model").input(str(model1))
-    app.sidebar.text_input(key="model2").input(str(model2))
-    app.sidebar.text_area(key="prompt_a").input(prompt)
-    app.sidebar.number_input(key="top_k").set_value(k)
-    next(b for b in app.sidebar.button if b.label == "Compare").click()
-    return app.run()
 
 
 def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partner_folders):
