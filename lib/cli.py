@@ -9,12 +9,12 @@ stderr and exit 1; wrong arguments exit 2 (argparse).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
 
 from lib.errors import TwinlensError, unexpected
+from lib.export import to_json
 from lib.tokens import BOS_MODES, check_prompts
 
 
@@ -122,6 +122,5 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {unexpected(exc)}", file=sys.stderr)
         return 1
-    json.dump(result, sys.stdout, ensure_ascii=False, indent=1)
-    sys.stdout.write("\n")
+    sys.stdout.write(to_json(result, indent=1) + "\n")
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from lib.compare import Comparison
 from lib.errors import HistoryError
+from lib.export import to_json
 
 DB_NAME = "history.sqlite3"
 SCHEMA_VERSION = 1  # PRAGMA user_version; a newer file is left alone rather than misread
@@ -211,7 +212,7 @@ class History:
         """JSON of the saved comparisons `ids` (all when None), each with its settings and results."""
         chosen = [entry.id for entry in self.list()] if ids is None else ids
         document = {"twinlens_export": SCHEMA_VERSION, "comparisons": [self.get(i).to_dict() for i in chosen]}
-        return json.dumps(document, ensure_ascii=False, indent=1)
+        return to_json(document, indent=1)
 
 
 def _clean_name(name: str) -> str:

@@ -24,7 +24,9 @@ from lib.compare import Comparison, compare_captures, has_bos
 from lib.diff import TopTokenDiff, check_model_pair, top_token_diff
 from lib.distances import DistanceReport, distance_report
 from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
+from lib import export
 from lib.examples import Example
+from lib.export import ExportFile
 from lib.history import DB_NAME, MAX_NAME, History, data_dir
 from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
 from lib.model_compare import check_same_tokens, compare_model_captures
@@ -475,25 +477,11 @@ def get_patched_lens(request: Request, layer: int, position: int) -> PatchedLens
     )
 
 
-@dataclass(frozen=True)
-class ExportFile:
-    """One file a page offers for download."""
-
-    file_name: str
-    label: str
-    content: str
-    mime: str
-
-
 def export_files(
     name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]
 ) -> list[ExportFile]:
     """`data` with the request as `<name>.json`, then each table as `<name>-<table>.csv`."""
-    document = json.dumps({"request": request.to_dict(), **data}, ensure_ascii=False, indent=2)
-    return [ExportFile(f"{name}.json", "JSON", document, "application/json")] + [
-        ExportFile(f"{name}-{table}.csv", f"{table} (CSV)", frame.to_csv(index=False), "text/csv")
-        for table, frame in tables.items()
-    ]
+    return export.export_files(name, request.to_dict(), data, tables)
 
 
 def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:
