@@ -54,7 +54,10 @@ def sidebar() -> None:
                 st.text_area("Prompt A", key="prompt_a", height=90)
                 st.text_area("Prompt B", key="prompt_b", height=90)
             left, right = st.columns(2)
-            left.selectbox("BOS token", ui.BOS_MODES, key="bos", help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
+            left.selectbox(
+                "BOS token", ui.BOS_MODES, key="bos",
+                help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
+            )
             right.number_input("Top-k", min_value=1, max_value=ui.MAX_TOP_K, key="top_k")
             with st.expander("Expert: options that run a model's code"):
                 st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)

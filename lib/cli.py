@@ -30,7 +30,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib", description="twinlens: compare two prompts inside a language model")
+    parser = argparse.ArgumentParser(
+        prog="python -m lib", description="twinlens: compare two prompts inside a language model"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="logit lens and distances of two prompts")
     compare.add_argument("prompt_a")

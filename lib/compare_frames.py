@@ -74,7 +74,8 @@ def side_titles(comparison: Comparison) -> tuple[str, str]:
 def comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
     """The Compare page's tables for CSV export: each side's lens, and the distances per layer."""
     names = [n.replace(" ", "_") for n in side_names(comparison)]
-    tables = {f"lens_{name}": lens_frame(side) for name, side in zip(names, (comparison.a, comparison.b), strict=True)}
+    sides = zip(names, (comparison.a, comparison.b), strict=True)
+    tables = {f"lens_{name}": lens_frame(side) for name, side in sides}
     if comparison.distance is not None:
         tables["distance"] = pd.DataFrame(
             {"cosine": comparison.distance.cosine, "relative_l2": comparison.distance.relative_l2}

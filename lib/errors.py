@@ -34,7 +34,8 @@ class HistoryError(TwinlensError):
 def unexpected(exc: BaseException) -> str:
     """A plain sentence for a failure that is not the user's (shared with the app)."""
     detail = (str(exc).strip().splitlines() or [""])[0][:200]
-    kind = "ran out of memory" if isinstance(exc, MemoryError) or "out of memory" in detail.lower() else "failed unexpectedly"
+    memory = isinstance(exc, MemoryError) or "out of memory" in detail.lower()
+    kind = "ran out of memory" if memory else "failed unexpectedly"
     return (
         f"twinlens {kind} ({type(exc).__name__}: {detail}). Try a shorter prompt or a smaller model; "
         "if it persists, run again with TWINLENS_DEBUG=1 and report the traceback."

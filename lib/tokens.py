@@ -162,7 +162,7 @@ class WatchedToken:
 
 
 def single_token(tokenizer, text: str) -> WatchedToken:
-    """The one token `text` stands for; a word that splits into several tokens is refused, naming its pieces."""
+    """The one token `text` stands for; a word of several tokens is refused, naming its pieces."""
     if not text:
         raise PromptError("The token is empty. Type a word, e.g. ' Paris' (with its leading space).")
     check_unicode(text, "The token")

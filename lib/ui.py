@@ -7,7 +7,6 @@ so switching pages or changing a display option runs no new forward pass.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import traceback
@@ -18,13 +17,13 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from lib import export
 from lib.bos import BosEffect, bos_effect
 from lib.capture import Capture, capture
 from lib.compare import Comparison, compare_captures, has_bos
 from lib.diff import TopTokenDiff, check_model_pair, top_token_diff
 from lib.distances import DistanceReport, distance_report
 from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
-from lib import export
 from lib.examples import Example
 from lib.export import ExportFile
 from lib.history import DB_NAME, MAX_NAME, History, data_dir

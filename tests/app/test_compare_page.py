@@ -25,7 +25,8 @@ def test_compare_page_tables_hold_what_compare_prompts_returns(app, real_model):
         assert table.loc["model", "#1"] == f"{side.final[0].token}  {side.final[0].prob:.3f}"
         assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
         last = f"layer {real_model.n_layers}"
-        assert [table.loc[last, f"#{i + 1}"] for i in range(5)] == [f"{t.token}  {t.prob:.3f}" for t in side.lens[-1]]
+        shown = [table.loc[last, f"#{i + 1}"] for i in range(5)]
+        assert shown == [f"{t.token}  {t.prob:.3f}" for t in side.lens[-1]]
     assert [m.value for m in app.metric] == ["␣Paris", "␣Rome"]
 
 

@@ -35,7 +35,8 @@ def test_paris_shows_only_at_the_final_layer(real_model):
 
 
 def test_same_prefix_gives_zero_distance_at_layer_zero(real_model):
-    c = compare_prompts(real_model, "You have happy emotion in yourself!", "You have angry emotion in yourself!")
+    c = compare_prompts(real_model, "You have happy emotion in yourself!",
+                        "You have angry emotion in yourself!", top_k=3)
     assert c.distance.cosine[0] == 0.0
     assert c.distance.relative_l2[0] == 0.0
     assert max(c.distance.cosine) > 0.01
@@ -71,7 +72,8 @@ def test_cli_compare_prints_the_documented_json(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-m", "lib", "compare", "The capital of France is", "The capital of Italy is", "--top-k", "3"],
+        [sys.executable, "-m", "lib", "compare", "The capital of France is", "The capital of Italy is",
+         "--top-k", "3"],
         cwd=root, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
     )
     assert out.returncode == 0, out.stderr

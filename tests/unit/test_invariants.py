@@ -33,7 +33,8 @@ def test_identical_prompts_have_zero_distance_everywhere(family_model):
 
 
 def test_same_last_token_same_position_has_zero_distance_at_layer_zero(family_model):
-    c = compare_prompts(family_model, "You have happy emotion in yourself!", "You have angry emotion in yourself!")
+    c = compare_prompts(family_model, "You have happy emotion in yourself!",
+                        "You have angry emotion in yourself!")
     assert len(c.a.token_ids) == len(c.b.token_ids)
     assert c.distance.cosine[0] < 1e-12
     assert c.distance.relative_l2[0] < 1e-12
