@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lib.capture import Capture, capture
 from lib.distances import LayerDistances, layer_distances
 from lib.errors import SettingsError
-from lib.lens import TokenProb, lens_column, top_k_table
+from lib.lens import LensCell, TokenProb, lens_column, lens_columns, top_k_table
 from lib.models import LoadedModel
 
 
@@ -129,9 +130,13 @@ def has_bos(loaded: LoadedModel, cap: Capture) -> bool:
     return bos_id is not None and len(cap.token_ids) > 0 and cap.token_ids[0] == bos_id
 
 
-def prompt_result(loaded: LoadedModel, cap: Capture, top_k: int) -> PromptResult:
-    """The lens column at the last position and the model's own top-k for one captured prompt."""
-    column = lens_column(loaded, cap.residual, -1, top_k)
+def prompt_result(
+    loaded: LoadedModel, cap: Capture, top_k: int, *, column: Sequence[LensCell] | None = None
+) -> PromptResult:
+    """The lens column at the last position and the model's own top-k for one captured prompt
+    (`column`: that lens column when already computed, e.g. by `lens_columns` for both prompts)."""
+    if column is None:
+        column = lens_column(loaded, cap.residual, -1, top_k)
     return PromptResult(
         text=cap.text,
         tokens=cap.tokens,
@@ -146,11 +151,12 @@ def prompt_result(loaded: LoadedModel, cap: Capture, top_k: int) -> PromptResult
 def compare_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, top_k: int = 10) -> Comparison:
     """A comparison from two prompts already run (no forward pass)."""
     check_top_k(loaded, top_k)
+    column_a, column_b = lens_columns(loaded, [cap_a.residual, cap_b.residual], -1, top_k)
     return Comparison(
         model=loaded.info(),
         settings={"top_k": top_k, "bos": cap_a.bos},
-        a=prompt_result(loaded, cap_a, top_k),
-        b=prompt_result(loaded, cap_b, top_k),
+        a=prompt_result(loaded, cap_a, top_k, column=column_a),
+        b=prompt_result(loaded, cap_b, top_k, column=column_b),
         distance=layer_distances(cap_a.residual, cap_b.residual, "last"),
     )
 

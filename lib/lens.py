@@ -12,7 +12,7 @@ tensor is never built.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -122,8 +122,23 @@ def lens_column(
     loaded: LoadedModel, residual: torch.Tensor, position: int, k: int
 ) -> list[LensCell]:
     """The lens at one position for every layer 0…L (position may be negative: -1 = last)."""
-    pos = position % residual.shape[1]
-    return lens_cells(loaded, residual, [(l, pos) for l in range(residual.shape[0])], k)
+    return lens_columns(loaded, [residual], position, k)[0]
+
+
+def lens_columns(
+    loaded: LoadedModel, residuals: Sequence[torch.Tensor], position: int, k: int
+) -> list[list[LensCell]]:
+    """`lens_column` of several prompts' residuals [L+1, pos_i, d] of one model, computed together:
+    for short prompts reading the unembedding's weights is most of the lens's cost, so one pass
+    over them serves every prompt."""
+    at = [position % r.shape[1] for r in residuals]
+    stacked = torch.stack([r[:, p] for r, p in zip(residuals, at, strict=True)], dim=1)  # [L+1, n, d]
+    n_layers = stacked.shape[0]
+    cells = lens_cells(loaded, stacked, [(l, i) for i in range(len(at)) for l in range(n_layers)], k)
+    return [
+        [replace(cell, position=p) for cell in cells[i * n_layers : (i + 1) * n_layers]]
+        for i, p in enumerate(at)
+    ]
 
 
 def first_layer(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> int | None:

@@ -13,9 +13,9 @@ import torch
 
 import lib.lens as lens
 from lib.capture import capture, check_length
-from lib.compare import compare_prompts
+from lib.compare import compare_captures, compare_prompts
 from lib.errors import PromptError
-from lib.lens import lens_cells, lens_grid, position_window
+from lib.lens import lens_cells, lens_column, lens_columns, lens_grid, position_window
 from lib.models import load_model, pick_device, pick_dtype
 
 CELLS_PER_CHUNK = 4
@@ -62,6 +62,27 @@ def test_forward_pass_keeps_logits_of_the_last_position_only(family_model, large
     cap = capture(family_model, words(100))
     assert largest_logits[0] == family_model.vocab_size
     assert cap.final_logits.shape == (family_model.vocab_size,)
+
+
+def test_comparison_reads_the_unembedding_once_for_both_prompts(family_model):
+    cap_a, cap_b = capture(family_model, "The capital of France is"), capture(family_model, words(9))
+    calls = []
+    handle = family_model.architecture.unembed.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        compare_captures(family_model, cap_a, cap_b, top_k=3)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+
+
+def test_lens_columns_together_equal_each_column_alone(family_model):
+    caps = [capture(family_model, "The capital of France is"), capture(family_model, words(9))]
+    together = lens_columns(family_model, [c.residual for c in caps], -2, 4)
+    for cap, column in zip(caps, together, strict=True):
+        alone = lens_column(family_model, cap.residual, -2, 4)
+        assert [(c.layer, c.position) for c in column] == [(c.layer, c.position) for c in alone]
+        assert [[t.id for t in c.top] for c in column] == [[t.id for t in c.top] for c in alone]
+        assert [c.entropy for c in column] == pytest.approx([c.entropy for c in alone], abs=1e-4)
 
 
 def test_capture_keeps_the_residual_in_the_model_dtype(family_model):
