@@ -64,8 +64,18 @@ def paired(numerator: Callable[[], object], denominator: Callable[[], object], r
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident set size so far, in GB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    """This process's peak resident set size so far, in GB.
+
+    Read from /proc/self/status (VmHWM, kB), which starts afresh at exec. `ru_maxrss` does not: a
+    child started by a large parent reports at least the parent's size at the fork.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
 
 
 def in_fresh_process(module: str, *args: str, timeout: float = 900) -> dict:

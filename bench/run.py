@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens draws progress bars
 
 from bench import reference  # noqa: E402
 from bench.harness import in_fresh_process, machine, paired  # noqa: E402
@@ -136,15 +137,16 @@ def p5_view_change(model: LoadedModel) -> dict:
     from lib import ui
 
     at = dashboard_app()
+    start = model.forward_passes
     submit(at, a="The capital of France is", b="The capital of Italy is")
-    served = ui._cached_model("default", "auto", "auto")
+    served = ui._cached_model("default", "auto", "auto")  # `model` itself, while the bench holds it
     before = served.forward_passes
     done = look_around(at)
     submit(at, k=TOP_K + 5)  # top-k is a display setting: the prompts are unchanged
     done["controls_moved"].append("sidebar: top-k")
     return {
         "figures": {"p5_forward_passes_on_view_change": served.forward_passes - before},
-        "details": {"forward_passes_for_the_comparison": before, **done},
+        "details": {"forward_passes_for_the_comparison": before - start if served is model else None, **done},
     }
 
 
@@ -186,7 +188,7 @@ def report(results: dict) -> str:
         f"{m['ram_gb']} GB RAM, {m['platform']}.  ",
         f"Versions: Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
         f"transformer-lens {v['transformer-lens']}, streamlit {v['streamlit']}.  ",
-        f"Model: the embedded {results['model']['name']} ({results['model']['device']}, "
+        f"Model: {results['model']['name']} ({results['model']['device']}, "
         f"{results['model']['dtype']}). Run on {results['date']}, {results['seconds']:.0f} s in all.",
         "",
         "Timings are medians of ≥5 runs after one warm-up; the two sides of each ratio are run "
@@ -198,9 +200,27 @@ def report(results: dict) -> str:
     for name, value in results["figures"].items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         lines.append(f"| `{name}` | {shown} | {_target(name)} | {_met(name, value)} |")
+    lines += ["", "## The timings behind the ratios (median seconds)", "",
+              "| measurement | twinlens | reference | ratio |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        f"| {path} | {t['numerator_s']:.4f} | {t['denominator_s']:.4f} | {t['ratio']:.3f} |"
+        for path, t in _timings(results["details"])
+    ]
     lines += ["", "## How each figure is measured", "", __doc__.split("\n\n", 1)[1].strip(), ""]
     lines += [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _timings(details: dict, path: str = "") -> list[tuple[str, dict]]:
+    """Every paired timing inside `details`, with where it sits (e.g. 'p2 all_positions_256')."""
+    if "numerator_s" in details:
+        return [(path, details)]
+    return [
+        found
+        for key, value in details.items()
+        if isinstance(value, dict)
+        for found in _timings(value, f"{path} {key}".strip())
+    ]
 
 
 NOTES = [
@@ -210,8 +230,11 @@ NOTES = [
     "computes the lens at every position, as `accumulated_resid` does; details.p2 also gives the "
     "ratio when it is asked for the last position only (`pos_slice=-1`). Its softmax is done in "
     "place, which favours it in memory.",
-    "p3: `load_model` returns the LoadedModel already in memory while one is alive (same weights, "
-    "same lock); `safetensors.torch.load_file` maps the file lazily, as from_pretrained does.",
+    "p3: a second `load_model` while the first LoadedModel is alive returns it (same weights, same "
+    "lock): a look at the files' sizes and dates against `safetensors.torch.load_file`, which maps "
+    "the file lazily. `p3_rebuild_ratio` (no target) is a load after the first one was dropped, in a "
+    "fresh process after one warm-up: from_pretrained, parsing the tokenizer and the load-time lens "
+    "check (one short forward pass) against the same `load_file`.",
     "p4: the Compare page's data is what `lib.ui` computes for it: two captures and "
     "`compare_captures`; the reference forward pass keeps the logits of the last position only.",
 ]
