@@ -39,6 +39,9 @@ def shared_runtime(app, monkeypatch):  # `app` installs the PagesManager workaro
     one script cache (AppTest compiles the script afresh for every run, and CPython 3.11's parser
     is not safe to run in several threads at once; a server compiles once, under a lock)."""
     script_cache = ScriptCache()
+    with patch_config_options({"global.appTest": True}):
+        for script in [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]:
+            script_cache.get_bytecode(str(script))  # compiled here, never in two threads at once
     monkeypatch.setattr(app_test_module, "ScriptCache", lambda: script_cache)
     runtime = MagicMock(spec=Runtime)
     runtime.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
