@@ -35,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens draws progress bars
 
 from bench import reference  # noqa: E402
-from bench.harness import in_fresh_process, machine, paired  # noqa: E402
+from bench.harness import RUNS, in_fresh_process, machine, paired  # noqa: E402
 from lib.compare import compare_prompts  # noqa: E402
 from lib.models import LoadedModel, ensure_default_model, load_model  # noqa: E402
 
@@ -92,7 +92,7 @@ def p2_vs_transformerlens(model: LoadedModel) -> dict:
         ids = [model.tokenizer(t)["input_ids"] for t in (a, b)]
         ours = _compare(model, a, b)
         full = paired(ours, reference.transformerlens(bridge, *ids, TOP_K))
-        last = paired(ours, reference.transformerlens(bridge, *ids, TOP_K, last_position_only=True))
+        last = paired(ours, reference.transformerlens(bridge, *ids, TOP_K, last_position_only=True), runs=3)
         figures[f"p2_vs_transformerlens_ratio_{n}"] = full.ratio
         details[f"tokens_{n}"] = [len(i) for i in ids]
         details[f"all_positions_{n}"] = full.to_dict()
@@ -191,8 +191,9 @@ def report(results: dict) -> str:
         f"Model: {results['model']['name']} ({results['model']['device']}, "
         f"{results['model']['dtype']}). Run on {results['date']}, {results['seconds']:.0f} s in all.",
         "",
-        "Timings are medians of ≥5 runs after one warm-up; the two sides of each ratio are run "
-        "alternately in the same process. Peak memory is the peak RSS of a fresh process.",
+        f"Timings are medians of {RUNS} runs or more after one warm-up (fewer only for figures "
+        "without a target; the runs column says), the two sides of each ratio run alternately in "
+        "the same process. Peak memory is the peak RSS (VmHWM) of a fresh process.",
         "",
         "| figure | value | target | met |",
         "| --- | ---: | ---: | :---: |",
@@ -201,9 +202,9 @@ def report(results: dict) -> str:
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         lines.append(f"| `{name}` | {shown} | {_target(name)} | {_met(name, value)} |")
     lines += ["", "## The timings behind the ratios (median seconds)", "",
-              "| measurement | twinlens | reference | ratio |", "| --- | ---: | ---: | ---: |"]
+              "| measurement | twinlens | reference | ratio | runs |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [
-        f"| {path} | {t['numerator_s']:.4f} | {t['denominator_s']:.4f} | {t['ratio']:.3f} |"
+        f"| {path} | {t['numerator_s']:.4f} | {t['denominator_s']:.4f} | {t['ratio']:.3f} | {t['runs']} |"
         for path, t in _timings(results["details"])
     ]
     lines += ["", "## How each figure is measured", "", __doc__.split("\n\n", 1)[1].strip(), ""]
@@ -213,9 +214,8 @@ def report(results: dict) -> str:
 
 def _timings(details: dict, path: str = "") -> list[tuple[str, dict]]:
     """Every paired timing inside `details`, with where it sits (e.g. 'p2 all_positions_256')."""
-    if "numerator_s" in details:
-        return [(path, details)]
-    return [
+    own = [(path, details)] if "numerator_s" in details else []
+    return own + [
         found
         for key, value in details.items()
         if isinstance(value, dict)
