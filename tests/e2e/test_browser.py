@@ -44,7 +44,7 @@ def app_url(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one Playwright at a time: each e2e module closes its own
 def browser(tmp_path_factory):
     SHOTS.mkdir(exist_ok=True)
     with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
