@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
+
+from lib import ui
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +27,11 @@ class _NavigationPagesManager(PagesManager):
 
 @pytest.fixture
 def app(monkeypatch):
-    """A fresh AppTest of dashboard.py (not yet run)."""
+    """A fresh AppTest of dashboard.py (not yet run), with no results cached by earlier tests
+    (the loaded models stay: loading is not what page tests are about)."""
     monkeypatch.setattr(app_test_module, "PagesManager", _NavigationPagesManager)
+    st.cache_data.clear()
+    ui._cached_capture.clear()
     return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
 
 
