@@ -11,6 +11,8 @@ import streamlit as st
 
 from lib import ui
 from lib.examples import EXAMPLES
+from lib.request import MAX_TOP_K, MODES, WIDGET_FIELDS, Request
+from lib.tokens import BOS_MODES
 
 st.set_page_config(page_title="twinlens", page_icon=":material/search:", layout="wide")
 
@@ -34,13 +36,13 @@ def sidebar() -> None:
     """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page; example
     pairs; the URL kept in step with the request so it can be shared."""
     ui.adopt_query_params()
-    defaults = ui.current_request() or ui.Request()
-    for key, field in ui.WIDGET_FIELDS.items():
+    defaults = ui.current_request() or Request()
+    for key, field in WIDGET_FIELDS.items():
         st.session_state.setdefault(key, getattr(defaults, field))
     with st.sidebar:
         st.title("twinlens")
         st.caption("Where, inside a language model, do two prompts part ways?")
-        st.radio("Compare", list(ui.MODES), format_func=ui.MODES.get, key="mode", horizontal=True)
+        st.radio("Compare", list(MODES), format_func=MODES.get, key="mode", horizontal=True)
         two_models = st.session_state["mode"] == "models"
         with st.form("request"):
             st.text_input(
@@ -55,19 +57,19 @@ def sidebar() -> None:
                 st.text_area("Prompt B", key="prompt_b", height=90)
             left, right = st.columns(2)
             left.selectbox(
-                "BOS token", ui.BOS_MODES, key="bos",
+                "BOS token", BOS_MODES, key="bos",
                 help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
             )
-            right.number_input("Top-k", min_value=1, max_value=ui.MAX_TOP_K, key="top_k")
+            right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
             with st.expander("Expert: options that run a model's code"):
                 st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
                 st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
             if st.form_submit_button("Compare", type="primary", width="stretch"):
-                values = {field: st.session_state[key] for key, field in ui.WIDGET_FIELDS.items()}
+                values = {field: st.session_state[key] for key, field in WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
                 values["model2"] = values["model2"].strip()
                 values["k"] = int(values["k"])
-                ui.set_request(ui.Request(**values))
+                ui.set_request(Request(**values))
         ui.expert_warning()
         with st.expander("Example pairs", expanded=ui.current_request() is None):
             for example in EXAMPLES:

@@ -11,6 +11,7 @@ from lib.compare import Comparison
 from lib.errors import PromptError
 from lib.lens import TokenProb
 from lib.models import LoadedModel
+from lib.request import Request
 from lib.tokens import TokenizationDiff, tokenization_diff, typed_token
 from lib.watch import contrast_pair
 
@@ -93,7 +94,7 @@ def logit_difference_table(effects: dict[str, BosEffect]) -> pd.DataFrame:
 
 
 def bos_section(
-    request: ui.Request, model: LoadedModel, comparison: Comparison, tables: dict
+    request: Request, model: LoadedModel, comparison: Comparison, tables: dict
 ) -> dict[str, BosEffect]:
     """Both prompts with BOS on and off, once asked for (four forward passes): the top-k and the
     logit difference of two typed tokens. Adds its tables to `tables`; returns the effects drawn."""

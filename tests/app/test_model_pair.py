@@ -10,6 +10,7 @@ from lib import ui
 from lib.errors import SettingsError
 from lib.model_compare import compare_models
 from lib.models import load_model
+from lib.request import PAIR_QUERY_FIELDS, QUERY_FIELDS, Request
 
 PROMPT = "The capital of France is"
 
@@ -46,14 +47,14 @@ def test_two_models_with_different_tokenizers_show_an_error(app, tiny_folders, p
 
 def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_folders, partner_folders):
     compare_two(app, tiny_folders["llama"], partner_folders["llama-seed1"], k=3)
-    shared = {name: app.query_params[name] for name in (*ui.QUERY_FIELDS, *ui.PAIR_QUERY_FIELDS)}
+    shared = {name: app.query_params[name] for name in (*QUERY_FIELDS, *PAIR_QUERY_FIELDS)}
     assert shared["mode"] == "models" and shared["model2"] == str(partner_folders["llama-seed1"])
     fresh = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
     fresh.query_params.update(shared)
     fresh.run()
     assert not fresh.exception, fresh.exception
     model1, model2 = str(tiny_folders["llama"]), str(partner_folders["llama-seed1"])
-    expected = ui.Request(model=model1, model2=model2, mode="models", a=PROMPT, k=3)
+    expected = Request(model=model1, model2=model2, mode="models", a=PROMPT, k=3)
     assert fresh.session_state[ui.REQUEST_KEY] == expected
     assert [m.label for m in fresh.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
 
@@ -70,4 +71,4 @@ def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folde
 
 def test_link_with_an_unknown_mode_is_refused_naming_it():
     with pytest.raises(SettingsError, match="mode='three'"):
-        ui.Request.from_query({"mode": "three"})
+        Request.from_query({"mode": "three"})

@@ -10,6 +10,7 @@ from app_helpers import submit
 
 from lib import ui
 from lib.examples import EXAMPLES
+from lib.request import QUERY_FIELDS, Request
 
 SHARED = {
     "model": "default",
@@ -24,7 +25,7 @@ def test_shareable_url_reproduces_the_request_and_page(app):
     app.query_params.update(SHARED)
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
-    assert app.session_state[ui.REQUEST_KEY] == ui.Request(a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
+    assert app.session_state[ui.REQUEST_KEY] == Request(a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
     assert app.sidebar.text_area(key="prompt_a").value == SHARED["a"]
     assert app.sidebar.selectbox(key="bos").value == "on"
     assert app.header[0].value == "Logit lens"
@@ -35,7 +36,7 @@ def test_shareable_url_reproduces_the_request_and_page(app):
 def test_compare_writes_the_request_into_the_url(app):
     submit(app, a="One prompt", b="Another prompt", k=4)
     assert not app.exception
-    assert {name: app.query_params[name] for name in ui.QUERY_FIELDS} == {
+    assert {name: app.query_params[name] for name in QUERY_FIELDS} == {
         "model": "default", "a": "One prompt", "b": "Another prompt", "bos": "auto", "k": "4"
     }
 
@@ -61,7 +62,7 @@ def test_example_button_fills_both_prompts_and_bos_and_compares(app):
 
 
 def test_export_files_hold_the_request_the_data_and_each_table():
-    request = ui.Request(a="A, with a comma", b='B "quoted"')
+    request = Request(a="A, with a comma", b='B "quoted"')
     table = pd.DataFrame({"token": ["␣Paris", "a,b"], "prob": [0.5, 0.25]})
     files = ui.export_files("view", request, {"value": 1}, {"top": table})
     assert [f.file_name for f in files] == ["view.json", "view-top.csv"]

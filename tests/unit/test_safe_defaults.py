@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lib.cli import build_parser
 from lib.models import load_model
-from lib.ui import Request
+from lib.request import Request
 
 ROOT = Path(__file__).resolve().parents[2]
 
