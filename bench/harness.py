@@ -1,8 +1,8 @@
 """Measuring tools for the benchmarks: paired medians, peak memory in a fresh process, the machine.
 
 Every figure of `bench/run.py` is a ratio of two timings taken in the same process run. The two
-sides are run alternately (A, B, A, B, …) after one warm-up each, so a slow spell of the shared
-machine hits both sides alike; the ratio is median(A) / median(B).
+sides are run back to back (A B, B A, A B, …) after one warm-up each, and the figure is the median
+of the per-pair ratios, so a slow spell of the shared machine hits both sides of a pair alike.
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ RUNS = 5  # timed runs per side, after one warm-up
 
 @dataclass(frozen=True)
 class Paired:
-    """Medians (seconds) of two workloads timed alternately, and their ratio."""
+    """Two workloads timed in turns: the median seconds of each, and their ratio.
+
+    ratio = median over runs i of numerator_i / denominator_i, each pair timed back to back, so a
+    slow spell of the shared machine that hits one pair does not move the figure.
+    """
 
     numerator_s: float
     denominator_s: float
+    ratio: float
     runs: int
-
-    @property
-    def ratio(self) -> float:
-        return self.numerator_s / self.denominator_s
 
     def to_dict(self) -> dict:
         return {
@@ -52,15 +53,20 @@ def _seconds(fn: Callable[[], object]) -> float:
 
 
 def paired(numerator: Callable[[], object], denominator: Callable[[], object], runs: int = RUNS) -> Paired:
-    """Warm both up once, then time them alternately `runs` times; medians of each side."""
+    """Warm both up once, then time them back to back `runs` times (which goes first alternates)."""
     numerator()
     denominator()
     top: list[float] = []
     bottom: list[float] = []
-    for _ in range(runs):
-        top.append(_seconds(numerator))
-        bottom.append(_seconds(denominator))
-    return Paired(statistics.median(top), statistics.median(bottom), runs)
+    for i in range(runs):
+        if i % 2:
+            bottom.append(_seconds(denominator))
+            top.append(_seconds(numerator))
+        else:
+            top.append(_seconds(numerator))
+            bottom.append(_seconds(denominator))
+    ratios = [t / b for t, b in zip(top, bottom, strict=True)]
+    return Paired(statistics.median(top), statistics.median(bottom), statistics.median(ratios), runs)
 
 
 def peak_rss_gb() -> float:

@@ -192,8 +192,9 @@ def report(results: dict) -> str:
         f"{results['model']['dtype']}). Run on {results['date']}, {results['seconds']:.0f} s in all.",
         "",
         f"Timings are medians of {RUNS} runs or more after one warm-up (fewer only for figures "
-        "without a target; the runs column says), the two sides of each ratio run alternately in "
-        "the same process. Peak memory is the peak RSS (VmHWM) of a fresh process.",
+        "without a target; the runs column says). The two sides of a ratio run back to back in the "
+        "same process, and the ratio is the median of the per-pair ratios. Peak memory is the peak "
+        "RSS (VmHWM) of a fresh process.",
         "",
         "| figure | value | target | met |",
         "| --- | ---: | ---: | :---: |",
