@@ -350,7 +350,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def _explain_load_failure(spec: str, exc: BaseException) -> str:
     """A plain message for a failed `from_pretrained`, decided by the exception types in the chain
     (huggingface_hub's) and by transformers' own wording where it raises a bare OSError/ValueError."""
-    import httpx
+    import httpx2 as httpx  # what huggingface_hub 2 speaks HTTP with
     from huggingface_hub import errors as hub
 
     chain = _causes(exc)

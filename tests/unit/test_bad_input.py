@@ -3,7 +3,7 @@ own type for what is refused, a normal result for what is merely unusual."""
 
 from __future__ import annotations
 
-import httpx
+import httpx2 as httpx  # what huggingface_hub 2 speaks HTTP with
 import pytest
 from bad_input_cases import GOOD, MODEL_CASE_NAMES, PROMPT_CASES, PromptCase, model_cases  # noqa: F401
 from huggingface_hub import errors as hub_errors
