@@ -34,7 +34,7 @@ import torch
 from lib.capture import Capture
 from lib.compare import check_top_k
 from lib.errors import ModelPairError, SettingsError
-from lib.lens import TokenProb, chunk_size, top_k_table
+from lib.lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
 from lib.model_compare import check_same_tokenizer
 from lib.models import LoadedModel
 from lib.tokens import readable_token
@@ -208,14 +208,8 @@ def entropy_bits(p: torch.Tensor) -> torch.Tensor:
     return -_plogp_sum(p, p.log())
 
 
-def _ranks(probs: torch.Tensor, ids: list[int]) -> list[int]:
-    """1-based rank of each token id in one distribution [vocab] (1 + how many are strictly likelier)."""
-    chosen = probs[ids]
-    return [int(r) + 1 for r in (probs[None, :] > chosen[:, None]).sum(-1).tolist()]
-
-
 def _deltas(tokenizer, p: torch.Tensor, q: torch.Tensor, ids: list[int]) -> list[TokenDelta]:
-    ranks_a, ranks_b = _ranks(p, ids), _ranks(q, ids)
+    ranks_a, ranks_b = vocabulary_rank(p, ids).tolist(), vocabulary_rank(q, ids).tolist()
     return [
         TokenDelta(readable_token(tokenizer, i), i, float(p[i]), float(q[i]), ra, rb)
         for i, ra, rb in zip(ids, ranks_a, ranks_b, strict=True)

@@ -250,9 +250,14 @@ class CellDetail:
         }
 
 
-def vocabulary_rank(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """1 + the number of tokens with a strictly larger logit, for each id in `ids`, in one row [vocab]."""
-    return 1 + (logits[None, :] > logits[ids][:, None]).sum(-1)
+def vocabulary_rank(values: torch.Tensor, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """rank_t = 1 + #{u : values_u > values_t} for each id t (1 = top), per row.
+
+    values: [..., vocab] logits or probabilities (softmax keeps the order); ids: [m] → ranks [..., m].
+    """
+    ids = torch.as_tensor(ids, dtype=torch.long, device=values.device)
+    chosen = values[..., ids]
+    return 1 + (values.unsqueeze(-2) > chosen.unsqueeze(-1)).sum(-1)
 
 
 def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int) -> CellDetail:

@@ -41,7 +41,6 @@ REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 QUERY_READ_KEY = "_twinlens_query_read"
-_loaded_specs: set[tuple[str, str, str]] = set()
 
 
 def current_request() -> Request | None:
@@ -128,18 +127,14 @@ def expert_options() -> tuple[bool, bool]:
     return (request.trust_remote_code, request.allow_pickle) if request else (False, False)
 
 
-# (spec, device, dtype) → the expert options the cached model was loaded with
-_loaded_with: dict[tuple[str, str, str], tuple[bool, bool]] = {}
-
-
-# id(model) → ((spec, device, dtype), model) for each model the cache holds now (`memory_caption`)
-_resident: dict[int, tuple[tuple[str, str, str], LoadedModel]] = {}
+# (spec, device, dtype) → (the model the cache holds now, the expert options it was loaded with)
+_resident: dict[tuple[str, str, str], tuple[LoadedModel, tuple[bool, bool]]] = {}
 
 
 def _release_model(model: LoadedModel) -> None:
     """The cache dropped `model`: forget it, so its next use shows the loading status again."""
-    key, _ = _resident.pop(id(model), ((), None))
-    _loaded_specs.discard(key)
+    for key in [k for k, (m, _) in _resident.items() if m is model]:
+        del _resident[key]
 
 
 @st.cache_resource(max_entries=2, show_spinner=False, on_release=_release_model)  # 2: two-models mode
@@ -147,8 +142,7 @@ def _cached_model(spec: str, device: str, dtype: str) -> LoadedModel:
     """Loaded with the expert options of the session that asked first (see `get_model`)."""
     trust, pickle = expert_options()
     model = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust, allow_pickle=pickle)
-    _loaded_with[(spec, device, dtype)] = (trust, pickle)
-    _resident[id(model)] = ((spec, device, dtype), model)
+    _resident[(spec, device, dtype)] = (model, (trust, pickle))
     return model
 
 
@@ -160,18 +154,17 @@ def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMod
     model is then loaded again under this session's options, which refuses it plainly.
     """
     key = (spec, device, dtype)
-    used = _loaded_with.get(key, (False, False))
+    _, used = _resident.get(key, (None, (False, False)))
     if any(on and not mine for on, mine in zip(used, expert_options(), strict=True)):
         _cached_model.clear()
-        _loaded_specs.discard(key)
-    if key in _loaded_specs:
+        _resident.clear()
+    if key in _resident:
         return _cached_model(spec, device, dtype)
     box = st.empty()  # the status shows while the model loads, then leaves the page
     with box.container(), st.status(f"Loading model '{plain(spec)}'…", expanded=True):
         st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
         model = _cached_model(spec, device, dtype)
     box.empty()
-    _loaded_specs.add(key)
     return model
 
 
@@ -236,7 +229,7 @@ def get_model_comparison(request: Request) -> Comparison:
 def memory_caption() -> str:
     """The models held in memory, the bytes their weights take and where they run, e.g.
     'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'."""
-    models = [model for _, model in _resident.values()]
+    models = [model for model, _ in _resident.values()]
     if not models:
         return "No model in memory yet."
     total = sum(m.memory_bytes for m in models)
@@ -451,7 +444,7 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
         st.session_state[LAST_GOOD_KEY] = request.model
         return request, model, get_comparison(request)
     except TwinlensError as exc:
-        st.error(plain(str(exc)))
+        show_error(exc)
         last_good = st.session_state.get(LAST_GOOD_KEY)
         if isinstance(exc, ModelLoadError) and last_good and last_good != request.model:
             st.button(f"Back to the last model that worked: {plain(last_good)}",
@@ -528,6 +521,11 @@ def plain(text: str) -> str:
     return _MARKDOWN_SIGNS.sub(r"\\\1", text)
 
 
+def show_error(exc: BaseException) -> None:
+    """An error a user caused, as an st.error whose quoted prompts or names show literally."""
+    st.error(plain(str(exc)))
+
+
 def open_history() -> History | None:
     """The saved comparisons, or None after an st.error. A damaged database is reported, set
     aside by `History` (never overwritten) and replaced by a fresh one at once."""
@@ -535,7 +533,7 @@ def open_history() -> History | None:
         try:
             return History()
         except HistoryError as exc:
-            st.error(plain(str(exc)))
+            show_error(exc)
             if (data_dir() / DB_NAME).exists():  # not set aside, so a second try cannot help
                 return None
     return None
@@ -554,7 +552,7 @@ def save_form(request: Request, comparison: Comparison) -> None:
                     saved_id = history.save(name, request.to_dict(), comparison)
                     st.success(f"Saved as #{saved_id}. Reopen it on the History page.")
                 except HistoryError as exc:
-                    st.error(plain(str(exc)))
+                    show_error(exc)
 
 
 def run_pages(pages: list) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from lib.capture import Capture
 from lib.diff import resolve_position
-from lib.lens import TokenProb, lens_logits_chunks
+from lib.lens import TokenProb, lens_logits_chunks, vocabulary_rank
 from lib.models import LoadedModel
 from lib.tokens import readable_token, typeable
 
@@ -91,7 +91,7 @@ def trajectories(
         chosen = chunk[:, ids]  # [n, tokens]
         logits.append(chosen)
         probs.append(torch.log_softmax(chunk, -1)[:, ids].exp())
-        ranks.append(torch.stack([(chunk > chosen[:, [j]]).sum(-1) + 1 for j in range(len(ids))], -1))
+        ranks.append(vocabulary_rank(chunk, ids))
     logit, prob, rank = (torch.cat(parts).T.tolist() for parts in (logits, probs, ranks))
     return tuple(
         Trajectory(readable_token(loaded.tokenizer, t), t, tuple(lo), tuple(p), tuple(map(int, ra)))

@@ -138,7 +138,7 @@ if found is not None:
     try:
         diff = ui.get_top_token_diff(request, position_a, position_b)
     except TwinlensError as exc:
-        st.error(ui.plain(str(exc)))
+        ui.show_error(exc)
         st.stop()
 
     overview = layers_table(diff, a, b)

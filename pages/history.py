@@ -73,4 +73,4 @@ if history is not None:
     try:
         show(history)
     except HistoryError as exc:
-        st.error(ui.plain(str(exc)))
+        ui.show_error(exc)

@@ -137,7 +137,7 @@ if found is not None:
     try:
         result = ui.get_patching(request, answer, wrong)
     except TwinlensError as exc:
-        st.error(ui.plain(str(exc)))
+        ui.show_error(exc)
         st.stop()
     st.text(
         f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}] at B's last position. "
@@ -156,7 +156,7 @@ if found is not None:
     try:
         patched = ui.get_patched_lens(request, layer, position)
     except TwinlensError as exc:
-        st.error(ui.plain(str(exc)))
+        ui.show_error(exc)
         st.stop()
     st.caption(ui.plain(
         f"Top-1 of the lens at B's last position, per layer, after writing A's residual at layer {layer}, "

@@ -69,7 +69,7 @@ def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[int, int] | None:
     try:
         return typed_token(tokenizer, typed[0]).id, typed_token(tokenizer, typed[1]).id
     except PromptError as exc:
-        st.error(ui.plain(str(exc)))
+        ui.show_error(exc)
         return None
 
 

@@ -37,7 +37,7 @@ def watched(tokenizer, typed: str) -> list[WatchedToken]:
         try:
             token = typed_token(tokenizer, line)
         except PromptError as exc:
-            st.error(ui.plain(str(exc)))
+            ui.show_error(exc)
             continue
         found.setdefault(token.id, token)
     return list(found.values())

@@ -50,3 +50,23 @@ def test_hooks_are_removed_after_capture(family_model):
     capture(family_model, "the lazy dog")
     for block in family_model.architecture.blocks:
         assert not block._forward_pre_hooks and not block._forward_hooks
+
+
+def test_distances_equal_those_of_the_models_own_hidden_states(family_model):
+    """The Compare page's distance per layer, recomputed from transformers' own hidden states."""
+    import copy
+
+    a, b = "The capital of France is", "Claire and Mary went to the shops"
+    c = compare_prompts(family_model, a, b)
+    model = copy.deepcopy(family_model.model)  # output_hidden_states leaves hooks behind in transformers 5
+    with torch.no_grad():
+        hs_a, hs_b = (
+            model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+            for ids in (c.a.token_ids, c.b.token_ids)
+        )
+    for layer in range(family_model.n_layers):  # hidden_states[L] is after the final norm: not a residual
+        x, y = hs_a[layer][0, -1].double(), hs_b[layer][0, -1].double()
+        cosine = 1 - torch.nn.functional.cosine_similarity(x, y, dim=0).item()
+        rel = (torch.linalg.norm(x - y) / ((torch.linalg.norm(x) + torch.linalg.norm(y)) / 2)).item()
+        assert abs(c.distance.cosine[layer] - cosine) < 1e-6
+        assert abs(c.distance.relative_l2[layer] - rel) < 1e-6
