@@ -268,7 +268,8 @@ def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k:
         raise SettingsError(f"The layer must lie between 0 and {cap.residual.shape[0] - 1}.")
     cells = [(layer, position)] + ([(layer - 1, position)] if layer > 0 else [])
     logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells)])
-    (top,) = top_k_table(loaded, logits[:1], k)
+    logp = torch.log_softmax(logits[:1], dim=-1)  # one pass over the vocabulary for top-k and entropy
+    (top,) = _top_k_rows(loaded, logp, k)
     ids = torch.tensor([t.id for t in top], device=logits.device)
     ranks_below = probs_below = [None] * len(top)
     if layer > 0:
@@ -283,5 +284,5 @@ def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k:
             RankedToken(t.token, t.id, t.prob, rank, below, p_below)
             for rank, (t, below, p_below) in enumerate(zip(top, ranks_below, probs_below, strict=True), 1)
         ),
-        entropy=float(entropy(logits[:1])[0]),
+        entropy=float(_entropy_of(logp)[0]),
     )
