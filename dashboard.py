@@ -9,10 +9,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import ui
-from lib.examples import EXAMPLES
-from lib.request import MAX_TOP_K, MODES, WIDGET_FIELDS, Request
-from lib.tokens import BOS_MODES
+from lib.app import ui
+from lib.app.examples import EXAMPLES
+from lib.app.request import MAX_TOP_K, MODES, WIDGET_FIELDS, Request
+from lib.core.tokens import BOS_MODES
 
 st.set_page_config(page_title="twinlens", page_icon=":material/search:", layout="wide")
 

@@ -30,9 +30,9 @@ import torch  # noqa: E402
 
 from bench.harness import paired  # noqa: E402
 from bench.reference import Work, boot_transformerlens  # noqa: E402
-from lib.capture import capture  # noqa: E402
-from lib.models import LoadedModel, ensure_default_model, load_model  # noqa: E402
-from lib.patching import PatchResult, patch_captures, patch_residual  # noqa: E402
+from lib.analyses.patching import PatchResult, patch_captures, patch_residual  # noqa: E402
+from lib.core.capture import capture  # noqa: E402
+from lib.core.models import LoadedModel, ensure_default_model, load_model  # noqa: E402
 
 PAIRS = {  # name → (A, B), same number of tokens so the full grid is patched
     "capital": ("The capital of France is", "The capital of Italy is"),

@@ -22,8 +22,8 @@ from bench.harness import peak_rss_gb
 
 
 def _twinlens(prompts: dict) -> tuple[float, int]:
-    from lib.compare import compare_prompts
-    from lib.models import load_model
+    from lib.analyses.compare import compare_prompts
+    from lib.core.models import load_model
 
     model = load_model("default")
     loaded = peak_rss_gb()
@@ -33,7 +33,7 @@ def _twinlens(prompts: dict) -> tuple[float, int]:
 
 def _transformerlens(prompts: dict) -> tuple[float, int]:
     from bench.reference import boot_transformerlens, transformerlens
-    from lib.models import ensure_default_model
+    from lib.core.models import ensure_default_model
 
     bridge = boot_transformerlens(ensure_default_model())
     loaded = peak_rss_gb()
@@ -45,7 +45,7 @@ def _transformerlens(prompts: dict) -> tuple[float, int]:
 def _rebuild() -> dict:
     from bench.harness import paired
     from bench.reference import raw_safetensors
-    from lib.models import ensure_default_model, load_model
+    from lib.core.models import ensure_default_model, load_model
 
     def load_and_drop() -> None:
         load_model("default")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lib.models import LoadedModel
+from lib.core.models import LoadedModel
 
 Work = Callable[[], object]
 FILLER = (

@@ -36,8 +36,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens draws progress bar
 
 from bench import reference  # noqa: E402
 from bench.harness import RUNS, in_fresh_process, machine, paired  # noqa: E402
-from lib.compare import compare_prompts  # noqa: E402
-from lib.models import LoadedModel, ensure_default_model, load_model  # noqa: E402
+from lib.analyses.compare import compare_prompts  # noqa: E402
+from lib.core.models import LoadedModel, ensure_default_model, load_model  # noqa: E402
 
 TOP_K = 10
 RESULTS = ROOT / "bench" / "results.json"
@@ -134,7 +134,7 @@ def p5_view_change(model: LoadedModel) -> dict:
     from app_helpers import submit
     from view_driver import dashboard_app, look_around
 
-    from lib import ui
+    from lib.app import ui
 
     at = dashboard_app()
     start = model.forward_passes
@@ -236,7 +236,7 @@ NOTES = [
     "the file lazily. `p3_rebuild_ratio` (no target) is a load after the first one was dropped, in a "
     "fresh process after one warm-up: from_pretrained, parsing the tokenizer and the load-time lens "
     "check (one short forward pass) against the same `load_file`.",
-    "p4: the Compare page's data is what `lib.ui` computes for it: two captures and "
+    "p4: the Compare page's data is what `lib.app.ui` computes for it: two captures and "
     "`compare_captures`; the reference forward pass keeps the logits of the last position only.",
 ]
 

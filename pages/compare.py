@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lib import compare_frames as frames
-from lib import ui
+from lib.app import compare_frames as frames
+from lib.app import ui
 
 ui.page(
     "Compare",

@@ -7,10 +7,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib import compare_frames as frames
-from lib import ui
-from lib.diff import LayerDiff, TopTokenDiff
-from lib.errors import TwinlensError
+from lib.analyses.diff import LayerDiff, TopTokenDiff
+from lib.app import compare_frames as frames
+from lib.app import ui
+from lib.core.errors import TwinlensError
 
 ui.page(
     "Top-token diff",

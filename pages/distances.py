@@ -6,9 +6,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.capture import Capture
-from lib.distances import DistanceReport, PositionDistances
+from lib.analyses.distances import DistanceReport, PositionDistances
+from lib.app import ui
+from lib.core.capture import Capture
 
 ui.page(
     "Residual distances",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.errors import HistoryError
-from lib.history import History, SavedComparison
+from lib.app import ui
+from lib.app.history import History, SavedComparison
+from lib.core.errors import HistoryError
 
 ui.page(
     "History",

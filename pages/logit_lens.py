@@ -7,9 +7,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.compare import PromptResult
-from lib.lens import CellDetail, LensGrid, first_layer, position_window
+from lib.analyses.compare import PromptResult
+from lib.analyses.lens import CellDetail, LensGrid, first_layer, position_window
+from lib.app import ui
 
 ui.page(
     "Logit lens",

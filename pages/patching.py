@@ -6,10 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.compare import Comparison
-from lib.errors import TwinlensError
-from lib.patching import PatchedLens, PatchResult, reading
+from lib.analyses.compare import Comparison
+from lib.analyses.patching import PatchedLens, PatchResult, reading
+from lib.app import ui
+from lib.core.errors import TwinlensError
 
 ui.page(
     "Patching",

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.bos import BosEffect
-from lib.compare import Comparison
-from lib.errors import PromptError
-from lib.lens import TokenProb
-from lib.models import LoadedModel
-from lib.request import Request
-from lib.tokens import TokenizationDiff, tokenization_diff, typed_token
-from lib.watch import contrast_pair
+from lib.analyses.bos import BosEffect
+from lib.analyses.compare import Comparison
+from lib.analyses.lens import TokenProb
+from lib.analyses.watch import contrast_pair
+from lib.app import ui
+from lib.app.request import Request
+from lib.core.errors import PromptError
+from lib.core.models import LoadedModel
+from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_token
 
 ui.page(
     "Tokens",

@@ -6,10 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib import ui
-from lib.errors import PromptError
-from lib.tokens import WatchedToken, typed_token
-from lib.watch import Watch, contrast_pair, logit_difference
+from lib.analyses.watch import Watch, contrast_pair, logit_difference
+from lib.app import ui
+from lib.core.errors import PromptError
+from lib.core.tokens import WatchedToken, typed_token
 
 ui.page(
     "Watch tokens",

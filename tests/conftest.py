@@ -37,7 +37,7 @@ def tiny_folders(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_models(tiny_folders):
     """family → LoadedModel, loaded through load_model(folder) like a user's own folder."""
-    from lib.models import load_model
+    from lib.core.models import load_model
 
     return {f: load_model(str(path)) for f, path in tiny_folders.items()}
 
@@ -75,6 +75,6 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def real_model():
     """The embedded SmolLM2 (built into the cache on first use)."""
-    from lib.models import load_model
+    from lib.core.models import load_model
 
     return load_model("default")

@@ -10,7 +10,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from lib import ui
+from lib.app import ui
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 from app_helpers import ROOT, AppTest, submit
 from bad_input_cases import GOOD, MODEL_CASE_NAMES, PROMPT_CASES, model_cases  # noqa: F401  (fixture)
 
-from lib.compare import compare_prompts
+from lib.analyses.compare import compare_prompts
 
 B = "The capital of Italy is"
 MARKDOWN_KINDS = ("markdown", "caption", "error", "warning", "info", "success", "title", "header",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app_helpers import submit
 
-from lib.compare import compare_prompts
+from lib.analyses.compare import compare_prompts
 
 
 def test_compare_page_prompts_before_first_compare(app):
@@ -37,9 +37,9 @@ def test_compare_page_shows_prompt_error_without_exception(app):
 
 
 def test_compare_page_offers_json_and_csv_export(app, real_model):
-    from lib import compare_frames
-    from lib.request import Request
-    from lib.ui import export_files
+    from lib.app import compare_frames
+    from lib.app.request import Request
+    from lib.app.ui import export_files
 
     a, b = "The capital of France is", "The capital of Italy is"
     submit(app, a=a, b=b, k=3)
@@ -56,7 +56,7 @@ def test_compare_page_offers_json_and_csv_export(app, real_model):
 
 
 def test_a_bug_in_a_page_shows_a_plain_error_and_keeps_the_sidebar(app, monkeypatch):
-    from lib import compare_frames
+    from lib.app import compare_frames
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in a page")

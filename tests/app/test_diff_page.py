@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page, table_with
 
-from lib import ui
-from lib.capture import capture
-from lib.diff import top_token_diff
+from lib.analyses.diff import top_token_diff
+from lib.app import ui
+from lib.core.capture import capture
 
 A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
 

@@ -6,9 +6,9 @@ import pytest
 from app_helpers import open_page as open_view
 from app_helpers import table_with
 
-from lib import ui
-from lib.capture import capture
-from lib.distances import distance_report, layer_distances
+from lib.analyses.distances import distance_report, layer_distances
+from lib.app import ui
+from lib.core.capture import capture
 
 A, B = "You have happy emotion in yourself!", "You have angry emotion in yourself!"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import submit
 
-from lib.history import DB_NAME, History
+from lib.app.history import DB_NAME, History
 
 A, B = "The capital of France is", "The capital of Italy is"
 HISTORY = "pages/history.py"

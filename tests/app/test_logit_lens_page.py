@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page as open_view
 
-from lib import ui
-from lib.capture import capture
-from lib.lens import cell_detail
+from lib.analyses.lens import cell_detail
+from lib.app import ui
+from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
 

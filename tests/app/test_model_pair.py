@@ -6,11 +6,11 @@ import pytest
 from app_helpers import ROOT, compare_two
 from streamlit.testing.v1 import AppTest
 
-from lib import ui
-from lib.errors import SettingsError
-from lib.model_compare import compare_models
-from lib.models import load_model
-from lib.request import PAIR_QUERY_FIELDS, QUERY_FIELDS, Request
+from lib.analyses.model_compare import compare_models
+from lib.app import ui
+from lib.app.request import PAIR_QUERY_FIELDS, QUERY_FIELDS, Request
+from lib.core.errors import SettingsError
+from lib.core.models import load_model
 
 PROMPT = "The capital of France is"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from app_helpers import compare_two, table_with
 
-from lib.capture import capture
-from lib.diff import top_token_diff
-from lib.lens import cell_detail
-from lib.models import load_model
+from lib.analyses.diff import top_token_diff
+from lib.analyses.lens import cell_detail
+from lib.core.capture import capture
+from lib.core.models import load_model
 
 PROMPT = "The capital of France is"
 

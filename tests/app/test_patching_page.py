@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from app_helpers import submit
 
-from lib import ui
-from lib.patching import patch_residual, patched_lens
+from lib.analyses.patching import patch_residual, patched_lens
+from lib.app import ui
 
 A, B = "The capital of France is", "The capital of Italy is"
 

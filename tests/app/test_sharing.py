@@ -8,9 +8,9 @@ import json
 import pandas as pd
 from app_helpers import submit
 
-from lib import ui
-from lib.examples import EXAMPLES
-from lib.request import QUERY_FIELDS, Request
+from lib.app import ui
+from lib.app.examples import EXAMPLES
+from lib.app.request import QUERY_FIELDS, Request
 
 SHARED = {
     "model": "default",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page, table_with
 
-from lib import ui
-from lib.bos import bos_effect
-from lib.capture import capture
-from lib.compare import compare_prompts
-from lib.tokens import encode
+from lib.analyses.bos import bos_effect
+from lib.analyses.compare import compare_prompts
+from lib.app import ui
+from lib.core.capture import capture
+from lib.core.tokens import encode
 
 A, B = "Then Claire and Mary went to the shops", "Claire and Mary went to the shops"
 

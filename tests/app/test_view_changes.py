@@ -5,7 +5,7 @@ from __future__ import annotations
 from app_helpers import submit
 from view_driver import look_around, page_files
 
-from lib import ui
+from lib.app import ui
 
 
 def test_view_changes_after_a_comparison_run_no_forward_pass(app, real_model):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page, table_with
 
-from lib import ui
-from lib.capture import capture
-from lib.tokens import single_token
-from lib.watch import logit_difference, trajectories
+from lib.analyses.watch import logit_difference, trajectories
+from lib.app import ui
+from lib.core.capture import capture
+from lib.core.tokens import single_token
 
 A, B = "The capital of France is", "The capital of Italy is"
 

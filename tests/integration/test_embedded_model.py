@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from lib.capture import capture
-from lib.compare import compare_prompts
-from lib.lens import lens_column
+from lib.analyses.compare import compare_prompts
+from lib.analyses.lens import lens_column
+from lib.core.capture import capture
 
 
 def test_capital_of_france_predicts_paris(real_model):
@@ -43,7 +43,7 @@ def test_same_prefix_gives_zero_distance_at_layer_zero(real_model):
 
 
 def test_default_model_cache_is_rebuilt_when_damaged(tmp_path, monkeypatch):
-    from lib import models
+    from lib.core import models
 
     monkeypatch.setenv("TWINLENS_CACHE", str(tmp_path))
     folder = models.ensure_default_model()

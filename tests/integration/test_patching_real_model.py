@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.capture import capture
-from lib.patching import Patch, patch_captures, patched_lens, patched_logits
+from lib.analyses.patching import Patch, patch_captures, patched_lens, patched_logits
+from lib.core.capture import capture
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 

@@ -8,11 +8,11 @@ import pytest
 from bad_input_cases import GOOD, MODEL_CASE_NAMES, PROMPT_CASES, PromptCase, model_cases  # noqa: F401
 from huggingface_hub import errors as hub_errors
 
-from lib.compare import compare_prompts
-from lib.errors import ModelLoadError, PromptError, SettingsError, TwinlensError
-from lib.models import load_model
-from lib.patching import patch_residual
-from lib.tokens import single_token
+from lib.analyses.compare import compare_prompts
+from lib.analyses.patching import patch_residual
+from lib.core.errors import ModelLoadError, PromptError, SettingsError, TwinlensError
+from lib.core.models import load_model
+from lib.core.tokens import single_token
 
 
 def _is_plain(message: str) -> bool:

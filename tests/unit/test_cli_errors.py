@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from bad_input_cases import GOOD, HTML, MODEL_CASE_NAMES, PROMPT_CASES, model_cases  # noqa: F401  (fixture)
 
-from lib.cli import main
+from lib.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

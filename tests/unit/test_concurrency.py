@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.compare import compare_prompts
-from lib.models import LoadedModel, load_model
-from lib.patching import patch_residual
+from lib.analyses.compare import compare_prompts
+from lib.analyses.patching import patch_residual
+from lib.core.models import LoadedModel, load_model
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 HAPPY, ANGRY = "You have happy emotion in yourself!", "You have angry emotion in yourself!"

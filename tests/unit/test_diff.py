@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from lib.capture import capture
-from lib.diff import js_bits, kl_bits, top_token_diff
-from lib.errors import SettingsError
-from lib.lens import lens_column
+from lib.analyses.diff import js_bits, kl_bits, top_token_diff
+from lib.analyses.lens import lens_column
+from lib.core.capture import capture
+from lib.core.errors import SettingsError
 
 A, B = "The capital of France is", "The capital of Italy is"
 

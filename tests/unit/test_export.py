@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from lib.export import export_files, json_safe, to_json
+from lib.app.export import export_files, json_safe, to_json
 
 
 def test_non_finite_floats_become_strings_in_strict_json():

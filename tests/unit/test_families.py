@@ -15,10 +15,10 @@ import pytest
 import torch
 from tiny import UNSUPPORTED, build_tiny_model
 
-from lib.architecture import check_lens, lens_tolerance
-from lib.capture import capture
-from lib.errors import ArchitectureError
-from lib.models import load_model
+from lib.core.architecture import check_lens, lens_tolerance
+from lib.core.capture import capture
+from lib.core.errors import ArchitectureError
+from lib.core.models import load_model
 
 
 def _ids(loaded, text: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Saved comparisons (lib/history.py): they survive restarts, kills and concurrent saves, and a
+"""Saved comparisons (lib/app/history.py): they survive restarts, kills and concurrent saves, and a
 damaged database is reported and set aside, never written over."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.compare import Comparison, compare_prompts
-from lib.errors import HistoryError
-from lib.history import DB_NAME, History, data_dir
+from lib.analyses.compare import Comparison, compare_prompts
+from lib.app.history import DB_NAME, History, data_dir
+from lib.core.errors import HistoryError
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"model": "tiny", "bos": "auto", "k": 3}
@@ -26,8 +26,8 @@ FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 # `argv[1]`, printing each id once its transaction has committed.
 SAVER = """
 import json, sys
-from lib.compare import Comparison
-from lib.history import History
+from lib.analyses.compare import Comparison
+from lib.app.history import History
 history = History(sys.argv[1])
 comparison = Comparison.from_dict(json.loads(open(sys.argv[2]).read()))
 for i in range(int(sys.argv[3])):
@@ -88,7 +88,7 @@ def test_saves_survive_a_new_history_object_and_a_new_process(tmp_path, comparis
     del first
     assert [e.id for e in History(tmp_path).list()] == ids[::-1]  # newest first
     listing = subprocess.run(
-        [sys.executable, "-c", "import sys; from lib.history import History; "
+        [sys.executable, "-c", "import sys; from lib.app.history import History; "
          "print([e.name for e in History(sys.argv[1]).list()])", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from lib.capture import capture
-from lib.compare import compare_prompts
-from lib.lens import lens_column
+from lib.analyses.compare import compare_prompts
+from lib.analyses.lens import lens_column
+from lib.core.capture import capture
 
 
 def test_lens_last_layer_matches_model_logits(family_model):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.capture import capture
-from lib.distances import distance_report, layer_distances
-from lib.errors import SettingsError
-from lib.lens import cell_detail, first_layer, lens_cells, lens_column, lens_grid, position_window
+from lib.analyses.distances import distance_report, layer_distances
+from lib.analyses.lens import cell_detail, first_layer, lens_cells, lens_column, lens_grid, position_window
+from lib.core.capture import capture
+from lib.core.errors import SettingsError
 
 TEXT = "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from tokenizers import processors
 
-from lib.compare import compare_prompts
-from lib.errors import ModelPairError
-from lib.model_compare import compare_models
-from lib.models import load_model
+from lib.analyses.compare import compare_prompts
+from lib.analyses.model_compare import compare_models
+from lib.core.errors import ModelPairError
+from lib.core.models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The capital of France is"

@@ -10,11 +10,11 @@ import pytest
 import torch
 from tiny import build_tiny_model
 
-from lib.capture import capture
-from lib.diff import top_token_diff
-from lib.errors import ModelPairError
-from lib.lens import lens_grid
-from lib.models import load_model
+from lib.analyses.diff import top_token_diff
+from lib.analyses.lens import lens_grid
+from lib.core.capture import capture
+from lib.core.errors import ModelPairError
+from lib.core.models import load_model
 
 PROMPT = "The capital of France is"
 

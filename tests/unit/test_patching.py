@@ -8,13 +8,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
-import lib.patching
-from lib.capture import capture
-from lib.compare import compare_prompts
-from lib.errors import PromptError
-from lib.lens import lens_column
-from lib.patching import (
+import lib.analyses.patching
+from lib.analyses.compare import compare_prompts
+from lib.analyses.lens import lens_column
+from lib.analyses.patching import (
     Patch,
     grid_patches,
     patch_captures,
@@ -23,6 +22,10 @@ from lib.patching import (
     patched_logits,
     reading,
 )
+from lib.core.backend import Intervention
+from lib.core.capture import capture
+from lib.core.errors import PromptError
+from lib.core.sites import Site
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 TOLERANCE = 1e-4  # float32 logits; a batched pass may sum in another order than a single one
@@ -118,9 +121,9 @@ def test_small_batches_report_progress_up_to_one(family_model):
 
 
 def assert_model_free(model) -> None:
-    """No hook left on any block, and another thread can take the model's lock."""
-    for block in model.architecture.blocks:
-        assert not block._forward_pre_hooks and not block._forward_hooks
+    """No hook left on any module, and another thread can take the model's lock."""
+    for module in model.model.modules():
+        assert not module._forward_pre_hooks and not module._forward_hooks
     acquired: list[bool] = []
 
     def take_lock_elsewhere() -> None:
@@ -135,14 +138,16 @@ def assert_model_free(model) -> None:
 
 
 def test_hooks_are_removed_when_a_patched_run_raises(family_model, monkeypatch):
-    def failing_writer(cap_a, patches):
-        def hook(layer, hidden):
+    class Failing(Intervention):
+        def apply(self, act, n_heads=None):
             raise RuntimeError("hook failed")
 
-        return hook
+    def failing(cap_a, patches, n_layers):
+        zero = torch.zeros(1)
+        return [Failing(Site(1, "mlp_out"), "add", zero), Failing(Site(0, "z"), "add", zero)]
 
     tokens = contrast(family_model, FRANCE, ITALY)
-    monkeypatch.setattr(lib.patching, "_writer", failing_writer)
+    monkeypatch.setattr(lib.analyses.patching, "patch_interventions", failing)
     with pytest.raises(RuntimeError, match="hook failed"):
         patch_residual(family_model, FRANCE, ITALY, **tokens)
     assert_model_free(family_model)

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_cli import run_cli
 
-from lib.patching import patch_residual
+from lib.analyses.patching import patch_residual
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 

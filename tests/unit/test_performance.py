@@ -11,12 +11,12 @@ import weakref
 import pytest
 import torch
 
-import lib.lens as lens
-from lib.capture import capture, check_length
-from lib.compare import compare_captures, compare_prompts
-from lib.errors import PromptError
-from lib.lens import lens_cells, lens_column, lens_columns, lens_grid, position_window
-from lib.models import load_model, pick_device, pick_dtype
+import lib.analyses.lens as lens
+from lib.analyses.compare import compare_captures, compare_prompts
+from lib.analyses.lens import lens_cells, lens_column, lens_columns, lens_grid, position_window
+from lib.core.capture import capture, check_length
+from lib.core.errors import PromptError
+from lib.core.models import load_model, pick_device, pick_dtype
 
 CELLS_PER_CHUNK = 4
 

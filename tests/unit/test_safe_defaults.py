@@ -12,9 +12,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from lib.cli import build_parser
-from lib.models import load_model
-from lib.request import Request
+from lib.app.cli import build_parser
+from lib.app.request import Request
+from lib.core.models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

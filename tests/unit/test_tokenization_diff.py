@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import PromptError
-from lib.tokens import encode, single_token, tokenization_diff, typeable, typed_token
+from lib.core.errors import PromptError
+from lib.core.tokens import encode, single_token, tokenization_diff, typeable, typed_token
 
 
 def diff(tok, a: str, b: str, bos: str = "on"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import PromptError, SettingsError
-from lib.tokens import encode, readable, readable_tokens, single_token
+from lib.core.errors import PromptError, SettingsError
+from lib.core.tokens import encode, readable, readable_tokens, single_token
 
 
 def test_readable_marks_leading_space_and_newline():
@@ -32,7 +32,7 @@ def test_readable_makes_invisible_characters_visible():
 def test_byte_level_tokens_decode_back_to_the_prompt(tiny_tokenizer):
     text = "Is there a seahorse emoji? 🐴🌊"
     ids = encode(tiny_tokenizer, text, "off")
-    from lib.tokens import token_bytes
+    from lib.core.tokens import token_bytes
 
     assert b"".join(token_bytes(tiny_tokenizer, i) for i in ids).decode() == text
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import cli
-from lib.errors import unexpected
+from lib.app import cli
+from lib.core.errors import unexpected
 
 
 def test_cli_reports_an_unexpected_failure_in_one_line(monkeypatch, capsys):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.bos import bos_effect
-from lib.capture import capture
-from lib.lens import TokenProb, lens_column
-from lib.tokens import readable_token, single_token
-from lib.watch import contrast_pair, logit_difference, trajectories, watch_tokens
+from lib.analyses.bos import bos_effect
+from lib.analyses.lens import TokenProb, lens_column
+from lib.analyses.watch import contrast_pair, logit_difference, trajectories, watch_tokens
+from lib.core.capture import capture
+from lib.core.tokens import readable_token, single_token
 
 A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
 

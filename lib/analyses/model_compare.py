@@ -1,6 +1,6 @@
 """One prompt through two models that share a tokenizer — a base model and its fine-tune, say.
 
-The counterpart of `lib.compare` (two prompts, one model): the result is the same `Comparison`,
+The counterpart of `lib.analyses.compare` (two prompts, one model): the result is the same `Comparison`,
 with side A = model 1 and side B = model 2 (`mode="models"`, `model2` = model 2's info), so the
 same pages and JSON serve both. Distances compare the two residual streams at the same layer and
 the last token,
@@ -11,7 +11,7 @@ and exist only when both models have the same number of layers and the same widt
 something only when the two share a basis (a fine-tune starts from its base's weights); two models
 trained apart are far apart at every layer even when their shapes match.
 
-    >>> from lib.models import load_model
+    >>> from lib.core.models import load_model
     >>> base, tuned = load_model("HuggingFaceTB/SmolLM2-135M"), load_model("default")  # its instruct tune
     >>> c = compare_models(base, tuned, "The capital of France is")
     >>> c.mode, len(c.distance.cosine)  # model 1 is side a, model 2 side b
@@ -20,12 +20,13 @@ trained apart are far apart at every layer even when their shapes match.
 
 from __future__ import annotations
 
-from lib.capture import Capture, capture
-from lib.compare import Comparison, check_top_k, prompt_result
-from lib.distances import layer_distances
-from lib.errors import ModelPairError
-from lib.models import LoadedModel
-from lib.tokens import encode, readable_tokens
+from ..core.capture import Capture, capture
+from ..core.checks import check_top_k
+from ..core.errors import ModelPairError
+from ..core.models import LoadedModel
+from ..core.tokens import encode, readable_tokens
+from .compare import Comparison, prompt_result
+from .distances import layer_distances
 
 
 def check_same_tokenizer(model1: LoadedModel, model2: LoadedModel) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from lib.errors import SettingsError
-from lib.tokens import BOS_MODES
+from ..core.errors import SettingsError
+from ..core.tokens import BOS_MODES
 
 QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
 PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only

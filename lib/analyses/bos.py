@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lib.capture import Capture
-from lib.compare import check_top_k
-from lib.lens import TokenProb, top_k_table
-from lib.models import LoadedModel
-from lib.tokens import readable_token
+from ..core.capture import Capture
+from ..core.checks import check_top_k
+from ..core.models import LoadedModel
+from ..core.tokens import readable_token
+from .lens import TokenProb, top_k_table
 
 
 @dataclass(frozen=True)

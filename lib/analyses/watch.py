@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.capture import Capture
-from lib.diff import resolve_position
-from lib.lens import TokenProb, lens_logits_chunks, vocabulary_rank
-from lib.models import LoadedModel
-from lib.tokens import readable_token, typeable
+from ..core.capture import Capture
+from ..core.checks import resolve_position
+from ..core.models import LoadedModel
+from ..core.tokens import readable_token, typeable
+from .lens import TokenProb, lens_logits_chunks, vocabulary_rank
 
 
 @dataclass(frozen=True)

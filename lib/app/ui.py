@@ -17,22 +17,23 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from lib import export
-from lib.bos import BosEffect, bos_effect
-from lib.capture import Capture, capture
-from lib.compare import Comparison, compare_captures, has_bos
-from lib.diff import TopTokenDiff, check_model_pair, top_token_diff
-from lib.distances import DistanceReport, distance_report
-from lib.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
-from lib.examples import Example
-from lib.export import ExportFile
-from lib.history import DB_NAME, MAX_NAME, History, data_dir
-from lib.lens import CellDetail, LensGrid, cell_detail, lens_grid
-from lib.model_compare import check_same_tokens, compare_model_captures
-from lib.models import LoadedModel, load_model
-from lib.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
-from lib.request import PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
-from lib.watch import Watch, watch_tokens
+from ..analyses.bos import BosEffect, bos_effect
+from ..analyses.compare import Comparison, compare_captures
+from ..analyses.diff import TopTokenDiff, check_model_pair, top_token_diff
+from ..analyses.distances import DistanceReport, distance_report
+from ..analyses.lens import CellDetail, LensGrid, cell_detail, lens_grid
+from ..analyses.model_compare import check_same_tokens, compare_model_captures
+from ..analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
+from ..analyses.watch import Watch, watch_tokens
+from ..core.capture import Capture, capture
+from ..core.checks import has_bos
+from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
+from ..core.models import LoadedModel, load_model
+from . import export
+from .examples import Example
+from .export import ExportFile
+from .history import DB_NAME, MAX_NAME, History, data_dir
+from .request import PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -466,7 +467,7 @@ class Side:
 
 def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
     """Sides a and b: prompts A and B through one model, or prompt `a` through model 1 and model 2."""
-    from lib import compare_frames as frames
+    from . import compare_frames as frames
 
     names, titles = frames.side_names(comparison), frames.side_titles(comparison)
     if request.mode == "models":
@@ -480,7 +481,7 @@ def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
 def draw_comparison(comparison: Comparison) -> None:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses."""
-    from lib import compare_frames as frames
+    from . import compare_frames as frames
 
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2

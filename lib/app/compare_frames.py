@@ -6,8 +6,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lib.compare import Comparison, PromptResult
-from lib.distances import LayerDistances
+from ..analyses.compare import Comparison, PromptResult
+from ..analyses.distances import LayerDistances
 
 
 def tokens_frame(side: PromptResult) -> pd.DataFrame:

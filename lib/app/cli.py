@@ -13,9 +13,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from lib.errors import TwinlensError, unexpected
-from lib.export import to_json
-from lib.tokens import BOS_MODES, check_prompts
+from ..core.errors import TwinlensError, unexpected
+from ..core.tokens import BOS_MODES, check_prompts
+from .export import to_json
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lib", description="twinlens: compare two prompts inside a language model"
+        prog="twinlens", description="twinlens: compare two prompts inside a language model"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="logit lens and distances of two prompts")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace, spec: str | None = None):
-    from lib.models import load_model
+    from ..core.models import load_model
 
     for flag, on in (("--trust-remote-code", args.trust_remote_code), ("--allow-pickle", args.allow_pickle)):
         if on:
@@ -71,7 +71,8 @@ def _check_top_k_arg(top_k: int) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> dict:
-    from lib.compare import check_top_k, compare_prompts
+    from ..analyses.compare import compare_prompts
+    from ..core.checks import check_top_k
 
     _check_top_k_arg(args.top_k)
     check_prompts(args.prompt_a, args.prompt_b)
@@ -81,7 +82,7 @@ def run_compare(args: argparse.Namespace) -> dict:
 
 
 def run_patch(args: argparse.Namespace) -> dict:
-    from lib.patching import patch_residual
+    from ..analyses.patching import patch_residual
 
     check_prompts(args.prompt_a, args.prompt_b)
     return patch_residual(
@@ -90,7 +91,7 @@ def run_patch(args: argparse.Namespace) -> dict:
 
 
 def run_compare_models(args: argparse.Namespace) -> dict:
-    from lib.model_compare import compare_models
+    from ..analyses.model_compare import compare_models
 
     _check_top_k_arg(args.top_k)
     check_prompts(args.prompt)

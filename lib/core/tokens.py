@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 
-from lib.errors import PromptError, SettingsError
+from .errors import PromptError, SettingsError
 
 BOS_MODES = ("auto", "on", "off")
 SPACE_MARK = "␣"

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lib.compare import Comparison
-from lib.errors import HistoryError
-from lib.export import to_json
+from ..analyses.compare import Comparison
+from ..core.errors import HistoryError
+from .export import to_json
 
 DB_NAME = "history.sqlite3"
 SCHEMA_VERSION = 1  # PRAGMA user_version; a newer file is left alone rather than misread

@@ -1,7 +1,7 @@
 """A comparison of two prompts on one model: tokens, the lens at the last position, distances.
 
-    >>> from lib.models import load_model
-    >>> from lib.compare import compare_prompts
+    >>> from lib.core.models import load_model
+    >>> from lib.analyses.compare import compare_prompts
     >>> c = compare_prompts(load_model(), "The capital of France is", "The capital of Italy is")
     >>> c.a.final[0].token, c.b.final[0].token
     ('␣Paris', '␣Rome')
@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lib.capture import Capture, capture
-from lib.distances import LayerDistances, layer_distances
-from lib.errors import SettingsError
-from lib.lens import LensCell, TokenProb, lens_column, lens_columns, top_k_table
-from lib.models import LoadedModel
+from ..core.capture import Capture, capture
+from ..core.checks import check_top_k, has_bos
+from ..core.models import LoadedModel
+from .distances import LayerDistances, layer_distances
+from .lens import LensCell, TokenProb, lens_column, lens_columns, top_k_table
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Comparison:
     """Everything the Compare page and `python -m lib compare` show.
 
     mode "prompts": two prompts (a, b) through one model. mode "models": one prompt through
-    model 1 (a, `model`) and model 2 (b, `model2`), see `lib.model_compare`; there `distance` is
+    model 1 (a, `model`) and model 2 (b, `model2`), see `lib.analyses.model_compare`; there `distance` is
     None when the two residual streams differ in shape, and `note` says why.
     """
 
@@ -112,22 +112,6 @@ class Comparison:
             model2=None if data.get("model2") is None else dict(data["model2"]),
             note=data.get("note", ""),
         )
-
-
-def check_top_k(loaded: LoadedModel, top_k: int) -> int:
-    """top-k must be a whole number from 1 to the vocabulary size."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise SettingsError(f"top-k must be a whole number of at least 1 (got {top_k!r}).")
-    if top_k > loaded.vocab_size:
-        raise SettingsError(
-            f"top-k is {top_k:,} but the vocabulary has only {loaded.vocab_size:,} tokens."
-        )
-    return top_k
-
-
-def has_bos(loaded: LoadedModel, cap: Capture) -> bool:
-    bos_id = loaded.tokenizer.bos_token_id
-    return bos_id is not None and len(cap.token_ids) > 0 and cap.token_ids[0] == bos_id
 
 
 def prompt_result(

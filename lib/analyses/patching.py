@@ -1,7 +1,7 @@
 """Activation patching: which layer and position carry the difference between A and B into the answer.
 
 Run prompt B, but at layer ℓ and position p write in A's residual h^A_ℓ[p] instead of B's own
-(ℓ = residual entering block ℓ+1, 0 = embeddings, L = after the last block, as in lib.capture),
+(ℓ = residual entering block ℓ+1, 0 = embeddings, L = after the last block, as in lib.core.capture),
 and read the metric at B's last position:
 
     m = logit[answer] − logit[wrong]                      (the model's own logits, last position)
@@ -16,7 +16,7 @@ A's last residual, so the effect is 1).
 The patched runs are batched: B is repeated along the batch dimension and row i is patched at its
 own cell, so one forward pass covers many cells; rows per pass are bounded so memory stays small.
 
-    >>> from lib.models import load_model
+    >>> from lib.core.models import load_model
     >>> r = patch_residual(load_model(), "The capital of France is", "The capital of Italy is")
     >>> [round(e, 3) for e in r.effect[0]], r.answer.token, r.wrong.token
     ([0.0, 0.0, 0.0, 1.0, 0.0], '␣Paris', '␣Rome')
@@ -29,11 +29,13 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.capture import Capture, ResidualHook, capture, residual_hooks, run_model
-from lib.errors import PromptError
-from lib.lens import TokenProb, lens_column
-from lib.models import LoadedModel
-from lib.tokens import readable_token, typed_token
+from ..core.backend import Intervention
+from ..core.capture import Capture, capture
+from ..core.errors import PromptError
+from ..core.models import LoadedModel
+from ..core.sites import Site, residual_sites
+from ..core.tokens import readable_token, typed_token
+from .lens import TokenProb, lens_column
 
 Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
 ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
@@ -132,24 +134,22 @@ def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:
     return max(1, ROW_FLOATS // per_row)
 
 
-def _writer(cap_a: Capture, patches: Sequence[Patch]) -> ResidualHook:
-    """A residual hook for a batch where row i is B patched as `patches[i]` says."""
+def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int) -> list[Intervention]:
+    """Interventions for a batch where row i is B patched as `patches[i]` says: one per layer,
+    replacing B's residual at (row, B position) with A's at the matching A position."""
     by_layer: dict[int, tuple[list[int], list[int], list[int]]] = {}
     for row, patch in enumerate(patches):
         rows, b_pos, a_pos = by_layer.setdefault(patch.layer, ([], [], []))
         rows.extend([row] * len(patch.b_positions))
         b_pos.extend(patch.b_positions)
         a_pos.extend(patch.a_positions)
-
-    def write(layer: int, hidden: torch.Tensor) -> torch.Tensor | None:
-        if layer not in by_layer:
-            return None
-        rows, b_pos, a_pos = by_layer[layer]
-        patched = hidden.clone()
-        patched[rows, b_pos] = cap_a.residual[layer, a_pos].to(patched.device, patched.dtype)
-        return patched
-
-    return write
+    return [
+        Intervention(
+            Site.residual_at(layer, n_layers), "replace", cap_a.residual[layer, a_pos],
+            rows=tuple(rows), positions=tuple(b_pos),
+        )
+        for layer, (rows, b_pos, a_pos) in by_layer.items()
+    ]
 
 
 def _patched_logit_chunks(
@@ -157,17 +157,18 @@ def _patched_logit_chunks(
 ) -> Iterator[torch.Tensor]:
     """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass.
 
-    Each pass holds the model's lock for as long as its hooks exist; between passes other
-    sessions may run. The lock is released before yielding, so whatever the caller does with a
-    chunk (or a generator it abandons) never holds the model.
+    Each pass holds the model's lock only while it runs; between passes other sessions may run,
+    and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
     """
     step = rows or rows_per_pass(loaded, cap_b.n_tokens)
     input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
     for start in range(0, len(patches), step):
         chunk = patches[start : start + step]
-        with loaded.lock, residual_hooks(loaded, _writer(cap_a, chunk)):
-            logits = run_model(loaded, input_ids.expand(len(chunk), -1))
-        yield logits
+        run = loaded.backend.run(
+            input_ids.expand(len(chunk), -1),
+            interventions=patch_interventions(cap_a, chunk, loaded.n_layers),
+        )
+        yield run.logits
 
 
 def patched_logits(
@@ -324,18 +325,14 @@ def patched_lens_captures(
     if position not in positions:
         raise PromptError(note or f"Position {position} does not exist; B has {cap_b.n_tokens} tokens.")
     patch = next(p for p in patches if p.layer == layer and p.b_positions == (position,))
-    write = _writer(cap_a, [patch])
-    kept: list[torch.Tensor | None] = [None] * (model.n_layers + 1)
-
-    def write_and_keep(at: int, hidden: torch.Tensor) -> torch.Tensor | None:
-        patched = write(at, hidden)
-        kept[at] = (hidden if patched is None else patched)[0].detach().clone()
-        return patched
-
-    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
-    with model.lock, residual_hooks(model, write_and_keep):
-        run_model(model, input_ids)
-    column = lens_column(model, torch.stack(kept), -1, top_k)  # type: ignore[arg-type]
+    sites = residual_sites(model.n_layers)
+    run = model.backend.run(
+        torch.tensor([cap_b.token_ids], dtype=torch.long),
+        sites=sites,
+        interventions=patch_interventions(cap_a, [patch], model.n_layers),
+    )
+    kept = [run.activations[site][0] for site in sites]
+    column = lens_column(model, torch.stack(kept), -1, top_k)
     return PatchedLens(
         layer=layer,
         position=position,

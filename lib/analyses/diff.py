@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.capture import Capture
-from lib.compare import check_top_k
-from lib.errors import ModelPairError, SettingsError
-from lib.lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
-from lib.model_compare import check_same_tokenizer
-from lib.models import LoadedModel
-from lib.tokens import readable_token
+from ..core.capture import Capture
+from ..core.checks import check_top_k, resolve_position
+from ..core.errors import ModelPairError
+from ..core.models import LoadedModel
+from ..core.tokens import readable_token
+from .lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
+from .model_compare import check_same_tokenizer
 
 LN2 = math.log(2.0)
 # Several float64 [n, vocab] temporaries per prompt live at once; keep them near one lens chunk.
@@ -138,15 +138,6 @@ class TopTokenDiff:
         }
 
 
-def resolve_position(position: int, n_tokens: int, label: str) -> int:
-    """A position as a 0-based index (negative counts from the end: -1 = last), or SettingsError."""
-    if not -n_tokens <= position < n_tokens:
-        raise SettingsError(
-            f"Position {position} is outside prompt {label}, which has {n_tokens} tokens (0…{n_tokens - 1})."
-        )
-    return position % n_tokens
-
-
 def check_model_pair(model_a: LoadedModel, model_b: LoadedModel) -> None:
     """Two models' lens distributions can be compared layer by layer: one tokenizer, as many layers.
     Raises `ModelPairError` otherwise (needs no forward pass)."""
@@ -164,8 +155,7 @@ def _lens_logits(
 ) -> torch.Tensor:
     """Lens logits [n, width] of `cap` at `position` for `layers`, through `loaded`; vocabulary
     entries past the model's own (`width` > its vocabulary) are −inf, i.e. probability 0."""
-    with loaded.lock, torch.inference_mode():
-        logits = loaded.architecture.logits(cap.residual[layers, position].to(loaded.device))
+    logits = loaded.backend.lens_logits(cap.residual[layers, position])
     return torch.nn.functional.pad(logits, (0, width - logits.shape[-1]), value=-math.inf)
 
 

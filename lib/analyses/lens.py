@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from lib.capture import Capture
-from lib.errors import SettingsError
-from lib.models import LoadedModel
-from lib.tokens import readable_token
+from ..core.capture import Capture
+from ..core.errors import SettingsError
+from ..core.models import LoadedModel
+from ..core.tokens import readable_token
 
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once
 
@@ -65,14 +65,11 @@ def lens_logits_chunks(
     """Yield (cells, logits [n, vocab] float32) chunk by chunk for `cells` = [(layer, position)…]
     of a residual tensor [L+1, pos, d]."""
     step = chunk_size(loaded.vocab_size)
-    arch = loaded.architecture
     for start in range(0, len(cells), step):
         chunk = list(cells[start : start + step])
         layers = torch.tensor([c[0] for c in chunk])
         positions = torch.tensor([c[1] for c in chunk])
-        hidden = residual[layers, positions].to(loaded.device)
-        with loaded.lock, torch.inference_mode():
-            yield chunk, arch.logits(hidden)
+        yield chunk, loaded.backend.lens_logits(residual[layers, positions])
 
 
 def top_k_table(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[tuple[TokenProb, ...]]:

@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib.architecture import Architecture, check_lens, find_architecture
-from lib.errors import ModelLoadError
+from .architecture import Architecture, check_lens, find_architecture
+from .backend import Backend
+from .errors import ModelLoadError
+from .hooks import HooksBackend
 
 DEFAULT_SPEC = "default"
 DEFAULT_NAME = "SmolLM2-135M-Instruct (Q4_1, embedded)"
@@ -50,7 +52,11 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    forward_passes: int = 0  # counted by lib.capture.run_model; a view change must not add any
+    forward_passes: int = 0  # counted by the backend; a view change must not add any
+    backend: Backend = field(init=False, repr=False)  # how analyses run it (lib.core.backend)
+
+    def __post_init__(self) -> None:
+        self.backend = HooksBackend(self)
 
     @property
     def n_layers(self) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lib.errors import ArchitectureError
+from .errors import ArchitectureError
 
 _BLOCK_PATHS = ("layers", "h", "decoder.layers", "blocks", "language_model.layers")
 _NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")
@@ -33,6 +33,31 @@ def _get_path(root: nn.Module, path: str) -> object | None:
         if obj is None:
             return None
     return obj
+
+
+_ATTENTION_NAMES = ("self_attn", "attn", "attention")
+_OUT_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "attention.out_proj")
+_MLP_NAMES = ("mlp", "feed_forward", "fc2")
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """The modules of one block that the named sites sit on (lib.core.sites).
+
+    attention: the attention module; its output (first element of a tuple) is the attention output
+        and, with eager attention, its second element is the pattern [batch, heads, query, key].
+    out_proj: the attention's output projection; its *input* [batch, pos, heads·d_head] is
+        `hook_z`, split by head (GQA, Conv1D and fused-QKV families alike: keys and values are
+        shared before this point, the projection always reads one slice per query head).
+    attn_out / mlp_out: the modules whose outputs the block adds to the residual stream. Gemma-2
+        and Gemma-3 normalize each branch before adding it, so there they are the post-norms;
+        OPT has no MLP module, so its MLP output is `fc2`'s.
+    """
+
+    attention: nn.Module
+    out_proj: nn.Module
+    attn_out: nn.Module
+    mlp_out: nn.Module
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,17 @@ class Architecture:
     project_out: nn.Module | None  # OPT's projection to a narrower word-embedding width
     unembed: nn.Module
     logit_softcap: float | None  # Gemma-2/3: logits = cap · tanh(logits / cap)
+    parts: tuple[BlockParts, ...] | None = None  # None: the blocks' insides are not recognised
+    n_heads: int | None = None  # query heads per block
+
+    def block_parts(self, layer: int) -> BlockParts:
+        """The parts of block `layer`, or `ArchitectureError` when this family's are unknown."""
+        if self.parts is None:
+            raise ArchitectureError(
+                f"twinlens cannot find the attention and MLP inside the blocks of '{self.family}', "
+                "so only the residual stream can be read."
+            )
+        return self.parts[layer]
 
     @property
     def n_layers(self) -> int:
@@ -109,6 +145,8 @@ def find_architecture(model: nn.Module) -> Architecture:
     softcap = getattr(text_config, "final_logit_softcapping", None)
     width = getattr(text_config, "hidden_size", None)
     return Architecture(
+        parts=_block_parts(tuple(blocks)),
+        n_heads=_n_heads(text_config),
         family=family,
         d_model=int(width) if width else int(model.get_input_embeddings().weight.shape[1]),
         blocks=tuple(blocks),
@@ -117,6 +155,40 @@ def find_architecture(model: nn.Module) -> Architecture:
         unembed=unembed,
         logit_softcap=float(softcap) if softcap else None,
     )
+
+
+def _first_module(owner: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
+    return next((m for n in names if isinstance(m := _get_path(owner, n), nn.Module)), None)
+
+
+def _block_parts(blocks: tuple[nn.Module, ...]) -> tuple[BlockParts, ...] | None:
+    """Each block's attention, output projection and the two branches it adds, or None if any
+    block does not have them under the names families use."""
+    found = []
+    for block in blocks:
+        attention = _first_module(block, _ATTENTION_NAMES)
+        out_proj = attention is not None and _first_module(attention, _OUT_PROJ_NAMES)
+        mlp = _first_module(block, _MLP_NAMES)
+        if attention is None or not out_proj or mlp is None:
+            return None
+        post_norms = _get_path(block, "pre_feedforward_layernorm") is not None  # Gemma-2/3 sandwich
+        found.append(
+            BlockParts(
+                attention=attention,
+                out_proj=out_proj,
+                attn_out=block.post_attention_layernorm if post_norms else attention,
+                mlp_out=block.post_feedforward_layernorm if post_norms else mlp,
+            )
+        )
+    return tuple(found)
+
+
+def _n_heads(config: object) -> int | None:
+    for name in ("num_attention_heads", "n_head", "num_heads"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _declares_no_final_norm(base: nn.Module) -> bool:

@@ -1,0 +1,1 @@
+"""twinlens app layer."""

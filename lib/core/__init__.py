@@ -1,0 +1,1 @@
+"""twinlens core layer."""

@@ -1,0 +1,125 @@
+"""The execution-backend seam: what every analysis needs from a model, and nothing more.
+
+An analysis never registers a torch hook. It asks a backend to run token ids while recording
+named sites (lib.core.sites) and applying interventions, and to turn residuals into lens logits:
+
+    run(input_ids [batch, pos], sites, interventions)  → Run(logits [batch, vocab], activations)
+    run(..., reduce=f)                                 → f(Run), computed where the activations are
+    lens_logits(hidden [n, d_model])                   → [n, vocab] float32
+
+`reduce` is the contract that lets a remote backend (nnsight / NDIF) return only what a view
+needs — top-k cells, distances, a metric per row — and never a full [L+1, pos, d] residual of a
+70B model: the local backend simply calls it on the Run it holds, a remote one calls it inside
+its trace. One intervention mechanism serves patching (replace with another run's values),
+steering (add a vector) and ablation (replace with zeros or a mean):
+
+    Intervention(site, "replace" | "add", value, rows=…, positions=…, head=…)
+
+The local implementation, on Hugging Face modules and PyTorch hooks, is `lib.core.hooks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+import torch
+
+from .errors import SettingsError
+from .sites import Site
+
+Op = Literal["replace", "add"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)
+class Intervention:
+    """Change the activation at `site` during a run: `act[region] = value` or `act[region] += value`.
+
+    The region is chosen by batch `rows` and `positions` (None = all of them):
+      rows and positions: pairs (rows[i], positions[i]); value [n, *unit]
+      positions only:     those positions of every row; value [n, *unit] or [*unit]
+      rows only:          every position of those rows; value [n, pos, *unit] or [n, 1, *unit]
+      neither:            everything; value [*unit] (a steering vector) or the whole [batch, pos, *unit]
+    where unit is d_model for residual, attention and MLP sites, and d_head for one `head` of
+    `hook_z` (that head's slice of the output projection's input). Positions index the tokens of
+    the forward call itself (during cached generation, the new token is position 0).
+    Values are cast to the activation's device and dtype.
+    """
+
+    site: Site
+    op: Op
+    value: torch.Tensor
+    rows: tuple[int, ...] | None = None
+    positions: tuple[int, ...] | None = None
+    head: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in ("replace", "add"):
+            raise SettingsError(f"Unknown intervention '{self.op}': use 'replace' or 'add'.")
+        if self.site.kind == "pattern":
+            raise SettingsError("Attention patterns can be read, not changed.")
+        if self.head is not None and self.site.kind != "z":
+            raise SettingsError(f"Only blocks.ℓ.attn.hook_z has heads; {self.site.name} does not.")
+        if self.rows is not None and self.positions is not None and len(self.rows) != len(self.positions):
+            raise SettingsError("An intervention needs as many rows as positions.")
+
+    def apply(self, act: torch.Tensor, n_heads: int | None = None) -> None:
+        """Write this intervention into `act` [batch, pos, width] in place."""
+        view = act
+        if self.head is not None:
+            view = act.unflatten(-1, (n_heads, -1))[:, :, self.head]
+        if self.rows is not None and self.positions is not None:
+            index: tuple = (list(self.rows), list(self.positions))
+        elif self.positions is not None:
+            index = (slice(None), list(self.positions))
+        elif self.rows is not None:
+            index = (list(self.rows),)
+        else:
+            index = (Ellipsis,)
+        value = self.value.to(act.device, act.dtype)
+        if self.op == "add":
+            view[index] += value
+        else:
+            view[index] = value
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one forward pass leaves behind.
+
+    logits: [batch, vocab] float32, the model's own next-token logits at the last position
+        ([batch, pos, vocab] when the run asked for all positions)
+    activations: site → tensor, batch first, on the model's device in its dtype, *after* any
+        intervention at that site (what the model went on with): residual, attention and MLP
+        sites [batch, pos, d_model]; hook_z [batch, pos, heads, d_head]; hook_pattern
+        [batch, heads, query, key]
+    """
+
+    logits: torch.Tensor
+    activations: Mapping[Site, torch.Tensor] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What analyses may ask of a model. `lib.core.hooks.HooksBackend` is the local implementation."""
+
+    n_layers: int
+    d_model: int
+    vocab_size: int
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        sites: Sequence[Site] = (),
+        interventions: Sequence[Intervention] = (),
+        all_positions: bool = False,
+        reduce: Callable[[Run], T] | None = None,
+    ) -> Run | T:
+        """Forward `input_ids` [batch, pos] once, recording `sites` and applying `interventions`."""
+        ...
+
+    def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm, unembedding and output transform on residuals [n, d_model] → [n, vocab] float32."""
+        ...

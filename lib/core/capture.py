@@ -1,0 +1,71 @@
+"""One forward pass per prompt that records the residual stream at every layer boundary.
+
+Residual ℓ is the input of block ℓ+1 (ℓ = 0 is the embedding output, after any embedding scale
+such as Gemma's √d) and residual L is the output of the last block, *before* the final norm.
+They are read at the named residual sites (lib.core.sites) through the model's backend, not from
+`output_hidden_states`, because HF's last hidden state is often already normalized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import PromptError
+from .models import LoadedModel
+from .sites import residual_sites
+from .tokens import encode, readable_tokens
+
+
+def run_model(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """Forward `input_ids` [batch, pos]; returns the model's own logits at the last position
+    [batch, vocab] (float32)."""
+    return loaded.backend.run(input_ids).logits
+
+
+def check_length(loaded: LoadedModel, n_tokens: int) -> None:
+    """Refuse inputs longer than the model's context, saying the limit."""
+    limit = loaded.max_tokens
+    if limit is not None and n_tokens > limit:
+        raise PromptError(
+            f"The prompt is {n_tokens:,} tokens; {loaded.name} reads at most {limit:,}. Shorten it."
+        )
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one forward pass of one prompt leaves behind.
+
+    residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device)
+    final_logits: [vocab] float32, the model's own next-token logits at the last position
+    """
+
+    text: str
+    bos: str
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    residual: torch.Tensor
+    final_logits: torch.Tensor
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def capture(loaded: LoadedModel, text: str, bos: str = "auto") -> Capture:
+    """Run `text` once and keep the residual stream at every layer boundary and position."""
+    ids = encode(loaded.tokenizer, text, bos)
+    if not ids:
+        raise PromptError("The prompt gives no tokens.")
+    check_length(loaded, len(ids))
+    sites = residual_sites(loaded.n_layers)
+    run = loaded.backend.run(torch.tensor([ids], dtype=torch.long), sites=sites)
+    return Capture(
+        text=text,
+        bos=bos,
+        token_ids=tuple(ids),
+        tokens=tuple(readable_tokens(loaded.tokenizer, ids)),
+        residual=torch.stack([run.activations[site][0] for site in sites]),
+        final_logits=run.logits[0],
+    )
