@@ -135,11 +135,12 @@ def p5_view_change(model: LoadedModel) -> dict:
     from view_driver import dashboard_app, look_around
 
     from lib.app import ui
+    from lib.app.cache import ModelKey
 
     at = dashboard_app()
     start = model.forward_passes
     submit(at, a="The capital of France is", b="The capital of Italy is")
-    served = ui._cached_model("default", "auto", "auto")  # `model` itself, while the bench holds it
+    served = ui.get_model(ModelKey())  # `model` itself, while the bench holds it
     before = served.forward_passes
     done = look_around(at)
     submit(at, k=TOP_K + 5)  # top-k is a display setting: the prompts are unchanged

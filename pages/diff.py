@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.diff import LayerDiff, TopTokenDiff
+from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
 from lib.app import compare_frames as frames
 from lib.app import ui
 from lib.core.errors import TwinlensError
@@ -125,6 +125,7 @@ def divergence_chart(table: pd.DataFrame, a: str = "A", b: str = "B") -> alt.Lay
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
+    run_a, run_b = request.runs
     a, b = frames.side_names(comparison)
     if comparison.mode == "models":  # one prompt: one position for both models
         st.caption(ui.plain(frames.model_caption(comparison)))
@@ -136,7 +137,10 @@ if found is not None:
         with right:
             position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
     try:
-        diff = ui.get_top_token_diff(request, position_a, position_b)
+        diff = ui.cached(
+            top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
+            top_k=request.k, loaded_b=run_b.model,
+        )
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.distances import DistanceReport, PositionDistances
+from lib.analyses.distances import DistanceReport, PositionDistances, capture_distances
 from lib.app import ui
 from lib.core.capture import Capture
 
@@ -88,11 +88,12 @@ def position_heatmap(table: pd.DataFrame, measure_name: str) -> alt.Chart:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    cap_a, cap_b = ui.get_capture(request, request.a), ui.get_capture(request, request.b)
+    run_a, run_b = request.runs
+    cap_a, cap_b = ui.get_capture(run_a), ui.get_capture(run_b)
     drop_bos = st.toggle("Leave out the BOS position", value=True, key="dist_drop_bos")
     if not (comparison.a.has_bos or comparison.b.has_bos):
         st.caption("Neither prompt starts with a BOS token, so this switch changes nothing.")
-    report = ui.get_distance_report(request, drop_bos)
+    report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_bos=drop_bos)
     st.info(report.summary())
 
     table = layer_table(report)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, LensGrid, first_layer, position_window
+from lib.analyses.lens import CellDetail, LensGrid, cell_detail, first_layer, lens_grid, position_window
 from lib.app import ui
 
 ui.page(
@@ -139,7 +139,7 @@ if found is not None:
     request, _, comparison = found
     sides = ui.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
     results = (comparison.a, comparison.b)
-    cap_a, cap_b = caps = tuple(ui.get_capture(side.request, side.text) for side in sides)
+    cap_a, cap_b = caps = tuple(ui.get_capture(side.run) for side in sides)
     shortest = min(cap_a.n_tokens, cap_b.n_tokens)
 
     colour_col, size_col, back_col = st.columns(3)
@@ -150,7 +150,7 @@ if found is not None:
                                  max_value=shortest - 1, key="lens_back")
 
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
-    grids = {side.name: ui.get_lens_grid(side.request, side.text, window)
+    grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
              for side, window in zip(sides, windows, strict=True)}
     frames = {name: grid_frame(name, grid) for name, grid in grids.items()}
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
@@ -183,7 +183,9 @@ if found is not None:
                 st.text(f"{side.name}: has layers 0…{len(result.lens) - 1} only.")
                 continue
             position = cap.n_tokens - 1 - offset
-            detail = details[side.name] = ui.get_cell_detail(side.request, side.text, layer, position)
+            detail = details[side.name] = ui.cached(
+                cell_detail, side.run.model, side.run, layer, position, request.k
+            )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy:.2f} nats")
             st.dataframe(detail_frame(detail), hide_index=True, width="stretch",

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import Comparison
-from lib.analyses.patching import PatchedLens, PatchResult, reading
+from lib.analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures, reading
 from lib.app import ui
 from lib.core.errors import TwinlensError
 
@@ -135,7 +135,15 @@ if found is not None:
         st.info(f"Press **Run patching**: {cells:,} patched runs of B, batched into a few forward passes.")
         st.stop()
     try:
-        result = ui.get_patching(request, answer, wrong)
+        run_a, run_b = request.runs
+        bar = st.progress(0.0, text="Patching A into B…")
+        try:
+            result = ui.cached(
+                patch_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
+                _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
+            )
+        finally:
+            bar.empty()
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()
@@ -154,7 +162,9 @@ if found is not None:
     st.subheader("B's logit lens after one patch")
     layer, position = cell_picker(result)
     try:
-        patched = ui.get_patched_lens(request, layer, position)
+        patched = ui.cached(
+            patched_lens_captures, run_a.model, run_a, run_b, layer, position, top_k=request.k
+        )
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()

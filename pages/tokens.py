@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.bos import BosEffect
+from lib.analyses.bos import BosEffect, bos_effect
 from lib.analyses.compare import Comparison
 from lib.analyses.lens import TokenProb
 from lib.analyses.watch import contrast_pair
 from lib.app import ui
+from lib.app.cache import RunKey
 from lib.app.request import Request
 from lib.core.errors import PromptError
 from lib.core.models import LoadedModel
@@ -115,7 +116,11 @@ def bos_section(
     defaults = (*contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final), "", "")
     pair = chosen_pair(model.tokenizer, defaults[:2])
     prompts = {"A": request.a, "B": request.b}
-    effects = {label: ui.get_bos_effect(request, text, pair) for label, text in prompts.items()}
+    effects = {}
+    with st.spinner("Running the prompts with and without BOS…"):
+        for label, text in prompts.items():
+            on, off = (RunKey(request.model_key, text, bos) for bos in ("on", "off"))
+            effects[label] = ui.cached(bos_effect, request.model_key, on, off, top_k=request.k, pair=pair)
     for col, (label, effect) in zip(st.columns(2), effects.items(), strict=True):
         with col:
             st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")

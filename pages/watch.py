@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.watch import Watch, contrast_pair, logit_difference
+from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens
 from lib.app import ui
 from lib.core.errors import PromptError
 from lib.core.tokens import WatchedToken, typed_token
@@ -89,7 +89,7 @@ if found is not None:
     if not tokens:
         st.info("Type at least one token to watch.")
         st.stop()
-    watch = ui.get_watch(request, tuple(t.id for t in tokens))
+    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.id for t in tokens))
     table = per_layer_table(watch)
     left, right = st.columns(2)
     left.altair_chart(line_chart(table, "probability", alt.Y("probability:Q")), width="stretch")

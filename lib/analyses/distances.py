@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.capture import Capture
+from ..core.checks import has_bos
+from ..core.models import LoadedModel
+
 ALIGNMENTS = ("last", "mean", "position")
 
 
@@ -166,5 +170,15 @@ def distance_report(
         positions=position_distances(residual_a, residual_b, has_bos=bos_a and bos_b, drop_bos=drop_bos)
         if same_length
         else None,
+        drop_bos=drop_bos,
+    )
+
+
+def capture_distances(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, drop_bos: bool = True
+) -> DistanceReport:
+    """`distance_report` of two prompts already run through `loaded` (BOS read from their tokens)."""
+    return distance_report(
+        cap_a.residual, cap_b.residual, bos_a=has_bos(loaded, cap_a), bos_b=has_bos(loaded, cap_b),
         drop_bos=drop_bos,
     )

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from ..core.errors import SettingsError
 from ..core.tokens import BOS_MODES
+from .cache import ModelKey, RunKey
 
 QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
 PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only
@@ -43,6 +44,31 @@ class Request:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def model_key(self) -> ModelKey:
+        """Model 1 (the only model with two prompts)."""
+        return ModelKey(self.model, self.device, self.dtype, self.trust_remote_code, self.allow_pickle)
+
+    @property
+    def model2_key(self) -> ModelKey:
+        if not self.model2.strip():
+            raise SettingsError("Type a second model to compare with (a hub id or a folder).")
+        key = self.model_key
+        return ModelKey(self.model2.strip(), key.device, key.dtype, key.trust_remote_code, key.allow_pickle)
+
+    @property
+    def two_models(self) -> bool:
+        return self.mode == "models"
+
+    @property
+    def runs(self) -> tuple[RunKey, RunKey]:
+        """The pair of runs compared: prompts A and B through one model, or prompt A through
+        model 1 and model 2. Every page reads sides a and b from here, whichever the mode."""
+        a = RunKey(self.model_key, self.a, self.bos)
+        if self.two_models:
+            return a, RunKey(self.model2_key, self.a, self.bos)
+        return a, RunKey(self.model_key, self.b, self.bos)
 
     def to_query(self) -> dict[str, str]:
         """The shareable URL's parameters for this request."""

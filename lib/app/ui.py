@@ -10,26 +10,21 @@ from __future__ import annotations
 import os
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from ..analyses.bos import BosEffect, bos_effect
 from ..analyses.compare import Comparison, compare_captures
-from ..analyses.diff import TopTokenDiff, check_model_pair, top_token_diff
-from ..analyses.distances import DistanceReport, distance_report
-from ..analyses.lens import CellDetail, LensGrid, cell_detail, lens_grid
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
-from ..analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures
-from ..analyses.watch import Watch, watch_tokens
 from ..core.capture import Capture, capture
-from ..core.checks import has_bos
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel, load_model
+from . import compare_frames as frames
 from . import export
+from .cache import ModelKey, ResultCache, RunKey
 from .examples import Example
 from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
@@ -42,6 +37,7 @@ REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 QUERY_READ_KEY = "_twinlens_query_read"
+T = TypeVar("T")
 
 
 def current_request() -> Request | None:
@@ -128,109 +124,90 @@ def expert_options() -> tuple[bool, bool]:
     return (request.trust_remote_code, request.allow_pickle) if request else (False, False)
 
 
-# (spec, device, dtype) → (the model the cache holds now, the expert options it was loaded with)
-_resident: dict[tuple[str, str, str], tuple[LoadedModel, tuple[bool, bool]]] = {}
+MODELS = ResultCache(max_entries=2)  # loaded models: two, for two-models mode
+CAPTURES = ResultCache(max_entries=16)  # one prompt's residual stream each (≈70 kB per token for SmolLM2)
+RESULTS = ResultCache(max_entries=256)  # every other result: small frozen dataclasses
 
 
-def _release_model(model: LoadedModel) -> None:
-    """The cache dropped `model`: forget it, so its next use shows the loading status again."""
-    for key in [k for k, (m, _) in _resident.items() if m is model]:
-        del _resident[key]
-
-
-@st.cache_resource(max_entries=2, show_spinner=False, on_release=_release_model)  # 2: two-models mode
-def _cached_model(spec: str, device: str, dtype: str) -> LoadedModel:
-    """Loaded with the expert options of the session that asked first (see `get_model`)."""
-    trust, pickle = expert_options()
-    model = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust, allow_pickle=pickle)
-    _resident[(spec, device, dtype)] = (model, (trust, pickle))
-    return model
-
-
-def get_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """The loaded model, with a status box saying what happens while the first load runs.
-
-    The one cached model is shared by every session, but a session never gets a model loaded
-    with an expert option it has off (another session's pickle weights or remote code): the
-    model is then loaded again under this session's options, which refuses it plainly.
-    """
-    key = (spec, device, dtype)
-    _, used = _resident.get(key, (None, (False, False)))
-    if any(on and not mine for on, mine in zip(used, expert_options(), strict=True)):
-        _cached_model.clear()
-        _resident.clear()
-    if key in _resident:
-        return _cached_model(spec, device, dtype)
-    box = st.empty()  # the status shows while the model loads, then leaves the page
-    with box.container(), st.status(f"Loading model '{plain(spec)}'…", expanded=True):
+def get_model(key: ModelKey) -> LoadedModel:
+    """The loaded model for `key`, with a status box while its first load runs (then it leaves)."""
+    if key in MODELS:
+        return MODELS.get(key, lambda: _load(key))
+    box = st.empty()
+    with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
         st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
-        model = _cached_model(spec, device, dtype)
+        model = MODELS.get(key, lambda: _load(key))
     box.empty()
     return model
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _cached_capture(spec: str, device: str, dtype: str, text: str, bos: str) -> Capture:
-    return capture(_cached_model(spec, device, dtype), text, bos)
+def _load(key: ModelKey) -> LoadedModel:
+    return load_model(
+        key.spec, device=key.device, dtype=key.dtype,
+        trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
+    )
 
 
-def get_capture(request: Request, text: str) -> Capture:
+def get_capture(run: RunKey) -> Capture:
     """One prompt's forward pass, run once per (model, text, BOS) and kept for every page."""
-    get_model(request.model, request.device, request.dtype)
-    return _cached_capture(request.model, request.device, request.dtype, text, request.bos)
+    model = get_model(run.model)
+    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_comparison(spec: str, device: str, dtype: str, a: str, b: str, bos: str, k: int) -> Comparison:
-    model = _cached_model(spec, device, dtype)
-    cap_a = _cached_capture(spec, device, dtype, a, bos)
-    cap_b = _cached_capture(spec, device, dtype, b, bos)
-    return compare_captures(model, cap_a, cap_b, top_k=k)
+def _resolve(value: object) -> object:
+    if isinstance(value, ModelKey):
+        return get_model(value)
+    if isinstance(value, RunKey):
+        return get_capture(value)
+    return value
+
+
+def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], None] | None = None,
+           **kwargs: Hashable) -> T:
+    """`fn(*args, **kwargs)` computed once per value and kept for every page and session.
+
+    Arguments are frozen values; a `ModelKey` (positional or keyword) is passed to `fn` as the
+    loaded model and a `RunKey` as that prompt's `Capture`, so
+    `cached(compare_captures, model, run_a, run_b, top_k=10)` runs
+    `compare_captures(loaded, cap_a, cap_b, top_k=10)`. `_progress` (not part of the key) is passed
+    on as `progress=` when the value has to be computed.
+    """
+    key = (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
+
+    def compute() -> T:
+        extra = {} if _progress is None else {"progress": _progress}
+        resolved = {name: _resolve(value) for name, value in kwargs.items()}
+        return fn(*(_resolve(a) for a in args), **resolved, **extra)
+
+    return RESULTS.get(key, compute)
+
+
+def clear_results() -> None:
+    """Forget every capture and result (the loaded models stay)."""
+    CAPTURES.clear()
+    RESULTS.clear()
 
 
 def get_comparison(request: Request) -> Comparison:
-    """The comparison for `request` (cached by value)."""
-    if request.mode == "models":
-        return get_model_comparison(request)
-    get_model(request.model, request.device, request.dtype)
-    with st.spinner("Running both prompts through the model…"):
-        return _cached_comparison(
-            request.model, request.device, request.dtype, request.a, request.b, request.bos, request.k
-        )
+    """The comparison for `request`: prompts A and B through one model, or prompt A through two."""
+    run_a, run_b = request.runs
+    with st.spinner("Running both sides through the model…"):
+        if request.two_models:
+            check_model_pair_tokens(request)
+            return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
+        return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_model_comparison(
-    spec1: str, spec2: str, device: str, dtype: str, text: str, bos: str, k: int
-) -> Comparison:
-    model1, model2 = _cached_model(spec1, device, dtype), _cached_model(spec2, device, dtype)
-    check_same_tokens(model1, model2, text, bos)  # before either forward pass
-    cap1 = _cached_capture(spec1, device, dtype, text, bos)
-    cap2 = _cached_capture(spec2, device, dtype, text, bos)
-    return compare_model_captures(model1, model2, cap1, cap2, top_k=k)
-
-
-def _model_pair_key(request: Request) -> tuple[str, str, str, str]:
-    """(model 1, model 2, device, dtype) of a two-models request, both loaded (the loading status
-    shows while they load) and cached at once."""
-    if not request.model2.strip():
-        raise SettingsError("Type a second model to compare with (a hub id or a folder).")
-    get_model(request.model, request.device, request.dtype)
-    get_model(request.model2, request.device, request.dtype)
-    return request.model, request.model2, request.device, request.dtype
-
-
-def get_model_comparison(request: Request) -> Comparison:
-    """Prompt `a` through model 1 (`model`) and model 2 (`model2`), both cached at once."""
-    key = _model_pair_key(request)
-    with st.spinner("Running the prompt through both models…"):
-        return _cached_model_comparison(*key, request.a, request.bos, request.k)
+def check_model_pair_tokens(request: Request) -> None:
+    """Two-models mode: both models load and read prompt A as the same tokens (before any pass)."""
+    run_1, run_2 = request.runs
+    check_same_tokens(get_model(run_1.model), get_model(run_2.model), run_1.text, run_1.bos)
 
 
 def memory_caption() -> str:
     """The models held in memory, the bytes their weights take and where they run, e.g.
     'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'."""
-    models = [model for model, _ in _resident.values()]
+    models = MODELS.values()
     if not models:
         return "No model in memory yet."
     total = sum(m.memory_bytes for m in models)
@@ -245,173 +222,6 @@ def _runs_on(model: LoadedModel) -> str:
 
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
-
-
-def _model_key(request: Request) -> tuple[str, str, str]:
-    return request.model, request.device, request.dtype
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_lens_grid(
-    spec: str, device: str, dtype: str, text: str, bos: str, positions: tuple[int, ...], k: int
-) -> LensGrid:
-    cap = _cached_capture(spec, device, dtype, text, bos)
-    return lens_grid(_cached_model(spec, device, dtype), cap, positions, k)
-
-
-def get_lens_grid(request: Request, text: str, positions: tuple[int, ...]) -> LensGrid:
-    """The lens at every layer for `positions` of one prompt: only those cells, once per value."""
-    get_model(*_model_key(request))
-    return _cached_lens_grid(*_model_key(request), text, request.bos, tuple(positions), request.k)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_cell_detail(
-    spec: str, device: str, dtype: str, text: str, bos: str, layer: int, position: int, k: int
-) -> CellDetail:
-    cap = _cached_capture(spec, device, dtype, text, bos)
-    return cell_detail(_cached_model(spec, device, dtype), cap, layer, position, k)
-
-
-def get_cell_detail(request: Request, text: str, layer: int, position: int) -> CellDetail:
-    """One lens cell's top-k with each token's rank one layer below (cached by value)."""
-    get_model(*_model_key(request))
-    return _cached_cell_detail(*_model_key(request), text, request.bos, layer, position, request.k)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_distance_report(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str, drop_bos: bool
-) -> DistanceReport:
-    model = _cached_model(spec, device, dtype)
-    cap_a = _cached_capture(spec, device, dtype, a, bos)
-    cap_b = _cached_capture(spec, device, dtype, b, bos)
-    bos_a, bos_b = has_bos(model, cap_a), has_bos(model, cap_b)
-    return distance_report(cap_a.residual, cap_b.residual, bos_a=bos_a, bos_b=bos_b, drop_bos=drop_bos)
-
-
-def get_distance_report(request: Request, drop_bos: bool) -> DistanceReport:
-    """A and B's residual distances per layer (and per position for equal lengths), cached by value."""
-    get_model(*_model_key(request))
-    return _cached_distance_report(*_model_key(request), request.a, request.b, request.bos, drop_bos)
-
-
-def _model_and_captures(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str
-) -> tuple[LoadedModel, Capture, Capture]:
-    """The cached model and the cached captures of both prompts, for a cached result to start from."""
-    model = _cached_model(spec, device, dtype)
-    return model, _cached_capture(spec, device, dtype, a, bos), _cached_capture(spec, device, dtype, b, bos)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_top_token_diff(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str, k: int, position_a: int, position_b: int
-) -> TopTokenDiff:
-    model, cap_a, cap_b = _model_and_captures(spec, device, dtype, a, b, bos)
-    return top_token_diff(model, cap_a, cap_b, position_a=position_a, position_b=position_b, top_k=k)
-
-
-def get_top_token_diff(request: Request, position_a: int, position_b: int) -> TopTokenDiff:
-    """A's and B's lens distributions compared at every layer, at one position of each (cached by
-    value); in two-models mode, prompt `a` through model 1 and through model 2."""
-    if request.mode == "models":
-        return get_model_token_diff(request, position_a, position_b)
-    get_model(*_model_key(request))
-    return _cached_top_token_diff(
-        *_model_key(request), request.a, request.b, request.bos, request.k, position_a, position_b
-    )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_model_token_diff(
-    spec1: str, spec2: str, device: str, dtype: str, text: str, bos: str, k: int,
-    position_a: int, position_b: int,
-) -> TopTokenDiff:
-    model1, model2 = _cached_model(spec1, device, dtype), _cached_model(spec2, device, dtype)
-    check_model_pair(model1, model2)  # before either forward pass
-    check_same_tokens(model1, model2, text, bos)
-    cap1 = _cached_capture(spec1, device, dtype, text, bos)
-    cap2 = _cached_capture(spec2, device, dtype, text, bos)
-    return top_token_diff(
-        model1, cap1, cap2, position_a=position_a, position_b=position_b, top_k=k, loaded_b=model2
-    )
-
-
-def get_model_token_diff(request: Request, position_a: int, position_b: int) -> TopTokenDiff:
-    """Model 1's and model 2's lens distributions on prompt `a`, compared at every layer (cached by value)."""
-    return _cached_model_token_diff(
-        *_model_pair_key(request), request.a, request.bos, request.k, position_a, position_b
-    )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_watch(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str, token_ids: tuple[int, ...]
-) -> Watch:
-    return watch_tokens(*_model_and_captures(spec, device, dtype, a, b, bos), token_ids)
-
-
-def get_watch(request: Request, token_ids: tuple[int, ...]) -> Watch:
-    """The watched tokens' logit, probability and rank per layer at the last position of A and B."""
-    get_model(*_model_key(request))
-    return _cached_watch(*_model_key(request), request.a, request.b, request.bos, tuple(token_ids))
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _cached_bos_effect(
-    spec: str, device: str, dtype: str, text: str, k: int, pair: tuple[int, int] | None
-) -> BosEffect:
-    cap_on, cap_off = (_cached_capture(spec, device, dtype, text, bos) for bos in ("on", "off"))
-    return bos_effect(_cached_model(spec, device, dtype), cap_on, cap_off, top_k=k, pair=pair)
-
-
-def get_bos_effect(request: Request, text: str, pair: tuple[int, int] | None) -> BosEffect:
-    """`text` run with BOS on and with BOS off (two extra forward passes, once per value)."""
-    get_model(*_model_key(request))
-    with st.spinner("Running the prompt with and without BOS…"):
-        return _cached_bos_effect(*_model_key(request), text, request.k, pair)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _cached_patching(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str, answer: str | None, wrong: str | None
-) -> PatchResult:
-    cap_a = _cached_capture(spec, device, dtype, a, bos)
-    cap_b = _cached_capture(spec, device, dtype, b, bos)
-    # Made inside the cached function: updating an element made outside it cannot be replayed.
-    bar = st.progress(0.0, text="Patching A into B…")
-    try:
-        return patch_captures(
-            _cached_model(spec, device, dtype), cap_a, cap_b, answer=answer, wrong=wrong,
-            progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} of the runs done"),
-        )
-    finally:
-        bar.empty()
-
-
-def get_patching(request: Request, answer: str | None, wrong: str | None) -> PatchResult:
-    """A's residual patched into B at every (layer, position), with a progress bar while it runs;
-    answer / wrong as typed (None: A's and B's top-1). Cached by value."""
-    get_model(*_model_key(request))
-    return _cached_patching(*_model_key(request), request.a, request.b, request.bos, answer, wrong)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_patched_lens(
-    spec: str, device: str, dtype: str, a: str, b: str, bos: str, layer: int, position: int, k: int
-) -> PatchedLens:
-    cap_a = _cached_capture(spec, device, dtype, a, bos)
-    cap_b = _cached_capture(spec, device, dtype, b, bos)
-    return patched_lens_captures(_cached_model(spec, device, dtype), cap_a, cap_b, layer, position, top_k=k)
-
-
-def get_patched_lens(request: Request, layer: int, position: int) -> PatchedLens:
-    """B's lens column at its last position after patching A in at (layer, position): one pass, cached."""
-    get_model(*_model_key(request))
-    return _cached_patched_lens(
-        *_model_key(request), request.a, request.b, request.bos, layer, position, request.k
-    )
 
 
 def export_files(
@@ -441,7 +251,7 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
         st.info("Type two prompts in the sidebar and press **Compare**.")
         return None
     try:
-        model = get_model(request.model, request.device, request.dtype)
+        model = get_model(request.model_key)
         st.session_state[LAST_GOOD_KEY] = request.model
         return request, model, get_comparison(request)
     except TwinlensError as exc:
@@ -456,33 +266,27 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
 @dataclass(frozen=True)
 class Side:
     """One side of the current comparison as a page reads it: what the page calls it ('A' or
-    'model 1'), its heading ('Prompt A', 'Model 1 · name'), its text, and a request whose `model` is
-    the model that runs it — pass that request and text to `get_capture`, `get_lens_grid`…"""
+    'model 1'), its heading ('Prompt A', 'Model 1 · name') and its run (model and text) — pass
+    `run` to `get_capture` or `cached`."""
 
     name: str
     title: str
-    text: str
-    request: Request
+    run: RunKey
+
+    @property
+    def text(self) -> str:
+        return self.run.text
 
 
 def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
     """Sides a and b: prompts A and B through one model, or prompt `a` through model 1 and model 2."""
-    from . import compare_frames as frames
-
     names, titles = frames.side_names(comparison), frames.side_titles(comparison)
-    if request.mode == "models":
-        second = (replace(request, model=request.model2), request.a)
-    else:
-        second = (request, request.b)
-    runs = ((request, request.a), second)
-    return tuple(Side(n, t, text, r) for n, t, (r, text) in zip(names, titles, runs, strict=True))
+    return tuple(Side(n, t, run) for n, t, run in zip(names, titles, request.runs, strict=True))
 
 
 def draw_comparison(comparison: Comparison) -> None:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses."""
-    from . import compare_frames as frames
-
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
@@ -30,8 +29,7 @@ def app(monkeypatch):
     """A fresh AppTest of dashboard.py (not yet run), with no results cached by earlier tests
     (the loaded models stay: loading is not what page tests are about)."""
     monkeypatch.setattr(app_test_module, "PagesManager", _NavigationPagesManager)
-    st.cache_data.clear()
-    ui._cached_capture.clear()
+    ui.clear_results()
     return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
 
 

@@ -7,6 +7,7 @@ from app_helpers import open_page, table_with
 
 from lib.analyses.diff import top_token_diff
 from lib.app import ui
+from lib.app.cache import ModelKey
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
@@ -33,7 +34,7 @@ def test_diff_position_and_layer_pickers_run_no_forward_pass(app, real_model):
     cap_a, cap_b = capture(real_model, A), capture(real_model, B)
     layer = top_token_diff(real_model, cap_a, cap_b, position_b=3, top_k=5).layers[10]
     open_page(app, "pages/diff.py", a=A, b=B, k=5)
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     app.selectbox(key=f"diff-position-B-{cap_b.n_tokens}").set_value(3).run()
     app.select_slider[0].set_value(10).run()

@@ -8,6 +8,7 @@ from app_helpers import table_with
 
 from lib.analyses.distances import distance_report, layer_distances
 from lib.app import ui
+from lib.app.cache import ModelKey
 from lib.core.capture import capture
 
 A, B = "You have happy emotion in yourself!", "You have angry emotion in yourself!"
@@ -35,7 +36,7 @@ def test_distances_bos_toggle_changes_the_mean_and_runs_no_forward_pass(app, rea
     open_page(app, a=A, b=B, bos="on")
     cap_a, cap_b = capture(real_model, A, "on"), capture(real_model, B, "on")
     column = "cosine distance, mean over positions"
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     for drop_bos in (True, False):
         app.toggle(key="dist_drop_bos").set_value(drop_bos).run()

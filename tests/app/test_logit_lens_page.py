@@ -7,6 +7,7 @@ from app_helpers import open_page as open_view
 
 from lib.analyses.lens import cell_detail
 from lib.app import ui
+from lib.app.cache import ModelKey
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -59,7 +60,7 @@ def test_logit_lens_names_the_layer_where_the_final_answer_appears(app):
 
 def test_logit_lens_display_changes_run_no_forward_pass(app):
     open_page(app, a=A, b=B)
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     assert before > 0  # the app's own model object, which ran both prompts
     app.radio(key="lens_colour").set_value("entropy").run()

@@ -7,6 +7,7 @@ from app_helpers import submit
 
 from lib.analyses.patching import patch_residual, patched_lens
 from lib.app import ui
+from lib.app.cache import ModelKey
 
 A, B = "The capital of France is", "The capital of Italy is"
 
@@ -96,7 +97,7 @@ def test_same_prediction_asks_for_tokens_and_a_multi_token_answer_is_refused(app
 def test_reopening_the_grid_runs_no_forward_pass(app):
     open_page(app, a=A, b=B)
     run_patching(app)
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     app.switch_page("pages/compare.py").run()
     app.switch_page("pages/patching.py").run()

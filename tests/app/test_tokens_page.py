@@ -8,6 +8,7 @@ from app_helpers import open_page, table_with
 from lib.analyses.bos import bos_effect
 from lib.analyses.compare import compare_prompts
 from lib.app import ui
+from lib.app.cache import ModelKey
 from lib.core.capture import capture
 from lib.core.tokens import encode
 
@@ -32,9 +33,9 @@ def ask_for_bos(app):
 
 
 def test_tokens_page_runs_no_forward_pass_until_bos_runs_are_asked_for(app):
-    ui._cached_capture.clear()  # captures are shared by the whole process; count from none
+    ui.clear_results()  # captures are shared by the whole process; count from none
     open_page(app, "pages/tokens.py", a=A, b=B)
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     app.run()
     assert model.forward_passes == before

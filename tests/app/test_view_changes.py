@@ -6,12 +6,13 @@ from app_helpers import submit
 from view_driver import look_around, page_files
 
 from lib.app import ui
+from lib.app.cache import ModelKey
 
 
 def test_view_changes_after_a_comparison_run_no_forward_pass(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     assert not app.exception, app.exception
-    served = ui._cached_model("default", "auto", "auto")
+    served = ui.get_model(ModelKey())
     before = served.forward_passes
     done = look_around(app)
     submit(app, k=7)  # a new top-k changes what is shown, not what was run
@@ -22,7 +23,7 @@ def test_view_changes_after_a_comparison_run_no_forward_pass(app, real_model):
 
 def test_a_new_prompt_runs_exactly_one_forward_pass(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
-    served = ui._cached_model("default", "auto", "auto")
+    served = ui.get_model(ModelKey())
     before = served.forward_passes
     submit(app, b="The capital of Spain, a test of view changes, is")
     assert not app.exception, app.exception

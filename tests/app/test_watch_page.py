@@ -7,6 +7,7 @@ from app_helpers import open_page, table_with
 
 from lib.analyses.watch import logit_difference, trajectories
 from lib.app import ui
+from lib.app.cache import ModelKey
 from lib.core.capture import capture
 from lib.core.tokens import single_token
 
@@ -43,7 +44,7 @@ def test_watch_refuses_a_multi_token_word_naming_its_pieces(app):
 def test_watch_swapping_the_pair_negates_the_difference_without_a_forward_pass(app):
     open_page(app, "pages/watch.py", a=A, b=B)
     before_table = table_with(app, "B")
-    model = ui._cached_model("default", "auto", "auto")
+    model = ui.get_model(ModelKey())
     before = model.forward_passes
     app.selectbox[0].set_value(1).run()
     app.selectbox[1].set_value(0).run()

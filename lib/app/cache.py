@@ -1,0 +1,98 @@
+"""One results cache for the whole app, keyed by frozen values, and one registry of loaded models.
+
+Every result a page shows is `fn(*args)` for an analysis `fn` and arguments that are frozen,
+hashable values: a `ModelKey` stands for the loaded model, a `RunKey` for one prompt's capture
+through it, anything else (top-k, a layer, a token) for itself. `ResultCache.get` computes each
+value once — concurrent sessions asking for the same key wait for the first one instead of
+running the model again — and keeps the most recently used entries. Nothing here reads session
+state: everything a result depends on is in its key.
+
+    >>> cache = ResultCache(max_entries=2)
+    >>> cache.get(("square", 3), lambda: 3 * 3)
+    9
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Everything that decides which weights a model is loaded with (expert options included, so a
+    model loaded with remote code or pickle weights is never handed to a session without them)."""
+
+    spec: str = "default"
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One prompt through one model: what a capture depends on."""
+
+    model: ModelKey
+    text: str
+    bos: str = "auto"
+
+
+class ResultCache:
+    """A thread-safe least-recently-used cache where each key is computed once.
+
+    Exceptions are not cached: a failed computation is tried again on the next request.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._values: OrderedDict[Hashable, object] = OrderedDict()
+        self._computing: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        while True:
+            with self._lock:
+                if key in self._values:
+                    self._values.move_to_end(key)
+                    return self._values[key]  # type: ignore[return-value]
+                busy = self._computing.get(key)
+                if busy is None:
+                    busy = self._computing[key] = threading.Lock()
+                    busy.acquire()
+                    break
+            with busy:  # another thread computes this key: wait for it, then look again
+                pass
+        try:
+            value = compute()
+            with self._lock:
+                self._values[key] = value
+                while len(self._values) > self.max_entries:
+                    self._values.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._computing[key]
+            busy.release()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._values
+
+    def values(self) -> list[object]:
+        with self._lock:
+            return list(self._values.values())
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
