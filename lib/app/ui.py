@@ -361,10 +361,17 @@ def save_form(request: Request, comparison: Comparison) -> None:
 
 
 def run_pages(pages: list) -> None:
-    """Run the selected page, marking that the entrypoint (and so the sidebar) ran first."""
+    """Run the selected page, marking that the entrypoint (and so the sidebar) ran first.
+
+    The one error boundary: an error the user caused (a `TwinlensError`, raised anywhere below a
+    page) becomes one st.error and the page stops there; anything else is a bug and gets the
+    "something went wrong" message with details for a report.
+    """
     st.session_state[ENTRY_KEY] = True
     try:
         st.navigation(pages).run()
+    except TwinlensError as exc:  # the user's input, wherever a page raised it: one plain message
+        show_error(exc)
     except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable
         if os.environ.get("TWINLENS_DEBUG"):
             raise
