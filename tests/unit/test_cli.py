@@ -61,7 +61,10 @@ def test_installed_twinlens_command_prints_the_same_json_as_python_m_lib(tiny_fo
 
 
 def test_the_package_imports_as_twinlens_with_its_entry_points():
-    code = "import twinlens; print(twinlens.__version__, twinlens.Site.parse('blocks.2.hook_resid_post').residual)"
+    code = (
+        "import twinlens; print(twinlens.__version__, "
+        "twinlens.Site.parse('blocks.2.hook_resid_post').residual)"
+    )
     out = run_cli_process("-c", code, command=(sys.executable,))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[1] == "3"
