@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 from app_helpers import ROOT, AppTest, submit
-from bad_input_cases import GOOD, model_cases  # noqa: F401  (fixture)
+from bad_input_cases import (
+    GOOD,
+    GUEST_MODEL_CASES,
+    GUEST_REFUSED,
+    build_guest_disk,
+    model_cases,  # noqa: F401  (fixture)
+)
 from streamlit import config
 
 from lib.app import access, ui
@@ -146,20 +152,22 @@ def test_the_operator_may_turn_pickle_on(app, shared, model_cases):  # noqa: F81
 
 
 def test_a_path_outside_the_listed_folders_is_refused_saying_nothing_of_the_disk(app, shared, tiny_folders):
-    elsewhere = shared / "elsewhere"
-    shutil.copytree(tiny_folders["gpt2"], elsewhere / "model")  # a good model, but not listed
-    (elsewhere / "notes.txt").write_text("private")
-    specs = [elsewhere / "model", elsewhere / "no-such-model", elsewhere / "notes.txt", elsewhere,
-             Path("/etc"), Path("/no/such/folder"), tiny_folders["gpt2"].parent / ".." / "elsewhere"]
+    """The refused cases of the bad-input table, plus a good model outside the listed folders:
+    one error each, the same words whether the path is a model, a file, a folder or nothing."""
+    disk = build_guest_disk(shared / "disk")
+    shutil.copytree(tiny_folders["gpt2"], disk["outside"] / "secret-model", dirs_exist_ok=True)
+    refused = [case for case in GUEST_MODEL_CASES if case.refused and "\x00" not in case.spec]
+    specs = [case.spec.format(**disk) for case in refused]
+    specs += [str(tiny_folders["gpt2"].parent / ".." / "elsewhere"), "/etc"]
     messages = set()
     app.run()
-    for spec in map(str, specs):
+    for spec in specs:
         submit(app, model=spec, a=GOOD, b=B, k=3)
         assert not app.exception, spec
         assert len(app.error) == 1 and not lens_tables(app), spec
         message = app.error[0].value.replace("\\", "")
-        assert spec in message and "exist" not in message and "holds" not in message, message
-        messages.add(message.replace(spec, "<spec>"))
+        assert GUEST_REFUSED in message and "exist" not in message and "holds" not in message, message
+        messages.add(message.replace(f"'{spec}'", "'<spec>'", 1))
     assert len(messages) == 1, messages
     submit(app, model=str(tiny_folders["gpt2"]))  # inside a listed folder: loads
     assert not app.error and len(lens_tables(app)) == 2
