@@ -109,8 +109,9 @@ def test_on_loopback_every_browser_is_the_operator(app, monkeypatch):
     app.run()
     assert expert_checkboxes(app) == EXPERT
     assert "guest" not in captions(app) and "operator" not in captions(app)
-    as_operator(new_session(), "anything")  # a token is dropped, not needed
-    assert expert_checkboxes(app) == EXPERT
+    other = as_operator(new_session(), "anything")  # a token is dropped, not needed
+    assert expert_checkboxes(other) == EXPERT and access.TOKEN_PARAM not in other.query_params
+    assert not other.sidebar.warning
 
 
 @pytest.mark.parametrize("proof", [True, "wrong", SECRET[:8], 1])

@@ -28,14 +28,20 @@ ERROR = "[data-testid=stMain] [data-testid=stAlertContentError]"
 
 
 @contextmanager
-def shared_server(log: Path, listed: Path, data: Path, timeout: float = 120) -> Iterator[tuple[str, str]]:
-    """`python -m lib.app.serve --host 127.0.0.1` with TWINLENS_SHARED=1; yields (base URL, operator link)."""
+def shared_server(log: Path, listed: Path, data: Path, launcher: bool = True,
+                  timeout: float = 120) -> Iterator[str]:
+    """A server on 127.0.0.1 with TWINLENS_SHARED=1, started by the launcher (`python -m
+    lib.app.serve`) or by plain `streamlit run`; yields its base URL (its output goes to `log`)."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TWINLENS_SHARED": "1",
            "TWINLENS_MODELS": str(listed), "TWINLENS_DATA": str(data)}
     env.pop("TWINLENS_OPERATOR_TOKEN", None)
     env.pop("ALLOW_REMOTE_EXPERT", None)
-    command = [sys.executable, "-m", "lib.app.serve", "--host", "127.0.0.1", "--port", str(port)]
+    if launcher:
+        command = [sys.executable, "-m", "lib.app.serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.address", "127.0.0.1",
+                   "--server.port", str(port), "--server.headless", "true"]
     with open(log, "w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -45,9 +51,7 @@ def shared_server(log: Path, listed: Path, data: Path, timeout: float = 120) -> 
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the shared server did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.5)
-            found = LINK.search(log.read_text())
-            assert found, log.read_text()
-            yield base, found.group(0)
+            yield base
         finally:
             server.terminate()
             try:
@@ -57,11 +61,20 @@ def shared_server(log: Path, listed: Path, data: Path, timeout: float = 120) -> 
                 server.wait()
 
 
+def printed_link(log: Path, timeout: float = 60) -> str:
+    """The operator link the server printed in `log`."""
+    deadline = time.monotonic() + timeout
+    while not (found := LINK.search(log.read_text())):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+    return found.group(0)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_folders):
     root = tmp_path_factory.mktemp("shared-server")
-    with shared_server(root / "server.log", tiny_folders["gpt2"].parent, root / "data") as urls:
-        yield urls
+    with shared_server(root / "server.log", tiny_folders["gpt2"].parent, root / "data") as base:
+        yield base, printed_link(root / "server.log")
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +161,16 @@ def test_history_delete_after_a_rename_asks_about_the_renamed_comparison(server,
     assert "#1" in warning and "first, renamed" in warning and "Italy" in warning, warning
     assert "second pair" not in warning
     page.close()
+
+
+def test_plain_streamlit_run_beyond_loopback_prints_an_operator_link_itself(browser, tmp_path, tiny_folders):
+    """Started without the launcher: the first browser is a guest, and the server's console then
+    shows an operator link made up for this process."""
+    log = tmp_path / "server.log"
+    with shared_server(log, tiny_folders["gpt2"].parent, tmp_path / "data", launcher=False) as base:
+        page = browser.new_page()
+        page.goto(base)
+        page.locator(SIDEBAR).get_by_text("You are a guest").wait_for(timeout=180_000)
+        page.goto(printed_link(log))
+        page.locator(SIDEBAR).get_by_text("You are the operator").wait_for(timeout=180_000)
+        page.close()
