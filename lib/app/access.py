@@ -132,7 +132,9 @@ class Access:
 
     def may_manage(self, saved_by: str) -> bool:
         """Rename or delete a saved comparison stored with owner `saved_by` ('' = before sharing)."""
-        return self.operator or (bool(self.owner) and hmac.compare_digest(self.owner, saved_by or ""))
+        return self.operator or (
+            bool(self.owner) and hmac.compare_digest(self.owner.encode(), (saved_by or "").encode())
+        )
 
     def check_options(self, trust_remote_code: bool, allow_pickle: bool) -> None:
         if (trust_remote_code or allow_pickle) and not self.expert:
