@@ -19,7 +19,7 @@ from bad_input_cases import (
 from streamlit import config
 
 from lib.app import access, ui
-from lib.app.cache import ResultCache
+from lib.app.cache import Results
 from lib.app.history import History
 from lib.app.request import Request
 
@@ -41,7 +41,7 @@ def shared(monkeypatch, tmp_path, tiny_folders, model_cases):  # noqa: F811
     monkeypatch.delenv(access.EXPERT_ENV, raising=False)
     monkeypatch.delenv(access.SHARED_ENV, raising=False)
     monkeypatch.setenv("TWINLENS_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(ui, "MODELS", ResultCache(max_entries=2))
+    monkeypatch.setattr(ui, "RESULTS", Results())
     monkeypatch.setattr(ui, "_LOADED_BY", {})
     yield tmp_path
     config.set_option("server.address", before)
@@ -286,7 +286,7 @@ def test_memory_line_says_who_loaded_what_and_guests_cannot_unload_the_operators
     submit(guest, model=str(tiny_folders["gpt2"]))  # one already in memory: shared
     assert not guest.error and len(lens_tables(guest)) == 2
     assert captions(guest).count("loaded by the operator") == 2
-    assert sorted(key.spec for key, _ in ui.MODELS.items()) == sorted(
+    assert sorted(key.spec for key, _ in ui.RESULTS.models.items()) == sorted(
         [str(tiny_folders["gpt2"]), str(tiny_folders["llama"])]
     )
 
@@ -298,7 +298,7 @@ def test_a_guest_load_unloads_only_a_model_a_guest_loaded(app, shared, tiny_fold
     for family in ("llama", "qwen2"):
         submit(guest, model=str(tiny_folders[family]), a=GOOD, b=B, k=3)
         assert not guest.error and len(lens_tables(guest)) == 2, family
-    held = {key.spec for key, _ in ui.MODELS.items()}
+    held = {key.spec for key, _ in ui.RESULTS.models.items()}
     assert held == {str(tiny_folders["gpt2"]), str(tiny_folders["qwen2"])}
     assert "loaded by you" in captions(guest) and "loaded by the operator" in captions(guest)
     operator.run()
