@@ -303,3 +303,32 @@ def test_a_guest_load_unloads_only_a_model_a_guest_loaded(app, shared, tiny_fold
     assert "loaded by you" in captions(guest) and "loaded by the operator" in captions(guest)
     operator.run()
     assert "loaded by a guest" in captions(operator)
+
+
+def _load_crafted_keys() -> None:
+    """An app that skips the sidebar and asks ui for models directly, as a crafted request would."""
+    import streamlit as st
+
+    from lib.analyses.compare import compare_captures
+    from lib.app import ui
+    from lib.app.cache import ModelKey, RunKey
+
+    for model in (ModelKey("default", allow_pickle=True), ModelKey("default", trust_remote_code=True),
+                  ModelKey("/etc"), ModelKey("/no/such/folder")):
+        run = RunKey(model, "x")
+        asks = ((ui.get_model, (model,), {}), (ui.get_capture, (run,), {}),
+                (ui.cached, (compare_captures, model, run, run), {"top_k": 1}))
+        for ask, args, kwargs in asks:
+            try:
+                ask(*args, **kwargs)
+                st.write("served")
+            except Exception as exc:  # noqa: BLE001  (the test reads what was raised)
+                st.write(f"{type(exc).__name__}: {exc}")
+
+
+def test_models_are_refused_where_they_load_not_only_in_the_sidebar(shared):
+    at = AppTest.from_function(_load_crafted_keys, default_timeout=60).run()
+    assert not at.exception
+    said = [m.value for m in at.markdown]
+    assert len(said) == 12 and not any(s == "served" for s in said), said
+    assert [s.split(":")[0] for s in said] == ["AccessError"] * 12, said
