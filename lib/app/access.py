@@ -96,10 +96,16 @@ def listens_beyond_loopback(address: str | None, environ: Mapping[str, str] = os
 
 def listed_folders(value: str | None, cwd: Path | None = None) -> tuple[Path, ...]:
     """The model folders the operator listed (`dir1:dir2`, as PATH is written), resolved
-    (symlinks followed) against `cwd`; empty entries are skipped."""
+    (symlinks followed) against `cwd`; empty entries and ones that cannot be resolved are skipped."""
     base = cwd or Path.cwd()
-    parts = [p.strip() for p in (value or "").split(os.pathsep)]
-    return tuple(dict.fromkeys((base / Path(p).expanduser()).resolve() for p in parts if p))
+    folders = []
+    for part in (p.strip() for p in (value or "").split(os.pathsep)):
+        try:
+            if part:
+                folders.append((base / Path(part).expanduser()).resolve())
+        except (OSError, RuntimeError, ValueError):  # ~unknown-user, a symlink loop: lists nothing
+            continue
+    return tuple(dict.fromkeys(folders))
 
 
 def is_hub_id(spec: str) -> bool:

@@ -213,3 +213,10 @@ def test_launcher_warns_when_remote_expert_is_allowed():
     assert any("ALLOW_REMOTE_EXPERT" in line for line in lines)
     _, _, lines = serve.prepare("127.0.0.1", 1, None, {access.SHARED_ENV: "1"})
     assert any("?token=" in line for line in lines)
+
+
+def test_listed_folders_are_resolved_and_bad_entries_skipped(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    value = os.pathsep.join(["real", "", " link ", "~no-such-user-xyz/m", str(tmp_path / "real")])
+    assert access.listed_folders(value, cwd=tmp_path) == ((tmp_path / "real").resolve(),)
