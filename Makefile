@@ -5,6 +5,8 @@ STAMP  := $(VENV)/.installed
 HOST   ?= localhost
 PORT   ?= 8501
 PYTEST_ARGS ?=
+# folders guests may load models from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
+MODELS ?=
 
 .PHONY: run test test-fast bench lint matrix screenshots clean-venv
 
@@ -18,8 +20,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)  ## start the app at http://$(HOST):$(PORT)
-	$(PY) -m streamlit run dashboard.py --server.address $(HOST) --server.port $(PORT)
+run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints the operator link (README: Sharing on a network)
+	$(PY) -m lib.app.serve --host $(HOST) --port $(PORT) $(if $(MODELS),--models "$(MODELS)")
 
 test: $(STAMP)  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

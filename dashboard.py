@@ -35,7 +35,9 @@ PAIR_PAGES = (  # the pages that show two models
 def sidebar() -> None:
     """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page; example
     pairs; the URL kept in step with the request so it can be shared."""
+    ui.adopt_operator_link()
     ui.adopt_query_params()
+    who = ui.access()
     defaults = ui.current_request() or Request()
     for key, field in WIDGET_FIELDS.items():
         st.session_state.setdefault(key, getattr(defaults, field))
@@ -47,7 +49,8 @@ def sidebar() -> None:
         with st.form("request"):
             st.text_input(
                 "Model 1" if two_models else "Model", key="model",
-                help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder",
+                help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder"
+                + ("" if who.expert else " inside one the operator listed"),
             )
             if two_models:
                 st.text_input("Model 2", key="model2", help="Same tokenizer as model 1, e.g. its fine-tune")
@@ -61,9 +64,10 @@ def sidebar() -> None:
                 help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
             )
             right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
-            with st.expander("Expert: options that run a model's code"):
-                st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
-                st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
+            if who.expert:  # a guest is not shown them (and ui refuses them where models load)
+                with st.expander("Expert: options that run a model's code"):
+                    st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
+                    st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
             if st.form_submit_button("Compare", type="primary", width="stretch"):
                 values = {field: st.session_state[key] for key, field in WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
@@ -71,6 +75,7 @@ def sidebar() -> None:
                 values["k"] = int(values["k"])
                 ui.set_request(Request(**values))
         ui.expert_warning()
+        ui.role_caption()
         with st.expander("Example pairs", expanded=ui.current_request() is None):
             for example in EXAMPLES:
                 st.button(example.name, help=example.why, on_click=ui.use_example, args=(example,),
@@ -80,6 +85,7 @@ def sidebar() -> None:
 
 def main() -> None:
     sidebar()
+    ui.remote_expert_banner()
     memory = st.sidebar.empty()
     memory.caption(ui.memory_caption())
     request = ui.current_request()

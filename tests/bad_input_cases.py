@@ -129,3 +129,53 @@ def write_pickle_weights(folder: Path) -> None:
 @pytest.fixture(scope="session")
 def model_cases(tmp_path_factory, tiny_folders) -> dict[str, ModelCase]:
     return build_model_cases(tmp_path_factory.mktemp("bad-models"), tiny_folders["gpt2"])
+
+
+# A guest of a shared twinlens (issue 17) naming a model: refused with one message that says
+# nothing of the disk ("not available on this shared twinlens" whether the path exists, is a file,
+# a model or nothing), or allowed. `{listed}` is a folder the operator listed (holding a model
+# folder `model` and a symlink `escape` to `{outside}`); `{outside}` is not listed and holds a
+# good model `secret-model` and a file `notes.txt`. Run by tests/unit/test_access.py and the app.
+GUEST_REFUSED = "is not available on this shared twinlens"
+
+
+@dataclass(frozen=True)
+class GuestModelCase:
+    name: str
+    spec: str
+    refused: bool
+
+
+GUEST_MODEL_CASES = (
+    GuestModelCase("default", "default", False),
+    GuestModelCase("hub_id", "gpt2", False),
+    GuestModelCase("hub_id_with_org", "HuggingFaceTB/SmolLM2-135M", False),
+    GuestModelCase("listed_model", "{listed}/model", False),
+    GuestModelCase("listed_folder_itself", "{listed}", False),
+    GuestModelCase("listed_through_dotdot", "{listed}/../listed/model", False),
+    GuestModelCase("outside_model", "{outside}/secret-model", True),
+    GuestModelCase("outside_missing", "{outside}/no-such-model", True),
+    GuestModelCase("outside_file", "{outside}/notes.txt", True),
+    GuestModelCase("outside_folder", "{outside}", True),
+    GuestModelCase("root", "/", True),
+    GuestModelCase("system_file", "/etc/passwd", True),
+    GuestModelCase("missing_absolute", "/no/such/dir", True),
+    GuestModelCase("home", "~", True),
+    GuestModelCase("home_subfolder", "~/models", True),
+    GuestModelCase("dotdot_escape", "{listed}/../outside/secret-model", True),
+    GuestModelCase("symlink_escape", "{listed}/escape/secret-model", True),
+    GuestModelCase("relative_dot", "./outside", True),
+    GuestModelCase("parent", "../", True),
+    GuestModelCase("deep_relative", "a/b/c", True),
+    GuestModelCase("nul_byte", "nul\x00byte", True),
+    GuestModelCase("unknown_user_home", "~no-such-user-xyz/x", True),
+)
+
+
+def build_guest_disk(root: Path) -> dict[str, Path]:
+    """The folders GUEST_MODEL_CASES name: {'listed': …, 'outside': …} under `root`."""
+    (root / "listed" / "model").mkdir(parents=True)
+    (root / "outside" / "secret-model").mkdir(parents=True)
+    (root / "outside" / "notes.txt").write_text("private")
+    (root / "listed" / "escape").symlink_to(root / "outside")
+    return {"listed": root / "listed", "outside": root / "outside"}

@@ -95,6 +95,11 @@ class ResultCache:
         with self._lock:
             return list(self._values.values())
 
+    def items(self) -> list[tuple[Hashable, object]]:
+        """(key, value) pairs, least recently used first."""
+        with self._lock:
+            return list(self._values.items())
+
     def discard(self, key: Hashable) -> None:
         with self._lock:
             self._values.pop(key, None)

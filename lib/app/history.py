@@ -14,6 +14,13 @@ and the next `History` starts a new, empty database.
     >>> saved_id = history.save("capitals", request.to_dict(), comparison)
     >>> history.get(saved_id).comparison() == comparison
     True
+
+Ownership (for a twinlens shared on a network, see lib.app.access): each entry keeps the random id
+of the browser session that saved it (`owner`, never shown or exported). `rename`, `delete` and
+`export` take the caller's `Access` as `by`: renaming and deleting are for the operator and the
+entry's own saver; exporting everything is the operator's (a guest's "all" is its own saves).
+Without `by` (Python, the command line) every call is the operator's. Entries saved before
+ownership existed belong to the operator.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..analyses.compare import Comparison
 from ..core.errors import HistoryError
+from .access import HISTORY_REFUSED, Access, AccessError
 from .export import to_json
 
 DB_NAME = "history.sqlite3"
@@ -49,7 +57,8 @@ CREATE TABLE IF NOT EXISTS comparisons (
     result TEXT NOT NULL      -- JSON: Comparison.to_dict()
 )
 """
-_ENTRY_COLUMNS = "id, name, saved_at, model, prompt_a, prompt_b"
+_ENTRY_COLUMNS = "id, name, saved_at, model, prompt_a, prompt_b, owner"
+_OWNER_COLUMN = "ALTER TABLE comparisons ADD COLUMN owner TEXT NOT NULL DEFAULT ''"  # '' = the operator's
 
 
 def data_dir() -> Path:
@@ -68,9 +77,12 @@ class SavedEntry:
     model: str
     prompt_a: str
     prompt_b: str
+    owner: str = field(default="", repr=False)  # the saving session's id; not shown, not exported
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["owner"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,8 @@ class History:
                     )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)
+                if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(comparisons)")}:
+                    db.execute(_OWNER_COLUMN)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorname not in _CORRUPT:
@@ -163,20 +177,22 @@ class History:
             ) from exc
 
     def save(
-        self, name: str, settings: Mapping, comparison: Comparison, *, saved_at: datetime | None = None
+        self, name: str, settings: Mapping, comparison: Comparison, *, saved_at: datetime | None = None,
+        owner: str = "",
     ) -> int:
-        """Store `comparison` with the request `settings` under `name`; returns its id."""
+        """Store `comparison` with the request `settings` under `name`; returns its id. `owner`: the
+        saving browser session's id (`Access.owner`), which may rename and delete it later."""
         name = _clean_name(name)
         when = (saved_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         row = (
             name, when, str(comparison.model.get("name", "")), comparison.a.text, comparison.b.text,
             json.dumps(dict(settings), ensure_ascii=False),
-            json.dumps(comparison.to_dict(), ensure_ascii=False),
+            json.dumps(comparison.to_dict(), ensure_ascii=False), owner,
         )
         with self._transaction(write=True) as db:
             cursor = db.execute(
-                "INSERT INTO comparisons (name, saved_at, model, prompt_a, prompt_b, settings, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO comparisons (name, saved_at, model, prompt_a, prompt_b, settings, result, "
+                "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return int(cursor.lastrowid)
@@ -194,24 +210,28 @@ class History:
             ).fetchone()
         if row is None:
             raise _missing(saved_id)
-        entry, settings, result = SavedEntry(*row[:6]), json.loads(row[6]), json.loads(row[7])
+        entry, settings, result = SavedEntry(*row[:7]), json.loads(row[7]), json.loads(row[8])
         return SavedComparison(entry=entry, settings=settings, result=result)
 
-    def rename(self, saved_id: int, name: str) -> None:
+    def rename(self, saved_id: int, name: str, *, by: Access | None = None) -> None:
+        """Rename; `by` (a session's Access) must be the operator or the entry's saver (AccessError)."""
         name = _clean_name(name)
         with self._transaction(write=True) as db:
-            if db.execute("UPDATE comparisons SET name = ? WHERE id = ?", (name, saved_id)).rowcount == 0:
-                raise _missing(saved_id)
+            _check_owner(db, saved_id, by, "rename")
+            db.execute("UPDATE comparisons SET name = ? WHERE id = ?", (name, saved_id))
 
-    def delete(self, saved_id: int) -> None:
+    def delete(self, saved_id: int, *, by: Access | None = None) -> None:
+        """Delete for good; `by` must be the operator or the entry's saver (AccessError)."""
         with self._transaction(write=True) as db:
-            if db.execute("DELETE FROM comparisons WHERE id = ?", (saved_id,)).rowcount == 0:
-                raise _missing(saved_id)
+            _check_owner(db, saved_id, by, "delete")
+            db.execute("DELETE FROM comparisons WHERE id = ?", (saved_id,))
 
-    def export(self, ids: list[int] | None = None) -> str:
-        """JSON of the saved comparisons `ids` (all when None), each with its settings and results."""
-        chosen = [entry.id for entry in self.list()] if ids is None else ids
-        document = {"twinlens_export": SCHEMA_VERSION, "comparisons": [self.get(i).to_dict() for i in chosen]}
+    def export(self, ids: list[int] | None = None, *, by: Access | None = None) -> str:
+        """JSON of the saved comparisons `ids` (all when None: for a guest `by`, all of its own),
+        each with its settings and results."""
+        if ids is None:
+            ids = [e.id for e in self.list() if by is None or by.operator or by.may_manage(e.owner)]
+        document = {"twinlens_export": SCHEMA_VERSION, "comparisons": [self.get(i).to_dict() for i in ids]}
         return to_json(document, indent=1)
 
 
@@ -222,6 +242,15 @@ def _clean_name(name: str) -> str:
     if len(name) > MAX_NAME:
         raise HistoryError(f"The name is {len(name)} characters; keep it under {MAX_NAME}.")
     return name
+
+
+def _check_owner(db: sqlite3.Connection, saved_id: int, by: Access | None, what: str) -> None:
+    """Inside a write transaction: the entry exists and `by` may change it."""
+    row = db.execute("SELECT owner FROM comparisons WHERE id = ?", (saved_id,)).fetchone()
+    if row is None:
+        raise _missing(saved_id)
+    if by is not None and not by.may_manage(row[0]):
+        raise AccessError(HISTORY_REFUSED.format(what=what, id=saved_id))
 
 
 def _missing(saved_id: int) -> HistoryError:

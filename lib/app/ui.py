@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import sys
+import threading
 import traceback
+import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
@@ -21,7 +25,8 @@ from ..analyses.compare import Comparison, compare_captures
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
-from ..core.models import LoadedModel
+from ..core.models import LoadedModel, load_model
+from . import access as sharing
 from . import compare_frames as frames
 from . import export
 from .cache import ModelKey, Results, RunKey
@@ -37,16 +42,99 @@ REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 QUERY_READ_KEY = "_twinlens_query_read"
+OPERATOR_KEY = "_twinlens_operator_proof"  # the secret from the operator link (never a widget key)
+OWNER_KEY = "_twinlens_owner"  # this session's random id, stored with the comparisons it saves
 T = TypeVar("T")
 
 
 def current_request() -> Request | None:
-    """The last request submitted in this session, or None before the first Compare."""
-    return st.session_state.get(REQUEST_KEY)
+    """The last request submitted in this session, or None before the first Compare. For a
+    session without the expert options (a guest), their flags are off whatever was stored."""
+    request = st.session_state.get(REQUEST_KEY)
+    if request is not None and (request.trust_remote_code or request.allow_pickle) and not access().expert:
+        request = st.session_state[REQUEST_KEY] = _without_expert(request)
+    return request
 
 
 def set_request(request: Request) -> None:
+    if (request.trust_remote_code or request.allow_pickle) and not access().expert:
+        request = _without_expert(request)
     st.session_state[REQUEST_KEY] = request
+
+
+def _without_expert(request: Request) -> Request:
+    return replace(request, trust_remote_code=False, allow_pickle=False)
+
+
+def policy() -> sharing.Policy:
+    """This server's sharing settings: its configured address (`server.address`, never the
+    client's IP address) and the environment. A shared server started without
+    $TWINLENS_OPERATOR_TOKEN (plain `streamlit run`) makes one up and prints the operator link."""
+    address = st.get_option("server.address")
+    token = None
+    if sharing.listens_beyond_loopback(address) and not os.environ.get(sharing.TOKEN_ENV, "").strip():
+        token, made_now = sharing.process_token()
+        if made_now:
+            links = sharing.operator_links(address, int(st.get_option("server.port")), token,
+                                           [socket.gethostname()])
+            print("twinlens is shared on the network. Operator link (every option; keep it to "
+                  "yourself):\n    " + "\n    ".join(links), file=sys.stderr, flush=True)
+    return sharing.Policy.make(address, token=token)
+
+
+def access() -> sharing.Access:
+    """What this browser session may do (see lib.app.access): the operator, or a guest."""
+    state = st.session_state
+    if not state.get(OWNER_KEY):
+        state[OWNER_KEY] = uuid.uuid4().hex
+    return policy().access(state.get(OPERATOR_KEY), state[OWNER_KEY])
+
+
+def adopt_operator_link() -> None:
+    """The operator link (`?token=…`): a session that opened it with this start's secret is the
+    operator from now on. The secret leaves the address bar at once (so a link copied later does
+    not carry it); a wrong or old secret leaves the session a guest, and it is told so."""
+    if sharing.TOKEN_PARAM not in st.query_params:
+        return
+    given = st.query_params.get(sharing.TOKEN_PARAM)
+    del st.query_params[sharing.TOKEN_PARAM]
+    current = policy()
+    if not current.shared:
+        return  # on loopback every browser is the operator already
+    if current.is_operator_proof(given):
+        st.session_state[OPERATOR_KEY] = given
+    else:
+        st.sidebar.warning("This operator link does not match this start of twinlens (wrong or old "
+                           "secret): you are a guest. The operator link is printed where twinlens "
+                           "was started.")
+
+
+def role_caption() -> None:
+    """On a shared server, a line in the sidebar saying what this browser may do."""
+    who = access()
+    if not who.shared:
+        return
+    if who.operator:
+        st.caption("🔑 You are the **operator** of this shared twinlens: every option is yours.")
+    elif who.expert:
+        st.caption("You are a guest; the operator let guests use every model option.")
+    else:
+        folders = ", ".join(plain(str(f)) for f in who.folders) or "none"
+        st.caption(
+            "You are a **guest** on this shared twinlens: models are 'default', hub ids and the folders "
+            f"the operator listed ({folders}); options that run a model's code are the operator's."
+        )
+
+
+def remote_expert_banner() -> None:
+    """A warning on every page, for everyone, while ALLOW_REMOTE_EXPERT widens what guests may do."""
+    current = policy()
+    if current.shared and current.remote_expert:
+        st.warning(
+            "⚠️ This twinlens was started with ALLOW_REMOTE_EXPERT=1: every browser on the network may "
+            "turn on trust remote code and pickle weights and load any folder of the host, so a model's "
+            "files can run code on the machine that runs twinlens."
+        )
 
 
 def submit(request: Request) -> None:
@@ -127,16 +215,69 @@ def expert_options() -> tuple[bool, bool]:
 RESULTS = Results()  # the process's models, captures and results, shared by every session
 
 
+_LOAD_TURN = threading.Lock()  # loads (and the choice of which model they unload) take turns
+_LOADED_BY: dict[ModelKey, tuple[bool, str]] = {}  # model → (loaded by the operator, loader's owner id)
+
+
+class _NotLoaded(Exception):
+    pass
+
+
+def _absent() -> LoadedModel:
+    raise _NotLoaded
+
+
 def get_model(key: ModelKey) -> LoadedModel:
-    """The loaded model for `key`, with a status box while its first load runs (then it leaves)."""
-    if key in RESULTS.models:
-        return RESULTS.model(key)
-    box = st.empty()
-    with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
-        st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
-        model = RESULTS.model(key)
-    box.empty()
+    """The loaded model for `key`, with a status box while its first load runs (then it leaves).
+
+    Checked first against what this session may load (AccessError). A load that needs room
+    unloads the least recently used model — for a guest, only a model a guest loaded."""
+    who = access()
+    check_key(key, who)
+    try:
+        return RESULTS.models.get(key, _absent)
+    except _NotLoaded:
+        pass
+    with _LOAD_TURN:
+        held = RESULTS.models.items()
+        victim = None
+        if key not in dict(held):
+            loaded_by = [(k, _LOADED_BY.get(k, (True, ""))[0]) for k, _ in held]
+            victim = sharing.eviction(loaded_by, RESULTS.models.max_entries, who.operator)
+
+        def load() -> LoadedModel:
+            try:
+                model = _load(key)
+            except TwinlensError as exc:
+                raise who.explain_failure(key.spec, exc) from exc
+            if victim is not None:  # make room only once the new model has loaded
+                RESULTS.models.discard(victim)
+                _LOADED_BY.pop(victim, None)
+            _LOADED_BY[key] = (who.operator, who.owner)
+            return model
+
+        box = st.empty()
+        with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
+            st.write("The first start of the embedded model unpacks it (about 15 s); later starts take "
+                     "a second.")
+            model = RESULTS.models.get(key, load)
+        box.empty()
     return model
+
+
+def check_key(key: ModelKey | RunKey, who: sharing.Access | None = None) -> None:
+    """Raise AccessError unless this session may use the model of `key` (its options and folder)."""
+    model = key.model if isinstance(key, RunKey) else key
+    who = who or access()
+    who.check_options(model.trust_remote_code, model.allow_pickle)
+    who.check_model(model.spec)
+
+
+def _load(key: ModelKey) -> LoadedModel:
+    return load_model(
+        key.spec, device=key.device, dtype=key.dtype,
+        trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
+    )
 
 
 def get_capture(run: RunKey) -> Capture:
@@ -179,13 +320,28 @@ def check_model_pair_tokens(request: Request) -> None:
 
 def memory_caption() -> str:
     """The models held in memory, the bytes their weights take and where they run, e.g.
-    'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'."""
-    models = RESULTS.models.values()
-    if not models:
+    'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'; on a
+    shared server each also says who loaded it ('; loaded by the operator', 'by a guest', 'by you')."""
+    held = RESULTS.models.items()
+    if not held:
         return "No model in memory yet."
+    who = access()
+    models = [m for _, m in held]
     total = sum(m.memory_bytes for m in models)
-    listed = ", ".join(f"{plain(m.name)} ({_size(m.memory_bytes)}, {_runs_on(m)})" for m in models)
+    listed = ", ".join(
+        f"{plain(m.name)} ({_size(m.memory_bytes)}, {_runs_on(m)}{_loaded_by(k, who)})" for k, m in held
+    )
     return f"In memory: {listed} · {_size(total)}" if len(models) > 1 else f"In memory: {listed}"
+
+
+def _loaded_by(key: object, who: sharing.Access) -> str:
+    """On a shared server, who loaded the model: you, the operator or a guest."""
+    if not who.shared:
+        return ""
+    operator, owner = _LOADED_BY.get(key, (True, ""))  # type: ignore[arg-type]
+    if owner and owner == who.owner:
+        return "; loaded by you"
+    return "; loaded by the operator" if operator else "; loaded by a guest"
 
 
 def _runs_on(model: LoadedModel) -> str:
@@ -230,7 +386,8 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
     except TwinlensError as exc:
         show_error(exc)
         last_good = st.session_state.get(LAST_GOOD_KEY)
-        if isinstance(exc, ModelLoadError) and last_good and last_good != request.model:
+        refused = isinstance(exc, (ModelLoadError, sharing.AccessError))
+        if refused and last_good and last_good != request.model:
             st.button(f"Back to the last model that worked: {plain(last_good)}",
                       on_click=submit, args=(replace(request, model=last_good),))
         return None
@@ -327,7 +484,7 @@ def save_form(request: Request, comparison: Comparison) -> None:
             history = open_history()
             if history is not None:
                 try:
-                    saved_id = history.save(name, request.to_dict(), comparison)
+                    saved_id = history.save(name, request.to_dict(), comparison, owner=access().owner)
                     st.success(f"Saved as #{saved_id}. Reopen it on the History page.")
                 except HistoryError as exc:
                     show_error(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from app_helpers import submit
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from lib.app.history import DB_NAME, History
 
@@ -84,3 +85,88 @@ def test_damaged_database_is_reported_and_a_fresh_one_used(app, data):
     assert "set aside" in app.error[0].value
     assert "Nothing saved yet" in app.info[0].value
     assert len(list(data.glob(f"{DB_NAME}.corrupt-*"))) >= 1
+
+
+def _save_two(app, tiny_folders):
+    """Two saved comparisons: #1 'france' (A, B) and #2 'other' (A, 'Another prompt')."""
+    submit(app, model=str(tiny_folders["gpt2"]), a=A, b=B, k=3)
+    _save(app, "france")
+    submit(app, b="Another prompt")
+    _save(app, "other")
+    app.switch_page(HISTORY).run()
+    assert not app.exception
+
+
+def _selector(app):
+    [selector] = [s for s in app.main.selectbox if s.label == "Saved comparison"]
+    return selector
+
+
+def _choose(app, saved_id: int):
+    _selector(app).set_value(saved_id).run()
+    assert not app.exception
+
+
+def _as_the_browser_holds_it(selectbox, widget_id: str, label: str) -> None:
+    """Make AppTest answer as the browser does for the selector it showed as `widget_id`: with the
+    text of the option it showed (`label`, the name from before a rename), not the option's id.
+    A selector with another id is a widget the browser had not seen: it answers normally."""
+    if selectbox.id != widget_id:
+        return
+    stale = WidgetState(id=widget_id, string_value=label)
+    selectbox.__class__ = type(
+        "StaleSelectbox", (type(selectbox),), {"_widget_state": property(lambda _: stale)}
+    )
+
+
+def test_after_a_rename_delete_targets_the_renamed_comparison(app, data, tiny_folders):
+    _save_two(app, tiny_folders)
+    _choose(app, 1)
+    shown, shown_id = _selector(app).options[1], _selector(app).id
+    assert shown.startswith("#1")
+    app.main.text_input(key="rename-1").input("france renamed")
+    [rename] = [b for b in app.main.button if b.label == "Rename"]
+    rename.click().run()
+    assert _selector(app).value == 1
+    [delete] = [b for b in app.main.button if b.label.startswith("🗑")]
+    _as_the_browser_holds_it(_selector(app), shown_id, shown)
+    delete.click().run()
+    warning = app.warning[0].value
+    assert "#1" in warning and "france renamed" in warning and A in warning and B in warning
+    assert "#2" not in warning
+    [yes] = [b for b in app.main.button if b.label == "Yes, delete"]
+    yes.click().run()
+    assert not app.exception
+    assert [e.name for e in History(data).list()] == ["other"]
+    assert _selector(app).value == 2  # on the one left
+
+
+def test_after_a_delete_the_selection_moves_to_its_neighbour_and_stays_on_it(app, data, tiny_folders):
+    _save_two(app, tiny_folders)
+    _choose(app, 2)
+    [delete] = [b for b in app.main.button if b.label.startswith("🗑")]
+    delete.click().run()
+    [yes] = [b for b in app.main.button if b.label == "Yes, delete"]
+    yes.click().run()
+    assert _selector(app).value == 1
+    _choose(app, 1)
+    app.main.text_input(key="rename-1").input("still one")
+    [rename] = [b for b in app.main.button if b.label == "Rename"]
+    rename.click().run()
+    assert _selector(app).value == 1
+    assert [t.value for t in app.text] == [A, B]
+
+
+def test_open_in_all_pages_loads_it_into_the_sidebar_and_the_url(app, data, tiny_folders):
+    _save_two(app, tiny_folders)
+    _choose(app, 1)
+    submit(app, b="Something else entirely")
+    app.switch_page(HISTORY).run()
+    _choose(app, 1)
+    [open_all] = [b for b in app.main.button if b.label.startswith("Open in all pages")]
+    open_all.click().run()
+    assert not app.exception
+    assert app.sidebar.text_area(key="prompt_b").value == B
+    assert app.query_params["b"] == B and app.query_params["a"] == A
+    app.switch_page("pages/compare.py").run()
+    assert [t.value for t in app.text][:2] == [A, B]

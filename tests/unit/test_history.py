@@ -205,3 +205,35 @@ def test_database_from_a_newer_twinlens_is_left_untouched(tmp_path):
     with pytest.raises(HistoryError, match="newer twinlens"):
         History(tmp_path)
     assert path.read_bytes() == before
+
+
+def test_a_database_from_before_ownership_gains_the_column_and_its_saves_are_the_operators(
+    tmp_path, comparison
+):
+    from lib.app.access import AccessError, Policy
+
+    with sqlite3.connect(tmp_path / DB_NAME) as db:  # the table as twinlens wrote it before sharing
+        db.execute(
+            "CREATE TABLE comparisons (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
+            "saved_at TEXT NOT NULL, model TEXT NOT NULL, prompt_a TEXT NOT NULL, prompt_b TEXT NOT NULL, "
+            "settings TEXT NOT NULL, result TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO comparisons (name, saved_at, model, prompt_a, prompt_b, settings, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("old", "2026-01-01T00:00:00+00:00", "tiny", FRANCE, ITALY, json.dumps(SETTINGS),
+             json.dumps(comparison.to_dict())),
+        )
+    history = History(tmp_path)
+    [old] = history.list()
+    assert old.name == "old" and old.owner == "" and "owner" not in old.to_dict()
+    policy = Policy.make("0.0.0.0", {"TWINLENS_OPERATOR_TOKEN": "secret"})
+    guest, operator = policy.access(None, "tab"), policy.access("secret", "op")
+    with pytest.raises(AccessError):
+        history.rename(old.id, "taken", by=guest)
+    new = history.save("new", SETTINGS, comparison, owner=guest.owner)
+    assert history.get(new).entry.owner == "tab"
+    history.rename(new, "mine", by=guest)
+    history.rename(old.id, "kept", by=operator)
+    assert [e.name for e in history.list()] == ["mine", "kept"]
+    assert history.get(old.id).comparison() == comparison

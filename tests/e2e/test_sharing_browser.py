@@ -1,0 +1,176 @@
+"""twinlens shared on a network, in a real browser: the server is started the way `make run
+HOST=…` starts it (`python -m lib.app.serve`), bound to 127.0.0.1 but told it is shared
+(`TWINLENS_SHARED=1`, as behind a reverse proxy), so no test opens a port to the network. A
+browser that opens the address is a guest; one that opens the operator link the launcher printed
+is the operator, and the secret leaves its address bar. On the History page, after a rename,
+Delete… asks about the renamed comparison (the browser keeps the option's old text)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
+
+from scripts.browser import ROOT, _healthy, chromium, free_port, settle, view_url
+
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/\?token=([A-Za-z0-9_-]+)")
+SIDEBAR = "[data-testid=stSidebar]"
+ERROR = "[data-testid=stMain] [data-testid=stAlertContentError]"
+
+
+@contextmanager
+def shared_server(log: Path, listed: Path, data: Path, launcher: bool = True,
+                  timeout: float = 120) -> Iterator[str]:
+    """A server on 127.0.0.1 with TWINLENS_SHARED=1, started by the launcher (`python -m
+    lib.app.serve`) or by plain `streamlit run`; yields its base URL (its output goes to `log`)."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TWINLENS_SHARED": "1",
+           "TWINLENS_MODELS": str(listed), "TWINLENS_DATA": str(data)}
+    env.pop("TWINLENS_OPERATOR_TOKEN", None)
+    env.pop("ALLOW_REMOTE_EXPERT", None)
+    if launcher:
+        command = [sys.executable, "-m", "lib.app.serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.address", "127.0.0.1",
+                   "--server.port", str(port), "--server.headless", "true"]
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while not _healthy(base):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the shared server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def printed_link(log: Path, timeout: float = 60) -> str:
+    """The operator link the server printed in `log`."""
+    deadline = time.monotonic() + timeout
+    while not (found := LINK.search(log.read_text())):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+    return found.group(0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_folders):
+    root = tmp_path_factory.mktemp("shared-server")
+    with shared_server(root / "server.log", tiny_folders["gpt2"].parent, root / "data") as base:
+        yield base, printed_link(root / "server.log")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
+
+
+def sidebar_text(page) -> str:
+    return page.locator(SIDEBAR).inner_text()
+
+
+def test_a_browser_without_the_link_is_a_guest(server, browser, tiny_folders):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base)
+    page.locator(SIDEBAR).get_by_text("You are a guest").wait_for(timeout=180_000)
+    settle(page)
+    assert "Expert" not in sidebar_text(page) and "Trust remote code" not in sidebar_text(page)
+    page.goto(view_url(base, "pages/compare.py", {"model": "/etc", "a": "x", "b": "y"}, default=True))
+    error = page.locator(ERROR).first
+    error.wait_for(timeout=180_000)
+    settle(page)
+    assert "not available on this shared twinlens" in error.inner_text()
+    query = {"model": str(tiny_folders["gpt2"]), "a": "The capital of France is", "b": "Italy is"}
+    page.goto(view_url(base, "pages/compare.py", query, default=True))
+    page.locator(SIDEBAR).get_by_text("loaded by you").wait_for(timeout=180_000)
+    assert page.locator(ERROR).count() == 0
+    page.close()
+
+
+def test_the_operator_link_gives_every_option_and_leaves_the_address_bar(server, browser):
+    base, link = server
+    page = browser.new_page()
+    page.goto(link)
+    page.locator(SIDEBAR).get_by_text("You are the operator").wait_for(timeout=180_000)
+    settle(page)
+    assert "token" not in page.url
+    page.locator(SIDEBAR).get_by_text("Expert: options that run a model's code").click()
+    page.locator(SIDEBAR).get_by_text("Trust remote code").wait_for(timeout=30_000)
+    page.goto(base)  # a reload without the link starts a new session: a guest again
+    page.locator(SIDEBAR).get_by_text("You are a guest").wait_for(timeout=180_000)
+    page.close()
+
+
+def test_a_wrong_secret_is_a_guest(server, browser):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(f"{base}/?token=not-the-secret")
+    page.locator(SIDEBAR).get_by_text("does not match").wait_for(timeout=180_000)
+    settle(page)
+    assert "You are a guest" in sidebar_text(page) and "Expert" not in sidebar_text(page)
+    page.close()
+
+
+def test_history_delete_after_a_rename_asks_about_the_renamed_comparison(server, browser, tiny_folders):
+    """One operator session (a page load would start a guest's): save a comparison twice, under two
+    names; rename #1, press Delete…: the confirmation names #1 with its new name and its prompts."""
+    _, link = server
+    page = browser.new_page()
+    query = {"model": str(tiny_folders["gpt2"]), "a": "The capital of France is",
+             "b": "The capital of Italy is", "k": "3"}
+    page.goto(f"{link}&{urlencode(query)}")
+    page.locator(SIDEBAR).get_by_text("You are the operator").wait_for(timeout=180_000)
+    page.get_by_label("Name").wait_for(timeout=180_000)
+    settle(page)
+    for name in ("first pair", "second pair"):  # two saves of this comparison under two names
+        page.get_by_label("Name").fill(name)
+        page.get_by_role("button", name="Save").click()
+        page.get_by_text("Saved as #").wait_for(timeout=60_000)
+        settle(page)
+    page.locator(SIDEBAR).get_by_role("link", name="History").click()
+    page.get_by_role("heading", name="History").wait_for(timeout=60_000)
+    settle(page)
+    page.locator("[data-testid=stMain] [data-testid=stSelectbox]").click()
+    page.get_by_role("option", name=re.compile(r"^#1 · ")).click()
+    settle(page)
+    page.locator("[data-testid=stMain]").get_by_label("Name").fill("first, renamed")
+    page.get_by_role("button", name="Rename").click()
+    settle(page)
+    page.get_by_role("button", name="Delete…").click()
+    settle(page)
+    warning = page.locator("[data-testid=stAlertContentWarning]").first.inner_text()
+    assert "#1" in warning and "first, renamed" in warning and "Italy" in warning, warning
+    assert "second pair" not in warning
+    page.close()
+
+
+def test_plain_streamlit_run_beyond_loopback_prints_an_operator_link_itself(browser, tmp_path, tiny_folders):
+    """Started without the launcher: the first browser is a guest, and the server's console then
+    shows an operator link made up for this process."""
+    log = tmp_path / "server.log"
+    with shared_server(log, tiny_folders["gpt2"].parent, tmp_path / "data", launcher=False) as base:
+        page = browser.new_page()
+        page.goto(base)
+        page.locator(SIDEBAR).get_by_text("You are a guest").wait_for(timeout=180_000)
+        page.goto(printed_link(log))
+        page.locator(SIDEBAR).get_by_text("You are the operator").wait_for(timeout=180_000)
+        page.close()
