@@ -5,8 +5,10 @@ Every family hides them under other names (GPT-2's `transformer.h` / `ln_f`, Lla
 GPT-NeoX's `gpt_neox.layers` / `final_layer_norm` / `embed_out`). `find_architecture` looks them up
 generically and raises `ArchitectureError`, naming the family, when a model does not fit;
 `check_lens` then runs a few tokens once to prove that the parts found reproduce the model's own
-logits, so a family with an output step twinlens does not know (Cohere's logit scale, say) is
-refused at load time instead of showing a lens that is quietly wrong.
+logits, so a family with an output step twinlens does not know is refused at load time instead
+of showing a lens that is quietly wrong. The output steps transformers' causal LMs take after the
+unembedding are read from the config (`output_scale`): Cohere's and Cohere-2's `logit_scale`
+(logits · s), Granite's `logits_scaling` (logits / s), Gemma-2/3's final soft-cap.
 
 Verified on tiny random models of GPT-2, GPT-Neo, GPT-NeoX, OPT, Llama, Mistral, Qwen2, Gemma,
 Gemma-2 and Phi-3 (`make matrix` writes docs/support_matrix.md from those tests).
@@ -65,7 +67,7 @@ class Architecture:
     """The modules the residual stream passes through, found on one loaded model.
 
     `blocks[i]` maps residual ℓ=i to ℓ=i+1; the lens reads residual h as
-    `softcap(unembed(project_out(final_norm(h))))`, the same path the model's own logits take.
+    `softcap(scale · unembed(project_out(final_norm(h))))`, the same path the model's own logits take.
     """
 
     family: str
@@ -77,6 +79,7 @@ class Architecture:
     logit_softcap: float | None  # Gemma-2/3: logits = cap · tanh(logits / cap)
     parts: tuple[BlockParts, ...] | None = None  # None: the blocks' insides are not recognised
     n_heads: int | None = None  # query heads per block
+    logit_scale: float | None = None  # Cohere: logits · logit_scale; Granite: logits / logits_scaling
 
     def block_parts(self, layer: int) -> BlockParts:
         """The parts of block `layer`, or `ArchitectureError` when this family's are unknown."""
@@ -98,7 +101,13 @@ class Architecture:
             h = self.final_norm(h)
         if self.project_out is not None:
             h = self.project_out(h)
-        logits = self.unembed(h).float()
+        return self.transform_logits(self.unembed(h))
+
+    def transform_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The family's output step after the unembedding (scale, then soft-cap), in float32."""
+        logits = logits.float()
+        if self.logit_scale is not None:
+            logits = logits * self.logit_scale
         if self.logit_softcap:
             logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
         return logits
@@ -154,7 +163,20 @@ def find_architecture(model: nn.Module) -> Architecture:
         project_out=project_out if isinstance(project_out, nn.Module) else None,
         unembed=unembed,
         logit_softcap=float(softcap) if softcap else None,
+        logit_scale=output_scale(text_config),
     )
+
+
+def output_scale(config: object) -> float | None:
+    """The factor a family multiplies its logits by after the unembedding, from its config:
+    Cohere / Cohere-2 `logit_scale` (×), Granite and Granite-MoE `logits_scaling` (÷); None = 1."""
+    scale = getattr(config, "logit_scale", None)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 1:
+        return float(scale)
+    divisor = getattr(config, "logits_scaling", None)
+    if isinstance(divisor, (int, float)) and not isinstance(divisor, bool) and divisor not in (0, 1):
+        return 1.0 / float(divisor)
+    return None
 
 
 def _first_module(owner: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
@@ -204,7 +226,9 @@ def _declares_no_final_norm(base: nn.Module) -> bool:
 
 def lens_tolerance(dtype: torch.dtype) -> float:
     """The largest |Δp| allowed between the lens at the last layer and the model's own output."""
-    return 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
+    if dtype in (torch.float32, torch.float64):
+        return 1e-4
+    return 4e-2 if dtype == torch.bfloat16 else 2e-2  # bfloat16 keeps 8 mantissa bits, float16 11
 
 
 @torch.inference_mode()
