@@ -270,6 +270,10 @@ class _remote_errors:
     def __enter__(self) -> None:
         if self.remote is True:
             check_remote_ready(self.remote)
+            from nnsight import CONFIG
+
+            CONFIG.API.APIKEY = api_key()  # read now: the variable may have been set after import
+            CONFIG.APP.REMOTE_LOGGING = False  # nnsight's status lines would mix into printed JSON
 
     def __exit__(self, kind, exc, tb) -> bool:
         if exc is None or self.remote is not True or isinstance(exc, (RemoteError, SettingsError)):
