@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .architecture import Architecture, check_lens, find_architecture
+from .architecture import Architecture, check_lens, check_parts, find_architecture
 from .backend import Backend
 from .errors import ModelLoadError, RemoteError, SettingsError
 from .hooks import HooksBackend
@@ -253,8 +253,9 @@ def _load_local(
         torch_device = _input_device(model, torch_device)
     model.eval()
     architecture = find_architecture(model)
-    probe = tokenizer(_PROBE_TEXT)["input_ids"] or [0]
-    check_lens(model, architecture, torch.tensor([probe], device=torch_device))
+    probe = torch.tensor([tokenizer(_PROBE_TEXT)["input_ids"] or [0]], device=torch_device)
+    check_lens(model, architecture, probe)
+    architecture = check_parts(model, architecture, probe)
     loaded = LoadedModel(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,
