@@ -236,8 +236,10 @@ def patch_captures(
     """The patching grid from two prompts already run; `rows` overrides the patches per pass."""
     answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
 
+    answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
+
     def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_ref.id].double() - logits[..., wrong_ref.id].double()
+        return logits[..., answer_id].double() - logits[..., wrong_id].double()
 
     metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
     if abs(metric_a - metric_b) < MIN_METRIC_GAP:

@@ -93,6 +93,12 @@ class NnsightBackend:
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
         self.envoy = envoy if envoy is not None else wrap(loaded)
+        if remote:
+            # NDIF has no twinlens installed: the code a trace calls (Intervention.apply, a view's
+            # reduce) is shipped by value, as source, with each request
+            from nnsight import register
+
+            register(__name__.split(".")[0])
         self._paths = {id(m): name for name, m in loaded.model.named_modules()}
         forward = inspect.signature(loaded.model.forward).parameters
         self._logits_to_keep = "logits_to_keep" in forward

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+import nnsight
 import pytest
 import torch
 
@@ -144,6 +145,8 @@ def test_remote_serialization_path_gives_the_same_results(tiny_models, tiny_fold
 
     def reduce(run: Run) -> dict:
         return {"logits": run.logits, "norms": [run.activations[s].norm().item() for s in sites]}
+
+    nnsight.register(__name__)  # the server has no tests: this function is shipped as source
 
     a = local.backend.run(ids, sites=sites, interventions=changes, reduce=reduce)
     b = remote.backend.run(ids, sites=sites, interventions=changes, reduce=reduce)
