@@ -215,3 +215,17 @@ def test_max_memory_flag_is_parsed(text, parsed):
 def test_bad_max_memory_is_refused_plainly(text):
     with pytest.raises(SettingsError, match="is not a memory limit: write device=amount"):
         parse_max_memory(text)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--max-memory", "cpu=lots", "--device-map", "auto"), "is not a memory limit"),
+        (("--device-map", "everywhere"), "Unknown device map 'everywhere'"),
+        (("--max-memory", "cpu=2GB"), "add --device-map auto"),
+    ],
+)
+def test_cli_bad_placement_flags_print_one_line(tiny_folders, capsys, monkeypatch, flags, message):
+    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
+    code, out, err = _cli(capsys, "compare", "a", "b", "--model", str(tiny_folders["gpt2"]), *flags)
+    assert code == 1 and out == "" and err.strip().count("\n") == 0 and message in err, err
