@@ -361,3 +361,18 @@ def check_hosted(spec: str) -> None:
             f"NDIF does not host '{spec}' right now. It runs: {shown or 'no models at the moment'}. "
             "Pick one of those, or run the model locally."
         )
+
+
+def _unmount_save() -> None:
+    """Importing nnsight mounts a `.save` method on every Python object in the process, which
+    other code probing `hasattr(x, "save")` would then misread; twinlens calls `nnsight.save(x)`,
+    so the mount is taken off again."""
+    import nnsight
+    from nnsight._c import unmount
+
+    if unmount is not None and nnsight.CONFIG.APP.PYMOUNT:
+        unmount("save")
+        nnsight.CONFIG.APP.PYMOUNT = False
+
+
+_unmount_save()

@@ -176,3 +176,10 @@ def _numbers(value) -> list[float]:
     if isinstance(value, (list, tuple)):
         return [x for v in value for x in _numbers(v)]
     return []
+
+
+def test_nnsight_leaves_no_save_method_on_every_object():
+    """nnsight mounts `.save` on `object` when imported; the backend takes it off again."""
+    import lib.core.nnsight_backend  # noqa: F401
+
+    assert not hasattr(object(), "save") and not hasattr(3, "save")
