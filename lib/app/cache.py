@@ -39,6 +39,7 @@ class ModelKey:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    backend: str = "local"  # how it runs: "local" (hooks) or "nnsight" (issue 15); same results
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Results:
     def model(self, key: ModelKey) -> LoadedModel:
         return self.models.get(key, lambda: load_model(
             key.spec, device=key.device, dtype=key.dtype,
-            trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
+            trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle, backend=key.backend,
         ))
 
     def capture(self, run: RunKey) -> Capture:

@@ -69,6 +69,7 @@ def use_example(example: Example) -> None:
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
+            backend=str(state.get("backend", Request.backend)),
         )
     )
 
@@ -107,6 +108,14 @@ TRUST_REMOTE_CODE_HELP = (
 ALLOW_PICKLE_HELP = (
     "Reads pytorch_model.bin weights with pickle, which can run code hidden in the file: only for "
     "files you trust. Off by default; safetensors weights never need it."
+)
+
+
+BACKEND_HELP = (
+    "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
+    "Models too big for this machine run on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, "
+    "Llama-3.1-70B and Llama-3.1-405B: from the command line for now, with --remote and the API key in "
+    "NDIF_API_KEY (docs/scale.md)."
 )
 
 
