@@ -64,6 +64,7 @@ def sidebar() -> None:
                 help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
             )
             right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
+            st.radio("Backend", ("local", "nnsight"), key="backend", horizontal=True, help=ui.BACKEND_HELP)
             if who.expert:  # a guest is not shown them (and ui refuses them where models load)
                 with st.expander("Expert: options that run a model's code"):
                     st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)

@@ -14,6 +14,8 @@ memory) measured in this one run, on the embedded model, so the machine's speed 
   forward pass of one prompt; p4_peak_rss_gb: peak RSS of a fresh process doing that comparison.
 - p5_forward_passes_on_view_change: forward passes while only display controls change after a
   comparison (the app driven with streamlit's AppTest).
+- p15_nnsight_compare_ratio, p15_nnsight_patch_ratio: the nnsight backend run locally ÷ the hooks
+  backend, for the comparison and the France/Italy patching grid (bench/bench_nnsight.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ TARGETS = {  # figure → (comparison, bound)
     "p4_long_first_view_ratio": ("<=", 3.0),
     "p4_peak_rss_gb": ("<=", 3.0),
     "p5_forward_passes_on_view_change": ("==", 0),
+    "p15_nnsight_compare_ratio": ("<=", 1.25),
+    "p15_nnsight_patch_ratio": ("<=", 1.25),
 }
 
 
@@ -270,6 +274,11 @@ def main(only: list[str]) -> int:
     if found is not None:
         results["figures"].update(found["figures"])
         results["details"]["patching"] = found["details"]
+    from bench import bench_nnsight  # issue 15: the nnsight backend locally ÷ the hooks backend
+
+    found = bench_nnsight.run()
+    results["figures"].update({k: v for k, v in found.items() if k.startswith("p15_")})
+    results["details"]["nnsight"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

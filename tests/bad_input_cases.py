@@ -97,7 +97,7 @@ def build_model_cases(root: Path, good: Path) -> dict[str, ModelCase]:
                                                           "AutoModelForCausalLM": "custom.Model"})
     (remote / "config.json").write_text(json.dumps(config))
 
-    unsupported = build_tiny_model("cohere", root / "unsupported_architecture")
+    unsupported = build_tiny_model("lfm2", root / "unsupported_architecture")
 
     cases = [
         ModelCase("invalid_model_id", "no such model!", "nor a valid model id"),
@@ -111,7 +111,7 @@ def build_model_cases(root: Path, good: Path) -> dict[str, ModelCase]:
         ModelCase("missing_tensors", str(missing), "do not match its config"),
         ModelCase("pickle_weights_only", str(pickle_only), "pickle"),
         ModelCase("remote_code", str(remote), "trust remote code"),
-        ModelCase("unsupported_architecture", str(unsupported), "cannot read models of type 'cohere'"),
+        ModelCase("unsupported_architecture", str(unsupported), "cannot read models of type 'lfm2'"),
     ]
     assert tuple(c.name for c in cases) == MODEL_CASE_NAMES
     return {case.name: case for case in cases}

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tiny import FAMILIES, UNSUPPORTED  # noqa: E402
+from tiny import EXTRA_FAMILIES, FAMILIES, UNSUPPORTED  # noqa: E402
 
 # model_type → (name people know, typical hub checkpoints of that type; these are not downloaded)
 KNOWN_AS = {
@@ -42,6 +42,38 @@ KNOWN_AS = {
     "phi3": ("Phi-3", "microsoft/Phi-3-mini-4k-instruct"),
     "bert": ("BERT as a decoder", "bert-base-uncased (BertLMHeadModel)"),
     "cohere": ("Cohere / Command-R", "CohereForAI/c4ai-command-r-v01"),
+    "lfm2": ("LFM2", "LiquidAI/LFM2-350M"),
+    "qwen3": ("Qwen3", "Qwen/Qwen3-0.6B"),
+    "gemma3_text": ("Gemma-3 (text)", "google/gemma-3-1b-pt"),
+    "olmo": ("OLMo", "allenai/OLMo-1B-hf"),
+    "olmo2": ("OLMo-2", "allenai/OLMo-2-0425-1B"),
+    "mixtral": ("Mixtral (MoE)", "mistralai/Mixtral-8x7B-v0.1"),
+    "qwen2_moe": ("Qwen2-MoE", "Qwen/Qwen1.5-MoE-A2.7B"),
+    "qwen3_moe": ("Qwen3-MoE", "Qwen/Qwen3-30B-A3B"),
+    "olmoe": ("OLMoE", "allenai/OLMoE-1B-7B-0924"),
+    "granite": ("Granite", "ibm-granite/granite-3.1-2b-base"),
+    "granitemoe": ("Granite-MoE", "ibm-granite/granite-3.1-1b-a400m-base"),
+    "cohere2": ("Cohere-2 / Command-R7B", "CohereForAI/c4ai-command-r7b-12-2024"),
+    "falcon": ("Falcon", "tiiuae/falcon-7b"),
+    "bloom": ("BLOOM", "bigscience/bloom-560m"),
+    "gptj": ("GPT-J", "EleutherAI/gpt-j-6b"),
+    "starcoder2": ("StarCoder2", "bigcode/starcoder2-3b"),
+    "gpt_bigcode": ("GPT-BigCode / StarCoder", "bigcode/starcoderbase-1b"),
+    "phi": ("Phi-1/2", "microsoft/phi-2"),
+    "stablelm": ("StableLM", "stabilityai/stablelm-2-1_6b"),
+    "persimmon": ("Persimmon", "adept/persimmon-8b-base"),
+    "smollm3": ("SmolLM3", "HuggingFaceTB/SmolLM3-3B"),
+    "glm": ("GLM-4", "THUDM/glm-4-9b-hf"),
+    "exaone4": ("EXAONE-4", "LGAI-EXAONE/EXAONE-4.0-1.2B"),
+    "nemotron": ("Nemotron", "nvidia/Minitron-4B-Base"),
+    "biogpt": ("BioGPT", "microsoft/biogpt"),
+    "xglm": ("XGLM", "facebook/xglm-564M"),
+    "mpt": ("MPT", "mosaicml/mpt-7b"),
+    "mamba": ("Mamba", "state-spaces/mamba-130m-hf"),
+    "recurrent_gemma": ("RecurrentGemma", "google/recurrentgemma-2b"),
+    "rwkv": ("RWKV-4", "RWKV/rwkv-4-169m-pile"),
+    "minimax": ("MiniMax-Text", "MiniMaxAI/MiniMax-Text-01-hf"),
+    "jamba": ("Jamba", "ai21labs/AI21-Jamba-Mini-1.6"),
 }
 _PARAMS = re.compile(r"^(?P<test>[^\[]+)\[(?P<params>.+)\]$")
 
@@ -70,7 +102,7 @@ def read_report(report: Path) -> tuple[dict[str, FamilyResult], dict[str, str]]:
     """family → its results, and the name → file of every test run on the supported families."""
     families: dict[str, FamilyResult] = defaultdict(FamilyResult)
     files: dict[str, str] = {}
-    known = set(FAMILIES) | set(UNSUPPORTED)
+    known = set(FAMILIES) | set(UNSUPPORTED) | set(EXTRA_FAMILIES)
     for case in ET.parse(report).getroot().iter("testcase"):
         match = _PARAMS.match(case.get("name", ""))
         family = next((p for p in match["params"].split("-") if p in known), None) if match else None
@@ -128,6 +160,33 @@ def render(families: dict[str, FamilyResult], files: dict[str, str], versions: s
         lines.append(
             f"| {name} | `{family}` | {result.properties.get('hf_class', '—')} | {examples} | "
             f"{len(result.passed)}/{total} | {_dp(result.properties.get('max_abs_dp'))} | {verdict} |"
+        )
+    lines += [
+        "",
+        "## More decoder families",
+        "",
+        "Each is checked by the lens = model invariant, the named sites (where twinlens reads a "
+        "block's attention and MLP, resid_post − resid_pre = attn_out + mlp_out; where it does not, "
+        "the reason) and nnsight parity (tests/unit/test_more_families.py); the rest of the suite "
+        "runs on the families above.",
+        "",
+        "| Family | model_type | transformers class | Typical checkpoints | Tests passed | "
+        "max abs Δp, lens at last layer vs model | Attention / MLP sites | Result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for family in EXTRA_FAMILIES:
+        result = families.get(family, FamilyResult())
+        name, examples = KNOWN_AS.get(family, (family, ""))
+        total = len(result.passed) + len(result.failed)
+        verdict = "not run" if not total else (
+            "fails: " + ", ".join(f"`{t}`" for t in sorted(set(result.failed))) if result.failed
+            else "supported"
+        )
+        sites = result.properties.get("sites", "—").replace("|", "\\|")
+        lines.append(
+            f"| {name} | `{family}` | {result.properties.get('hf_class', '—')} | {examples} | "
+            f"{len(result.passed)}/{total} | {_dp(result.properties.get('max_abs_dp'))} | {sites} | "
+            f"{verdict} |"
         )
     lines += [
         "",

@@ -102,15 +102,55 @@ def config_for(family: str, tokenizer):
             num_hidden_layers=3, hidden_size=64, num_attention_heads=4, intermediate_size=128,
             max_position_embeddings=128, is_decoder=True, **c,
         )
-    if family == "cohere":  # Llama-like, but multiplies its logits by logit_scale
+    if family == "cohere":  # Llama-like, but multiplies its logits by logit_scale (read, since issue 15)
         return tf.CohereConfig(**llama_like)
+    if family in EXTRA_FAMILIES or family == "lfm2":
+        return extra_config(family, tokenizer)
     raise KeyError(family)
+
+
+# More decoder families for the support matrix (tests/unit/test_more_families.py): each is checked
+# by the lens = model invariant, the named sites and nnsight parity only, so the main suite does
+# not run every test once more per family. Built from transformers' own config class with the
+# small sizes below and the overrides that make each family's peculiarity show.
+EXTRA_FAMILIES = (
+    "qwen3", "gemma3_text", "olmo", "olmo2", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granite",
+    "granitemoe", "cohere", "cohere2", "falcon", "bloom", "gptj", "starcoder2", "gpt_bigcode", "phi",
+    "stablelm", "persimmon", "smollm3", "glm", "exaone4", "nemotron", "biogpt", "xglm", "mpt", "mamba",
+    "recurrent_gemma", "rwkv", "minimax", "jamba",
+)
+_EXTRA_OVERRIDES: dict[str, dict] = {
+    # Granite's multipliers: embeddings ×6, each branch ×0.5 before it is added, logits ÷ 4
+    "granite": dict(logits_scaling=4.0, embedding_multiplier=6.0, attention_multiplier=0.1,
+                    residual_multiplier=0.5),
+    "cohere2": dict(logit_scale=0.5),
+    "gptj": dict(rotary_dim=8),
+    "falcon": dict(head_dim=None),
+    "rwkv": dict(attention_hidden_size=64),
+    "recurrent_gemma": dict(
+        logits_soft_cap=3.0, lru_width=64, block_types=["recurrent", "attention", "recurrent"]
+    ),
+}
+
+
+def extra_config(family: str, tokenizer):
+    """A small config of one of EXTRA_FAMILIES: 3 layers, width 64, 4 heads, 4 experts (2 active)."""
+    from transformers import AutoConfig
+
+    sizes = dict(
+        num_hidden_layers=3, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, head_dim=16, num_local_experts=4,
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32,
+        **_common(tokenizer),
+    )
+    sizes.update(_EXTRA_OVERRIDES.get(family, {}))
+    return AutoConfig.for_model(family, **{k: v for k, v in sizes.items() if v is not None})
 
 
 FAMILIES = (
     "gpt2", "gpt_neo", "gpt_neox", "opt", "llama", "mistral", "qwen2", "gemma", "gemma2", "phi3",
 )
-UNSUPPORTED = ("bert", "cohere")  # load_model must refuse these, naming the family
+UNSUPPORTED = ("bert", "lfm2")  # load_model must refuse these, naming the family
 
 
 def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None, **overrides) -> Path:

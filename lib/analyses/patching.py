@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.backend import Intervention
+from ..core.backend import Intervention, Run
 from ..core.capture import Capture, capture
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
@@ -143,9 +143,11 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
 
 
 def _patched_logit_chunks(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
+    reduce: Callable[[Run], torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass.
+    """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass (or
+    `reduce(run)` of each pass, computed where the run happens).
 
     Each pass holds the model's lock only while it runs; between passes other sessions may run,
     and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
@@ -157,8 +159,9 @@ def _patched_logit_chunks(
         run = loaded.backend.run(
             input_ids.expand(len(chunk), -1),
             interventions=patch_interventions(cap_a, chunk, loaded.n_layers),
+            reduce=reduce,
         )
-        yield run.logits
+        yield run.logits if reduce is None else run
 
 
 def patched_logits(
@@ -233,8 +236,10 @@ def patch_captures(
     """The patching grid from two prompts already run; `rows` overrides the patches per pass."""
     answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
 
+    answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
+
     def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_ref.id].double() - logits[..., wrong_ref.id].double()
+        return logits[..., answer_id].double() - logits[..., wrong_id].double()
 
     metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
     if abs(metric_a - metric_b) < MIN_METRIC_GAP:
@@ -244,8 +249,10 @@ def patch_captures(
         )
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
     raw: list[float] = []
-    for logits in _patched_logit_chunks(loaded, cap_a, cap_b, patches, rows):
-        raw.extend(metric(logits).tolist())
+    # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
+    # patched row, not its [vocab] logits
+    for values in _patched_logit_chunks(loaded, cap_a, cap_b, patches, rows, lambda run: metric(run.logits)):
+        raw.extend(values.tolist())
         if progress is not None:
             progress(len(raw) / len(patches))
     width = len(positions)

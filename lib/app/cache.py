@@ -39,6 +39,14 @@ class ModelKey:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    backend: str = "local"  # how it runs: "local" (hooks) or "nnsight" (issue 15); same results
+
+    def load(self) -> LoadedModel:
+        """The model these settings name (a model still in use with them is returned again)."""
+        return load_model(
+            self.spec, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+            allow_pickle=self.allow_pickle, backend=self.backend,
+        )
 
 
 @dataclass(frozen=True)
@@ -125,10 +133,7 @@ class Results:
         self.values = ResultCache(values)  # every other result: small frozen dataclasses
 
     def model(self, key: ModelKey) -> LoadedModel:
-        return self.models.get(key, lambda: load_model(
-            key.spec, device=key.device, dtype=key.dtype,
-            trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
-        ))
+        return self.models.get(key, key.load)
 
     def capture(self, run: RunKey) -> Capture:
         model = self.model(run.model)

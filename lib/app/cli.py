@@ -27,6 +27,20 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                         help="run Python code shipped with the model (only for code you have read)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="read pickle .bin weights, which can run code (only for files you trust)")
+    _backend_args(parser)
+
+
+def _backend_args(parser: argparse.ArgumentParser) -> None:
+    """Where the model runs (issue 15): backend, NDIF, and a model split across devices."""
+    parser.add_argument("--backend", default="local", choices=("local", "nnsight"),
+                        help="local: PyTorch hooks; nnsight: nnsight traces (same results)")
+    parser.add_argument("--remote", action="store_true",
+                        help="run on NDIF through nnsight (implies --backend nnsight); API key from "
+                        "the NDIF_API_KEY environment variable")
+    parser.add_argument("--device-map", default=None,
+                        help="split a big model across devices: auto, balanced or sequential")
+    parser.add_argument("--max-memory", default=None,
+                        help="with --device-map: memory per device, e.g. 0=20GB,1=20GB,cpu=64GB")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,9 +73,13 @@ def _load(args: argparse.Namespace, spec: str | None = None):
     for flag, on in (("--trust-remote-code", args.trust_remote_code), ("--allow-pickle", args.allow_pickle)):
         if on:
             print(f"warning: {flag} is on: the model's files can run code on this machine.", file=sys.stderr)
+    from ..core.models import parse_max_memory
+
     return load_model(
         args.model if spec is None else spec, device=args.device, dtype=args.dtype,
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+        backend="nnsight" if args.remote else args.backend, remote=args.remote,
+        device_map=args.device_map, max_memory=parse_max_memory(args.max_memory),
     )
 
 

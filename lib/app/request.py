@@ -18,7 +18,7 @@ PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode on
 WIDGET_FIELDS = {
     "model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k",
     "trust_remote_code": "trust_remote_code", "allow_pickle": "allow_pickle",
-    "mode": "mode", "model2": "model2",
+    "mode": "mode", "model2": "model2", "backend": "backend",
 }
 MODES = {"prompts": "two prompts", "models": "two models"}  # Request.mode → what the sidebar says
 MAX_TOP_K = 100
@@ -41,6 +41,7 @@ class Request:
     # "prompts": a and b through `model`; "models": a through `model` (model 1) and `model2`.
     mode: str = "prompts"
     model2: str = ""
+    backend: str = "local"  # "local" (PyTorch hooks) or "nnsight" (nnsight traces), same results
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,14 +49,18 @@ class Request:
     @property
     def model_key(self) -> ModelKey:
         """Model 1 (the only model with two prompts)."""
-        return ModelKey(self.model, self.device, self.dtype, self.trust_remote_code, self.allow_pickle)
+        return ModelKey(
+            self.model, self.device, self.dtype, self.trust_remote_code, self.allow_pickle, self.backend
+        )
 
     @property
     def model2_key(self) -> ModelKey:
         if not self.model2.strip():
             raise SettingsError("Type a second model to compare with (a hub id or a folder).")
         key = self.model_key
-        return ModelKey(self.model2.strip(), key.device, key.dtype, key.trust_remote_code, key.allow_pickle)
+        return ModelKey(
+            self.model2.strip(), key.device, key.dtype, key.trust_remote_code, key.allow_pickle, key.backend
+        )
 
     @property
     def two_models(self) -> bool:

@@ -25,7 +25,7 @@ from ..analyses.compare import Comparison, compare_captures
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
-from ..core.models import LoadedModel, load_model
+from ..core.models import LoadedModel
 from . import access as sharing
 from . import compare_frames as frames
 from . import export
@@ -157,6 +157,7 @@ def use_example(example: Example) -> None:
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
+            backend=str(state.get("backend", Request.backend)),
         )
     )
 
@@ -195,6 +196,14 @@ TRUST_REMOTE_CODE_HELP = (
 ALLOW_PICKLE_HELP = (
     "Reads pytorch_model.bin weights with pickle, which can run code hidden in the file: only for "
     "files you trust. Off by default; safetensors weights never need it."
+)
+
+
+BACKEND_HELP = (
+    "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
+    "Models too big for this machine run on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, "
+    "Llama-3.1-70B and Llama-3.1-405B: from the command line for now, with --remote and the API key in "
+    "NDIF_API_KEY (docs/scale.md)."
 )
 
 
@@ -247,7 +256,7 @@ def get_model(key: ModelKey) -> LoadedModel:
 
         def load() -> LoadedModel:
             try:
-                model = _load(key)
+                model = key.load()
             except TwinlensError as exc:
                 raise who.explain_failure(key.spec, exc) from exc
             if victim is not None:  # make room only once the new model has loaded
@@ -271,13 +280,6 @@ def check_key(key: ModelKey | RunKey, who: sharing.Access | None = None) -> None
     who = who or access()
     who.check_options(model.trust_remote_code, model.allow_pickle)
     who.check_model(model.spec)
-
-
-def _load(key: ModelKey) -> LoadedModel:
-    return load_model(
-        key.spec, device=key.device, dtype=key.dtype,
-        trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
-    )
 
 
 def get_capture(run: RunKey) -> Capture:

@@ -5,8 +5,10 @@ Every family hides them under other names (GPT-2's `transformer.h` / `ln_f`, Lla
 GPT-NeoX's `gpt_neox.layers` / `final_layer_norm` / `embed_out`). `find_architecture` looks them up
 generically and raises `ArchitectureError`, naming the family, when a model does not fit;
 `check_lens` then runs a few tokens once to prove that the parts found reproduce the model's own
-logits, so a family with an output step twinlens does not know (Cohere's logit scale, say) is
-refused at load time instead of showing a lens that is quietly wrong.
+logits, so a family with an output step twinlens does not know is refused at load time instead
+of showing a lens that is quietly wrong. The output steps transformers' causal LMs take after the
+unembedding are read from the config (`output_scale`): Cohere's and Cohere-2's `logit_scale`
+(logits · s), Granite's `logits_scaling` (logits / s), Gemma-2/3's final soft-cap.
 
 Verified on tiny random models of GPT-2, GPT-Neo, GPT-NeoX, OPT, Llama, Mistral, Qwen2, Gemma,
 Gemma-2 and Phi-3 (`make matrix` writes docs/support_matrix.md from those tests).
@@ -14,6 +16,7 @@ Gemma-2 and Phi-3 (`make matrix` writes docs/support_matrix.md from those tests)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +25,10 @@ from torch import nn
 from .errors import ArchitectureError
 
 _BLOCK_PATHS = ("layers", "h", "decoder.layers", "blocks", "language_model.layers")
-_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")
+_NORM_NAMES = (
+    "norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm", "norm_f", "layer_norm", "layernorm",
+    "ln_out",
+)
 _NORM_PARENTS = ("", "decoder.", "language_model.")
 
 
@@ -37,7 +43,7 @@ def _get_path(root: nn.Module, path: str) -> object | None:
 
 _ATTENTION_NAMES = ("self_attn", "attn", "attention")
 _OUT_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "attention.out_proj")
-_MLP_NAMES = ("mlp", "feed_forward", "fc2")
+_MLP_NAMES = ("mlp", "feed_forward", "fc2", "block_sparse_moe")
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,10 @@ class BlockParts:
     out_proj: the attention's output projection; its *input* [batch, pos, heads·d_head] is
         `hook_z`, split by head (GQA, Conv1D and fused-QKV families alike: keys and values are
         shared before this point, the projection always reads one slice per query head).
-    attn_out / mlp_out: the modules whose outputs the block adds to the residual stream. Gemma-2
-        and Gemma-3 normalize each branch before adding it, so there they are the post-norms;
-        OPT has no MLP module, so its MLP output is `fc2`'s.
+    attn_out / mlp_out: the modules whose outputs the block adds to the residual stream. Gemma-2,
+        Gemma-3, OLMo-2 and EXAONE-4 normalize each branch before adding it (a
+        `post_feedforward_layernorm`), so there they are the post-norms; OPT has no MLP module,
+        so its MLP output is `fc2`'s.
     """
 
     attention: nn.Module
@@ -65,7 +72,7 @@ class Architecture:
     """The modules the residual stream passes through, found on one loaded model.
 
     `blocks[i]` maps residual ℓ=i to ℓ=i+1; the lens reads residual h as
-    `softcap(unembed(project_out(final_norm(h))))`, the same path the model's own logits take.
+    `softcap(scale · unembed(project_out(final_norm(h))))`, the same path the model's own logits take.
     """
 
     family: str
@@ -77,13 +84,15 @@ class Architecture:
     logit_softcap: float | None  # Gemma-2/3: logits = cap · tanh(logits / cap)
     parts: tuple[BlockParts, ...] | None = None  # None: the blocks' insides are not recognised
     n_heads: int | None = None  # query heads per block
+    logit_scale: float | None = None  # Cohere: logits · logit_scale; Granite: logits / logits_scaling
+    parts_note: str = ""  # why `parts` is None, when twinlens knows
 
     def block_parts(self, layer: int) -> BlockParts:
         """The parts of block `layer`, or `ArchitectureError` when this family's are unknown."""
         if self.parts is None:
+            why = self.parts_note or "twinlens cannot find the attention and MLP inside its blocks"
             raise ArchitectureError(
-                f"twinlens cannot find the attention and MLP inside the blocks of '{self.family}', "
-                "so only the residual stream can be read."
+                f"'{self.family}': {why}, so only the residual stream can be read."
             )
         return self.parts[layer]
 
@@ -98,7 +107,13 @@ class Architecture:
             h = self.final_norm(h)
         if self.project_out is not None:
             h = self.project_out(h)
-        logits = self.unembed(h).float()
+        return self.transform_logits(self.unembed(h))
+
+    def transform_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The family's output step after the unembedding (scale, then soft-cap), in float32."""
+        logits = logits.float()
+        if self.logit_scale is not None:
+            logits = logits * self.logit_scale
         if self.logit_softcap:
             logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
         return logits
@@ -142,10 +157,23 @@ def find_architecture(model: nn.Module) -> Architecture:
         raise ArchitectureError(f"twinlens cannot read models of type '{family}': no unembedding.")
     project_out = _get_path(base, "decoder.project_out")
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    softcap = getattr(text_config, "final_logit_softcapping", None)
+    softcap = getattr(text_config, "final_logit_softcapping", None) or getattr(
+        text_config, "logits_soft_cap", None  # RecurrentGemma's name for it
+    )
     width = getattr(text_config, "hidden_size", None)
+    parts, parts_note = _block_parts(tuple(blocks)), ""
+    multiplier = getattr(text_config, "residual_multiplier", None)
+    if isinstance(multiplier, (int, float)) and multiplier != 1:
+        parts = None
+        parts_note = (
+            f"each block scales its attention and MLP outputs by residual_multiplier={multiplier:g} "
+            "before adding them, so those modules' outputs are not what the block adds"
+        )
+    elif parts is None:
+        parts_note = _PARTS_NOTES.get(family, "")
     return Architecture(
-        parts=_block_parts(tuple(blocks)),
+        parts=parts,
+        parts_note=parts_note,
         n_heads=_n_heads(text_config),
         family=family,
         d_model=int(width) if width else int(model.get_input_embeddings().weight.shape[1]),
@@ -154,7 +182,33 @@ def find_architecture(model: nn.Module) -> Architecture:
         project_out=project_out if isinstance(project_out, nn.Module) else None,
         unembed=unembed,
         logit_softcap=float(softcap) if softcap else None,
+        logit_scale=output_scale(text_config),
     )
+
+
+def output_scale(config: object) -> float | None:
+    """The factor a family multiplies its logits by after the unembedding, from its config:
+    Cohere / Cohere-2 `logit_scale` (×), Granite and Granite-MoE `logits_scaling` (÷); None = 1."""
+    scale = getattr(config, "logit_scale", None)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 1:
+        return float(scale)
+    divisor = getattr(config, "logits_scaling", None)
+    if isinstance(divisor, (int, float)) and not isinstance(divisor, bool) and divisor not in (0, 1):
+        return 1.0 / float(divisor)
+    return None
+
+
+# Why the attention and MLP of a family's blocks are not read (the residual stream still is).
+_PARTS_NOTES = {
+    "bloom": "its attention and MLP modules add the residual inside themselves",
+    "falcon": "its attention and MLP modules are named self_attention / mlp and, in parallel "
+    "blocks, the attention output is added into the MLP output in place",
+    "mamba": "its blocks are state-space (Mamba) mixers, with no attention",
+    "falcon_mamba": "its blocks are state-space (Mamba) mixers, with no attention",
+    "recurrent_gemma": "most of its blocks are recurrent (RG-LRU) mixers, not attention",
+    "jamba": "it mixes attention and Mamba blocks",
+    "bamba": "it mixes attention and Mamba blocks",
+}
 
 
 def _first_module(owner: nn.Module, names: tuple[str, ...]) -> nn.Module | None:
@@ -171,7 +225,7 @@ def _block_parts(blocks: tuple[nn.Module, ...]) -> tuple[BlockParts, ...] | None
         mlp = _first_module(block, _MLP_NAMES)
         if attention is None or not out_proj or mlp is None:
             return None
-        post_norms = _get_path(block, "pre_feedforward_layernorm") is not None  # Gemma-2/3 sandwich
+        post_norms = _get_path(block, "post_feedforward_layernorm") is not None  # Gemma-2/3, OLMo-2
         found.append(
             BlockParts(
                 attention=attention,
@@ -202,9 +256,60 @@ def _declares_no_final_norm(base: nn.Module) -> bool:
     )
 
 
+@torch.inference_mode()
+def check_parts(model: nn.Module, architecture: Architecture, input_ids: torch.Tensor) -> Architecture:
+    """Run `input_ids` once and check that every block adds exactly its attention and MLP
+    outputs: resid_post ℓ − resid_pre ℓ = attn_out ℓ + mlp_out ℓ, to float error (relative to the
+    residual's size: 1e-4 in float32, 2e-2 in half precision). A family whose blocks mix their
+    branches otherwise (a learned residual scale, an in-place sum) keeps its residual stream
+    and loses `parts`, with the reason. No hook outlives the call."""
+    if architecture.parts is None:
+        return architecture
+    seen: dict[tuple[int, str], torch.Tensor] = {}
+
+    def keep(layer: int, what: str, pre: bool):
+        def pre_hook(module, args, kwargs):
+            seen[layer, what] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+        def post_hook(module, args, output):
+            seen[layer, what] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
+        return pre_hook if pre else post_hook
+
+    handles = []
+    for layer, (block, parts) in enumerate(zip(architecture.blocks, architecture.parts, strict=True)):
+        handles.append(block.register_forward_pre_hook(keep(layer, "pre", True), with_kwargs=True))
+        handles.append(block.register_forward_hook(keep(layer, "post", False)))
+        handles.append(parts.attn_out.register_forward_hook(keep(layer, "attn", False)))
+        handles.append(parts.mlp_out.register_forward_hook(keep(layer, "mlp", False)))
+    try:
+        model(input_ids=input_ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    tolerance = 1e-4 if next(model.parameters()).dtype in (torch.float32, torch.float64) else 2e-2
+    for layer in range(architecture.n_layers):
+        try:
+            added = seen[layer, "post"].float() - seen[layer, "pre"].float()
+            branches = seen[layer, "attn"].float() + seen[layer, "mlp"].float()
+            gap = ((added - branches).abs().max() / seen[layer, "post"].float().abs().max().clamp_min(1e-6))
+            ok = bool(gap <= tolerance)
+        except (KeyError, RuntimeError):  # a module that did not run, or shapes that do not add
+            ok = False
+        if not ok:
+            return dataclasses.replace(
+                architecture, parts=None,
+                parts_note=f"its block {layer} does not add its attention and MLP outputs plainly to the "
+                "residual (resid_post − resid_pre ≠ attn_out + mlp_out)",
+            )
+    return architecture
+
+
 def lens_tolerance(dtype: torch.dtype) -> float:
     """The largest |Δp| allowed between the lens at the last layer and the model's own output."""
-    return 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
+    if dtype in (torch.float32, torch.float64):
+        return 1e-4
+    return 4e-2 if dtype == torch.bfloat16 else 2e-2  # bfloat16 keeps 8 mantissa bits, float16 11
 
 
 @torch.inference_mode()

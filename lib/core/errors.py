@@ -40,3 +40,8 @@ def unexpected(exc: BaseException) -> str:
         f"twinlens {kind} ({type(exc).__name__}: {detail}). Try a shorter prompt or a smaller model; "
         "if it persists, run again with TWINLENS_DEBUG=1 and report the traceback."
     )
+
+
+class RemoteError(TwinlensError):
+    """A run on NDIF (the nnsight backend with remote=True) failed: no or a refused API key, no
+    network, a model NDIF does not host, a timeout, or an error in the remote job."""

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .architecture import Architecture, check_lens, find_architecture
+from .architecture import Architecture, check_lens, check_parts, find_architecture
 from .backend import Backend
-from .errors import ModelLoadError
+from .errors import ModelLoadError, RemoteError, SettingsError
 from .hooks import HooksBackend
 
 DEFAULT_SPEC = "default"
@@ -139,9 +139,15 @@ def _has_mps() -> bool:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is float32 on the CPU (exact lens) and float16 on an accelerator."""
+    """`auto` is float32 on the CPU (exact lens), bfloat16 on a CUDA GPU that supports it (its
+    range is float32's, so large activations do not overflow), float16 on other accelerators.
+    The load-time lens check uses the matching tolerance (architecture.lens_tolerance)."""
     if dtype == "auto":
-        return torch.float32 if device.type == "cpu" else torch.float16
+        if device.type == "cpu":
+            return torch.float32
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
     table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in table:
         raise ModelLoadError(f"Unknown dtype '{dtype}'. Use auto, {', '.join(table)}.")
@@ -155,41 +161,193 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    backend: str = "local",
+    remote: bool | str = False,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
 ) -> LoadedModel:
     """Load `spec`: "default" (the embedded SmolLM2), a local folder, or a hub id such as "gpt2".
 
     `trust_remote_code` (runs code shipped with the model) and `allow_pickle` (reads `.bin`
     pickles, which can run code) are off unless the caller turns them on.
+    `backend` is how analyses run it: "local" (PyTorch hooks, lib.core.hooks) or "nnsight"
+    (nnsight traces, lib.core.nnsight_backend; it shares the weights and the lock of the local
+    load). `remote=True` (nnsight only) runs every trace on NDIF and loads no weights here;
+    `remote="local"` runs nnsight's remote serialization path on the local weights.
+    `device_map` ("auto", "balanced", "sequential" or a module → device dict; a device may be
+    "disk") splits a model too large for one device, with `max_memory` (device → "20GB") capping
+    each device; runs move tensors between devices where needed.
     While a model loaded with the same files and settings is still in use, it is returned again.
-    Raises `ModelLoadError` with a plain message for anything a user can get wrong.
+    Raises `ModelLoadError` (or `RemoteError`) with a plain message for anything a user can get wrong.
     """
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given. Type 'default', a hub id such as gpt2, or a folder.")
+    if backend not in BACKENDS:
+        raise SettingsError(f"Unknown backend '{backend}'. Use {' or '.join(BACKENDS)}.")
+    if remote not in (False, True, "local"):
+        raise SettingsError(f"remote must be on, off or 'local', not {remote!r}.")
+    if remote and backend != "nnsight":
+        raise SettingsError("Running remotely (NDIF) needs the nnsight backend: add --backend nnsight.")
+    if max_memory is not None and device_map is None:
+        raise SettingsError("max_memory only applies with a device map: add --device-map auto.")
+    if remote is True:
+        return _load_remote(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+    local = _load_local(
+        spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+        device_map=device_map, max_memory=max_memory,
+    )
+    if backend == "local":
+        return local
+    from .nnsight_backend import NnsightBackend
+
+    key = ("nnsight", remote, id(local))
+    if (alive := _alive.get(key)) is not None and alive.model is local.model:
+        return alive
+    loaded = LoadedModel(
+        model=local.model, tokenizer=local.tokenizer, spec=local.spec, name=local.name,
+        architecture=local.architecture, device=local.device, dtype=local.dtype,
+        lock=local.lock,  # one module, one lock: hooks and traces never overlap on it
+    )
+    loaded.backend = NnsightBackend(loaded, remote=remote)
+    loaded.backend.local = local  # keeps the local load (and its registry entry) alive
+    _alive[key] = loaded
+    return loaded
+
+
+BACKENDS = ("local", "nnsight")
+
+
+def _load_local(
+    spec: str,
+    *,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    device_map: str | dict | None,
+    max_memory: dict | None,
+) -> LoadedModel:
+    """`load_model` with the hooks backend: weights in this process, on one device or split."""
     torch_device = pick_device(device)
+    if device_map is not None:
+        torch_device = _split_device(device_map, max_memory)
     torch_dtype = pick_dtype(dtype, torch_device)
-    key = _identity(spec, torch_device, torch_dtype, trust_remote_code, allow_pickle)
+    placement = None if device_map is None else (_frozen(device_map), _frozen(max_memory))
+    key = _identity(spec, torch_device, torch_dtype, trust_remote_code, allow_pickle, placement)
     if key is not None and (alive := _alive.get(key)) is not None:
         return alive
+    split = None if device_map is None else {"device_map": device_map, "max_memory": max_memory}
     if spec == DEFAULT_SPEC:
-        model, tokenizer = _load_default(torch_dtype)
+        model, tokenizer = _load_default(torch_dtype, split)
         name = DEFAULT_NAME
     else:
         model, tokenizer = _from_pretrained(
             _resolve(spec), spec, torch_dtype, trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
+            allow_pickle=allow_pickle, split=split,
         )
         name = spec
-    model.to(torch_device).eval()
+    if split is None:
+        model.to(torch_device)
+    else:
+        torch_device = _input_device(model, torch_device)
+    model.eval()
     architecture = find_architecture(model)
-    probe = tokenizer(_PROBE_TEXT)["input_ids"] or [0]
-    check_lens(model, architecture, torch.tensor([probe], device=torch_device))
+    probe = torch.tensor([tokenizer(_PROBE_TEXT)["input_ids"] or [0]], device=torch_device)
+    check_lens(model, architecture, probe)
+    architecture = check_parts(model, architecture, probe)
     loaded = LoadedModel(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,
     )
     if key is not None:
         _alive[key] = loaded
+    return loaded
+
+
+def _frozen(value: object) -> object:
+    return tuple(sorted((str(k), str(v)) for k, v in value.items())) if isinstance(value, dict) else value
+
+
+def _split_device(device_map: str | dict, max_memory: dict | None) -> torch.device:
+    """The device a split model's dtype is chosen for: the first GPU it may use, else the CPU."""
+    if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        raise SettingsError(
+            f"Unknown device map '{device_map}'. Use auto, balanced or sequential (or a module → device map)."
+        )
+    targets = list(device_map.values()) if isinstance(device_map, dict) else list(max_memory or {})
+    gpus = [t for t in targets if isinstance(t, int) or str(t).startswith("cuda") or str(t).isdigit()]
+    if (gpus or (isinstance(device_map, str) and max_memory is None)) and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _input_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    """Where a split model reads its input ids: its embedding's execution device."""
+    where = getattr(model, "hf_device_map", None) or {}
+    embed = model.get_input_embeddings()
+    name = next((n for n, m in model.named_modules() if m is embed), None)
+    for module_name, target in where.items():
+        if name is not None and module_name in ("", name) or (name or "").startswith(module_name + "."):
+            if isinstance(target, int):
+                return torch.device("cuda", target)
+            if target in ("cpu", "disk", "meta"):
+                return torch.device("cpu")
+            return torch.device(target)
+    return fallback
+
+
+_AMOUNT = r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)"
+
+
+def parse_max_memory(text: str | None) -> dict | None:
+    """`cpu=2GB,0=20GB` → {"cpu": "2GB", 0: "20GB"} (accelerate's max_memory); None for None/''."""
+    if text is None or not text.strip():
+        return None
+    limits: dict = {}
+    for part in text.split(","):
+        device, sep, amount = part.partition("=")
+        device, amount = device.strip(), amount.strip()
+        if not sep or not device or not re.fullmatch(_AMOUNT, amount, re.I):
+            raise SettingsError(
+                f"'{part.strip()}' is not a memory limit: write device=amount, e.g. cpu=2GB,0=20GB."
+            )
+        limits[int(device) if device.isdigit() else device] = amount.replace(" ", "")
+    return limits
+
+
+def _load_remote(spec: str, *, dtype: str, trust_remote_code: bool) -> LoadedModel:
+    """A model that runs on NDIF: its structure is built on the meta device from the hub config
+    (no weights here), the tokenizer is read from the hub, every run is a remote trace. The
+    load-time lens check needs the weights, so it is not run here; NDIF hosts the unmodified
+    checkpoints of families the support matrix covers."""
+    from .nnsight_backend import NnsightBackend, check_hosted, check_remote_ready
+
+    check_remote_ready(True)
+    if spec == DEFAULT_SPEC or Path(spec).expanduser().exists():
+        raise RemoteError(
+            f"NDIF runs the models it hosts, named by hub id (e.g. meta-llama/Llama-3.1-8B); "
+            f"'{spec}' is on this machine, so run it with remote off."
+        )
+    check_hosted(spec)
+    try:
+        from nnsight.modeling.transformers import TransformersModel
+
+        envoy = TransformersModel(spec, task="text-generation", trust_remote_code=trust_remote_code)
+        model = envoy._module
+    except Exception as exc:
+        raise RemoteError(
+            f"Could not read the config and tokenizer of '{spec}' from the hub, which a remote run "
+            f"needs locally: {_explain_load_failure(spec, exc)}"
+        ) from exc
+    config = model.config.get_text_config()
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    torch_dtype = table.get(dtype) or getattr(config, "dtype", None) or torch.bfloat16
+    loaded = LoadedModel(
+        model=model, tokenizer=envoy.tokenizer, spec=spec, name=f"{spec} (NDIF)",
+        architecture=find_architecture(model), device=torch.device("cpu"), dtype=torch_dtype,
+    )
+    loaded.backend = NnsightBackend(loaded, remote=True, envoy=envoy)
     return loaded
 
 
@@ -236,16 +394,19 @@ _LOADING = threading.Lock()
 
 
 def _from_pretrained(
-    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool
+    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool,
+    split: dict | None = None,
 ) -> tuple[nn.Module, object]:
     with _LOADING:
         return _read_pretrained(
-            source, spec, dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+            source, spec, dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+            split=split,
         )
 
 
 def _read_pretrained(
-    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool
+    source: str, spec: str, dtype: torch.dtype, *, trust_remote_code: bool, allow_pickle: bool,
+    split: dict | None = None,
 ) -> tuple[nn.Module, object]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -259,6 +420,7 @@ def _read_pretrained(
         model, info = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True, output_loading_info=True,
+            **_placement(split, spec),
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
@@ -278,18 +440,27 @@ def _read_pretrained(
     return model, tokenizer
 
 
-def _load_default(dtype: torch.dtype) -> tuple[nn.Module, object]:
+def _placement(split: dict | None, spec: str) -> dict:
+    """from_pretrained's arguments for a split model; disk offload goes under the cache folder."""
+    if split is None:
+        return {}
+    folder = cache_dir() / "offload" / re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[-80:]
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**split, "offload_folder": str(folder)}
+
+
+def _load_default(dtype: torch.dtype, split: dict | None = None) -> tuple[nn.Module, object]:
     """The cached copy of the embedded model; a copy that fails to load is rebuilt once."""
     folder = ensure_default_model()
     try:
         return _from_pretrained(
-            str(folder), DEFAULT_SPEC, dtype, trust_remote_code=False, allow_pickle=False
+            str(folder), DEFAULT_SPEC, dtype, trust_remote_code=False, allow_pickle=False, split=split
         )
     except ModelLoadError:
         shutil.rmtree(folder, ignore_errors=True)
         return _from_pretrained(
             str(ensure_default_model()), DEFAULT_SPEC, dtype, trust_remote_code=False,
-            allow_pickle=False,
+            allow_pickle=False, split=split,
         )
 
 

@@ -89,7 +89,7 @@ def test_opt_without_final_norm_normalizes_inside_its_blocks(tiny_tokenizer, tmp
 @pytest.mark.family
 @pytest.mark.parametrize(
     "family, reason",
-    [("bert", "no list of transformer blocks"), ("cohere", "does not reproduce")],
+    [("bert", "no list of transformer blocks"), ("lfm2", "no final norm found")],
     ids=list(UNSUPPORTED),
 )
 def test_unsupported_family_is_refused_at_load_naming_it(

@@ -16,8 +16,8 @@ REPORT = """<?xml version="1.0" encoding="utf-8"?>
  <testcase classname="tests.unit.test_patching" file="tests/unit/test_patching.py"
    name="test_grid[gemma2-last]"><failure message="boom">boom</failure></testcase>
  <testcase classname="tests.unit.test_families" file="tests/unit/test_families.py"
-   name="test_unsupported_family_is_refused_at_load_naming_it[cohere]">
-  <properties><property name="refusal" value="cannot read 'cohere' | at all"/></properties>
+   name="test_unsupported_family_is_refused_at_load_naming_it[lfm2]">
+  <properties><property name="refusal" value="cannot read 'lfm2' | at all"/></properties>
  </testcase>
  <testcase classname="tests.unit.test_other" file="tests/unit/test_other.py" name="test_unrelated[x]"/>
 </testsuite></testsuites>
@@ -31,7 +31,7 @@ def test_report_is_grouped_by_the_family_in_each_test_id(tmp_path):
     assert families["gpt2"].passed == ["test_lens_reproduces_model_at_every_position", "test_grid"]
     assert families["gpt2"].properties == {"hf_class": "GPT2LMHeadModel", "max_abs_dp": "3e-07"}
     assert families["gemma2"].failed == ["test_grid"]
-    assert families["cohere"].properties["refusal"].startswith("cannot read")
+    assert families["lfm2"].properties["refusal"].startswith("cannot read")
     assert "x" not in families and "test_unrelated" not in files
     assert "test_unsupported_family_is_refused_at_load_naming_it" not in files  # not a supported-family check
     assert files["test_grid"] == "tests/unit/test_patching.py"
@@ -46,4 +46,19 @@ def test_matrix_shows_results_failures_and_refusals(tmp_path):
     assert "supported" in row["`gpt2`"]
     assert "0/1" in row["`gemma2`"] and "fails: `test_grid`" in row["`gemma2`"]
     assert "not run" in row["`phi3`"]
-    assert "cannot read 'cohere' \\| at all" in row["`cohere`"] and "passed" in row["`cohere`"]
+    assert "cannot read 'lfm2' \\| at all" in row["`lfm2`"] and "passed" in row["`lfm2`"]
+
+
+def test_more_families_get_their_own_table_with_the_sites_they_read(tmp_path):
+    path = tmp_path / "report.xml"
+    path.write_text(REPORT.replace(
+        '<testcase classname="tests.unit.test_other"',
+        '<testcase classname="tests.unit.test_more_families" file="tests/unit/test_more_families.py" '
+        'name="test_more_sites_add_up_or_say_why_not[bloom]"><properties>'
+        '<property name="sites" value="residual stream only: adds | inside"/></properties></testcase>'
+        '<testcase classname="tests.unit.test_other"',
+    ))
+    page = render(*read_report(path), versions="transformers X")
+    row = next(line for line in page.splitlines() if "`bloom`" in line)
+    assert "residual stream only: adds \\| inside" in row and "1/1" in row and "supported" in row
+    assert "## More decoder families" in page
