@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
+from lib.app import charts, ui
 from lib.app import compare_frames as frames
-from lib.app import ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -100,28 +99,6 @@ def highlight_shared(table: pd.DataFrame, a: str = "A", b: str = "B"):
               f"Δrank ({b} − {a})": "{:+d}"})
 
 
-def divergence_chart(table: pd.DataFrame, a: str = "A", b: str = "B") -> alt.LayerChart:
-    """KL (left axis) and JS (right axis, 0…1 bit) per layer; each JS point carries the most-changed token."""
-    base = alt.Chart(table.rename(columns={kl_name(a, b): "kl", "JS bits": "js", "most changed": "token"}))
-    tooltip = ["layer", alt.Tooltip("kl", title=kl_name(a, b), format=".4f"),
-               alt.Tooltip("js", title="JS bits", format=".4f"), alt.Tooltip("token", title="most changed")]
-    kl = base.mark_line(point=True, color="#d62728").encode(
-        x=alt.X("layer:Q"),
-        y=alt.Y("kl:Q", title=f"KL({a}‖{b}), bits", axis=alt.Axis(titleColor="#d62728")),
-        tooltip=tooltip,
-    )
-    js = base.mark_line(point=True, color="#1f77b4").encode(
-        x="layer:Q",
-        y=alt.Y("js:Q", title="Jensen–Shannon, bits", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(titleColor="#1f77b4", orient="right")),
-        tooltip=tooltip,
-    )
-    labels = base.mark_text(dy=-12, angle=320, fontSize=10, align="left").encode(
-        x="layer:Q", y="js:Q", text="token:N"
-    )
-    return alt.layer(kl, js + labels).resolve_scale(y="independent").properties(height=320)
-
-
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
@@ -147,12 +124,14 @@ if found is not None:
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
-    st.altair_chart(divergence_chart(overview, a, b), width="stretch")
+    divergences = charts.divergence_chart(charts.divergence_frame(diff), kl_name(a, b).removesuffix(" bits"))
+    st.altair_chart(divergences, width="stretch")
     peak = max(diff.layers, key=lambda layer: layer.js_bits)
     st.caption(
         f"Jensen–Shannon peaks at layer {peak.layer} ({peak.js_bits:.3f} bits); at the last layer it is "
         f"{diff.layers[-1].js_bits:.3f} bits and the top-{diff.top_k} lists share "
-        f"{len(diff.layers[-1].shared)} tokens. Labels: the token whose probability changed most."
+        f"{len(diff.layers[-1].shared)} tokens. Label: the token whose probability changed most at the peak "
+        "(hover any point for its own)."
     )
 
     st.subheader("One layer, token by token")

@@ -8,8 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, LensGrid, cell_detail, first_layer, lens_grid, position_window
-from lib.app import ui
+from lib.analyses.lens import CellDetail, cell_detail, first_layer, lens_grid, position_window
+from lib.app import charts, ui
+from lib.core.tokens import tokenization_diff
+
+ENTROPY = "entropy (bits)"
 
 ui.page(
     "Logit lens",
@@ -17,7 +20,7 @@ ui.page(
 Each cell is one **layer** (rows) at one **position** of the prompt (columns, labelled with the
 input token there). It shows the token the model would predict next if it stopped at that layer —
 the final norm and the unembedding applied to that layer's residual stream (the *logit lens*) —
-coloured by that token's probability (or by the entropy of the whole distribution: low = sure).
+coloured by that token's probability (or by the entropy of the whole distribution, in bits like every page: low = sure).
 
 - The top row is the model's own prediction at each position.
 - A **red outline** marks cells whose top token is already the model's final prediction there.
@@ -29,65 +32,19 @@ coloured by that token's probability (or by the entropy of the whole distributio
 """,
 )
 
-LABEL_CHARS = 6  # characters of a token written inside a cell
-
-
-def cell_label(token: str) -> str:
-    return token if len(token) <= LABEL_CHARS else token[: LABEL_CHARS - 1] + "…"
-
-
-def grid_frame(prompt: str, grid: LensGrid) -> pd.DataFrame:
-    """One row per cell; `column` ("position token") keeps repeated tokens apart on the x axis."""
-    return pd.DataFrame(
-        [
-            {
-                "prompt": prompt,
-                "layer": layer,
-                "position": cell.position,
-                "column": f"{cell.position} {grid.tokens[i]}",
-                "input": grid.tokens[i],
-                "top1": cell.top[0].token,
-                "label": cell_label(cell.top[0].token),
-                "probability": cell.top[0].prob,
-                "entropy": cell.entropy,
-                "final": grid.matches_final(layer, i),
-                "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
-            }
-            for layer, row in enumerate(grid.cells)
-            for i, cell in enumerate(row)
-        ]
+def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
+    """The lens grid: cells coloured by p(top-1) or entropy, the top-1 written in, final answers outlined."""
+    value = "probability" if colour_by == "probability" else ENTROPY
+    tooltip = [
+        alt.Tooltip("layer:O"), alt.Tooltip("position:O"), alt.Tooltip("input:N", title="input token"),
+        alt.Tooltip("top1:N", title="top-1"), alt.Tooltip("probability:Q", format=".3f"),
+        alt.Tooltip(f"{ENTROPY}:Q", format=".2f"), alt.Tooltip("topk:N", title="top-k"),
+    ]
+    return charts.heatmap(
+        frame, value, legend=value if value == ENTROPY else "p(top-1)", x_title="position · input token",
+        domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
+        tooltip=tooltip, clickable=True,
     )
-
-
-def heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
-    """Layers × positions: cells coloured by `colour_by`, the top-1 written in, final answers outlined."""
-    top = float(frame[colour_by].max()) or 1.0
-    domain = [0.0, 1.0] if colour_by == "probability" else [0.0, top]
-    dark = 0.5 * domain[1]
-    base = alt.Chart(frame).encode(
-        x=alt.X("column:N", sort=list(dict.fromkeys(frame["column"])), title="position · input token",
-                axis=alt.Axis(labelAngle=-45, labelLimit=90)),
-        y=alt.Y("layer:O", sort="descending", title="layer"),
-        tooltip=[
-            alt.Tooltip("layer:O"),
-            alt.Tooltip("position:O"),
-            alt.Tooltip("input:N", title="input token"),
-            alt.Tooltip("top1:N", title="top-1"),
-            alt.Tooltip("probability:Q", format=".3f"),
-            alt.Tooltip("entropy:Q", format=".2f", title="entropy (nats)"),
-            alt.Tooltip("topk:N", title="top-k"),
-        ],
-    )
-    pick = alt.selection_point(name="cell", fields=["layer", "position"], on="click")
-    rect = base.mark_rect().encode(
-        color=alt.Color(f"{colour_by}:Q", scale=alt.Scale(scheme="blues", domain=domain),
-                        title="entropy (nats)" if colour_by == "entropy" else "p(top-1)")
-    ).add_params(pick)
-    outline = base.transform_filter("datum.final").mark_rect(fill=None, stroke="#d62728", strokeWidth=1.5)
-    ink = alt.condition(f"datum.{colour_by} > {dark}", alt.value("white"), alt.value("black"))
-    text = base.mark_text(fontSize=9).encode(text="label:N", color=ink)
-    n_layers = int(frame["layer"].max()) + 1
-    return (rect + outline + text).properties(height=16 * n_layers + 40)
 
 
 def answer_sentence(side: PromptResult, k: int) -> str:
@@ -152,7 +109,12 @@ if found is not None:
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
     grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
              for side, window in zip(sides, windows, strict=True)}
-    frames = {name: grid_frame(name, grid) for name, grid in grids.items()}
+    aligned = tokenization_diff(ui.get_model(sides[0].run.model).tokenizer, list(cap_a.token_ids),
+                                list(cap_b.token_ids))
+    unmatched = {sides[0].name: [m is None for m in aligned.match_a],
+                 sides[1].name: [m is None for m in aligned.match_b]}
+    frames = {name: charts.lens_grid_frame(name, grid, [unmatched[name][p] for p in grid.positions])
+              for name, grid in grids.items()}
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
@@ -161,7 +123,7 @@ if found is not None:
             st.subheader(ui.plain(side.title))
             st.text(side.text)
             st.text(answer_sentence(result, request.k))
-            chart = heatmap(frames[side.name], colour_by)
+            chart = lens_heatmap(frames[side.name], colour_by)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
     st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position.")
@@ -187,7 +149,7 @@ if found is not None:
                 cell_detail, side.run.model, side.run, layer, position, request.k
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
-                    f"entropy {detail.entropy:.2f} nats")
+                    f"entropy {detail.entropy_bits:.2f} bits")
             st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})

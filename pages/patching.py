@@ -8,7 +8,7 @@ import streamlit as st
 
 from lib.analyses.compare import Comparison
 from lib.analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures, reading
-from lib.app import ui
+from lib.app import charts, ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -49,37 +49,13 @@ def effect_table(result: PatchResult) -> pd.DataFrame:
     ).rename_axis("layer").reset_index()
 
 
-def long_table(result: PatchResult) -> pd.DataFrame:
-    """One row per cell: layer, position, token, effect and the raw logit difference."""
-    labels = column_labels(result)
-    return pd.DataFrame(
-        {"layer": layer, "position": p, "column": labels[j], "token": result.tokens_b[p],
-         "effect": result.effect[layer][j], "logit difference": result.raw[layer][j]}
-        for layer in range(len(result.effect))
-        for j, p in enumerate(result.positions)
-    )
-
-
-def heatmap(table: pd.DataFrame) -> alt.LayerChart:
-    """Layers × positions, diverging colours centred on 0 (red: toward A, blue: away from it)."""
-    bound = max(1.0, float(table["effect"].abs().max()))
-    base = alt.Chart(table).encode(
-        x=alt.X("column:N", sort=list(dict.fromkeys(table["column"])), title="position · token (B)",
-                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("layer:O", sort="descending"),
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color("effect:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound],
-                                                     domainMid=0), title="effect"),
-        tooltip=["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
-                 alt.Tooltip("logit difference", format=".3f")],
-    )
-    labels = base.mark_text(fontSize=9).encode(
-        text=alt.Text("effect:Q", format=".2f"),
-        color=alt.condition(f"abs(datum.effect) > {bound / 2}", alt.value("white"), alt.value("black")),
-    )
-    layers = [cells] if len(table) > MAX_LABELLED_CELLS else [cells, labels]
-    return alt.layer(*layers).properties(height=min(18 * table["layer"].nunique() + 60, 900))
+def effect_heatmap(table: pd.DataFrame) -> alt.LayerChart:
+    """Layers × B's positions, diverging colours centred on 0 (red: toward A, blue: away from it)."""
+    tooltip = ["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
+               alt.Tooltip("logit difference", format=".3f")]
+    labelled = len(table) <= MAX_LABELLED_CELLS  # beyond, the numbers no longer fit in the cells
+    return charts.heatmap(table, "effect", legend="effect", x_title="position · token (B)", diverging=True,
+                          text="effect" if labelled else None, text_format=".2f", tooltip=tooltip)
 
 
 def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFrame:
@@ -154,8 +130,8 @@ if found is not None:
     if result.note:
         st.info(ui.plain(result.note))
     st.markdown(ui.plain(reading(result)))
-    table = long_table(result)
-    st.altair_chart(heatmap(table), width="stretch")
+    table = charts.patching_frame(result)
+    st.altair_chart(effect_heatmap(table), width="stretch")
     grid = effect_table(result)
     st.dataframe(grid, hide_index=True, width="stretch")
 
@@ -175,5 +151,5 @@ if found is not None:
     side_by_side = lens_side_by_side(comparison, patched)
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
-    tables = {"cells": table, "lens-after-patch": side_by_side}
+    tables = {"cells": table.drop(columns=["column", "differs"]), "lens-after-patch": side_by_side}
     ui.download_buttons("patching", request, result.to_dict(), tables)

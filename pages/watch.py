@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens
-from lib.app import ui
+from lib.app import charts, ui
 from lib.core.errors import PromptError
 from lib.core.tokens import WatchedToken, typed_token
 
@@ -43,34 +43,6 @@ def watched(tokenizer, typed: str) -> list[WatchedToken]:
     return list(found.values())
 
 
-def per_layer_table(watch: Watch) -> pd.DataFrame:
-    """One row per (prompt, token, layer)."""
-    return pd.DataFrame(
-        {"prompt": label, "token": t.token, "id": t.id, "layer": layer,
-         "probability": t.prob[layer], "rank": t.rank[layer], "logit": t.logit[layer]}
-        for label, side in (("A", watch.a), ("B", watch.b))
-        for t in side
-        for layer in range(len(t.prob))
-    )
-
-
-def line_chart(table: pd.DataFrame, measure: str, y: alt.Y) -> alt.Chart:
-    return (
-        alt.Chart(table, title=measure)
-        .mark_line(point=True)
-        .encode(
-            x="layer:Q",
-            y=y,
-            color=alt.Color("token:N", scale=alt.Scale(scheme="category10"),
-                            legend=alt.Legend(orient="bottom")),
-            strokeDash=alt.StrokeDash("prompt:N", legend=alt.Legend(orient="bottom")),
-            tooltip=["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
-                     alt.Tooltip("logit", format=".3f")],
-        )
-        .properties(height=280)
-    )
-
-
 def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:
     a = logit_difference(watch.a[first], watch.a[second])
     b = logit_difference(watch.b[first], watch.b[second])
@@ -90,11 +62,15 @@ if found is not None:
         st.info("Type at least one token to watch.")
         st.stop()
     watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.id for t in tokens))
-    table = per_layer_table(watch)
+    table = charts.watch_frame(watch)
+    tooltip = ["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
+               alt.Tooltip("logit", format=".3f")]
     left, right = st.columns(2)
-    left.altair_chart(line_chart(table, "probability", alt.Y("probability:Q")), width="stretch")
-    rank_axis = alt.Y("rank:Q", scale=alt.Scale(type="log", reverse=True), title="rank (1 = top)")
-    right.altair_chart(line_chart(table, "rank", rank_axis), width="stretch")
+    left.altair_chart(charts.layer_lines(table, "probability", y_title="probability", colour="token",
+                                         side="prompt", floor=0.0, tooltip=tooltip), width="stretch")
+    rank = charts.layer_lines(table, "rank", y_title="rank (1 = top)", colour="token", side="prompt",
+                              log=True, reverse=True, tooltip=tooltip)
+    right.altair_chart(rank, width="stretch")
     tables = {"per-layer": table}
 
     st.subheader("Logit difference per layer")
@@ -107,13 +83,10 @@ if found is not None:
         second = right.selectbox("Token 2", range(len(names)), index=1, format_func=names.__getitem__)
         tables["logit-difference"] = difference_table(watch, first, second)
         long = tables["logit-difference"].melt("layer", ["A", "B"], "prompt", "logit difference")
-        st.altair_chart(
-            alt.Chart(long).mark_line(point=True).encode(
-                x="layer:Q", y="logit difference:Q", color="prompt:N",
-                tooltip=["layer", "prompt", alt.Tooltip("logit difference", format=".3f")],
-            ).properties(height=260),
-            width="stretch",
-        )
+        tooltip = ["layer", "prompt", alt.Tooltip("logit difference", format=".3f")]
+        chart = charts.layer_lines(long, "logit difference", y_title="logit difference", colour="prompt",
+                                   side="prompt", tooltip=tooltip, height=260)
+        st.altair_chart(chart, width="stretch")
         st.text(f"logit[{names[first]}] − logit[{names[second]}] through the lens, at the last position")
         st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ class PromptResult:
     token_ids: tuple[int, ...]
     has_bos: bool
     lens: tuple[tuple[TokenProb, ...], ...]
-    entropy: tuple[float, ...]
+    entropy_bits: tuple[float, ...]  # of the lens distribution at each layer
     final: tuple[TokenProb, ...]
 
     def to_dict(self) -> dict:
@@ -42,7 +43,7 @@ class PromptResult:
             "token_ids": list(self.token_ids),
             "has_bos": self.has_bos,
             "lens": [[t.to_dict() for t in row] for row in self.lens],
-            "entropy": list(self.entropy),
+            "entropy_bits": list(self.entropy_bits),
             "final": [t.to_dict() for t in self.final],
         }
 
@@ -59,9 +60,16 @@ class PromptResult:
             token_ids=tuple(data["token_ids"]),
             has_bos=data["has_bos"],
             lens=tuple(top(row) for row in data["lens"]),
-            entropy=tuple(data["entropy"]),
+            entropy_bits=_entropy_bits(data),
             final=top(data["final"]),
         )
+
+
+def _entropy_bits(data: dict) -> tuple[float, ...]:
+    """Entropies in bits from a saved side; comparisons saved before bits were the one unit kept nats."""
+    if "entropy_bits" in data:
+        return tuple(data["entropy_bits"])
+    return tuple(e / math.log(2) for e in data["entropy"])
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ def prompt_result(
         token_ids=cap.token_ids,
         has_bos=has_bos(loaded, cap),
         lens=tuple(cell.top for cell in column),
-        entropy=tuple(cell.entropy for cell in column),
+        entropy_bits=tuple(cell.entropy_bits for cell in column),
         final=top_k_table(loaded, cap.final_logits[None], top_k)[0],
     )
 

@@ -11,6 +11,7 @@ tensor is never built.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -38,19 +39,19 @@ class TokenProb:
 
 @dataclass(frozen=True)
 class LensCell:
-    """The lens at one (layer, position): its top-k and the entropy of the whole distribution (nats)."""
+    """The lens at one (layer, position): its top-k and the entropy of the whole distribution in bits."""
 
     layer: int
     position: int
     top: tuple[TokenProb, ...]
-    entropy: float
+    entropy_bits: float
 
     def to_dict(self) -> dict:
         return {
             "layer": self.layer,
             "position": self.position,
             "top": [t.to_dict() for t in self.top],
-            "entropy": self.entropy,
+            "entropy_bits": self.entropy_bits,
         }
 
 
@@ -91,12 +92,13 @@ def _top_k_rows(loaded: LoadedModel, logp: torch.Tensor, k: int) -> list[tuple[T
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H(p) = −Σ p log p in nats, per row of logits [n, vocab]."""
+    """H(p) = −Σ p log₂ p in bits (one unit on every page), per row of logits [n, vocab]."""
     return _entropy_of(torch.log_softmax(logits.float(), dim=-1))
 
 
 def _entropy_of(logp: torch.Tensor) -> torch.Tensor:
-    return -(logp.exp() * logp).sum(-1)
+    """Entropy in bits of each row of natural-log probabilities."""
+    return -(logp.exp() * logp).sum(-1) / math.log(2)
 
 
 def lens_cells(
@@ -109,7 +111,7 @@ def lens_cells(
         tops = _top_k_rows(loaded, logp, k)
         ents = _entropy_of(logp).tolist()
         out.extend(
-            LensCell(layer=l, position=p, top=t, entropy=e)
+            LensCell(layer=l, position=p, top=t, entropy_bits=e)
             for (l, p), t, e in zip(chunk, tops, ents, strict=True)
         )
     return out
@@ -235,7 +237,7 @@ class CellDetail:
     position: int
     input_token: str
     top: tuple[RankedToken, ...]
-    entropy: float
+    entropy_bits: float
 
     def to_dict(self) -> dict:
         return {
@@ -243,7 +245,7 @@ class CellDetail:
             "position": self.position,
             "input_token": self.input_token,
             "top": [t.to_dict() for t in self.top],
-            "entropy": self.entropy,
+            "entropy_bits": self.entropy_bits,
         }
 
 
@@ -281,5 +283,5 @@ def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k:
             RankedToken(t.token, t.id, t.prob, rank, below, p_below)
             for rank, (t, below, p_below) in enumerate(zip(top, ranks_below, probs_below, strict=True), 1)
         ),
-        entropy=float(_entropy_of(logp)[0]),
+        entropy_bits=float(_entropy_of(logp)[0]),
     )

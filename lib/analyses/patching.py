@@ -111,14 +111,14 @@ class PatchedLens:
     layer: int
     position: int
     lens: tuple[tuple[TokenProb, ...], ...]
-    entropy: tuple[float, ...]
+    entropy_bits: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return {
             "layer": self.layer,
             "position": self.position,
             "lens": [[t.to_dict() for t in row] for row in self.lens],
-            "entropy": list(self.entropy),
+            "entropy_bits": list(self.entropy_bits),
         }
 
 
@@ -337,7 +337,7 @@ def patched_lens_captures(
         layer=layer,
         position=position,
         lens=tuple(cell.top for cell in column),
-        entropy=tuple(cell.entropy for cell in column),
+        entropy_bits=tuple(cell.entropy_bits for cell in column),
     )
 
 

@@ -3,11 +3,9 @@ Streamlit): the Compare page draws a fresh comparison with them, the History pag
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from ..analyses.compare import Comparison, PromptResult
-from ..analyses.distances import LayerDistances
 
 
 def tokens_frame(side: PromptResult) -> pd.DataFrame:
@@ -22,27 +20,6 @@ def lens_frame(side: PromptResult) -> pd.DataFrame:
         [[f"{t.token}  {t.prob:.3f}" for t in top] for _, top in rows],
         index=[name for name, _ in rows],
         columns=[f"#{i + 1}" for i in range(len(side.final))],
-    )
-
-
-def distance_chart(distance: LayerDistances) -> alt.Chart:
-    """Cosine distance and relative L2 per layer, one line each."""
-    layers = list(range(len(distance.cosine)))
-    data = pd.DataFrame(
-        {
-            "layer": layers * 2,
-            "distance": list(distance.cosine) + list(distance.relative_l2),
-            "measure": ["cosine distance"] * len(layers) + ["relative L2"] * len(layers),
-        }
-    )
-    return (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x="layer:Q", y="distance:Q", color="measure:N",
-            tooltip=["layer", "measure", alt.Tooltip("distance", format=".4f")],
-        )
-        .properties(height=260)
     )
 
 

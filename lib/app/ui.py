@@ -22,8 +22,8 @@ from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, capture
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel, load_model
+from . import charts, export
 from . import compare_frames as frames
-from . import export
 from .cache import ModelKey, ResultCache, RunKey
 from .examples import Example
 from .export import ExportFile
@@ -303,7 +303,8 @@ def draw_comparison(comparison: Comparison) -> None:
         st.info(comparison.note)
     else:
         peak = distance.peak_layer("cosine")
-        st.altair_chart(frames.distance_chart(distance), width="stretch")
+        lines = charts.layer_lines(charts.measures_frame(distance), "value", y_title="distance", floor=0.0)
+        st.altair_chart(lines, width="stretch")
         st.caption(
             f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
             f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"
