@@ -12,30 +12,37 @@ from lib.app import charts, ui
 ui.page(
     "Residual distances",
     """
+This page measures how differently the model is "thinking" about A and B at each layer. 0 means it
+holds exactly the same state for both; the larger the number, the further apart they are.
+
 The **residual stream** is the model's running state; here A's and B's states are compared at the
 same layer.
 
 - **Cosine distance** `1 − cos(a, b)`: 0 when the two point the same way, 1 when at right angles.
 - **Relative L2** `‖a − b‖ / ((‖a‖ + ‖b‖)/2)`: the size of the difference compared to the states' size.
   Raw norms grow with depth, so only these relative measures are shown.
-- **Last token**: the two prompts' last positions (always defined). **Mean over positions**: each
-  prompt's states averaged over its positions first.
-- When both prompts have the same number of tokens, the heatmap compares them **position by position**.
-- The **BOS** position (a start-of-text token some models put first) has a huge, nearly constant
-  state; it is left out by default because it would swamp the averages.
+- **Last token**: the two prompts' last positions (always defined).
+- When both prompts have the same number of tokens, the heatmap compares them **position by position**,
+  and **mean of per-position distances** is the average of that heatmap's row at each layer
+  (the distance at each position first, then the mean — not the distance between averaged states).
+- The **first position** is an *attention sink*: the model parks attention there and its state has a
+  huge, nearly constant norm, whether or not it is a BOS token. It is left out by default.
 """,
 )
 
 MEASURES = {"cosine": "cosine distance", "relative_l2": "relative L2"}
-ALIGNMENTS = {"last": "last token", "mean": "mean over positions"}
+ALIGNMENTS = {"last": "last token", "mean": "mean of per-position distances"}
 
 
 def layer_table(report: DistanceReport) -> pd.DataFrame:
     """One row per layer, one column per (measure, alignment)."""
     columns = {"layer": range(len(report.last.cosine))}
     for alignment, name in ALIGNMENTS.items():
+        distances = getattr(report, alignment)
+        if distances is None:  # the mean needs prompts of the same length
+            continue
         for measure, measure_name in MEASURES.items():
-            columns[f"{measure_name}, {name}"] = getattr(getattr(report, alignment), measure)
+            columns[f"{measure_name}, {name}"] = getattr(distances, measure)
     return pd.DataFrame(columns)
 
 
@@ -44,14 +51,17 @@ if found is not None:
     request, model, comparison = found
     run_a, run_b = request.runs
     cap_a, cap_b = ui.get_capture(run_a), ui.get_capture(run_b)
-    drop_bos = st.toggle("Leave out the BOS position", value=True, key="dist_drop_bos")
-    if not (comparison.a.has_bos or comparison.b.has_bos):
-        st.caption("Neither prompt starts with a BOS token, so this switch changes nothing.")
-    report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_bos=drop_bos)
+    drop_first = st.toggle(
+        "Leave out the first position (attention sink)", value=True, key="dist_drop_first",
+        help="The first token's state has a huge norm whatever it is (BOS or a word); it says little "
+             "about how A and B differ.",
+    )
+    report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_first=drop_first)
     st.info(report.summary())
 
     table = layer_table(report)
-    lines = {name: getattr(report, alignment) for alignment, name in ALIGNMENTS.items()}
+    lines = {name: getattr(report, alignment) for alignment, name in ALIGNMENTS.items()
+             if getattr(report, alignment) is not None}
     for column, (measure, measure_name) in zip(st.columns(2), MEASURES.items(), strict=True):
         frame = charts.distance_lines_frame(lines, measure)
         column.altair_chart(charts.layer_lines(frame, "value", y_title=measure_name, floor=0.0),

@@ -20,7 +20,8 @@ ui.page(
 Each cell is one **layer** (rows) at one **position** of the prompt (columns, labelled with the
 input token there). It shows the token the model would predict next if it stopped at that layer —
 the final norm and the unembedding applied to that layer's residual stream (the *logit lens*) —
-coloured by that token's probability (or by the entropy of the whole distribution, in bits like every page: low = sure).
+coloured by that token's probability (or by the entropy of the whole distribution, in bits:
+low = sure).
 
 - The top row is the model's own prediction at each position.
 - A **red outline** marks cells whose top token is already the model's final prediction there.

@@ -55,7 +55,7 @@ def test_long_axes_keep_every_nth_label_the_last_and_every_differing_one():
 
 def test_distance_heatmap_labels_every_position_and_marks_the_differing_one(llama, caps):
     cap_a, cap_b = caps
-    report = distance_report(cap_a.residual, cap_b.residual, bos_a=False, bos_b=False)
+    report = distance_report(cap_a.residual, cap_b.residual, drop_first=False)
     frame = charts.position_distance_frame(report.positions, cap_a.tokens, cap_b.tokens)
     assert len(frame) == (llama.n_layers + 1) * cap_a.n_tokens
     differing = frame.loc[frame["differs"], "position"].unique().tolist()

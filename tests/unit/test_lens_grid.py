@@ -88,20 +88,24 @@ def test_first_layer_finds_the_first_top1_and_top_k_appearance(tiny_models):
 
 def test_distance_report_of_identical_prompts_says_identical(tiny_models):
     cap = capture(tiny_models["llama"], TEXT)
-    report = distance_report(cap.residual, cap.residual, bos_a=False, bos_b=False)
+    report = distance_report(cap.residual, cap.residual)
     assert report.summary() == "A and B are identical at every layer."
     assert max(max(row) for row in report.positions.cosine) == 0
 
 
-def test_distance_report_drops_bos_from_the_mean_only_and_needs_equal_lengths_for_positions(tiny_models):
+@pytest.mark.parametrize("bos", ["on", "off"])
+def test_distance_report_leaves_out_the_first_position_whatever_the_bos(tiny_models, bos):
     model = tiny_models["llama"]
-    a = capture(model, "You have happy emotion in yourself!", "on")
-    b = capture(model, "You have angry emotion in yourself!", "on")
-    kept = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=False)
-    dropped = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=True)
+    a = capture(model, "You have happy emotion in yourself!", bos)
+    b = capture(model, "You have angry emotion in yourself!", bos)
+    kept = distance_report(a.residual, b.residual, drop_first=False)
+    dropped = distance_report(a.residual, b.residual)  # the default
     assert kept.last == dropped.last == layer_distances(a.residual, b.residual, "last")
-    assert kept.mean != dropped.mean
     assert (kept.positions.first_position, dropped.positions.first_position) == (0, 1)
-    longer = capture(model, "You have a very angry emotion in yourself!", "on")
-    assert distance_report(a.residual, longer.residual, bos_a=True, bos_b=True).positions is None
+    for report in (kept, dropped):  # the mean of the per-position distances, not of averaged states
+        assert report.mean.cosine == pytest.approx([sum(r) / len(r) for r in report.positions.cosine])
+    longer = capture(model, "You have a very angry emotion in yourself!", bos)
+    assert distance_report(a.residual, longer.residual).positions is None
+    assert distance_report(a.residual, longer.residual).mean is None
     assert f"peaks at layer {dropped.last.peak_layer()}" in dropped.summary()
+    assert "mean of the per-position distances (first position left out)" in dropped.summary()
