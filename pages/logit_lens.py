@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, cell_detail, first_layer, lens_grid, position_window
+from lib.analyses.lens import CellDetail, arrival, cell_detail, lens_grid, position_window
 from lib.app import charts, ui
 from lib.core.tokens import tokenization_diff
 
@@ -48,18 +48,22 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
     )
 
 
-def answer_sentence(side: PromptResult, k: int) -> str:
-    """Where the model's final answer (last position) first appears in the lens, in plain words."""
+def answer_arrivals(side: PromptResult, k: int) -> dict:
+    """Where the model's final answer (last position) settles in the lens: top-1 and top-k."""
     answer = side.final[0]
-    top1 = first_layer(side.lens, answer.id)
-    in_top_k = first_layer(side.lens, answer.id, within=k)
-    last = len(side.lens) - 1
-    if top1 is None:
-        return f"Final answer '{answer.token}': never the lens's top-1 at the last position."
-    return (
-        f"Final answer '{answer.token}': top-1 from layer {top1} of {last}"
-        f"{f'; in the top-{k} from layer {in_top_k}' if in_top_k is not None and in_top_k < top1 else ''}."
-    )
+    return {"token": answer.token, "id": answer.id, "top1": arrival(side.lens, answer.id),
+            "top_k": arrival(side.lens, answer.id, within=k)}
+
+
+def answer_sentence(side: PromptResult, k: int) -> str:
+    """Where the model's final answer settles in the lens, in plain words: the layer from which it
+    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k."""
+    found = answer_arrivals(side, k)
+    top1, top_k = found["top1"], found["top_k"]
+    sentence = top1.sentence(f"Final answer '{found['token']}'") + f" (layers 0…{len(side.lens) - 1})"
+    if top_k.stays_from is not None and (top1.stays_from is None or top_k.stays_from < top1.stays_from):
+        sentence += f"; in the top-{k} from layer {top_k.stays_from} on"
+    return sentence + "."
 
 
 def detail_frame(detail: CellDetail) -> pd.DataFrame:
@@ -163,6 +167,11 @@ if found is not None:
         {
             "grids": {label: grid.to_dict() for label, grid in grids.items()},
             "cell": {label: detail.to_dict() for label, detail in details.items()},
+            "final_answer": {
+                side.name: {key: value.to_dict() if hasattr(value, "to_dict") else value
+                            for key, value in answer_arrivals(result, request.k).items()}
+                for side, result in zip(sides, results, strict=True)
+            },
         },
         {
             "grid": pd.concat(frames.values()).drop(columns=["column", "label"]),

@@ -140,9 +140,48 @@ def lens_columns(
     ]
 
 
-def first_layer(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> int | None:
-    """The first layer ℓ whose lens top-`within` holds `token_id` (column[ℓ] = the top-k at ℓ), or None."""
-    return next((layer for layer, top in enumerate(column) if token_id in {t.id for t in top[:within]}), None)
+@dataclass(frozen=True)
+class Arrival:
+    """When a token settles in the lens's top-`within` at one position, over layers 0…L.
+
+    stays_from: the first layer ℓ such that the token is in the top-`within` at every layer ℓ…L
+    (None when it is not at the last layer); earlier: the layers before that where it was in the
+    top-`within` only briefly (it dropped out again). Reporting the first appearance instead would
+    say "top-1 from layer 1" for an answer that only settles at layer 20.
+    """
+
+    within: int
+    stays_from: int | None
+    earlier: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"within": self.within, "stays_from": self.stays_from, "earlier": list(self.earlier)}
+
+    def sentence(self, what: str) -> str:
+        """E.g. 'top-1 from layer 20 on (briefly also at layers 1, 3)'."""
+        rank = "top-1" if self.within == 1 else f"in the top-{self.within}"
+        if self.stays_from is None:
+            seen = f" (only briefly, at layers {_layer_list(self.earlier)})" if self.earlier else ""
+            return f"{what} is not {rank} at the last layer{seen}"
+        also = f" (briefly also at layer{'s' if len(self.earlier) > 1 else ''} {_layer_list(self.earlier)})"
+        return f"{what} is {rank} from layer {self.stays_from} on{also if self.earlier else ''}"
+
+
+def _layer_list(layers: Sequence[int], most: int = 6) -> str:
+    shown = ", ".join(map(str, layers[:most]))
+    return shown + (f" and {len(layers) - most} more" if len(layers) > most else "")
+
+
+def arrival(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> Arrival:
+    """Where `token_id` settles in the lens top-`within` (column[ℓ] = the top-k at layer ℓ)."""
+    inside = [token_id in {t.id for t in top[:within]} for top in column]
+    stays_from = None
+    for layer in range(len(inside) - 1, -1, -1):
+        if not inside[layer]:
+            break
+        stays_from = layer
+    before = len(inside) if stays_from is None else stays_from
+    return Arrival(within, stays_from, tuple(layer for layer in range(before) if inside[layer]))
 
 
 def position_window(n_tokens: int, size: int = 16, back: int = 0) -> tuple[int, ...]:
