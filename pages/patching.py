@@ -7,9 +7,18 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import Comparison
-from lib.analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures, reading
+from lib.analyses.patching import (
+    PatchedLens,
+    PatchResult,
+    patch_captures,
+    patched_lens_captures,
+    reading,
+    space_hint,
+)
 from lib.app import charts, ui
+from lib.core.capture import Capture
 from lib.core.errors import TwinlensError
+from lib.core.models import LoadedModel
 
 ui.page(
     "Patching",
@@ -72,18 +81,34 @@ def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def token_inputs(comparison: Comparison) -> tuple[str | None, str | None]:
-    """The answer and wrong tokens as typed; empty means A's (answer) or B's (wrong) top-1."""
-    left, right = st.columns(2)
-    answer = left.text_input(
-        "Answer token", key="patching-answer", placeholder=f"A's top-1: {comparison.a.final[0].token}",
-        help="One token of the vocabulary; ␣ stands for a leading space. Empty: A's predicted next token.",
-    )
-    wrong = right.text_input(
-        "Wrong token", key="patching-wrong", placeholder=f"B's top-1: {comparison.b.final[0].token}",
-        help="One token of the vocabulary; ␣ stands for a leading space. Empty: B's predicted next token.",
-    )
-    return answer or None, wrong or None
+WORD_HELP = ("A word or token; ␣ stands for a leading space. A word of several tokens is measured by its "
+             "first piece. Empty: {whose} predicted next token.")
+
+
+def set_state(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture, Capture]
+                 ) -> tuple[str | None, str | None]:
+    """The answer and wrong words as typed (empty means A's or B's top-1), each with a one-click
+    fix when its space-prefixed variant ranks far higher ('Mary' vs '␣Mary')."""
+    columns = st.columns(2)
+    typed = []
+    for column, key, label, side, cap, whose in (
+        (columns[0], "patching-answer", "Answer token", comparison.a, caps[0], "A's"),
+        (columns[1], "patching-wrong", "Wrong token", comparison.b, caps[1], "B's"),
+    ):
+        with column:
+            value = st.text_input(label, key=key, placeholder=f"{whose} top-1: {side.final[0].token}",
+                                  help=WORD_HELP.format(whose=whose))
+            hint = space_hint(model, cap.final_logits, value) if value else None
+            if hint is not None:
+                st.warning(ui.plain(hint.message(whose)))
+                st.button(f"Use '{hint.spaced}'", key=f"{key}-spaced", on_click=set_state,
+                          args=(key, hint.spaced))
+            typed.append(value or None)
+    return typed[0], typed[1]
 
 
 def cell_picker(result: PatchResult) -> tuple[int, int]:
@@ -101,7 +126,7 @@ def cell_picker(result: PatchResult) -> tuple[int, int]:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    answer, wrong = token_inputs(comparison)
+    answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
     wanted = (request, answer, wrong)
     if st.button("Run patching", type="primary", key="patching-run"):
         st.session_state[RUN_KEY] = wanted
@@ -124,7 +149,7 @@ if found is not None:
         ui.show_error(exc)
         st.stop()
     st.text(
-        f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}] at B's last position. "
+        f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}] at B's last position. "
         f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}"
     )
     if result.note:

@@ -28,7 +28,7 @@ from ..analyses.diff import TopTokenDiff
 from ..analyses.distances import LayerDistances, PositionDistances
 from ..analyses.lens import LensGrid
 from ..analyses.patching import PatchResult
-from ..analyses.watch import Watch
+from ..analyses.watch import Watch, WordWatch
 
 MAX_LABELS = 48  # position labels shown in full on a heatmap's x axis; more: every n-th + the differing
 LABEL_CHARS = 6  # characters of a token written inside a lens cell
@@ -151,14 +151,27 @@ def patching_frame(result: PatchResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def watch_frame(watch: Watch, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
-    """One row per (side, token, layer): the token's lens probability, rank and logit."""
+def watch_frame(watch: Watch, names: tuple[str, str] = ("A", "B"),
+                labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (side, token, layer): the token's lens probability, rank and logit. `labels[i]`
+    names the i-th token (e.g. '␣Lakers (first piece ␣L)'); by default its readable text."""
     return pd.DataFrame(
-        {"prompt": name, "token": t.token, "id": t.id, "layer": layer,
+        {"prompt": name, "token": labels[i] if labels else t.token, "id": t.id, "layer": layer,
          "probability": t.prob[layer], "rank": t.rank[layer], "logit": t.logit[layer]}
         for name, side in zip(names, (watch.a, watch.b), strict=True)
-        for t in side
+        for i, t in enumerate(side)
         for layer in range(len(t.prob))
+    )
+
+
+def word_frame(scores: WordWatch, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """One row per (side, word, layer): the whole word's teacher-forced log-probability and probability."""
+    return pd.DataFrame(
+        {"prompt": name, "word": w.word, "pieces": " + ".join(w.pieces), "layer": layer,
+         "log-probability": value, "probability": math.exp(value)}
+        for name, side in zip(names, (scores.a, scores.b), strict=True)
+        for w in side
+        for layer, value in enumerate(w.logprob)
     )
 
 

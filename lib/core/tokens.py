@@ -181,6 +181,47 @@ def typed_token(tokenizer, typed: str) -> WatchedToken:
     return single_token(tokenizer, "".join(marks.get(c, c) for c in typed))
 
 
+@dataclass(frozen=True)
+class TypedWord:
+    """A word a user named, as the tokenizer splits it: one token or several pieces.
+
+    `ids[0]` is what a chart can follow through the logit lens (the first piece); the whole word
+    is scored by teacher forcing (`lib.analyses.watch.word_scores`).
+    """
+
+    text: str  # the text the tokenizer reads ('␣' turned back into a space)
+    ids: tuple[int, ...]
+    pieces: tuple[str, ...]  # readable tokens, e.g. ('␣L', 'akers')
+
+    @property
+    def readable(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def first_id(self) -> int:
+        return self.ids[0]
+
+    def label(self) -> str:
+        """'␣Paris', or '␣Lakers (first piece ␣L)' for a word of several tokens."""
+        if len(self.ids) == 1:
+            return self.readable
+        return f"{self.readable} (first piece {self.pieces[0]})"
+
+
+def typed_word(tokenizer, typed: str) -> TypedWord:
+    """The token or tokens of a word a user typed, reading the visible marks back ('␣Lakers' →
+    ' Lakers' → '␣L', 'akers'); refuses an empty word or one that gives no token."""
+    marks = {SPACE_MARK: " ", **{mark: char for char, mark in _VISIBLE.items()}}
+    text = "".join(marks.get(c, c) for c in typed)
+    if not text:
+        raise PromptError("The word is empty. Type a word, e.g. ' Paris' (with its leading space).")
+    check_unicode(text, "The word")
+    ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise PromptError(f"'{typed}' gives no token. Type a word, e.g. ' Paris'.")
+    return TypedWord(text=text, ids=ids, pieces=tuple(readable_token(tokenizer, i) for i in ids))
+
+
 def typeable(tokenizer, token_id: int) -> bool:
     """True when typing the token's readable text gives it back (`typed_token`); false for byte
     pieces such as '<F0 9F>', which a user cannot type."""
