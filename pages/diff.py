@@ -14,6 +14,9 @@ from lib.core.errors import TwinlensError
 ui.page(
     "Top-token diff",
     """
+At every layer the model has a list of words it might write next, after A and after B. This page
+shows how different those two lists are, layer by layer, and which words moved the most.
+
 At every layer the logit lens gives each prompt a next-token distribution (here at one position of
 each prompt, by default the last). This page compares the two distributions.
 
@@ -135,6 +138,7 @@ if found is not None:
     )
 
     st.subheader("One layer, token by token")
+    ui.token_legend()
     chosen = st.select_slider("Layer", options=range(len(diff.layers)), value=len(diff.layers) - 1)
     detail = layer_table(diff.layers[chosen], a, b)
     st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")

@@ -81,5 +81,6 @@ if found is not None:
         st.altair_chart(charts.heatmap(per_position, measure_name, legend=measure_name, scheme="oranges",
                                        x_title="position · token (A/B where they differ)", tooltip=tooltip),
                         width="stretch")
+        ui.token_legend()
 
     ui.download_buttons("distances", request, report.to_dict(), tables)

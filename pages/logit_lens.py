@@ -17,6 +17,9 @@ ENTROPY = "entropy (bits)"
 ui.page(
     "Logit lens",
     """
+At every layer you can ask the model "what would you write next if you stopped here?". This page
+shows that guess for every layer and every word of A and B, so you can see where the answer appears.
+
 Each cell is one **layer** (rows) at one **position** of the prompt (columns, labelled with the
 input token there). It shows the token the model would predict next if it stopped at that layer —
 the final norm and the unembedding applied to that layer's residual stream (the *logit lens*) —
@@ -126,12 +129,14 @@ if found is not None:
     for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
             st.subheader(ui.plain(side.title))
-            st.text(side.text)
+            ui.prompt_text(side.text)
             st.text(answer_sentence(result, request.k))
             chart = lens_heatmap(frames[side.name], colour_by)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
-    st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position.")
+    st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position. "
+               "Red labels: positions whose token has no partner in the other prompt.")
+    ui.token_legend()
 
     a, b = (side.name for side in sides)
     st.subheader("One cell, both models" if comparison.mode == "models" else "One cell, both prompts")

@@ -23,6 +23,9 @@ from lib.core.models import LoadedModel
 ui.page(
     "Patching",
     """
+Here a piece of the model's memory of A is copied into its reading of B, one place at a time. If B's
+answer then turns into A's, that place carried what made the two answers differ.
+
 Distances and the lens show *where* A and B differ; patching asks *which* state carries the
 difference into the answer. B is run again, but at one layer and one position its residual stream
 (the model's running state) is replaced by A's at the same place. If B's answer then turns into A's,
@@ -126,6 +129,7 @@ def cell_picker(result: PatchResult) -> tuple[int, int]:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
+    ui.token_legend()
     answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
     wanted = (request, answer, wrong)
     if st.button("Run patching", type="primary", key="patching-run"):

@@ -66,6 +66,7 @@ if found is not None:
         "Words to watch, one per line", value=default, key=f"watch-tokens-{default}",
         help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",
     )
+    ui.token_legend()
     tokens = watched(model.tokenizer, typed)
     if not tokens:
         st.info("Type at least one word to watch.")

@@ -8,11 +8,6 @@ import pandas as pd
 from ..analyses.compare import Comparison, PromptResult
 
 
-def tokens_frame(side: PromptResult) -> pd.DataFrame:
-    """One row per token: its readable text and id."""
-    return pd.DataFrame({"token": list(side.tokens), "id": list(side.token_ids)})
-
-
 def lens_frame(side: PromptResult) -> pd.DataFrame:
     """Rows: the model's own top-k, then layers L…0; columns #1…#k; cells 'token  p'."""
     rows = [("model", side.final)] + [(f"layer {l}", side.lens[l]) for l in range(len(side.lens) - 1, -1, -1)]

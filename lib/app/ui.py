@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -22,7 +22,8 @@ from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, capture
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel, load_model
-from . import charts, export
+from ..core.tokens import align
+from . import charts, export, readable
 from . import compare_frames as frames
 from .cache import ModelKey, ResultCache, RunKey
 from .examples import Example
@@ -284,19 +285,45 @@ def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
     return tuple(Side(n, t, run) for n, t, run in zip(names, titles, request.runs, strict=True))
 
 
+def prompt_text(text: str) -> None:
+    """A prompt as plain text; a long one as its start … end, the whole of it in an expander."""
+    short = readable.shortened(text)
+    if short is None:
+        st.text(text)
+        return
+    st.text(short)
+    with st.expander(f"Whole prompt ({len(text):,} characters)"):
+        st.text(text)
+
+
+def token_chips(tokens: Sequence[str], differs: Sequence[bool] | None = None,
+                ids: Sequence[int] | None = None) -> None:
+    """Tokens as chips that wrap, the differing ones highlighted (see `readable.chips_html`)."""
+    st.html(readable.chips_html(tokens, differs, ids))
+
+
+def token_legend() -> None:
+    """The one-line legend of the marks in readable tokens (␣, ↵, <F0 9F>)."""
+    st.caption(plain(readable.TOKEN_LEGEND))
+
+
 def draw_comparison(comparison: Comparison) -> None:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses."""
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
-    for col, (label, title, side) in zip(st.columns(2), sides, strict=True):
+    matches = align(comparison.a.token_ids, comparison.b.token_ids)
+    unmatched = [[m is None for m in match] for match in matches]
+    for col, (label, title, side), differs in zip(st.columns(2), sides, unmatched, strict=True):
         with col:
             st.subheader(plain(title))
-            st.text(side.text)
+            prompt_text(side.text)
             top = side.final[0]
-            st.metric(f"Model's next token ({label})", top.token, f"p = {top.prob:.3f}", delta_color="off")
-            st.dataframe(frames.tokens_frame(side).T.astype(str), width="stretch")
+            st.markdown(f"**Next token ({plain(label)})**: `{top.token}` — "
+                        f"{plain(readable.next_token_sentence(top.token, top.prob))}")
+            token_chips(side.tokens, differs, side.token_ids)
+    token_legend()
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
     distance = comparison.distance
     if distance is None:

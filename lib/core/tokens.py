@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -324,21 +325,30 @@ def _word_splits(tokenizer, ids_a: list[int], ids_b: list[int]) -> tuple[WordSpl
     return tuple(splits)
 
 
-def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> TokenizationDiff:
-    """Align the token ids of A and B and name the words they split differently."""
+def align(
+    ids_a: Sequence[int], ids_b: Sequence[int]
+) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
+    """(match_a, match_b): for each token of A the position in B it lines up with (the longest
+    common runs of ids, difflib's matching blocks), or None where A differs; likewise for B."""
     match_a: list[int | None] = [None] * len(ids_a)
     match_b: list[int | None] = [None] * len(ids_b)
-    blocks = difflib.SequenceMatcher(a=ids_a, b=ids_b, autojunk=False).get_matching_blocks()
+    blocks = difflib.SequenceMatcher(a=list(ids_a), b=list(ids_b), autojunk=False).get_matching_blocks()
     for block in blocks:
         for offset in range(block.size):
             match_a[block.a + offset] = block.b + offset
             match_b[block.b + offset] = block.a + offset
+    return tuple(match_a), tuple(match_b)
+
+
+def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> TokenizationDiff:
+    """Align the token ids of A and B and name the words they split differently."""
+    match_a, match_b = align(ids_a, ids_b)
     return TokenizationDiff(
         tokens_a=tuple(readable_tokens(tokenizer, ids_a)),
         ids_a=tuple(ids_a),
         tokens_b=tuple(readable_tokens(tokenizer, ids_b)),
         ids_b=tuple(ids_b),
-        match_a=tuple(match_a),
-        match_b=tuple(match_b),
+        match_a=match_a,
+        match_b=match_b,
         splits=_word_splits(tokenizer, list(ids_a), list(ids_b)),
     )
