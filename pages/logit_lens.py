@@ -10,6 +10,7 @@ import streamlit as st
 from lib.analyses.compare import PromptResult
 from lib.analyses.lens import CellDetail, arrival, cell_detail, lens_grid, position_window
 from lib.app import charts, ui
+from lib.app.compare_frames import lens_grid_long_frame
 from lib.core.tokens import tokenization_diff
 
 ENTROPY = "entropy (bits)"
@@ -179,7 +180,7 @@ if found is not None:
             },
         },
         {
-            "grid": pd.concat(frames.values()).drop(columns=["column", "label"]),
+            "grid": pd.concat(lens_grid_long_frame(name, grid) for name, grid in grids.items()),
             "cell": pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
         },
     )

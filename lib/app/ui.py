@@ -228,8 +228,11 @@ def _size(n_bytes: int) -> str:
 def export_files(
     name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]
 ) -> list[ExportFile]:
-    """`data` with the request as `<name>.json`, then each table as `<name>-<table>.csv`."""
-    return export.export_files(name, request.to_dict(), data, tables)
+    """`data` with the request as `<stem>.json`, then each table as `<stem>-<table>.csv`; the stem
+    is `name` with a slug of the prompts (`export.file_stem`), so two exports do not collide."""
+    texts = [request.a] if request.two_models else [request.a, request.b]
+    stem = export.file_stem(name, [*texts, request.model, request.model2])
+    return export.export_files(stem, request.to_dict(), data, tables)
 
 
 def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:

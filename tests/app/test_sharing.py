@@ -65,6 +65,8 @@ def test_export_files_hold_the_request_the_data_and_each_table():
     request = Request(a="A, with a comma", b='B "quoted"')
     table = pd.DataFrame({"token": ["␣Paris", "a,b"], "prob": [0.5, 0.25]})
     files = ui.export_files("view", request, {"value": 1}, {"top": table})
-    assert [f.file_name for f in files] == ["view.json", "view-top.csv"]
+    stem = "view-a-with-a-comma-"
+    assert [f.file_name[: len(stem)] for f in files] == [stem, stem]
+    assert files[0].file_name.endswith(".json") and files[1].file_name.endswith("-top.csv")
     assert json.loads(files[0].content) == {"request": request.to_dict(), "value": 1}
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(files[1].content)), table)
