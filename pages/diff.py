@@ -139,7 +139,12 @@ if found is not None:
 
     st.subheader("One layer, token by token")
     ui.token_legend()
-    chosen = st.select_slider("Layer", options=range(len(diff.layers)), value=len(diff.layers) - 1)
+    last = len(diff.layers) - 1
+    ui.linked("diff-layer", "diff_layer", int)
+    if st.session_state.get("diff-layer") not in range(last + 1):
+        st.session_state["diff-layer"] = last
+    chosen = st.select_slider("Layer", options=range(last + 1), key="diff-layer")
+    ui.share("diff-layer", "diff_layer", chosen, last)
     detail = layer_table(diff.layers[chosen], a, b)
     st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")
 

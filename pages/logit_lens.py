@@ -141,6 +141,8 @@ if found is not None:
 
     a, b = (side.name for side in sides)
     st.subheader("One cell, both models" if comparison.mode == "models" else "One cell, both prompts")
+    ui.linked("lens_layer", "lens_layer", int)
+    ui.linked("lens_offset", "lens_offset", int)
     clamp_state("lens_layer", layers)
     clamp_state("lens_offset", offsets)
     layer_col, offset_col = st.columns(2)
@@ -149,6 +151,8 @@ if found is not None:
         f"Position (counted from the last token, so {a} and {b} line up)", offsets, key="lens_offset",
         format_func=lambda o: f"last − {o}: {a} {cap_a.tokens[-1 - o]} · {b} {cap_b.tokens[-1 - o]}",
     )
+    ui.share("lens_layer", "lens_layer", layer, layers[0])
+    ui.share("lens_offset", "lens_offset", offset, offsets[0])
     details = {}
     for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:

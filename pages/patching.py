@@ -98,13 +98,15 @@ def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture
     fix when its space-prefixed variant ranks far higher ('Mary' vs '␣Mary')."""
     columns = st.columns(2)
     typed = []
-    for column, key, label, side, cap, whose in (
-        (columns[0], "patching-answer", "Answer token", comparison.a, caps[0], "A's"),
-        (columns[1], "patching-wrong", "Wrong token", comparison.b, caps[1], "B's"),
+    for column, key, link_name, label, side, cap, whose in (
+        (columns[0], "patching-answer", "answer", "Answer token", comparison.a, caps[0], "A's"),
+        (columns[1], "patching-wrong", "wrong", "Wrong token", comparison.b, caps[1], "B's"),
     ):
         with column:
+            ui.linked(key, link_name)
             value = st.text_input(label, key=key, placeholder=f"{whose} top-1: {side.final[0].token}",
                                   help=WORD_HELP.format(whose=whose))
+            ui.share(key, link_name, value)
             hint = space_hint(model, cap.final_logits, value) if value else None
             if hint is not None:
                 st.warning(ui.plain(hint.message(whose)))

@@ -62,10 +62,14 @@ found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
     default = "\n".join(contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final))
+    key = f"watch-tokens-{default}"
+    ui.linked(key, "watch")
+    st.session_state.setdefault(key, default)
     typed = st.text_area(
-        "Words to watch, one per line", value=default, key=f"watch-tokens-{default}",
+        "Words to watch, one per line", key=key,
         help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",
     )
+    ui.share(key, "watch", typed, default)
     ui.token_legend()
     tokens = watched(model.tokenizer, typed)
     if not tokens:

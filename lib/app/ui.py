@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -38,6 +39,11 @@ REQUEST_KEY = "twinlens_request"
 ENTRY_KEY = "_twinlens_entrypoint_running"
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 QUERY_READ_KEY = "_twinlens_query_read"
+PAGE_QUERY_KEY = "_twinlens_page_query"  # the opening link's page parameters, until the page takes them
+KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on another page
+# A page's own state in a shared link (each page adds and removes only its own).
+PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer")
+MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
 T = TypeVar("T")
 
 
@@ -57,16 +63,27 @@ def submit(request: Request) -> None:
     set_request(request)
 
 
+EXAMPLE_BOS_KEY = "_twinlens_example_bos"  # (the BOS an example set, the user's own BOS before it)
+
+
 def use_example(example: Example) -> None:
     """An example button's on_click: both prompts (and the example's BOS, if it sets one) are filled
-    in and compared with the model and top-k currently in the sidebar."""
+    in and compared with the model and top-k currently in the sidebar. A BOS an example turned on
+    lasts for that example only: the next example gets the user's own BOS back (unless the user
+    changed the BOS in between)."""
     state = st.session_state
+    bos = state.get("bos", Request.bos)
+    set_by_example, own = state.pop(EXAMPLE_BOS_KEY, (None, None))
+    if set_by_example is not None and bos == set_by_example:
+        bos = own
+    if example.bos:
+        state[EXAMPLE_BOS_KEY] = (example.bos, bos)
     submit(
         Request(
             model=str(state.get("model", "")).strip() or Request.model,
             a=example.a,
             b=example.b,
-            bos=example.bos or state.get("bos", Request.bos),
+            bos=example.bos or bos,
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
@@ -80,6 +97,9 @@ def adopt_query_params() -> None:
     if st.session_state.get(QUERY_READ_KEY):
         return
     st.session_state[QUERY_READ_KEY] = True
+    st.session_state[PAGE_QUERY_KEY] = {
+        name: value for name, value in st.query_params.to_dict().items() if name in PAGE_PARAMS
+    }
     if not any(name in st.query_params for name in QUERY_FIELDS):
         return
     try:
@@ -89,16 +109,48 @@ def adopt_query_params() -> None:
 
 
 def write_query_params() -> None:
-    """Keep the URL shareable: after each compare (and page switch), it names the current request."""
+    """Keep the URL shareable: after each compare (and page switch), it names the current request
+    (prompts too long for a link are left out, with a note); the page then adds its own state."""
     request = current_request()
     if request is None:
         return
     wanted = request.to_query()
-    for name in PAIR_QUERY_FIELDS:  # left over from a two-models request
+    if len(urlencode(wanted)) > MAX_LINK_CHARS:
+        size = len(urlencode({"a": wanted.pop("a"), "b": wanted.pop("b")}))
+        st.sidebar.caption(
+            f"The prompts are too long for a link ({size:,} characters once encoded): a copied link "
+            "carries the model and settings only. Use the JSON export to share the prompts."
+        )
+    for name in (*PAIR_QUERY_FIELDS, "a", "b", *PAGE_PARAMS):  # left over from another request or page
         if name in st.query_params and name not in wanted:
             del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):
         st.query_params.update(wanted)
+
+
+def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
+    """Call before drawing the widget `key`, whose state a link carries as `name`: a shared link's
+    value fills it on the session's first visit to the page; otherwise the value the user left on
+    this page comes back (Streamlit forgets a widget's value while its page is not shown)."""
+    pending = st.session_state.get(PAGE_QUERY_KEY, {})
+    if name in pending:
+        try:
+            st.session_state[key] = cast(pending.pop(name))
+        except ValueError:
+            pass
+    elif key not in st.session_state and KEPT + key in st.session_state:
+        st.session_state[key] = st.session_state[KEPT + key]
+
+
+def share(key: str, name: str, value: object, default: object = None) -> None:
+    """Call after drawing the widget `key`: its value is kept for the next visit to the page and
+    written into the link as `name` (left out while it is empty or `default`)."""
+    st.session_state[KEPT + key] = value
+    if value is None or value == "" or value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
 
 
 TRUST_REMOTE_CODE_HELP = (
