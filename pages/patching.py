@@ -54,11 +54,14 @@ def column_labels(result: PatchResult) -> list[str]:
     return [f"{p} · {result.tokens_b[p]}" for p in result.positions]
 
 
+EFFECT_DECIMALS = 3  # what the figure supports: the metric's float error is ~1e-6 of the A–B gap
+
+
 def effect_table(result: PatchResult) -> pd.DataFrame:
-    """Layers as rows (0 first), B's patched positions as columns, the normalized effect as values."""
-    return pd.DataFrame(
-        [list(row) for row in result.effect], columns=column_labels(result)
-    ).rename_axis("layer").reset_index()
+    """Layers as rows (0 first), B's patched positions as columns, the normalized effect as values,
+    rounded to `EFFECT_DECIMALS` (an empty cell reads 0, not 0.00000009; the export keeps every digit)."""
+    effects = pd.DataFrame([list(row) for row in result.effect], columns=column_labels(result))
+    return (effects.round(EFFECT_DECIMALS) + 0.0).rename_axis("layer").reset_index()  # + 0.0: no "-0"
 
 
 def effect_heatmap(table: pd.DataFrame) -> alt.LayerChart:

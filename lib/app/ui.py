@@ -20,10 +20,10 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from ..analyses.compare import Comparison, compare_captures
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
-from ..core.capture import Capture, capture
+from ..core.capture import Capture, capture, check_length
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel, load_model
-from ..core.tokens import align
+from ..core.tokens import align, check_prompts, encode
 from . import charts, export, readable
 from . import compare_frames as frames
 from .cache import ModelKey, ResultCache, RunKey
@@ -187,11 +187,13 @@ def get_model(key: ModelKey) -> LoadedModel:
     if key in MODELS:
         return MODELS.get(key, lambda: _load(key))
     box = st.empty()
-    with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
-        st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
-        model = MODELS.get(key, lambda: _load(key))
-    box.empty()
-    return model
+    try:
+        with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
+            st.write("The first start of the embedded model unpacks it (about 15 s); "
+                     "later starts take a second.")
+            return MODELS.get(key, lambda: _load(key))
+    finally:
+        box.empty()  # also after a failed load: the error alone stays
 
 
 def _load(key: ModelKey) -> LoadedModel:
@@ -244,11 +246,26 @@ def clear_results() -> None:
 def get_comparison(request: Request) -> Comparison:
     """The comparison for `request`: prompts A and B through one model, or prompt A through two."""
     run_a, run_b = request.runs
+    check_sides(request)
     with st.spinner("Running both sides through the model…"):
         if request.two_models:
             check_model_pair_tokens(request)
             return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
         return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k)
+
+
+def check_sides(request: Request) -> None:
+    """Before any pass: an empty or too long prompt is named ('Prompt B is empty'); two-models
+    mode with the same model twice gets a warning (every difference would be 0)."""
+    texts = (request.a,) if request.two_models else (request.a, request.b)
+    names = ("The prompt",) if request.two_models else ("Prompt A", "Prompt B")
+    check_prompts(*texts, names=names)
+    model = get_model(request.model_key)
+    for text, name in zip(texts, names, strict=True):
+        check_length(model, len(encode(model.tokenizer, text, request.bos)), name)
+    if request.two_models and request.model2.strip() == request.model.strip():
+        st.warning(f"Model 1 and model 2 are the same ('{plain(request.model)}'): the two sides are "
+                   "identical, so every difference below is 0. Type another model as model 2.")
 
 
 def check_model_pair_tokens(request: Request) -> None:
@@ -304,7 +321,8 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
     """
     request = current_request()
     if request is None:
-        st.info("Type two prompts in the sidebar and press **Compare**.")
+        st.info("Type two prompts in the sidebar and press **Compare** — or, to start with a pair that "
+                "shows something, click one of the **Example pairs** in the sidebar.")
         return None
     try:
         model = get_model(request.model_key)

@@ -41,14 +41,20 @@ def encode(tokenizer, text: str, bos: str = "auto") -> list[int]:
     return [bos_id, *ids] if bos == "on" else ids
 
 
-def check_prompts(*texts: str) -> None:
-    """Refuse empty or whitespace-only prompts and NUL characters, before any model work."""
-    for text in texts:
+def prompt_names(n: int) -> tuple[str, ...]:
+    """What messages call n prompts: 'The prompt', or 'Prompt A', 'Prompt B'."""
+    return ("The prompt",) if n == 1 else tuple(f"Prompt {chr(ord('A') + i)}" for i in range(n))
+
+
+def check_prompts(*texts: str, names: tuple[str, ...] | None = None) -> None:
+    """Refuse empty or whitespace-only prompts and NUL characters, before any model work, naming
+    the prompt ('Prompt B is empty'; `names` default: `prompt_names`)."""
+    for text, name in zip(texts, names or prompt_names(len(texts)), strict=True):
         if not isinstance(text, str) or not text.strip():
-            raise PromptError("A prompt is empty. Type some text in both prompts.")
+            raise PromptError(f"{name} is empty. Type some text in it.")
         if "\x00" in text:
-            raise PromptError("A prompt contains a NUL character (\\x00); remove it.")
-        check_unicode(text, "A prompt")
+            raise PromptError(f"{name} contains a NUL character (\\x00); remove it.")
+        check_unicode(text, name)
 
 
 def check_unicode(text: str, what: str) -> None:

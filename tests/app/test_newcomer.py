@@ -59,3 +59,32 @@ def test_a_long_prompt_shows_its_start_and_end_with_the_whole_in_an_expander(app
     assert any(" … " in t and t.endswith("The capital of Italy is") for t in shown)
     [whole] = [e for e in app.expander if e.label.startswith("Whole prompt")]
     assert [t.value for t in whole.text] == [long]
+
+
+def test_an_empty_or_too_long_prompt_is_named(app, tiny):
+    submit(app, model=tiny, a="The capital of France is", b="   ")
+    assert not app.exception, app.exception
+    assert app.error[0].value.startswith("Prompt B is empty")
+    submit(app, model=tiny, a="the " * 200, b="The capital of Italy is")
+    assert app.error[0].value.startswith("Prompt A is ") and "reads at most 128" in app.error[0].value
+
+
+def test_a_failed_load_leaves_only_the_error(app):
+    submit(app, model="/no/such/model/folder", a="The capital of France is", b="The capital of Italy is")
+    assert not app.exception, app.exception
+    assert app.error
+    assert not [s for s in app.status if "Loading model" in s.label]
+
+
+def test_two_models_that_are_the_same_model_get_a_warning(app, tiny):
+    from app_helpers import compare_two
+
+    compare_two(app, tiny, tiny, prompt="The capital of France is")
+    assert not app.exception, app.exception
+    assert any("Model 1 and model 2 are the same" in w.value for w in app.warning)
+
+
+def test_the_empty_landing_page_points_to_the_examples(app):
+    app.run()
+    assert "Example pairs" in app.info[0].value
+    assert app.sidebar.expander[-1].label == "Example pairs"

@@ -52,7 +52,8 @@ def test_patching_grid_holds_what_the_library_returns(app, expected):
     assert list(grid.columns[1:]) == [f"{p} · {t}" for p, t in enumerate(expected.tokens_b)]
     assert grid["layer"].tolist() == list(range(len(expected.effect)))
     for layer, row in enumerate(expected.effect):
-        assert grid.iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+        assert grid.iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=5e-4)
+        assert all(value == round(value, 3) for value in grid.iloc[layer, 1:])  # no 0.00000009
     assert any("␣Paris" in t.value and "␣Rome" in t.value for t in app.text)
     assert any("position 3 ('␣Italy'" in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 1
@@ -79,7 +80,7 @@ def test_typed_tokens_with_the_space_mark_give_the_default_grid(app, expected):
     app.text_input(key="patching-wrong").input("␣Rome")
     run_patching(app)
     for layer, row in enumerate(expected.effect):
-        assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+        assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=5e-4)
 
 
 def test_same_prediction_asks_for_tokens(app):
