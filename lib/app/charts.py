@@ -277,12 +277,14 @@ def layer_lines(
         "tooltip": list(tooltip) or ["layer", alt.Tooltip(f"{y}:Q", format=".4g")],
     }
     if colour is not None:
-        encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=alt.Legend(orient="bottom"))
+        legend = alt.Legend(orient="bottom", labelLimit=400)
+        encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend)
     if side is not None:
         names = list(dict.fromkeys(frame[side]))
         encoding["strokeDash"] = alt.StrokeDash(
             f"{side}:N", title=None, scale=alt.Scale(domain=names, range=list(SIDE_DASHES[: len(names)])),
-            legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeWidth=2, symbolSize=400),
+            legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeWidth=2, symbolSize=400,
+                              labelLimit=400),
         )
     chart = alt.Chart(frame, title=title) if title else alt.Chart(frame)
     return chart.mark_line(point=alt.OverlayMarkDef(size=30)).encode(**encoding).properties(height=height)
