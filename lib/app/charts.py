@@ -263,8 +263,9 @@ def layer_lines(
 ) -> alt.Chart:
     """One line per `colour` value over layers (x: `layer`), y fitted to the data.
 
-    `side`: a column with two values (A/B, model 1/model 2) drawn solid and dashed; its legend
-    shows the strokes themselves. `log`: a log scale (ranks), `reverse`: top values at the top.
+    `side`: a column with two values (A/B, model 1/model 2) drawn solid and dashed; the chart's
+    subtitle says which is which.
+    `log`: a log scale (ranks), `reverse`: top values at the top.
     """
     if log:
         scale = alt.Scale(type="log", reverse=reverse)
@@ -278,16 +279,30 @@ def layer_lines(
     }
     if colour is not None:
         legend = alt.Legend(orient="bottom", labelLimit=400)
-        encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend)
+        scale = alt.Scale(scheme="category10")
+        encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend, scale=scale)
     if side is not None:
         names = list(dict.fromkeys(frame[side]))
         encoding["strokeDash"] = alt.StrokeDash(
-            f"{side}:N", title=None, scale=alt.Scale(domain=names, range=list(SIDE_DASHES[: len(names)])),
-            legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeWidth=2, symbolSize=400,
-                              labelLimit=400),
+            f"{side}:N", scale=alt.Scale(domain=names, range=list(SIDE_DASHES[: len(names)])), legend=None,
         )
-    chart = alt.Chart(frame, title=title) if title else alt.Chart(frame)
+    # Browsers draw a strokeDash legend as bare labels (its symbols vanish), so the sides are named
+    # in the chart's subtitle instead, with the line style each one has.
+    key = side_key(list(dict.fromkeys(frame[side]))) if side is not None else ""
+    if title and key:
+        chart = alt.Chart(frame, title=alt.TitleParams(text=title, subtitle=key, anchor="start"))
+    elif title or key:  # Vega draws no subtitle under an empty title: the key alone is the title
+        chart = alt.Chart(frame, title=alt.TitleParams(text=title or key, anchor="start",
+                                                       fontWeight="normal" if key and not title else "bold"))
+    else:
+        chart = alt.Chart(frame)
     return chart.mark_line(point=alt.OverlayMarkDef(size=30)).encode(**encoding).properties(height=height)
+
+
+def side_key(names: Sequence[str]) -> str:
+    """'A: solid line ━━ · B: dashed line ╍╍' — which side each line style stands for."""
+    styles = ("solid line ━━", "dashed line ╍╍")
+    return " · ".join(f"{name}: {style}" for name, style in zip(names, styles, strict=False))
 
 
 def divergence_chart(frame: pd.DataFrame, kl_title: str = "KL(A‖B)") -> alt.HConcatChart:

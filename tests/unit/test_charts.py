@@ -112,10 +112,12 @@ def test_watch_lines_tell_a_from_b_in_the_legend_and_fit_the_axis(llama, caps):
     assert set(frame["prompt"]) == {"A", "B"} and len(frame) == 2 * 2 * (llama.n_layers + 1)
     spec = charts.layer_lines(frame, "probability", y_title="p", colour="token", side="prompt",
                               floor=0.0).to_dict()
-    dash = spec["encoding"]["strokeDash"]
-    assert dash["legend"]["symbolType"] == "stroke"  # the legend draws the dash, not two equal dots
+    lines = spec
+    dash = lines["encoding"]["strokeDash"]
     assert dash["scale"]["domain"] == ["A", "B"] and dash["scale"]["range"][0] != dash["scale"]["range"][1]
-    low, high = spec["encoding"]["y"]["scale"]["domain"]
+    # Which line is A and which is B is written out (a dash legend shows two identical dots or nothing).
+    assert spec["title"]["text"] == "A: solid line ━━ · B: dashed line ╍╍"
+    low, high = lines["encoding"]["y"]["scale"]["domain"]
     assert low <= frame["probability"].min() and frame["probability"].max() <= high
     assert high - frame["probability"].max() <= 0.06 * (high - low) + 1e-12
 
