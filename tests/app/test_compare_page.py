@@ -51,7 +51,8 @@ def test_compare_page_offers_json_and_csv_export(app, real_model):
     files = export_files("comparison", Request(a=a, b=b, k=3), expected.to_dict(),
                          compare_frames.comparison_tables(expected))
     names = [f.file_name for f in files]
-    assert names[0] == "comparison.json" and "comparison-distance.csv" in names
+    stem = names[0].removesuffix(".json")
+    assert stem.startswith("comparison-the-capital-of-france-") and f"{stem}-distance.csv" in names
     import json
 
     assert json.loads(files[0].content)["a"]["final"][0]["token"] == "␣Paris"
