@@ -33,6 +33,7 @@ from ..core.backend import Intervention
 from ..core.capture import Capture, capture
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.sites import Site, residual_sites
 from ..core.tokens import SPACE_MARK, readable_token, typed_word
 from .lens import TokenProb, lens_column, vocabulary_rank
@@ -52,7 +53,7 @@ class Patch:
 
 
 @dataclass(frozen=True)
-class TokenRef:
+class TokenRef(Record):
     """A token of the metric: its readable text and id. For a word of several tokens the metric
     uses its first piece (`token`, `id`) and `word` holds the whole word ('' for one token)."""
 
@@ -64,9 +65,6 @@ class TokenRef:
     def label(self) -> str:
         """'␣Paris', or '␣L (first piece of ␣Lakers)'."""
         return f"{self.token} (first piece of {self.word})" if self.word else self.token
-
-    def to_dict(self) -> dict:
-        return {"token": self.token, "id": self.id, "word": self.word}
 
 
 @dataclass(frozen=True)
@@ -148,21 +146,13 @@ class PatchResult:
 
 
 @dataclass(frozen=True)
-class PatchedLens:
+class PatchedLens(Record):
     """B's logit lens at its last position, layers 0…L, after patching A's residual at (layer, position)."""
 
     layer: int
     position: int
     lens: tuple[tuple[TokenProb, ...], ...]
     entropy_bits: tuple[float, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "layer": self.layer,
-            "position": self.position,
-            "lens": [[t.to_dict() for t in row] for row in self.lens],
-            "entropy_bits": list(self.entropy_bits),
-        }
 
 
 def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:

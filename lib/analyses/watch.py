@@ -22,12 +22,13 @@ from ..core.capture import Capture
 from ..core.checks import resolve_position
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.tokens import readable_token, typeable
 from .lens import TokenProb, lens_logits_chunks, vocabulary_rank
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class Trajectory(Record):
     """One token at one position of one prompt, for every layer 0…L."""
 
     token: str
@@ -36,32 +37,15 @@ class Trajectory:
     prob: tuple[float, ...]
     rank: tuple[int, ...]
 
-    def to_dict(self) -> dict:
-        return {
-            "token": self.token,
-            "id": self.id,
-            "logit": list(self.logit),
-            "prob": list(self.prob),
-            "rank": list(self.rank),
-        }
-
 
 @dataclass(frozen=True)
-class Watch:
+class Watch(Record):
     """The watched tokens in A (at `position_a`) and in B (at `position_b`); a[i], b[i]: the same token."""
 
     position_a: int
     position_b: int
     a: tuple[Trajectory, ...]
     b: tuple[Trajectory, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "position_a": self.position_a,
-            "position_b": self.position_b,
-            "a": [t.to_dict() for t in self.a],
-            "b": [t.to_dict() for t in self.b],
-        }
 
 
 def contrast_pair(tokenizer, top_a: Sequence[TokenProb], top_b: Sequence[TokenProb]) -> tuple[str, ...]:
@@ -123,7 +107,7 @@ def watch_tokens(
 
 
 @dataclass(frozen=True)
-class WordScore:
+class WordScore(Record):
     """A whole word (one or more tokens) after one prompt, scored at every layer by teacher forcing:
 
         score_ℓ(w) = log p_ℓ(w₁ | h_ℓ) + Σ_{j=2…n} log p_L(w_j | prompt, w₁ … w_{j−1})
@@ -145,20 +129,13 @@ class WordScore:
     def prob(self) -> tuple[float, ...]:
         return tuple(math.exp(v) for v in self.logprob)
 
-    def to_dict(self) -> dict:
-        return {"word": self.word, "ids": list(self.ids), "pieces": list(self.pieces), "later": self.later,
-                "logprob": list(self.logprob)}
-
 
 @dataclass(frozen=True)
-class WordWatch:
+class WordWatch(Record):
     """The same words scored after A (a[i]) and after B (b[i]), at each prompt's last position."""
 
     a: tuple[WordScore, ...]
     b: tuple[WordScore, ...]
-
-    def to_dict(self) -> dict:
-        return {"a": [w.to_dict() for w in self.a], "b": [w.to_dict() for w in self.b]}
 
 
 def word_score(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> WordScore:
