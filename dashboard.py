@@ -14,9 +14,9 @@ from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
 
-st.set_page_config(page_title="twinlens", page_icon=":material/search:", layout="wide")
-
 HERE = Path(__file__).parent
+# A local icon: a Material or emoji page icon makes the browser fetch it from an online font service.
+st.set_page_config(page_title="twinlens", page_icon=str(HERE / "lib" / "app" / "twinlens.png"), layout="wide")
 PAGES = [  # (file, title, icon); the first is the default page. Material icons need no emoji font.
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/logit_lens.py", "Logit lens", ":material/layers:"),

@@ -8,6 +8,9 @@ from lib.app import ui
 ui.page(
     "Compare",
     """
+The two prompts go through the same model, and this page shows where inside it they start to differ.
+The model's guess for the next word is shown for both, with its confidence.
+
 Each prompt flows through the model layer by layer; the **residual stream** is the model's running
 state. *Layer 0* is just the embedded last token, the last layer is what the model predicts from.
 

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
+from lib.app import charts, ui
 from lib.app import compare_frames as frames
-from lib.app import ui
 
 ui.page(
     "Top-token diff",
     """
+At every layer the model has a list of words it might write next, after A and after B. This page
+shows how different those two lists are, layer by layer, and which words moved the most.
+
 At every layer the logit lens gives each prompt a next-token distribution (here at one position of
 each prompt, by default the last). This page compares the two distributions.
 
@@ -99,28 +101,6 @@ def highlight_shared(table: pd.DataFrame, a: str = "A", b: str = "B"):
               f"Δrank ({b} − {a})": "{:+d}"})
 
 
-def divergence_chart(table: pd.DataFrame, a: str = "A", b: str = "B") -> alt.LayerChart:
-    """KL (left axis) and JS (right axis, 0…1 bit) per layer; each JS point carries the most-changed token."""
-    base = alt.Chart(table.rename(columns={kl_name(a, b): "kl", "JS bits": "js", "most changed": "token"}))
-    tooltip = ["layer", alt.Tooltip("kl", title=kl_name(a, b), format=".4f"),
-               alt.Tooltip("js", title="JS bits", format=".4f"), alt.Tooltip("token", title="most changed")]
-    kl = base.mark_line(point=True, color="#d62728").encode(
-        x=alt.X("layer:Q"),
-        y=alt.Y("kl:Q", title=f"KL({a}‖{b}), bits", axis=alt.Axis(titleColor="#d62728")),
-        tooltip=tooltip,
-    )
-    js = base.mark_line(point=True, color="#1f77b4").encode(
-        x="layer:Q",
-        y=alt.Y("js:Q", title="Jensen–Shannon, bits", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(titleColor="#1f77b4", orient="right")),
-        tooltip=tooltip,
-    )
-    labels = base.mark_text(dy=-12, angle=320, fontSize=10, align="left").encode(
-        x="layer:Q", y="js:Q", text="token:N"
-    )
-    return alt.layer(kl, js + labels).resolve_scale(y="independent").properties(height=320)
-
-
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
@@ -142,16 +122,24 @@ if found is not None:
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
-    st.altair_chart(divergence_chart(overview, a, b), width="stretch")
+    divergences = charts.divergence_chart(charts.divergence_frame(diff), kl_name(a, b).removesuffix(" bits"))
+    st.altair_chart(divergences, width="stretch")
     peak = max(diff.layers, key=lambda layer: layer.js_bits)
     st.caption(
         f"Jensen–Shannon peaks at layer {peak.layer} ({peak.js_bits:.3f} bits); at the last layer it is "
         f"{diff.layers[-1].js_bits:.3f} bits and the top-{diff.top_k} lists share "
-        f"{len(diff.layers[-1].shared)} tokens. Labels: the token whose probability changed most."
+        f"{len(diff.layers[-1].shared)} tokens. Label: the token whose probability changed most at the peak "
+        "(hover any point for its own)."
     )
 
     st.subheader("One layer, token by token")
-    chosen = st.select_slider("Layer", options=range(len(diff.layers)), value=len(diff.layers) - 1)
+    ui.token_legend()
+    last = len(diff.layers) - 1
+    ui.linked("diff-layer", "diff_layer", int)
+    if st.session_state.get("diff-layer") not in range(last + 1):
+        st.session_state["diff-layer"] = last
+    chosen = st.select_slider("Layer", options=range(last + 1), key="diff-layer")
+    ui.share("diff-layer", "diff_layer", chosen, last)
     detail = layer_table(diff.layers[chosen], a, b)
     st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")
 

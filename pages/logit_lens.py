@@ -8,16 +8,24 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, LensGrid, cell_detail, first_layer, lens_grid, position_window
-from lib.app import ui
+from lib.analyses.lens import CellDetail, arrival, cell_detail, lens_grid, position_window
+from lib.app import charts, ui
+from lib.app.compare_frames import lens_grid_long_frame
+from lib.core.tokens import tokenization_diff
+
+ENTROPY = "entropy (bits)"
 
 ui.page(
     "Logit lens",
     """
+At every layer you can ask the model "what would you write next if you stopped here?". This page
+shows that guess for every layer and every word of A and B, so you can see where the answer appears.
+
 Each cell is one **layer** (rows) at one **position** of the prompt (columns, labelled with the
 input token there). It shows the token the model would predict next if it stopped at that layer —
 the final norm and the unembedding applied to that layer's residual stream (the *logit lens*) —
-coloured by that token's probability (or by the entropy of the whole distribution: low = sure).
+coloured by that token's probability (or by the entropy of the whole distribution, in bits:
+low = sure).
 
 - The top row is the model's own prediction at each position.
 - A **red outline** marks cells whose top token is already the model's final prediction there.
@@ -29,79 +37,37 @@ coloured by that token's probability (or by the entropy of the whole distributio
 """,
 )
 
-LABEL_CHARS = 6  # characters of a token written inside a cell
-
-
-def cell_label(token: str) -> str:
-    return token if len(token) <= LABEL_CHARS else token[: LABEL_CHARS - 1] + "…"
-
-
-def grid_frame(prompt: str, grid: LensGrid) -> pd.DataFrame:
-    """One row per cell; `column` ("position token") keeps repeated tokens apart on the x axis."""
-    return pd.DataFrame(
-        [
-            {
-                "prompt": prompt,
-                "layer": layer,
-                "position": cell.position,
-                "column": f"{cell.position} {grid.tokens[i]}",
-                "input": grid.tokens[i],
-                "top1": cell.top[0].token,
-                "label": cell_label(cell.top[0].token),
-                "probability": cell.top[0].prob,
-                "entropy": cell.entropy,
-                "final": grid.matches_final(layer, i),
-                "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
-            }
-            for layer, row in enumerate(grid.cells)
-            for i, cell in enumerate(row)
-        ]
+def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
+    """The lens grid: cells coloured by p(top-1) or entropy, the top-1 written in, final answers outlined."""
+    value = "probability" if colour_by == "probability" else ENTROPY
+    tooltip = [
+        alt.Tooltip("layer:O"), alt.Tooltip("position:O"), alt.Tooltip("input:N", title="input token"),
+        alt.Tooltip("top1:N", title="top-1"), alt.Tooltip("probability:Q", format=".3f"),
+        alt.Tooltip(f"{ENTROPY}:Q", format=".2f"), alt.Tooltip("topk:N", title="top-k"),
+    ]
+    return charts.heatmap(
+        frame, value, legend=value if value == ENTROPY else "p(top-1)", x_title="position · input token",
+        domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
+        tooltip=tooltip, clickable=True,
     )
 
 
-def heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
-    """Layers × positions: cells coloured by `colour_by`, the top-1 written in, final answers outlined."""
-    top = float(frame[colour_by].max()) or 1.0
-    domain = [0.0, 1.0] if colour_by == "probability" else [0.0, top]
-    dark = 0.5 * domain[1]
-    base = alt.Chart(frame).encode(
-        x=alt.X("column:N", sort=list(dict.fromkeys(frame["column"])), title="position · input token",
-                axis=alt.Axis(labelAngle=-45, labelLimit=90)),
-        y=alt.Y("layer:O", sort="descending", title="layer"),
-        tooltip=[
-            alt.Tooltip("layer:O"),
-            alt.Tooltip("position:O"),
-            alt.Tooltip("input:N", title="input token"),
-            alt.Tooltip("top1:N", title="top-1"),
-            alt.Tooltip("probability:Q", format=".3f"),
-            alt.Tooltip("entropy:Q", format=".2f", title="entropy (nats)"),
-            alt.Tooltip("topk:N", title="top-k"),
-        ],
-    )
-    pick = alt.selection_point(name="cell", fields=["layer", "position"], on="click")
-    rect = base.mark_rect().encode(
-        color=alt.Color(f"{colour_by}:Q", scale=alt.Scale(scheme="blues", domain=domain),
-                        title="entropy (nats)" if colour_by == "entropy" else "p(top-1)")
-    ).add_params(pick)
-    outline = base.transform_filter("datum.final").mark_rect(fill=None, stroke="#d62728", strokeWidth=1.5)
-    ink = alt.condition(f"datum.{colour_by} > {dark}", alt.value("white"), alt.value("black"))
-    text = base.mark_text(fontSize=9).encode(text="label:N", color=ink)
-    n_layers = int(frame["layer"].max()) + 1
-    return (rect + outline + text).properties(height=16 * n_layers + 40)
+def answer_arrivals(side: PromptResult, k: int) -> dict:
+    """Where the model's final answer (last position) settles in the lens: top-1 and top-k."""
+    answer = side.final[0]
+    return {"token": answer.token, "id": answer.id, "top1": arrival(side.lens, answer.id),
+            "top_k": arrival(side.lens, answer.id, within=k)}
 
 
 def answer_sentence(side: PromptResult, k: int) -> str:
-    """Where the model's final answer (last position) first appears in the lens, in plain words."""
-    answer = side.final[0]
-    top1 = first_layer(side.lens, answer.id)
-    in_top_k = first_layer(side.lens, answer.id, within=k)
-    last = len(side.lens) - 1
-    if top1 is None:
-        return f"Final answer '{answer.token}': never the lens's top-1 at the last position."
-    return (
-        f"Final answer '{answer.token}': top-1 from layer {top1} of {last}"
-        f"{f'; in the top-{k} from layer {in_top_k}' if in_top_k is not None and in_top_k < top1 else ''}."
-    )
+    """Where the model's final answer settles in the lens, in plain words: the layer from which it
+    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k."""
+    found = answer_arrivals(side, k)
+    top1, top_k = found["top1"], found["top_k"]
+    sentence = top1.sentence(f"Final answer '{found['token']}'") + f" (layers 0…{len(side.lens) - 1})"
+    if top_k.stays_from is not None and (top1.stays_from is None or top_k.stays_from < top1.stays_from):
+        sentence += f"; in the top-{k} from layer {top_k.stays_from} on"
+    return sentence + "."
 
 
 def detail_frame(detail: CellDetail) -> pd.DataFrame:
@@ -152,22 +118,31 @@ if found is not None:
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
     grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
              for side, window in zip(sides, windows, strict=True)}
-    frames = {name: grid_frame(name, grid) for name, grid in grids.items()}
+    aligned = tokenization_diff(ui.get_model(sides[0].run.model).tokenizer, list(cap_a.token_ids),
+                                list(cap_b.token_ids))
+    unmatched = {sides[0].name: [m is None for m in aligned.match_a],
+                 sides[1].name: [m is None for m in aligned.match_b]}
+    frames = {name: charts.lens_grid_frame(name, grid, [unmatched[name][p] for p in grid.positions])
+              for name, grid in grids.items()}
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
     for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
             st.subheader(ui.plain(side.title))
-            st.text(side.text)
+            ui.prompt_text(side.text)
             st.text(answer_sentence(result, request.k))
-            chart = heatmap(frames[side.name], colour_by)
+            chart = lens_heatmap(frames[side.name], colour_by)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
-    st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position.")
+    st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position. "
+               "Red labels: positions whose token has no partner in the other prompt.")
+    ui.token_legend()
 
     a, b = (side.name for side in sides)
     st.subheader("One cell, both models" if comparison.mode == "models" else "One cell, both prompts")
+    ui.linked("lens_layer", "lens_layer", int)
+    ui.linked("lens_offset", "lens_offset", int)
     clamp_state("lens_layer", layers)
     clamp_state("lens_offset", offsets)
     layer_col, offset_col = st.columns(2)
@@ -176,6 +151,8 @@ if found is not None:
         f"Position (counted from the last token, so {a} and {b} line up)", offsets, key="lens_offset",
         format_func=lambda o: f"last − {o}: {a} {cap_a.tokens[-1 - o]} · {b} {cap_b.tokens[-1 - o]}",
     )
+    ui.share("lens_layer", "lens_layer", layer, layers[0])
+    ui.share("lens_offset", "lens_offset", offset, offsets[0])
     details = {}
     for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
@@ -187,7 +164,7 @@ if found is not None:
                 cell_detail, side.run.model, side.run, layer, position, request.k
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
-                    f"entropy {detail.entropy:.2f} nats")
+                    f"entropy {detail.entropy_bits:.2f} bits")
             st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})
@@ -200,9 +177,14 @@ if found is not None:
         {
             "grids": {label: grid.to_dict() for label, grid in grids.items()},
             "cell": {label: detail.to_dict() for label, detail in details.items()},
+            "final_answer": {
+                side.name: {key: value.to_dict() if hasattr(value, "to_dict") else value
+                            for key, value in answer_arrivals(result, request.k).items()}
+                for side, result in zip(sides, results, strict=True)
+            },
         },
         {
-            "grid": pd.concat(frames.values()).drop(columns=["column", "label"]),
+            "grid": pd.concat(lens_grid_long_frame(name, grid) for name, grid in grids.items()),
             "cell": pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
         },
     )

@@ -7,12 +7,24 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import Comparison
-from lib.analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures, reading
-from lib.app import ui
+from lib.analyses.patching import (
+    PatchedLens,
+    PatchResult,
+    patch_captures,
+    patched_lens_captures,
+    reading,
+    space_hint,
+)
+from lib.app import charts, ui
+from lib.core.capture import Capture
+from lib.core.models import LoadedModel
 
 ui.page(
     "Patching",
     """
+Here a piece of the model's memory of A is copied into its reading of B, one place at a time. If B's
+answer then turns into A's, that place carried what made the two answers differ.
+
 Distances and the lens show *where* A and B differ; patching asks *which* state carries the
 difference into the answer. B is run again, but at one layer and one position its residual stream
 (the model's running state) is replaced by A's at the same place. If B's answer then turns into A's,
@@ -41,44 +53,23 @@ def column_labels(result: PatchResult) -> list[str]:
     return [f"{p} · {result.tokens_b[p]}" for p in result.positions]
 
 
+EFFECT_DECIMALS = 3  # what the figure supports: the metric's float error is ~1e-6 of the A–B gap
+
+
 def effect_table(result: PatchResult) -> pd.DataFrame:
-    """Layers as rows (0 first), B's patched positions as columns, the normalized effect as values."""
-    return pd.DataFrame(
-        [list(row) for row in result.effect], columns=column_labels(result)
-    ).rename_axis("layer").reset_index()
+    """Layers as rows (0 first), B's patched positions as columns, the normalized effect as values,
+    rounded to `EFFECT_DECIMALS` (an empty cell reads 0, not 0.00000009; the export keeps every digit)."""
+    effects = pd.DataFrame([list(row) for row in result.effect], columns=column_labels(result))
+    return (effects.round(EFFECT_DECIMALS) + 0.0).rename_axis("layer").reset_index()  # + 0.0: no "-0"
 
 
-def long_table(result: PatchResult) -> pd.DataFrame:
-    """One row per cell: layer, position, token, effect and the raw logit difference."""
-    labels = column_labels(result)
-    return pd.DataFrame(
-        {"layer": layer, "position": p, "column": labels[j], "token": result.tokens_b[p],
-         "effect": result.effect[layer][j], "logit difference": result.raw[layer][j]}
-        for layer in range(len(result.effect))
-        for j, p in enumerate(result.positions)
-    )
-
-
-def heatmap(table: pd.DataFrame) -> alt.LayerChart:
-    """Layers × positions, diverging colours centred on 0 (red: toward A, blue: away from it)."""
-    bound = max(1.0, float(table["effect"].abs().max()))
-    base = alt.Chart(table).encode(
-        x=alt.X("column:N", sort=list(dict.fromkeys(table["column"])), title="position · token (B)",
-                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("layer:O", sort="descending"),
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color("effect:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound],
-                                                     domainMid=0), title="effect"),
-        tooltip=["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
-                 alt.Tooltip("logit difference", format=".3f")],
-    )
-    labels = base.mark_text(fontSize=9).encode(
-        text=alt.Text("effect:Q", format=".2f"),
-        color=alt.condition(f"abs(datum.effect) > {bound / 2}", alt.value("white"), alt.value("black")),
-    )
-    layers = [cells] if len(table) > MAX_LABELLED_CELLS else [cells, labels]
-    return alt.layer(*layers).properties(height=min(18 * table["layer"].nunique() + 60, 900))
+def effect_heatmap(table: pd.DataFrame) -> alt.LayerChart:
+    """Layers × B's positions, diverging colours centred on 0 (red: toward A, blue: away from it)."""
+    tooltip = ["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
+               alt.Tooltip("logit difference", format=".3f")]
+    labelled = len(table) <= MAX_LABELLED_CELLS  # beyond, the numbers no longer fit in the cells
+    return charts.heatmap(table, "effect", legend="effect", x_title="position · token (B)", diverging=True,
+                          text="effect" if labelled else None, text_format=".2f", tooltip=tooltip)
 
 
 def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFrame:
@@ -95,18 +86,36 @@ def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def token_inputs(comparison: Comparison) -> tuple[str | None, str | None]:
-    """The answer and wrong tokens as typed; empty means A's (answer) or B's (wrong) top-1."""
-    left, right = st.columns(2)
-    answer = left.text_input(
-        "Answer token", key="patching-answer", placeholder=f"A's top-1: {comparison.a.final[0].token}",
-        help="One token of the vocabulary; ␣ stands for a leading space. Empty: A's predicted next token.",
-    )
-    wrong = right.text_input(
-        "Wrong token", key="patching-wrong", placeholder=f"B's top-1: {comparison.b.final[0].token}",
-        help="One token of the vocabulary; ␣ stands for a leading space. Empty: B's predicted next token.",
-    )
-    return answer or None, wrong or None
+WORD_HELP = ("A word or token; ␣ stands for a leading space. A word of several tokens is measured by its "
+             "first piece. Empty: {whose} predicted next token.")
+
+
+def set_state(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture, Capture]
+                 ) -> tuple[str | None, str | None]:
+    """The answer and wrong words as typed (empty means A's or B's top-1), each with a one-click
+    fix when its space-prefixed variant ranks far higher ('Mary' vs '␣Mary')."""
+    columns = st.columns(2)
+    typed = []
+    for column, key, link_name, label, side, cap, whose in (
+        (columns[0], "patching-answer", "answer", "Answer token", comparison.a, caps[0], "A's"),
+        (columns[1], "patching-wrong", "wrong", "Wrong token", comparison.b, caps[1], "B's"),
+    ):
+        with column:
+            ui.linked(key, link_name)
+            value = st.text_input(label, key=key, placeholder=f"{whose} top-1: {side.final[0].token}",
+                                  help=WORD_HELP.format(whose=whose))
+            ui.share(key, link_name, value)
+            hint = space_hint(model, cap.final_logits, value) if value else None
+            if hint is not None:
+                st.warning(ui.plain(hint.message(whose)))
+                st.button(f"Use '{hint.spaced}'", key=f"{key}-spaced", on_click=set_state,
+                          args=(key, hint.spaced))
+            typed.append(value or None)
+    return typed[0], typed[1]
 
 
 def cell_picker(result: PatchResult) -> tuple[int, int]:
@@ -124,7 +133,8 @@ def cell_picker(result: PatchResult) -> tuple[int, int]:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    answer, wrong = token_inputs(comparison)
+    ui.token_legend()
+    answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
     wanted = (request, answer, wrong)
     if st.button("Run patching", type="primary", key="patching-run"):
         st.session_state[RUN_KEY] = wanted
@@ -143,14 +153,14 @@ if found is not None:
     finally:
         bar.empty()
     st.text(
-        f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}] at B's last position. "
+        f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}] at B's last position. "
         f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}"
     )
     if result.note:
         st.info(ui.plain(result.note))
     st.markdown(ui.plain(reading(result)))
-    table = long_table(result)
-    st.altair_chart(heatmap(table), width="stretch")
+    table = charts.patching_frame(result)
+    st.altair_chart(effect_heatmap(table), width="stretch")
     grid = effect_table(result)
     st.dataframe(grid, hide_index=True, width="stretch")
 
@@ -164,5 +174,5 @@ if found is not None:
     side_by_side = lens_side_by_side(comparison, patched)
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
-    tables = {"cells": table, "lens-after-patch": side_by_side}
+    tables = {"cells": table.drop(columns=["column", "differs"]), "lens-after-patch": side_by_side}
     ui.download_buttons("patching", request, result.to_dict(), tables)

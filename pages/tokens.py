@@ -19,6 +19,9 @@ from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_token
 ui.page(
     "Tokens",
     """
+The model does not read letters or words but pieces of text called tokens. This page shows how A and
+B were cut into tokens, and which pieces differ between them.
+
 The model never sees letters, only **tokens**: pieces of text, each with an id. `␣` marks a leading
 space, `↵` a newline, and `<F0 9F>` bytes that are only part of a character (an emoji split over
 several tokens).
@@ -149,8 +152,12 @@ if found is not None:
         tables[f"tokens-{label}"], styled = token_table(tokens, ids, match, other)
         with col:
             st.subheader(f"Prompt {label} · {len(ids)} tokens")
-            st.text(text)
-            st.dataframe(styled, hide_index=True, width="stretch")
+            ui.prompt_text(text)
+            ui.token_chips(tokens, [m is None for m in match], ids)
+            with st.expander(f"{label}'s tokens as a table (ids, partners in {other})"):
+                st.dataframe(styled, hide_index=True, width="stretch")
+    ui.token_legend()
+    st.caption("Highlighted: tokens with no partner in the other prompt.")
 
     st.subheader("Effect of BOS")
     effects = bos_section(request, model, comparison, tables)

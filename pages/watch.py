@@ -6,15 +6,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens
-from lib.app import ui
+from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens, word_scores
+from lib.app import charts, ui
 from lib.core.errors import PromptError
-from lib.core.tokens import WatchedToken, typed_token
+from lib.core.tokens import TypedWord, typed_word
 
 ui.page(
     "Watch tokens",
     """
-Name a few tokens and follow them through the layers at the last position of each prompt, with the
+Type a few words the model might write next, and see how likely each one is at every layer, after
+A and after B. A word that rises late is one the model only "decides on" late.
+
+Name a few words and follow them through the layers at the last position of each prompt, with the
 logit lens (what the model would predict if it stopped at that layer).
 
 - **Probability** of each token, per layer, for A (solid) and B (dashed).
@@ -22,53 +25,31 @@ logit lens (what the model would predict if it stopped at that layer).
 - **Logit difference** `logit[token 1] − logit[token 2]`: positive when the lens prefers token 1.
   It is the usual measure of a choice between two answers (" Claire" vs " Mary", " Paris" vs " Rome").
 
-A token must be **one** token of the model's vocabulary; a word it splits into several pieces is
-refused, naming the pieces. Write a leading space as a space or as `␣`: `␣Paris` is not `Paris`.
+A word the model splits into several tokens (`␣Lakers` = `␣L` + `akers`) is followed in the
+probability, rank and logit-difference charts by its **first piece** (labelled so), and scored
+**whole** in the last chart by teacher forcing:
+`score_ℓ = log p_ℓ(piece 1) + Σ log p_L(piece j | prompt + pieces before it)` — the first piece read
+through the lens at layer ℓ, the later pieces read at the final layer L. At the last layer it is the
+model's own log-probability of the whole word.
+Write a leading space as a space or as `␣`: `␣Paris` is not `Paris`.
 """,
 )
 
 
-def watched(tokenizer, typed: str) -> list[WatchedToken]:
-    """The distinct single tokens among the typed lines; each line that is not one token gets an st.error."""
-    found: dict[int, WatchedToken] = {}
+def watched(tokenizer, typed: str) -> list[TypedWord]:
+    """The distinct words among the typed lines (one token or several); a line that gives no
+    token gets an st.error."""
+    found: dict[tuple[int, ...], TypedWord] = {}
     for line in typed.splitlines():
         if not line:
             continue
         try:
-            token = typed_token(tokenizer, line)
+            word = typed_word(tokenizer, line)
         except PromptError as exc:
             ui.show_error(exc)
             continue
-        found.setdefault(token.id, token)
+        found.setdefault(word.ids, word)
     return list(found.values())
-
-
-def per_layer_table(watch: Watch) -> pd.DataFrame:
-    """One row per (prompt, token, layer)."""
-    return pd.DataFrame(
-        {"prompt": label, "token": t.token, "id": t.id, "layer": layer,
-         "probability": t.prob[layer], "rank": t.rank[layer], "logit": t.logit[layer]}
-        for label, side in (("A", watch.a), ("B", watch.b))
-        for t in side
-        for layer in range(len(t.prob))
-    )
-
-
-def line_chart(table: pd.DataFrame, measure: str, y: alt.Y) -> alt.Chart:
-    return (
-        alt.Chart(table, title=measure)
-        .mark_line(point=True)
-        .encode(
-            x="layer:Q",
-            y=y,
-            color=alt.Color("token:N", scale=alt.Scale(scheme="category10"),
-                            legend=alt.Legend(orient="bottom")),
-            strokeDash=alt.StrokeDash("prompt:N", legend=alt.Legend(orient="bottom")),
-            tooltip=["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
-                     alt.Tooltip("logit", format=".3f")],
-        )
-        .properties(height=280)
-    )
 
 
 def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:
@@ -81,43 +62,64 @@ found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
     default = "\n".join(contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final))
+    key = f"watch-tokens-{default}"
+    ui.linked(key, "watch")
+    st.session_state.setdefault(key, default)
     typed = st.text_area(
-        "Tokens to watch, one per line", value=default, key=f"watch-tokens-{default}",
+        "Words to watch, one per line", key=key,
         help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",
     )
+    ui.share(key, "watch", typed, default)
+    ui.token_legend()
     tokens = watched(model.tokenizer, typed)
     if not tokens:
-        st.info("Type at least one token to watch.")
+        st.info("Type at least one word to watch.")
         st.stop()
-    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.id for t in tokens))
-    table = per_layer_table(watch)
+    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens))
+    table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
+    tooltip = ["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
+               alt.Tooltip("logit", format=".3f")]
     left, right = st.columns(2)
-    left.altair_chart(line_chart(table, "probability", alt.Y("probability:Q")), width="stretch")
-    rank_axis = alt.Y("rank:Q", scale=alt.Scale(type="log", reverse=True), title="rank (1 = top)")
-    right.altair_chart(line_chart(table, "rank", rank_axis), width="stretch")
+    left.altair_chart(charts.layer_lines(table, "probability", y_title="probability", colour="token",
+                                         side="prompt", floor=0.0, tooltip=tooltip), width="stretch")
+    rank = charts.layer_lines(table, "rank", y_title="rank (1 = top)", colour="token", side="prompt",
+                              log=True, reverse=True, tooltip=tooltip)
+    right.altair_chart(rank, width="stretch")
     tables = {"per-layer": table}
 
     st.subheader("Logit difference per layer")
     if len(tokens) < 2:
         st.info("Watch two tokens or more to see their logit difference.")
     else:
-        names = [t.readable for t in tokens]
+        names = [t.label() for t in tokens]
         left, right = st.columns(2)
         first = left.selectbox("Token 1", range(len(names)), index=0, format_func=names.__getitem__)
         second = right.selectbox("Token 2", range(len(names)), index=1, format_func=names.__getitem__)
         tables["logit-difference"] = difference_table(watch, first, second)
         long = tables["logit-difference"].melt("layer", ["A", "B"], "prompt", "logit difference")
-        st.altair_chart(
-            alt.Chart(long).mark_line(point=True).encode(
-                x="layer:Q", y="logit difference:Q", color="prompt:N",
-                tooltip=["layer", "prompt", alt.Tooltip("logit difference", format=".3f")],
-            ).properties(height=260),
-            width="stretch",
-        )
+        tooltip = ["layer", "prompt", alt.Tooltip("logit difference", format=".3f")]
+        chart = charts.layer_lines(long, "logit difference", y_title="logit difference", colour="prompt",
+                                   side="prompt", tooltip=tooltip, height=260)
+        st.altair_chart(chart, width="stretch")
         st.text(f"logit[{names[first]}] − logit[{names[second]}] through the lens, at the last position")
         st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+
+    st.subheader("Whole words, per layer")
+    scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens))
+    words = tables["whole-words"] = charts.word_frame(scores)
+    tooltip = ["prompt", "word", "layer", alt.Tooltip("probability", format=".4g"),
+               alt.Tooltip("log-probability", format=".3f")]
+    st.altair_chart(charts.layer_lines(words, "log-probability", y_title="log-probability of the whole word",
+                                       colour="word", side="prompt", tooltip=tooltip), width="stretch")
+    st.caption(
+        "Score at layer ℓ = log p_ℓ(first piece) through the lens + Σ log p(each later piece | the prompt "
+        "and the pieces before it) read at the final layer (teacher forcing). Natural log; at the last "
+        "layer it is the model's own log-probability of the whole word."
+    )
+    with st.expander("Whole-word numbers"):
+        st.dataframe(words, hide_index=True, width="stretch")
 
     st.subheader("Every layer")
     probability = {"probability": st.column_config.NumberColumn(format="%.4g")}
     st.dataframe(table, hide_index=True, width="stretch", column_config=probability)
-    ui.download_buttons("watch", request, watch.to_dict(), tables)
+    ui.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.capture import Capture, capture
 from ..core.checks import check_top_k, has_bos
 from ..core.models import LoadedModel
-from ..core.records import Record
+from ..core.records import Record, decode
 from .distances import LayerDistances, layer_distances
 from .lens import LensCell, TokenProb, lens_column, lens_columns, top_k_table
 
@@ -33,8 +34,21 @@ class PromptResult(Record):
     token_ids: tuple[int, ...]
     has_bos: bool
     lens: tuple[tuple[TokenProb, ...], ...]
-    entropy: tuple[float, ...]
+    entropy_bits: tuple[float, ...]  # of the lens distribution at each layer
     final: tuple[TokenProb, ...]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PromptResult:
+        """The inverse of `to_dict`, also for sides saved before bits were the one unit."""
+        return decode(cls, _in_bits(data))
+
+
+def _in_bits(side: dict) -> dict:
+    """A saved side with its entropies in bits: comparisons saved before bits were the one unit
+    kept them in nats under 'entropy'."""
+    if "entropy_bits" in side or "entropy" not in side:
+        return side
+    return {**side, "entropy_bits": [e / math.log(2) for e in side["entropy"]]}
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,11 @@ class Comparison(Record):
     model2: dict | None = None
     note: str = ""  # a plain sentence for the pages, e.g. why there are no distances
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Comparison:
+        """The inverse of `to_dict`, also for comparisons saved before bits were the one unit."""
+        return decode(cls, {**data, **{side: _in_bits(data[side]) for side in ("a", "b") if side in data}})
+
 
 def prompt_result(
     loaded: LoadedModel, cap: Capture, top_k: int, *, column: Sequence[LensCell] | None = None
@@ -69,7 +88,7 @@ def prompt_result(
         token_ids=cap.token_ids,
         has_bos=has_bos(loaded, cap),
         lens=tuple(cell.top for cell in column),
-        entropy=tuple(cell.entropy for cell in column),
+        entropy_bits=tuple(cell.entropy_bits for cell in column),
         final=top_k_table(loaded, cap.final_logits[None], top_k)[0],
     )
 

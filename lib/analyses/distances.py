@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from ..core.capture import Capture
-from ..core.checks import has_bos
 from ..core.models import LoadedModel
 from ..core.records import Record
 
@@ -45,8 +44,10 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class LayerDistances(Record):
     """Distances between A and B for each layer 0…L, under one alignment of positions.
 
-    alignment `last`: the last tokens; `mean`: the mean over positions of each prompt
-    (position by position would need equal lengths).
+    alignment `last`: between the two last tokens; `mean`: the mean over positions p of the
+    distance between A's and B's states at p (prompts of the same length) — *not* the distance
+    between position-averaged states, which one outlier position (the first token, an attention
+    sink with a huge norm) swamps.
     """
 
     alignment: str
@@ -59,31 +60,14 @@ class LayerDistances(Record):
         return max(range(len(values)), key=values.__getitem__)
 
 
-def _first_kept(n_tokens: int, has_bos: bool, drop_bos: bool) -> int:
-    return 1 if (drop_bos and has_bos and n_tokens > 1) else 0
-
-
 def layer_distances(
-    residual_a: torch.Tensor,
-    residual_b: torch.Tensor,
-    alignment: str = "last",
-    *,
-    bos_a: bool = False,
-    bos_b: bool = False,
-    drop_bos: bool = True,
+    residual_a: torch.Tensor, residual_b: torch.Tensor, alignment: str = "last"
 ) -> LayerDistances:
-    """Per-layer distances for residuals [L+1, pos, d] of A and B.
-
-    `mean` averages each prompt's vectors over positions first, leaving out a leading BOS
-    when `drop_bos` (it is an outlier with a huge norm).
-    """
-    if alignment == "last":
-        a, b = residual_a[:, -1], residual_b[:, -1]
-    elif alignment == "mean":
-        a = residual_a[:, _first_kept(residual_a.shape[1], bos_a, drop_bos) :].double().mean(1)
-        b = residual_b[:, _first_kept(residual_b.shape[1], bos_b, drop_bos) :].double().mean(1)
-    else:
-        raise ValueError(f"alignment must be 'last' or 'mean', not {alignment!r}")
+    """Per-layer distances between the last positions of residuals [L+1, pos, d] of A and B (for
+    the mean over positions see `PositionDistances.mean`)."""
+    if alignment != "last":
+        raise ValueError(f"alignment must be 'last', not {alignment!r}")
+    a, b = residual_a[:, -1], residual_b[:, -1]
     return LayerDistances(
         alignment=alignment,
         cosine=tuple(cosine_distance(a, b).tolist()),
@@ -95,18 +79,30 @@ def layer_distances(
 class PositionDistances(Record):
     """Distances layer × position, for two prompts with the same number of tokens."""
 
-    cosine: tuple[tuple[float, ...], ...]  # [L+1][pos]
+    cosine: tuple[tuple[float, ...], ...]  # [L+1][pos − first_position]
     relative_l2: tuple[tuple[float, ...], ...]
-    first_position: int  # 1 when the BOS column was dropped
+    first_position: int  # 1 when the first position was left out
+
+    def mean(self) -> LayerDistances:
+        """Per layer, the mean over the positions kept of the per-position distance:
+        d̄_ℓ = 1/|P| Σ_{p∈P} d(a_ℓ[p], b_ℓ[p])."""
+        return LayerDistances(
+            alignment="mean",
+            cosine=tuple(sum(row) / len(row) for row in self.cosine),
+            relative_l2=tuple(sum(row) / len(row) for row in self.relative_l2),
+        )
 
 
 def position_distances(
-    residual_a: torch.Tensor, residual_b: torch.Tensor, *, has_bos: bool = False, drop_bos: bool = True
+    residual_a: torch.Tensor, residual_b: torch.Tensor, *, drop_first: bool = True
 ) -> PositionDistances:
-    """Layer × position distances; raises ValueError when the prompts differ in length."""
+    """Layer × position distances; raises ValueError when the prompts differ in length.
+
+    `drop_first` leaves out position 0 (when there are others): the first token is an attention
+    sink whose state has a huge norm whether or not it is a BOS token."""
     if residual_a.shape != residual_b.shape:
         raise ValueError("position-by-position distances need prompts with the same number of tokens")
-    start = _first_kept(residual_a.shape[1], has_bos, drop_bos)
+    start = 1 if drop_first and residual_a.shape[1] > 1 else 0
     a, b = residual_a[:, start:], residual_b[:, start:]
     return PositionDistances(
         cosine=tuple(tuple(r) for r in cosine_distance(a, b).tolist()),
@@ -117,49 +113,57 @@ def position_distances(
 
 @dataclass(frozen=True)
 class DistanceReport(Record):
-    """What the Residual distances page shows: per layer at the last token and averaged over
-    positions, and layer × position when both prompts have the same number of tokens."""
+    """What the Residual distances page shows: per layer at the last token and, when both prompts
+    have the same number of tokens, layer × position and its mean over positions."""
 
     last: LayerDistances
-    mean: LayerDistances
+    mean: LayerDistances | None  # mean of the per-position distances; None when the lengths differ
     positions: PositionDistances | None  # None when the prompts differ in length
-    drop_bos: bool
+    drop_first: bool
 
 
     def summary(self) -> str:
         """One sentence reading the cosine-distance chart (numbers only, no prompt text)."""
-        last, mean = self.last.cosine, self.mean.cosine
+        last = self.last.cosine
+        mean = self.mean.cosine if self.mean is not None else (0.0,)
         if max(last) == 0 and max(mean) == 0:
             return "A and B are identical at every layer."
-        peak, mean_peak = self.last.peak_layer(), self.mean.peak_layer()
+        peak = self.last.peak_layer()
         same_token = "is 0 at layer 0 (both end in the same token), " if last[0] == 0 else ""
-        return (
+        sentence = (
             f"At the last token the cosine distance {same_token}peaks at layer {peak} ({last[peak]:.3f}) "
-            f"and is {last[-1]:.3f} after the last layer; averaged over positions it peaks at layer "
-            f"{mean_peak} ({mean[mean_peak]:.3f})."
+            f"and is {last[-1]:.3f} after the last layer"
+        )
+        if self.mean is None:
+            return sentence + "."
+        mean_peak = self.mean.peak_layer()
+        left_out = " (first position left out)" if self.drop_first else ""
+        return (
+            f"{sentence}; the mean of the per-position distances{left_out} peaks at layer {mean_peak} "
+            f"({mean[mean_peak]:.3f}) and is {mean[-1]:.3f} after the last layer."
         )
 
 
 def distance_report(
-    residual_a: torch.Tensor, residual_b: torch.Tensor, *, bos_a: bool, bos_b: bool, drop_bos: bool = True
+    residual_a: torch.Tensor, residual_b: torch.Tensor, *, drop_first: bool = True
 ) -> DistanceReport:
-    """Last-token, mean and (for equal lengths) position-by-position distances of residuals [L+1, pos, d]."""
-    same_length = residual_a.shape == residual_b.shape
+    """Last-token distances and, for equal lengths, position-by-position distances and their mean,
+    of residuals [L+1, pos, d]."""
+    positions = (
+        position_distances(residual_a, residual_b, drop_first=drop_first)
+        if residual_a.shape == residual_b.shape
+        else None
+    )
     return DistanceReport(
         last=layer_distances(residual_a, residual_b, "last"),
-        mean=layer_distances(residual_a, residual_b, "mean", bos_a=bos_a, bos_b=bos_b, drop_bos=drop_bos),
-        positions=position_distances(residual_a, residual_b, has_bos=bos_a and bos_b, drop_bos=drop_bos)
-        if same_length
-        else None,
-        drop_bos=drop_bos,
+        mean=None if positions is None else positions.mean(),
+        positions=positions,
+        drop_first=drop_first,
     )
 
 
 def capture_distances(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, drop_bos: bool = True
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, drop_first: bool = True
 ) -> DistanceReport:
-    """`distance_report` of two prompts already run through `loaded` (BOS read from their tokens)."""
-    return distance_report(
-        cap_a.residual, cap_b.residual, bos_a=has_bos(loaded, cap_a), bos_b=has_bos(loaded, cap_b),
-        drop_bos=drop_bos,
-    )
+    """`distance_report` of two prompts already run through `loaded`."""
+    return distance_report(cap_a.residual, cap_b.residual, drop_first=drop_first)

@@ -11,6 +11,7 @@ tensor is never built.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -36,12 +37,12 @@ class TokenProb(Record):
 
 @dataclass(frozen=True)
 class LensCell(Record):
-    """The lens at one (layer, position): its top-k and the entropy of the whole distribution (nats)."""
+    """The lens at one (layer, position): its top-k and the entropy of the whole distribution in bits."""
 
     layer: int
     position: int
     top: tuple[TokenProb, ...]
-    entropy: float
+    entropy_bits: float
 
 
 def chunk_size(vocab_size: int) -> int:
@@ -81,12 +82,13 @@ def _top_k_rows(loaded: LoadedModel, logp: torch.Tensor, k: int) -> list[tuple[T
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H(p) = −Σ p log p in nats, per row of logits [n, vocab]."""
+    """H(p) = −Σ p log₂ p in bits (one unit on every page), per row of logits [n, vocab]."""
     return _entropy_of(torch.log_softmax(logits.float(), dim=-1))
 
 
 def _entropy_of(logp: torch.Tensor) -> torch.Tensor:
-    return -(logp.exp() * logp).sum(-1)
+    """Entropy in bits of each row of natural-log probabilities."""
+    return -(logp.exp() * logp).sum(-1) / math.log(2)
 
 
 def lens_cells(
@@ -99,7 +101,7 @@ def lens_cells(
         tops = _top_k_rows(loaded, logp, k)
         ents = _entropy_of(logp).tolist()
         out.extend(
-            LensCell(layer=l, position=p, top=t, entropy=e)
+            LensCell(layer=l, position=p, top=t, entropy_bits=e)
             for (l, p), t, e in zip(chunk, tops, ents, strict=True)
         )
     return out
@@ -128,9 +130,45 @@ def lens_columns(
     ]
 
 
-def first_layer(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> int | None:
-    """The first layer ℓ whose lens top-`within` holds `token_id` (column[ℓ] = the top-k at ℓ), or None."""
-    return next((layer for layer, top in enumerate(column) if token_id in {t.id for t in top[:within]}), None)
+@dataclass(frozen=True)
+class Arrival(Record):
+    """When a token settles in the lens's top-`within` at one position, over layers 0…L.
+
+    stays_from: the first layer ℓ such that the token is in the top-`within` at every layer ℓ…L
+    (None when it is not at the last layer); earlier: the layers before that where it was in the
+    top-`within` only briefly (it dropped out again). Reporting the first appearance instead would
+    say "top-1 from layer 1" for an answer that only settles at layer 20.
+    """
+
+    within: int
+    stays_from: int | None
+    earlier: tuple[int, ...]
+
+    def sentence(self, what: str) -> str:
+        """E.g. 'top-1 from layer 20 on (briefly also at layers 1, 3)'."""
+        rank = "top-1" if self.within == 1 else f"in the top-{self.within}"
+        if self.stays_from is None:
+            seen = f" (only briefly, at layers {_layer_list(self.earlier)})" if self.earlier else ""
+            return f"{what} is not {rank} at the last layer{seen}"
+        also = f" (briefly also at layer{'s' if len(self.earlier) > 1 else ''} {_layer_list(self.earlier)})"
+        return f"{what} is {rank} from layer {self.stays_from} on{also if self.earlier else ''}"
+
+
+def _layer_list(layers: Sequence[int], most: int = 6) -> str:
+    shown = ", ".join(map(str, layers[:most]))
+    return shown + (f" and {len(layers) - most} more" if len(layers) > most else "")
+
+
+def arrival(column: Sequence[Sequence[TokenProb]], token_id: int, within: int = 1) -> Arrival:
+    """Where `token_id` settles in the lens top-`within` (column[ℓ] = the top-k at layer ℓ)."""
+    inside = [token_id in {t.id for t in top[:within]} for top in column]
+    stays_from = None
+    for layer in range(len(inside) - 1, -1, -1):
+        if not inside[layer]:
+            break
+        stays_from = layer
+    before = len(inside) if stays_from is None else stays_from
+    return Arrival(within, stays_from, tuple(layer for layer in range(before) if inside[layer]))
 
 
 def position_window(n_tokens: int, size: int = 16, back: int = 0) -> tuple[int, ...]:
@@ -218,7 +256,7 @@ class CellDetail:
     position: int
     input_token: str
     top: tuple[RankedToken, ...]
-    entropy: float
+    entropy_bits: float
 
     def to_dict(self) -> dict:
         return {
@@ -226,7 +264,7 @@ class CellDetail:
             "position": self.position,
             "input_token": self.input_token,
             "top": [t.to_dict() for t in self.top],
-            "entropy": self.entropy,
+            "entropy_bits": self.entropy_bits,
         }
 
 
@@ -264,5 +302,5 @@ def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k:
             RankedToken(t.token, t.id, t.prob, rank, below, p_below)
             for rank, (t, below, p_below) in enumerate(zip(top, ranks_below, probs_below, strict=True), 1)
         ),
-        entropy=float(_entropy_of(logp)[0]),
+        entropy_bits=float(_entropy_of(logp)[0]),
     )

@@ -35,8 +35,8 @@ from ..core.errors import PromptError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site, residual_sites
-from ..core.tokens import readable_token, typed_token
-from .lens import TokenProb, lens_column
+from ..core.tokens import SPACE_MARK, readable_token, typed_word
+from .lens import TokenProb, lens_column, vocabulary_rank
 
 Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
 ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
@@ -54,10 +54,53 @@ class Patch:
 
 @dataclass(frozen=True)
 class TokenRef(Record):
-    """A token of the metric: its readable text and id."""
+    """A token of the metric: its readable text and id. For a word of several tokens the metric
+    uses its first piece (`token`, `id`) and `word` holds the whole word ('' for one token)."""
 
     token: str
     id: int
+    word: str = ""
+
+    @property
+    def label(self) -> str:
+        """'␣Paris', or '␣L (first piece of ␣Lakers)'."""
+        return f"{self.token} (first piece of {self.word})" if self.word else self.token
+
+
+@dataclass(frozen=True)
+class SpaceHint:
+    """A typed word without a leading space whose spaced variant the model ranks far higher
+    ('Mary' #2,301 vs '␣Mary' #1 after 'then Mary gave a bottle of milk to'): likely what was meant."""
+
+    typed: str
+    spaced: str  # readable, e.g. '␣Mary'
+    rank_typed: int
+    rank_spaced: int
+
+    def message(self, whose: str) -> str:
+        return (
+            f"'{self.typed}' ranks #{self.rank_typed:,} in {whose} next-token list, but '{self.spaced}' "
+            f"(with a leading space) ranks #{self.rank_spaced:,}: in the middle of a sentence a word "
+            "usually starts with a space."
+        )
+
+
+SPACE_HINT_FACTOR = 10  # the spaced variant must rank at least this many times higher
+
+
+def space_hint(loaded: LoadedModel, logits: torch.Tensor, typed: str) -> SpaceHint | None:
+    """A `SpaceHint` when `typed` has no leading space and ' ' + typed (its first piece) ranks at
+    least `SPACE_HINT_FACTOR` times higher in `logits` [vocab] than typed's first piece."""
+    if not typed or typed[0] in (" ", SPACE_MARK):
+        return None
+    try:
+        plain, spaced = typed_word(loaded.tokenizer, typed), typed_word(loaded.tokenizer, " " + typed)
+    except PromptError:
+        return None
+    ranks = vocabulary_rank(logits.float(), [plain.first_id, spaced.first_id]).tolist()
+    if ranks[1] * SPACE_HINT_FACTOR > ranks[0]:
+        return None
+    return SpaceHint(typed, spaced.readable, int(ranks[0]), int(ranks[1]))
 
 
 @dataclass(frozen=True)
@@ -109,7 +152,7 @@ class PatchedLens(Record):
     layer: int
     position: int
     lens: tuple[tuple[TokenProb, ...], ...]
-    entropy: tuple[float, ...]
+    entropy_bits: tuple[float, ...]
 
 
 def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:
@@ -194,14 +237,15 @@ def grid_patches(
 def _metric_tokens(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
 ) -> tuple[TokenRef, TokenRef]:
-    """Resolve the answer and wrong tokens: a text must be a single token (a typed '␣' counts as a
-    leading space), an id must exist; the defaults are A's and B's own top-1."""
+    """Resolve the answer and wrong tokens: a text is a word (a typed '␣' counts as a leading space)
+    whose first piece the metric uses, an id must exist; the defaults are A's and B's own top-1."""
     tok = loaded.tokenizer
 
     def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
         if isinstance(named, str):
-            single = typed_token(tok, named)
-            return TokenRef(single.readable, single.id)
+            word = typed_word(tok, named)
+            first = readable_token(tok, word.first_id)
+            return TokenRef(first, word.first_id, word.readable if len(word.ids) > 1 else "")
         token_id = int(logits.argmax()) if named is None else named
         if not 0 <= token_id < loaded.vocab_size:
             raise PromptError(
@@ -334,7 +378,7 @@ def patched_lens_captures(
         layer=layer,
         position=position,
         lens=tuple(cell.top for cell in column),
-        entropy=tuple(cell.entropy for cell in column),
+        entropy_bits=tuple(cell.entropy_bits for cell in column),
     )
 
 

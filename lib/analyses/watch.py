@@ -12,6 +12,7 @@ Cells are reduced to these numbers chunk by chunk (`lens.lens_logits_chunks`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import torch
 
 from ..core.capture import Capture
 from ..core.checks import resolve_position
+from ..core.errors import PromptError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.tokens import readable_token, typeable
@@ -92,7 +94,8 @@ def watch_tokens(
     position_a: int = -1,
     position_b: int = -1,
 ) -> Watch:
-    """Trajectories of the same tokens in A and in B (resolve typed words with `tokens.typed_token`)."""
+    """Trajectories of the same tokens in A and in B (resolve typed words with `tokens.typed_word`;
+    a word of several tokens is followed by its first piece, scored whole by `word_scores`)."""
     pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
     pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
     return Watch(
@@ -100,4 +103,66 @@ def watch_tokens(
         position_b=pos_b,
         a=trajectories(loaded, cap_a.residual, token_ids, pos_a),
         b=trajectories(loaded, cap_b.residual, token_ids, pos_b),
+    )
+
+
+@dataclass(frozen=True)
+class WordScore(Record):
+    """A whole word (one or more tokens) after one prompt, scored at every layer by teacher forcing:
+
+        score_ℓ(w) = log p_ℓ(w₁ | h_ℓ) + Σ_{j=2…n} log p_L(w_j | prompt, w₁ … w_{j−1})
+
+    The first piece w₁ is read through the logit lens at layer ℓ; the later pieces are read at the
+    final layer L, with the pieces before them appended to the prompt (one forward pass per word of
+    several pieces, whatever the number of layers). At ℓ = L the score is the model's own
+    log-probability of the whole word; for a one-token word it is that token's lens log-probability.
+    Natural log; `prob` = exp(score).
+    """
+
+    word: str  # readable, e.g. '␣Lakers'
+    ids: tuple[int, ...]
+    pieces: tuple[str, ...]
+    later: float  # Σ_{j≥2} log p_L(w_j | …), the same at every layer; 0 for one piece
+    logprob: tuple[float, ...]  # [L+1]
+
+    @property
+    def prob(self) -> tuple[float, ...]:
+        return tuple(math.exp(v) for v in self.logprob)
+
+
+@dataclass(frozen=True)
+class WordWatch(Record):
+    """The same words scored after A (a[i]) and after B (b[i]), at each prompt's last position."""
+
+    a: tuple[WordScore, ...]
+    b: tuple[WordScore, ...]
+
+
+def word_score(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> WordScore:
+    """`WordScore` of the word `ids` right after the prompt of `cap` (its last position)."""
+    if not ids:
+        raise PromptError("The word gives no token.")
+    ids = tuple(int(i) for i in ids)
+    pos = cap.n_tokens - 1
+    first: list[float] = []
+    cells = [(layer, pos) for layer in range(cap.residual.shape[0])]
+    for _, chunk in lens_logits_chunks(loaded, cap.residual, cells):
+        first.extend(torch.log_softmax(chunk.float(), -1)[:, ids[0]].tolist())
+    later = 0.0
+    if len(ids) > 1:
+        context = torch.tensor([list(cap.token_ids) + list(ids[:-1])], dtype=torch.long)
+        logits = loaded.backend.run(context, all_positions=True).logits[0]  # [n + pieces − 1, vocab]
+        logp = torch.log_softmax(logits[pos + 1 :].float(), -1)  # row j−1 predicts piece j
+        later = float(sum(logp[j - 1, ids[j]] for j in range(1, len(ids))))
+    pieces = tuple(readable_token(loaded.tokenizer, i) for i in ids)
+    return WordScore("".join(pieces), ids, pieces, later, tuple(v + later for v in first))
+
+
+def word_scores(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, words: Sequence[Sequence[int]]
+) -> WordWatch:
+    """`word_score` of each word (its token ids) after A and after B."""
+    return WordWatch(
+        a=tuple(word_score(loaded, cap_a, ids) for ids in words),
+        b=tuple(word_score(loaded, cap_b, ids) for ids in words),
     )

@@ -3,16 +3,10 @@ Streamlit): the Compare page draws a fresh comparison with them, the History pag
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from ..analyses.compare import Comparison, PromptResult
-from ..analyses.distances import LayerDistances
-
-
-def tokens_frame(side: PromptResult) -> pd.DataFrame:
-    """One row per token: its readable text and id."""
-    return pd.DataFrame({"token": list(side.tokens), "id": list(side.token_ids)})
+from ..analyses.lens import LensGrid
 
 
 def lens_frame(side: PromptResult) -> pd.DataFrame:
@@ -25,24 +19,27 @@ def lens_frame(side: PromptResult) -> pd.DataFrame:
     )
 
 
-def distance_chart(distance: LayerDistances) -> alt.Chart:
-    """Cosine distance and relative L2 per layer, one line each."""
-    layers = list(range(len(distance.cosine)))
-    data = pd.DataFrame(
-        {
-            "layer": layers * 2,
-            "distance": list(distance.cosine) + list(distance.relative_l2),
-            "measure": ["cosine distance"] * len(layers) + ["relative L2"] * len(layers),
-        }
+def lens_long_frame(side: PromptResult) -> pd.DataFrame:
+    """The lens for export, one row per (layer, rank): layer, rank, token, token_id, prob; source
+    'lens' for layers 0…L and 'model' for the model's own top-k (at layer L)."""
+    last = len(side.lens) - 1
+    rows = [("lens", layer, top) for layer, top in enumerate(side.lens)] + [("model", last, side.final)]
+    return pd.DataFrame(
+        {"source": source, "layer": layer, "rank": rank, "token": t.token, "token_id": t.id, "prob": t.prob}
+        for source, layer, top in rows
+        for rank, t in enumerate(top, 1)
     )
-    return (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x="layer:Q", y="distance:Q", color="measure:N",
-            tooltip=["layer", "measure", alt.Tooltip("distance", format=".4f")],
-        )
-        .properties(height=260)
+
+
+def lens_grid_long_frame(name: str, grid: LensGrid) -> pd.DataFrame:
+    """A logit-lens grid for export, one row per (layer, position, rank), nothing packed into one
+    string: prompt, layer, position, input token, rank, token, token_id, prob, entropy_bits."""
+    return pd.DataFrame(
+        {"prompt": name, "layer": layer, "position": cell.position, "input": grid.tokens[i], "rank": rank,
+         "token": t.token, "token_id": t.id, "prob": t.prob, "entropy_bits": cell.entropy_bits}
+        for layer, row in enumerate(grid.cells)
+        for i, cell in enumerate(row)
+        for rank, t in enumerate(cell.top, 1)
     )
 
 
@@ -75,7 +72,7 @@ def comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
     """The Compare page's tables for CSV export: each side's lens, and the distances per layer."""
     names = [n.replace(" ", "_") for n in side_names(comparison)]
     sides = zip(names, (comparison.a, comparison.b), strict=True)
-    tables = {f"lens_{name}": lens_frame(side) for name, side in sides}
+    tables = {f"lens_{name}": lens_long_frame(side) for name, side in sides}
     if comparison.distance is not None:
         tables["distance"] = pd.DataFrame(
             {"cosine": comparison.distance.cosine, "relative_l2": comparison.distance.relative_l2}

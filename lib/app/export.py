@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -25,6 +28,19 @@ def json_safe(value: object) -> object:
 def to_json(data: object, indent: int | None = 2) -> str:
     """Strict JSON text of `data` (UTF-8 kept as text; non-finite floats as strings)."""
     return json.dumps(json_safe(data), ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+SLUG_WORDS = 4  # words of prompt A in an export's file name
+
+
+def file_stem(name: str, texts: Sequence[str]) -> str:
+    """`name`, the first words of the first text in lowercase ASCII and a short hash of all the
+    texts, e.g. 'distances-you-have-happy-emotion-3f2a1c': two exports of different prompts never
+    share a file name, and the name says which prompts they are."""
+    words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", texts[0] if texts else "").lower()
+                       .encode("ascii", "ignore").decode())
+    digest = hashlib.sha1("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return "-".join([name, *words[:SLUG_WORDS], digest])
 
 
 @dataclass(frozen=True)

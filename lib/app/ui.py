@@ -14,21 +14,23 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from ..analyses.compare import Comparison, compare_captures
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
-from ..core.capture import Capture
+from ..core.capture import Capture, check_length
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel
+from ..core.tokens import align, check_prompts, encode
 from . import access as sharing
+from . import charts, export, readable
 from . import compare_frames as frames
-from . import export
 from .cache import ModelKey, Results, RunKey
 from .examples import Example
 from .export import ExportFile
@@ -44,6 +46,11 @@ LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec th
 QUERY_READ_KEY = "_twinlens_query_read"
 OPERATOR_KEY = "_twinlens_operator_proof"  # the secret from the operator link (never a widget key)
 OWNER_KEY = "_twinlens_owner"  # this session's random id, stored with the comparisons it saves
+PAGE_QUERY_KEY = "_twinlens_page_query"  # the opening link's page parameters, until the page takes them
+KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on another page
+# A page's own state in a shared link (each page adds and removes only its own).
+PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer")
+MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
 T = TypeVar("T")
 
 
@@ -144,16 +151,27 @@ def submit(request: Request) -> None:
     set_request(request)
 
 
+EXAMPLE_BOS_KEY = "_twinlens_example_bos"  # (the BOS an example set, the user's own BOS before it)
+
+
 def use_example(example: Example) -> None:
     """An example button's on_click: both prompts (and the example's BOS, if it sets one) are filled
-    in and compared with the model and top-k currently in the sidebar."""
+    in and compared with the model and top-k currently in the sidebar. A BOS an example turned on
+    lasts for that example only: the next example gets the user's own BOS back (unless the user
+    changed the BOS in between)."""
     state = st.session_state
+    bos = state.get("bos", Request.bos)
+    set_by_example, own = state.pop(EXAMPLE_BOS_KEY, (None, None))
+    if set_by_example is not None and bos == set_by_example:
+        bos = own
+    if example.bos:
+        state[EXAMPLE_BOS_KEY] = (example.bos, bos)
     submit(
         Request(
             model=str(state.get("model", "")).strip() or Request.model,
             a=example.a,
             b=example.b,
-            bos=example.bos or state.get("bos", Request.bos),
+            bos=example.bos or bos,
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
@@ -168,6 +186,9 @@ def adopt_query_params() -> None:
     if st.session_state.get(QUERY_READ_KEY):
         return
     st.session_state[QUERY_READ_KEY] = True
+    st.session_state[PAGE_QUERY_KEY] = {
+        name: value for name, value in st.query_params.to_dict().items() if name in PAGE_PARAMS
+    }
     if not any(name in st.query_params for name in QUERY_FIELDS):
         return
     try:
@@ -177,16 +198,48 @@ def adopt_query_params() -> None:
 
 
 def write_query_params() -> None:
-    """Keep the URL shareable: after each compare (and page switch), it names the current request."""
+    """Keep the URL shareable: after each compare (and page switch), it names the current request
+    (prompts too long for a link are left out, with a note); the page then adds its own state."""
     request = current_request()
     if request is None:
         return
     wanted = request.to_query()
-    for name in PAIR_QUERY_FIELDS:  # left over from a two-models request
+    if len(urlencode(wanted)) > MAX_LINK_CHARS:
+        size = len(urlencode({"a": wanted.pop("a"), "b": wanted.pop("b")}))
+        st.sidebar.caption(
+            f"The prompts are too long for a link ({size:,} characters once encoded): a copied link "
+            "carries the model and settings only. Use the JSON export to share the prompts."
+        )
+    for name in (*PAIR_QUERY_FIELDS, "a", "b", *PAGE_PARAMS):  # left over from another request or page
         if name in st.query_params and name not in wanted:
             del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):
         st.query_params.update(wanted)
+
+
+def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
+    """Call before drawing the widget `key`, whose state a link carries as `name`: a shared link's
+    value fills it on the session's first visit to the page; otherwise the value the user left on
+    this page comes back (Streamlit forgets a widget's value while its page is not shown)."""
+    pending = st.session_state.get(PAGE_QUERY_KEY, {})
+    if name in pending:
+        try:
+            st.session_state[key] = cast(pending.pop(name))
+        except ValueError:
+            pass
+    elif key not in st.session_state and KEPT + key in st.session_state:
+        st.session_state[key] = st.session_state[KEPT + key]
+
+
+def share(key: str, name: str, value: object, default: object = None) -> None:
+    """Call after drawing the widget `key`: its value is kept for the next visit to the page and
+    written into the link as `name` (left out while it is empty or `default`)."""
+    st.session_state[KEPT + key] = value
+    if value is None or value == "" or value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
 
 
 TRUST_REMOTE_CODE_HELP = (
@@ -266,11 +319,13 @@ def get_model(key: ModelKey) -> LoadedModel:
             return model
 
         box = st.empty()
-        with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
-            st.write("The first start of the embedded model unpacks it (about 15 s); later starts take "
-                     "a second.")
-            model = RESULTS.models.get(key, load)
-        box.empty()
+        try:
+            with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
+                st.write("The first start of the embedded model unpacks it (about 15 s); later starts "
+                         "take a second.")
+                model = RESULTS.models.get(key, load)
+        finally:
+            box.empty()  # also after a failed load: the error alone stays
     return model
 
 
@@ -307,11 +362,26 @@ def clear_results() -> None:
 def get_comparison(request: Request) -> Comparison:
     """The comparison for `request`: prompts A and B through one model, or prompt A through two."""
     run_a, run_b = request.runs
+    check_sides(request)
     with st.spinner("Running both sides through the model…"):
         if request.two_models:
             check_model_pair_tokens(request)
             return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
         return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k)
+
+
+def check_sides(request: Request) -> None:
+    """Before any pass: an empty or too long prompt is named ('Prompt B is empty'); two-models
+    mode with the same model twice gets a warning (every difference would be 0)."""
+    texts = (request.a,) if request.two_models else (request.a, request.b)
+    names = ("The prompt",) if request.two_models else ("Prompt A", "Prompt B")
+    check_prompts(*texts, names=names)
+    model = get_model(request.model_key)
+    for text, name in zip(texts, names, strict=True):
+        check_length(model, len(encode(model.tokenizer, text, request.bos)), name)
+    if request.two_models and request.model2.strip() == request.model.strip():
+        st.warning(f"Model 1 and model 2 are the same ('{plain(request.model)}'): the two sides are "
+                   "identical, so every difference below is 0. Type another model as model 2.")
 
 
 def check_model_pair_tokens(request: Request) -> None:
@@ -358,8 +428,11 @@ def _size(n_bytes: int) -> str:
 def export_files(
     name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]
 ) -> list[ExportFile]:
-    """`data` with the request as `<name>.json`, then each table as `<name>-<table>.csv`."""
-    return export.export_files(name, request.to_dict(), data, tables)
+    """`data` with the request as `<stem>.json`, then each table as `<stem>-<table>.csv`; the stem
+    is `name` with a slug of the prompts (`export.file_stem`), so two exports do not collide."""
+    texts = [request.a] if request.two_models else [request.a, request.b]
+    stem = export.file_stem(name, [*texts, request.model, request.model2])
+    return export.export_files(stem, request.to_dict(), data, tables)
 
 
 def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:
@@ -379,7 +452,8 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
     """
     request = current_request()
     if request is None:
-        st.info("Type two prompts in the sidebar and press **Compare**.")
+        st.info("Type two prompts in the sidebar and press **Compare** — or, to start with a pair that "
+                "shows something, click one of the **Example pairs** in the sidebar.")
         return None
     try:
         model = get_model(request.model_key)
@@ -416,26 +490,53 @@ def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
     return tuple(Side(n, t, run) for n, t, run in zip(names, titles, request.runs, strict=True))
 
 
+def prompt_text(text: str) -> None:
+    """A prompt as plain text; a long one as its start … end, the whole of it in an expander."""
+    short = readable.shortened(text)
+    if short is None:
+        st.text(text)
+        return
+    st.text(short)
+    with st.expander(f"Whole prompt ({len(text):,} characters)"):
+        st.text(text)
+
+
+def token_chips(tokens: Sequence[str], differs: Sequence[bool] | None = None,
+                ids: Sequence[int] | None = None) -> None:
+    """Tokens as chips that wrap, the differing ones highlighted (see `readable.chips_html`)."""
+    st.html(readable.chips_html(tokens, differs, ids))
+
+
+def token_legend() -> None:
+    """The one-line legend of the marks in readable tokens (␣, ↵, <F0 9F>)."""
+    st.caption(plain(readable.TOKEN_LEGEND))
+
+
 def draw_comparison(comparison: Comparison) -> None:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses."""
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
-    for col, (label, title, side) in zip(st.columns(2), sides, strict=True):
+    matches = align(comparison.a.token_ids, comparison.b.token_ids)
+    unmatched = [[m is None for m in match] for match in matches]
+    for col, (label, title, side), differs in zip(st.columns(2), sides, unmatched, strict=True):
         with col:
             st.subheader(plain(title))
-            st.text(side.text)
+            prompt_text(side.text)
             top = side.final[0]
-            st.metric(f"Model's next token ({label})", top.token, f"p = {top.prob:.3f}", delta_color="off")
-            st.dataframe(frames.tokens_frame(side).T.astype(str), width="stretch")
+            st.markdown(f"**Next token ({plain(label)})**: `{top.token}` — "
+                        f"{plain(readable.next_token_sentence(top.token, top.prob))}")
+            token_chips(side.tokens, differs, side.token_ids)
+    token_legend()
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
     distance = comparison.distance
     if distance is None:
         st.info(comparison.note)
     else:
         peak = distance.peak_layer("cosine")
-        st.altair_chart(frames.distance_chart(distance), width="stretch")
+        lines = charts.layer_lines(charts.measures_frame(distance), "value", y_title="distance", floor=0.0)
+        st.altair_chart(lines, width="stretch")
         st.caption(
             f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
             f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"

@@ -24,12 +24,12 @@ def run_model(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
     return loaded.backend.run(input_ids).logits
 
 
-def check_length(loaded: LoadedModel, n_tokens: int) -> None:
-    """Refuse inputs longer than the model's context, saying the limit."""
+def check_length(loaded: LoadedModel, n_tokens: int, name: str = "The prompt") -> None:
+    """Refuse inputs longer than the model's context, saying the limit (and which prompt: `name`)."""
     limit = loaded.max_tokens
     if limit is not None and n_tokens > limit:
         raise PromptError(
-            f"The prompt is {n_tokens:,} tokens; {loaded.name} reads at most {limit:,}. Shorten it."
+            f"{name} is {n_tokens:,} tokens; {loaded.name} reads at most {limit:,}. Shorten it."
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -40,14 +41,20 @@ def encode(tokenizer, text: str, bos: str = "auto") -> list[int]:
     return [bos_id, *ids] if bos == "on" else ids
 
 
-def check_prompts(*texts: str) -> None:
-    """Refuse empty or whitespace-only prompts and NUL characters, before any model work."""
-    for text in texts:
+def prompt_names(n: int) -> tuple[str, ...]:
+    """What messages call n prompts: 'The prompt', or 'Prompt A', 'Prompt B'."""
+    return ("The prompt",) if n == 1 else tuple(f"Prompt {chr(ord('A') + i)}" for i in range(n))
+
+
+def check_prompts(*texts: str, names: tuple[str, ...] | None = None) -> None:
+    """Refuse empty or whitespace-only prompts and NUL characters, before any model work, naming
+    the prompt ('Prompt B is empty'; `names` default: `prompt_names`)."""
+    for text, name in zip(texts, names or prompt_names(len(texts)), strict=True):
         if not isinstance(text, str) or not text.strip():
-            raise PromptError("A prompt is empty. Type some text in both prompts.")
+            raise PromptError(f"{name} is empty. Type some text in it.")
         if "\x00" in text:
-            raise PromptError("A prompt contains a NUL character (\\x00); remove it.")
-        check_unicode(text, "A prompt")
+            raise PromptError(f"{name} contains a NUL character (\\x00); remove it.")
+        check_unicode(text, name)
 
 
 def check_unicode(text: str, what: str) -> None:
@@ -181,6 +188,47 @@ def typed_token(tokenizer, typed: str) -> WatchedToken:
     return single_token(tokenizer, "".join(marks.get(c, c) for c in typed))
 
 
+@dataclass(frozen=True)
+class TypedWord:
+    """A word a user named, as the tokenizer splits it: one token or several pieces.
+
+    `ids[0]` is what a chart can follow through the logit lens (the first piece); the whole word
+    is scored by teacher forcing (`lib.analyses.watch.word_scores`).
+    """
+
+    text: str  # the text the tokenizer reads ('␣' turned back into a space)
+    ids: tuple[int, ...]
+    pieces: tuple[str, ...]  # readable tokens, e.g. ('␣L', 'akers')
+
+    @property
+    def readable(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def first_id(self) -> int:
+        return self.ids[0]
+
+    def label(self) -> str:
+        """'␣Paris', or '␣Lakers (first piece ␣L)' for a word of several tokens."""
+        if len(self.ids) == 1:
+            return self.readable
+        return f"{self.readable} (first piece {self.pieces[0]})"
+
+
+def typed_word(tokenizer, typed: str) -> TypedWord:
+    """The token or tokens of a word a user typed, reading the visible marks back ('␣Lakers' →
+    ' Lakers' → '␣L', 'akers'); refuses an empty word or one that gives no token."""
+    marks = {SPACE_MARK: " ", **{mark: char for char, mark in _VISIBLE.items()}}
+    text = "".join(marks.get(c, c) for c in typed)
+    if not text:
+        raise PromptError("The word is empty. Type a word, e.g. ' Paris' (with its leading space).")
+    check_unicode(text, "The word")
+    ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise PromptError(f"'{typed}' gives no token. Type a word, e.g. ' Paris'.")
+    return TypedWord(text=text, ids=ids, pieces=tuple(readable_token(tokenizer, i) for i in ids))
+
+
 def typeable(tokenizer, token_id: int) -> bool:
     """True when typing the token's readable text gives it back (`typed_token`); false for byte
     pieces such as '<F0 9F>', which a user cannot type."""
@@ -283,21 +331,30 @@ def _word_splits(tokenizer, ids_a: list[int], ids_b: list[int]) -> tuple[WordSpl
     return tuple(splits)
 
 
-def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> TokenizationDiff:
-    """Align the token ids of A and B and name the words they split differently."""
+def align(
+    ids_a: Sequence[int], ids_b: Sequence[int]
+) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
+    """(match_a, match_b): for each token of A the position in B it lines up with (the longest
+    common runs of ids, difflib's matching blocks), or None where A differs; likewise for B."""
     match_a: list[int | None] = [None] * len(ids_a)
     match_b: list[int | None] = [None] * len(ids_b)
-    blocks = difflib.SequenceMatcher(a=ids_a, b=ids_b, autojunk=False).get_matching_blocks()
+    blocks = difflib.SequenceMatcher(a=list(ids_a), b=list(ids_b), autojunk=False).get_matching_blocks()
     for block in blocks:
         for offset in range(block.size):
             match_a[block.a + offset] = block.b + offset
             match_b[block.b + offset] = block.a + offset
+    return tuple(match_a), tuple(match_b)
+
+
+def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> TokenizationDiff:
+    """Align the token ids of A and B and name the words they split differently."""
+    match_a, match_b = align(ids_a, ids_b)
     return TokenizationDiff(
         tokens_a=tuple(readable_tokens(tokenizer, ids_a)),
         ids_a=tuple(ids_a),
         tokens_b=tuple(readable_tokens(tokenizer, ids_b)),
         ids_b=tuple(ids_b),
-        match_a=tuple(match_a),
-        match_b=tuple(match_b),
+        match_a=match_a,
+        match_b=match_b,
         splits=_word_splits(tokenizer, list(ids_a), list(ids_b)),
     )

@@ -76,3 +76,11 @@ def open_page(at: AppTest, page: str, **request) -> AppTest:
 def table_with(at: AppTest, column: str):
     """The first dataframe on the page that has `column`."""
     return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def next_tokens(at: AppTest) -> list[tuple[str, str]]:
+    """(side, token) of each 'Next token (side): `token` — in words' line the Compare page shows."""
+    import re
+
+    lines = (m.value for m in at.markdown if m.value.startswith("**Next token ("))
+    return [re.match(r"\*\*Next token \((.*?)\)\*\*: `(.*?)`", line).groups() for line in lines]

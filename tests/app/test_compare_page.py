@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from app_helpers import submit
 
 from lib.analyses.compare import compare_prompts
@@ -27,7 +29,8 @@ def test_compare_page_tables_hold_what_compare_prompts_returns(app, real_model):
         last = f"layer {real_model.n_layers}"
         shown = [table.loc[last, f"#{i + 1}"] for i in range(5)]
         assert shown == [f"{t.token}  {t.prob:.3f}" for t in side.lens[-1]]
-    assert [m.value for m in app.metric] == ["␣Paris", "␣Rome"]
+    next_tokens = [m.value for m in app.markdown if m.value.startswith("**Next token")]
+    assert [re.search(r"`(.*?)`", m).group(1) for m in next_tokens] == ["␣Paris", "␣Rome"]
 
 
 def test_compare_page_shows_prompt_error_without_exception(app):
@@ -48,7 +51,8 @@ def test_compare_page_offers_json_and_csv_export(app, real_model):
     files = export_files("comparison", Request(a=a, b=b, k=3), expected.to_dict(),
                          compare_frames.comparison_tables(expected))
     names = [f.file_name for f in files]
-    assert names[0] == "comparison.json" and "comparison-distance.csv" in names
+    stem = names[0].removesuffix(".json")
+    assert stem.startswith("comparison-the-capital-of-france-") and f"{stem}-distance.csv" in names
     import json
 
     assert json.loads(files[0].content)["a"]["final"][0]["token"] == "␣Paris"

@@ -11,7 +11,7 @@ from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
-from app_helpers import ROOT, AppTest, submit
+from app_helpers import ROOT, AppTest, next_tokens, submit
 from streamlit.runtime import Runtime
 from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
 from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
@@ -61,12 +61,12 @@ def copies(root: Path, tiny_folders) -> list[str]:
 
 
 def snapshot(at: AppTest) -> dict:
-    """What the user sees: errors, texts, metrics and every table."""
+    """What the user sees: errors, texts, next tokens and every table."""
     assert not at.exception, at.exception
     return {
         "errors": [e.value for e in at.error],
         "text": [t.value for t in at.text],
-        "metrics": [m.value for m in at.metric],
+        "next tokens": next_tokens(at),
         "tables": [df.value.to_dict() for df in at.dataframe],
     }
 

@@ -32,15 +32,16 @@ def test_distances_table_holds_what_layer_distances_returns(app, real_model):
     assert len(app.get("vega_lite_chart")) == 3  # two per-layer charts and the position heatmap
 
 
-def test_distances_bos_toggle_changes_the_mean_and_runs_no_forward_pass(app, real_model):
-    open_page(app, a=A, b=B, bos="on")
-    cap_a, cap_b = capture(real_model, A, "on"), capture(real_model, B, "on")
-    column = "cosine distance, mean over positions"
+def test_distances_first_position_toggle_changes_the_mean_and_runs_no_forward_pass(app, real_model):
+    open_page(app, a=A, b=B, bos="off")
+    cap_a, cap_b = capture(real_model, A, "off"), capture(real_model, B, "off")
+    column = "cosine distance, mean of per-position distances"
     model = ui.get_model(ModelKey())
     before = model.forward_passes
-    for drop_bos in (True, False):
-        app.toggle(key="dist_drop_bos").set_value(drop_bos).run()
-        expected = distance_report(cap_a.residual, cap_b.residual, bos_a=True, bos_b=True, drop_bos=drop_bos)
+    assert app.toggle(key="dist_drop_first").value is True  # on by default, with no BOS too
+    for drop_first in (True, False):
+        app.toggle(key="dist_drop_first").set_value(drop_first).run()
+        expected = distance_report(cap_a.residual, cap_b.residual, drop_first=drop_first)
         assert layer_table(app)[column].tolist() == pytest.approx(expected.mean.cosine, abs=1e-9)
         assert app.info[0].value == expected.summary()
     assert model.forward_passes == before

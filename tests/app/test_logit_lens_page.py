@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page as open_view
 
-from lib.analyses.lens import cell_detail
+from lib.analyses.lens import cell_detail, lens_column
 from lib.app import ui
 from lib.app.cache import ModelKey
 from lib.core.capture import capture
@@ -51,11 +51,14 @@ def test_logit_lens_picking_a_cell_shows_that_cell_for_both_prompts(app, real_mo
         assert_table_is_cell(table, cell_detail(real_model, cap, 12, cap.n_tokens - 3, 5))
 
 
-def test_logit_lens_names_the_layer_where_the_final_answer_appears(app):
+def test_logit_lens_names_the_layer_from_which_the_final_answer_stays_top1(app, real_model):
     open_page(app, a=A, b=B)
     sentences = [t.value for t in app.text if t.value.startswith("Final answer")]
-    assert sentences[0].startswith("Final answer '␣Paris': top-1 from layer")
-    assert sentences[1].startswith("Final answer '␣Rome': top-1 from layer")
+    for sentence, text, answer in zip(sentences, (A, B), ("␣Paris", "␣Rome"), strict=True):
+        column = [c.top for c in lens_column(real_model, capture(real_model, text).residual, -1, 1)]
+        stays = next(l for l in range(len(column)) if all(column[m][0].token == answer
+                                                          for m in range(l, len(column))))
+        assert sentence.startswith(f"Final answer '{answer}' is top-1 from layer {stays} on")
 
 
 def test_logit_lens_display_changes_run_no_forward_pass(app):

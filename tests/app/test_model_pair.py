@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_helpers import ROOT, compare_two
+from app_helpers import ROOT, compare_two, next_tokens
 from streamlit.testing.v1 import AppTest
 
 from lib.analyses.model_compare import compare_models
@@ -22,8 +22,8 @@ def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partner_
     assert app.sidebar.text_area(key="prompt_a").label == "Prompt"
     model1, model2 = load_model(str(tiny_folders["llama"])), load_model(str(partner_folders["llama-seed1"]))
     expected = compare_models(model1, model2, PROMPT, top_k=4)
-    assert [m.label for m in app.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
-    assert [m.value for m in app.metric] == [expected.a.final[0].token, expected.b.final[0].token]
+    tokens = [expected.a.final[0].token, expected.b.final[0].token]
+    assert next_tokens(app) == list(zip(["model 1", "model 2"], tokens, strict=True))
     lens_tables = [df.value for df in app.dataframe if "#1" in df.value.columns]
     for table, side in zip(lens_tables, (expected.a, expected.b), strict=True):
         assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
@@ -56,7 +56,7 @@ def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_
     model1, model2 = str(tiny_folders["llama"]), str(partner_folders["llama-seed1"])
     expected = Request(model=model1, model2=model2, mode="models", a=PROMPT, k=3)
     assert fresh.session_state[ui.REQUEST_KEY] == expected
-    assert [m.label for m in fresh.metric] == ["Model's next token (model 1)", "Model's next token (model 2)"]
+    assert [side for side, _ in next_tokens(fresh)] == ["model 1", "model 2"]
 
 
 def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folders, partner_folders):
@@ -66,7 +66,7 @@ def test_back_to_two_prompts_drops_the_second_model_from_the_url(app, tiny_folde
     next(b for b in app.sidebar.button if b.label == "Compare").click().run()
     assert not app.exception, app.exception
     assert "mode" not in app.query_params and "model2" not in app.query_params
-    assert [m.label for m in app.metric] == ["Model's next token (A)", "Model's next token (B)"]
+    assert [side for side, _ in next_tokens(app)] == ["A", "B"]
 
 
 def test_link_with_an_unknown_mode_is_refused_naming_it():

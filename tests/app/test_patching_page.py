@@ -52,7 +52,8 @@ def test_patching_grid_holds_what_the_library_returns(app, expected):
     assert list(grid.columns[1:]) == [f"{p} · {t}" for p, t in enumerate(expected.tokens_b)]
     assert grid["layer"].tolist() == list(range(len(expected.effect)))
     for layer, row in enumerate(expected.effect):
-        assert grid.iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+        assert grid.iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=5e-4)
+        assert all(value == round(value, 3) for value in grid.iloc[layer, 1:])  # no 0.00000009
     assert any("␣Paris" in t.value and "␣Rome" in t.value for t in app.text)
     assert any("position 3 ('␣Italy'" in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 1
@@ -79,19 +80,32 @@ def test_typed_tokens_with_the_space_mark_give_the_default_grid(app, expected):
     app.text_input(key="patching-wrong").input("␣Rome")
     run_patching(app)
     for layer, row in enumerate(expected.effect):
-        assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=1e-5)
+        assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=5e-4)
 
 
-def test_same_prediction_asks_for_tokens_and_a_multi_token_answer_is_refused(app):
+def test_same_prediction_asks_for_tokens(app):
     open_page(app, a=A, b=A)
     run_patching(app)
     [error] = app.error
     assert "Name the answer and wrong tokens" in error.value
-    app.text_input(key="patching-answer").input("Claire")
-    app.text_input(key="patching-wrong").input("␣Rome")
+
+
+def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_are_accepted(app, real_model):
+    mary, john = ("Claire and Mary went to the shops, then Mary gave a bottle of milk to",
+                  "Claire and Mary went to the shops, then Claire gave a bottle of milk to")
+    open_page(app, a=mary, b=john)
+    app.text_input(key="patching-answer").input("Claire").run()
+    [warning] = app.warning
+    assert "'Claire' ranks #" in warning.value
+    assert "'␣Claire' (with a leading space) ranks #" in warning.value
+    app.button(key="patching-answer-spaced").click().run()
+    assert app.text_input(key="patching-answer").value == "␣Claire"
+    assert not app.warning
+    app.text_input(key="patching-wrong").input("␣Mary Ann")  # two tokens: measured by the first piece
     run_patching(app)
-    [error] = app.error
-    assert "'Claire' is 2 tokens" in error.value
+    assert not app.error
+    metric = next(t.value for t in app.text if t.value.startswith("Metric:"))
+    assert metric.startswith("Metric: logit[␣Claire] − logit[␣Mary (first piece of ␣Mary␣Ann)]")
 
 
 def test_reopening_the_grid_runs_no_forward_pass(app):

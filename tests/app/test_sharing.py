@@ -58,13 +58,71 @@ def test_example_button_fills_both_prompts_and_bos_and_compares(app):
     assert app.sidebar.text_area(key="prompt_b").value == example.b
     assert app.sidebar.selectbox(key="bos").value == "on"
     assert app.session_state[ui.REQUEST_KEY].a == example.a
-    assert len(app.metric) == 2  # the Compare page drew the comparison
+    assert len([m for m in app.markdown if m.value.startswith("**Next token")]) == 2  # Compare drew it
 
 
 def test_export_files_hold_the_request_the_data_and_each_table():
     request = Request(a="A, with a comma", b='B "quoted"')
     table = pd.DataFrame({"token": ["␣Paris", "a,b"], "prob": [0.5, 0.25]})
     files = ui.export_files("view", request, {"value": 1}, {"top": table})
-    assert [f.file_name for f in files] == ["view.json", "view-top.csv"]
+    stem = "view-a-with-a-comma-"
+    assert [f.file_name[: len(stem)] for f in files] == [stem, stem]
+    assert files[0].file_name.endswith(".json") and files[1].file_name.endswith("-top.csv")
     assert json.loads(files[0].content) == {"request": request.to_dict(), "value": 1}
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(files[1].content)), table)
+
+
+def test_a_link_carries_the_watched_words_and_the_lens_cell(app):
+    app.query_params.update({**SHARED, "watch": "␣Paris\n␣Rome\n␣London"})
+    app.switch_page("pages/watch.py").run()
+    assert not app.exception, app.exception
+    assert app.text_area[0].value == "␣Paris\n␣Rome\n␣London"
+    assert app.query_params["watch"] == "␣Paris\n␣Rome\n␣London"  # still in the link to copy
+
+    app.switch_page("pages/logit_lens.py").run()
+    assert "watch" not in app.query_params  # another page's state leaves the link
+    app.selectbox(key="lens_layer").set_value(12).run()
+    assert app.query_params["lens_layer"] == "12"
+
+
+def test_a_link_opens_the_lens_at_its_cell(app):
+    app.query_params.update({**SHARED, "lens_layer": "7", "lens_offset": "1"})
+    app.switch_page("pages/logit_lens.py").run()
+    assert not app.exception, app.exception
+    assert (app.selectbox(key="lens_layer").value, app.selectbox(key="lens_offset").value) == (7, 1)
+
+
+def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app):
+    submit(app, a=SHARED["a"], b=SHARED["b"])
+    app.switch_page("pages/patching.py").run()
+    app.text_input(key="patching-answer").input("␣Paris")
+    app.text_input(key="patching-wrong").input("␣Rome").run()
+    app.button(key="patching-run").click().run()
+    assert app.query_params["answer"] == "␣Paris"
+    app.switch_page("pages/compare.py").run()
+    app.switch_page("pages/patching.py").run()
+    assert not app.exception, app.exception
+    assert app.text_input(key="patching-answer").value == "␣Paris"
+    assert app.text_input(key="patching-wrong").value == "␣Rome"
+    assert any(t.value.startswith("Metric: logit[␣Paris] − logit[␣Rome]") for t in app.text)  # no new run
+
+
+def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app):
+    long = "word " * 600
+    submit(app, a=long + "A", b=long + "B")
+    assert not app.exception, app.exception
+    assert "a" not in app.query_params and "b" not in app.query_params
+    assert app.query_params["model"] == "default"
+    assert any("too long for a link" in c.value for c in app.sidebar.caption)
+
+
+def test_an_example_that_turns_bos_on_does_not_leave_it_on_for_the_next(app):
+    with_bos = next(e for e in EXAMPLES if e.bos == "on")
+    without = next(e for e in EXAMPLES if e.bos is None)
+    app.run()
+    next(b for b in app.sidebar.button if b.label == with_bos.name).click().run()
+    assert app.session_state[ui.REQUEST_KEY].bos == "on"
+    next(b for b in app.sidebar.button if b.label == without.name).click().run()
+    assert not app.exception, app.exception
+    assert app.session_state[ui.REQUEST_KEY].bos == "auto"
+    assert app.sidebar.selectbox(key="bos").value == "auto"

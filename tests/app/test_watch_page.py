@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page, table_with
 
-from lib.analyses.watch import logit_difference, trajectories
+from lib.analyses.watch import logit_difference, trajectories, word_score
 from lib.app import ui
 from lib.app.cache import ModelKey
 from lib.core.capture import capture
-from lib.core.tokens import single_token
+from lib.core.tokens import single_token, typed_word
 
 A, B = "The capital of France is", "The capital of Italy is"
 
@@ -29,16 +29,21 @@ def test_watch_tables_hold_what_the_library_returns(app, real_model):
     difference = table_with(app, "B")
     assert difference["A"].tolist() == pytest.approx(logit_difference(paris_a, rome_a), abs=1e-4)
     assert difference["B"].tolist() == pytest.approx(logit_difference(paris_b, rome_b), abs=1e-4)
-    assert len(app.get("vega_lite_chart")) == 3
+    assert len(app.get("vega_lite_chart")) == 4  # probability, rank, logit difference, whole words
 
 
-def test_watch_refuses_a_multi_token_word_naming_its_pieces(app):
+def test_watch_follows_a_multi_token_word_by_its_first_piece_and_scores_it_whole(app, real_model):
     open_page(app, "pages/watch.py", a=A, b=B)
     app.text_area[0].input("Claire\n␣Paris").run()
     assert not app.exception, app.exception
-    [error] = app.error
-    assert "'Claire' is 2 tokens ('Cl', 'aire')" in error.value
-    assert set(table_with(app, "rank")["token"]) == {"␣Paris"}
+    assert not app.error
+    assert set(table_with(app, "rank")["token"]) == {"Claire (first piece Cl)", "␣Paris"}
+    words = table_with(app, "log-probability")
+    claire = words[(words["prompt"] == "A") & (words["word"] == "Claire")]
+    assert claire["pieces"].iloc[0] == "Cl + aire"
+    ids = typed_word(real_model.tokenizer, "Claire").ids
+    expected = word_score(real_model, capture(real_model, A), ids)
+    assert claire["log-probability"].tolist() == pytest.approx(expected.logprob, abs=1e-5)
 
 
 def test_watch_swapping_the_pair_negates_the_difference_without_a_forward_pass(app):

@@ -101,12 +101,12 @@ def test_top_k_zero_and_above_the_vocabulary_are_refused(gpt2):
     assert len(compare_prompts(gpt2, GOOD, GOOD, top_k=gpt2.vocab_size).a.final) == gpt2.vocab_size
 
 
-def test_watched_token_of_several_tokens_is_refused_naming_its_pieces(gpt2):
+def test_a_single_token_of_several_is_refused_but_a_patching_word_is_measured_by_its_first_piece(gpt2):
     with pytest.raises(PromptError) as caught:
         single_token(gpt2.tokenizer, " Parisianism")
     assert "tokens (" in str(caught.value) and "not one" in str(caught.value)
-    with pytest.raises(PromptError, match="not one"):
-        patch_residual(gpt2, GOOD, "The capital of Italy is", answer=" Parisianism")
+    result = patch_residual(gpt2, GOOD, "The capital of Italy is", answer=" Parisianism")
+    assert result.answer.word == "␣Parisianism" and result.answer.token == "␣Paris"
 
 
 def test_every_refusal_is_a_twinlens_error():

@@ -60,9 +60,11 @@ def test_cli_refuses_top_k_out_of_range(tiny, k, phrase):
     assert_refused(run_cli("compare", GOOD, GOOD, "--model", tiny, "--top-k", k), phrase)
 
 
-def test_cli_refuses_answer_token_of_several_tokens(tiny):
+def test_cli_measures_an_answer_word_of_several_tokens_by_its_first_piece(tiny):
     out = run_cli("patch", GOOD, "The capital of Italy is", "--model", tiny, "--answer", " Parisianism")
-    assert_refused(out, "not one")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)["answer"]
+    assert answer["word"] == "␣Parisianism" and answer["token"] == "␣Paris"
 
 
 def test_cli_prints_html_prompt_literally_in_its_json(tiny):

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from lib.analyses.distances import distance_report, layer_distances
-from lib.analyses.lens import cell_detail, first_layer, lens_cells, lens_column, lens_grid, position_window
+from lib.analyses.lens import (
+    Arrival,
+    TokenProb,
+    arrival,
+    cell_detail,
+    lens_cells,
+    lens_column,
+    lens_grid,
+    position_window,
+)
 from lib.core.capture import capture
 from lib.core.errors import SettingsError
 
@@ -75,33 +84,52 @@ def test_position_window_clips_to_the_prompt():
     assert position_window(3, 16, back=10) == (0,)
 
 
-def test_first_layer_finds_the_first_top1_and_top_k_appearance(tiny_models):
+def test_arrival_is_the_layer_from_which_the_answer_stays_top1(tiny_models):
     model = tiny_models["llama"]
     cap = capture(model, TEXT)
     column = [c.top for c in lens_column(model, cap.residual, -1, 5)]
     answer = column[-1][0].id
-    layer = first_layer(column, answer)
-    assert column[layer][0].id == answer and all(column[l][0].id != answer for l in range(layer))
-    assert first_layer(column, answer, within=5) <= layer
-    assert first_layer(column, -1) is None
+    found = arrival(column, answer)
+    layer = found.stays_from
+    assert all(column[l][0].id == answer for l in range(layer, len(column)))
+    assert layer == 0 or column[layer - 1][0].id != answer
+    assert found.earlier == tuple(l for l in range(layer) if column[l][0].id == answer)
+    assert arrival(column, answer, within=5).stays_from <= layer
+    assert arrival(column, -1) == Arrival(1, None, ())
+
+
+def test_arrival_reports_a_brief_early_appearance_separately():
+    def top(token_id):
+        return (TokenProb("x", token_id, 0.5),)
+
+    column = [top(7), top(1), top(7), top(2), top(7), top(7)]  # the Kobe pattern: top-1 at 0, 2, then from 4
+    found = arrival(column, 7)
+    assert (found.stays_from, found.earlier) == (4, (0, 2))
+    assert found.sentence("'␣Lakers'") == "'␣Lakers' is top-1 from layer 4 on (briefly also at layers 0, 2)"
+    assert arrival(column[:4], 7).sentence("it") == (
+        "it is not top-1 at the last layer (only briefly, at layers 0, 2)")
 
 
 def test_distance_report_of_identical_prompts_says_identical(tiny_models):
     cap = capture(tiny_models["llama"], TEXT)
-    report = distance_report(cap.residual, cap.residual, bos_a=False, bos_b=False)
+    report = distance_report(cap.residual, cap.residual)
     assert report.summary() == "A and B are identical at every layer."
     assert max(max(row) for row in report.positions.cosine) == 0
 
 
-def test_distance_report_drops_bos_from_the_mean_only_and_needs_equal_lengths_for_positions(tiny_models):
+@pytest.mark.parametrize("bos", ["on", "off"])
+def test_distance_report_leaves_out_the_first_position_whatever_the_bos(tiny_models, bos):
     model = tiny_models["llama"]
-    a = capture(model, "You have happy emotion in yourself!", "on")
-    b = capture(model, "You have angry emotion in yourself!", "on")
-    kept = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=False)
-    dropped = distance_report(a.residual, b.residual, bos_a=True, bos_b=True, drop_bos=True)
+    a = capture(model, "You have happy emotion in yourself!", bos)
+    b = capture(model, "You have angry emotion in yourself!", bos)
+    kept = distance_report(a.residual, b.residual, drop_first=False)
+    dropped = distance_report(a.residual, b.residual)  # the default
     assert kept.last == dropped.last == layer_distances(a.residual, b.residual, "last")
-    assert kept.mean != dropped.mean
     assert (kept.positions.first_position, dropped.positions.first_position) == (0, 1)
-    longer = capture(model, "You have a very angry emotion in yourself!", "on")
-    assert distance_report(a.residual, longer.residual, bos_a=True, bos_b=True).positions is None
+    for report in (kept, dropped):  # the mean of the per-position distances, not of averaged states
+        assert report.mean.cosine == pytest.approx([sum(r) / len(r) for r in report.positions.cosine])
+    longer = capture(model, "You have a very angry emotion in yourself!", bos)
+    assert distance_report(a.residual, longer.residual).positions is None
+    assert distance_report(a.residual, longer.residual).mean is None
     assert f"peaks at layer {dropped.last.peak_layer()}" in dropped.summary()
+    assert "mean of the per-position distances (first position left out)" in dropped.summary()

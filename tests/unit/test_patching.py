@@ -21,11 +21,13 @@ from lib.analyses.patching import (
     patched_lens,
     patched_logits,
     reading,
+    space_hint,
 )
 from lib.core.backend import Intervention
 from lib.core.capture import capture
 from lib.core.errors import PromptError
 from lib.core.sites import Site
+from lib.core.tokens import single_token, typed_word
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
 TOLERANCE = 1e-4  # float32 logits; a batched pass may sum in another order than a single one
@@ -193,9 +195,25 @@ def test_same_answer_and_wrong_token_is_refused(family_model):
         patch_residual(family_model, FRANCE, ITALY, answer=" Paris", wrong=" Paris")
 
 
-def test_multi_token_answer_is_refused_naming_its_pieces(family_model):
-    with pytest.raises(PromptError, match="not one"):
-        patch_residual(family_model, FRANCE, ITALY, answer=" Paris is")
+def test_a_multi_token_answer_is_measured_by_its_first_piece(family_model):
+    word = patch_residual(family_model, FRANCE, ITALY, answer=" Paris is", wrong=" Rome")
+    first = patch_residual(family_model, FRANCE, ITALY, answer=" Paris", wrong=" Rome")
+    assert word.answer.id == first.answer.id and word.answer.word == "␣Paris␣is"
+    assert word.answer.label == "␣Paris (first piece of ␣Paris␣is)"
+    assert word.effect == first.effect
+
+
+def test_space_hint_offers_the_spaced_word_when_it_ranks_far_higher(family_model):
+    tok = family_model.tokenizer
+    spaced = single_token(tok, " Paris").id
+    plain = typed_word(tok, "Paris").first_id
+    logits = torch.zeros(family_model.vocab_size)
+    logits[spaced], logits[plain] = 10.0, -10.0
+    hint = space_hint(family_model, logits, "Paris")
+    assert hint is not None and hint.spaced == "␣Paris" and hint.rank_spaced == 1 and hint.rank_typed > 10
+    assert space_hint(family_model, logits, "␣Paris") is None
+    logits[plain] = 10.0  # as likely: no hint
+    assert space_hint(family_model, logits, "Paris") is None
 
 
 def test_typed_space_mark_names_the_same_token_as_a_space(family_model):
@@ -242,7 +260,7 @@ def test_result_to_dict_is_json_with_the_documented_keys(france_italy):
     data = json.loads(json.dumps(result.to_dict()))
     assert {"metric", "answer", "wrong", "tokens_b", "effect", "raw", "note"} <= data.keys()
     assert data["metric"] == {"a": result.metric_a, "b": result.metric_b}
-    assert data["answer"] == {"token": result.answer.token, "id": result.answer.id}
+    assert data["answer"] == {"token": result.answer.token, "id": result.answer.id, "word": ""}
     assert data["effect"] == [list(r) for r in result.effect]
 
 

@@ -82,7 +82,7 @@ def test_lens_columns_together_equal_each_column_alone(family_model):
         alone = lens_column(family_model, cap.residual, -2, 4)
         assert [(c.layer, c.position) for c in column] == [(c.layer, c.position) for c in alone]
         assert [[t.id for t in c.top] for c in column] == [[t.id for t in c.top] for c in alone]
-        assert [c.entropy for c in column] == pytest.approx([c.entropy for c in alone], abs=1e-4)
+        assert [c.entropy_bits for c in column] == pytest.approx([c.entropy_bits for c in alone], abs=1e-4)
 
 
 def test_capture_keeps_the_residual_in_the_model_dtype(family_model):

@@ -7,9 +7,16 @@ import torch
 
 from lib.analyses.bos import bos_effect
 from lib.analyses.lens import TokenProb, lens_column
-from lib.analyses.watch import contrast_pair, logit_difference, trajectories, watch_tokens
+from lib.analyses.watch import (
+    contrast_pair,
+    logit_difference,
+    trajectories,
+    watch_tokens,
+    word_score,
+    word_scores,
+)
 from lib.core.capture import capture
-from lib.core.tokens import readable_token, single_token
+from lib.core.tokens import readable_token, single_token, typed_word
 
 A, B = "The capital of France is", "Claire and Mary went to the shops, then Mary gave a bottle of milk to"
 
@@ -81,3 +88,33 @@ def test_contrast_pair_is_a_and_b_predictions_skipping_untypeable_tokens(tiny_to
     assert contrast_pair(tiny_tokenizer, top(paris, claire), top(paris, rome)) == ("␣Paris", "␣Rome")
     assert contrast_pair(tiny_tokenizer, top(paris, claire), top(paris)) == ("␣Paris", "␣Claire")
     assert contrast_pair(tiny_tokenizer, top(byte_piece), top(byte_piece)) == ()
+
+
+def test_a_two_piece_word_is_scored_whole_by_teacher_forcing(family_model):
+    """score_ℓ = lens log p_ℓ(piece 1) + log p_L(piece 2 | prompt + piece 1), against a direct
+    computation with the model itself."""
+    tok = family_model.tokenizer
+    word = typed_word(tok, "␣Claires")
+    assert len(word.ids) == 2, word.pieces  # the tiny tokenizer splits it in two
+    assert word.label() == f"␣Claires (first piece {word.pieces[0]})"
+    cap = capture(family_model, A)
+    score = word_score(family_model, cap, word.ids)
+    with torch.no_grad():
+        ids = torch.tensor([list(cap.token_ids) + [word.ids[0]]])
+        logits = family_model.model(input_ids=ids).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    second = float(logp[-1, word.ids[1]])
+    assert score.later == pytest.approx(second, abs=1e-4)
+    assert score.logprob[-1] == pytest.approx(float(logp[-2, word.ids[0]]) + second, abs=1e-3)
+    for layer in (0, family_model.n_layers // 2):
+        lens = torch.log_softmax(family_model.backend.lens_logits(cap.residual[layer, -1][None]).float(), -1)
+        assert score.logprob[layer] == pytest.approx(float(lens[0, word.ids[0]]) + second, abs=1e-4)
+
+
+def test_a_one_token_word_scores_its_lens_log_probability(family_model):
+    word = typed_word(family_model.tokenizer, " Rome")
+    cap = capture(family_model, A)
+    [score] = word_scores(family_model, cap, cap, [word.ids]).a
+    (trajectory,) = trajectories(family_model, cap.residual, word.ids)
+    assert score.later == 0.0
+    assert score.prob == pytest.approx(trajectory.prob, rel=1e-4)

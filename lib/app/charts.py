@@ -1,0 +1,326 @@
+"""Every chart the pages draw, from small data frames (Altair + pandas, no Streamlit).
+
+Two shapes serve all pages:
+
+- **heatmap**: layers (rows, the top one last) × positions (columns). The frame has one row per
+  cell with `layer` (int), `column` (a unique position label, see `position_label`, in the order
+  the columns are drawn) and `differs` (True where A's and B's tokens differ at that position),
+  plus the value to colour by. Every position is labelled up to `MAX_LABELS` columns; beyond that
+  every n-th plus every differing one, so the column that lights up always has its label.
+- **layer lines**: one line per series over layers 0…L, with a y axis fitted to the data (not
+  forced from 0 to 1) and, when two sides are drawn, sides told apart by the line's dash *in the
+  legend too* (legend symbols are strokes, not identical dots).
+
+Frame builders (`*_frame`) turn analysis results into those frames; they are unit-tested
+together with the chart specs (tests/unit/test_charts.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+
+from ..analyses.diff import TopTokenDiff
+from ..analyses.distances import LayerDistances, PositionDistances
+from ..analyses.lens import LensGrid
+from ..analyses.patching import PatchResult
+from ..analyses.watch import Watch, WordWatch
+
+MAX_LABELS = 48  # position labels shown in full on a heatmap's x axis; more: every n-th + the differing
+LABEL_CHARS = 6  # characters of a token written inside a lens cell
+DIFFERS_COLOUR = "#c0392b"  # labels of positions where A's and B's tokens differ
+SIDE_DASHES = ([1, 0], [6, 4])  # solid for the first side (A), dashed for the second (B)
+ROW_HEIGHT = 16  # pixels per layer row of a heatmap
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def position_label(position: int, token_a: str, token_b: str | None = None) -> str:
+    """'3 ␣happy' or, when the two sides' tokens differ there, '3 ␣happy/␣angry' (unique per position)."""
+    if token_b is None or token_b == token_a:
+        return f"{position} {token_a}"
+    return f"{position} {token_a}/{token_b}"
+
+
+def labelled_columns(
+    columns: Sequence[str], differs: Sequence[bool], max_labels: int = MAX_LABELS
+) -> list[str]:
+    """The x labels a heatmap writes: all of them up to `max_labels`; beyond, every n-th (n chosen
+    so about `max_labels` remain), the last one and every differing one."""
+    if len(columns) <= max_labels:
+        return list(columns)
+    step = math.ceil(len(columns) / max_labels)
+    keep = {i for i in range(0, len(columns), step)} | {len(columns) - 1}
+    keep |= {i for i, d in enumerate(differs) if d}
+    return [c for i, c in enumerate(columns) if i in keep]
+
+
+def fitted_domain(values: Sequence[float], *, floor: float | None = None, pad: float = 0.05) -> list[float]:
+    """[low, high] spanning `values` with `pad` of their range added on both sides (at least
+    `floor` below when given, e.g. 0 for distances); a flat series gets a small band around it."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return [0.0, 1.0]
+    low, high = min(finite), max(finite)
+    span = high - low or max(abs(high), 1e-12)
+    low, high = low - pad * span, high + pad * span
+    if floor is not None:
+        low = max(floor, low) if min(finite) >= floor else low
+    return [low, high]
+
+
+def short_token(token: str, chars: int = LABEL_CHARS) -> str:
+    return token if len(token) <= chars else token[: chars - 1] + "…"
+
+
+# ---------------------------------------------------------------- frames
+
+
+def distance_lines_frame(series: dict[str, LayerDistances], measure: str) -> pd.DataFrame:
+    """Long frame (layer, series, value) of one measure ('cosine' or 'relative_l2') of each named
+    `LayerDistances`."""
+    return pd.DataFrame(
+        {"layer": layer, "series": name, "value": value}
+        for name, distances in series.items()
+        for layer, value in enumerate(getattr(distances, measure))
+    )
+
+
+def measures_frame(distances: LayerDistances) -> pd.DataFrame:
+    """Long frame (layer, series, value) of both measures of one `LayerDistances`."""
+    return pd.DataFrame(
+        {"layer": layer, "series": name, "value": value}
+        for name, values in (("cosine distance", distances.cosine), ("relative L2", distances.relative_l2))
+        for layer, value in enumerate(values)
+    )
+
+
+def position_distance_frame(positions: PositionDistances, tokens_a: Sequence[str],
+                            tokens_b: Sequence[str]) -> pd.DataFrame:
+    """One row per (layer, position) of a position-by-position distance grid."""
+    rows = []
+    for layer, (cos_row, rel_row) in enumerate(zip(positions.cosine, positions.relative_l2, strict=True)):
+        for i, (cos, rel) in enumerate(zip(cos_row, rel_row, strict=True)):
+            p = positions.first_position + i
+            a, b = tokens_a[p], tokens_b[p]
+            rows.append({"layer": layer, "position": p, "column": position_label(p, a, b), "differs": a != b,
+                         "token A": a, "token B": b, "cosine distance": cos, "relative L2": rel})
+    return pd.DataFrame(rows)
+
+
+def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = None) -> pd.DataFrame:
+    """One row per lens cell of `grid` (side `name`); `differs[i]`: the token at grid.positions[i]
+    has no partner in the other prompt. Entropy in bits, like every page."""
+    differs = differs or [False] * len(grid.positions)
+    return pd.DataFrame(
+        [
+            {
+                "prompt": name,
+                "layer": layer,
+                "position": cell.position,
+                "column": position_label(cell.position, grid.tokens[i]),
+                "differs": bool(differs[i]),
+                "input": grid.tokens[i],
+                "top1": cell.top[0].token,
+                "label": short_token(cell.top[0].token),
+                "probability": cell.top[0].prob,
+                "entropy (bits)": cell.entropy_bits,
+                "final": grid.matches_final(layer, i),
+                "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
+            }
+            for layer, row in enumerate(grid.cells)
+            for i, cell in enumerate(row)
+        ]
+    )
+
+
+def patching_frame(result: PatchResult) -> pd.DataFrame:
+    """One row per patched cell: layer, B's position and token, effect and the raw logit difference."""
+    rows = []
+    for layer, (effects, raws) in enumerate(zip(result.effect, result.raw, strict=True)):
+        for j, p in enumerate(result.positions):
+            b = result.tokens_b[p]
+            a = result.tokens_a[p] if result.full_grid else b
+            rows.append({"layer": layer, "position": p, "column": position_label(p, b), "differs": a != b,
+                         "token": b, "effect": effects[j], "logit difference": raws[j]})
+    return pd.DataFrame(rows)
+
+
+def watch_frame(watch: Watch, names: tuple[str, str] = ("A", "B"),
+                labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (side, token, layer): the token's lens probability, rank and logit. `labels[i]`
+    names the i-th token (e.g. '␣Lakers (first piece ␣L)'); by default its readable text."""
+    return pd.DataFrame(
+        {"prompt": name, "token": labels[i] if labels else t.token, "id": t.id, "layer": layer,
+         "probability": t.prob[layer], "rank": t.rank[layer], "logit": t.logit[layer]}
+        for name, side in zip(names, (watch.a, watch.b), strict=True)
+        for i, t in enumerate(side)
+        for layer in range(len(t.prob))
+    )
+
+
+def word_frame(scores: WordWatch, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """One row per (side, word, layer): the whole word's teacher-forced log-probability and probability."""
+    return pd.DataFrame(
+        {"prompt": name, "word": w.word, "pieces": " + ".join(w.pieces), "layer": layer,
+         "log-probability": value, "probability": math.exp(value)}
+        for name, side in zip(names, (scores.a, scores.b), strict=True)
+        for w in side
+        for layer, value in enumerate(w.logprob)
+    )
+
+
+def divergence_frame(diff: TopTokenDiff) -> pd.DataFrame:
+    """Long frame (layer, measure, bits, most changed) of KL(A‖B) and Jensen–Shannon per layer."""
+    return pd.DataFrame(
+        {"layer": layer.layer, "measure": measure, "bits": value,
+         "most changed": layer.most_changed.token if layer.most_changed else ""}
+        for layer in diff.layers
+        for measure, value in (("KL", layer.kl_bits), ("Jensen–Shannon", layer.js_bits))
+    )
+
+
+# ---------------------------------------------------------------- charts
+
+
+def heatmap(
+    frame: pd.DataFrame,
+    value: str,
+    *,
+    legend: str,
+    x_title: str,
+    scheme: str = "blues",
+    domain: Sequence[float] | None = None,
+    diverging: bool = False,
+    text: str | None = None,
+    text_format: str | None = None,
+    outline: str | None = None,
+    tooltip: Sequence = (),
+    clickable: bool = False,
+) -> alt.LayerChart:
+    """Layers × positions coloured by `value` (see the module docstring for the frame).
+
+    `diverging`: a scale centred on 0 from −m to m (m = max |value|, at least 1). `text`: a column
+    written in each cell (`text_format` for numbers). `outline`: a boolean column whose cells get a
+    red outline. `clickable`: a click selects the cell (parameter 'cell', fields layer and position).
+    """
+    columns = list(dict.fromkeys(frame["column"]))
+    differing = list(dict.fromkeys(frame.loc[frame["differs"], "column"])) if "differs" in frame else []
+    shown = labelled_columns(columns, [c in differing for c in columns])
+    is_differing = f"indexof({json.dumps(differing, ensure_ascii=False)}, datum.value) >= 0"
+    axis = alt.Axis(
+        values=shown, labelOverlap=False, labelAngle=-45, labelLimit=110,
+        labelColor=alt.condition(is_differing, alt.value(DIFFERS_COLOUR), alt.value("#808495")),
+        labelFontWeight=alt.condition(is_differing, alt.value("bold"), alt.value("normal")),
+    )
+    base = alt.Chart(frame).encode(
+        x=alt.X("column:N", sort=columns, title=x_title, axis=axis),
+        y=alt.Y("layer:O", sort="descending", title="layer"),
+    )
+    if diverging:
+        bound = max(1.0, float(frame[value].abs().max()))
+        scale = alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound], domainMid=0)
+    else:
+        domain = list(domain) if domain else fitted_domain(frame[value], floor=0)
+        scale = alt.Scale(scheme=scheme, domain=domain)
+    rect = base.mark_rect().encode(color=alt.Color(f"{value}:Q", scale=scale, title=legend),
+                                   tooltip=list(tooltip) or ["layer", "column", alt.Tooltip(f"{value}:Q")])
+    if clickable:
+        rect = rect.add_params(alt.selection_point(name="cell", fields=["layer", "position"], on="click"))
+    layers: list[alt.Chart] = [rect]
+    if outline is not None:
+        layers.append(base.transform_filter(f"datum['{outline}']").mark_rect(
+            fill=None, stroke="#d62728", strokeWidth=1.5))
+    if text is not None:
+        low, high = scale.domain if not diverging else (0.0, bound)
+        dark = low + 0.5 * (high - low)
+        measure = f"abs(datum['{value}'])" if diverging else f"datum['{value}']"
+        ink = alt.condition(f"{measure} > {dark}", alt.value("white"), alt.value("black"))
+        shown_text = alt.Text(f"{text}:Q", format=text_format) if text_format else alt.Text(f"{text}:N")
+        layers.append(base.mark_text(fontSize=9).encode(text=shown_text, color=ink))
+    n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
+    return alt.layer(*layers).properties(height=min(ROW_HEIGHT * n_layers + 60, 900))
+
+
+def layer_lines(
+    frame: pd.DataFrame,
+    y: str,
+    *,
+    y_title: str,
+    colour: str | None = "series",
+    side: str | None = None,
+    log: bool = False,
+    reverse: bool = False,
+    floor: float | None = None,
+    title: str | None = None,
+    tooltip: Sequence = (),
+    height: int = 280,
+) -> alt.Chart:
+    """One line per `colour` value over layers (x: `layer`), y fitted to the data.
+
+    `side`: a column with two values (A/B, model 1/model 2) drawn solid and dashed; the chart's
+    subtitle says which is which.
+    `log`: a log scale (ranks), `reverse`: top values at the top.
+    """
+    if log:
+        scale = alt.Scale(type="log", reverse=reverse)
+    else:
+        domain = fitted_domain(frame[y], floor=floor)
+        scale = alt.Scale(domain=domain, nice=False, zero=False, reverse=reverse)
+    encoding = {
+        "x": alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1, format="d")),
+        "y": alt.Y(f"{y}:Q", title=y_title, scale=scale),
+        "tooltip": list(tooltip) or ["layer", alt.Tooltip(f"{y}:Q", format=".4g")],
+    }
+    if colour is not None:
+        legend = alt.Legend(orient="bottom", labelLimit=400)
+        scale = alt.Scale(scheme="category10")
+        encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend, scale=scale)
+    if side is not None:
+        names = list(dict.fromkeys(frame[side]))
+        encoding["strokeDash"] = alt.StrokeDash(
+            f"{side}:N", scale=alt.Scale(domain=names, range=list(SIDE_DASHES[: len(names)])), legend=None,
+        )
+    # Browsers draw a strokeDash legend as bare labels (its symbols vanish), so the sides are named
+    # in the chart's subtitle instead, with the line style each one has.
+    key = side_key(list(dict.fromkeys(frame[side]))) if side is not None else ""
+    if title and key:
+        chart = alt.Chart(frame, title=alt.TitleParams(text=title, subtitle=key, anchor="start"))
+    elif title or key:  # Vega draws no subtitle under an empty title: the key alone is the title
+        chart = alt.Chart(frame, title=alt.TitleParams(text=title or key, anchor="start",
+                                                       fontWeight="normal" if key and not title else "bold"))
+    else:
+        chart = alt.Chart(frame)
+    return chart.mark_line(point=alt.OverlayMarkDef(size=30)).encode(**encoding).properties(height=height)
+
+
+def side_key(names: Sequence[str]) -> str:
+    """'A: solid line ━━ · B: dashed line ╍╍' — which side each line style stands for."""
+    styles = ("solid line ━━", "dashed line ╍╍")
+    return " · ".join(f"{name}: {style}" for name, style in zip(names, styles, strict=False))
+
+
+def divergence_chart(frame: pd.DataFrame, kl_title: str = "KL(A‖B)") -> alt.HConcatChart:
+    """KL and Jensen–Shannon per layer, each in its own panel with an axis fitted to its values
+    (JS needs no 0…1 axis when it stays near 0). The most-changed token is in the tooltip; only the
+    layer where JS peaks is labelled, horizontally, so no labels collide."""
+    tooltip = ["layer", alt.Tooltip("bits:Q", format=".4f"), "most changed"]
+    panels = []
+    styles = (("KL", kl_title, "#d62728"), ("Jensen–Shannon", "Jensen–Shannon", "#1f77b4"))
+    for measure, title, colour in styles:
+        part = frame[frame["measure"] == measure]
+        line = layer_lines(part, "bits", y_title=f"{title}, bits", colour=None, floor=0.0, title=title,
+                           tooltip=tooltip, height=260).encode(color=alt.value(colour))
+        panels.append(line)
+    js = frame[frame["measure"] == "Jensen–Shannon"]
+    if len(js) and js["bits"].max() > 0:
+        peak = js.loc[[js["bits"].idxmax()]]
+        label = alt.Chart(peak).mark_text(dy=-10, fontSize=11).encode(
+            x="layer:Q", y="bits:Q", text="most changed:N")
+        panels[1] = alt.layer(panels[1], label)
+    return alt.hconcat(*panels)

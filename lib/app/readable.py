@@ -1,0 +1,78 @@
+"""What a non-coder reads: tokens as chips, the one-line token legend, the next token in plain
+words, probabilities as plain figures and long prompts shortened (pure functions, no Streamlit;
+`lib.app.ui` draws them)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+TOKEN_LEGEND = "In tokens: ␣ = a space · ↵ = a new line · <F0 9F> = bytes that are only part of a character."
+LONG_PROMPT = 400  # characters; a longer prompt is shown as its start … its end, the rest in an expander
+PROMPT_ENDS = 160  # characters kept at each end of a long prompt
+_CHIP = ("display:inline-block;margin:2px 3px;padding:1px 6px;border-radius:6px;font-family:monospace;"
+         "font-size:0.85em;white-space:pre;border:1px solid rgba(128,128,128,0.45)")
+_DIFFERS = "background:rgba(255,170,0,0.35);border-color:rgba(214,110,0,0.9);font-weight:bold"
+_POSITION = "opacity:0.55;font-size:0.8em;margin-right:3px"
+
+
+def chips_html(tokens: Sequence[str], differs: Sequence[bool] | None = None,
+               ids: Sequence[int] | None = None) -> str:
+    """The tokens as chips that wrap like words, each with its position; `differs[i]` highlights
+    token i (orange, bold) and marks it for screen readers. Token text is HTML-escaped."""
+    differs = differs or [False] * len(tokens)
+    chips = []
+    for i, (token, odd) in enumerate(zip(tokens, differs, strict=True)):
+        title = f"position {i}" + (f" · id {ids[i]}" if ids is not None else "")
+        title += " · differs" if odd else ""
+        style = _CHIP + (";" + _DIFFERS if odd else "")
+        chips.append(
+            f'<span class="twinlens-chip{" differs" if odd else ""}" style="{style}" title="{title}">'
+            f'<span style="{_POSITION}">{i}</span>{html.escape(token)}</span>'
+        )
+    return f'<div class="twinlens-chips" style="line-height:1.9">{"".join(chips)}</div>'
+
+
+_BYTES = re.compile(r"^<([0-9A-F]{2}(?: [0-9A-F]{2})*)>$")
+
+
+def token_in_words(token: str) -> str:
+    """A readable token told in words: '␣' → 'a space', '␣Paris' → '" Paris" (a space, then Paris)',
+    '↵' → 'a new line', '<F0 9F>' → 'part of a character (bytes F0 9F)'."""
+    if token == "␣":
+        return "a space"
+    if set(token) == {"␣"}:
+        return f"{len(token)} spaces"
+    if token in ("↵", "↵↵"):
+        return "a new line" if token == "↵" else "two new lines"
+    match = _BYTES.match(token)
+    if match:
+        return f"part of a character (bytes {match.group(1)})"
+    if token.startswith("␣"):
+        return f'"{token[1:]}" after a space'
+    return f'"{token}"'
+
+
+def percent(prob: float) -> str:
+    """A probability as a plain percentage with two significant figures: 0.0362 → '3.6%'."""
+    value = 100 * prob
+    if value >= 99.5:
+        return f"{value:.1f}%" if value < 100 else "100%"
+    if value >= 10:
+        return f"{value:.0f}%"
+    if value >= 0.01:
+        return f"{value:.2g}%"
+    return "under 0.01%"
+
+
+def next_token_sentence(token: str, prob: float) -> str:
+    """'The model would next write a space, 3.6% sure.'"""
+    return f"The model would next write {token_in_words(token)}, {percent(prob)} sure."
+
+
+def shortened(text: str, limit: int = LONG_PROMPT, ends: int = PROMPT_ENDS) -> str | None:
+    """The start … end of a prompt longer than `limit` characters, or None when it is short enough."""
+    if len(text) <= limit:
+        return None
+    return f"{text[:ends].rstrip()} … {text[-ends:].lstrip()}"

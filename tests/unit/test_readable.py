@@ -1,0 +1,32 @@
+"""What a non-coder reads (lib.app.readable): chips, the next token in words, shortened prompts."""
+
+from __future__ import annotations
+
+from lib.app import readable
+
+
+def test_chips_show_every_token_escaped_with_the_differing_ones_highlighted():
+    tokens = ["You", "␣have", "␣<b>happy</b>", "␣emotion"] + [f"␣t{i}" for i in range(11)]  # 15 tokens
+    differs = [i == 2 for i in range(len(tokens))]
+    html = readable.chips_html(tokens, differs, ids=list(range(100, 115)))
+    assert html.count('<span class="twinlens-chip') == 15  # every token, none cut off by a table's width
+    assert html.count("twinlens-chip differs") == 1
+    assert "␣&lt;b&gt;happy&lt;/b&gt;" in html and "<b>" not in html
+    assert 'title="position 2 · id 102 · differs"' in html
+
+
+def test_the_next_token_in_plain_words():
+    assert readable.next_token_sentence("␣", 0.0362) == "The model would next write a space, 3.6% sure."
+    assert readable.next_token_sentence("␣Paris", 0.41) == (
+        'The model would next write "Paris" after a space, 41% sure.')
+    assert readable.token_in_words("↵") == "a new line"
+    assert readable.token_in_words("<F0 9F>") == "part of a character (bytes F0 9F)"
+    assert readable.percent(0.00004) == "under 0.01%" and readable.percent(1.0) == "100%"
+
+
+def test_a_long_prompt_is_shortened_to_its_start_and_end():
+    text = "start " + "word " * 2000 + "the end"
+    short = readable.shortened(text)
+    assert short.startswith("start word") and short.endswith("the end") and " … " in short
+    assert len(short) < 2 * readable.PROMPT_ENDS + 5
+    assert readable.shortened("The capital of France is") is None
