@@ -203,3 +203,46 @@ def trace_feature(sae: SAE, capture_a: Capture, capture_b: Capture, feature: int
         activations_b=tuple(float(v) for v in encode_capture(sae, capture_b)[:, feature]),
         across_layers_a=across(capture_a), across_layers_b=across(capture_b),
     )
+
+
+def features_of_prompts(
+    loaded, text_a: str, text_b: str, *, layer: int | None = None, sae_path: str | None = None,
+    top: int = 10, bos: str = "auto", any_model: bool = False,
+) -> FeatureComparison:
+    """Capture both prompts and compare their features with the SAE at residual `layer` (the
+    shipped one, or the one at `sae_path`; layer None = the SAE's own / the first shipped)."""
+    from ..core.capture import capture
+    from ..core.tokens import check_prompts
+    from .sae import feature_book, sae_for_layer
+
+    check_prompts(text_a, text_b)
+    if top < 1:
+        raise SettingsError(f"Top-N must be at least 1, not {top}.")
+    sae = sae_for_layer(loaded, layer, sae_path, any_model=any_model)
+    a, b = capture(loaded, text_a, bos), capture(loaded, text_b, bos)
+    return compare_features(sae, a, b, top=top, book=feature_book(sae.path))
+
+
+def features_of_captures(
+    model_a, model_b, capture_a: Capture, capture_b: Capture, *, layer: int | None = None,
+    sae_path: str | None = None, top: int = 10, any_model: bool = False,
+) -> FeatureComparison:
+    """`compare_features` for two captures that may come from two models (base vs fine-tune):
+    the SAE must fit both (`SAE.check_fits`)."""
+    from .sae import feature_book, sae_for_layer
+
+    sae = sae_for_layer(model_a, layer, sae_path, any_model=any_model)
+    if model_b is not model_a:
+        sae.check_fits(model_b, any_model=any_model)
+    return compare_features(sae, capture_a, capture_b, top=top, book=feature_book(sae.path))
+
+
+def trace_of_captures(
+    model_a, capture_a: Capture, capture_b: Capture, feature: int, *, layer: int | None = None,
+    sae_path: str | None = None, any_model: bool = False,
+) -> FeatureTrace:
+    """`trace_feature` with the SAE chosen as in `features_of_captures`."""
+    from .sae import sae_for_layer
+
+    return trace_feature(sae_for_layer(model_a, layer, sae_path, any_model=any_model), capture_a, capture_b,
+                         feature)

@@ -286,6 +286,13 @@ def sparse_decode(W_dec: torch.Tensor, values: torch.Tensor, indices: torch.Tens
     return torch.einsum("nk,nkd->nd", values, W_dec[indices])
 
 
+def dense_decode(W_dec: torch.Tensor, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The same sum as `sparse_decode` as one bfloat16 matmul of the scattered [n, F] activations
+    (training only: on a CPU with AMX this beats gathering [n, k, d] rows, above all for k_aux)."""
+    dense = torch.zeros(len(values), len(W_dec), dtype=values.dtype).scatter(-1, indices, values)
+    return (dense.bfloat16() @ W_dec.bfloat16()).float()
+
+
 def _normalized_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (estimate - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
 
@@ -315,7 +322,7 @@ def _train_step(state: _LayerState, x: torch.Tensor, cfg: TrainConfig, seen: int
     """One Adam step on a batch x [n, d] (already scaled); returns the normalized MSE."""
     p = state.params
     pre, values, indices = topk_encode(p, x, cfg.k, bf16=True)
-    recon = sparse_decode(p["W_dec"], values, indices) + p["b_dec"]
+    recon = dense_decode(p["W_dec"], values, indices) + p["b_dec"]
     loss = mse = _normalized_mse(recon, x)
     fired = indices[values > 0]
     state.last_fired[fired] = seen
@@ -326,7 +333,7 @@ def _train_step(state: _LayerState, x: torch.Tensor, cfg: TrainConfig, seen: int
         masked = pre.masked_fill(~dead, float("-inf"))
         aux_values, aux_indices = masked.topk(k_aux, dim=-1)
         error = (x - recon).detach()
-        aux = sparse_decode(p["W_dec"], aux_values.relu(), aux_indices)
+        aux = dense_decode(p["W_dec"], aux_values.relu(), aux_indices)
         aux_loss = _normalized_mse(aux, error)
         if torch.isfinite(aux_loss):
             loss = loss + cfg.aux_coefficient * aux_loss
