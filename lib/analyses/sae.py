@@ -427,12 +427,12 @@ def feature_label(card: FeatureCard) -> str:
     the tokens its decoder direction promotes most."""
     peaks: list[str] = []
     for context in card.contexts:
-        token = context.tokens[context.peak].strip()
+        token = context.tokens[context.peak].replace("␣", " ").strip()
         if token and token not in peaks:
             peaks.append(token)
     promoted: list[str] = []
     for token, _ in card.promoted:
-        token = token.strip()
+        token = token.replace("␣", " ").strip()
         if token and token not in promoted and len(promoted) < 3:
             promoted.append(token)
     parts = []

@@ -497,7 +497,7 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
     from .sae import save_saelens  # the reader and writer of SAE files
 
     progress = torch.load(work / "train-checkpoint.pt", weights_only=False)["progress"]
-    meta = json.loads((work / "job.json").read_text())
+    meta = json.loads((work / "job.json").read_text()) if (work / "job.json").exists() else {}
     cards = []
     for state in layers:
         site = Site.residual_at(state.residual, loaded.n_layers)
@@ -534,10 +534,10 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
             "model": loaded.name, "hook_name": site.name, "residual": state.residual,
             "architecture": "topk", "d_in": loaded.d_model, "d_sae": cfg.d_sae, "k": cfg.k,
             "corpus": CORPUS_SOURCE, "licence": CORPUS_LICENCE,
-            "corpus_tokens": progress["corpus_tokens"], "context_size": cfg.context,
-            "collected_in": meta.get("collect_dtype"),
+            "corpus_tokens": progress.get("corpus_tokens", len(acts)), "context_size": cfg.context,
+            "collection": meta,
             "tokens_seen": progress["tokens"], "steps": progress["step"],
-            "epochs": round(progress["tokens"] / progress["corpus_tokens"], 2),
+            "epochs": round(progress["tokens"] / progress.get("corpus_tokens", len(acts)), 2),
             "training_minutes": round(progress["elapsed"] / 60, 1),
             "l0": round(l0, 2), "fvu_heldout": round(fvu, 4),
             "heldout_tokens": len(held_acts),
