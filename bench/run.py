@@ -50,6 +50,7 @@ TARGETS = {  # figure → (comparison, bound)
     "p4_long_first_view_ratio": ("<=", 3.0),
     "p4_peak_rss_gb": ("<=", 3.0),
     "p5_forward_passes_on_view_change": ("==", 0),
+    "features_overhead_ratio": ("<=", 1.10),
 }
 
 
@@ -270,6 +271,12 @@ def main(only: list[str]) -> int:
     if found is not None:
         results["figures"].update(found["figures"])
         results["details"]["patching"] = found["details"]
+    if (ROOT / "bench" / "bench_features.py").exists():  # issue 13: the Features page and SAE training
+        from bench import bench_features
+
+        found = bench_features.run()
+        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+        results["details"]["features"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))
