@@ -81,8 +81,8 @@ class TrainConfig:
     heldout_windows: int = 64
     windows_per_shard: int = 32
     batch_windows: int = 8
-    batch_size: int = 2048
-    lr: float = 5e-4
+    batch_size: int = 512
+    lr: float = 1e-3
     train_minutes: float = 45.0
     max_epochs: float = 20.0
     checkpoint_minutes: float = 3.0
