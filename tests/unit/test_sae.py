@@ -264,3 +264,10 @@ def test_feature_book_reads_precomputed_cards(tmp_path):
     with pytest.raises(SettingsError, match="no feature 99"):
         book.card(99)
     assert feature_book(str(tmp_path / "nothing")) is None
+
+
+def test_hub_sae_while_offline_is_one_sentence():
+    with pytest.raises(SettingsError, match="Could not fetch the SAE hf:google/gemma-scope-2b-pt-res"):
+        load_sae("hf:google/gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82")
+    with pytest.raises(SettingsError, match="not a hub SAE"):
+        load_sae("hf:nothing")
