@@ -11,14 +11,21 @@ from lib.analyses.features import encode_capture, features_of_prompts
 from lib.analyses.sae import SHIPPED, feature_book, load_sae, read_card, shipped_saes
 from lib.core.capture import capture
 
-# Fixed prompts in the style of the training text (encyclopaedic English), 30–60 tokens each.
+# Fixed prompts in the style of the training text (encyclopaedic English, not from the corpus),
+# 60–100 tokens each, like the 127-token held-out windows the cards' FVU is measured on.
 PROMPTS = (
     "Paris is the capital and most populous city of France. It is located on the Seine river, in the "
-    "north of the country, and has been one of Europe's major centres of finance, diplomacy and art.",
-    "Aristotle was a Greek philosopher and scientist born in the city of Stagira. His writings cover "
-    "many subjects, including physics, biology, logic, ethics, poetry, theatre, music and politics.",
-    "The algorithm proceeds by successive subtractions in two loops, and terminates when the number "
-    "in the second location is zero, leaving the greatest common divisor in the first.",
+    "north of the country, and has been one of Europe's major centres of finance, diplomacy, commerce, "
+    "fashion and art since the 17th century. The city is also known for its museums and its "
+    "architectural landmarks, and it hosts the headquarters of several international organisations.",
+    "Aristotle was a Greek philosopher and scientist born in the city of Stagira in 384 BC. His "
+    "writings cover many subjects, including physics, biology, zoology, logic, ethics, poetry, "
+    "theatre, music, rhetoric, psychology, linguistics, economics and politics. He was a student of "
+    "Plato and later the teacher of Alexander the Great, and his works shaped medieval scholarship.",
+    "The algorithm proceeds by successive subtractions in two loops. If the number in the second "
+    "location is greater than or equal to the number in the first, it is replaced by their "
+    "difference; otherwise the first number is replaced. The process terminates when the second "
+    "number is zero, leaving the greatest common divisor of the two numbers in the first location.",
 )
 CONCEPT = re.compile(r"franc|french|paris|capital", re.I)
 
