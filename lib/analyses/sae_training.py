@@ -23,6 +23,9 @@ The job has four resumable stages, each writing into one work folder (`work`):
              tokens seen, L0, held-out FVU, dead share) and per-feature data (top contexts,
              density, promoted/suppressed tokens) for `lib.analyses.sae`.
 
+`make sae` loads the model in bfloat16 for the collection (about 1.5× faster on this CPU; residuals
+within about 1.5% of float32's) and trains with bfloat16 matmuls on float32 weights.
+
 Every stage can be interrupted: collection skips finished shards, training resumes from its last
 checkpoint (written every `checkpoint_minutes`) with the time it had already spent.
 """
