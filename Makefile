@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # folders guests may load models from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
 MODELS ?=
 
-.PHONY: run test test-fast bench lint matrix screenshots clean-venv
+.PHONY: run test test-fast bench lint matrix screenshots clean-venv sae
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,3 +41,6 @@ screenshots: $(STAMP)  ## docs/screenshot-logit-lens.png from the app in headles
 
 matrix: $(STAMP)  ## run the family tests and write docs/support_matrix.md from their results
 	$(PY) tests/support_matrix.py
+
+sae: $(STAMP)  ## train the shipped TopK SAEs (residuals 6, 15, 24; resumable; ~1.5 h on 2 CPU cores)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lib sae train --dtype bfloat16 $(SAE_ARGS)

@@ -25,10 +25,12 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/tokens.py", "Tokens", ":material/abc:"),
     ("pages/watch.py", "Watch tokens", ":material/visibility:"),
     ("pages/patching.py", "Patching", ":material/healing:"),
+    ("pages/features.py", "Features", ":material/lightbulb:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = (  # the pages that show two models
     "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
+    "pages/features.py",
 )
 
 

@@ -54,6 +54,7 @@ TARGETS = {  # figure → (comparison, bound)
     "p5_forward_passes_on_view_change": ("==", 0),
     "p15_nnsight_compare_ratio": ("<=", 1.25),
     "p15_nnsight_patch_ratio": ("<=", 1.25),
+    "features_overhead_ratio": ("<=", 1.10),
 }
 
 
@@ -279,6 +280,12 @@ def main(only: list[str]) -> int:
     found = bench_nnsight.run()
     results["figures"].update({k: v for k, v in found.items() if k.startswith("p15_")})
     results["details"]["nnsight"] = found
+    if (ROOT / "bench" / "bench_features.py").exists():  # issue 13: the Features page and SAE training
+        from bench import bench_features
+
+        found = bench_features.run()
+        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+        results["details"]["features"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

@@ -179,3 +179,76 @@ def build_guest_disk(root: Path) -> dict[str, Path]:
     (root / "outside" / "notes.txt").write_text("private")
     (root / "listed" / "escape").symlink_to(root / "outside")
     return {"listed": root / "listed", "outside": root / "outside"}
+# --- SAE files (issue 13): each refused with one plain message through library, CLI and app ----
+
+SAE_CASE_NAMES = (
+    "not_an_sae_folder", "unknown_architecture", "wrong_shapes", "damaged_safetensors", "damaged_npz",
+    "other_width", "other_model", "layer_without_sae",
+)
+
+
+@dataclass(frozen=True)
+class SaeCase:
+    name: str
+    path: str
+    layer: int | None
+    refused: str  # a phrase of the message
+
+
+def build_sae_cases(root: Path, d_model: int, model_name: str) -> dict[str, SaeCase]:
+    """SAE folders that cannot be used on a model of width `d_model` named `model_name`: each is
+    a good SAELens folder (at residual 1) with one thing wrong."""
+    import torch
+
+    from lib.analyses.sae import save_saelens
+
+    def good(name: str, d: int = d_model, model: str = model_name) -> Path:
+        g = torch.Generator().manual_seed(0)
+        return save_saelens(
+            root / name, W_enc=torch.randn(d, 16, generator=g), b_enc=torch.zeros(16),
+            W_dec=torch.randn(16, d, generator=g), b_dec=torch.zeros(d), architecture="standard",
+            hook_name="blocks.1.hook_resid_pre", model_name=model, dtype="float32",
+        )
+
+    def edit_cfg(folder: Path, **changes) -> Path:
+        cfg = json.loads((folder / "cfg.json").read_text())
+        cfg.update(changes)
+        (folder / "cfg.json").write_text(json.dumps(cfg))
+        return folder
+
+    not_sae = root / "not_an_sae_folder"
+    not_sae.mkdir(parents=True)
+    (not_sae / "notes.txt").write_text("holiday photos")
+    wrong = good("wrong_shapes")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(wrong / "sae_weights.safetensors")
+    tensors["W_dec"] = tensors["W_dec"][:, :-1].contiguous()
+    save_file(tensors, str(wrong / "sae_weights.safetensors"))
+    damaged = good("damaged_safetensors")
+    data = (damaged / "sae_weights.safetensors").read_bytes()
+    (damaged / "sae_weights.safetensors").write_bytes(data[: len(data) // 3])
+    npz = root / "damaged_npz"
+    npz.mkdir()
+    (npz / "params.npz").write_bytes(b"PK\x03\x04" + bytes(range(200)))
+    cases = [
+        SaeCase("not_an_sae_folder", str(not_sae), None, "not an SAE folder"),
+        SaeCase("unknown_architecture", str(edit_cfg(good("unknown_architecture"), architecture="gated")),
+                None, "architecture 'gated'"),
+        SaeCase("wrong_shapes", str(wrong), None, "wrong shape"),
+        SaeCase("damaged_safetensors", str(damaged), None, "damaged"),
+        SaeCase("damaged_npz", str(npz), None, "damaged"),
+        SaeCase("other_width", str(good("other_width", d=d_model + 8, model="gemma-2-2b")), None,
+                f"width {d_model + 8}"),
+        SaeCase("other_model", str(good("other_model", model="gemma-2-2b")), None, "trained on gemma-2-2b"),
+        SaeCase("layer_without_sae", str(good("layer_without_sae")), 2, "not residual 2"),
+    ]
+    assert tuple(c.name for c in cases) == SAE_CASE_NAMES
+    return {case.name: case for case in cases}
+
+
+@pytest.fixture(scope="session")
+def sae_cases(tmp_path_factory, tiny_models) -> dict[str, SaeCase]:
+    """Bad SAEs for the tiny Llama (whose folder is `tiny_folders["llama"]`)."""
+    llama = tiny_models["llama"]
+    return build_sae_cases(tmp_path_factory.mktemp("bad-saes"), llama.d_model, llama.name)

@@ -64,7 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--model2", required=True, help="second model, same tokenizer: a hub id or a folder")
     pair.add_argument("--top-k", type=int, default=10)
     _model_args(pair)
+    _add_features(commands)
+    _add_sae(commands)
     return parser
+
+
+def _add_features(commands) -> None:
+    features = commands.add_parser("features", help="SAE features of two prompts: shared, only A, only B")
+    features.add_argument("prompt_a")
+    features.add_argument("prompt_b")
+    features.add_argument("--layer", type=int, help="twinlens residual index (default: the SAE's own)")
+    features.add_argument("--sae", help="SAE folder (SAELens) or params.npz (Gemma Scope); default: shipped")
+    features.add_argument("--top", type=int, default=10, help="features per list")
+    features.add_argument("--any-model", action="store_true", help="use an SAE made for another model")
+    _model_args(features)
+
+
+def _add_sae(commands) -> None:
+    sae = commands.add_parser("sae", help="train TopK SAEs on the residual stream (make sae)")
+    actions = sae.add_subparsers(dest="sae_command", required=True)
+    train = actions.add_parser("train", help="collect activations, train, export (resumable)")
+    train.add_argument("--layers", default="6,15,24", help="residual indices, comma-separated")
+    train.add_argument("--tokens", type=int, default=250_000, help="training tokens to collect")
+    train.add_argument("--collect-minutes", type=float, default=40.0, help="time box for collection")
+    train.add_argument("--train-minutes", type=float, default=40.0, help="time box for training")
+    train.add_argument("--d-sae", type=int, default=4608)
+    train.add_argument("--k", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=512)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--corpus", help="MediaWiki .xml(.bz2) dump or text file (default: gensim's sample)")
+    train.add_argument("--work", help="work folder (default: $TWINLENS_CACHE/sae-work)")
+    train.add_argument("--out", help="where the SAEs go (default: the package's lib/data/sae/<model>)")
+    train.add_argument("--stages", default="collect,train,export", help="any of collect,train,export")
+    _model_args(train)
 
 
 def _load(args: argparse.Namespace, spec: str | None = None):
@@ -118,9 +150,49 @@ def run_compare_models(args: argparse.Namespace) -> dict:
     return compare_models(model1, model2, args.prompt, top_k=args.top_k, bos=args.bos).to_dict()
 
 
+def run_features(args: argparse.Namespace) -> dict:
+    from ..analyses.features import features_of_prompts
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    if args.top < 1:
+        raise TwinlensError(f"--top must be at least 1 (got {args.top}).")
+    return features_of_prompts(
+        _load(args), args.prompt_a, args.prompt_b, layer=args.layer, sae_path=args.sae, top=args.top,
+        bos=args.bos, any_model=args.any_model,
+    ).to_dict()
+
+
+def run_sae(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from ..analyses.sae import SHIPPED
+    from ..analyses.sae_training import TrainConfig, run_job
+    from ..core.errors import SettingsError
+    from ..core.models import cache_dir
+
+    try:
+        layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
+    except ValueError:
+        raise SettingsError(f"--layers takes residual indices like 6,15,24, not '{args.layers}'.") from None
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not layers or not set(stages) <= {"collect", "train", "export"}:
+        raise SettingsError("Give --layers such as 6,15,24 and --stages among collect,train,export.")
+    cfg = TrainConfig(
+        residuals=layers, d_sae=args.d_sae, k=args.k, train_tokens=args.tokens, batch_size=args.batch_size,
+        lr=args.lr, collect_minutes=args.collect_minutes, train_minutes=args.train_minutes,
+    )
+    model = _load(args)
+    work = Path(args.work).expanduser() if args.work else cache_dir() / "sae-work"
+    out = Path(args.out).expanduser() if args.out else SHIPPED / "smollm2-135m-instruct"
+    corpus = Path(args.corpus).expanduser() if args.corpus else None
+    return {"saes": run_job(model, work, out, cfg, corpus=corpus, stages=stages,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))}
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "compare": run_compare, "patch": run_patch, "compare-models": run_compare_models,
 }
+COMMANDS.update({"features": run_features, "sae": run_sae})
 
 
 def main(argv: list[str] | None = None) -> int:

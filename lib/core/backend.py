@@ -116,8 +116,10 @@ class Backend(Protocol):
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        stop_early: bool = False,
     ) -> Run | T:
-        """Forward `input_ids` [batch, pos] once, recording `sites` and applying `interventions`."""
+        """Forward `input_ids` [batch, pos] once, recording `sites` and applying `interventions`.
+        `stop_early`: end the pass once every site is recorded (logits then [batch, 0])."""
         ...
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:

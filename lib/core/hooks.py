@@ -44,6 +44,10 @@ def _replace_first(value: object, new: torch.Tensor) -> object:
     return (new, *value[1:]) if isinstance(value, tuple) else new
 
 
+class _Stop(Exception):
+    """Raised by the last recording hook of a `stop_early` run to end the forward pass there."""
+
+
 class HooksBackend:
     """`lib.core.backend.Backend` on a model loaded in this process."""
 
@@ -66,9 +70,12 @@ class HooksBackend:
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        stop_early: bool = False,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once (see `Backend.run`). Counts the pass in
-        `loaded.forward_passes`; holds the model's lock while hooks exist."""
+        `loaded.forward_passes`; holds the model's lock while hooks exist. With `stop_early` the
+        pass ends as soon as every site in `sites` is recorded (the blocks after it never run) and
+        the Run's logits are empty ([batch, 0])."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
@@ -76,11 +83,20 @@ class HooksBackend:
         if self._logits_to_keep and not all_positions:
             kwargs["logits_to_keep"] = 1
         recorded: dict[Site, torch.Tensor] = {}
+        if stop_early and not sites:
+            raise SettingsError("A run that stops early needs at least one site to record.")
+        out = None
         with loaded.lock, torch.inference_mode(), ExitStack() as stack:
-            self._attach(stack, sites, interventions, recorded)
+            self._attach(stack, sites, interventions, recorded, stop_early)
             loaded.forward_passes += 1
-            out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
-        logits = out.logits.float() if all_positions else out.logits[:, -1, :].float()
+            try:
+                out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
+            except _Stop:
+                pass
+        if out is None:
+            logits = torch.empty(input_ids.shape[0], 0)
+        else:
+            logits = out.logits.float() if all_positions else out.logits[:, -1, :].float()
         result = Run(logits=logits, activations={s: recorded[s.canonical(self.n_layers)] for s in sites})
         return result if reduce is None else reduce(result)
 
@@ -90,17 +106,24 @@ class HooksBackend:
         sites: Sequence[Site],
         interventions: Sequence[Intervention],
         recorded: dict[Site, torch.Tensor],
+        stop_early: bool = False,
     ) -> None:
-        """Register one hook per canonical site that is recorded or changed."""
+        """Register one hook per canonical site that is recorded or changed. With `stop_early` the
+        hook that records the last wanted site raises `_Stop`."""
         n = self.n_layers
         changes: dict[Site, list[Intervention]] = defaultdict(list)
         for intervention in interventions:
             changes[intervention.site.canonical(n)].append(intervention)
         wanted = {s.canonical(n) for s in sites}
         n_heads = self.loaded.architecture.n_heads
+
+        def on_record() -> None:
+            if stop_early and len(recorded) == len(wanted):
+                raise _Stop
+
         for site in sorted(wanted | set(changes)):
             module, pre = self._module_of(site)
-            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre)
+            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, on_record)
             if pre:
                 handle = module.register_forward_pre_hook(hook, with_kwargs=True)
             else:
@@ -131,8 +154,10 @@ def _site_hook(
     recorded: dict[Site, torch.Tensor],
     n_heads: int | None,
     pre: bool,
+    on_record: Callable[[], None] = lambda: None,
 ):
-    """A hook that applies `changes` to the site's tensor, then records it if asked."""
+    """A hook that applies `changes` to the site's tensor, then records it if asked (and then calls
+    `on_record`, which may end the pass)."""
 
     def edit(act: torch.Tensor) -> torch.Tensor | None:
         new = None
@@ -145,6 +170,7 @@ def _site_hook(
             if site.kind == "z":
                 kept = kept.unflatten(-1, (n_heads, -1))
             recorded[site] = kept
+            on_record()
         return new
 
     if site.kind == "pattern":
@@ -157,6 +183,7 @@ def _site_hook(
                     "to read attention patterns."
                 )
             recorded[site] = weights.detach().clone()
+            on_record()
 
         return pattern_hook
     if pre:

@@ -114,9 +114,11 @@ class NnsightBackend:
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        stop_early: bool = False,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once in one trace (see `Backend.run`); with `reduce`,
-        only `reduce(Run)` is saved by the trace and returned."""
+        only `reduce(Run)` is saved by the trace and returned. `stop_early` keeps the protocol's
+        result (no logits) but the trace still runs every block: nnsight stops no pass here yet."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
@@ -135,7 +137,8 @@ class NnsightBackend:
                 self.envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, self.remote
             )
         if reduce is None:
-            return Run(logits=saved.logits.to(loaded.device), activations=dict(saved.activations))
+            logits = saved.logits.to(loaded.device)
+            return Run(logits=logits[:, :0] if stop_early else logits, activations=dict(saved.activations))
         return saved
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,248 @@
+"""SAE features of two prompts side by side: which features each lights up, shared and different.
+
+For an SAE reading residual ℓ (lib.analyses.sae) and captures A and B:
+
+    f_A = encode(x_A[ℓ])   [pos_A, d_sae]     f_B = encode(x_B[ℓ])   [pos_B, d_sae]
+
+  top A / top B   the `top` largest f[last] (the last position, where the next token is read)
+  shared          features active (> 0) at the last position of both, by |f_A[last] − f_B[last]|
+  only A / only B features active at the last position of one prompt alone, by the same |Δ|
+  heatmaps        f[:, i] at every position for the features that peak highest over positions
+                  1… of either prompt, plus those in the lists above (rows = features)
+  FVU             per prompt (SAE.fvu), so nobody reads features off an SAE that does not fit
+
+Each feature carries its activation density over the SAE's training tokens when the SAE has
+precomputed feature data (the shipped SAEs do): a contrast ranking favours features that fire on
+everything, and the density says which those are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.capture import Capture
+from ..core.errors import SettingsError
+from .sae import SAE, FeatureBook
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One feature at the last position of both prompts."""
+
+    feature: int
+    activation_a: float
+    activation_b: float
+    density: float | None
+    label: str
+
+    @property
+    def delta(self) -> float:
+        return self.activation_a - self.activation_b
+
+    def to_dict(self, which: str | None = None) -> dict:
+        """`which` = "a"/"b": the issue's {"feature", "activation", "label"} for one prompt's list."""
+        if which is not None:
+            activation = self.activation_a if which == "a" else self.activation_b
+            return {"feature": self.feature, "activation": activation, "label": self.label,
+                    "density": self.density}
+        return {"feature": self.feature, "activation_a": self.activation_a, "activation_b": self.activation_b,
+                "delta": self.delta, "density": self.density, "label": self.label}
+
+
+@dataclass(frozen=True)
+class FeatureComparison:
+    """SAE features of prompts A and B at one residual.
+
+    heat_a: [len(heat_features)][pos_A] activations (heat_b likewise for B), rows in the order of
+    `heat_features`; `fvu_a`/`fvu_b` None for prompts too short to measure (under 3 tokens).
+    """
+
+    residual: int
+    hook_name: str
+    sae_path: str
+    d_sae: int
+    architecture: str
+    fvu_a: float | None
+    fvu_b: float | None
+    top_a: tuple[FeatureRow, ...]
+    top_b: tuple[FeatureRow, ...]
+    shared: tuple[FeatureRow, ...]
+    only_a: tuple[FeatureRow, ...]
+    only_b: tuple[FeatureRow, ...]
+    tokens_a: tuple[str, ...]
+    tokens_b: tuple[str, ...]
+    heat_features: tuple[int, ...]
+    heat_a: tuple[tuple[float, ...], ...]
+    heat_b: tuple[tuple[float, ...], ...]
+    labels: tuple[tuple[int, str], ...]
+    l0_a: float
+    l0_b: float
+
+    def label(self, feature: int) -> str:
+        return dict(self.labels).get(feature, "")
+
+    def to_dict(self) -> dict:
+        """The CLI's JSON (issue 13): layer, sae, top lists of A and B, shared / only-A / only-B."""
+        return {
+            "layer": self.residual,
+            "sae": {"path": self.sae_path, "hook_name": self.hook_name, "d_sae": self.d_sae,
+                    "architecture": self.architecture, "fvu": {"a": self.fvu_a, "b": self.fvu_b},
+                    "l0": {"a": self.l0_a, "b": self.l0_b}},
+            "a": [r.to_dict("a") for r in self.top_a],
+            "b": [r.to_dict("b") for r in self.top_b],
+            "shared": [r.to_dict() for r in self.shared],
+            "only_a": [r.to_dict() for r in self.only_a],
+            "only_b": [r.to_dict() for r in self.only_b],
+        }
+
+
+def encode_capture(sae: SAE, capture: Capture) -> torch.Tensor:
+    """f [pos, d_sae] of the capture's residual at the SAE's site."""
+    residual = sae.residual
+    if residual >= capture.residual.shape[0]:
+        raise SettingsError(
+            f"The SAE reads residual {residual}; this model has residuals 0…{capture.residual.shape[0] - 1}."
+        )
+    return sae.encode(capture.residual[residual].float().cpu())
+
+
+def compare_features(
+    sae: SAE, capture_a: Capture, capture_b: Capture, *, top: int = 10, book: FeatureBook | None = None,
+    heat_rows: int = 12,
+) -> FeatureComparison:
+    """SAE features of A and B at the SAE's residual (module docstring). `book`: the SAE's feature
+    data, for densities and labels."""
+    if top < 1:
+        raise SettingsError(f"Top-N must be at least 1, not {top}.")
+    x_a = capture_a.residual[sae.residual].float().cpu()
+    x_b = capture_b.residual[sae.residual].float().cpu()
+    f_a, f_b = encode_capture(sae, capture_a), encode_capture(sae, capture_b)
+    last_a, last_b = f_a[-1], f_b[-1]
+
+    def row(i: int) -> FeatureRow:
+        density = book.density(i) if book is not None and i < book.n_features else None
+        label = book.label(i) if book is not None and i < book.n_features else ""
+        return FeatureRow(i, float(last_a[i]), float(last_b[i]), density, label)
+
+    def ranked(mask: torch.Tensor, score: torch.Tensor) -> tuple[FeatureRow, ...]:
+        idx = mask.nonzero().flatten()
+        order = idx[score[idx].argsort(descending=True, stable=True)][:top]
+        return tuple(row(int(i)) for i in order)
+
+    on_a, on_b = last_a > 0, last_b > 0
+    delta = (last_a - last_b).abs()
+    top_a = ranked(on_a, last_a)
+    top_b = ranked(on_b, last_b)
+    shared = ranked(on_a & on_b, delta)
+    only_a = ranked(on_a & ~on_b, delta)
+    only_b = ranked(on_b & ~on_a, delta)
+
+    heat: list[int] = []
+    for f in (f_a, f_b):
+        body = f[1:] if len(f) > 1 else f
+        peak = body.max(0).values
+        for i in peak.argsort(descending=True)[:heat_rows // 2].tolist():
+            if peak[i] > 0 and i not in heat:
+                heat.append(i)
+    for r in (*top_a[:3], *top_b[:3], *only_a[:3], *only_b[:3]):
+        if r.feature not in heat:
+            heat.append(r.feature)
+    listed = {r.feature for group in (top_a, top_b, shared, only_a, only_b) for r in group} | set(heat)
+    labels = tuple((i, book.label(i)) for i in sorted(listed)) if book is not None else ()
+
+    def rows_of(f: torch.Tensor) -> tuple[tuple[float, ...], ...]:
+        return tuple(tuple(float(v) for v in f[:, i]) for i in heat)
+
+    return FeatureComparison(
+        residual=sae.residual, hook_name=sae.hook_name, sae_path=sae.path, d_sae=sae.d_sae,
+        architecture=sae.architecture, fvu_a=sae.fvu(x_a, f_a), fvu_b=sae.fvu(x_b, f_b),
+        top_a=top_a, top_b=top_b, shared=shared, only_a=only_a, only_b=only_b,
+        tokens_a=capture_a.tokens, tokens_b=capture_b.tokens, heat_features=tuple(heat),
+        heat_a=rows_of(f_a), heat_b=rows_of(f_b), labels=labels,
+        l0_a=float((f_a[1:] > 0).sum(-1).float().mean()) if len(f_a) > 1 else float((f_a > 0).sum()),
+        l0_b=float((f_b[1:] > 0).sum(-1).float().mean()) if len(f_b) > 1 else float((f_b > 0).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class FeatureTrace:
+    """One feature of one SAE on both prompts, position by position, and where it comes from:
+    its pre-activation w_enc[:, i]·(x_ℓ − b_dec) + b_enc[i] on the residual at every layer ℓ (the
+    encoder direction read as a probe at each layer; at the SAE's own layer it is the feature's
+    input) at the last position of each prompt."""
+
+    feature: int
+    residual: int
+    activations_a: tuple[float, ...]
+    activations_b: tuple[float, ...]
+    across_layers_a: tuple[float, ...]
+    across_layers_b: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature, "layer": self.residual, "a": list(self.activations_a),
+                "b": list(self.activations_b), "across_layers": {"a": list(self.across_layers_a),
+                                                                 "b": list(self.across_layers_b)}}
+
+
+def trace_feature(sae: SAE, capture_a: Capture, capture_b: Capture, feature: int) -> FeatureTrace:
+    """The feature's activation at every position of A and B, and its pre-activation across layers."""
+    if not 0 <= feature < sae.d_sae:
+        raise SettingsError(f"There is no feature {feature}; this SAE has features 0…{sae.d_sae - 1}.")
+    w, b = sae.W_enc[:, feature], sae.b_enc[feature]
+    shift = sae.b_dec if sae.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+
+    def across(c: Capture) -> tuple[float, ...]:
+        last = c.residual[:, -1].float().cpu()  # [L+1, d]
+        return tuple(float(v) for v in (last - shift) @ w + b)
+
+    return FeatureTrace(
+        feature=feature, residual=sae.residual,
+        activations_a=tuple(float(v) for v in encode_capture(sae, capture_a)[:, feature]),
+        activations_b=tuple(float(v) for v in encode_capture(sae, capture_b)[:, feature]),
+        across_layers_a=across(capture_a), across_layers_b=across(capture_b),
+    )
+
+
+def features_of_prompts(
+    loaded, text_a: str, text_b: str, *, layer: int | None = None, sae_path: str | None = None,
+    top: int = 10, bos: str = "auto", any_model: bool = False,
+) -> FeatureComparison:
+    """Capture both prompts and compare their features with the SAE at residual `layer` (the
+    shipped one, or the one at `sae_path`; layer None = the SAE's own / the first shipped)."""
+    from ..core.capture import capture
+    from ..core.tokens import check_prompts
+    from .sae import feature_book, sae_for_layer
+
+    check_prompts(text_a, text_b)
+    if top < 1:
+        raise SettingsError(f"Top-N must be at least 1, not {top}.")
+    sae = sae_for_layer(loaded, layer, sae_path, any_model=any_model)
+    a, b = capture(loaded, text_a, bos), capture(loaded, text_b, bos)
+    return compare_features(sae, a, b, top=top, book=feature_book(sae.path))
+
+
+def features_of_captures(
+    model_a, model_b, capture_a: Capture, capture_b: Capture, *, layer: int | None = None,
+    sae_path: str | None = None, top: int = 10, any_model: bool = False,
+) -> FeatureComparison:
+    """`compare_features` for two captures that may come from two models (base vs fine-tune):
+    the SAE must fit both (`SAE.check_fits`)."""
+    from .sae import feature_book, sae_for_layer
+
+    sae = sae_for_layer(model_a, layer, sae_path, any_model=any_model)
+    if model_b is not model_a:
+        sae.check_fits(model_b, any_model=any_model)
+    return compare_features(sae, capture_a, capture_b, top=top, book=feature_book(sae.path))
+
+
+def trace_of_captures(
+    model_a, capture_a: Capture, capture_b: Capture, feature: int, *, layer: int | None = None,
+    sae_path: str | None = None, any_model: bool = False,
+) -> FeatureTrace:
+    """`trace_feature` with the SAE chosen as in `features_of_captures`."""
+    from .sae import sae_for_layer
+
+    return trace_feature(sae_for_layer(model_a, layer, sae_path, any_model=any_model), capture_a, capture_b,
+                         feature)

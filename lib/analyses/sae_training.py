@@ -1,0 +1,615 @@
+"""Training TopK sparse autoencoders on a model's residual stream (Gao et al. 2024), on a CPU.
+
+The job has four resumable stages, each writing into one work folder (`work`):
+
+    corpus   English text → token windows of `context` tokens (train windows shuffled, held-out
+             windows taken from the last articles)
+    collect  one forward pass per batch that records every chosen residual and stops at the
+             highest one (`backend.run(..., stop_early=True)`); fp16 shards of [n, d_model] per layer
+             (position 0 of every window is dropped: the attention sink's residual is an outlier)
+    train    one TopK SAE per layer, interleaved step by step so a time box cuts all layers alike:
+
+                 x' = s·x            s = √(d / E‖x − μ‖²), so each direction has unit variance
+                 pre = (x' − b_dec) W_enc + b_enc          W_enc [d, F], b_enc [F]
+                 f = relu(topk_k(pre))                     k active features per token
+                 x̂' = f W_dec + b_dec                      W_dec [F, d], rows kept unit-norm
+                 L = ‖x' − x̂'‖² / ‖x' − mean x'‖²  +  α · ‖e − ê‖² / ‖e − mean e‖²
+             where e = x' − x̂' and ê is the reconstruction of e by the k_aux largest pre-activations
+             of *dead* features (not active in the last `dead_after` tokens): the AuxK loss, α = 1/32.
+             b_dec starts at the data mean, W_enc at W_decᵀ; decoder-gradient components parallel
+             to each row are removed before every Adam step and rows renormalized after it.
+    export   the SAEs in the SAELens folder format in the model's units (W_enc, b_enc/s, W_dec,
+             b_dec/s: the same features, activations divided by s), fp16, with a card (corpus,
+             tokens seen, L0, held-out FVU, dead share) and per-feature data (top contexts,
+             density, promoted/suppressed tokens) for `lib.analyses.sae`.
+
+`make sae` loads the model in bfloat16 for the collection (about 1.5× faster on this CPU; residuals
+within about 1.5% of float32's) and trains with bfloat16 matmuls on float32 weights.
+
+Every stage can be interrupted: collection skips finished shards, training resumes from its last
+checkpoint (written every `checkpoint_minutes`) with the time it had already spent.
+"""
+
+from __future__ import annotations
+
+import bz2
+import html
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.errors import SettingsError
+from ..core.models import LoadedModel
+from ..core.sites import Site
+
+# The corpus: a sample of English Wikipedia that gensim ships as test data inside its wheel on PyPI.
+CORPUS_PACKAGE = "gensim==4.4.0"
+CORPUS_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+CORPUS_SOURCE = (
+    "English Wikipedia articles (a shortened 2017 dump, pages 10-30302: Anarchism ... Albania ...), "
+    "shipped as test data in the gensim 4.4.0 wheel on PyPI "
+    "(gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2)"
+)
+CORPUS_LICENCE = (
+    "Wikipedia text: CC BY-SA 3.0 (and GFDL), https://en.wikipedia.org/wiki/Wikipedia:Copyrights; "
+    "the gensim package itself is LGPL-2.1"
+)
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what the job computes (stored in the work folder; a resumed job
+    must be given the same values)."""
+
+    residuals: tuple[int, ...] = (6, 15, 24)
+    d_sae: int = 4608
+    k: int = 32
+    k_aux: int = 256
+    aux_coefficient: float = 1 / 32
+    dead_after: int = 50_000
+    context: int = 128
+    train_tokens: int = 320_000
+    heldout_windows: int = 64
+    windows_per_shard: int = 32
+    batch_windows: int = 8
+    batch_size: int = 512
+    lr: float = 1e-3
+    train_minutes: float = 45.0
+    max_epochs: float = 20.0
+    checkpoint_minutes: float = 3.0
+    collect_minutes: float = 60.0
+    seed: int = 0
+    n_contexts: int = 6
+    n_logit_tokens: int = 8
+
+
+@dataclass
+class _LayerState:
+    """One SAE being trained (in the scaled units x' = s·x)."""
+
+    residual: int
+    scale: float
+    params: dict[str, torch.Tensor]
+    optimizer: torch.optim.Adam
+    last_fired: torch.Tensor  # [F] tokens seen when each feature last fired
+    losses: list[float] = field(default_factory=list)
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# corpus
+
+
+def fetch_corpus(work: Path, log: Log = _print) -> Path:
+    """The bz2 Wikipedia sample inside gensim's wheel, downloaded with pip into `work` once."""
+    target = work / "enwiki-sample.xml.bz2"
+    if target.exists():
+        return target
+    download = work / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(download.glob("gensim-*.whl"))
+    if not wheels:
+        log(f"Downloading {CORPUS_PACKAGE} (for its Wikipedia test data) with pip ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-d", str(download), CORPUS_PACKAGE]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(download.glob("gensim-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise SettingsError(
+                f"Could not download {CORPUS_PACKAGE} from PyPI for the corpus; "
+                "give a text file with --corpus instead."
+            )
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        target.write_bytes(wheel.read(CORPUS_MEMBER))
+    return target
+
+
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", re.S | re.I)
+_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_TABLE = re.compile(r"\{\|.*?\|\}", re.S)
+_FILE_LINK = re.compile(r"\[\[(?:File|Image|Category|[a-z]{2,3}(?:-[a-z]+)?):[^\[\]]*\]\]", re.I)
+_LINK = re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]|]*)\]\]")
+_EXTERNAL = re.compile(r"\[https?://\S+\s*([^\]]*)\]")
+_TAG = re.compile(r"<[^>]+>")
+_HEADING = re.compile(r"^=+\s*(.*?)\s*=+\s*$", re.M)
+
+
+def clean_wikitext(text: str) -> str:
+    """Plain prose from MediaWiki markup: templates, tables, references, files and categories
+    dropped; links replaced by their text; bold/italic quotes and HTML tags removed."""
+    text = _COMMENT.sub("", text)
+    text = _REF.sub("", text)
+    for _ in range(6):  # nested templates, innermost first
+        text, n = _TEMPLATE.subn("", text)
+        if not n:
+            break
+    text = _TABLE.sub("", text)
+    for _ in range(4):  # links nested in file captions: inner links first, then the file link
+        text = _FILE_LINK.sub("", text)
+        text = _LINK.sub(r"\1", text)
+    text = _EXTERNAL.sub(r"\1", text)
+    text = _TAG.sub("", text)
+    text = html.unescape(text).replace("'''", "").replace("''", "")
+    text = _HEADING.sub(r"\1", text)
+    lines = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("*#:;").strip()
+        if line.startswith(("{", "|", "!", "}")):
+            continue
+        if len(line) < 40 and not lines:
+            continue
+        lines.append(line)
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def read_corpus(path: Path) -> list[str]:
+    """Articles of a MediaWiki XML dump (.xml or .xml.bz2, redirects skipped), or the paragraphs
+    (blank-line separated) of a plain text file."""
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if b"<mediawiki" not in raw[:2000]:
+        text = raw.decode("utf-8", errors="replace")
+        return [p.strip() for p in re.split(r"\n\s*\n", text) if len(p.strip()) > 40]
+    articles = []
+    for _, element in ET.iterparse(__import__("io").BytesIO(raw)):
+        if element.tag.endswith("}text") or element.tag == "text":
+            body = element.text or ""
+            if body and not body.lstrip().upper().startswith("#REDIRECT"):
+                article = clean_wikitext(body)
+                if len(article) > 200:
+                    articles.append(article)
+            element.clear()
+    return articles
+
+
+def token_windows(tokenizer, articles: Sequence[str], context: int, heldout: int, seed: int):
+    """(train [n, context], heldout [heldout, context]) int64 windows of the articles' tokens,
+    joined by the EOS token; held-out windows come from the last articles, train windows
+    from the rest, shuffled."""
+    sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    stream: list[int] = []
+    for article in articles:
+        stream.extend(tokenizer(article, add_special_tokens=False)["input_ids"])
+        stream.append(sep)
+    n = len(stream) // context
+    windows = torch.tensor(stream[: n * context], dtype=torch.long).view(n, context)
+    if n <= heldout:
+        raise SettingsError(f"The corpus gives only {n} windows of {context} tokens; give more text.")
+    train, held = windows[: n - heldout], windows[n - heldout:]
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train[order], held
+
+
+# ---------------------------------------------------------------------------------------------
+# collection
+
+
+def collect(
+    loaded: LoadedModel, windows: torch.Tensor, residuals: Sequence[int], folder: Path, cfg: TrainConfig,
+    log: Log = _print, what: str = "train",
+) -> int:
+    """Residuals of `windows` [n, context] at each of `residuals`, in shards of
+    `cfg.windows_per_shard` windows: folder/{what}-{i:04d}.pt = {"ids": [w, context] int32,
+    "acts": {residual: [w·(context−1), d] fp16}}. One forward pass per batch, stopped after the
+    highest residual. Returns the number of tokens collected (position 0 excluded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sites = [Site.residual_at(r, loaded.n_layers) for r in residuals]
+    per = cfg.windows_per_shard
+    n_shards = math.ceil(len(windows) / per)
+    started, done_tokens = time.time(), 0
+    for i in range(n_shards):
+        path = folder / f"{what}-{i:04d}.pt"
+        if path.exists():
+            continue
+        if time.time() - started > cfg.collect_minutes * 60:
+            log(f"collect {what}: time box of {cfg.collect_minutes:g} min reached; using {i} shards")
+            break
+        chunk = windows[i * per:(i + 1) * per]
+        parts: dict[int, list[torch.Tensor]] = {r: [] for r in residuals}
+        for j in range(0, len(chunk), cfg.batch_windows):
+            batch = chunk[j:j + cfg.batch_windows]
+            run = loaded.backend.run(batch, sites=sites, stop_early=True)
+            for r, site in zip(residuals, sites, strict=True):
+                parts[r].append(run.activations[site][:, 1:].reshape(-1, loaded.d_model).half().cpu())
+        shard = {"ids": chunk.to(torch.int32), "acts": {r: torch.cat(parts[r]) for r in residuals}}
+        torch.save(shard, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+        done_tokens += chunk.numel()
+        rate = done_tokens / max(time.time() - started, 1e-9)
+        left = (n_shards - i - 1) * per * windows.shape[1] / max(rate, 1e-9)
+        log(f"collect {what}: shard {i + 1}/{n_shards}  {rate:,.0f} tokens/s  ~{left / 60:.1f} min left")
+    return sum(len(torch.load(p, weights_only=True)["ids"]) for p in sorted(folder.glob(f"{what}-*.pt"))) * (
+        windows.shape[1] - 1)
+
+
+def load_shards(folder: Path, what: str, residual: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations [n, d] fp16, window ids [w, context] int32) of every shard of `what`."""
+    paths = sorted(folder.glob(f"{what}-*.pt"))
+    shards = [torch.load(p, weights_only=True) for p in paths]
+    return torch.cat([s["acts"][residual] for s in shards]), torch.cat([s["ids"] for s in shards])
+
+
+# ---------------------------------------------------------------------------------------------
+# the TopK SAE
+
+
+def topk_encode(
+    params: dict[str, torch.Tensor], x: torch.Tensor, k: int, bf16: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """(pre [n, F], values [n, k], indices [n, k]) for x [n, d]: the k largest relu(pre).
+    `bf16`: the encoder matmul in bfloat16 (about 5× faster on CPUs with AMX; training only)."""
+    if bf16:
+        pre = ((x - params["b_dec"]).bfloat16() @ params["W_enc"].bfloat16()).float() + params["b_enc"]
+    else:
+        pre = (x - params["b_dec"]) @ params["W_enc"] + params["b_enc"]
+    values, indices = pre.topk(k, dim=-1)
+    return pre, values.relu(), indices
+
+
+def sparse_decode(W_dec: torch.Tensor, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Σ_j values[:, j] · W_dec[indices[:, j]]  →  [n, d] (no bias), without a dense [n, F] matrix."""
+    return torch.einsum("nk,nkd->nd", values, W_dec[indices])
+
+
+def dense_decode(W_dec: torch.Tensor, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The same sum as `sparse_decode` as one bfloat16 matmul of the scattered [n, F] activations
+    (training only: on a CPU with AMX this beats gathering [n, k, d] rows, above all for k_aux)."""
+    dense = torch.zeros(len(values), len(W_dec), dtype=values.dtype).scatter(-1, indices, values)
+    return (dense.bfloat16() @ W_dec.bfloat16()).float()
+
+
+def _normalized_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (estimate - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
+def _new_layer(
+    residual: int, data: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+) -> _LayerState:
+    d = data.shape[1]
+    sample = data[torch.randperm(len(data), generator=generator)[:50_000]].float()
+    mean = sample.mean(0)
+    scale = math.sqrt(d / (sample - mean).pow(2).sum(-1).mean().item())
+    W_dec = torch.randn(cfg.d_sae, d, generator=generator)
+    W_dec /= W_dec.norm(dim=-1, keepdim=True)
+    params = {
+        "W_enc": W_dec.t().clone().contiguous(),
+        "b_enc": torch.zeros(cfg.d_sae),
+        "W_dec": W_dec,
+        "b_dec": mean * scale,
+    }
+    for p in params.values():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=(0.9, 0.999))
+    return _LayerState(residual, scale, params, optimizer, torch.zeros(cfg.d_sae, dtype=torch.long))
+
+
+def _train_step(state: _LayerState, x: torch.Tensor, cfg: TrainConfig, seen: int, lr: float) -> float:
+    """One Adam step on a batch x [n, d] (already scaled); returns the normalized MSE."""
+    p = state.params
+    pre, values, indices = topk_encode(p, x, cfg.k, bf16=True)
+    recon = dense_decode(p["W_dec"], values, indices) + p["b_dec"]
+    loss = mse = _normalized_mse(recon, x)
+    fired = indices[values > 0]
+    state.last_fired[fired] = seen
+    dead = (seen - state.last_fired) > cfg.dead_after
+    n_dead = int(dead.sum())
+    if n_dead:
+        k_aux = min(cfg.k_aux, n_dead)
+        masked = pre.masked_fill(~dead, float("-inf"))
+        aux_values, aux_indices = masked.topk(k_aux, dim=-1)
+        error = (x - recon).detach()
+        aux = dense_decode(p["W_dec"], aux_values.relu(), aux_indices)
+        aux_loss = _normalized_mse(aux, error)
+        if torch.isfinite(aux_loss):
+            loss = loss + cfg.aux_coefficient * aux_loss
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        W, g = p["W_dec"], p["W_dec"].grad
+        g -= (g * W).sum(-1, keepdim=True) * W  # keep the step tangent to the unit sphere
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+    state.optimizer.step()
+    with torch.no_grad():
+        p["W_dec"] /= p["W_dec"].norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return float(mse.detach())
+
+
+def _save_checkpoint(path: Path, layers: list[_LayerState], progress: dict) -> None:
+    blob = {
+        "progress": progress,
+        "layers": [
+            {
+                "residual": s.residual, "scale": s.scale,
+                "params": {k: v.detach() for k, v in s.params.items()},
+                "optimizer": s.optimizer.state_dict(), "last_fired": s.last_fired, "losses": s.losses,
+            }
+            for s in layers
+        ],
+    }
+    torch.save(blob, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[list[_LayerState], dict]:
+    blob = torch.load(path, weights_only=False)
+    layers = []
+    for saved in blob["layers"]:
+        params = {k: v.clone().requires_grad_(True) for k, v in saved["params"].items()}
+        optimizer = torch.optim.Adam(list(params.values()), lr=cfg.lr)
+        optimizer.load_state_dict(saved["optimizer"])
+        layers.append(_LayerState(saved["residual"], saved["scale"], params, optimizer,
+                                  saved["last_fired"], saved["losses"]))
+    return layers, blob["progress"]
+
+
+def train(work: Path, cfg: TrainConfig, log: Log = _print) -> list[_LayerState]:
+    """Train one SAE per residual on the collected shards, interleaved, for `cfg.train_minutes`
+    of training time in total (across resumes) or `cfg.max_epochs`; learning rate constant, then
+    linearly to 0 over the last 20% of the time box."""
+    torch.manual_seed(cfg.seed)
+    data = {r: load_shards(work / "acts", "train", r)[0] for r in cfg.residuals}
+    n = len(data[cfg.residuals[0]])
+    checkpoint = work / "train-checkpoint.pt"
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if checkpoint.exists():
+        layers, progress = _load_checkpoint(checkpoint, cfg)
+        log(f"train: resumed at step {progress['step']} ({progress['elapsed'] / 60:.1f} min done)")
+    else:
+        layers = [_new_layer(r, data[r], cfg, generator) for r in cfg.residuals]
+        progress = {"step": 0, "elapsed": 0.0, "tokens": 0}
+    progress["corpus_tokens"] = n
+    budget = cfg.train_minutes * 60
+    steps_per_epoch = n // cfg.batch_size
+    last_save = last_log = time.time()
+    start_elapsed, start = progress["elapsed"], time.time()
+    while progress["elapsed"] < budget and progress["tokens"] < cfg.max_epochs * n:
+        step = progress["step"]
+        epoch, index = divmod(step, steps_per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1 + epoch))
+        rows = order[index * cfg.batch_size:(index + 1) * cfg.batch_size]
+        fraction = progress["elapsed"] / budget
+        lr = cfg.lr * min(1.0, (1 - fraction) / 0.2)
+        seen = progress["tokens"] + len(rows)
+        for state in layers:
+            x = data[state.residual][rows].float() * state.scale
+            state.losses.append(_train_step(state, x, cfg, seen, lr))
+        progress.update(step=step + 1, tokens=seen, elapsed=start_elapsed + time.time() - start)
+        now = time.time()
+        if now - last_log > 30:
+            last_log = now
+            rate = (progress["tokens"]) / max(progress["elapsed"], 1e-9)
+            recent = "  ".join(
+                f"r{s.residual}: fvu {np.mean(s.losses[-20:]):.3f} dead "
+                f"{float(((seen - s.last_fired) > cfg.dead_after).float().mean()):.1%}"
+                for s in layers
+            )
+            log(f"train: step {step + 1} epoch {seen / n:.2f}  {fraction:.0%} of time box  "
+                f"{rate:,.0f} tokens/s per layer ({rate * len(layers):,.0f} all)  {recent}")
+        if now - last_save > cfg.checkpoint_minutes * 60:
+            _save_checkpoint(checkpoint, layers, progress)
+            last_save = now
+    _save_checkpoint(checkpoint, layers, progress)
+    log(f"train: done, {progress['step']} steps, {progress['tokens']:,} tokens per layer "
+        f"in {progress['elapsed'] / 60:.1f} min")
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _feature_stats(state: _LayerState, acts: torch.Tensor, ids: torch.Tensor, cfg: TrainConfig) -> dict:
+    """Density and top contexts of every feature over the training tokens."""
+    p = {k: v.detach() for k, v in state.params.items()}
+    F, ctx = cfg.d_sae, cfg.context
+    counts = torch.zeros(F, dtype=torch.long)
+    feats, vals, where = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(acts), 8192):
+            x = acts[start:start + 8192].float() * state.scale
+            _, values, indices = topk_encode(p, x, cfg.k)
+            on = values > 0
+            counts += torch.bincount(indices[on], minlength=F)
+            rows = torch.arange(start, start + len(x)).unsqueeze(1).expand_as(indices)
+            feats.append(indices[on])
+            vals.append(values[on] / state.scale)
+            where.append(rows[on])
+    feat, val, row = (torch.cat(t).numpy() for t in (feats, vals, where))
+    order = np.lexsort((-val, feat))
+    feat, val, row = feat[order], val[order], row[order]
+    starts = np.searchsorted(feat, np.arange(F))
+    ends = np.searchsorted(feat, np.arange(F), side="right")
+    half = 8
+    contexts = np.full((F, cfg.n_contexts, 2 * half + 1), -1, dtype=np.int32)
+    context_acts = np.zeros((F, cfg.n_contexts), dtype=np.float16)
+    flat = ids.numpy()
+    for f in range(F):
+        taken, used_windows = 0, set()
+        for j in range(starts[f], ends[f]):
+            window, pos = divmod(int(row[j]), ctx - 1)
+            pos += 1  # position 0 was dropped from the activations
+            if window in used_windows:
+                continue
+            used_windows.add(window)
+            lo, hi = max(0, pos - half), min(ctx, pos + half + 1)
+            contexts[f, taken, half - (pos - lo):half + (hi - pos)] = flat[window, lo:hi]
+            context_acts[f, taken] = val[j]
+            taken += 1
+            if taken == cfg.n_contexts:
+                break
+    return {"density": (counts.float() / len(acts)).numpy(), "contexts": contexts,
+            "context_acts": context_acts}
+
+
+def heldout_fvu(state: _LayerState, acts: torch.Tensor, context: int, k: int) -> tuple[float, float]:
+    """(mean FVU per held-out window, mean L0) with FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖² over one window's
+    positions 1… (the same definition as per prompt in `lib.analyses.sae`)."""
+    p = {k_: v.detach() for k_, v in state.params.items()}
+    with torch.no_grad():
+        x = acts.float() * state.scale
+        _, values, indices = topk_encode(p, x, k)
+        recon = sparse_decode(p["W_dec"], values, indices) + p["b_dec"]
+        windows = x.view(-1, context - 1, x.shape[-1])
+        errors = (recon.view_as(windows) - windows).pow(2).sum((1, 2))
+        totals = (windows - windows.mean(1, keepdim=True)).pow(2).sum((1, 2))
+        return float((errors / totals).mean()), float((values > 0).sum(-1).float().mean())
+
+
+def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers: list[_LayerState],
+           log: Log = _print) -> list[dict]:
+    """Write each SAE (SAELens folder format, fp16, model units) with card.json and features.npz."""
+    from .sae import save_saelens  # the reader and writer of SAE files
+
+    progress = torch.load(work / "train-checkpoint.pt", weights_only=False)["progress"]
+    meta = json.loads((work / "job.json").read_text()) if (work / "job.json").exists() else {}
+    cards = []
+    for state in layers:
+        site = Site.residual_at(state.residual, loaded.n_layers)
+        folder = out / site.name
+        p = {k: v.detach() for k, v in state.params.items()}
+        s = state.scale
+        save_saelens(
+            folder, W_enc=p["W_enc"], b_enc=p["b_enc"] / s, W_dec=p["W_dec"], b_dec=p["b_dec"] / s,
+            architecture="topk", k=cfg.k, hook_name=site.name, model_name=loaded.name,
+            extra={"context_size": cfg.context, "dataset_path": CORPUS_SOURCE, "prepend_bos": False},
+        )
+        held_acts, _ = load_shards(work / "acts", "heldout", state.residual)
+        fvu, l0 = heldout_fvu(state, held_acts, cfg.context, cfg.k)
+        acts, ids = load_shards(work / "acts", "train", state.residual)
+        stats = _feature_stats(state, acts, ids, cfg)
+        promoted, suppressed = _logit_effects(loaded, p["W_dec"], cfg.n_logit_tokens)
+        used = np.unique(np.concatenate([stats["contexts"].ravel(), promoted[0].ravel(),
+                                         suppressed[0].ravel()]))
+        used = used[used >= 0]
+        from ..core.tokens import readable_tokens
+
+        vocab = dict(zip(used.tolist(), readable_tokens(loaded.tokenizer, used.tolist()), strict=True))
+        np.savez_compressed(
+            folder / "features.npz",
+            density=stats["density"].astype(np.float32), contexts=stats["contexts"],
+            context_acts=stats["context_acts"],
+            promoted_ids=promoted[0], promoted_logits=promoted[1].astype(np.float16),
+            suppressed_ids=suppressed[0], suppressed_logits=suppressed[1].astype(np.float16),
+        )
+        (folder / "tokens.json").write_text(json.dumps({str(k): v for k, v in vocab.items()},
+                                                       ensure_ascii=False))
+        dead = float((stats["density"] == 0).mean())
+        card = {
+            "model": loaded.name, "hook_name": site.name, "residual": state.residual,
+            "architecture": "topk", "d_in": loaded.d_model, "d_sae": cfg.d_sae, "k": cfg.k,
+            "corpus": CORPUS_SOURCE, "licence": CORPUS_LICENCE,
+            "corpus_tokens": progress.get("corpus_tokens", len(acts)), "context_size": cfg.context,
+            "collection": meta,
+            "tokens_seen": progress["tokens"], "steps": progress["step"],
+            "epochs": round(progress["tokens"] / progress.get("corpus_tokens", len(acts)), 2),
+            "training_minutes": round(progress["elapsed"] / 60, 1),
+            "l0": round(l0, 2), "fvu_heldout": round(fvu, 4),
+            "heldout_tokens": len(held_acts),
+            "dead_share": round(dead, 4),
+            "dead_definition": "never active on the training tokens",
+            "collect_tokens_per_s": meta.get("collect_tokens_per_s"),
+            "train_tokens_per_s_per_layer": round(progress["tokens"] / max(progress["elapsed"], 1e-9), 1),
+            "config": asdict(cfg),
+            "fvu_definition": "sum ||x - x_hat||^2 / sum ||x - mean x||^2 over positions 1.. of each "
+                              "held-out 128-token window, averaged over windows",
+            "targets": {"fvu": 0.25, "dead_share": 0.20},
+            "meets_targets": bool(fvu <= 0.25 and dead <= 0.20),
+        }
+        (folder / "card.json").write_text(json.dumps(card, indent=1))
+        log(f"export {site.name}: FVU {fvu:.3f}, L0 {l0:.1f}, dead {dead:.1%}")
+        cards.append(card)
+    return cards
+
+
+def _logit_effects(loaded: LoadedModel, W_dec: torch.Tensor, n: int) -> tuple[tuple, tuple]:
+    """Top-n promoted and suppressed tokens of each decoder row through the unembedding (with the
+    final norm, `lens_logits`): ((ids [F, n], logits [F, n]), (ids, logits))."""
+    up_ids, up_vals, down_ids, down_vals = [], [], [], []
+    for start in range(0, len(W_dec), 256):
+        logits = loaded.backend.lens_logits(W_dec[start:start + 256].to(loaded.dtype)).float()
+        logits = logits - logits.mean(-1, keepdim=True)
+        top = logits.topk(n, dim=-1)
+        bottom = (-logits).topk(n, dim=-1)
+        up_ids.append(top.indices), up_vals.append(top.values)
+        down_ids.append(bottom.indices), down_vals.append(-bottom.values)
+    cat = lambda t: torch.cat(t).numpy()  # noqa: E731
+    return ((cat(up_ids).astype(np.int32), cat(up_vals)), (cat(down_ids).astype(np.int32), cat(down_vals)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the job
+
+
+def run_job(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, corpus: Path | None = None,
+            log: Log = _print, stages: Sequence[str] = ("collect", "train", "export")) -> list[dict]:
+    """corpus → collect → train → export, each stage skipping what an earlier run finished."""
+    work.mkdir(parents=True, exist_ok=True)
+    if max(cfg.residuals) >= loaded.n_layers or min(cfg.residuals) < 1:
+        raise SettingsError(f"Residuals must lie in 1…{loaded.n_layers - 1} for {loaded.name}.")
+    job = work / "job.json"
+    meta = json.loads(job.read_text()) if job.exists() else {}
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if "collect" in stages:
+        path = corpus or fetch_corpus(work, log)
+        articles = read_corpus(path)
+        train_w, held_w = token_windows(
+            loaded.tokenizer, articles, cfg.context, cfg.heldout_windows, cfg.seed
+        )
+        n_train = min(len(train_w), math.ceil(cfg.train_tokens / (cfg.context - 1)))
+        log(f"corpus: {len(articles)} articles, {len(train_w) * cfg.context:,} train tokens available; "
+            f"using {n_train} windows")
+        start = time.time()
+        collect(loaded, held_w, cfg.residuals, work / "acts", cfg, log, "heldout")
+        tokens = collect(loaded, train_w[:n_train], cfg.residuals, work / "acts", cfg, log, "train")
+        elapsed = time.time() - start
+        meta.setdefault("train_tokens", tokens)
+        if elapsed > 60:  # a real collection, not a resume that found every shard
+            meta["collect_tokens_per_s"] = round((tokens + len(held_w) * cfg.context) / elapsed, 1)
+        meta["articles"] = len(articles)
+        meta["collect_dtype"] = str(loaded.dtype).removeprefix("torch.")
+        job.write_text(json.dumps(meta, indent=1))
+    layers = train(work, cfg, log) if "train" in stages else None
+    if "export" in stages:
+        if layers is None:
+            layers, _ = _load_checkpoint(work / "train-checkpoint.pt", cfg)
+        return export(loaded, work, out, cfg, layers, log)
+    return []

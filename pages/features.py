@@ -1,0 +1,193 @@
+"""Features: the SAE features each prompt lights up at one layer, shared and different, with cards."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from lib.analyses.features import FeatureComparison, FeatureRow, features_of_captures, trace_of_captures
+from lib.analyses.sae import feature_book, read_card, shipped_saes
+from lib.app import ui
+from lib.core.errors import TwinlensError
+
+ui.page(
+    "Features",
+    """
+A **sparse autoencoder** (SAE) rewrites one residual vector as a few active *features* out of
+thousands, each closer to one concept than any single neuron. This page encodes both prompts with
+the SAE at the chosen layer and shows which features each lights up.
+
+- **At the last position** (where the next token is read): the strongest features of each side,
+  then those **shared** by both and those **only** in one, ranked by |activation A − activation B|.
+- **Density** is how often a feature fires on the SAE's training text: a feature that fires on
+  almost every token tops any contrast ranking without saying much.
+- **FVU** (fraction of variance unexplained) says how well the SAE reconstructs each prompt's
+  residual: 0 is perfect; above about 0.5 the features describe little of what the model holds.
+- twinlens ships TopK SAEs for the embedded SmolLM2 at residuals 6, 15 and 24 (trained here on a
+  Wikipedia sample); any SAELens folder or Gemma Scope `params.npz` can be given instead.
+""",
+)
+
+FVU_WARNING = 0.5
+
+
+def feature_table(rows: tuple[FeatureRow, ...], names: tuple[str, str]) -> pd.DataFrame:
+    a, b = names
+    return pd.DataFrame(
+        [{"feature": r.feature, f"activation {a}": r.activation_a, f"activation {b}": r.activation_b,
+          "Δ": r.delta, "density": r.density, "label": r.label} for r in rows],
+        columns=["feature", f"activation {a}", f"activation {b}", "Δ", "density", "label"],
+    )
+
+
+def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
+    tokens = result.tokens_a if side == "a" else result.tokens_b
+    rows = result.heat_a if side == "a" else result.heat_b
+    return pd.DataFrame(
+        {"feature": f"{f} {result.label(f)}"[:60], "position": p, "column": f"{p} · {tokens[p]}",
+         "token": tokens[p], "activation": values[p]}
+        for f, values in zip(result.heat_features, rows, strict=True)
+        for p in range(len(tokens))
+    )
+
+
+def heatmap(table: pd.DataFrame, bound: float) -> alt.Chart:
+    """Features × positions; colour = activation (0 white)."""
+    return alt.Chart(table).mark_rect().encode(
+        x=alt.X("column:N", sort=list(dict.fromkeys(table["column"])), title="position · token",
+                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
+        y=alt.Y("feature:N", sort=list(dict.fromkeys(table["feature"])), title=None,
+                axis=alt.Axis(labelLimit=260)),
+        color=alt.Color("activation:Q", scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)])),
+        tooltip=["feature", "position", "token", alt.Tooltip("activation", format=".3f")],
+    ).properties(height=min(22 * table["feature"].nunique() + 60, 600))
+
+
+def sae_choice(model) -> tuple[int | None, str | None, bool]:
+    """Layer (for the shipped SAEs), an SAE path typed by the user, and 'any model'."""
+    shipped = shipped_saes(model)
+    left, right = st.columns([1, 2])
+    with right.expander("Use another SAE (SAELens folder or Gemma Scope params.npz)"):
+        path = st.text_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder").strip()
+        any_model = st.checkbox("Use it on a model it was not trained on (a fine-tune of it)",
+                                key="features-any-model")
+    if path:
+        return None, path, any_model
+    if not shipped:
+        st.info(f"twinlens ships no SAE for {ui.plain(model.name)}; give an SAE folder above.")
+        st.stop()
+    layer = left.selectbox("Layer (residual)", list(shipped), index=min(1, len(shipped) - 1),
+                           key="features-layer")
+    return layer, None, any_model
+
+
+def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], trace) -> None:
+    book = feature_book(result.sae_path)
+    card = book.card(feature) if book is not None else None
+    st.markdown(f"**Feature {feature}** — {ui.plain(result.label(feature) or '(no precomputed data)')}")
+    if card is not None:
+        st.caption(f"Fires on {card.density:.3%} of the SAE's training tokens.")
+        left, right = st.columns(2)
+        left.dataframe(pd.DataFrame(card.promoted, columns=["promotes", "logit"]), hide_index=True)
+        right.dataframe(pd.DataFrame(card.suppressed, columns=["suppresses", "logit"]), hide_index=True)
+        lines = []
+        for context in card.contexts:
+            text = "".join(f"【{t}】" if i == context.peak else t for i, t in enumerate(context.tokens))
+            lines.append({"activation": context.activation, "context (peak in 【】)": text})
+        st.dataframe(pd.DataFrame(lines), hide_index=True, width="stretch")
+    positions = pd.DataFrame(
+        [{"side": names[0], "position": f"{p} · {t}", "p": p, "activation": v}
+         for p, (t, v) in enumerate(zip(result.tokens_a, trace.activations_a, strict=True))]
+        + [{"side": names[1], "position": f"{p} · {t}", "p": p, "activation": v}
+           for p, (t, v) in enumerate(zip(result.tokens_b, trace.activations_b, strict=True))]
+    )
+    st.altair_chart(
+        alt.Chart(positions).mark_bar().encode(
+            x=alt.X("p:O", title="position"), y="activation:Q", color="side:N", column=alt.Column("side:N"),
+            tooltip=["side", "position", alt.Tooltip("activation", format=".3f")],
+        ).properties(width=320, height=160)
+    )
+    layers = pd.DataFrame(
+        [{"layer": ℓ, "side": names[0], "pre-activation": v} for ℓ, v in enumerate(trace.across_layers_a)]
+        + [{"layer": ℓ, "side": names[1], "pre-activation": v} for ℓ, v in enumerate(trace.across_layers_b)]
+    )
+    st.caption(
+        "Where it comes from: the feature's encoder direction read at every layer's residual (last "
+        f"position). At layer {result.residual} this is the feature's own input; elsewhere it is a probe."
+    )
+    st.altair_chart(
+        alt.Chart(layers).mark_line(point=True).encode(x="layer:O", y="pre-activation:Q", color="side:N"),
+        width="stretch",
+    )
+
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    side_a, side_b = ui.sides(request, comparison)
+    names = (side_a.name, side_b.name)
+    layer, path, any_model = sae_choice(model)
+    top = st.slider("Features per list", 3, 30, 10, key="features-top")
+    run_a, run_b = request.runs
+    try:
+        result = ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer,
+                           sae_path=path, top=top, any_model=any_model)
+    except TwinlensError as exc:
+        ui.show_error(exc)
+        st.stop()
+    card_info = read_card(result.sae_path)
+    fvu = "  ".join(f"FVU {n}: " + ("—" if v is None else f"{v:.3f}")
+                    for n, v in zip(names, (result.fvu_a, result.fvu_b), strict=True))
+    held = f"  (held-out FVU on its card: {card_info['fvu_heldout']:.3f})" if card_info else ""
+    st.caption(ui.plain(f"SAE {result.hook_name} = residual {result.residual}, {result.d_sae:,} features, "
+                        f"{result.architecture}. {fvu}{held}"))
+    worst = max((v for v in (result.fvu_a, result.fvu_b) if v is not None), default=0.0)
+    if worst > FVU_WARNING:
+        st.warning(f"The SAE leaves {worst:.0%} of a prompt's variance unexplained: read its features "
+                   "with care.")
+
+    tables = {}
+    left, right = st.columns(2)
+    for column, side, rows in ((left, side_a, result.top_a), (right, side_b, result.top_b)):
+        column.subheader(f"Top features of {side.name} (last position)")
+        tables[f"top-{side.name}"] = feature_table(rows, names)
+        column.dataframe(tables[f"top-{side.name}"], hide_index=True, width="stretch")
+    groups = (("Shared", "shared", result.shared), (f"Only {names[0]}", "only-a", result.only_a),
+              (f"Only {names[1]}", "only-b", result.only_b))
+    for title, key, rows in groups:
+        st.subheader(f"{title} (ranked by |Δ|)")
+        tables[key] = feature_table(rows, names)
+        if rows:
+            st.dataframe(tables[key], hide_index=True, width="stretch")
+        else:
+            st.caption("None.")
+
+    st.subheader("Features × positions")
+    bound = max([v for row in (*result.heat_a, *result.heat_b) for v in row] or [1.0])
+    left, right = st.columns(2)
+    for column, side, key in ((left, side_a, "a"), (right, side_b, "b")):
+        table = heat_table(result, key)
+        tables[f"heatmap-{side.name}"] = table
+        column.caption(side.title)
+        if len(table):
+            column.altair_chart(heatmap(table, bound), width="stretch")
+
+    st.subheader("Feature card")
+    listed = list(dict.fromkeys(
+        [r.feature for r in (*result.only_a, *result.only_b, *result.shared, *result.top_a, *result.top_b)]
+        + list(result.heat_features)
+    ))
+    if listed:
+        feature = st.selectbox("Feature", listed, key=f"features-card-{result.residual}",
+                               format_func=lambda f: f"{f} — {result.label(f)}"[:90])
+        try:
+            trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
+                              sae_path=path, any_model=any_model)
+        except TwinlensError as exc:
+            ui.show_error(exc)
+            st.stop()
+        draw_card(result, feature, names, trace)
+    else:
+        st.caption("No feature is active on either prompt.")
+    ui.download_buttons("features", request, result.to_dict(), tables)

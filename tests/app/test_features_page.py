@@ -1,0 +1,109 @@
+"""The Features page, driven with AppTest on the embedded model: an SAE given by folder, the
+shipped SAEs, two models, and SAEs the page must refuse with one message."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from app_helpers import compare_two, submit
+
+from lib.analyses.features import compare_features
+from lib.analyses.sae import load_sae, save_saelens, shipped_saes
+from lib.core.capture import capture
+
+A, B = "The capital of France is", "The capital of Italy is"
+
+
+@pytest.fixture(scope="module")
+def exact_sae(tmp_path_factory, real_model):
+    """An SAE for SmolLM2's residual 15 that reconstructs exactly: f = relu([x; −x]), W_dec = [I; −I]."""
+    d = real_model.d_model
+    eye = torch.eye(d)
+    return save_saelens(
+        tmp_path_factory.mktemp("sae") / "exact", W_enc=torch.cat([eye, -eye], 1), b_enc=torch.zeros(2 * d),
+        W_dec=torch.cat([eye, -eye], 0), b_dec=torch.zeros(d), architecture="standard",
+        hook_name="blocks.15.hook_resid_pre", model_name=real_model.name, dtype="float32",
+    )
+
+
+def open_features(app, **request):
+    submit(app, **request)
+    app.switch_page("pages/features.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def use_sae(app, path) -> None:
+    app.text_input(key="features-sae").input(str(path)).run()
+    assert not app.exception, app.exception
+
+
+def table(app, column: str):
+    return [df.value for df in app.dataframe if column in df.value.columns]
+
+
+def test_page_shows_what_the_library_computes_for_a_given_sae(app, exact_sae, real_model):
+    open_features(app, a=A, b=B)
+    use_sae(app, exact_sae)
+    assert not app.error
+    expected = compare_features(load_sae(exact_sae), capture(real_model, A), capture(real_model, B), top=10)
+    top_a = table(app, "activation A")[0]
+    assert top_a["feature"].tolist() == [r.feature for r in expected.top_a]
+    assert top_a["activation A"].tolist() == pytest.approx([r.activation_a for r in expected.top_a], abs=1e-5)
+    assert any("FVU A: 0.000" in c.value and "residual 15" in c.value for c in app.caption)
+    assert len(app.get("vega_lite_chart")) >= 2  # a heatmap per prompt (and the card's charts)
+    assert app.selectbox(key="features-card-15").value is not None
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root, "not an SAE folder"),
+        (lambda root: root / "missing", "no such file or folder"),
+    ],
+)
+def test_page_refuses_a_bad_sae_with_one_message(app, tmp_path, make, message):
+    open_features(app, a=A, b=B)
+    use_sae(app, make(tmp_path))
+    assert len(app.error) == 1 and message in app.error[0].value
+    assert not table(app, "activation A")
+
+
+def test_page_refuses_an_sae_of_another_width(app, tmp_path):
+    save_saelens(tmp_path / "wide", W_enc=torch.zeros(64, 8), b_enc=torch.zeros(8), W_dec=torch.zeros(8, 64),
+                 b_dec=torch.zeros(64), architecture="standard", hook_name="blocks.1.hook_resid_pre",
+                 model_name="tiny", dtype="float32")
+    open_features(app, a=A, b=B)
+    use_sae(app, tmp_path / "wide")
+    assert len(app.error) == 1 and "width 64" in app.error[0].value and "width 576" in app.error[0].value
+
+
+def test_page_reads_the_shipped_saes(app, real_model):
+    shipped = shipped_saes(real_model)
+    assert len(shipped) >= 3, "twinlens ships SAEs at three residuals of the embedded model"
+    open_features(app, a=A, b=B)
+    assert not app.error
+    layer = app.selectbox(key="features-layer")
+    assert list(layer.options) == [str(r) for r in shipped]
+    rows = table(app, "density")
+    assert rows and rows[0]["label"].str.len().gt(0).all()  # every listed feature has a label
+    assert any("held-out FVU" in c.value for c in app.caption)
+
+
+def test_page_in_two_models_mode(app, tmp_path, tiny_folders, partner_folders):
+    """Base vs 'fine-tune' (the tiny Llama and its reseeded twin): one SAE made for the first fits
+    both only once the user says it may be used on another model."""
+    d = 64
+    eye = torch.eye(d)
+    save_saelens(tmp_path / "exact", W_enc=torch.cat([eye, -eye], 1), b_enc=torch.zeros(2 * d),
+                 W_dec=torch.cat([eye, -eye], 0), b_dec=torch.zeros(d), architecture="standard",
+                 hook_name="blocks.1.hook_resid_pre", model_name=str(tiny_folders["llama"]), dtype="float32")
+    compare_two(app, tiny_folders["llama"], partner_folders["llama-seed1"], prompt=A)
+    app.switch_page("pages/features.py").run()
+    assert not app.exception, app.exception
+    use_sae(app, tmp_path / "exact")
+    assert len(app.error) == 1 and "trained on" in app.error[0].value
+    app.checkbox(key="features-any-model").check().run()
+    assert not app.exception and not app.error
+    assert table(app, "activation model 1")
+    assert any("FVU model 1: 0.000" in c.value and "FVU model 2: 0.000" in c.value for c in app.caption)
