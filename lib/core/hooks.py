@@ -11,7 +11,11 @@ site sits on one module of `Architecture`:
     hook_pattern     forward hook of the attention module (the weights it returns; eager only)
 
 Interventions are applied in the same hook before the site is recorded, so a recorded value is
-the one the model went on with. Every hook lives only inside one `run`, which holds the model's
+the one the model went on with. For gradients, the same hook adds a zero tensor that requires
+grad to the site's activation (act + δ, δ = 0): ∂metric/∂δ is the total derivative with respect
+to the activation, through every later layer, and no weight needs a gradient.
+Attention patterns need attention that returns its weights: `run(eager_attention=True)` switches
+the model to eager attention for that one pass, under the lock, and back. Every hook lives only inside one `run`, which holds the model's
 lock: one model is shared by every browser session, and no run sees another's hooks.
 """
 
@@ -19,14 +23,14 @@ from __future__ import annotations
 
 import inspect
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
-from .backend import Intervention, Run
+from .backend import Gradients, Intervention, Run
 from .errors import ArchitectureError, SettingsError
 from .sites import Site
 
@@ -66,9 +70,11 @@ class HooksBackend:
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        eager_attention: bool = False,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once (see `Backend.run`). Counts the pass in
-        `loaded.forward_passes`; holds the model's lock while hooks exist."""
+        `loaded.forward_passes`; holds the model's lock while hooks exist (and while the model
+        runs with eager attention, when asked)."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
@@ -77,12 +83,47 @@ class HooksBackend:
             kwargs["logits_to_keep"] = 1
         recorded: dict[Site, torch.Tensor] = {}
         with loaded.lock, torch.inference_mode(), ExitStack() as stack:
-            self._attach(stack, sites, interventions, recorded)
+            if eager_attention:
+                stack.enter_context(_eager_attention(loaded.model))
+            self._attach(stack, sites, interventions, recorded, shape=tuple(input_ids.shape))
             loaded.forward_passes += 1
             out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
         logits = out.logits.float() if all_positions else out.logits[:, -1, :].float()
         result = Run(logits=logits, activations={s: recorded[s.canonical(self.n_layers)] for s in sites})
         return result if reduce is None else reduce(result)
+
+    def gradients(
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Gradients:
+        """One forward and one backward pass (see `Backend.gradients`); counts one forward pass."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+            if site.kind == "pattern":
+                raise SettingsError("Gradients are taken at activations the model adds, not at patterns.")
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        recorded: dict[Site, torch.Tensor] = {}
+        deltas: dict[Site, torch.Tensor] = {}
+        with loaded.lock, torch.inference_mode(False), torch.enable_grad(), ExitStack() as stack:
+            self._attach(stack, sites, (), recorded, deltas, shape=tuple(input_ids.shape))
+            loaded.forward_passes += 1
+            out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
+            logits = out.logits[:, -1, :].float()
+            order = sorted(deltas)
+            found = torch.autograd.grad(metric(logits), [deltas[s] for s in order], allow_unused=True)
+        n_heads = loaded.architecture.n_heads
+        grads: dict[Site, torch.Tensor] = {}
+        for site, grad in zip(order, found, strict=True):
+            grad = torch.zeros_like(deltas[site]) if grad is None else grad
+            grad = grad.detach().float()
+            grads[site] = grad.unflatten(-1, (n_heads, -1)) if site.kind == "z" else grad
+        canonical = {s: s.canonical(self.n_layers) for s in sites}
+        return Gradients(
+            run=Run(logits=logits.detach(), activations={s: recorded[c] for s, c in canonical.items()}),
+            grads={s: grads[c] for s, c in canonical.items()},
+        )
 
     def _attach(
         self,
@@ -90,8 +131,12 @@ class HooksBackend:
         sites: Sequence[Site],
         interventions: Sequence[Intervention],
         recorded: dict[Site, torch.Tensor],
+        deltas: dict[Site, torch.Tensor] | None = None,
+        shape: tuple[int, int] | None = None,
     ) -> None:
-        """Register one hook per canonical site that is recorded or changed."""
+        """Register one hook per canonical site that is recorded or changed (and, when `deltas` is
+        given, made differentiable: each recorded site gets its zero δ there). `shape` is the
+        input's (batch, pos), for modules that see the positions flattened (OPT's MLP)."""
         n = self.n_layers
         changes: dict[Site, list[Intervention]] = defaultdict(list)
         for intervention in interventions:
@@ -100,7 +145,7 @@ class HooksBackend:
         n_heads = self.loaded.architecture.n_heads
         for site in sorted(wanted | set(changes)):
             module, pre = self._module_of(site)
-            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre)
+            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape)
             if pre:
                 handle = module.register_forward_pre_hook(hook, with_kwargs=True)
             else:
@@ -131,15 +176,27 @@ def _site_hook(
     recorded: dict[Site, torch.Tensor],
     n_heads: int | None,
     pre: bool,
+    deltas: dict[Site, torch.Tensor] | None = None,
+    shape: tuple[int, int] | None = None,
 ):
-    """A hook that applies `changes` to the site's tensor, then records it if asked."""
+    """A hook that applies `changes` to the site's tensor, then records it if asked (and adds a
+    zero δ that requires grad, when `deltas` collects them). A tensor whose batch and positions
+    arrive flattened ([batch·pos, width]: OPT's fc2) is edited and recorded as [batch, pos, width]
+    and handed back flat."""
 
     def edit(act: torch.Tensor) -> torch.Tensor | None:
+        if act.dim() == 2 and shape is not None and act.shape[0] == shape[0] * shape[1]:
+            new = edit(act.view(*shape, act.shape[-1]))
+            return None if new is None else new.reshape(act.shape)
         new = None
         if changes:
             new = act.clone()  # never write into a tensor the model may still read elsewhere
             for change in changes:
                 change.apply(new, n_heads)
+        if record and deltas is not None:
+            delta = torch.zeros_like(act, requires_grad=True)
+            deltas[site] = delta
+            new = (new if new is not None else act) + delta
         if record:
             kept = (new if new is not None else act).detach().clone()
             if site.kind == "z":
@@ -177,3 +234,23 @@ def _site_hook(
         return None if new is None else _replace_first(output, new)
 
     return post_hook
+
+
+@contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """Run `model` with eager attention (which returns its weights) inside the block, then restore
+    the implementation it had. The caller holds the model's lock."""
+    current = model.config._attn_implementation
+    if current == "eager":
+        yield
+        return
+    if not model._can_set_attn_implementation():
+        raise SettingsError(
+            f"This model's attention ('{current}') returns no weights and cannot be switched to eager "
+            "attention, so its attention patterns cannot be read."
+        )
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
