@@ -162,8 +162,8 @@ def _frozen_norm(norm: nn.Module, x: torch.Tensor) -> _FrozenNorm:
     (γ, Gemma's 1 + γ, float32 inside) is read off its own output on a vector of ones,
     norm(1) = γ_eff / √(1 + ε)."""
     x = x.double()
-    eps = next((float(v) for n in ("eps", "variance_epsilon") if isinstance(v := getattr(norm, n, None), float)),
-               None)
+    found = (getattr(norm, name, None) for name in ("eps", "variance_epsilon"))
+    eps = next((float(v) for v in found if isinstance(v, float)), None)
     if eps is None:
         raise ArchitectureError(
             f"twinlens cannot freeze the scale of {type(norm).__name__}: it has no epsilon it knows."
@@ -178,7 +178,8 @@ def _frozen_norm(norm: nn.Module, x: torch.Tensor) -> _FrozenNorm:
     param = next(norm.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
     with torch.inference_mode():
-        gamma = norm(torch.ones(1, x.shape[-1], dtype=dtype, device=x.device))[0].double() * math.sqrt(1 + eps)
+        ones = torch.ones(1, x.shape[-1], dtype=dtype, device=x.device)
+        gamma = norm(ones)[0].double() * math.sqrt(1 + eps)
     s = torch.sqrt(x.pow(2).mean() + eps)
     return _FrozenNorm(gamma / s, torch.zeros_like(gamma), False)
 
@@ -425,7 +426,8 @@ def patched_logit_chunks(
     ids = torch.tensor([list(token_ids_b)], dtype=torch.long)
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        yield loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions_for(acts_a, chunk)).logits
+        run = loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions_for(acts_a, chunk))
+        yield run.logits
 
 
 @dataclass(frozen=True)
@@ -497,7 +499,8 @@ def position_groups(
                 "A's last position was patched into B's last.")
         return [((cap_b.n_tokens - 1,), (cap_a.n_tokens - 1,))], ("last",), note
     if per_position:
-        return [((p,), (p,)) for p in range(cap_b.n_tokens)], tuple(str(p) for p in range(cap_b.n_tokens)), None
+        every = range(cap_b.n_tokens)
+        return [((p,), (p,)) for p in every], tuple(str(p) for p in every), None
     every = tuple(range(cap_b.n_tokens))
     return [(every, every)], ("all",), None
 
@@ -597,7 +600,8 @@ def _attribution_patching(
         return (delta * grad).sum(0).sum(-1) / gap  # [] for attn/mlp, [heads] for z
 
     components = tuple(
-        tuple(tuple(float(estimate(Site(layer, kind), b, a)) for b, a in groups) for kind in ("attn_out", "mlp_out"))
+        tuple(tuple(float(estimate(Site(layer, kind), b, a)) for b, a in groups)
+              for kind in ("attn_out", "mlp_out"))
         for layer in range(n)
     )
     heads = []

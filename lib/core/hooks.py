@@ -15,8 +15,10 @@ the one the model went on with. For gradients, the same hook adds a zero tensor 
 grad to the site's activation (act + δ, δ = 0): ∂metric/∂δ is the total derivative with respect
 to the activation, through every later layer, and no weight needs a gradient.
 Attention patterns need attention that returns its weights: `run(eager_attention=True)` switches
-the model to eager attention for that one pass, under the lock, and back. Every hook lives only inside one `run`, which holds the model's
-lock: one model is shared by every browser session, and no run sees another's hooks.
+the model to eager attention for that one pass, under the lock, and back.
+
+Every hook lives only inside one `run`, which holds the model's lock: one model is shared by
+every browser session, and no run sees another's hooks.
 """
 
 from __future__ import annotations
@@ -145,7 +147,9 @@ class HooksBackend:
         n_heads = self.loaded.architecture.n_heads
         for site in sorted(wanted | set(changes)):
             module, pre = self._module_of(site)
-            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape)
+            hook = _site_hook(
+                site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape
+            )
             if pre:
                 handle = module.register_forward_pre_hook(hook, with_kwargs=True)
             else:
