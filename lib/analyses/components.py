@@ -229,25 +229,35 @@ def attribute(loaded: LoadedModel, token_ids: Sequence[int], answer: int, wrong:
         return _decompose(loaded, logits, acts, answer, wrong)
 
 
+@torch.inference_mode()
+def readout(loaded: LoadedModel, x_last: torch.Tensor, answer: int, wrong: int) -> tuple[torch.Tensor, float]:
+    """(w [d_model] float64, bias): the frozen-scale linearization at the real final residual
+    x_last [d_model], logit[answer] − logit[wrong] ≈ x · w + bias (exact at x = x_last, before any
+    soft-cap). Refuses a final norm whose frozen map does not reproduce the real one at x_last."""
+    arch = loaded.architecture
+    u, const = _readout(loaded, answer, wrong)
+    x = x_last.double()
+    u = u.to(x.device)
+    if arch.final_norm is None:
+        return u, const
+    frozen = _frozen_norm(arch.final_norm, x)
+    w, bias = frozen.direction(u), const + float(frozen.shift @ u)
+    linearized = float(x @ w) + bias
+    real = float(u @ arch.final_norm(x_last[None])[0].double()) + const
+    tolerance = DLA_TOLERANCE.get(loaded.dtype, DLA_TOLERANCE_HALF)
+    if not abs(real - linearized) <= tolerance * max(1.0, abs(real)):
+        raise ArchitectureError(
+            f"twinlens cannot linearize the final norm of '{arch.family}' "
+            f"({type(arch.final_norm).__name__}): frozen {linearized:.4g} vs real {real:.4g}."
+        )
+    return w, bias
+
+
 def _decompose(loaded: LoadedModel, logits: torch.Tensor, acts: dict, answer: int, wrong: int) -> Attribution:
     arch, n = loaded.architecture, loaded.n_layers
-    u, const = _readout(loaded, answer, wrong)
-    x_last = acts[Site.residual_at(n, n)].double()
-    u = u.to(x_last.device)
-    if arch.final_norm is None:
-        w, bias = u, const
-    else:
-        frozen = _frozen_norm(arch.final_norm, x_last)
-        w, bias = frozen.direction(u), const + float(frozen.shift @ u)
-    linearized = float(x_last @ w) + bias
-    if arch.final_norm is not None:  # the frozen map must be the real norm at x_L
-        real = float(u @ arch.final_norm(acts[Site.residual_at(n, n)][None])[0].double()) + const
-        tolerance = DLA_TOLERANCE.get(loaded.dtype, DLA_TOLERANCE_HALF)
-        if not abs(real - linearized) <= tolerance * max(1.0, abs(real)):
-            raise ArchitectureError(
-                f"twinlens cannot linearize the final norm of '{arch.family}' "
-                f"({type(arch.final_norm).__name__}): frozen {linearized:.4g} vs real {real:.4g}."
-            )
+    x_last = acts[Site.residual_at(n, n)]
+    w, bias = readout(loaded, x_last, answer, wrong)
+    linearized = float(x_last.double() @ w) + bias
     attn, mlp, heads = [], [], []
     for layer in range(n):
         parts = arch.block_parts(layer)
