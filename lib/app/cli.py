@@ -50,7 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--model2", required=True, help="second model, same tokenizer: a hub id or a folder")
     pair.add_argument("--top-k", type=int, default=10)
     _model_args(pair)
+    _add_components(commands)
     return parser
+
+
+def _add_components(commands) -> None:
+    parser = commands.add_parser(
+        "components", help="direct logit attribution per layer and head; with --patch heads, head patching"
+    )
+    parser.add_argument("prompt_a")
+    parser.add_argument("prompt_b")
+    parser.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
+    parser.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
+    parser.add_argument("--patch", choices=("heads",),
+                        help="also patch A's attention, MLP and head outputs into B (exact and AtP)")
+    parser.add_argument("--per-position", action="store_true",
+                        help="with --patch: one position at a time (the prompts must have equal lengths)")
+    _model_args(parser)
 
 
 def _load(args: argparse.Namespace, spec: str | None = None):
@@ -100,8 +116,24 @@ def run_compare_models(args: argparse.Namespace) -> dict:
     return compare_models(model1, model2, args.prompt, top_k=args.top_k, bos=args.bos).to_dict()
 
 
+def run_components(args: argparse.Namespace) -> dict:
+    from ..analyses.components import attribute_captures, patch_components
+    from ..core.capture import capture
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    model = _load(args)
+    cap_a, cap_b = capture(model, args.prompt_a, args.bos), capture(model, args.prompt_b, args.bos)
+    result = attribute_captures(model, cap_a, cap_b, answer=args.answer, wrong=args.wrong).to_dict()
+    if args.patch == "heads":
+        result["patch"] = patch_components(
+            model, cap_a, cap_b, answer=args.answer, wrong=args.wrong, per_position=args.per_position
+        ).to_dict()
+    return result
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "compare": run_compare, "patch": run_patch, "compare-models": run_compare_models,
+    "components": run_components,
 }
 
 
