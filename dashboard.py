@@ -25,6 +25,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/tokens.py", "Tokens", ":material/abc:"),
     ("pages/watch.py", "Watch tokens", ":material/visibility:"),
     ("pages/patching.py", "Patching", ":material/healing:"),
+    ("pages/components.py", "Components", ":material/hub:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = (  # the pages that show two models
