@@ -95,7 +95,7 @@ def heatmap(table: pd.DataFrame, x: str, y: str, title: str, bound: float | None
         color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]),
                         title=None),
         tooltip=[x, y, alt.Tooltip("value", format=".3f")],
-    ).properties(height=min(16 * table[y].nunique() + 60, 700))
+    ).properties(height=alt.Step(max(6, min(20, 600 // table[y].nunique()))))
 
 
 def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
@@ -139,7 +139,7 @@ def pattern_chart(frame: pd.DataFrame, title: str, diverging: bool) -> alt.Chart
         y=alt.Y("query:N", sort=list(dict.fromkeys(frame["query"]))),
         color=alt.Color("value:Q", scale=scale, title=None),
         tooltip=["query", "key", alt.Tooltip("value", format=".3f")],
-    ).properties(height=min(18 * frame["q"].nunique() + 80, 600))
+    ).properties(height=alt.Step(max(8, min(24, 480 // frame["q"].nunique()))))
 
 
 def selected(patterns: AttentionPatterns, side: str, head: int | str) -> list[list[float]]:
