@@ -42,7 +42,8 @@ Patching says *where* (layer, position) the difference between A and B is carrie
 """,
 )
 
-RUN_KEY = "components-ran-for"
+RUN_KEY = "components-ran-for"  # the (request, answer, wrong) attribution and patterns were asked for
+PATCH_KEY = "components-patched-for"  # the (request, answer, wrong, per position) patching was asked for
 MEAN = "mean of heads"
 
 
@@ -142,27 +143,17 @@ def pattern_chart(frame: pd.DataFrame, title: str, diverging: bool) -> alt.Chart
     ).properties(height=alt.Step(max(8, min(24, 480 // frame["q"].nunique()))))
 
 
-def selected(patterns: AttentionPatterns, side: str, head: int | str) -> list[list[float]]:
-    heads = patterns.a if side == "a" else patterns.b
-    if head == MEAN:
-        return [[sum(h[q][k] for h in heads) / len(heads) for k in range(len(heads[0][q]))]
-                for q in range(len(heads[0]))]
-    return [list(row) for row in heads[head]]
-
-
-def draw_patterns(model, run_a, run_b, n_heads: int) -> pd.DataFrame | None:
+def draw_patterns(patterns: AttentionPatterns, n_layers: int) -> pd.DataFrame:
+    """Both prompts' pattern at a chosen layer and head (or the heads' mean), and their difference for
+    equal lengths; where one query position looks in each. Choosing runs nothing: every layer is kept."""
     st.subheader("Attention patterns, A and B side by side")
     left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(model.n_layers), index=model.n_layers - 1, key="components-layer")
-    head = right.selectbox("Head", [MEAN, *range(n_heads)], key="components-head")
-    try:
-        patterns = ui.cached(attention_patterns, run_a.model, run_a, run_b, layer)
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        return None
-    a, b = selected(patterns, "a", head), selected(patterns, "b", head)
+    layer = left.selectbox("Layer", range(n_layers), index=n_layers - 1, key="components-layer")
+    head = right.selectbox("Head", [MEAN, *range(patterns.n_heads)], key="components-head")
+    chosen = None if head == MEAN else head
+    a, b = patterns.view("a", layer, chosen), patterns.view("b", layer, chosen)
     frame_a, frame_b = pattern_frame(a, patterns.tokens_a), pattern_frame(b, patterns.tokens_b)
-    name = "mean of heads" if head == MEAN else f"head {head}"
+    name = MEAN if head == MEAN else f"head {head}"
     columns = st.columns(3 if len(a) == len(b) else 2)
     columns[0].altair_chart(pattern_chart(frame_a, f"A, layer {layer}, {name}", False), width="stretch")
     columns[1].altair_chart(pattern_chart(frame_b, f"B, layer {layer}, {name}", False), width="stretch")
@@ -172,17 +163,12 @@ def draw_patterns(model, run_a, run_b, n_heads: int) -> pd.DataFrame | None:
     query = st.selectbox("Query position (counted from the end)", range(1, min(len(a), len(b)) + 1),
                          format_func=lambda back: "last" if back == 1 else f"{back}th from the end",
                          key="components-query")
-    looks = pd.DataFrame({
-        "A key": [f"{k} · {patterns.tokens_a[k]}" for k in range(len(a[-query]))],
-        "A weight": a[-query],
-    })
-    looks_b = pd.DataFrame({
-        "B key": [f"{k} · {patterns.tokens_b[k]}" for k in range(len(b[-query]))],
-        "B weight": b[-query],
-    })
     left, right = st.columns(2)
-    left.dataframe(looks, hide_index=True, width="stretch")
-    right.dataframe(looks_b, hide_index=True, width="stretch")
+    shown = ((left, "A", a, patterns.tokens_a), (right, "B", b, patterns.tokens_b))
+    for column, side, weights, tokens in shown:
+        looks = pd.DataFrame({f"{side} key": [f"{k} · {tokens[k]}" for k in range(len(weights[-query]))],
+                              f"{side} weight": weights[-query]})
+        column.dataframe(looks, hide_index=True, width="stretch")
     return pd.concat([frame_a.assign(side="A"), frame_b.assign(side="B")], ignore_index=True)
 
 
@@ -230,14 +216,29 @@ if found is not None:
     request, model, comparison = found
     run_a, run_b = request.runs
     answer, wrong = token_inputs(comparison)
+    asked = (request, answer, wrong)
+    if st.button("Run components", type="primary", key="components-run"):
+        st.session_state[RUN_KEY] = asked
+    if st.session_state.get(RUN_KEY) != asked:
+        st.info("Press **Run components**: one forward pass per prompt for the attribution, and one with "
+                "eager attention per prompt for the patterns.")
+        st.stop()
     try:
-        attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
+        with st.spinner("Attributing the logit difference and reading attention…"):
+            attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()
     st.subheader("Direct logit attribution")
-    layers = draw_attribution(attribution)
-    patterns = draw_patterns(model, run_a, run_b, len(attribution.a.heads[0]))
+    tables = {"layers": draw_attribution(attribution)}
+    data = {"attribution": attribution.to_dict()}
+    try:
+        patterns = ui.cached(attention_patterns, run_a.model, run_a, run_b)
+    except TwinlensError as exc:
+        st.subheader("Attention patterns, A and B side by side")
+        ui.show_error(exc)
+    else:
+        tables["patterns"] = draw_patterns(patterns, model.n_layers)
 
     st.subheader("Head and component patching")
     same_length = len(comparison.a.tokens) == len(comparison.b.tokens)
@@ -246,11 +247,9 @@ if found is not None:
         help="One patched run per position (equal lengths only); off: all positions at once.",
     )
     wanted = (request, answer, wrong, per_position)
-    if st.button("Run head patching", type="primary", key="components-run"):
-        st.session_state[RUN_KEY] = wanted
-    tables = {"layers": layers, **({"patterns": patterns} if patterns is not None else {})}
-    data = {"attribution": attribution.to_dict()}
-    if st.session_state.get(RUN_KEY) == wanted:
+    if st.button("Run head patching", type="primary", key="components-patch"):
+        st.session_state[PATCH_KEY] = wanted
+    if st.session_state.get(PATCH_KEY) == wanted:
         bar = st.progress(0.0, text="Patching A's components into B…")
         try:
             patching = ui.cached(

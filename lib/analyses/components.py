@@ -342,49 +342,59 @@ def reading(result: ComponentAttribution, count: int = 3) -> str:
 # --- Attention patterns -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AttentionPatterns:
-    """The attention weights of one layer for A and B: a[h][q][k], b[h][q][k], each row sums to 1."""
+PATTERN_FLOATS = 1 << 24  # one prompt's patterns, all layers and heads, stay within 64 MB (float32)
 
-    layer: int
+
+@dataclass(frozen=True, eq=False)
+class AttentionPatterns:
+    """The attention weights of every layer for A and B, kept so that choosing a layer, head or query
+    to look at runs nothing: a [layers, heads, query, key] and b likewise, float32 on the CPU; each
+    row sums to 1."""
+
     tokens_a: tuple[str, ...]
     tokens_b: tuple[str, ...]
-    a: tuple[tuple[tuple[float, ...], ...], ...]
-    b: tuple[tuple[tuple[float, ...], ...], ...]
+    a: torch.Tensor
+    b: torch.Tensor
 
     @property
     def n_heads(self) -> int:
-        return len(self.a)
+        return int(self.a.shape[1])
+
+    def view(self, side: str, layer: int, head: int | None = None) -> list[list[float]]:
+        """[query][key] weights of `side` ('a' or 'b') at `layer`: one head, or the heads' mean (None)."""
+        weights = (self.a if side == "a" else self.b)[layer]
+        return (weights.mean(0) if head is None else weights[head]).tolist()
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer, "tokens_a": list(self.tokens_a), "tokens_b": list(self.tokens_b),
-                "a": [[list(r) for r in h] for h in self.a], "b": [[list(r) for r in h] for h in self.b]}
+        return {"tokens_a": list(self.tokens_a), "tokens_b": list(self.tokens_b),
+                "a": self.a.tolist(), "b": self.b.tolist()}
 
 
-def pattern(loaded: LoadedModel, token_ids: Sequence[int], layer: int) -> torch.Tensor:
-    """The attention weights [heads, query, key] (float32) of `layer` for one prompt, from the
-    model's own attention run eagerly for this pass."""
-    site = Site(layer, "pattern")
+def patterns_of(loaded: LoadedModel, token_ids: Sequence[int]) -> torch.Tensor:
+    """Every layer's attention weights [layers, heads, query, key] (float32, CPU) for one prompt,
+    from the model's own attention run eagerly for this one forward pass."""
+    sites = [Site(layer, "pattern") for layer in range(loaded.n_layers)]
     return loaded.backend.run(
-        torch.tensor([list(token_ids)], dtype=torch.long), sites=[site], eager_attention=True,
-        reduce=lambda run: run.activations[site][0].float().cpu(),
+        torch.tensor([list(token_ids)], dtype=torch.long), sites=sites, eager_attention=True,
+        reduce=lambda run: torch.stack([run.activations[site][0].float().cpu() for site in sites]),
     )
 
 
-def attention_patterns(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int) -> AttentionPatterns:
-    """Layer `layer`'s attention patterns of A and B (one eager forward pass each)."""
-    if not 0 <= layer < loaded.n_layers:
-        raise SettingsError(f"Block {layer} does not exist; the model has blocks 0 to {loaded.n_layers - 1}.")
-
-    def nested(weights: torch.Tensor) -> tuple:
-        return tuple(tuple(tuple(row) for row in head) for head in weights.tolist())
-
+def attention_patterns(loaded: LoadedModel, cap_a: Capture, cap_b: Capture) -> AttentionPatterns:
+    """The attention patterns of A and B at every layer (one eager forward pass each). Refuses prompts
+    whose patterns would not fit in `PATTERN_FLOATS` floats, saying the longest that would."""
+    heads = loaded.architecture.n_heads or 1
+    per_token_pair = loaded.n_layers * heads
+    longest = math.isqrt(PATTERN_FLOATS // per_token_pair)
+    for label, cap in (("A", cap_a), ("B", cap_b)):
+        if cap.n_tokens > longest:
+            raise SettingsError(
+                f"Prompt {label} has {cap.n_tokens:,} tokens; attention patterns of every layer and head are "
+                f"shown for prompts of at most {longest:,} tokens with this model. Shorten it to see them."
+            )
     return AttentionPatterns(
-        layer=layer,
-        tokens_a=cap_a.tokens,
-        tokens_b=cap_b.tokens,
-        a=nested(pattern(loaded, cap_a.token_ids, layer)),
-        b=nested(pattern(loaded, cap_b.token_ids, layer)),
+        tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
+        a=patterns_of(loaded, cap_a.token_ids), b=patterns_of(loaded, cap_b.token_ids),
     )
 
 

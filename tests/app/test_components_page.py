@@ -21,12 +21,20 @@ def open_page(app, **request):
     return app
 
 
+def press(app, key: str):
+    app.button(key=key).click().run()
+    assert not app.exception, app.exception
+    return app
+
+
 def table_with(app, column: str):
     return next(df.value for df in app.dataframe if column in df.value.columns)
 
 
 def test_dla_and_patterns_show_what_the_library_returns(app, real_model):
     open_page(app, a=A, b=B)
+    assert app.info and "Run components" in app.info[0].value  # nothing runs before the button
+    press(app, "components-run")
     assert not app.error
     expected = attribute_captures(real_model, capture(real_model, A), capture(real_model, B))
     metric = next(t.value for t in app.text if t.value.startswith("Metric: logit["))
@@ -36,19 +44,30 @@ def test_dla_and_patterns_show_what_the_library_returns(app, real_model):
     app.selectbox(key="components-layer").set_value(3).run()
     app.selectbox(key="components-head").set_value(2).run()
     assert not app.exception, app.exception
-    patterns = attention_patterns(real_model, capture(real_model, A), capture(real_model, B), 3)
+    patterns = attention_patterns(real_model, capture(real_model, A), capture(real_model, B))
     looks = table_with(app, "A weight")
-    assert looks["A weight"].tolist() == pytest.approx(list(patterns.a[2][-1]), abs=1e-6)
+    assert looks["A weight"].tolist() == pytest.approx(patterns.a[3, 2, -1].tolist(), abs=1e-6)
     assert looks["A weight"].sum() == pytest.approx(1.0, abs=1e-5)
     assert app.info and "Run head patching" in app.info[0].value  # nothing patched before the button
+
+
+def test_looking_at_other_layers_heads_and_queries_runs_no_forward_pass(app, real_model):
+    open_page(app, a=A, b=B)
+    press(app, "components-run")
+    before = real_model.forward_passes
+    app.selectbox(key="components-layer").set_value(5).run()
+    app.selectbox(key="components-head").set_value(4).run()
+    app.selectbox(key="components-query").set_value(2).run()
+    assert not app.exception, app.exception
+    assert real_model.forward_passes == before
 
 
 def test_head_patching_grid_holds_what_the_library_returns(app, tiny_folders, tiny_models):
     open_page(app, a=A, b=B, model=str(tiny_folders["gpt2"]))
     app.text_input(key="components-answer").input("␣Paris")
     app.text_input(key="components-wrong").input("␣Rome")
-    app.button(key="components-run").click().run()
-    assert not app.exception, app.exception
+    press(app, "components-run")
+    press(app, "components-patch")
     assert not app.error
     model = tiny_models["gpt2"]
     expected = patch_components(model, capture(model, A), capture(model, B), answer=" Paris", wrong=" Rome")
@@ -70,8 +89,7 @@ def test_component_bad_input_gives_one_message_in_the_app(app, tiny_folders, cas
         app.text_input(key="components-answer").input(kwargs["answer"].replace(" ", "␣"))
     if "wrong" in kwargs:
         app.text_input(key="components-wrong").input(kwargs["wrong"].replace(" ", "␣"))
-    app.run()
-    assert not app.exception, app.exception
+    press(app, "components-run")
     if kwargs["per_position"]:  # the page offers position by position only for equal lengths
         assert app.toggle(key="components-per-position").proto.disabled
         return

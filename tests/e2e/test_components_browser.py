@@ -23,6 +23,7 @@ def assert_no_exception(page) -> None:
 
 
 def test_dla_draws_charts_and_names_the_top_components(page):
+    page.get_by_role("button", name="Run components").click()
     page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg").first.wait_for(
         timeout=300_000
     )
@@ -40,4 +41,6 @@ def test_running_head_patching_shows_exact_and_attribution_side_by_side(page):
     settle(page)
     assert_no_exception(page)
     page.screenshot(path=SHOTS / "components-run.png", full_page=True)
+    page.get_by_text("Direct logit attribution", exact=True).first.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "components-dla.png")
     assert page.locator("[data-testid=stVegaLiteChart]").count() >= 12

@@ -53,8 +53,7 @@ def test_exact_head_patching_and_attribution_patching_agree_on_the_top_head(real
 
 
 def test_real_attention_patterns_rows_sum_to_one(real_model, captures):
-    patterns = attention_patterns(real_model, *captures, 23)
-    assert patterns.n_heads == 9
-    for heads in (patterns.a, patterns.b):
-        for head in heads:
-            assert [sum(row) for row in head] == pytest.approx([1.0] * len(head), abs=1e-4)
+    patterns = attention_patterns(real_model, *captures)
+    assert patterns.n_heads == 9 and patterns.a.shape[0] == 30
+    for weights in (patterns.a, patterns.b):
+        assert (weights.sum(-1) - 1).abs().max() < 1e-4

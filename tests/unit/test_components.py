@@ -101,12 +101,13 @@ def test_dla_takes_one_forward_pass_per_prompt(pair):
 def test_attention_rows_sum_to_one_and_equal_eager_attention_weights(pair):
     model, cap_a, cap_b = pair
     implementation = model.model.config._attn_implementation
-    layer = model.n_layers - 1
-    patterns = attention_patterns(model, cap_a, cap_b, layer)
+    before = model.forward_passes
+    patterns = attention_patterns(model, cap_a, cap_b)
+    assert model.forward_passes - before == 2  # every layer from one eager pass per prompt
     assert model.model.config._attn_implementation == implementation  # restored after the pass
-    a = torch.tensor(patterns.a)
-    assert a.shape == (model.architecture.n_heads, cap_a.n_tokens, cap_a.n_tokens)
-    torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:2]), rtol=0, atol=1e-5)
+    a = patterns.a
+    assert a.shape == (model.n_layers, model.architecture.n_heads, cap_a.n_tokens, cap_a.n_tokens)
+    torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:3]), rtol=0, atol=1e-5)
     assert torch.all(a.triu(1) == 0)  # causal: no query looks ahead
     with model.lock, torch.inference_mode():
         if implementation != "eager":
@@ -117,7 +118,20 @@ def test_attention_rows_sum_to_one_and_equal_eager_attention_weights(pair):
         finally:
             if implementation != "eager":
                 model.model.set_attn_implementation(implementation)
-    torch.testing.assert_close(torch.tensor(patterns.b), out.attentions[layer][0].float(), rtol=0, atol=1e-6)
+    for layer in range(model.n_layers):
+        torch.testing.assert_close(patterns.b[layer], out.attentions[layer][0].float(), rtol=0, atol=1e-6)
+    mean = torch.tensor(patterns.view("b", 1))
+    torch.testing.assert_close(mean, patterns.b[1].mean(0))
+
+
+def test_patterns_too_large_to_keep_are_refused_naming_the_limit(tiny_models, monkeypatch):
+    import lib.analyses.components as components
+
+    model = tiny_models["gpt2"]
+    cap = capture(model, A)
+    monkeypatch.setattr(components, "PATTERN_FLOATS", model.n_layers * 4 * 3 * 3)
+    with pytest.raises(SettingsError, match=f"Prompt A has {cap.n_tokens} tokens.*at most 3 tokens"):
+        attention_patterns(model, cap, cap)
 
 
 def test_a_model_that_cannot_switch_to_eager_attention_is_refused_plainly(tiny_models, monkeypatch):
@@ -126,7 +140,7 @@ def test_a_model_that_cannot_switch_to_eager_attention_is_refused_plainly(tiny_m
     monkeypatch.setattr(type(model.model), "_can_set_attn_implementation", lambda self: False)
     cap = capture(model, A)
     with pytest.raises(SettingsError, match="cannot be switched to eager attention"):
-        attention_patterns(model, cap, cap, 0)
+        attention_patterns(model, cap, cap)
     with pytest.raises(SettingsError, match="returns no weights"):  # without the option, the hook says why
         model.backend.run(torch.tensor([cap.token_ids]), sites=[Site(0, "pattern")])
 
