@@ -74,7 +74,7 @@ def layer_table(result: ComponentAttribution) -> pd.DataFrame:
 
 
 def layer_bars(table: pd.DataFrame, side: str) -> alt.Chart:
-    return alt.Chart(table[table.side == side], title=side).mark_bar().encode(
+    return alt.Chart(table[table.side == side]).mark_bar().encode(
         x=alt.X("layer:O"), xOffset="component:N", y=alt.Y("value:Q", title="direct effect on the metric"),
         color=alt.Color("component:N"), tooltip=["layer", "component", alt.Tooltip("value", format=".3f")],
     ).properties(height=220)
@@ -109,6 +109,7 @@ def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
     st.markdown(ui.plain(reading(result)))
     table = layer_table(result)
     for column, side in zip(st.columns(3), ("A", "B", "A − B"), strict=True):
+        column.markdown(f"**Per layer, {side}**")
         column.altair_chart(layer_bars(table, side), width="stretch")
     st.caption(
         f"Embedding: A {result.a.embed:.3f}, B {result.b.embed:.3f}. Biases: A {result.a.bias:.3f}, "
