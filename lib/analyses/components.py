@@ -63,6 +63,7 @@ from ..core.backend import Intervention
 from ..core.capture import Capture
 from ..core.errors import ArchitectureError, PromptError, SettingsError
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.sites import Site
 from .patching import MIN_METRIC_GAP, TokenRef, _metric_tokens, rows_per_pass
 
@@ -81,7 +82,7 @@ DLA_TOLERANCE_HALF = 5e-2
 
 
 @dataclass(frozen=True)
-class Attribution:
+class Attribution(Record):
     """One prompt's logit difference at its last position, decomposed (see the module docstring).
 
     logit_diff: the model's own logit[answer] − logit[wrong]
@@ -103,20 +104,9 @@ class Attribution:
     def parts_sum(self) -> float:
         return self.embed + sum(self.attn) + sum(self.mlp) + self.bias
 
-    def to_dict(self) -> dict:
-        return {
-            "logit_diff": self.logit_diff,
-            "linearized_logit_diff": self.linearized_logit_diff,
-            "embed": self.embed,
-            "attn": list(self.attn),
-            "mlp": list(self.mlp),
-            "heads": [list(row) for row in self.heads],
-            "bias": self.bias,
-        }
-
 
 @dataclass(frozen=True)
-class ComponentAttribution:
+class ComponentAttribution(Record):
     """DLA of both prompts for one answer/wrong pair."""
 
     model: dict
@@ -128,19 +118,6 @@ class ComponentAttribution:
     a: Attribution
     b: Attribution
     note: str
-
-    def to_dict(self) -> dict:
-        return {
-            "model": dict(self.model),
-            "settings": {"bos": self.bos},
-            "answer": self.answer.to_dict(),
-            "wrong": self.wrong.to_dict(),
-            "tokens_a": list(self.tokens_a),
-            "tokens_b": list(self.tokens_b),
-            "a": self.a.to_dict(),
-            "b": self.b.to_dict(),
-            "note": self.note,
-        }
 
 
 @dataclass(frozen=True)
@@ -451,20 +428,16 @@ def patched_logit_chunks(
 
 
 @dataclass(frozen=True)
-class Agreement:
+class Agreement(Record):
     """How well attribution patching estimates the exact head grid: Pearson r over all cells and
     the cells where they differ most, as (layer, head, exact, estimate)."""
 
     pearson_r: float | None
     worst: tuple[tuple[int, int, float, float], ...]
 
-    def to_dict(self) -> dict:
-        return {"pearson_r": self.pearson_r,
-                "worst": [{"layer": l, "head": h, "exact": e, "attribution": a} for l, h, e, a in self.worst]}
-
 
 @dataclass(frozen=True)
-class ComponentPatching:
+class ComponentPatching(Record):
     """Normalized effects of patching A's components into B, exact and estimated (AtP).
 
     columns: the position groups patched — ("all",) (every position at once, equal lengths),
@@ -472,6 +445,7 @@ class ComponentPatching:
     components[ℓ][c][j]: c = 0 attention output, 1 MLP output of block ℓ, group j
     heads[ℓ][h][j]: head h's z of block ℓ, group j
     atp_components, atp_heads: the attribution-patching estimates of the same cells
+    (`to_dict` writes every field under its own name: the CLI's `patch` JSON)
     """
 
     model: dict
@@ -489,20 +463,6 @@ class ComponentPatching:
     atp_heads: tuple[tuple[tuple[float, ...], ...], ...]
     agreement: Agreement
     note: str | None
-
-    def to_dict(self) -> dict:
-        def plain(grid):
-            return [[list(cell) for cell in row] for row in grid]
-
-        return {
-            "model": dict(self.model), "settings": {"bos": self.bos},
-            "metric": {"a": self.metric_a, "b": self.metric_b},
-            "answer": self.answer.to_dict(), "wrong": self.wrong.to_dict(),
-            "tokens_a": list(self.tokens_a), "tokens_b": list(self.tokens_b),
-            "columns": list(self.columns), "components": plain(self.components), "heads": plain(self.heads),
-            "attribution": {"components": plain(self.atp_components), "heads": plain(self.atp_heads)},
-            "agreement": self.agreement.to_dict(), "note": self.note,
-        }
 
 
 def position_groups(
