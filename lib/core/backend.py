@@ -6,6 +6,7 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run(input_ids [batch, pos], sites, interventions)  → Run(logits [batch, vocab], activations)
     run(..., reduce=f)                                 → f(Run), computed where the activations are
     run(..., eager_attention=True)                     → attention patterns readable (hook_pattern)
+    run(..., start_at=ℓ)                               → blocks below ℓ skipped (their residual given)
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
     lens_logits(hidden [n, d_model])                   → [n, vocab] float32
 
@@ -130,9 +131,11 @@ class Backend(Protocol):
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
         eager_attention: bool = False,
+        start_at: int = 0,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once, recording `sites` and applying `interventions`.
-        `eager_attention` runs this pass with attention that returns its weights (hook_pattern)."""
+        `eager_attention` runs this pass with attention that returns its weights (hook_pattern).
+        `start_at` = ℓ > 0 skips blocks 0…ℓ−1: an intervention must replace all of residual ℓ."""
         ...
 
     def gradients(

@@ -59,6 +59,7 @@ class HooksBackend:
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
         self._logits_to_keep = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+        self._returns_tuple: bool | None = None  # do the blocks return tuples? (`_block_returns_tuple`)
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self.loaded.lock, torch.inference_mode():
@@ -73,13 +74,21 @@ class HooksBackend:
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
         eager_attention: bool = False,
+        start_at: int = 0,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once (see `Backend.run`). Counts the pass in
         `loaded.forward_passes`; holds the model's lock while hooks exist (and while the model
-        runs with eager attention, when asked)."""
+        runs with eager attention, when asked).
+
+        start_at = ℓ > 0 skips blocks 0…ℓ−1 (each hands its input on unchanged, so their work is not
+        done): the caller writes the residual entering block ℓ with a "replace" intervention at
+        `Site.residual_at(ℓ)` over every row and position (e.g. a run's own residual ℓ, kept from
+        its capture), and reads or changes no site below it."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
+        if start_at:
+            _check_start(start_at, self.n_layers, sites, interventions)
         kwargs: dict = {"use_cache": False}
         if self._logits_to_keep and not all_positions:
             kwargs["logits_to_keep"] = 1
@@ -87,6 +96,8 @@ class HooksBackend:
         with loaded.lock, torch.inference_mode(), ExitStack() as stack:
             if eager_attention:
                 stack.enter_context(_eager_attention(loaded.model))
+            if start_at:
+                self._skip_blocks(stack, start_at)
             self._attach(stack, sites, interventions, recorded, shape=tuple(input_ids.shape))
             loaded.forward_passes += 1
             out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
@@ -126,6 +137,38 @@ class HooksBackend:
             run=Run(logits=logits.detach(), activations={s: recorded[c] for s, c in canonical.items()}),
             grads={s: grads[c] for s, c in canonical.items()},
         )
+
+    def _skip_blocks(self, stack: ExitStack, count: int) -> None:
+        """Make blocks 0…count−1 hand their input on unchanged for this run (their forward is
+        replaced on the instance and restored on exit), in the form the model's loop expects."""
+        returns_tuple = self._block_returns_tuple()
+        for block in self.loaded.architecture.blocks[:count]:
+
+            def passthrough(*args, **kwargs):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                return (hidden,) if returns_tuple else hidden
+
+            block.forward = passthrough
+            stack.callback(delattr, block, "forward")
+
+    def _block_returns_tuple(self) -> bool:
+        """Whether this family's blocks return a tuple (GPT-Neo) or the hidden states themselves;
+        found once by running one token (counted as a forward pass)."""
+        if self._returns_tuple is None:
+            seen: list[bool] = []
+            block = self.loaded.architecture.blocks[0]
+            handle = block.register_forward_hook(
+                lambda module, args, output: seen.append(isinstance(output, tuple))
+            )
+            one_token = torch.zeros(1, 1, dtype=torch.long, device=self.loaded.device)
+            try:
+                with torch.inference_mode():
+                    self.loaded.forward_passes += 1
+                    self.loaded.model(input_ids=one_token, use_cache=False)
+            finally:
+                handle.remove()
+            self._returns_tuple = seen[0]
+        return self._returns_tuple
 
     def _attach(
         self,
@@ -171,6 +214,23 @@ class HooksBackend:
         return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
             site.kind
         ], False
+
+
+def _check_start(
+    start_at: int, n_layers: int, sites: Sequence[Site], interventions: Sequence[Intervention]
+) -> None:
+    """A run that skips blocks below `start_at` must write the whole residual entering it, and
+    touch nothing below it."""
+    if not 0 < start_at < n_layers:
+        raise SettingsError(f"A run can start at blocks 1 to {n_layers - 1}, not {start_at}.")
+    entry = Site.residual_at(start_at, n_layers)
+    if not any(i.site.canonical(n_layers) == entry and i.op == "replace" and i.rows is None
+               and i.positions is None for i in interventions):
+        raise SettingsError(f"A run starting at block {start_at} needs the whole of {entry.name} replaced.")
+    for site in (*sites, *(i.site for i in interventions)):
+        below = site.residual < start_at if site.is_residual else site.layer < start_at
+        if below:
+            raise SettingsError(f"{site.name} is below block {start_at}, where this run starts.")
 
 
 def _site_hook(

@@ -13,7 +13,7 @@ from lib.analyses.components import (
     attention_patterns,
     attribute_captures,
     patch_components,
-    patched_logit_chunks,
+    patched_metric,
     readout,
 )
 from lib.core.backend import Intervention
@@ -109,15 +109,13 @@ def test_attention_rows_sum_to_one_and_equal_eager_attention_weights(pair):
     assert a.shape == (model.n_layers, model.architecture.n_heads, cap_a.n_tokens, cap_a.n_tokens)
     torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:3]), rtol=0, atol=1e-5)
     assert torch.all(a.triu(1) == 0)  # causal: no query looks ahead
-    with model.lock, torch.inference_mode():
-        if implementation != "eager":
-            model.model.set_attn_implementation("eager")
-        try:
-            ids = torch.tensor([cap_b.token_ids])
-            out = model.model(input_ids=ids, output_attentions=True, use_cache=False)
-        finally:
-            if implementation != "eager":
-                model.model.set_attn_implementation(implementation)
+    # the reference: transformers' own eager attention weights, from a separate copy of the model
+    # (output_attentions leaves transformers' output-capturing hooks on the modules it ran)
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(model.spec, attn_implementation="eager").eval()
+    with torch.inference_mode():
+        out = reference(input_ids=torch.tensor([cap_b.token_ids]), output_attentions=True, use_cache=False)
     for layer in range(model.n_layers):
         torch.testing.assert_close(patterns.b[layer], out.attentions[layer][0].float(), rtol=0, atol=1e-6)
     mean = torch.tensor(patterns.view("b", 1))
@@ -149,6 +147,10 @@ def metric_of(logits: torch.Tensor) -> list[float]:
     return (logits[:, ANSWER].double() - logits[:, WRONG].double()).tolist()
 
 
+def metric(logits: torch.Tensor) -> torch.Tensor:
+    return logits[:, ANSWER].double() - logits[:, WRONG].double()
+
+
 def test_patching_the_embedding_and_every_component_up_to_a_layer_equals_patching_the_next_residual(pair):
     """x_{ℓ+1} = embed + Σ_{ℓ' ≤ ℓ} (attn_ℓ' + mlp_ℓ'): writing all of A's parts into B at every
     position writes A's residual ℓ+1, sequential and parallel blocks alike; both give A's metric."""
@@ -164,7 +166,7 @@ def test_patching_the_embedding_and_every_component_up_to_a_layer_equals_patchin
         kinds = ("attn_out", "mlp_out")
         parts += [Spec(Site(l, kind), every, every) for l in range(layer + 1) for kind in kinds]
         rows += [parts, [Spec(Site.residual_at(layer + 1, n), every, every)]]
-    got = metric_of(torch.cat(list(patched_logit_chunks(model, acts_a, cap_b.token_ids, rows))))
+    got = patched_metric(model, acts_a, cap_b, rows, metric)
     own_a = metric_of(cap_a.final_logits[None])[0]
     for layer in range(n):
         assert got[2 * layer] == pytest.approx(got[2 * layer + 1], abs=1e-4)
@@ -181,7 +183,7 @@ def test_patching_every_head_of_a_layer_equals_patching_its_attention_output(pai
     for layer in range(n):
         rows.append([Spec(Site(layer, "z"), every, every, head=h) for h in range(heads)])
         rows.append([Spec(Site(layer, "attn_out"), every, every)])
-    got = metric_of(torch.cat(list(patched_logit_chunks(model, acts_a, cap_b.token_ids, rows))))
+    got = patched_metric(model, acts_a, cap_b, rows, metric)
     for layer in range(n):
         assert got[2 * layer] == pytest.approx(got[2 * layer + 1], abs=1e-4)
 
@@ -199,10 +201,10 @@ def test_batched_component_grid_equals_one_run_per_cell_and_reads_effects(pair):
     # a lone component is one run of B patched there: recompute one cell directly
     every = tuple(range(cap_b.n_tokens))
     acts_a = activations_of(model, cap_a.token_ids, [Site(n - 1, "mlp_out")])
-    logits = next(patched_logit_chunks(model, acts_a, cap_b.token_ids, [[Spec(Site(n - 1, "mlp_out"), every,
-                                                                                     every)]]))
+    [patched] = patched_metric(model, acts_a, cap_b, [[Spec(Site(n - 1, "mlp_out"), every, every)]], metric,
+                               skip=False)
     m_b = metric_of(cap_b.final_logits[None])[0]
-    expected = (metric_of(logits)[0] - m_b) / (batched.metric_a - m_b)
+    expected = (patched - m_b) / (batched.metric_a - m_b)
     assert batched.components[n - 1][1][0] == pytest.approx(expected, abs=1e-4)
     assert batched.agreement.pearson_r is None or -1 - 1e-9 <= batched.agreement.pearson_r <= 1 + 1e-9
 
@@ -246,3 +248,54 @@ def test_gradients_are_the_derivative_of_the_metric(family_model, kind):
     assert float((grad * direction).sum()) == pytest.approx(numeric, rel=2e-2, abs=2e-3)
     plain = model.backend.run(ids, sites=[site])
     torch.testing.assert_close(found.run.activations[site], plain.activations[site])
+
+
+def test_skipping_the_blocks_below_a_patch_gives_the_same_numbers(pair):
+    """Rows patched at block ℓ start from B's own residual ℓ: the grid equals recomputing every block."""
+    model, cap_a, cap_b = pair
+    n, heads = model.n_layers, model.architecture.n_heads
+    every = tuple(range(cap_b.n_tokens))
+    sites = [Site(layer, kind) for layer in range(n) for kind in ("attn_out", "mlp_out", "z")]
+    acts_a = activations_of(model, cap_a.token_ids, sites)
+    rows = [[Spec(Site(l, "z"), every, every, head=h)] for l in reversed(range(n)) for h in range(heads)]
+    rows += [[Spec(Site(layer, "mlp_out"), (p,), (p,))] for layer in range(n) for p in every]
+    skipped = patched_metric(model, acts_a, cap_b, rows, metric, step=5)
+    full = patched_metric(model, acts_a, cap_b, rows, metric, step=5, skip=False)
+    assert skipped == pytest.approx(full, abs=1e-4)
+
+
+def test_a_run_from_the_middle_equals_the_whole_run(family_model):
+    model = family_model
+    n = model.n_layers
+    cap = capture(model, A)
+    ids = torch.tensor([cap.token_ids] * 2)
+    entry = Intervention(Site.residual_at(2, n), "replace", cap.residual[2][None])
+    late = Site(2, "mlp_out")
+    whole = model.backend.run(ids, sites=[late, Site.residual_at(n, n)])
+    resumed = model.backend.run(ids, sites=[late, Site.residual_at(n, n)], interventions=[entry], start_at=2)
+    torch.testing.assert_close(resumed.logits, whole.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(resumed.activations[late], whole.activations[late], rtol=1e-5, atol=1e-5)
+    after = model.backend.run(ids)  # the skipped blocks work again afterwards
+    torch.testing.assert_close(after.logits, whole.logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "start, kwargs, phrase",
+    [
+        (2, {}, "needs the whole of blocks.2.hook_resid_pre replaced"),
+        (2, {"sites": [Site(1, "mlp_out")]}, "below block 2"),
+        (0, {}, None),
+        (99, {}, "can start at blocks 1 to"),
+    ],
+)
+def test_a_run_from_the_middle_refuses_what_it_cannot_do(tiny_models, start, kwargs, phrase):
+    model = tiny_models["llama"]
+    cap = capture(model, A)
+    ids = torch.tensor([cap.token_ids])
+    if kwargs:  # with the residual written, reading below the start is what is refused
+        kwargs["interventions"] = [Intervention(Site(2, "resid_pre"), "replace", cap.residual[2][None])]
+    if phrase is None:
+        model.backend.run(ids, start_at=start, **kwargs)
+        return
+    with pytest.raises(SettingsError, match=phrase):
+        model.backend.run(ids, start_at=start, **kwargs)
