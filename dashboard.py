@@ -26,6 +26,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/watch.py", "Watch tokens", ":material/visibility:"),
     ("pages/patching.py", "Patching", ":material/healing:"),
     ("pages/features.py", "Features", ":material/lightbulb:"),
+    ("pages/components.py", "Components", ":material/hub:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = (  # the pages that show two models

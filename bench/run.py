@@ -166,6 +166,15 @@ def patching() -> dict | None:
     return {"figures": {k: v for k, v in found.items() if isinstance(v, int | float)}, "details": found}
 
 
+def components() -> dict:
+    """The components figures (bench/bench_components.py): DLA, attribution patching, head grid."""
+    from bench import bench_components
+
+    TARGETS.update(bench_components.TARGETS)
+    found = bench_components.run()
+    return {"figures": {k: v for k, v in found.items() if isinstance(v, int | float)}, "details": found}
+
+
 def _met(name: str, value: float) -> str:
     if name not in TARGETS:
         return ""
@@ -286,6 +295,9 @@ def main(only: list[str]) -> int:
         found = bench_features.run()
         results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
         results["details"]["features"] = found
+    found = components()
+    results["figures"].update(found["figures"])
+    results["details"]["components"] = found["details"]
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

@@ -252,3 +252,37 @@ def sae_cases(tmp_path_factory, tiny_models) -> dict[str, SaeCase]:
     """Bad SAEs for the tiny Llama (whose folder is `tiny_folders["llama"]`)."""
     llama = tiny_models["llama"]
     return build_sae_cases(tmp_path_factory.mktemp("bad-saes"), llama.d_model, llama.name)
+@dataclass(frozen=True)
+class ComponentCase:
+    """Settings of the Components view (issue 14) that must be refused with one plain message.
+
+    `options` are the CLI's flags for `twinlens components A B …`; the library and page tests map
+    them to `answer`, `wrong`, `per_position` (see tests/unit/test_components_cli.py)."""
+
+    name: str
+    a: str
+    b: str
+    options: tuple[str, ...]
+    refused: str
+
+
+COMPONENT_CASES = (
+    ComponentCase("multi_token_answer", GOOD, "The capital of Italy is", ("--answer", " Paris is"),
+                  "not one"),
+    ComponentCase("same_answer_and_wrong", GOOD, "The capital of Italy is",
+                  ("--answer", " Paris", "--wrong", " Paris"), "same"),
+    ComponentCase("per_position_grid_of_unequal_lengths", GOOD,
+                  "The capital of France, a country in western Europe, is",
+                  ("--answer", " Paris", "--wrong", " Rome", "--patch", "heads", "--per-position"),
+                  "same length in tokens"),
+)
+
+
+def component_kwargs(case: ComponentCase) -> dict:
+    """The library's keyword arguments for a case's CLI flags."""
+    flags = list(case.options)
+    kwargs: dict = {"per_position": "--per-position" in flags}
+    for flag, key in (("--answer", "answer"), ("--wrong", "wrong")):
+        if flag in flags:
+            kwargs[key] = flags[flags.index(flag) + 1]
+    return kwargs

@@ -185,26 +185,41 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
     ]
 
 
+def resumed_run(
+    loaded: LoadedModel, cap_b: Capture, batch: int, start: int, interventions: list[Intervention],
+    reduce: Callable[[Run], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """B's last-position logits [batch, vocab] with `interventions` (or `reduce(run)`, computed
+    where the run happens), its blocks below residual `start` not recomputed: the pass starts from
+    B's own residual there (lib.core.hooks, start_at). Blocks below the shallowest change compute
+    exactly B's own run, so the numbers are the same."""
+    n = loaded.n_layers
+    start = min(start, n - 1)
+    if start > 0:
+        entry = Intervention(Site.residual_at(start, n), "replace", cap_b.residual[start][None])
+        interventions = [entry, *interventions]
+    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long).expand(batch, -1)
+    run = loaded.backend.run(input_ids, interventions=interventions, start_at=max(start, 0), reduce=reduce)
+    return run.logits if reduce is None else run
+
+
 def _patched_logit_chunks(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
     reduce: Callable[[Run], torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass (or
-    `reduce(run)` of each pass, computed where the run happens).
+    `reduce(run)` of each pass, computed where the run happens), each pass starting at the
+    shallowest layer it patches (`resumed_run`: the blocks below are B's own).
 
     Each pass holds the model's lock only while it runs; between passes other sessions may run,
     and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
     """
     step = rows or rows_per_pass(loaded, cap_b.n_tokens)
-    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
-    for start in range(0, len(patches), step):
-        chunk = patches[start : start + step]
-        run = loaded.backend.run(
-            input_ids.expand(len(chunk), -1),
-            interventions=patch_interventions(cap_a, chunk, loaded.n_layers),
-            reduce=reduce,
-        )
-        yield run.logits if reduce is None else run
+    for begin in range(0, len(patches), step):
+        batch = patches[begin : begin + step]
+        start = min(p.layer for p in batch)
+        changes = patch_interventions(cap_a, batch, loaded.n_layers)
+        yield resumed_run(loaded, cap_b, len(batch), start, changes, reduce)
 
 
 def patched_logits(

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(pair)
     _add_features(commands)
     _add_sae(commands)
+    _add_components(commands)
     return parser
 
 
@@ -97,6 +98,21 @@ def _add_sae(commands) -> None:
     train.add_argument("--out", help="where the SAEs go (default: the package's lib/data/sae/<model>)")
     train.add_argument("--stages", default="collect,train,export", help="any of collect,train,export")
     _model_args(train)
+
+
+def _add_components(commands) -> None:
+    parser = commands.add_parser(
+        "components", help="direct logit attribution per layer and head; with --patch heads, head patching"
+    )
+    parser.add_argument("prompt_a")
+    parser.add_argument("prompt_b")
+    parser.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
+    parser.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
+    parser.add_argument("--patch", choices=("heads",),
+                        help="also patch A's attention, MLP and head outputs into B (exact and AtP)")
+    parser.add_argument("--per-position", action="store_true",
+                        help="with --patch: one position at a time (the prompts must have equal lengths)")
+    _model_args(parser)
 
 
 def _load(args: argparse.Namespace, spec: str | None = None):
@@ -187,10 +203,24 @@ def run_sae(args: argparse.Namespace) -> dict:
     corpus = Path(args.corpus).expanduser() if args.corpus else None
     return {"saes": run_job(model, work, out, cfg, corpus=corpus, stages=stages,
                             log=lambda m: print(m, file=sys.stderr, flush=True))}
+def run_components(args: argparse.Namespace) -> dict:
+    from ..analyses.components import attribute_captures, patch_components
+    from ..core.capture import capture
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    model = _load(args)
+    cap_a, cap_b = capture(model, args.prompt_a, args.bos), capture(model, args.prompt_b, args.bos)
+    result = attribute_captures(model, cap_a, cap_b, answer=args.answer, wrong=args.wrong).to_dict()
+    if args.patch == "heads":
+        result["patch"] = patch_components(
+            model, cap_a, cap_b, answer=args.answer, wrong=args.wrong, per_position=args.per_position
+        ).to_dict()
+    return result
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "compare": run_compare, "patch": run_patch, "compare-models": run_compare_models,
+    "components": run_components,
 }
 COMMANDS.update({"features": run_features, "sae": run_sae})
 

@@ -5,6 +5,9 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
 
     run(input_ids [batch, pos], sites, interventions)  → Run(logits [batch, vocab], activations)
     run(..., reduce=f)                                 → f(Run), computed where the activations are
+    run(..., eager_attention=True)                     → attention patterns readable (hook_pattern)
+    run(..., start_at=ℓ)                               → blocks below ℓ skipped (their residual given)
+    gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
     lens_logits(hidden [n, d_model])                   → [n, vocab] float32
 
 `reduce` is the contract that lets a remote backend (nnsight / NDIF) return only what a view
@@ -101,6 +104,17 @@ class Run:
     activations: Mapping[Site, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Gradients:
+    """One forward and one backward pass: the run, and the gradient of a scalar metric of its
+    last-position logits with respect to each recorded site (same shapes as the activations,
+    float32): grads[site] = ∂metric(logits) / ∂activation[site], the total derivative through
+    every later layer (attribution patching, Nanda 2023; Kramár et al. 2024)."""
+
+    run: Run
+    grads: Mapping[Site, torch.Tensor]
+
+
 class Backend(Protocol):
     """What analyses may ask of a model. `lib.core.hooks.HooksBackend` is the local implementation."""
 
@@ -116,10 +130,21 @@ class Backend(Protocol):
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        eager_attention: bool = False,
+        start_at: int = 0,
         stop_early: bool = False,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once, recording `sites` and applying `interventions`.
+        `eager_attention` runs this pass with attention that returns its weights (hook_pattern).
+        `start_at` = ℓ > 0 skips blocks 0…ℓ−1: an intervention must replace all of residual ℓ.
         `stop_early`: end the pass once every site is recorded (logits then [batch, 0])."""
+        ...
+
+    def gradients(
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Gradients:
+        """Forward `input_ids` [batch, pos] recording `sites`, then backward from
+        `metric(logits [batch, vocab]) → scalar` to each site's activation."""
         ...
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -11,22 +11,28 @@ site sits on one module of `Architecture`:
     hook_pattern     forward hook of the attention module (the weights it returns; eager only)
 
 Interventions are applied in the same hook before the site is recorded, so a recorded value is
-the one the model went on with. Every hook lives only inside one `run`, which holds the model's
-lock: one model is shared by every browser session, and no run sees another's hooks.
+the one the model went on with. For gradients, the same hook adds a zero tensor that requires
+grad to the site's activation (act + δ, δ = 0): ∂metric/∂δ is the total derivative with respect
+to the activation, through every later layer, and no weight needs a gradient.
+Attention patterns need attention that returns its weights: `run(eager_attention=True)` switches
+the model to eager attention for that one pass, under the lock, and back.
+
+Every hook lives only inside one `run`, which holds the model's lock: one model is shared by
+every browser session, and no run sees another's hooks.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
-from .backend import Intervention, Run
+from .backend import Gradients, Intervention, Run
 from .errors import ArchitectureError, SettingsError
 from .sites import Site
 
@@ -57,6 +63,7 @@ class HooksBackend:
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
         self._logits_to_keep = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+        self._returns_tuple: bool | None = None  # do the blocks return tuples? (`_block_returns_tuple`)
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self.loaded.lock, torch.inference_mode():
@@ -70,24 +77,41 @@ class HooksBackend:
         interventions: Sequence[Intervention] = (),
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
+        eager_attention: bool = False,
+        start_at: int = 0,
         stop_early: bool = False,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once (see `Backend.run`). Counts the pass in
-        `loaded.forward_passes`; holds the model's lock while hooks exist. With `stop_early` the
-        pass ends as soon as every site in `sites` is recorded (the blocks after it never run) and
-        the Run's logits are empty ([batch, 0])."""
+        `loaded.forward_passes`; holds the model's lock while hooks exist (and while the model
+        runs with eager attention, when asked).
+
+        With `stop_early` the pass ends as soon as every site in `sites` is recorded (the blocks
+        after it never run) and the Run's logits are empty ([batch, 0]).
+
+        start_at = ℓ > 0 skips blocks 0…ℓ−1 (each hands its input on unchanged, so their work is not
+        done): the caller writes the residual entering block ℓ with a "replace" intervention at
+        `Site.residual_at(ℓ)` over every row and position (e.g. a run's own residual ℓ, kept from
+        its capture), and reads or changes no site below it."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
+        if start_at:
+            _check_start(start_at, self.n_layers, sites, interventions)
+        if stop_early and not sites:
+            raise SettingsError("A run that stops early needs at least one site to record.")
         kwargs: dict = {"use_cache": False}
         if self._logits_to_keep and not all_positions:
             kwargs["logits_to_keep"] = 1
         recorded: dict[Site, torch.Tensor] = {}
-        if stop_early and not sites:
-            raise SettingsError("A run that stops early needs at least one site to record.")
         out = None
         with loaded.lock, torch.inference_mode(), ExitStack() as stack:
-            self._attach(stack, sites, interventions, recorded, stop_early)
+            if eager_attention:
+                stack.enter_context(eager_attention_on(loaded.model))
+            if start_at:
+                self._skip_blocks(stack, start_at)
+            self._attach(
+                stack, sites, interventions, recorded, shape=tuple(input_ids.shape), stop_early=stop_early
+            )
             loaded.forward_passes += 1
             try:
                 out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
@@ -100,16 +124,85 @@ class HooksBackend:
         result = Run(logits=logits, activations={s: recorded[s.canonical(self.n_layers)] for s in sites})
         return result if reduce is None else reduce(result)
 
+    def gradients(
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Gradients:
+        """One forward and one backward pass (see `Backend.gradients`); counts one forward pass."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+            if site.kind == "pattern":
+                raise SettingsError("Gradients are taken at activations the model adds, not at patterns.")
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        recorded: dict[Site, torch.Tensor] = {}
+        deltas: dict[Site, torch.Tensor] = {}
+        with loaded.lock, torch.inference_mode(False), torch.enable_grad(), ExitStack() as stack:
+            self._attach(stack, sites, (), recorded, deltas, shape=tuple(input_ids.shape))
+            loaded.forward_passes += 1
+            out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
+            logits = out.logits[:, -1, :].float()
+            order = sorted(deltas)
+            found = torch.autograd.grad(metric(logits), [deltas[s] for s in order], allow_unused=True)
+        n_heads = loaded.architecture.n_heads
+        grads: dict[Site, torch.Tensor] = {}
+        for site, grad in zip(order, found, strict=True):
+            grad = torch.zeros_like(deltas[site]) if grad is None else grad
+            grad = grad.detach().float()
+            grads[site] = grad.unflatten(-1, (n_heads, -1)) if site.kind == "z" else grad
+        canonical = {s: s.canonical(self.n_layers) for s in sites}
+        return Gradients(
+            run=Run(logits=logits.detach(), activations={s: recorded[c] for s, c in canonical.items()}),
+            grads={s: grads[c] for s, c in canonical.items()},
+        )
+
+    def _skip_blocks(self, stack: ExitStack, count: int) -> None:
+        """Make blocks 0…count−1 hand their input on unchanged for this run (their forward is
+        replaced on the instance and restored on exit), in the form the model's loop expects."""
+        returns_tuple = self._block_returns_tuple()
+        for block in self.loaded.architecture.blocks[:count]:
+
+            def passthrough(*args, **kwargs):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                return (hidden,) if returns_tuple else hidden
+
+            block.forward = passthrough
+            stack.callback(delattr, block, "forward")
+
+    def _block_returns_tuple(self) -> bool:
+        """Whether this family's blocks return a tuple (GPT-Neo) or the hidden states themselves;
+        found once by running one token (counted as a forward pass)."""
+        if self._returns_tuple is None:
+            seen: list[bool] = []
+            block = self.loaded.architecture.blocks[0]
+            handle = block.register_forward_hook(
+                lambda module, args, output: seen.append(isinstance(output, tuple))
+            )
+            one_token = torch.zeros(1, 1, dtype=torch.long, device=self.loaded.device)
+            try:
+                with torch.inference_mode():
+                    self.loaded.forward_passes += 1
+                    self.loaded.model(input_ids=one_token, use_cache=False)
+            finally:
+                handle.remove()
+            self._returns_tuple = seen[0]
+        return self._returns_tuple
+
     def _attach(
         self,
         stack: ExitStack,
         sites: Sequence[Site],
         interventions: Sequence[Intervention],
         recorded: dict[Site, torch.Tensor],
+        deltas: dict[Site, torch.Tensor] | None = None,
+        shape: tuple[int, int] | None = None,
         stop_early: bool = False,
     ) -> None:
-        """Register one hook per canonical site that is recorded or changed. With `stop_early` the
-        hook that records the last wanted site raises `_Stop`."""
+        """Register one hook per canonical site that is recorded or changed (and, when `deltas` is
+        given, made differentiable: each recorded site gets its zero δ there). `shape` is the
+        input's (batch, pos), for modules that see the positions flattened (OPT's MLP). With
+        `stop_early` the hook that records the last wanted site raises `_Stop`."""
         n = self.n_layers
         changes: dict[Site, list[Intervention]] = defaultdict(list)
         for intervention in interventions:
@@ -123,7 +216,9 @@ class HooksBackend:
 
         for site in sorted(wanted | set(changes)):
             module, pre = self._module_of(site)
-            hook = _site_hook(site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, on_record)
+            hook = _site_hook(
+                site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape, on_record
+            )
             if pre:
                 handle = module.register_forward_pre_hook(hook, with_kwargs=True)
             else:
@@ -147,6 +242,23 @@ class HooksBackend:
         ], False
 
 
+def _check_start(
+    start_at: int, n_layers: int, sites: Sequence[Site], interventions: Sequence[Intervention]
+) -> None:
+    """A run that skips blocks below `start_at` must write the whole residual entering it, and
+    touch nothing below it."""
+    if not 0 < start_at < n_layers:
+        raise SettingsError(f"A run can start at blocks 1 to {n_layers - 1}, not {start_at}.")
+    entry = Site.residual_at(start_at, n_layers)
+    if not any(i.site.canonical(n_layers) == entry and i.op == "replace" and i.rows is None
+               and i.positions is None for i in interventions):
+        raise SettingsError(f"A run starting at block {start_at} needs the whole of {entry.name} replaced.")
+    for site in (*sites, *(i.site for i in interventions)):
+        below = site.residual < start_at if site.is_residual else site.layer < start_at
+        if below:
+            raise SettingsError(f"{site.name} is below block {start_at}, where this run starts.")
+
+
 def _site_hook(
     site: Site,
     changes: Sequence[Intervention],
@@ -154,17 +266,29 @@ def _site_hook(
     recorded: dict[Site, torch.Tensor],
     n_heads: int | None,
     pre: bool,
+    deltas: dict[Site, torch.Tensor] | None = None,
+    shape: tuple[int, int] | None = None,
     on_record: Callable[[], None] = lambda: None,
 ):
-    """A hook that applies `changes` to the site's tensor, then records it if asked (and then calls
-    `on_record`, which may end the pass)."""
+    """A hook that applies `changes` to the site's tensor, then records it if asked (and adds a
+    zero δ that requires grad, when `deltas` collects them), then calls `on_record`, which may end
+    the pass. A tensor whose batch and positions
+    arrive flattened ([batch·pos, width]: OPT's fc2) is edited and recorded as [batch, pos, width]
+    and handed back flat."""
 
     def edit(act: torch.Tensor) -> torch.Tensor | None:
+        if act.dim() == 2 and shape is not None and act.shape[0] == shape[0] * shape[1]:
+            new = edit(act.view(*shape, act.shape[-1]))
+            return None if new is None else new.reshape(act.shape)
         new = None
         if changes:
             new = act.clone()  # never write into a tensor the model may still read elsewhere
             for change in changes:
                 change.apply(new, n_heads)
+        if record and deltas is not None:
+            delta = torch.zeros_like(act, requires_grad=True)
+            deltas[site] = delta
+            new = (new if new is not None else act) + delta
         if record:
             kept = (new if new is not None else act).detach().clone()
             if site.kind == "z":
@@ -204,3 +328,23 @@ def _site_hook(
         return None if new is None else _replace_first(output, new)
 
     return post_hook
+
+
+@contextmanager
+def eager_attention_on(model: nn.Module) -> Iterator[None]:
+    """Run `model` with eager attention (which returns its weights) inside the block, then restore
+    the implementation it had. The caller holds the model's lock."""
+    current = model.config._attn_implementation
+    if current == "eager":
+        yield
+        return
+    if not model._can_set_attn_implementation():
+        raise SettingsError(
+            f"This model's attention ('{current}') returns no weights and cannot be switched to eager "
+            "attention, so its attention patterns cannot be read."
+        )
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)

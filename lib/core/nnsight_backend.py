@@ -34,6 +34,7 @@ import inspect
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,6 +42,7 @@ import torch
 
 from .backend import Intervention, Run
 from .errors import ArchitectureError, RemoteError, SettingsError
+from .hooks import eager_attention_on
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -115,10 +117,16 @@ class NnsightBackend:
         all_positions: bool = False,
         reduce: Callable[[Run], T] | None = None,
         stop_early: bool = False,
+        eager_attention: bool = False,
+        start_at: int = 0,
     ) -> Run | T:
         """Forward `input_ids` [batch, pos] once in one trace (see `Backend.run`); with `reduce`,
-        only `reduce(Run)` is saved by the trace and returned. `stop_early` keeps the protocol's
-        result (no logits) but the trace still runs every block: nnsight stops no pass here yet."""
+        only `reduce(Run)` is saved by the trace and returned.
+
+        `stop_early` and `start_at` give the protocol's results without its savings: the trace
+        still runs every block (a run starting at ℓ replaces the whole residual ℓ, so what the blocks
+        below computed is overwritten and the numbers are the same). `eager_attention` switches a
+        local model to eager attention for the pass; a remote model runs with the host's kernel."""
         loaded = self.loaded
         for site in (*sites, *(i.site for i in interventions)):
             site.check(self.n_layers)
@@ -130,7 +138,9 @@ class NnsightBackend:
         if self._logits_to_keep and not all_positions:
             kwargs["logits_to_keep"] = 1
         ids = input_ids.to(loaded.device).contiguous()
-        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote), ExitStack() as stack:
+            if eager_attention and not self.remote:
+                stack.enter_context(eager_attention_on(loaded.model))
             loaded.forward_passes += 1
             self.traces += 1
             saved = _trace(
@@ -140,6 +150,12 @@ class NnsightBackend:
             logits = saved.logits.to(loaded.device)
             return Run(logits=logits[:, :0] if stop_early else logits, activations=dict(saved.activations))
         return saved
+
+    def gradients(self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable) -> None:
+        """Not offered by this backend yet: attribution patching needs the local backend."""
+        raise SettingsError(
+            "Attribution patching (gradients) runs on the local backend only; choose backend 'local'."
+        )
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output step on residuals [n, d_model] → [n, vocab] float32.
