@@ -20,6 +20,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ..core.chat import Chat
+
 T = TypeVar("T")
 
 
@@ -37,11 +39,18 @@ class ModelKey:
 
 @dataclass(frozen=True)
 class RunKey:
-    """One prompt through one model: what a capture depends on."""
+    """One prompt through one model: what a capture depends on.
+
+    chat: None reads the text raw (the default, so older keys keep their meaning), else as a chat
+    message (lib.core.chat). continuation: token ids the model generated, appended after the
+    prompt's so every view covers them ("Analyse the continuation").
+    """
 
     model: ModelKey
     text: str
     bos: str = "auto"
+    chat: Chat | None = None
+    continuation: tuple[int, ...] = ()
 
 
 class ResultCache:

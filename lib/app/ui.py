@@ -151,7 +151,7 @@ def _load(key: ModelKey) -> LoadedModel:
 def get_capture(run: RunKey) -> Capture:
     """One prompt's forward pass, run once per (model, text, BOS) and kept for every page."""
     model = get_model(run.model)
-    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos))
+    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos, run.chat, run.continuation))
 
 
 def _resolve(value: object) -> object:
