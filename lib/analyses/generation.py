@@ -87,7 +87,9 @@ def check_settings(loaded: LoadedModel, settings: GenerationSettings, n_prompt: 
     """Refuse a number of new tokens out of range or beyond the context, and a bad temperature."""
     n = settings.max_new_tokens
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NEW_TOKENS:
-        raise SettingsError(f"The number of new tokens must be a whole number from 1 to {MAX_NEW_TOKENS} (got {n!r}).")
+        raise SettingsError(
+            f"The number of new tokens must be a whole number from 1 to {MAX_NEW_TOKENS} (got {n!r})."
+        )
     limit = loaded.max_tokens
     if limit is not None and n_prompt + n > limit:
         raise PromptError(
@@ -178,17 +180,23 @@ class ContinuationPair:
 def continue_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
                       settings: GenerationSettings = GenerationSettings()) -> ContinuationPair:
     """A's and B's continuations (one cached run each)."""
-    return ContinuationPair(continue_capture(loaded, cap_a, settings), continue_capture(loaded, cap_b, settings))
+    return ContinuationPair(
+        continue_capture(loaded, cap_a, settings), continue_capture(loaded, cap_b, settings)
+    )
 
 
-def continue_pair(loaded: LoadedModel, text_a: str, text_b: str, *, bos: str = "auto", chat: Chat | None = None,
-                  settings: GenerationSettings = GenerationSettings()) -> ContinuationPair:
+def continue_pair(
+    loaded: LoadedModel, text_a: str, text_b: str, *, bos: str = "auto", chat: Chat | None = None,
+    settings: GenerationSettings = GenerationSettings(),
+) -> ContinuationPair:
     """`twinlens generate`: both prompts continued."""
     return continue_captures(loaded, capture(loaded, text_a, bos, chat), capture(loaded, text_b, bos, chat),
                              settings)
 
 
-def complete_character(loaded: LoadedModel, prompt_ids: Sequence[int], token_id: int, max_steps: int = 3) -> str | None:
+def complete_character(
+    loaded: LoadedModel, prompt_ids: Sequence[int], token_id: int, max_steps: int = 3
+) -> str | None:
     """The character a partial-character token completes to when the model continues greedily
     (e.g. '<F0 9F>' → '🐠'), or None when the token is whole already or no character completes."""
     ids = [*map(int, prompt_ids), int(token_id)]

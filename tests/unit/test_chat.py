@@ -29,7 +29,7 @@ def test_chat_ids_are_the_template(chat_model):
     tok = chat_model.tokenizer
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is Paris big?"}]
     expected = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    expected = list(expected["input_ids"] if isinstance(expected, dict) or hasattr(expected, "keys") else expected)
+    expected = list(expected["input_ids"] if hasattr(expected, "keys") else expected)
     plain = encode_chat(tok, "Is Paris big?", Chat(system="Be brief."))
     assert list(plain.ids) == expected
     with_prefill = encode_chat(tok, "Is Paris big?", Chat(system="Be brief.", prefill="Yes"))

@@ -23,7 +23,8 @@ def hf_generate(loaded, ids, n, **kwargs):
     model = loaded.model
     with torch.inference_mode():
         out = model.generate(
-            torch.tensor([list(ids)]), max_new_tokens=n, attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            torch.tensor([list(ids)]), max_new_tokens=n,
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
             eos_token_id=list(eos_ids(loaded)) or None, pad_token_id=loaded.tokenizer.pad_token_id, **kwargs,
         )
     return tuple(out[0, len(ids):].tolist())
