@@ -41,6 +41,9 @@ class GenerationSettings:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "seed": self.seed}
 
 
+DEFAULT_SETTINGS = GenerationSettings()
+
+
 @dataclass(frozen=True)
 class Continuation:
     """One prompt's continuation.
@@ -147,7 +150,7 @@ def generate_ids(
     return out.token_ids, out.first_logits
 
 
-def continue_capture(loaded: LoadedModel, cap: Capture, settings: GenerationSettings = GenerationSettings(),
+def continue_capture(loaded: LoadedModel, cap: Capture, settings: GenerationSettings = DEFAULT_SETTINGS,
                      ) -> Continuation:
     """The continuation of a prompt already run (its ids, template included)."""
     (new,), _ = generate_ids(loaded, [cap.token_ids], settings)
@@ -160,7 +163,7 @@ def continue_prompt(
     *,
     bos: str = "auto",
     chat: Chat | None = None,
-    settings: GenerationSettings = GenerationSettings(),
+    settings: GenerationSettings = DEFAULT_SETTINGS,
 ) -> Continuation:
     """The continuation of `text` (raw, or as a chat message with `chat`)."""
     return continue_capture(loaded, capture(loaded, text, bos, chat), settings)
@@ -178,7 +181,7 @@ class ContinuationPair:
 
 
 def continue_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
-                      settings: GenerationSettings = GenerationSettings()) -> ContinuationPair:
+                      settings: GenerationSettings = DEFAULT_SETTINGS) -> ContinuationPair:
     """A's and B's continuations (one cached run each)."""
     return ContinuationPair(
         continue_capture(loaded, cap_a, settings), continue_capture(loaded, cap_b, settings)
@@ -187,7 +190,7 @@ def continue_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
 
 def continue_pair(
     loaded: LoadedModel, text_a: str, text_b: str, *, bos: str = "auto", chat: Chat | None = None,
-    settings: GenerationSettings = GenerationSettings(),
+    settings: GenerationSettings = DEFAULT_SETTINGS,
 ) -> ContinuationPair:
     """`twinlens generate`: both prompts continued."""
     return continue_captures(loaded, capture(loaded, text_a, bos, chat), capture(loaded, text_b, bos, chat),

@@ -121,7 +121,7 @@ class HooksBackend:
                 loaded.forward_passes += 1
                 out = loaded.model(input_ids=ids, **kwargs)
             past = out.past_key_values
-            logits = out.logits[:, -1, :].float()
+            logits = _finite(out.logits[:, -1, :].float())
             first_logits = logits.clone()
             with ExitStack() as stack:
                 self._attach(stack, (), step_interventions, {})
@@ -136,7 +136,7 @@ class HooksBackend:
                     loaded.forward_passes += 1
                     out = loaded.model(input_ids=token[:, None], past_key_values=past, **kwargs)
                     past = out.past_key_values
-                    logits = out.logits[:, -1, :].float()
+                    logits = _finite(out.logits[:, -1, :].float())
         rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in range(batch)]
         eos_set = {int(e) for e in eos_ids}
         kept = []
@@ -183,6 +183,14 @@ class HooksBackend:
         return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
             site.kind
         ], False
+
+
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(logits).all():
+        raise SettingsError(
+            "The model's logits became inf or NaN during the continuation (an intervention too large?)."
+        )
+    return logits
 
 
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
