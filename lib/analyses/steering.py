@@ -50,7 +50,6 @@ DEFAULT_ALPHAS = (-1.0, 1.0, 2.0, 4.0)
 NEUTRAL_TEXT = "The weather was mild on Tuesday, and the shops opened at nine as usual."
 RANDOM_SEED = 0
 FILE_FORMAT = "twinlens-steering-vector/1"
-MAX_ALPHA = 1e6
 Progress = Callable[[float], None]
 
 
@@ -196,10 +195,6 @@ def _check_finite(logits: torch.Tensor, alpha: float) -> None:
 def check_alpha(alpha: float) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha):
         raise SettingsError(f"The coefficient α must be a finite number (got {alpha!r}).")
-    if abs(alpha) > MAX_ALPHA:
-        raise SettingsError(
-            f"α = {alpha:g} is too large: use a coefficient between −{MAX_ALPHA:g} and {MAX_ALPHA:g}."
-        )
     return float(alpha)
 
 
