@@ -42,15 +42,21 @@ class RunKey:
     """One prompt through one model: what a capture depends on.
 
     chat: None reads the text raw (the default, so older keys keep their meaning), else as a chat
-    message (lib.core.chat). continuation: token ids the model generated, appended after the
-    prompt's so every view covers them ("Analyse the continuation").
+    message (lib.core.chat). continue_for: 0, or N to append the model's greedy continuation of
+    N tokens (its token ids, never re-tokenized text) so every view covers the generated tokens
+    ("Analyse the continuation").
     """
 
     model: ModelKey
     text: str
     bos: str = "auto"
     chat: Chat | None = None
-    continuation: tuple[int, ...] = ()
+    continue_for: int = 0
+
+    @property
+    def prompt_only(self) -> RunKey:
+        """The same prompt without the continuation appended."""
+        return RunKey(self.model, self.text, self.bos, self.chat)
 
 
 class ResultCache:

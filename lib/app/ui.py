@@ -28,7 +28,7 @@ from .cache import ModelKey, ResultCache, RunKey
 from .examples import Example
 from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
-from .request import PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
+from .request import CHAT_QUERY_FIELDS, PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +66,9 @@ def use_example(example: Example) -> None:
             a=example.a,
             b=example.b,
             bos=example.bos or state.get("bos", Request.bos),
+            chat=example.chat,
+            system=str(state.get("system", "")) if example.chat else "",
+            prefill=example.prefill,
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
@@ -93,7 +96,7 @@ def write_query_params() -> None:
     if request is None:
         return
     wanted = request.to_query()
-    for name in PAIR_QUERY_FIELDS:  # left over from a two-models request
+    for name in PAIR_QUERY_FIELDS + CHAT_QUERY_FIELDS:  # left over from a two-models or chat request
         if name in st.query_params and name not in wanted:
             del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):
@@ -151,7 +154,14 @@ def _load(key: ModelKey) -> LoadedModel:
 def get_capture(run: RunKey) -> Capture:
     """One prompt's forward pass, run once per (model, text, BOS) and kept for every page."""
     model = get_model(run.model)
-    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos, run.chat, run.continuation))
+    if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
+        from ..analyses.generation import GenerationSettings, continue_capture
+
+        generated = cached(continue_capture, run.model, run.prompt_only, GenerationSettings(run.continue_for))
+        return CAPTURES.get(
+            run, lambda: capture(model, run.text, run.bos, run.chat, generated.token_ids)
+        )
+    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos, run.chat))
 
 
 def _resolve(value: object) -> object:

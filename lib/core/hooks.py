@@ -52,7 +52,9 @@ class HooksBackend:
         self.n_layers = loaded.n_layers
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+        parameters = inspect.signature(loaded.model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # transformers ≥ 5.x: cache
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self.loaded.lock, torch.inference_mode():
@@ -120,7 +122,7 @@ class HooksBackend:
                 self._attach(stack, (), interventions, {})
                 loaded.forward_passes += 1
                 out = loaded.model(input_ids=ids, **kwargs)
-            past = out.past_key_values
+            past = _cache_of(out)
             logits = _finite(out.logits[:, -1, :].float())
             first_logits = logits.clone()
             with ExitStack() as stack:
@@ -134,8 +136,8 @@ class HooksBackend:
                     if bool(done.all()) or step == max_new_tokens - 1:
                         break
                     loaded.forward_passes += 1
-                    out = loaded.model(input_ids=token[:, None], past_key_values=past, **kwargs)
-                    past = out.past_key_values
+                    out = loaded.model(input_ids=token[:, None], **{self._cache_arg: past}, **kwargs)
+                    past = _cache_of(out)
                     logits = _finite(out.logits[:, -1, :].float())
         rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in range(batch)]
         eos_set = {int(e) for e in eos_ids}
@@ -183,6 +185,12 @@ class HooksBackend:
         return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
             site.kind
         ], False
+
+
+def _cache_of(out: object) -> object:
+    """The key-value cache a forward pass returned (`cache`, or `past_key_values` before transformers 5.x)."""
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
 
 
 def _finite(logits: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,99 @@
+"""The Steering and Continuations pages and the chat / continuation settings, driven with AppTest."""
+
+from __future__ import annotations
+
+from app_helpers import submit
+
+from lib.analyses.generation import GenerationSettings, continue_capture
+from lib.app import ui
+from lib.app.request import Request
+from lib.core.capture import capture
+from lib.core.chat import Chat
+
+A, B = "The capital of France is", "The capital of Italy is"
+
+
+def open_steering(app, model: str, **request):
+    submit(app, a=A, b=B, model=model, **request)
+    app.switch_page("pages/steering.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def steer(app, **values):
+    for key, value in values.items():
+        widgets = (*app.number_input, *app.selectbox, *app.text_input)
+        widget = next(w for w in widgets if w.key == f"steering-{key}")
+        widget.set_value(value)
+    app.button(key="steering-run").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_steering_page_steers_and_sweeps(app, tiny_folders, tiny_models):
+    open_steering(app, str(tiny_folders["llama"]))
+    steer(app, alpha=0.0, n=5)
+    table = next(df.value for df in app.dataframe if "KL vs unsteered" in df.value.columns)
+    assert list(table["run"]) == ["unsteered", "steered", "negated", "random"]
+    assert table["continuation"].nunique() == 1 and (table["KL vs unsteered"] == 0).all()  # α = 0
+    steer(app, alpha=6.0, layer=2)
+    table = next(df.value for df in app.dataframe if "KL vs unsteered" in df.value.columns)
+    assert table["KL vs unsteered"].iloc[1] > 0
+    loaded = tiny_models["llama"]
+    plain = continue_capture(loaded, capture(loaded, B), GenerationSettings(5))
+    assert table["continuation"].iloc[0] == plain.text
+    app.button(key="steering-sweep-run").click().run()
+    assert not app.exception, app.exception
+    assert any("best layer" in m.value or "most at layer" in m.value for m in app.markdown)
+    sweep = next(df.value for df in app.dataframe if "random KL" in df.value.columns)
+    assert len(sweep) == (loaded.n_layers + 1) * 4
+
+
+def test_steering_bad_input_keeps_the_session(app, tiny_folders):
+    open_steering(app, str(tiny_folders["gpt2"]))
+    app.radio(key="steering-target").set_value("a third prompt").run()
+    assert "third prompt is empty" in app.error[0].value
+    app.radio(key="steering-target").set_value("B").run()
+    steer(app, alpha=1e30, n=3)
+    assert "inf or NaN" in app.error[0].value
+    steer(app, alpha=2.0)
+    assert not app.error
+    assert app.session_state[ui.REQUEST_KEY].a == A  # nothing the user typed was lost
+
+
+def test_continuations_page_with_chat_from_a_shared_link(app, real_model):
+    app.query_params.update({"model": "default", "a": "Is there a seahorse emoji?",
+                             "b": "Is there a dolphin emoji?", "chat": "1", "prefill": "Yes, here it is:"})
+    app.switch_page("pages/continuations.py").run()
+    assert not app.exception, app.exception
+    request = app.session_state[ui.REQUEST_KEY]
+    assert request.chat and request.runs[0].chat == Chat(prefill="Yes, here it is:")
+    app.number_input(key="continuations-n").set_value(6).run()
+    assert not app.exception, app.exception
+    chat = Chat(prefill="Yes, here it is:")
+    expected = continue_capture(real_model, capture(real_model, "Is there a seahorse emoji?", chat=chat),
+                                GenerationSettings(6))
+    assert any(t.value.strip() == expected.text.strip() and t.value.strip() for t in app.text)
+    assert app.sidebar.radio(key="chat").value is True
+
+
+def test_links_without_chat_stay_raw():
+    assert Request.from_query({"a": "x", "b": "y"}).runs[0].chat is None
+    assert Request.from_query({"a": "x", "b": "y", "chat": "1"}).runs[0].chat == Chat()
+    request = Request(a="x", b="y", chat=True, system="Be brief", continue_for=3)
+    assert Request.from_query(request.to_query()) == request
+    assert "chat" not in Request(a="x", b="y").to_query()
+
+
+def test_analyse_the_continuation_appends_generated_tokens(app, tiny_folders, tiny_models):
+    submit(app, a=A, b=B, model=str(tiny_folders["gpt2"]))
+    app.sidebar.number_input(key="continue_for").set_value(4)
+    app.sidebar.button[0].click().run()
+    assert not app.exception, app.exception
+    request = app.session_state[ui.REQUEST_KEY]
+    assert request.continue_for == 4
+    loaded = tiny_models["gpt2"]
+    cap = ui.get_capture(request.runs[0])
+    new = continue_capture(loaded, capture(loaded, A), GenerationSettings(4)).token_ids
+    assert cap.token_ids == capture(loaded, A).token_ids + new
+    assert cap.roles[-len(new):] == ("generated",) * len(new)
