@@ -53,7 +53,7 @@ def target_run(request) -> RunKey | None:
         return None
     text = st.text_area("Third prompt", key="steering-third", height=70)
     if not text.strip():
-        raise PromptError("The third prompt is empty. Type the prompt to steer, or choose B.")
+        raise PromptError("The target prompt is empty. Type the third prompt to steer, or choose B.")
     return RunKey(request.model_key, text, request.bos, request.chat_settings)
 
 

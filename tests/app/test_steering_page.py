@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import submit
+from bad_input_cases import GOOD, STEER_B, STEER_CASES, steer_files  # noqa: F401  (fixture)
 
 from lib.analyses.generation import GenerationSettings, continue_capture
 from lib.app import ui
@@ -52,7 +54,7 @@ def test_steering_page_steers_and_sweeps(app, tiny_folders, tiny_models):
 def test_steering_bad_input_keeps_the_session(app, tiny_folders):
     open_steering(app, str(tiny_folders["gpt2"]))
     app.radio(key="steering-target").set_value("a third prompt").run()
-    assert "third prompt is empty" in app.error[0].value
+    assert "target prompt is empty" in app.error[0].value
     app.radio(key="steering-target").set_value("B").run()
     steer(app, alpha=1e30, n=3)
     assert "inf or NaN" in app.error[0].value
@@ -97,3 +99,38 @@ def test_analyse_the_continuation_appends_generated_tokens(app, tiny_folders, ti
     new = continue_capture(loaded, capture(loaded, A), GenerationSettings(4)).token_ids
     assert cap.token_ids == capture(loaded, A).token_ids + new
     assert cap.roles[-len(new):] == ("generated",) * len(new)
+
+
+APP_CASES = [c for c in STEER_CASES if not any(a.startswith("{file:") for a in c.args)
+             and c.name not in ("layer_out_of_range", "coefficient_not_a_number", "new_tokens_zero")]
+
+
+@pytest.mark.parametrize("case", APP_CASES, ids=lambda c: c.name)
+def test_bad_input_table_in_the_app(app, steer_files, case):  # noqa: F811
+    """The steering rows of the bad-input table through the page's widgets (the sidebar for chat):
+    one st.error with the message, no exception, the request kept."""
+    chat = "--chat" in case.args
+    if not chat:
+        submit(app, a=GOOD, b=STEER_B, model=steer_files[case.model])
+        page = "pages/steering.py"
+    else:
+        app.run()
+        app.sidebar.text_input(key="model").input(steer_files[case.model])
+        app.sidebar.text_area(key="prompt_a").input(GOOD)
+        app.sidebar.text_area(key="prompt_b").input(STEER_B)
+        app.sidebar.radio(key="chat").set_value(True)
+        app.sidebar.button[0].click().run()
+        page = "pages/continuations.py"
+    app.switch_page(page).run()
+    args = dict(zip(case.args[::2], case.args[1::2], strict=False))
+    if not chat:
+        if "--target" in args:
+            app.radio(key="steering-target").set_value("a third prompt").run()
+            app.text_area(key="steering-third").input(args["--target"]).run()
+        values = {"alpha": float(args.get("--alpha", 2.0)), "n": int(args.get("--max-new-tokens", 3)),
+                  "layer": int(args.get("--layer", 1)), "mode": args.get("--vector", "last")}
+        if not app.error:
+            steer(app, **values)
+    assert not app.exception, app.exception
+    assert app.error and case.refused in app.error[0].value.replace("\\", ""), [e.value for e in app.error]
+    assert app.session_state[ui.REQUEST_KEY].a == GOOD
