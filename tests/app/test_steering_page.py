@@ -134,3 +134,13 @@ def test_bad_input_table_in_the_app(app, steer_files, case):  # noqa: F811
     assert not app.exception, app.exception
     assert app.error and case.refused in app.error[0].value.replace("\\", ""), [e.value for e in app.error]
     assert app.session_state[ui.REQUEST_KEY].a == GOOD
+
+
+def test_tokens_page_marks_template_tokens(app, real_model):
+    app.query_params.update({"model": "default", "a": "Is there a seahorse emoji?",
+                             "b": "Is there a dolphin emoji?", "chat": "1"})
+    app.switch_page("pages/tokens.py").run()
+    assert not app.exception, app.exception
+    table = next(df.value for df in app.dataframe if "from" in getattr(df.value, "columns", ()))
+    assert set(table["from"]) == {"template", "user"}
+    assert "".join(table[table["from"] == "user"]["token"]).replace("␣", " ") == "Is there a seahorse emoji?"
