@@ -10,6 +10,7 @@ from scripts.browser import chromium, open_view, serve, settle, view_url
 
 CHAT_LINK = {"model": "default", "a": "Is there a seahorse emoji?", "b": "Is there a dolphin emoji?",
              "k": "5", "chat": "1", "system": "", "prefill": "Yes, here it is:"}
+SLOW = 600  # seconds: the model loads, two 24-token continuations run (a busy CI machine is slow)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def assert_no_exception(page) -> None:
 def test_shared_chat_link_shows_continuations_with_joined_emoji(context):
     url, browser = context
     page = browser.new_page()
-    open_view(page, view_url(url, "pages/continuations.py", CHAT_LINK), "Continuations")
+    open_view(page, view_url(url, "pages/continuations.py", CHAT_LINK), "Continuations", timeout=SLOW)
     assert_no_exception(page)
     assert page.locator("[data-testid=stSidebar]").get_by_text("chat", exact=True).count() >= 1
     captions = page.get_by_text("greedily it completes to", exact=False)
@@ -41,12 +42,12 @@ def test_shared_chat_link_shows_continuations_with_joined_emoji(context):
 def test_steering_sweep_runs_in_the_browser(context):
     url, browser = context
     page = browser.new_page()
-    open_view(page, view_url(url, "pages/steering.py", CHAT_LINK), "Steering")
+    open_view(page, view_url(url, "pages/steering.py", CHAT_LINK), "Steering", timeout=SLOW)
     page.get_by_role("button", name="Run sweep").click()
     page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg").first.wait_for(
-        timeout=300_000
+        timeout=SLOW * 1000
     )
-    settle(page)
+    settle(page, SLOW)
     assert_no_exception(page)
     assert page.get_by_text("best layer is", exact=False).count() + page.get_by_text(
         "most at layer", exact=False).count() == 1
