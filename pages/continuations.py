@@ -33,6 +33,8 @@ read once, then one pass per new token).
 """,
 )
 
+RUN_KEY = "continuations-ran-for"  # the (request, settings) the user asked to generate for
+
 
 def settings_inputs() -> GenerationSettings:
     left, mid, right = st.columns(3)
@@ -59,6 +61,12 @@ if found is not None:
     request, model, comparison = found
     settings = settings_inputs()
     sides = ui.sides(request, comparison)
+    if st.button("Generate", type="primary", key="continuations-run"):
+        st.session_state[RUN_KEY] = (request, settings)
+    if st.session_state.get(RUN_KEY) != (request, settings):
+        st.info(f"Press **Generate**: up to {settings.max_new_tokens} new tokens for each side, "
+                "one forward pass per token.")
+        st.stop()
     results = {}
     try:
         with st.spinner("Generating both continuations…"):

@@ -107,7 +107,7 @@ if found is not None:
     alpha = top[1].number_input("α", value=4.0, step=0.5, key="steering-alpha")
     mode = top[2].selectbox("Vector", VECTOR_MODES, key="steering-mode")
     apply = top[3].selectbox("Apply to", APPLY_TO, key="steering-apply",
-                             format_func={"all": "all positions", "prompt": "prompt only"}.get)
+                             help="all: every position, generated tokens included; prompt: the prompt's only")
     left, mid, right = st.columns(3)
     answer = left.text_input("Answer token", key="steering-answer", placeholder="A's top-1") or None
     wrong = mid.text_input("Wrong token", key="steering-wrong", placeholder="B's top-1") or None

@@ -72,6 +72,9 @@ def test_continuations_page_with_chat_from_a_shared_link(app, real_model):
     assert request.chat and request.runs[0].chat == Chat(prefill="Yes, here it is:")
     app.number_input(key="continuations-n").set_value(6).run()
     assert not app.exception, app.exception
+    assert not any("template included" in c.value for c in app.caption)  # nothing generated before the button
+    app.button(key="continuations-run").click().run()
+    assert not app.exception, app.exception
     chat = Chat(prefill="Yes, here it is:")
     expected = continue_capture(real_model, capture(real_model, "Is there a seahorse emoji?", chat=chat),
                                 GenerationSettings(6))

@@ -29,6 +29,9 @@ def test_shared_chat_link_shows_continuations_with_joined_emoji(context):
     url, browser = context
     page = browser.new_page()
     open_view(page, view_url(url, "pages/continuations.py", CHAT_LINK), "Continuations", timeout=SLOW)
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("greedily it completes to", exact=False).first.wait_for(timeout=SLOW * 1000)
+    settle(page, SLOW)
     assert_no_exception(page)
     assert page.locator("[data-testid=stSidebar]").get_by_text("chat", exact=True).count() >= 1
     captions = page.get_by_text("greedily it completes to", exact=False)
