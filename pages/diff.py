@@ -10,7 +10,6 @@ import streamlit as st
 from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
 from lib.app import compare_frames as frames
 from lib.app import ui
-from lib.core.errors import TwinlensError
 
 ui.page(
     "Top-token diff",
@@ -136,14 +135,10 @@ if found is not None:
             position_a = position_picker("A", comparison.a.tokens, "Position in prompt A")
         with right:
             position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
-    try:
-        diff = ui.cached(
-            top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
-            top_k=request.k, loaded_b=run_b.model,
-        )
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    diff = ui.cached(
+        top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
+        top_k=request.k, loaded_b=run_b.model,
+    )
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")

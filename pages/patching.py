@@ -9,7 +9,6 @@ import streamlit as st
 from lib.analyses.compare import Comparison
 from lib.analyses.patching import PatchedLens, PatchResult, patch_captures, patched_lens_captures, reading
 from lib.app import ui
-from lib.core.errors import TwinlensError
 
 ui.page(
     "Patching",
@@ -134,19 +133,15 @@ if found is not None:
         cells = (model.n_layers + 1) * (len(comparison.b.tokens) if same_length else 1)
         st.info(f"Press **Run patching**: {cells:,} patched runs of B, batched into a few forward passes.")
         st.stop()
+    run_a, run_b = request.runs
+    bar = st.progress(0.0, text="Patching A into B…")
     try:
-        run_a, run_b = request.runs
-        bar = st.progress(0.0, text="Patching A into B…")
-        try:
-            result = ui.cached(
-                patch_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
-                _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
-            )
-        finally:
-            bar.empty()
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+        result = ui.cached(
+            patch_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
+            _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
+        )
+    finally:
+        bar.empty()
     st.text(
         f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}] at B's last position. "
         f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}"
@@ -161,13 +156,7 @@ if found is not None:
 
     st.subheader("B's logit lens after one patch")
     layer, position = cell_picker(result)
-    try:
-        patched = ui.cached(
-            patched_lens_captures, run_a.model, run_a, run_b, layer, position, top_k=request.k
-        )
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    patched = ui.cached(patched_lens_captures, run_a.model, run_a, run_b, layer, position, top_k=request.k)
     st.caption(ui.plain(
         f"Top-1 of the lens at B's last position, per layer, after writing A's residual at layer {layer}, "
         f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own."

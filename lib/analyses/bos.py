@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from ..core.capture import Capture
 from ..core.checks import check_top_k
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.tokens import readable_token
 from .lens import TokenProb, top_k_table
 
 
 @dataclass(frozen=True)
-class BosRun:
+class BosRun(Record):
     """One prompt run with one BOS mode; logit_difference is None when no pair was chosen."""
 
     bos: str
@@ -25,17 +26,9 @@ class BosRun:
     top: tuple[TokenProb, ...]
     logit_difference: float | None
 
-    def to_dict(self) -> dict:
-        return {
-            "bos": self.bos,
-            "tokens": list(self.tokens),
-            "top": [t.to_dict() for t in self.top],
-            "logit_difference": self.logit_difference,
-        }
-
 
 @dataclass(frozen=True)
-class BosEffect:
+class BosEffect(Record):
     """The same text with BOS on and off; `pair` names the tokens (t1, t2) of the logit difference."""
 
     text: str
@@ -43,15 +36,6 @@ class BosEffect:
     pair: tuple[str, str] | None
     on: BosRun
     off: BosRun
-
-    def to_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "bos_token": self.bos_token,
-            "pair": list(self.pair) if self.pair else None,
-            "on": self.on.to_dict(),
-            "off": self.off.to_dict(),
-        }
 
 
 def _run(loaded: LoadedModel, cap: Capture, top_k: int, pair: tuple[int, int] | None) -> BosRun:

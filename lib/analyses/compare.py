@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from ..core.capture import Capture, capture
 from ..core.checks import check_top_k, has_bos
 from ..core.models import LoadedModel
+from ..core.records import Record
 from .distances import LayerDistances, layer_distances
 from .lens import LensCell, TokenProb, lens_column, lens_columns, top_k_table
 
 
 @dataclass(frozen=True)
-class PromptResult:
+class PromptResult(Record):
     """One prompt's side of a comparison, at its last position.
 
     lens[ℓ] is the top-k of the logit lens at layer ℓ = 0…L; final is the top-k of the model's
@@ -35,37 +36,9 @@ class PromptResult:
     entropy: tuple[float, ...]
     final: tuple[TokenProb, ...]
 
-    def to_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "tokens": list(self.tokens),
-            "token_ids": list(self.token_ids),
-            "has_bos": self.has_bos,
-            "lens": [[t.to_dict() for t in row] for row in self.lens],
-            "entropy": list(self.entropy),
-            "final": [t.to_dict() for t in self.final],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PromptResult:
-        """The inverse of `to_dict` (a saved comparison is reopened without running the model)."""
-
-        def top(row: list[dict]) -> tuple[TokenProb, ...]:
-            return tuple(TokenProb(**t) for t in row)
-
-        return cls(
-            text=data["text"],
-            tokens=tuple(data["tokens"]),
-            token_ids=tuple(data["token_ids"]),
-            has_bos=data["has_bos"],
-            lens=tuple(top(row) for row in data["lens"]),
-            entropy=tuple(data["entropy"]),
-            final=top(data["final"]),
-        )
-
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(Record):
     """Everything the Compare page and `python -m lib compare` show.
 
     mode "prompts": two prompts (a, b) through one model. mode "models": one prompt through
@@ -81,37 +54,6 @@ class Comparison:
     mode: str = "prompts"
     model2: dict | None = None
     note: str = ""  # a plain sentence for the pages, e.g. why there are no distances
-
-    def to_dict(self) -> dict:
-        return {
-            "model": dict(self.model),
-            "settings": dict(self.settings),
-            "a": self.a.to_dict(),
-            "b": self.b.to_dict(),
-            "distance": None if self.distance is None else self.distance.to_dict(),
-            "mode": self.mode,
-            "model2": None if self.model2 is None else dict(self.model2),
-            "note": self.note,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Comparison:
-        """The inverse of `to_dict`: `Comparison.from_dict(json.loads(json.dumps(c.to_dict()))) == c`."""
-        distance = data["distance"]
-        return cls(
-            model=dict(data["model"]),
-            settings=dict(data["settings"]),
-            a=PromptResult.from_dict(data["a"]),
-            b=PromptResult.from_dict(data["b"]),
-            distance=None if distance is None else LayerDistances(
-                alignment=distance["alignment"],
-                cosine=tuple(distance["cosine"]),
-                relative_l2=tuple(distance["relative_l2"]),
-            ),
-            mode=data.get("mode", "prompts"),
-            model2=None if data.get("model2") is None else dict(data["model2"]),
-            note=data.get("note", ""),
-        )
 
 
 def prompt_result(

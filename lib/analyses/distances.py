@@ -18,6 +18,7 @@ import torch
 from ..core.capture import Capture
 from ..core.checks import has_bos
 from ..core.models import LoadedModel
+from ..core.records import Record
 
 ALIGNMENTS = ("last", "mean", "position")
 
@@ -41,7 +42,7 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LayerDistances:
+class LayerDistances(Record):
     """Distances between A and B for each layer 0…L, under one alignment of positions.
 
     alignment `last`: the last tokens; `mean`: the mean over positions of each prompt
@@ -52,12 +53,6 @@ class LayerDistances:
     cosine: tuple[float, ...]
     relative_l2: tuple[float, ...]
 
-    def to_dict(self) -> dict:
-        return {
-            "alignment": self.alignment,
-            "cosine": list(self.cosine),
-            "relative_l2": list(self.relative_l2),
-        }
 
     def peak_layer(self, measure: str = "cosine") -> int:
         values = getattr(self, measure)
@@ -97,19 +92,12 @@ def layer_distances(
 
 
 @dataclass(frozen=True)
-class PositionDistances:
+class PositionDistances(Record):
     """Distances layer × position, for two prompts with the same number of tokens."""
 
     cosine: tuple[tuple[float, ...], ...]  # [L+1][pos]
     relative_l2: tuple[tuple[float, ...], ...]
     first_position: int  # 1 when the BOS column was dropped
-
-    def to_dict(self) -> dict:
-        return {
-            "cosine": [list(r) for r in self.cosine],
-            "relative_l2": [list(r) for r in self.relative_l2],
-            "first_position": self.first_position,
-        }
 
 
 def position_distances(
@@ -128,7 +116,7 @@ def position_distances(
 
 
 @dataclass(frozen=True)
-class DistanceReport:
+class DistanceReport(Record):
     """What the Residual distances page shows: per layer at the last token and averaged over
     positions, and layer × position when both prompts have the same number of tokens."""
 
@@ -137,13 +125,6 @@ class DistanceReport:
     positions: PositionDistances | None  # None when the prompts differ in length
     drop_bos: bool
 
-    def to_dict(self) -> dict:
-        return {
-            "last": self.last.to_dict(),
-            "mean": self.mean.to_dict(),
-            "positions": None if self.positions is None else self.positions.to_dict(),
-            "drop_bos": self.drop_bos,
-        }
 
     def summary(self) -> str:
         """One sentence reading the cosine-distance chart (numbers only, no prompt text)."""

@@ -19,39 +19,29 @@ import torch
 from ..core.capture import Capture
 from ..core.errors import SettingsError
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.tokens import readable_token
 
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once
 
 
 @dataclass(frozen=True)
-class TokenProb:
+class TokenProb(Record):
     """One entry of a top-k list."""
 
     token: str
     id: int
     prob: float
 
-    def to_dict(self) -> dict:
-        return {"token": self.token, "id": self.id, "prob": self.prob}
-
 
 @dataclass(frozen=True)
-class LensCell:
+class LensCell(Record):
     """The lens at one (layer, position): its top-k and the entropy of the whole distribution (nats)."""
 
     layer: int
     position: int
     top: tuple[TokenProb, ...]
     entropy: float
-
-    def to_dict(self) -> dict:
-        return {
-            "layer": self.layer,
-            "position": self.position,
-            "top": [t.to_dict() for t in self.top],
-            "entropy": self.entropy,
-        }
 
 
 def chunk_size(vocab_size: int) -> int:
@@ -159,7 +149,7 @@ def _check_positions(cap: Capture, positions: Sequence[int]) -> None:
 
 
 @dataclass(frozen=True)
-class LensGrid:
+class LensGrid(Record):
     """The lens of one prompt at every layer 0…L for a window of its positions.
 
     cells[ℓ][i] is the lens at layer ℓ and position positions[i], whose input token is tokens[i].
@@ -177,13 +167,6 @@ class LensGrid:
     def matches_final(self, layer: int, i: int) -> bool:
         """Whether the lens top-1 at (layer, positions[i]) is already the model's final top-1 there."""
         return self.cells[layer][i].top[0].id == self.final_id(i)
-
-    def to_dict(self) -> dict:
-        return {
-            "positions": list(self.positions),
-            "tokens": list(self.tokens),
-            "cells": [[c.to_dict() for c in row] for row in self.cells],
-        }
 
 
 def lens_grid(loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int) -> LensGrid:

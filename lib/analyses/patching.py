@@ -33,6 +33,7 @@ from ..core.backend import Intervention
 from ..core.capture import Capture, capture
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.sites import Site, residual_sites
 from ..core.tokens import readable_token, typed_token
 from .lens import TokenProb, lens_column
@@ -52,14 +53,11 @@ class Patch:
 
 
 @dataclass(frozen=True)
-class TokenRef:
+class TokenRef(Record):
     """A token of the metric: its readable text and id."""
 
     token: str
     id: int
-
-    def to_dict(self) -> dict:
-        return {"token": self.token, "id": self.id}
 
 
 @dataclass(frozen=True)
@@ -105,21 +103,13 @@ class PatchResult:
 
 
 @dataclass(frozen=True)
-class PatchedLens:
+class PatchedLens(Record):
     """B's logit lens at its last position, layers 0…L, after patching A's residual at (layer, position)."""
 
     layer: int
     position: int
     lens: tuple[tuple[TokenProb, ...], ...]
     entropy: tuple[float, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "layer": self.layer,
-            "position": self.position,
-            "lens": [[t.to_dict() for t in row] for row in self.lens],
-            "entropy": list(self.entropy),
-        }
 
 
 def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:

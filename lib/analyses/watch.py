@@ -20,12 +20,13 @@ import torch
 from ..core.capture import Capture
 from ..core.checks import resolve_position
 from ..core.models import LoadedModel
+from ..core.records import Record
 from ..core.tokens import readable_token, typeable
 from .lens import TokenProb, lens_logits_chunks, vocabulary_rank
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class Trajectory(Record):
     """One token at one position of one prompt, for every layer 0…L."""
 
     token: str
@@ -34,32 +35,15 @@ class Trajectory:
     prob: tuple[float, ...]
     rank: tuple[int, ...]
 
-    def to_dict(self) -> dict:
-        return {
-            "token": self.token,
-            "id": self.id,
-            "logit": list(self.logit),
-            "prob": list(self.prob),
-            "rank": list(self.rank),
-        }
-
 
 @dataclass(frozen=True)
-class Watch:
+class Watch(Record):
     """The watched tokens in A (at `position_a`) and in B (at `position_b`); a[i], b[i]: the same token."""
 
     position_a: int
     position_b: int
     a: tuple[Trajectory, ...]
     b: tuple[Trajectory, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "position_a": self.position_a,
-            "position_b": self.position_b,
-            "a": [t.to_dict() for t in self.a],
-            "b": [t.to_dict() for t in self.b],
-        }
 
 
 def contrast_pair(tokenizer, top_a: Sequence[TokenProb], top_b: Sequence[TokenProb]) -> tuple[str, ...]:

@@ -1,5 +1,8 @@
 """One results cache for the whole app, keyed by frozen values, and one registry of loaded models.
 
+`Results` holds the three: loaded models (`ModelKey` → LoadedModel), captures (`RunKey` → Capture)
+and every other result (`Results.get(fn, *args)` → `fn(*args)`, resolved and computed once).
+
 Every result a page shows is `fn(*args)` for an analysis `fn` and arguments that are frozen,
 hashable values: a `ModelKey` stands for the loaded model, a `RunKey` for one prompt's capture
 through it, anything else (top-k, a layer, a token) for itself. `ResultCache.get` computes each
@@ -20,7 +23,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ..core.capture import Capture, capture
 from ..core.chat import Chat
+from ..core.models import LoadedModel, load_model
 
 T = TypeVar("T")
 
@@ -111,3 +116,63 @@ class ResultCache:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+
+
+class Results:
+    """The models, captures and results of one process, shared by every session.
+
+    `get(fn, *args, **kwargs)` computes `fn` once per value of its arguments, which are frozen
+    values: a `ModelKey` is passed on as the loaded model and a `RunKey` as that prompt's capture,
+    so `get(compare_captures, model, run_a, run_b, top_k=10)` runs
+    `compare_captures(loaded, cap_a, cap_b, top_k=10)`. `_progress` (not part of the key) is passed
+    on as `progress=` when the value has to be computed.
+    """
+
+    def __init__(self, *, models: int = 2, captures: int = 16, values: int = 256) -> None:
+        self.models = ResultCache(models)  # two, for two-models mode
+        self.captures = ResultCache(captures)  # one residual stream each (≈70 kB per token for SmolLM2)
+        self.values = ResultCache(values)  # every other result: small frozen dataclasses
+
+    def model(self, key: ModelKey) -> LoadedModel:
+        return self.models.get(key, lambda: load_model(
+            key.spec, device=key.device, dtype=key.dtype,
+            trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
+        ))
+
+    def capture(self, run: RunKey) -> Capture:
+        model = self.model(run.model)
+        if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
+            from ..analyses.generation import GenerationSettings, continue_capture
+
+            settings = GenerationSettings(run.continue_for)
+            generated = self.get(continue_capture, run.model, run.prompt_only, settings)
+            return self.captures.get(
+                run, lambda: capture(model, run.text, run.bos, run.chat, generated.token_ids)
+            )
+        return self.captures.get(run, lambda: capture(model, run.text, run.bos, run.chat))
+
+    def resolve(self, value: object) -> object:
+        """A key as the value it stands for (the model, the capture); anything else as it is."""
+        if isinstance(value, ModelKey):
+            return self.model(value)
+        if isinstance(value, RunKey):
+            return self.capture(value)
+        return value
+
+    def get(
+        self, fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], None] | None = None,
+        **kwargs: Hashable,
+    ) -> T:
+        key = (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
+
+        def compute() -> T:
+            extra = {} if _progress is None else {"progress": _progress}
+            named = {name: self.resolve(value) for name, value in kwargs.items()}
+            return fn(*(self.resolve(a) for a in args), **named, **extra)
+
+        return self.values.get(key, compute)
+
+    def clear(self) -> None:
+        """Forget every capture and result (the loaded models stay)."""
+        self.captures.clear()
+        self.values.clear()

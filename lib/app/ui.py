@@ -19,12 +19,12 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from ..analyses.compare import Comparison, compare_captures
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
-from ..core.capture import Capture, capture
+from ..core.capture import Capture
 from ..core.errors import HistoryError, ModelLoadError, SettingsError, TwinlensError, unexpected
-from ..core.models import LoadedModel, load_model
+from ..core.models import LoadedModel
 from . import compare_frames as frames
 from . import export
-from .cache import ModelKey, ResultCache, RunKey
+from .cache import ModelKey, Results, RunKey
 from .examples import Example
 from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
@@ -127,74 +127,40 @@ def expert_options() -> tuple[bool, bool]:
     return (request.trust_remote_code, request.allow_pickle) if request else (False, False)
 
 
-MODELS = ResultCache(max_entries=2)  # loaded models: two, for two-models mode
-CAPTURES = ResultCache(max_entries=16)  # one prompt's residual stream each (≈70 kB per token for SmolLM2)
-RESULTS = ResultCache(max_entries=256)  # every other result: small frozen dataclasses
+RESULTS = Results()  # the process's models, captures and results, shared by every session
 
 
 def get_model(key: ModelKey) -> LoadedModel:
     """The loaded model for `key`, with a status box while its first load runs (then it leaves)."""
-    if key in MODELS:
-        return MODELS.get(key, lambda: _load(key))
+    if key in RESULTS.models:
+        return RESULTS.model(key)
     box = st.empty()
     with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
         st.write("The first start of the embedded model unpacks it (about 15 s); later starts take a second.")
-        model = MODELS.get(key, lambda: _load(key))
+        model = RESULTS.model(key)
     box.empty()
     return model
 
 
-def _load(key: ModelKey) -> LoadedModel:
-    return load_model(
-        key.spec, device=key.device, dtype=key.dtype,
-        trust_remote_code=key.trust_remote_code, allow_pickle=key.allow_pickle,
-    )
-
-
 def get_capture(run: RunKey) -> Capture:
     """One prompt's forward pass, run once per (model, text, BOS) and kept for every page."""
-    model = get_model(run.model)
-    if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
-        from ..analyses.generation import GenerationSettings, continue_capture
-
-        generated = cached(continue_capture, run.model, run.prompt_only, GenerationSettings(run.continue_for))
-        return CAPTURES.get(
-            run, lambda: capture(model, run.text, run.bos, run.chat, generated.token_ids)
-        )
-    return CAPTURES.get(run, lambda: capture(model, run.text, run.bos, run.chat))
-
-
-def _resolve(value: object) -> object:
-    if isinstance(value, ModelKey):
-        return get_model(value)
-    if isinstance(value, RunKey):
-        return get_capture(value)
-    return value
+    get_model(run.model)
+    return RESULTS.capture(run)
 
 
 def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], None] | None = None,
            **kwargs: Hashable) -> T:
-    """`fn(*args, **kwargs)` computed once per value and kept for every page and session.
-
-    Arguments are frozen values; a `ModelKey` (positional or keyword) is passed to `fn` as the
-    loaded model and a `RunKey` as that prompt's `Capture`, so
-    `cached(compare_captures, model, run_a, run_b, top_k=10)` runs
-    `compare_captures(loaded, cap_a, cap_b, top_k=10)`. `_progress` (not part of the key) is passed
-    on as `progress=` when the value has to be computed.
-    """
-    key = (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
-
-    def compute() -> T:
-        extra = {} if _progress is None else {"progress": _progress}
-        resolved = {name: _resolve(value) for name, value in kwargs.items()}
-        return fn(*(_resolve(a) for a in args), **resolved, **extra)
-
-    return RESULTS.get(key, compute)
+    """`fn(*args, **kwargs)` computed once per value and kept for every page and session
+    (`Results.get`: a ModelKey argument arrives as the loaded model, a RunKey as its capture);
+    a model's first load shows its status box."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, (ModelKey, RunKey)):
+            get_model(value if isinstance(value, ModelKey) else value.model)
+    return RESULTS.get(fn, *args, _progress=_progress, **kwargs)
 
 
 def clear_results() -> None:
     """Forget every capture and result (the loaded models stay)."""
-    CAPTURES.clear()
     RESULTS.clear()
 
 
@@ -217,7 +183,7 @@ def check_model_pair_tokens(request: Request) -> None:
 def memory_caption() -> str:
     """The models held in memory, the bytes their weights take and where they run, e.g.
     'In memory: SmolLM2 (513 MB, cpu, float32), gpt2 (498 MB, cpu, float32) · 1.0 GB'."""
-    models = MODELS.values()
+    models = RESULTS.models.values()
     if not models:
         return "No model in memory yet."
     total = sum(m.memory_bytes for m in models)
@@ -371,10 +337,17 @@ def save_form(request: Request, comparison: Comparison) -> None:
 
 
 def run_pages(pages: list) -> None:
-    """Run the selected page, marking that the entrypoint (and so the sidebar) ran first."""
+    """Run the selected page, marking that the entrypoint (and so the sidebar) ran first.
+
+    The one error boundary: an error the user caused (a `TwinlensError`, raised anywhere below a
+    page) becomes one st.error and the page stops there; anything else is a bug and gets the
+    "something went wrong" message with details for a report.
+    """
     st.session_state[ENTRY_KEY] = True
     try:
         st.navigation(pages).run()
+    except TwinlensError as exc:  # the user's input, wherever a page raised it: one plain message
+        show_error(exc)
     except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable
         if os.environ.get("TWINLENS_DEBUG"):
             raise

@@ -1,27 +1,20 @@
-"""`python -m lib compare`: the JSON it prints, and one-line errors with a non-zero exit."""
+"""`twinlens compare` (`python -m lib compare`): the JSON it prints, and one-line errors with a
+non-zero exit. A few runs are real processes (the installed command, `python -m lib`); the rest
+run the same `main` in-process."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+from cli_run import run_cli, run_cli_process
 
 
 def test_cli_compare_on_a_local_folder_prints_comparison_json(tiny_folders, tiny_models):
-    out = run_cli("compare", "The capital of France is", "The capital of Italy is",
+    out = run_cli_process("compare", "The capital of France is", "The capital of Italy is",
                   "--model", str(tiny_folders["llama"]), "--top-k", "4", "--bos", "on")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -54,3 +47,24 @@ def test_cli_bad_input_exits_nonzero_with_one_line(args, message):
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_installed_twinlens_command_prints_the_same_json_as_python_m_lib(tiny_folders):
+    """`pip install -e .` (make's first step) installs the package as `twinlens` with its command."""
+    command = shutil.which("twinlens", path=str(Path(sys.executable).parent))
+    assert command is not None, "the twinlens command is not installed in this environment"
+    args = ("compare", "The capital of France is", "The capital of Italy is",
+            "--model", str(tiny_folders["gpt2"]), "--top-k", "3")
+    installed, checkout = run_cli_process(*args, command=(command,)), run_cli(*args)
+    assert installed.returncode == checkout.returncode == 0, installed.stderr
+    assert json.loads(installed.stdout) == json.loads(checkout.stdout)
+
+
+def test_the_package_imports_as_twinlens_with_its_entry_points():
+    code = (
+        "import twinlens; print(twinlens.__version__, "
+        "twinlens.Site.parse('blocks.2.hook_resid_post').residual)"
+    )
+    out = run_cli_process("-c", code, command=(sys.executable,))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1] == "3"

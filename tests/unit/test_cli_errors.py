@@ -4,30 +4,18 @@ on stderr and exit 1 (no traceback, nothing on stdout); unusual prompts give the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from bad_input_cases import GOOD, HTML, MODEL_CASE_NAMES, PROMPT_CASES, model_cases  # noqa: F401  (fixture)
+from cli_run import CliResult, run_cli, run_cli_process
 
 from lib.app.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def run_cli(*args: str | bytes) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
-def assert_refused(out: subprocess.CompletedProcess, phrase: str) -> None:
-    stderr = out.stderr.decode()
+def assert_refused(out: CliResult, phrase: str) -> None:
+    stderr = out.stderr
     assert out.returncode == 1, stderr
-    assert out.stdout == b""
+    assert out.stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], stderr
 
@@ -51,7 +39,7 @@ def test_cli_refuses_nul_in_a_prompt(tiny, capsys):
 
 
 def test_cli_refuses_prompt_bytes_that_are_not_utf8(tiny):
-    assert_refused(run_cli("compare", b"caf\xe9 au lait", GOOD, "--model", tiny), "not UTF-8")
+    assert_refused(run_cli_process("compare", b"caf\xe9 au lait", GOOD, "--model", tiny), "not UTF-8")
 
 
 @pytest.mark.parametrize("name", MODEL_CASE_NAMES)
@@ -64,7 +52,7 @@ def test_cli_loads_pickle_weights_only_with_allow_pickle_and_warns(model_cases):
     out = run_cli("compare", GOOD, GOOD, "--model", model_cases["pickle_weights_only"].spec, "--allow-pickle")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["a"]["text"] == GOOD
-    assert "--allow-pickle is on" in out.stderr.decode()
+    assert "--allow-pickle is on" in out.stderr
 
 
 @pytest.mark.parametrize(("k", "phrase"), [("0", "at least 1"), ("100000", "vocabulary has only")])

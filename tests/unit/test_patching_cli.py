@@ -1,11 +1,11 @@
-"""`python -m lib patch`: the JSON it prints, and one-line errors with a non-zero exit."""
+"""`twinlens patch`: the JSON it prints, and one-line errors with a non-zero exit."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_cli import run_cli
+from cli_run import run_cli
 
 from lib.analyses.patching import patch_residual
 
