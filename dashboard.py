@@ -11,7 +11,7 @@ import streamlit as st
 
 from lib.app import ui
 from lib.app.examples import EXAMPLES
-from lib.app.request import MAX_TOP_K, MODES, WIDGET_FIELDS, Request
+from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
 
 HERE = Path(__file__).parent
@@ -27,12 +27,33 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/patching.py", "Patching", ":material/healing:"),
     ("pages/features.py", "Features", ":material/lightbulb:"),
     ("pages/components.py", "Components", ":material/hub:"),
+    ("pages/continuations.py", "Continuations", ":material/edit_note:"),
+    ("pages/steering.py", "Steering", ":material/explore:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = (  # the pages that show two models
     "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
     "pages/features.py",
 )
+
+
+def chat_settings() -> None:
+    """Raw text or chat (always visible), the chat's system message and answer start, and the
+    switch that appends each prompt's continuation to it for every view."""
+    st.radio(
+        "Read prompts as", [False, True], key="chat", horizontal=True,
+        format_func=lambda chat: "chat" if chat else "raw text",
+        help="chat: each prompt is a user message through the model's chat template (with the "
+             "generation prompt); raw text: the prompt as typed.",
+    )
+    with st.expander("Chat: system message and answer start"):
+        st.text_input("System message", key="system", help="Chat only; empty: the template's default")
+        st.text_input("Start of the answer", key="prefill", help="Chat only, e.g. 'Yes, here it is:'")
+    st.number_input(
+        "Analyse the continuation (new tokens)", min_value=0, max_value=MAX_CONTINUE, key="continue_for",
+        help="0: off. N: each prompt's greedy continuation of N tokens is appended to it, and every view "
+             "covers the generated tokens too.",
+    )
 
 
 def sidebar() -> None:
@@ -67,6 +88,7 @@ def sidebar() -> None:
                 help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
             )
             right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
+            chat_settings()
             st.radio("Backend", ("local", "nnsight"), key="backend", horizontal=True, help=ui.BACKEND_HELP)
             if who.expert:  # a guest is not shown them (and ui refuses them where models load)
                 with st.expander("Expert: options that run a model's code"):
@@ -77,6 +99,8 @@ def sidebar() -> None:
                 values["model"] = values["model"].strip() or "default"
                 values["model2"] = values["model2"].strip()
                 values["k"] = int(values["k"])
+                values["chat"] = bool(values["chat"])
+                values["continue_for"] = int(values["continue_for"])
                 ui.set_request(Request(**values))
         ui.expert_warning()
         ui.role_caption()

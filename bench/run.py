@@ -173,6 +173,15 @@ def components() -> dict:
     TARGETS.update(bench_components.TARGETS)
     found = bench_components.run()
     return {"figures": {k: v for k, v in found.items() if isinstance(v, int | float)}, "details": found}
+def steering() -> dict | None:
+    """Continuations and steering (bench/bench_steering.py): generate vs transformers, sweep vs one by one."""
+    if not (ROOT / "bench" / "bench_steering.py").exists():
+        return None
+    from bench import bench_steering
+
+    TARGETS.update(bench_steering.TARGETS)
+    found = bench_steering.run()
+    return {"figures": {k: v for k, v in found.items() if k in bench_steering.TARGETS}, "details": found}
 
 
 def _met(name: str, value: float) -> str:
@@ -298,6 +307,10 @@ def main(only: list[str]) -> int:
     found = components()
     results["figures"].update(found["figures"])
     results["details"]["components"] = found["details"]
+    found = steering()
+    if found is not None:
+        results["figures"].update(found["figures"])
+        results["details"]["steering"] = found["details"]
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

@@ -3,8 +3,9 @@
 Three layers, each importing only from those below it (tests/unit/test_layers.py):
 
     core       models (load) · architecture (parts) · sites (named places) · backend (the seam)
-               · hooks (the local backend) · capture · tokens · errors · checks
+               · hooks (the local backend) · capture · chat · tokens · errors · checks
     analyses   compare · lens · distances · diff · watch · bos · patching · model_compare
+               · generation · steering
     app        request · cache · charts · history · export · examples · cli · ui (Streamlit)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a
@@ -29,6 +30,9 @@ _API = {
     "patch_residual": "analyses.patching",
     "top_token_diff": "analyses.diff",
     "watch_tokens": "analyses.watch",
+    "Chat": "core.chat",
+    "continue_prompt": "analyses.generation",
+    "steer_captures": "analyses.steering",
 }
 
 

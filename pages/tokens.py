@@ -38,17 +38,28 @@ several tokens).
 )
 
 HIGHLIGHT = "background-color: rgba(255, 170, 0, 0.25)"
+DIM = "color: rgba(128, 128, 128, 0.7)"  # tokens the chat template added
 BOS_ASKED_KEY = "tokens-bos-asked"  # the request whose BOS runs the user asked for
 
 
-def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int | None, ...], other: str):
-    """One row per token; rows with no partner in the other prompt highlighted."""
+def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int | None, ...], other: str,
+                roles: tuple[str, ...] = ()):
+    """One row per token; rows with no partner in the other prompt highlighted; in chat mode a
+    'from' column says who wrote each token and the template's are dimmed."""
     partner = f"position in {other}"
-    table = pd.DataFrame(
-        {"position": range(len(ids)), "id": ids, "token": tokens,
-         partner: ["—" if m is None else str(m) for m in match]}
-    )
-    return table, table.style.apply(lambda row: [HIGHLIGHT if row[partner] == "—" else ""] * len(row), axis=1)
+    columns = {"position": range(len(ids)), "id": ids, "token": tokens,
+               partner: ["—" if m is None else str(m) for m in match]}
+    if roles and set(roles) != {"user"}:
+        columns["from"] = list(roles)
+    table = pd.DataFrame(columns)
+
+    def style(row):
+        looks = [HIGHLIGHT if row[partner] == "—" else ""]
+        if row.get("from") == "template":
+            looks.append(DIM)
+        return ["; ".join(x for x in looks if x)] * len(row)
+
+    return table, table.style.apply(style, axis=1)
 
 
 def splits_callout(diff: TokenizationDiff) -> None:
@@ -122,7 +133,7 @@ def bos_section(
     effects = {}
     with st.spinner("Running the prompts with and without BOS…"):
         for label, text in prompts.items():
-            on, off = (RunKey(request.model_key, text, bos) for bos in ("on", "off"))
+            on, off = (RunKey(request.model_key, text, bos, request.chat_settings) for bos in ("on", "off"))
             effects[label] = ui.cached(bos_effect, request.model_key, on, off, top_k=request.k, pair=pair)
     for col, (label, effect) in zip(st.columns(2), effects.items(), strict=True):
         with col:
@@ -145,11 +156,13 @@ if found is not None:
     splits_callout(diff)
     tables = {}
     left, right = st.columns(2)
-    for col, label, other, tokens, ids, match, text in (
-        (left, "A", "B", diff.tokens_a, diff.ids_a, diff.match_a, request.a),
-        (right, "B", "A", diff.tokens_b, diff.ids_b, diff.match_b, request.b),
+    run_a, run_b = request.runs
+    for col, label, other, tokens, ids, match, text, run in (
+        (left, "A", "B", diff.tokens_a, diff.ids_a, diff.match_a, request.a, run_a),
+        (right, "B", "A", diff.tokens_b, diff.ids_b, diff.match_b, request.b, run_b),
     ):
-        tables[f"tokens-{label}"], styled = token_table(tokens, ids, match, other)
+        roles = ui.get_capture(run).roles
+        tables[f"tokens-{label}"], styled = token_table(tokens, ids, match, other, roles)
         with col:
             st.subheader(f"Prompt {label} · {len(ids)} tokens")
             ui.prompt_text(text)

@@ -286,3 +286,72 @@ def component_kwargs(case: ComponentCase) -> dict:
         if flag in flags:
             kwargs[key] = flags[flags.index(flag) + 1]
     return kwargs
+# Steering, continuations and chat (issue 12): each case is `twinlens steer|generate GOOD B …` on
+# the tiny GPT-2 (or the folder a case names), refused with one message containing `refused`.
+STEER_B = "The capital of Italy is"
+FAILING_CHAT_TEMPLATE = "{{ raise_exception('this template takes no user messages') }}"
+
+
+@dataclass(frozen=True)
+class SteerCase:
+    name: str
+    args: tuple[str, ...]  # after the command and the two prompts; {file:NAME} = a file of steer_files
+    refused: str
+    command: str = "steer"
+    model: str = "gpt2"  # a key of steer_files' models: gpt2, failing_template
+
+
+STEER_CASES = (
+    SteerCase("coefficient_to_nan", ("--layer", "1", "--alpha", "1e30"),
+              "drives the model's activations to inf"),
+    SteerCase("coefficient_not_a_number", ("--layer", "1", "--alpha", "nan"), "finite number"),
+    SteerCase("target_over_the_context", ("--layer", "1", "--target", "the " * 200), "reads at most 128"),
+    SteerCase("new_tokens_beyond_the_context", ("--layer", "1", "--max-new-tokens", "200"),
+              "reads at most 128"),
+    SteerCase("empty_third_prompt", ("--layer", "1", "--target", "   "), "target prompt is empty"),
+    SteerCase("layer_out_of_range", ("--layer", "9"), "layers 0 to 3"),
+    SteerCase("aligned_with_different_lengths", ("--layer", "1", "--vector", "aligned", "--target", "Hi"),
+              "positions but the target prompt has"),
+    SteerCase("vector_file_for_another_model", ("--layer", "1", "--vector-file", "{file:other_model}"),
+              "made with the model"),
+    SteerCase("vector_file_for_another_site", ("--layer", "1", "--vector-file", "{file:other_site}"),
+              "not layer 1"),
+    SteerCase("corrupt_vector_file", ("--layer", "1", "--vector-file", "{file:corrupt}"), "damaged"),
+    SteerCase("chat_without_a_template", ("--chat",), "no chat template", command="generate"),
+    SteerCase("chat_template_that_fails", ("--chat",), "failed to render", command="generate",
+              model="failing_template"),
+    SteerCase("new_tokens_zero", ("--max-new-tokens", "0"), "from 1 to", command="generate"),
+)
+
+
+@pytest.fixture(scope="session")
+def steer_files(tmp_path_factory, tiny_folders) -> dict[str, str]:
+    """Vector files and model folders the steering cases name (see SteerCase.args / .model)."""
+    from lib.analyses.steering import steering_vector
+    from lib.core.capture import capture
+    from lib.core.models import load_model
+
+    root = tmp_path_factory.mktemp("steer-cases")
+    llama, gpt2 = load_model(str(tiny_folders["llama"])), load_model(str(tiny_folders["gpt2"]))
+    other_model = steering_vector(llama, capture(llama, GOOD), capture(llama, STEER_B), 1)
+    other_site = steering_vector(gpt2, capture(gpt2, GOOD), capture(gpt2, STEER_B), 3)
+    files = {"other_model": other_model.to_bytes(), "other_site": other_site.to_bytes(),
+             "corrupt": other_site.to_bytes()[:100] + bytes(range(50))}
+    paths = {}
+    for name, data in files.items():
+        (root / f"{name}.safetensors").write_bytes(data)
+        paths[name] = str(root / f"{name}.safetensors")
+    failing = root / "failing_template"
+    shutil.copytree(tiny_folders["gpt2"], failing)
+    config_path = failing / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = FAILING_CHAT_TEMPLATE
+    config_path.write_text(json.dumps(config))
+    paths["gpt2"], paths["failing_template"] = str(tiny_folders["gpt2"]), str(failing)
+    return paths
+
+
+def steer_case_argv(case: SteerCase, files: dict[str, str]) -> list[str]:
+    """The full command line of a case (without the program name)."""
+    args = [files[a[len("{file:"):-1]] if a.startswith("{file:") else a for a in case.args]
+    return [case.command, GOOD, STEER_B, *args, "--model", files[case.model]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..core.capture import Capture, capture
+from ..core.chat import Chat
 from ..core.models import LoadedModel, load_model
 
 T = TypeVar("T")
@@ -51,11 +52,24 @@ class ModelKey:
 
 @dataclass(frozen=True)
 class RunKey:
-    """One prompt through one model: what a capture depends on."""
+    """One prompt through one model: what a capture depends on.
+
+    chat: None reads the text raw (the default, so older keys keep their meaning), else as a chat
+    message (lib.core.chat). continue_for: 0, or N to append the model's greedy continuation of
+    N tokens (its token ids, never re-tokenized text) so every view covers the generated tokens
+    ("Analyse the continuation").
+    """
 
     model: ModelKey
     text: str
     bos: str = "auto"
+    chat: Chat | None = None
+    continue_for: int = 0
+
+    @property
+    def prompt_only(self) -> RunKey:
+        """The same prompt without the continuation appended."""
+        return RunKey(self.model, self.text, self.bos, self.chat)
 
 
 class ResultCache:
@@ -137,7 +151,15 @@ class Results:
 
     def capture(self, run: RunKey) -> Capture:
         model = self.model(run.model)
-        return self.captures.get(run, lambda: capture(model, run.text, run.bos))
+        if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
+            from ..analyses.generation import GenerationSettings, continue_capture
+
+            settings = GenerationSettings(run.continue_for)
+            generated = self.get(continue_capture, run.model, run.prompt_only, settings)
+            return self.captures.get(
+                run, lambda: capture(model, run.text, run.bos, run.chat, generated.token_ids)
+            )
+        return self.captures.get(run, lambda: capture(model, run.text, run.bos, run.chat))
 
     def resolve(self, value: object) -> object:
         """A key as the value it stands for (the model, the capture); anything else as it is."""

@@ -1,6 +1,9 @@
 """Command line: `python -m lib compare "PROMPT A" "PROMPT B" [--model SPEC] [--top-k K] [--bos MODE]`
 and `python -m lib patch "PROMPT A" "PROMPT B" [--answer TOK] [--wrong TOK] [--model SPEC] [--bos MODE]`
-and `python -m lib compare-models "PROMPT" --model SPEC1 --model2 SPEC2 [--top-k K] [--bos MODE]`.
+and `python -m lib compare-models "PROMPT" --model SPEC1 --model2 SPEC2 [--top-k K] [--bos MODE]`
+and `python -m lib generate "A" "B" [--max-new-tokens N] [--chat|--raw] [--system S] [--prefill P]
+[--temperature T --seed K]` and `python -m lib steer "A" "B" --layer L --alpha X [--target C]
+[--vector last|mean|aligned] [--apply all|prompt] [--max-new-tokens N] [--chat|--raw] [--sweep]`.
 
 Prints the result's `to_dict()` as JSON on stdout. Errors a user can cause print one line on
 stderr and exit 1; wrong arguments exit 2 (argparse).
@@ -67,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(commands)
     _add_sae(commands)
     _add_components(commands)
+    _add_generate(commands)
+    _add_steer(commands)
     return parser
 
 
@@ -203,6 +208,8 @@ def run_sae(args: argparse.Namespace) -> dict:
     corpus = Path(args.corpus).expanduser() if args.corpus else None
     return {"saes": run_job(model, work, out, cfg, corpus=corpus, stages=stages,
                             log=lambda m: print(m, file=sys.stderr, flush=True))}
+
+
 def run_components(args: argparse.Namespace) -> dict:
     from ..analyses.components import attribute_captures, patch_components
     from ..core.capture import capture
@@ -218,9 +225,122 @@ def run_components(args: argparse.Namespace) -> dict:
     return result
 
 
+def _chat_args(parser: argparse.ArgumentParser) -> None:
+    """--chat/--raw (raw by default), --system and --prefill (chat mode only)."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--chat", dest="chat", action="store_true",
+                      help="read each prompt as a user message through the model's chat template")
+    mode.add_argument("--raw", dest="chat", action="store_false", help="read prompts as raw text (default)")
+    parser.set_defaults(chat=False)
+    parser.add_argument("--system", default=None, help="system message (with --chat)")
+    parser.add_argument("--prefill", default="", help="start of the assistant's answer (with --chat)")
+
+
+def _generation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="new tokens at most (default 24)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (with --temperature)")
+
+
+def _chat_of(args: argparse.Namespace):
+    from ..core.chat import Chat
+
+    if not args.chat:
+        if args.system or args.prefill:
+            raise TwinlensError("--system and --prefill need --chat (prompts are read as raw text).")
+        return None
+    return Chat(system=args.system or None, prefill=args.prefill)
+
+
+def _settings_of(args: argparse.Namespace):
+    from ..analyses.generation import GenerationSettings
+
+    return GenerationSettings(args.max_new_tokens, args.temperature, args.seed)
+
+
+def _add_generate(commands) -> None:
+    gen = commands.add_parser("generate", help="both prompts' continuations (as transformers' generate)")
+    gen.add_argument("prompt_a")
+    gen.add_argument("prompt_b")
+    _generation_args(gen)
+    _chat_args(gen)
+    _model_args(gen)
+
+
+def run_generate(args: argparse.Namespace) -> dict:
+    from ..analyses.generation import continue_pair
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    chat, settings = _chat_of(args), _settings_of(args)
+    return continue_pair(_load(args), args.prompt_a, args.prompt_b, bos=args.bos, chat=chat,
+                         settings=settings).to_dict()
+
+
+def _add_steer(commands) -> None:
+    steer = commands.add_parser("steer", help="add α·(h_A − h_B) at a layer to B (or --target) and continue")
+    steer.add_argument("prompt_a")
+    steer.add_argument("prompt_b")
+    steer.add_argument("--layer", type=int, required=True, help="residual index (0 = embeddings)")
+    steer.add_argument("--alpha", type=float, default=1.0, help="coefficient α (negative allowed)")
+    steer.add_argument("--target", default=None, help="a third prompt to steer (default: B)")
+    steer.add_argument("--vector", default="last", choices=("last", "mean", "aligned"),
+                       help="h_A − h_B at the last position, the mean over positions, or by position")
+    steer.add_argument("--apply", default="all", choices=("all", "prompt"),
+                       help="add at every position, generated tokens included (default), or the prompt's")
+    steer.add_argument("--answer", help="token of the logit difference A should favour (default: A's top-1)")
+    steer.add_argument("--wrong", help="token B favours instead (default: B's top-1)")
+    steer.add_argument("--vector-file", help="steer with a vector saved earlier (safetensors), not A − B")
+    steer.add_argument("--save-vector", help="write the vector h_A − h_B to this safetensors file")
+    steer.add_argument("--sweep", action="store_true",
+                       help="instead: the next-token effect at every layer × --alphas (batched)")
+    steer.add_argument("--alphas", default="-1,1,2,4", help="coefficients of --sweep, comma-separated")
+    _generation_args(steer)
+    _chat_args(steer)
+    _model_args(steer)
+
+
+def run_steer(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from ..analyses.steering import steer_captures, steering_sweep, steering_vector
+    from ..core.capture import capture
+    from ..core.errors import PromptError, SettingsError
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    if args.target is not None and not args.target.strip():
+        raise PromptError("The target prompt is empty. Type a third prompt, or leave --target out for B.")
+    try:
+        alphas = tuple(float(a) for a in args.alphas.split(",") if a.strip())
+    except ValueError as exc:
+        raise SettingsError(f"--alphas must be numbers separated by commas, not '{args.alphas}'.") from exc
+    vector_file = None
+    if args.vector_file:
+        try:
+            vector_file = Path(args.vector_file).read_bytes()
+        except OSError as exc:
+            raise SettingsError(f"Cannot read the vector file '{args.vector_file}': {exc.strerror}.") from exc
+    chat, settings = _chat_of(args), _settings_of(args)
+    model = _load(args)
+    cap_a, cap_b = (capture(model, text, args.bos, chat) for text in (args.prompt_a, args.prompt_b))
+    target = None if args.target is None else capture(model, args.target, args.bos, chat)
+    if args.save_vector:
+        vector = steering_vector(model, cap_a, cap_b, args.layer, args.vector)
+        try:
+            Path(args.save_vector).write_bytes(vector.to_bytes())
+        except OSError as exc:
+            raise SettingsError(f"Cannot write '{args.save_vector}': {exc.strerror}.") from exc
+    if args.sweep:
+        return steering_sweep(model, cap_a, cap_b, target, alphas=alphas, mode=args.vector,
+                              answer=args.answer, wrong=args.wrong).to_dict()
+    return steer_captures(
+        model, cap_a, cap_b, target, layer=args.layer, alpha=args.alpha, mode=args.vector, apply=args.apply,
+        answer=args.answer, wrong=args.wrong, settings=settings, vector_file=vector_file,
+    ).to_dict()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "compare": run_compare, "patch": run_patch, "compare-models": run_compare_models,
-    "components": run_components,
+    "components": run_components, "generate": run_generate, "steer": run_steer,
 }
 COMMANDS.update({"features": run_features, "sae": run_sae})
 

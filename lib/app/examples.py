@@ -14,9 +14,12 @@ class Example:
     b: str
     bos: str | None = None  # None: keep the sidebar's BOS setting
     why: str = ""  # one line shown as the button's help
+    chat: bool = False  # True: a question, asked as a user message through the chat template
+    prefill: str = ""  # the start of the answer, in chat mode
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "a": self.a, "b": self.b, "bos": self.bos, "why": self.why}
+        return {"name": self.name, "a": self.a, "b": self.b, "bos": self.bos, "why": self.why,
+                "chat": self.chat, "prefill": self.prefill}
 
 
 EXAMPLES: tuple[Example, ...] = (
@@ -33,10 +36,12 @@ EXAMPLES: tuple[Example, ...] = (
         why="A fact recalled late: ' Paris' appears only near the last layers.",
     ),
     Example(
-        "Seahorse emoji",
-        "Is there a seahorse emoji? Yes, here it is:",
-        "Is there a dolphin emoji? Yes, here it is:",
-        why="Answers that are emoji: pieces of bytes, shown in hex such as F0 9F.",
+        "Seahorse emoji (chat)",
+        "Is there a seahorse emoji?",
+        "Is there a dolphin emoji?",
+        why="A question, asked as a chat: the answer's emoji bytes are joined into characters.",
+        chat=True,
+        prefill="Yes, here it is:",
     ),
     Example(
         "Claire/Mary (BOS on)",

@@ -8,20 +8,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from ..core.chat import Chat
 from ..core.errors import SettingsError
 from ..core.tokens import BOS_MODES
 from .cache import ModelKey, RunKey
 
 QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
 PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only
+# added when chat (or the continuation) is on: a link without them is raw text, no continuation
+CHAT_QUERY_FIELDS = ("chat", "system", "prefill", "continue")
 # sidebar widget key → Request field
 WIDGET_FIELDS = {
     "model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k",
     "trust_remote_code": "trust_remote_code", "allow_pickle": "allow_pickle",
     "mode": "mode", "model2": "model2", "backend": "backend",
+    "chat": "chat", "system": "system", "prefill": "prefill", "continue_for": "continue_for",
 }
 MODES = {"prompts": "two prompts", "models": "two models"}  # Request.mode → what the sidebar says
 MAX_TOP_K = 100
+MAX_CONTINUE = 512  # new tokens appended by "Analyse the continuation"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,12 @@ class Request:
     mode: str = "prompts"
     model2: str = ""
     backend: str = "local"  # "local" (PyTorch hooks) or "nnsight" (nnsight traces), same results
+    # Chat mode: each prompt read as a user message through the model's chat template (raw when off).
+    chat: bool = False
+    system: str = ""
+    prefill: str = ""
+    # "Analyse the continuation": 0, or N to append each prompt's greedy continuation of N tokens.
+    continue_for: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +74,13 @@ class Request:
         )
 
     @property
+    def chat_settings(self) -> Chat | None:
+        """The chat settings the prompts are read with; None in raw mode."""
+        if not self.chat:
+            return None
+        return Chat(system=self.system or None, prefill=self.prefill)
+
+    @property
     def two_models(self) -> bool:
         return self.mode == "models"
 
@@ -70,15 +88,22 @@ class Request:
     def runs(self) -> tuple[RunKey, RunKey]:
         """The pair of runs compared: prompts A and B through one model, or prompt A through
         model 1 and model 2. Every page reads sides a and b from here, whichever the mode."""
-        a = RunKey(self.model_key, self.a, self.bos)
+        chat = self.chat_settings
+        n = self.continue_for
+        a = RunKey(self.model_key, self.a, self.bos, chat, n)
         if self.two_models:
-            return a, RunKey(self.model2_key, self.a, self.bos)
-        return a, RunKey(self.model_key, self.b, self.bos)
+            return a, RunKey(self.model2_key, self.a, self.bos, chat, n)
+        return a, RunKey(self.model_key, self.b, self.bos, chat, n)
 
     def to_query(self) -> dict[str, str]:
         """The shareable URL's parameters for this request."""
         fields = QUERY_FIELDS + (PAIR_QUERY_FIELDS if self.mode == "models" else ())
-        return {name: str(getattr(self, name)) for name in fields}
+        query = {name: str(getattr(self, name)) for name in fields}
+        if self.chat:
+            query.update(chat="1", system=self.system, prefill=self.prefill)
+        if self.continue_for:
+            query["continue"] = str(self.continue_for)
+        return query
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> Request:
@@ -86,7 +111,20 @@ class Request:
 
         Raises SettingsError, naming the parameter, for a value the sidebar could not hold.
         """
-        values: dict = {name: params[name] for name in QUERY_FIELDS + PAIR_QUERY_FIELDS if name in params}
+        values: dict = {name: params[name] for name in QUERY_FIELDS + PAIR_QUERY_FIELDS + CHAT_QUERY_FIELDS
+                        if name in params}
+        if "chat" in values:
+            chat = values["chat"].strip().lower()
+            if chat not in ("1", "0", "true", "false", "on", "off"):
+                raise SettingsError(f"The link's chat={values['chat']!r} is not 1 (chat) or 0 (raw text).")
+            values["chat"] = chat in ("1", "true", "on")
+        if "continue" in values:
+            n = values.pop("continue")
+            if not n.isdigit() or not 0 <= int(n) <= MAX_CONTINUE:
+                raise SettingsError(
+                    f"The link's continue={n!r} is not a whole number from 0 to {MAX_CONTINUE}."
+                )
+            values["continue_for"] = int(n)
         values["model"] = values.get("model", cls.model).strip() or cls.model
         if values.get("mode", cls.mode) not in MODES:
             raise SettingsError(f"The link's mode={values['mode']!r} is not one of {', '.join(MODES)}.")

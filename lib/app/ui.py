@@ -35,7 +35,7 @@ from .cache import ModelKey, Results, RunKey
 from .examples import Example
 from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
-from .request import PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
+from .request import CHAT_QUERY_FIELDS, PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,6 +172,9 @@ def use_example(example: Example) -> None:
             a=example.a,
             b=example.b,
             bos=example.bos or bos,
+            chat=example.chat,
+            system=str(state.get("system", "")) if example.chat else "",
+            prefill=example.prefill,
             k=int(state.get("top_k", Request.k)),
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
@@ -210,7 +213,7 @@ def write_query_params() -> None:
             f"The prompts are too long for a link ({size:,} characters once encoded): a copied link "
             "carries the model and settings only. Use the JSON export to share the prompts."
         )
-    for name in (*PAIR_QUERY_FIELDS, "a", "b", *PAGE_PARAMS):  # left over from another request or page
+    for name in (*PAIR_QUERY_FIELDS, *CHAT_QUERY_FIELDS, "a", "b", *PAGE_PARAMS):  # left over
         if name in st.query_params and name not in wanted:
             del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):

@@ -9,6 +9,8 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run(..., start_at=ℓ)                               → blocks below ℓ skipped (their residual given)
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
     lens_logits(hidden [n, d_model])                   → [n, vocab] float32
+    generate(input_ids [batch, pos], max_new_tokens, interventions, step_interventions)
+                                                       → Generated(token_ids per row, first logits)
 
 `reduce` is the contract that lets a remote backend (nnsight / NDIF) return only what a view
 needs — top-k cells, distances, a metric per row — and never a full [L+1, pos, d] residual of a
@@ -115,6 +117,20 @@ class Gradients:
     grads: Mapping[Site, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Generated:
+    """What a continuation run leaves behind.
+
+    token_ids: per batch row, the new tokens in order; a row ends with its EOS token when it
+        emitted one (as transformers' `generate` returns it), else after max_new_tokens
+    first_logits: [batch, vocab] float32, the next-token logits after the prompt (the prefix
+        pass, with its interventions), from which the first new token was chosen
+    """
+
+    token_ids: tuple[tuple[int, ...], ...]
+    first_logits: torch.Tensor
+
+
 class Backend(Protocol):
     """What analyses may ask of a model. `lib.core.hooks.HooksBackend` is the local implementation."""
 
@@ -149,4 +165,26 @@ class Backend(Protocol):
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output transform on residuals [n, d_model] → [n, vocab] float32."""
+        ...
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+        interventions: Sequence[Intervention] = (),
+        step_interventions: Sequence[Intervention] = (),
+        eos_ids: Sequence[int] = (),
+    ) -> Generated:
+        """Continue every row of `input_ids` [batch, pos] (rows of equal length, no padding) with the
+        model's key-value cache: one pass over the prompt, then one pass per new token.
+
+        temperature 0: greedy (argmax); > 0: sample from softmax(logits / temperature) with a
+        generator seeded with `seed` (no top-k or top-p). `interventions` apply to the prompt's pass
+        (positions index the prompt), `step_interventions` to each new token's pass (its only
+        position is 0). A row stops at any of `eos_ids`; rows that stopped are fed the pad token
+        until all have, as transformers' `generate` does.
+        """
         ...

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .chat import Chat, encode_prompt
 from .errors import PromptError
 from .models import LoadedModel
 from .sites import residual_sites
-from .tokens import encode, readable_tokens
+from .tokens import readable_tokens
 
 
 def run_model(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
@@ -39,6 +40,9 @@ class Capture:
 
     residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device)
     final_logits: [vocab] float32, the model's own next-token logits at the last position
+    chat: the chat settings the prompt was read with (None: raw text)
+    roles: per token, 'template' / 'system' / 'user' / 'prefill' (lib.core.chat) or 'generated'
+        for the continuation ids appended after the prompt
     """
 
     text: str
@@ -47,16 +51,30 @@ class Capture:
     tokens: tuple[str, ...]
     residual: torch.Tensor
     final_logits: torch.Tensor
+    chat: Chat | None = None
+    roles: tuple[str, ...] = ()
 
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
 
-def capture(loaded: LoadedModel, text: str, bos: str = "auto") -> Capture:
-    """Run `text` once and keep the residual stream at every layer boundary and position."""
-    ids = encode(loaded.tokenizer, text, bos)
-    if not ids:
+def capture(
+    loaded: LoadedModel,
+    text: str,
+    bos: str = "auto",
+    chat: Chat | None = None,
+    continuation: tuple[int, ...] = (),
+) -> Capture:
+    """Run `text` once and keep the residual stream at every layer boundary and position.
+
+    chat: read the prompt as a chat message (lib.core.chat); None reads it as raw text.
+    continuation: token ids appended after the prompt's (a continuation the model generated,
+    kept as ids so it is exactly what the model emitted, never re-tokenized text).
+    """
+    encoded = encode_prompt(loaded.tokenizer, text, bos, chat)
+    ids = [*encoded.ids, *(int(i) for i in continuation)]
+    if not encoded.ids:
         raise PromptError("The prompt gives no tokens.")
     check_length(loaded, len(ids))
     sites = residual_sites(loaded.n_layers)
@@ -68,4 +86,6 @@ def capture(loaded: LoadedModel, text: str, bos: str = "auto") -> Capture:
         tokens=tuple(readable_tokens(loaded.tokenizer, ids)),
         residual=torch.stack([run.activations[site][0] for site in sites]),
         final_logits=run.logits[0],
+        chat=chat,
+        roles=(*encoded.roles, *("generated",) * len(continuation)),
     )

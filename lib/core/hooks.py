@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from .backend import Gradients, Intervention, Run
+from .backend import Generated, Gradients, Intervention, Run
 from .errors import ArchitectureError, SettingsError
 from .sites import Site
 
@@ -62,7 +62,9 @@ class HooksBackend:
         self.n_layers = loaded.n_layers
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+        parameters = inspect.signature(loaded.model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # transformers ≥ 5.x: cache
         self._returns_tuple: bool | None = None  # do the blocks return tuples? (`_block_returns_tuple`)
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -188,6 +190,66 @@ class HooksBackend:
                 handle.remove()
             self._returns_tuple = seen[0]
         return self._returns_tuple
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+        interventions: Sequence[Intervention] = (),
+        step_interventions: Sequence[Intervention] = (),
+        eos_ids: Sequence[int] = (),
+    ) -> Generated:
+        """See `Backend.generate`. Holds the model's lock for the whole continuation; counts each
+        pass in `loaded.forward_passes`."""
+        loaded = self.loaded
+        for site in (i.site for i in (*interventions, *step_interventions)):
+            site.check(self.n_layers)
+        if temperature < 0:
+            raise SettingsError(f"The temperature must be 0 (greedy) or more, not {temperature}.")
+        ids = input_ids.to(loaded.device)
+        batch = ids.shape[0]
+        eos = torch.tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=loaded.device)
+        pad = _pad_id(loaded, eos_ids)
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=loaded.device).manual_seed(int(seed))
+        kwargs: dict = {"use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        new: list[torch.Tensor] = []
+        done = torch.zeros(batch, dtype=torch.bool, device=loaded.device)
+        first_logits = torch.empty(0)
+        with loaded.lock, torch.inference_mode():
+            with ExitStack() as stack:
+                self._attach(stack, (), interventions, {}, shape=tuple(ids.shape))
+                loaded.forward_passes += 1
+                out = loaded.model(input_ids=ids, **kwargs)
+            past = _cache_of(out)
+            logits = _finite(out.logits[:, -1, :].float())
+            first_logits = logits.clone()
+            with ExitStack() as stack:
+                self._attach(stack, (), step_interventions, {}, shape=(batch, 1))
+                for step in range(max_new_tokens):
+                    token = _choose(logits, temperature, generator)
+                    token = torch.where(done, torch.full_like(token, pad), token)
+                    new.append(token)
+                    if eos.numel():
+                        done = done | torch.isin(token, eos)
+                    if bool(done.all()) or step == max_new_tokens - 1:
+                        break
+                    loaded.forward_passes += 1
+                    out = loaded.model(input_ids=token[:, None], **{self._cache_arg: past}, **kwargs)
+                    past = _cache_of(out)
+                    logits = _finite(out.logits[:, -1, :].float())
+        rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in range(batch)]
+        eos_set = {int(e) for e in eos_ids}
+        kept = []
+        for row in rows:
+            end = next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))
+            kept.append(tuple(int(t) for t in row[:end]))
+        return Generated(token_ids=tuple(kept), first_logits=first_logits.cpu())
 
     def _attach(
         self,
@@ -257,6 +319,38 @@ def _check_start(
         below = site.residual < start_at if site.is_residual else site.layer < start_at
         if below:
             raise SettingsError(f"{site.name} is below block {start_at}, where this run starts.")
+def _cache_of(out: object) -> object:
+    """The key-value cache a forward pass returned (`cache`, or `past_key_values` before transformers 5.x)."""
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(logits).all():
+        raise SettingsError(
+            "The model's logits became inf or NaN during the continuation (an intervention too large?)."
+        )
+    return logits
+
+
+def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """The next token of each row [batch]: argmax, or a draw from softmax(logits / temperature)."""
+    if temperature <= 0:
+        return torch.argmax(logits, dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def _pad_id(loaded: LoadedModel, eos_ids: Sequence[int]) -> int:
+    """The token fed to rows that already stopped (transformers: pad, else the first EOS)."""
+    pad = getattr(loaded.model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(loaded.tokenizer, "pad_token_id", None)
+    if isinstance(pad, list | tuple):
+        pad = pad[0] if pad else None
+    if pad is None:
+        pad = next(iter(eos_ids), 0)
+    return int(pad)
 
 
 def _site_hook(

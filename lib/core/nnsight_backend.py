@@ -157,6 +157,12 @@ class NnsightBackend:
             "Attribution patching (gradients) runs on the local backend only; choose backend 'local'."
         )
 
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **settings: object) -> None:
+        """Not offered by this backend yet: continuations and steering need the local backend."""
+        raise SettingsError(
+            "Continuations (and steering) run on the local backend only; choose backend 'local'."
+        )
+
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output step on residuals [n, d_model] → [n, vocab] float32.
 

@@ -358,3 +358,66 @@ def tokenization_diff(tokenizer, ids_a: list[int], ids_b: list[int]) -> Tokeniza
         match_b=match_b,
         splits=_word_splits(tokenizer, list(ids_a), list(ids_b)),
     )
+
+
+MAX_CHARACTER_PIECES = 8  # a UTF-8 character is at most 4 bytes; pieces may also straddle two
+
+
+@dataclass(frozen=True)
+class CharacterGroup:
+    """Consecutive tokens shown together: tokens [start, end) and the readable text they make.
+
+    A token whose bytes are a whole number of characters is a group of one (`text` = its readable
+    token); byte pieces that only together form a character (an emoji of 2–4 pieces) are one group,
+    e.g. text '🐠' with pieces ('<F0 9F>', '<90>', '<A0>').
+    """
+
+    start: int
+    end: int
+    text: str
+    pieces: tuple[str, ...]
+
+    @property
+    def joined(self) -> bool:
+        return self.end - self.start > 1
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text, "pieces": list(self.pieces)}
+
+
+def _decoded(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _whole(tokenizer, ids: list[int]) -> bool:
+    """True when the tokenizer's decoder turns `ids` into whole characters (no U+FFFD it did not
+    get from the tokens' own text)."""
+    return "\ufffd" not in _decoded(tokenizer, ids)
+
+
+def character_groups(tokenizer, token_ids: list[int] | tuple[int, ...]) -> tuple[CharacterGroup, ...]:
+    """Split `token_ids` into groups that each decode to whole characters, with the tokenizer's own
+    decoder: a token that decodes to a partial character (U+FFFD) is joined with the next tokens
+    until their decoding is whole (at most MAX_CHARACTER_PIECES pieces; a piece that never
+    completes stays alone, shown in hex)."""
+    ids = [int(i) for i in token_ids]
+    groups: list[CharacterGroup] = []
+    i = 0
+    while i < len(ids):
+        end = i + 1
+        if not _whole(tokenizer, ids[i:end]):
+            for j in range(i + 2, min(len(ids), i + MAX_CHARACTER_PIECES) + 1):
+                if _whole(tokenizer, ids[i:j]):
+                    end = j
+                    break
+        pieces = tuple(readable_tokens(tokenizer, ids[i:end]))
+        text = readable(_decoded(tokenizer, ids[i:end]).encode("utf-8")) if end - i > 1 else pieces[0]
+        groups.append(CharacterGroup(i, end, text or "∅", pieces))
+        i = end
+    return tuple(groups)
+
+
+def readable_text(tokenizer, token_ids: list[int] | tuple[int, ...]) -> str:
+    """Token ids as one line of readable text, characters joined across byte pieces, pieces that
+    form no character in hex."""
+    return "".join(g.text for g in character_groups(tokenizer, token_ids))

@@ -1,0 +1,218 @@
+"""Continuations: what the model answers to each prompt, token for token as transformers' `generate`.
+
+Greedy by default (argmax at each step), or sampled from softmax(logits / T) with a seeded
+generator (no top-k, no top-p: `generate(do_sample=True, temperature=T, top_k=0, top_p=1.0)` after
+`torch.manual_seed(seed)` draws the same tokens on the CPU). The model's key-value cache is used:
+one pass over the prompt, then one pass per new token; a row stops at the model's EOS tokens.
+
+    >>> from lib.core.models import load_model
+    >>> c = continue_prompt(load_model(), "The capital of France is", settings=GenerationSettings(8))
+    >>> len(c.token_ids) <= 8
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..core.backend import Intervention
+from ..core.capture import Capture, capture
+from ..core.chat import Chat
+from ..core.errors import PromptError, SettingsError
+from ..core.models import LoadedModel
+from ..core.tokens import CharacterGroup, character_groups, readable_tokens
+
+DEFAULT_NEW_TOKENS = 24
+MAX_NEW_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to continue: up to `max_new_tokens`, greedy (temperature 0) or sampled with `seed`."""
+
+    max_new_tokens: int = DEFAULT_NEW_TOKENS
+    temperature: float = 0.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "seed": self.seed}
+
+
+DEFAULT_SETTINGS = GenerationSettings()
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """One prompt's continuation.
+
+    prompt_token_ids: the ids the model read (chat template included)
+    token_ids: the new tokens (ending with EOS when the model emitted it)
+    text: the new tokens decoded by the tokenizer (special tokens skipped)
+    characters: the new tokens grouped into readable characters (lib.core.tokens.character_groups)
+    """
+
+    prompt_token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]
+    text: str
+    tokens: tuple[str, ...]
+    characters: tuple[CharacterGroup, ...]
+    stopped_at_eos: bool
+    settings: GenerationSettings
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_token_ids": list(self.prompt_token_ids),
+            "continuation": {
+                "token_ids": list(self.token_ids),
+                "text": self.text,
+                "tokens": list(self.tokens),
+                "characters": [g.to_dict() for g in self.characters],
+                "stopped_at_eos": self.stopped_at_eos,
+            },
+            "settings": self.settings.to_dict(),
+        }
+
+
+def eos_ids(loaded: LoadedModel) -> tuple[int, ...]:
+    """The tokens that end a continuation: the generation config's EOS ids, else the tokenizer's."""
+    eos = getattr(loaded.model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = loaded.tokenizer.eos_token_id
+    if eos is None:
+        return ()
+    return tuple(int(e) for e in (eos if isinstance(eos, list | tuple) else [eos]))
+
+
+def check_settings(loaded: LoadedModel, settings: GenerationSettings, n_prompt: int) -> None:
+    """Refuse a number of new tokens out of range or beyond the context, and a bad temperature."""
+    n = settings.max_new_tokens
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NEW_TOKENS:
+        raise SettingsError(
+            f"The number of new tokens must be a whole number from 1 to {MAX_NEW_TOKENS} (got {n!r})."
+        )
+    limit = loaded.max_tokens
+    if limit is not None and n_prompt + n > limit:
+        raise PromptError(
+            f"The prompt is {n_prompt:,} tokens and {n:,} new ones would make {n_prompt + n:,}; "
+            f"{loaded.name} reads at most {limit:,}. Ask for at most {max(0, limit - n_prompt):,} new tokens."
+        )
+    t = settings.temperature
+    if not isinstance(t, int | float) or not 0 <= t <= 100 or t != t:
+        raise SettingsError(f"The temperature must be 0 (greedy) or a positive number up to 100 (got {t!r}).")
+
+
+def continuation_of(loaded: LoadedModel, prompt_ids: Sequence[int], new_ids: Sequence[int],
+                    settings: GenerationSettings) -> Continuation:
+    """A Continuation record from ids already generated."""
+    tok = loaded.tokenizer
+    new = tuple(int(i) for i in new_ids)
+    eos = set(eos_ids(loaded))
+    return Continuation(
+        prompt_token_ids=tuple(int(i) for i in prompt_ids),
+        token_ids=new,
+        text=tok.decode(list(new), skip_special_tokens=True),
+        tokens=tuple(readable_tokens(tok, list(new))),
+        characters=character_groups(tok, new),
+        stopped_at_eos=bool(new) and new[-1] in eos,
+        settings=settings,
+    )
+
+
+def generate_ids(
+    loaded: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    *,
+    interventions: Sequence[Intervention] = (),
+    step_interventions: Sequence[Intervention] = (),
+) -> tuple[tuple[tuple[int, ...], ...], torch.Tensor]:
+    """New token ids per row, and the next-token logits [rows, vocab] after the prompt.
+
+    Rows must be of equal length (the steering page runs one prompt several times, one row per
+    vector); each row is checked against the context first.
+    """
+    lengths = {len(p) for p in prompts}
+    if len(lengths) != 1:
+        raise SettingsError("Rows of one continuation run must have the same number of tokens.")
+    check_settings(loaded, settings, lengths.pop())
+    out = loaded.backend.generate(
+        torch.tensor([list(p) for p in prompts], dtype=torch.long),
+        settings.max_new_tokens,
+        temperature=float(settings.temperature),
+        seed=int(settings.seed),
+        interventions=interventions,
+        step_interventions=step_interventions,
+        eos_ids=eos_ids(loaded),
+    )
+    return out.token_ids, out.first_logits
+
+
+def continue_capture(loaded: LoadedModel, cap: Capture, settings: GenerationSettings = DEFAULT_SETTINGS,
+                     ) -> Continuation:
+    """The continuation of a prompt already run (its ids, template included)."""
+    (new,), _ = generate_ids(loaded, [cap.token_ids], settings)
+    return continuation_of(loaded, cap.token_ids, new, settings)
+
+
+def continue_prompt(
+    loaded: LoadedModel,
+    text: str,
+    *,
+    bos: str = "auto",
+    chat: Chat | None = None,
+    settings: GenerationSettings = DEFAULT_SETTINGS,
+) -> Continuation:
+    """The continuation of `text` (raw, or as a chat message with `chat`)."""
+    return continue_capture(loaded, capture(loaded, text, bos, chat), settings)
+
+
+@dataclass(frozen=True)
+class ContinuationPair:
+    """Both prompts' continuations with the same settings."""
+
+    a: Continuation
+    b: Continuation
+
+    def to_dict(self) -> dict:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict()}
+
+
+def continue_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
+                      settings: GenerationSettings = DEFAULT_SETTINGS) -> ContinuationPair:
+    """A's and B's continuations (one cached run each)."""
+    return ContinuationPair(
+        continue_capture(loaded, cap_a, settings), continue_capture(loaded, cap_b, settings)
+    )
+
+
+def continue_pair(
+    loaded: LoadedModel, text_a: str, text_b: str, *, bos: str = "auto", chat: Chat | None = None,
+    settings: GenerationSettings = DEFAULT_SETTINGS,
+) -> ContinuationPair:
+    """`twinlens generate`: both prompts continued."""
+    return continue_captures(loaded, capture(loaded, text_a, bos, chat), capture(loaded, text_b, bos, chat),
+                             settings)
+
+
+def complete_character(
+    loaded: LoadedModel, prompt_ids: Sequence[int], token_id: int, max_steps: int = 3
+) -> str | None:
+    """The character a partial-character token completes to when the model continues greedily
+    (e.g. '<F0 9F>' → '🐠'), or None when the token is whole already or no character completes."""
+    ids = [*map(int, prompt_ids), int(token_id)]
+    if "\ufffd" not in loaded.tokenizer.decode([int(token_id)]):
+        return None
+    limit = loaded.max_tokens
+    steps = max_steps if limit is None else min(max_steps, limit - len(ids))
+    if steps < 1:
+        return None
+    new, _ = generate_ids(loaded, [ids], GenerationSettings(steps))
+    pieces = [int(token_id), *new[0]]
+    for end in range(2, len(pieces) + 1):
+        group = character_groups(loaded.tokenizer, pieces[:end])[0]
+        if group.end == end:
+            return group.text
+    return None

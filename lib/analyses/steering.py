@@ -1,0 +1,544 @@
+"""Steering with the difference between two prompts (activation addition, Turner et al. 2023).
+
+The vector is read from the two prompts' residual streams at twinlens residual ℓ (0 = embeddings,
+the input of block ℓ; site `Site.residual_at(ℓ, L)`):
+
+    last     v = h_A[ℓ, −1] − h_B[ℓ, −1]                       [d_model]
+    mean     v = mean_p h_A[ℓ, p] − mean_p h_B[ℓ, p]            [d_model]
+    aligned  v[p] = h_A[ℓ, p] − h_B[ℓ, p], position by position [pos, d_model]
+             (ActAdd's alignment; A and B must have the same number of tokens)
+
+and α·v is added to the residual at ℓ of a target prompt T (B by default, or a third prompt):
+at all positions — the prompt's and, during the continuation, every generated token's — or only at
+the prompt's. An aligned vector is added at the prompt's positions p (T as long as A and B) and
+never to generated tokens (they have no aligned position).
+
+Effects at T's next token (the logits after the prompt): the logit difference
+`logit[answer] − logit[wrong]` (answer = A's top-1, wrong = B's top-1, or tokens the user names),
+their probabilities, and KL(steered ‖ unsteered) = Σ p_s (log p_s − log p_u). Side effect: the same
+KL averaged over the positions of a short neutral text steered the same way. Controls: −α·v and a
+random vector of the same norm (per position for aligned vectors), seeded.
+
+Two facts follow from the definitions and are tested on every family: α = 0 is exactly the
+unsteered run, and the aligned vector with α = 1 added to B at all positions makes B's residual
+stream from layer ℓ on A's (so B's next-token distribution is A's).
+
+The sweep runs every layer × a few coefficients as rows of a few batched forward passes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..core.backend import Intervention
+from ..core.capture import Capture
+from ..core.errors import PromptError, SettingsError
+from ..core.models import LoadedModel
+from ..core.sites import Site
+from ..core.tokens import encode, readable_token, typed_token
+from .generation import DEFAULT_SETTINGS, Continuation, GenerationSettings, continuation_of, generate_ids
+from .patching import TokenRef, rows_per_pass
+
+VECTOR_MODES = ("last", "mean", "aligned")
+APPLY_TO = ("all", "prompt")  # every position (generated tokens too), or only the prompt's
+DEFAULT_ALPHAS = (-1.0, 1.0, 2.0, 4.0)
+NEUTRAL_TEXT = "The weather was mild on Tuesday, and the shops opened at nine as usual."
+RANDOM_SEED = 0
+FILE_FORMAT = "twinlens-steering-vector/1"
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """A steering vector: `value` [d_model] (last, mean, imported) or [pos, d_model] (aligned), to
+    add at twinlens residual `layer` (hook name `site`) of the model named `model`."""
+
+    layer: int
+    mode: str
+    value: torch.Tensor
+    site: str
+    model: str
+    source: str = "A − B"
+
+    @property
+    def aligned(self) -> bool:
+        return self.value.dim() == 2
+
+    @property
+    def norm(self) -> float:
+        """‖v‖ (for an aligned vector, the mean of the per-position norms)."""
+        return float(self.value.float().norm(dim=-1).mean())
+
+    def to_bytes(self) -> bytes:
+        """The vector as a safetensors file, with its site, layer, mode and model in the metadata."""
+        from safetensors.torch import save
+
+        meta = {"format": FILE_FORMAT, "site": self.site, "layer": str(self.layer), "mode": self.mode,
+                "model": self.model, "d_model": str(self.value.shape[-1]), "source": self.source}
+        return save({"vector": self.value.detach().float().cpu().contiguous()}, metadata=meta)
+
+
+def steering_vector(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int,
+                    mode: str = "last") -> SteeringVector:
+    """h_A − h_B at residual `layer`, read as `mode` says (see the module docstring)."""
+    site = Site.residual_at(layer, loaded.n_layers)
+    if mode not in VECTOR_MODES:
+        raise SettingsError(f"The vector must be one of {', '.join(VECTOR_MODES)}, not '{mode}'.")
+    h_a, h_b = cap_a.residual[layer].float(), cap_b.residual[layer].float()
+    if mode == "last":
+        value = h_a[-1] - h_b[-1]
+    elif mode == "mean":
+        value = h_a.mean(0) - h_b.mean(0)
+    else:
+        if cap_a.n_tokens != cap_b.n_tokens:
+            raise SettingsError(
+                f"An aligned vector needs A and B of the same length in tokens (A has {cap_a.n_tokens}, "
+                f"B has {cap_b.n_tokens}). Use 'last' or 'mean', or make the prompts the same length."
+            )
+        value = h_a - h_b
+    return SteeringVector(layer, mode, value.cpu(), site.name, loaded.name)
+
+
+def load_vector(data: bytes, loaded: LoadedModel, layer: int | None = None) -> SteeringVector:
+    """A vector saved by `SteeringVector.to_bytes` (or any safetensors file with one tensor
+    'vector' and a 'site' in its metadata). Refuses a damaged file, a file for another model, and
+    one for another layer than `layer` (when given), naming both."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(bytes(data))
+        meta = _metadata(bytes(data))
+    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError("The vector file is damaged or not a safetensors file.") from exc
+    if set(tensors) != {"vector"} or "site" not in meta:
+        raise SettingsError(
+            "The file holds no steering vector (one tensor 'vector' and a 'site' in its metadata)."
+        )
+    value = tensors["vector"].float()
+    site = Site.parse(meta["site"])
+    if not site.is_residual:
+        raise SettingsError(
+            f"The file's vector is for {site.name}; twinlens steers the residual stream only."
+        )
+    site.check(loaded.n_layers)
+    residual = site.residual
+    if meta.get("model") and meta["model"] != loaded.name:
+        raise SettingsError(
+            f"The vector file was made with the model '{meta['model']}', not '{loaded.name}'. "
+            "Use a vector made with this model."
+        )
+    if value.dim() not in (1, 2) or value.shape[-1] != loaded.d_model or not torch.isfinite(value).all():
+        raise SettingsError(
+            f"The file's vector has shape {tuple(value.shape)}; this model needs [{loaded.d_model}] "
+            f"(or [positions, {loaded.d_model}]) of finite numbers."
+        )
+    if layer is not None and residual != layer:
+        raise SettingsError(
+            f"The vector file is for layer {residual} ({site.name}), not layer {layer}. "
+            f"Pick layer {residual} to use it."
+        )
+    return SteeringVector(residual, meta.get("mode", "imported"), value, Site.residual_at(
+        residual, loaded.n_layers).name, loaded.name, source=meta.get("source", "file"))
+
+
+def _metadata(data: bytes) -> dict:
+    """The safetensors header's __metadata__ (the library's loader does not return it)."""
+    if len(data) < 8:
+        raise ValueError("too short")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("header past the end")
+    header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    return dict(header.get("__metadata__") or {})
+
+
+def random_like(vector: SteeringVector, seed: int = RANDOM_SEED) -> torch.Tensor:
+    """A random direction with the same norm as the vector (per position for an aligned one)."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(vector.value.shape, generator=gen)
+    return noise / noise.norm(dim=-1, keepdim=True) * vector.value.float().norm(dim=-1, keepdim=True)
+
+
+def steering_interventions(
+    n_layers: int, layer: int, values: Sequence[torch.Tensor | None], apply: str
+) -> tuple[list[Intervention], list[Intervention]]:
+    """(prompt-pass, per-step) interventions for a batch whose row i gets `values[i]` added at
+    residual `layer` (None: left alone). A value [d] is added at every position of its row (and at
+    each generated token when apply == 'all'); a value [pos, d] position by position, prompt only."""
+    if apply not in APPLY_TO:
+        raise SettingsError(f"Apply to must be one of {', '.join(APPLY_TO)}, not '{apply}'.")
+    site = Site.residual_at(layer, n_layers)
+    rows = [i for i, v in enumerate(values) if v is not None]
+    if not rows:
+        return [], []
+    stacked = torch.stack([values[i].float() for i in rows])
+    if stacked.dim() == 2:  # [n, d]: the same vector at every position of the row
+        stacked = stacked[:, None, :]
+        prompt = [Intervention(site, "add", stacked, rows=tuple(rows))]
+        return prompt, (list(prompt) if apply == "all" else [])
+    return [Intervention(site, "add", stacked, rows=tuple(rows))], []
+
+
+def _check_finite(logits: torch.Tensor, alpha: float) -> None:
+    if not torch.isfinite(logits).all():
+        raise SettingsError(
+            f"α = {alpha:g} drives the model's activations to inf or NaN. Use a smaller coefficient."
+        )
+
+
+def check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha):
+        raise SettingsError(f"The coefficient α must be a finite number (got {alpha!r}).")
+    return float(alpha)
+
+
+def _check_target(vector: SteeringVector, target: Capture) -> None:
+    if vector.aligned and vector.value.shape[0] != target.n_tokens:
+        raise SettingsError(
+            f"The aligned vector has {vector.value.shape[0]} positions but the target prompt has "
+            f"{target.n_tokens} tokens. Use 'last' or 'mean', or a target of the same length."
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The tokens of the logit difference; None when A and B predict the same token and none were named."""
+
+    answer: TokenRef | None
+    wrong: TokenRef | None
+    note: str | None = None
+
+    def diff(self, logits: torch.Tensor) -> torch.Tensor | None:
+        if self.answer is None or self.wrong is None:
+            return None
+        return logits[..., self.answer.id].double() - logits[..., self.wrong.id].double()
+
+
+def metric_tokens(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
+                  answer: str | None = None, wrong: str | None = None) -> Metric:
+    """answer = A's top-1 and wrong = B's top-1 unless named (one token each; '␣' = a space)."""
+    tok = loaded.tokenizer
+
+    def resolve(named: str | None, logits: torch.Tensor) -> TokenRef:
+        if named:
+            single = typed_token(tok, named)
+            return TokenRef(single.readable, single.id)
+        top = int(logits.argmax())
+        return TokenRef(readable_token(tok, top), top)
+
+    a, w = resolve(answer, cap_a.final_logits), resolve(wrong, cap_b.final_logits)
+    if a.id == w.id:
+        if answer or wrong:
+            raise PromptError(f"The two tokens are the same ('{a.token}'). Name two different tokens.")
+        return Metric(None, None, f"A and B both predict '{a.token}' next, so there is no logit difference "
+                                  "to show; name two tokens to measure one.")
+    return Metric(a, w)
+
+
+def _kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) in nats over the last dim, p = softmax(logits), q = softmax(reference)."""
+    logp, logq = torch.log_softmax(logits.double(), -1), torch.log_softmax(reference.double(), -1)
+    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The target run with one vector added (or none): its continuation and next-token effects."""
+
+    name: str
+    alpha: float
+    continuation: Continuation
+    logit_diff: float | None
+    prob_answer: float | None
+    prob_wrong: float | None
+    kl: float  # KL(this ‖ unsteered) at the next token, nats
+    side_kl: float  # mean KL(this ‖ unsteered) over the neutral text's positions, nats
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "alpha": self.alpha, "token_ids": list(self.continuation.token_ids),
+                "text": self.continuation.text, "tokens": list(self.continuation.tokens),
+                "characters": [g.to_dict() for g in self.continuation.characters],
+                "logit_diff": self.logit_diff, "prob_answer": self.prob_answer, "prob_wrong": self.prob_wrong,
+                "kl": self.kl, "side_effect_kl": self.side_kl}
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    """One steering run: unsteered, steered (+α), negated (−α) and random-control outcomes."""
+
+    model: dict
+    layer: int
+    site: str
+    alpha: float
+    mode: str
+    apply: str
+    target: str  # "B" or the third prompt's text
+    vector_norm: float
+    metric: Metric
+    metric_a: float | None
+    metric_b: float | None
+    unsteered: Outcome
+    steered: Outcome
+    negated: Outcome
+    random: Outcome
+    settings: GenerationSettings
+    note: str | None = None
+
+    @property
+    def outcomes(self) -> tuple[Outcome, ...]:
+        return (self.unsteered, self.steered, self.negated, self.random)
+
+    def to_dict(self) -> dict:
+        def tok(ref: TokenRef | None) -> dict | None:
+            return None if ref is None else ref.to_dict()
+
+        return {
+            "layer": self.layer,
+            "alpha": self.alpha,
+            "site": self.site,
+            "vector": {"mode": self.mode, "norm": self.vector_norm},
+            "apply_to": self.apply,
+            "target": self.target,
+            "unsteered": {"token_ids": list(self.unsteered.continuation.token_ids),
+                          "text": self.unsteered.continuation.text},
+            "steered": {"token_ids": list(self.steered.continuation.token_ids),
+                        "text": self.steered.continuation.text},
+            "effects": {
+                "answer": tok(self.metric.answer),
+                "wrong": tok(self.metric.wrong),
+                "logit_diff": {o.name: o.logit_diff for o in self.outcomes} | {"a": self.metric_a,
+                                                                                "b": self.metric_b},
+                "prob_answer": {o.name: o.prob_answer for o in self.outcomes},
+                "prob_wrong": {o.name: o.prob_wrong for o in self.outcomes},
+                "kl": self.steered.kl,
+                "kl_negated": self.negated.kl,
+                "kl_random": self.random.kl,
+                "side_effect_kl": {o.name: o.side_kl for o in self.outcomes},
+            },
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "model": dict(self.model),
+            "settings": self.settings.to_dict(),
+            "note": self.note,
+        }
+
+
+def _neutral_ids(loaded: LoadedModel) -> list[int]:
+    return encode(loaded.tokenizer, NEUTRAL_TEXT, "auto")
+
+
+def _side_effect_kl(
+    loaded: LoadedModel, vector: SteeringVector, values: Sequence[torch.Tensor | None]
+) -> list[float]:
+    """Mean KL(row ‖ unsteered) over the neutral text's positions, each row steered at every position
+    with its value (an aligned value by its mean over positions: the lengths differ)."""
+    ids = _neutral_ids(loaded)
+    flat = [None if v is None else (v.mean(0) if v.dim() == 2 else v) for v in values]
+    prompt, _ = steering_interventions(loaded.n_layers, vector.layer, flat, "prompt")
+    run = loaded.backend.run(torch.tensor([ids] * len(values)), interventions=prompt, all_positions=True)
+    logits = run.logits
+    base = logits[[i for i, v in enumerate(values) if v is None][0]]
+    return [float(_kl(row, base).mean()) for row in logits]
+
+
+def steer_captures(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    target: Capture | None = None,
+    *,
+    layer: int,
+    alpha: float,
+    mode: str = "last",
+    apply: str = "all",
+    answer: str | None = None,
+    wrong: str | None = None,
+    settings: GenerationSettings = DEFAULT_SETTINGS,
+    vector_file: bytes | None = None,
+) -> SteerResult:
+    """Steer `target` (B when None) with α·(h_A − h_B) at residual `layer` (or the vector in
+    `vector_file`), and measure the effects. Four rows of one batched continuation: unsteered, +α,
+    −α and a random vector of the same norm."""
+    alpha = check_alpha(alpha)
+    tgt = cap_b if target is None else target
+    if vector_file is not None:
+        vector = load_vector(vector_file, loaded, layer)
+    else:
+        vector = steering_vector(loaded, cap_a, cap_b, layer, mode)
+    _check_target(vector, tgt)
+    if apply not in APPLY_TO:
+        raise SettingsError(f"Apply to must be one of {', '.join(APPLY_TO)}, not '{apply}'.")
+    v = vector.value.float()
+    if not torch.isfinite(alpha * v).all():
+        _check_finite(torch.tensor([math.nan]), alpha)
+    metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    values: list[torch.Tensor | None] = [None, alpha * v, -alpha * v, alpha * random_like(vector)]
+    prompt, steps = steering_interventions(loaded.n_layers, vector.layer, values, apply)
+    try:
+        new, first = generate_ids(loaded, [tgt.token_ids] * 4, settings, interventions=prompt,
+                                  step_interventions=steps)
+    except SettingsError as exc:
+        if "inf or NaN" in str(exc):
+            _check_finite(torch.tensor([math.nan]), alpha)
+        raise
+    _check_finite(first, alpha)
+    side = _side_effect_kl(loaded, vector, values)
+    kls = _kl(first, first[0])
+    diffs = metric.diff(first)
+    probs = torch.softmax(first.double(), -1)
+    outcomes = []
+    for i, (name, a) in enumerate((("unsteered", 0.0), ("steered", alpha), ("negated", -alpha),
+                                   ("random", alpha))):
+        outcomes.append(Outcome(
+            name=name, alpha=a, continuation=continuation_of(loaded, tgt.token_ids, new[i], settings),
+            logit_diff=None if diffs is None else float(diffs[i]),
+            prob_answer=None if metric.answer is None else float(probs[i, metric.answer.id]),
+            prob_wrong=None if metric.wrong is None else float(probs[i, metric.wrong.id]),
+            kl=float(kls[i]), side_kl=side[i],
+        ))
+    ma, mb = metric.diff(cap_a.final_logits), metric.diff(cap_b.final_logits)
+    note = metric.note
+    if vector.aligned:
+        aligned_note = ("The aligned vector is added at the prompt's positions only; generated tokens have "
+                        "no aligned position.")
+        note = aligned_note if note is None else f"{note} {aligned_note}"
+    return SteerResult(
+        model=loaded.info(), layer=vector.layer, site=vector.site, alpha=alpha, mode=vector.mode,
+        apply=apply, target="B" if target is None else target.text, vector_norm=vector.norm, metric=metric,
+        metric_a=None if ma is None else float(ma), metric_b=None if mb is None else float(mb),
+        unsteered=outcomes[0], steered=outcomes[1], negated=outcomes[2], random=outcomes[3],
+        settings=settings, note=note,
+    )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Next-token effects of α·v_ℓ added to the target at every layer ℓ = 0…L and each α.
+
+    logit_diff[ℓ][j] and kl[ℓ][j] for alphas[j] (v_ℓ = h_A − h_B at layer ℓ, read as `mode`);
+    shift = logit_diff − the unsteered one; effect = shift / (m_A − m_B) (None when the gap is ~0
+    or there is no logit difference).
+    """
+
+    model: dict
+    mode: str
+    apply: str
+    alphas: tuple[float, ...]
+    metric: Metric
+    unsteered: float | None
+    metric_a: float | None
+    metric_b: float | None
+    logit_diff: tuple[tuple[float | None, ...], ...]
+    kl: tuple[tuple[float, ...], ...]
+    random_kl: tuple[float, ...]  # per layer: a random vector of v_ℓ's norm at the largest |α|
+
+    def effect(self, layer: int, j: int) -> float | None:
+        diff = self.logit_diff[layer][j]
+        if diff is None or self.unsteered is None or self.metric_a is None or self.metric_b is None:
+            return None
+        gap = self.metric_a - self.metric_b
+        return None if abs(gap) < 1e-6 else (diff - self.unsteered) / gap
+
+    def best(self) -> tuple[int, float]:
+        """The (layer, α) whose effect toward A is largest (or, with no logit difference, whose KL is)."""
+        cells = [(layer, j) for layer in range(len(self.kl)) for j in range(len(self.alphas))]
+        if self.effect(0, 0) is not None:
+            layer, j = max(cells, key=lambda c: self.effect(*c))
+        else:
+            layer, j = max(cells, key=lambda c: self.kl[c[0]][c[1]])
+        return layer, self.alphas[j]
+
+    def reading(self) -> str:
+        """The best layer, in a plain sentence."""
+        layer, alpha = self.best()
+        j = self.alphas.index(alpha)
+        kl = self.kl[layer][j]
+        effect = self.effect(layer, j)
+        if effect is None:
+            return (f"The vector changes the target's next-token distribution most at layer {layer} "
+                    f"(α = {alpha:g}: KL {kl:.3f} nats from the unsteered run; a random vector of the same "
+                    f"norm there: {self.random_kl[layer]:.3f}).")
+        assert self.metric.answer is not None and self.metric.wrong is not None
+        return (f"The best layer is {layer}: with α = {alpha:g}, logit['{self.metric.answer.token}'] − "
+                f"logit['{self.metric.wrong.token}'] moves {effect:.0%} of the way from B's value to A's "
+                f"(KL {kl:.3f} nats from the unsteered run; a random vector of the same norm: "
+                f"{self.random_kl[layer]:.3f}).")
+
+    def to_dict(self) -> dict:
+        return {
+            "model": dict(self.model), "mode": self.mode, "apply_to": self.apply, "alphas": list(self.alphas),
+            "answer": None if self.metric.answer is None else self.metric.answer.to_dict(),
+            "wrong": None if self.metric.wrong is None else self.metric.wrong.to_dict(),
+            "unsteered": self.unsteered, "a": self.metric_a, "b": self.metric_b,
+            "logit_diff": [list(r) for r in self.logit_diff], "kl": [list(r) for r in self.kl],
+            "effect": [[self.effect(layer, j) for j in range(len(self.alphas))]
+                       for layer in range(len(self.kl))],
+            "random_kl": list(self.random_kl),
+            "best": dict(zip(("layer", "alpha"), self.best(), strict=True)),
+            "reading": self.reading(),
+        }
+
+
+def steering_sweep(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    target: Capture | None = None,
+    *,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    mode: str = "last",
+    answer: str | None = None,
+    wrong: str | None = None,
+    progress: Progress | None = None,
+    rows: int | None = None,
+) -> SweepResult:
+    """Every layer × every α (plus a random control per layer), at the target's next token only:
+    one row of a batched forward pass per cell, `rows` rows per pass (default: memory-bounded)."""
+    tgt = cap_b if target is None else target
+    alphas = tuple(check_alpha(a) for a in alphas)
+    if not alphas:
+        raise SettingsError("Give at least one coefficient α for the sweep.")
+    vectors = [steering_vector(loaded, cap_a, cap_b, layer, mode) for layer in range(loaded.n_layers + 1)]
+    _check_target(vectors[0], tgt)
+    metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    big = max(alphas, key=abs)
+    cells: list[tuple[int, torch.Tensor]] = []  # (layer, value added) per row
+    for layer, vector in enumerate(vectors):
+        cells.extend((layer, a * vector.value.float()) for a in alphas)
+        cells.append((layer, big * random_like(vector)))
+    step = rows or rows_per_pass(loaded, tgt.n_tokens)
+    ids = torch.tensor([tgt.token_ids], dtype=torch.long)
+    logits: list[torch.Tensor] = []
+    for start in range(0, len(cells), step):
+        chunk = cells[start : start + step]
+        interventions: list[Intervention] = []
+        for layer in sorted({c[0] for c in chunk}):
+            values = [v if c_layer == layer else None for c_layer, v in chunk]
+            interventions.extend(steering_interventions(loaded.n_layers, layer, values, "prompt")[0])
+        run = loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions)
+        _check_finite(run.logits, big)
+        logits.append(run.logits)
+        if progress is not None:
+            progress(min(1.0, (start + len(chunk)) / len(cells)))
+    every = torch.cat(logits)
+    kls = _kl(every, tgt.final_logits[None]).tolist()
+    diffs = metric.diff(every)
+    width = len(alphas) + 1
+    ld, kl, rnd = [], [], []
+    for layer in range(len(vectors)):
+        row = slice(layer * width, layer * width + len(alphas))
+        ld.append(tuple(None if diffs is None else float(d) for d in (diffs[row] if diffs is not None
+                                                                      else [None] * len(alphas))))
+        kl.append(tuple(kls[row]))
+        rnd.append(kls[layer * width + len(alphas)])
+    un, ma, mb = (metric.diff(c.final_logits) for c in (tgt, cap_a, cap_b))
+    return SweepResult(
+        model=loaded.info(), mode=mode, apply="prompt", alphas=alphas, metric=metric,
+        unsteered=None if un is None else float(un), metric_a=None if ma is None else float(ma),
+        metric_b=None if mb is None else float(mb), logit_diff=tuple(ld), kl=tuple(kl), random_kl=tuple(rnd),
+    )

@@ -1,0 +1,97 @@
+"""Continuations: what the model answers to each side, side by side, with characters joined across tokens."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from lib.analyses.generation import (
+    DEFAULT_NEW_TOKENS,
+    MAX_NEW_TOKENS,
+    Continuation,
+    GenerationSettings,
+    complete_character,
+    continue_capture,
+)
+from lib.app import ui
+from lib.core.errors import TwinlensError
+
+ui.page(
+    "Continuations",
+    """
+What the model *says* after each prompt: its continuation, token by token, exactly what
+transformers' `generate` gives with the same settings (the key-value cache is used: the prompt is
+read once, then one pass per new token).
+
+- **Greedy** takes the most likely token at each step; **sampled** draws from the distribution
+  (divided by the temperature) with a seed, so the same seed gives the same text again.
+- A continuation stops at the model's end-of-sequence token or after the number of new tokens.
+- **Characters across tokens**: an emoji is usually 2–4 byte pieces (`<F0 9F>`, `<90>`, `<A0>`);
+  the table joins them into the character they form (🐠), with the pieces beneath.
+- To run the lens, distances, diff, watch and patching over the generated tokens too, set
+  **Analyse the continuation** in the sidebar.
+""",
+)
+
+RUN_KEY = "continuations-ran-for"  # the (request, settings) the user asked to generate for
+
+
+def settings_inputs() -> GenerationSettings:
+    left, mid, right = st.columns(3)
+    n = left.number_input("New tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS, key="continuations-n")
+    sampled = mid.radio("Decoding", ["greedy", "sampled"], horizontal=True, key="continuations-mode")
+    if sampled == "greedy":
+        return GenerationSettings(int(n))
+    temperature = right.number_input("Temperature", 0.05, 5.0, 0.8, key="continuations-t")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="continuations-seed")
+    return GenerationSettings(int(n), float(temperature), int(seed))
+
+
+def characters_table(continuation: Continuation) -> pd.DataFrame:
+    """One row per character: the tokens it spans, the character, its pieces (joined ones only differ)."""
+    return pd.DataFrame(
+        {"tokens": f"{g.start}" if not g.joined else f"{g.start}–{g.end - 1}", "character": g.text,
+         "pieces": " ".join(g.pieces) if g.joined else ""}
+        for g in continuation.characters
+    )
+
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    settings = settings_inputs()
+    sides = ui.sides(request, comparison)
+    if st.button("Generate", type="primary", key="continuations-run"):
+        st.session_state[RUN_KEY] = (request, settings)
+    if st.session_state.get(RUN_KEY) != (request, settings):
+        st.info(f"Press **Generate**: up to {settings.max_new_tokens} new tokens for each side, "
+                "one forward pass per token.")
+        st.stop()
+    results = {}
+    try:
+        with st.spinner("Generating both continuations…"):
+            for side in sides:
+                results[side.name] = ui.cached(
+                    continue_capture, side.run.model, side.run.prompt_only, settings
+                )
+    except TwinlensError as exc:
+        ui.show_error(exc)
+        st.stop()
+    tables = {}
+    for col, side in zip(st.columns(2), sides, strict=True):
+        result = results[side.name]
+        with col:
+            st.subheader(ui.plain(side.title))
+            ending = "stopped at EOS" if result.stopped_at_eos else "length"
+            st.caption(f"{len(result.prompt_token_ids)} prompt tokens (template included) · "
+                       f"{len(result.token_ids)} new · {ending}")
+            st.text(result.text or "(nothing: the model ended at once)")
+            first = result.token_ids[:1]
+            if first:
+                completes = ui.cached(complete_character, side.run.model, result.prompt_token_ids, first[0])
+                if completes:
+                    st.caption(ui.plain(f"The first new token {result.tokens[0]} is part of a character: "
+                                        f"greedily it completes to {completes}."))
+            tables[f"characters-{side.name}"] = characters_table(result)
+            st.dataframe(tables[f"characters-{side.name}"], hide_index=True, width="stretch")
+    ui.download_buttons("continuations", request, {name: r.to_dict() for name, r in results.items()}, tables)
