@@ -7,6 +7,10 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.models import LoadedModel
 
 TOKEN_LEGEND = "In tokens: ␣ = a space · ↵ = a new line · <F0 9F> = bytes that are only part of a character."
 LONG_PROMPT = 400  # characters; a longer prompt is shown as its start … its end, the rest in an expander
@@ -76,3 +80,22 @@ def shortened(text: str, limit: int = LONG_PROMPT, ends: int = PROMPT_ENDS) -> s
     if len(text) <= limit:
         return None
     return f"{text[:ends].rstrip()} … {text[-ends:].lstrip()}"
+
+
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>$~|])")  # emphasis, code, links, HTML, LaTeX, tables
+
+
+def plain(text: str) -> str:
+    """`text` escaped for Streamlit's Markdown (st.error, st.info...): the signs of Markdown
+    emphasis, code, links and images, HTML, LaTeX and tables get a backslash, so a prompt, token
+    or model name quoted in a message shows literally."""
+    return _MARKDOWN_SIGNS.sub(r"\\\1", text)
+
+
+def runs_on(model: LoadedModel) -> str:
+    """The device and dtype `load_model` chose ('auto': CUDA, then MPS, then the CPU; float32 on the CPU)."""
+    return f"{model.device.type}, {str(model.dtype).removeprefix('torch.')}"
+
+
+def size_text(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"

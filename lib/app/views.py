@@ -1,0 +1,180 @@
+"""Drawing the pages share: plain text for Markdown, tokens as chips with their legend, the
+Compare body (fresh or reopened from History), export buttons and the save form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+from ..analyses.compare import Comparison
+from ..core.errors import HistoryError
+from ..core.tokens import align
+from . import charts, export, readable
+from . import compare_frames as frames
+from .cache import RunKey
+from .export import ExportFile
+from .history import DB_NAME, MAX_NAME, History, data_dir
+from .readable import plain
+from .request import Request
+from .session import access
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ENTRY_KEY = "_twinlens_entrypoint_running"  # set while the entry page (and its sidebar) runs
+
+
+def export_files(
+    name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]
+) -> list[ExportFile]:
+    """`data` with the request as `<stem>.json`, then each table as `<stem>-<table>.csv`; the stem
+    is `name` with a slug of the prompts (`export.file_stem`), so two exports do not collide."""
+    texts = [request.a] if request.two_models else [request.a, request.b]
+    stem = export.file_stem(name, [*texts, request.model, request.model2])
+    return export.export_files(stem, request.to_dict(), data, tables)
+
+
+def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Export buttons for what a page shows (see `export_files`); downloading does not rerun the page."""
+    files = export_files(name, request, data, tables)
+    for column, file in zip(st.columns(len(files)), files, strict=True):
+        column.download_button(
+            f"⬇ {file.label}", file.content, file_name=file.file_name, mime=file.mime,
+            key=f"download-{file.file_name}", on_click="ignore",
+        )
+
+
+def prompt_text(text: str) -> None:
+    """A prompt as plain text; a long one as its start … end, the whole of it in an expander."""
+    short = readable.shortened(text)
+    if short is None:
+        st.text(text)
+        return
+    st.text(short)
+    with st.expander(f"Whole prompt ({len(text):,} characters)"):
+        st.text(text)
+
+
+def token_chips(tokens: Sequence[str], differs: Sequence[bool] | None = None,
+                ids: Sequence[int] | None = None) -> None:
+    """Tokens as chips that wrap, the differing ones highlighted (see `readable.chips_html`)."""
+    st.html(readable.chips_html(tokens, differs, ids))
+
+
+def token_legend() -> None:
+    """The one-line legend of the marks in readable tokens (␣, ↵, <F0 9F>)."""
+    st.caption(plain(readable.TOKEN_LEGEND))
+
+
+def draw_comparison(comparison: Comparison) -> None:
+    """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
+    plain text) with their tokens and next token, the distance per layer, both logit lenses."""
+    st.caption(frames.model_caption(comparison))
+    names = frames.side_names(comparison)  # A/B, or model 1/model 2
+    sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
+    matches = align(comparison.a.token_ids, comparison.b.token_ids)
+    unmatched = [[m is None for m in match] for match in matches]
+    for col, (label, title, side), differs in zip(st.columns(2), sides, unmatched, strict=True):
+        with col:
+            st.subheader(plain(title))
+            prompt_text(side.text)
+            top = side.final[0]
+            st.markdown(f"**Next token ({plain(label)})**: `{top.token}` — "
+                        f"{plain(readable.next_token_sentence(top.token, top.prob))}")
+            token_chips(side.tokens, differs, side.token_ids)
+    token_legend()
+    st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
+    distance = comparison.distance
+    if distance is None:
+        st.info(comparison.note)
+    else:
+        peak = distance.peak_layer("cosine")
+        lines = charts.layer_lines(charts.measures_frame(distance), "value", y_title="distance", floor=0.0)
+        st.altair_chart(lines, width="stretch")
+        st.caption(
+            f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
+            f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"
+        )
+    st.subheader("Logit lens at the last token")
+    for col, (_, title, side) in zip(st.columns(2), sides, strict=True):
+        with col:
+            st.markdown(f"**{plain(title)}**")
+            height = min(40 + 35 * (len(side.lens) + 1), 900)
+            st.dataframe(frames.lens_frame(side), width="stretch", height=height)
+
+
+def show_error(exc: BaseException) -> None:
+    """An error a user caused, as an st.error whose quoted prompts or names show literally."""
+    st.error(plain(str(exc)))
+
+
+def open_history() -> History | None:
+    """The saved comparisons, or None after an st.error. A damaged database is reported, set
+    aside by `History` (never overwritten) and replaced by a fresh one at once."""
+    for _ in range(2):
+        try:
+            return History()
+        except HistoryError as exc:
+            show_error(exc)
+            if (data_dir() / DB_NAME).exists():  # not set aside, so a second try cannot help
+                return None
+    return None
+
+
+def save_form(request: Request, comparison: Comparison) -> None:
+    """A name and a Save button: stores `comparison` with `request` in the History."""
+    default = f"{comparison.a.text[:40]} | {comparison.b.text[:40]}"
+    with st.form("save-comparison", border=False):
+        name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+        name = name_col.text_input("Name", value=" ".join(default.split()), max_chars=MAX_NAME)
+        if button_col.form_submit_button("💾 Save", width="stretch"):
+            history = open_history()
+            if history is not None:
+                try:
+                    saved_id = history.save(name, request.to_dict(), comparison, owner=access().owner)
+                    st.success(f"Saved as #{saved_id}. Reopen it on the History page.")
+                except HistoryError as exc:
+                    show_error(exc)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the current comparison as a page reads it: what the page calls it ('A' or
+    'model 1'), its heading ('Prompt A', 'Model 1 · name') and its run (model and text) — pass
+    `run` to `get_capture` or `cached`."""
+
+    name: str
+    title: str
+    run: RunKey
+
+    @property
+    def text(self) -> str:
+        return self.run.text
+
+
+def sides(request: Request, comparison: Comparison) -> tuple[Side, Side]:
+    """Sides a and b: prompts A and B through one model, or prompt `a` through model 1 and model 2."""
+    names, titles = frames.side_names(comparison), frames.side_titles(comparison)
+    return tuple(Side(n, t, run) for n, t, run in zip(names, titles, request.runs, strict=True))
+
+
+def page(title: str, explanation: str) -> None:
+    """Open a page: its header and its "What am I looking at?" expander (our text, never user data).
+
+    On the very first run of a server process, Streamlit runs a file of a `pages/` folder by
+    itself, without the entrypoint and its sidebar (its multipage "v1" mode); such a run is
+    restarted through the entrypoint.
+    """
+    if ENTRY_KEY not in st.session_state:
+        # The mode is a process-wide flag that only the public st.navigation clears, and that call
+        # is in the entrypoint this run skipped: clear it here, or the rerun runs this file alone again.
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    st.header(title)
+    with st.expander("What am I looking at?"):
+        st.markdown(explanation)
