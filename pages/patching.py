@@ -147,7 +147,7 @@ if found is not None:
     bar = st.progress(0.0, text="Patching A into B…")
     try:
         result = ui.cached(
-            patch_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
+            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong,
             _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
         )
     finally:
@@ -166,7 +166,7 @@ if found is not None:
 
     st.subheader("B's logit lens after one patch")
     layer, position = cell_picker(result)
-    patched = ui.cached(patched_lens_captures, run_a.model, run_a, run_b, layer, position, top_k=request.k)
+    patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k)
     st.caption(ui.plain(
         f"Top-1 of the lens at B's last position, per layer, after writing A's residual at layer {layer}, "
         f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own."

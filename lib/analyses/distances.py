@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.capture import Capture
+from ..core.checks import check_same_residuals
 from ..core.models import LoadedModel
 from ..core.records import Record
 
@@ -165,5 +166,7 @@ def distance_report(
 def capture_distances(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, drop_first: bool = True
 ) -> DistanceReport:
-    """`distance_report` of two prompts already run through `loaded`."""
+    """`distance_report` of two runs already made: two prompts through `loaded`, or one prompt
+    through two models of the same depth and width (ModelPairError otherwise)."""
+    check_same_residuals(cap_a, cap_b)
     return distance_report(cap_a.residual, cap_b.residual, drop_first=drop_first)

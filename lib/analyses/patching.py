@@ -31,6 +31,7 @@ import torch
 
 from ..core.backend import Intervention, Run
 from ..core.capture import Capture, capture
+from ..core.checks import check_same_residuals
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
 from ..core.records import Record
@@ -292,7 +293,10 @@ def patch_captures(
     progress: Progress | None = None,
     rows: int | None = None,
 ) -> PatchResult:
-    """The patching grid from two prompts already run; `rows` overrides the patches per pass."""
+    """The patching grid from two runs already made; `rows` overrides the patches per pass. B's run
+    is repeated through `loaded`: A may come from another model of the same depth and width (two
+    models on one prompt: model 1's residual written into model 2)."""
+    check_same_residuals(cap_a, cap_b)
     answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
 
     answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely

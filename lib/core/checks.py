@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .capture import Capture
-from .errors import SettingsError
+from .errors import ModelPairError, SettingsError
 from .models import LoadedModel
 
 
@@ -30,3 +30,19 @@ def resolve_position(position: int, n_tokens: int, label: str) -> int:
             f"Position {position} is outside prompt {label}, which has {n_tokens} tokens (0…{n_tokens - 1})."
         )
     return position % n_tokens
+
+
+def check_same_residuals(cap_a: Capture, cap_b: Capture) -> None:
+    """Two runs whose residual streams are compared or exchanged layer by layer (two models on one
+    prompt) must have as many layers and as wide a residual, or ModelPairError says which differs."""
+    (layers_a, _, width_a), (layers_b, _, width_b) = cap_a.residual.shape, cap_b.residual.shape
+    if layers_a != layers_b:
+        raise ModelPairError(
+            f"The two models have {layers_a - 1} and {layers_b - 1} layers, so their residual streams "
+            "cannot be compared or patched layer by layer."
+        )
+    if width_a != width_b:
+        raise ModelPairError(
+            f"The two models' residual streams are {width_a} and {width_b} wide, so they cannot be "
+            "compared or patched into each other."
+        )

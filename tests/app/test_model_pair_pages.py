@@ -73,3 +73,40 @@ def test_logit_lens_page_says_which_model_lacks_a_picked_layer(app, tiny_folders
     app.selectbox(key="lens_layer").set_value(2).run()
     assert not app.exception, app.exception
     assert len(cell_tables(app)) == 2
+
+
+def test_distances_page_compares_model_1_with_model_2_on_one_prompt(app, tiny_folders, partner_folders):
+    from lib.analyses.distances import capture_distances
+
+    folder1, folder2 = tiny_folders["llama"], partner_folders["llama-seed1"]
+    open_pair_page(app, "pages/distances.py", folder1, folder2)
+    assert not app.error
+    model1, model2 = load_model(str(folder1)), load_model(str(folder2))
+    expected = capture_distances(model1, capture(model1, PROMPT), capture(model2, PROMPT))
+    assert expected.summary() in [i.value for i in app.info]
+    assert expected.last.cosine[-1] > 0  # other weights: the two streams part ways
+
+
+def test_distances_and_patching_refuse_two_models_of_different_depths(app, tiny_folders, partner_folders):
+    open_pair_page(app, "pages/distances.py", tiny_folders["gpt2"], partner_folders["gpt2-shallow"])
+    assert any("layer by layer" in e.value for e in app.error)
+
+
+def test_patching_page_writes_model_1_into_model_2(app, tiny_folders, partner_folders):
+    from lib.analyses.patching import patch_captures
+
+    folder1, folder2 = tiny_folders["llama"], partner_folders["llama-seed1"]
+    open_pair_page(app, "pages/patching.py", folder1, folder2)
+    model1, model2 = load_model(str(folder1)), load_model(str(folder2))
+    cap1, cap2 = capture(model1, PROMPT), capture(model2, PROMPT)
+    moved = cap1.final_logits - cap2.final_logits
+    answer, wrong = int(moved.argmax()), int(moved.argmin())
+    app.text_input(key="patching-answer").input(model1.tokenizer.decode([answer]))
+    app.text_input(key="patching-wrong").input(model1.tokenizer.decode([wrong]))
+    app.button(key="patching-run").click().run()
+    assert not app.exception, app.exception
+    expected = patch_captures(model2, cap1, cap2, answer=answer, wrong=wrong)
+    grid = next(df.value for df in app.dataframe if " · " in str(df.value.columns[-1]))
+    shown = grid.iloc[:, 1:].to_numpy(dtype=float)
+    assert shown.shape == (model2.n_layers + 1, len(cap2.token_ids))
+    assert shown.flatten().tolist() == pytest.approx([e for row in expected.effect for e in row], abs=1e-3)
