@@ -10,6 +10,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from lib.analyses.compare import Comparison
 from lib.app import ui
 from lib.app.access import Access
 from lib.app.history import History, SavedComparison, SavedEntry
@@ -142,7 +143,12 @@ def show(history: History) -> None:
     saved = history.get(chosen)
     manage(history, saved, who, neighbour)
     st.divider()
-    ui.draw_comparison(saved.comparison())
+    value = saved.value()
+    if isinstance(value, Comparison):
+        ui.draw_comparison(value)
+    else:  # another page's result: its saved numbers, as that page exported them
+        st.caption(ui.plain(f"A saved {saved.kind} result (as saved; no model was run to show it)."))
+        st.json(saved.result["data"], expanded=1)
 
 
 history = ui.open_history()

@@ -176,3 +176,4 @@ if found is not None:
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
     tables = {"cells": table.drop(columns=["column", "differs"]), "lens-after-patch": side_by_side}
     ui.download_buttons("patching", request, result.to_dict(), tables)
+    ui.save_form(request, result, "patching")

@@ -25,17 +25,19 @@ ownership existed belong to the operator.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..analyses.compare import Comparison
 from ..core.errors import HistoryError
+from ..core.records import decode, encode
 from .access import HISTORY_REFUSED, Access, AccessError
 from .export import to_json
 
@@ -93,9 +95,25 @@ class SavedComparison:
     settings: dict
     result: dict  # Comparison.to_dict()
 
+    @property
+    def kind(self) -> str:
+        """What was saved: 'compare.Comparison' (the Compare page's), or another analysis's result,
+        e.g. 'patching.PatchResult'."""
+        return str(self.result.get(KIND_KEY, COMPARISON_KIND))
+
     def comparison(self) -> Comparison:
-        """The comparison itself, rebuilt from what was saved (no model is run)."""
-        return Comparison.from_dict(self.result)
+        """The comparison itself, rebuilt from what was saved (no model is run); HistoryError when
+        this entry holds another kind of result."""
+        value = self.value()
+        if not isinstance(value, Comparison):
+            raise HistoryError(f"#{self.entry.id} holds a {self.kind} result, not a comparison.")
+        return value
+
+    def value(self) -> object:
+        """The saved result, rebuilt from its fields (lib.core.records) without running the model."""
+        if self.kind == COMPARISON_KIND:
+            return Comparison.from_dict(self.result)
+        return decode(result_type(self.kind), self.result["data"])
 
     def to_dict(self) -> dict:
         return {**self.entry.to_dict(), "settings": self.settings, "result": self.result}
@@ -177,17 +195,25 @@ class History:
             ) from exc
 
     def save(
-        self, name: str, settings: Mapping, comparison: Comparison, *, saved_at: datetime | None = None,
+        self, name: str, settings: Mapping, result: object, *, saved_at: datetime | None = None,
         owner: str = "",
     ) -> int:
-        """Store `comparison` with the request `settings` under `name`; returns its id. `owner`: the
-        saving browser session's id (`Access.owner`), which may rename and delete it later."""
+        """Store `result` — the Compare page's Comparison or any other analysis's result (a frozen
+        dataclass of lib.analyses) — with the request `settings` under `name`; returns its id.
+        `owner`: the saving browser session's id (`Access.owner`), which may rename and delete it."""
         name = _clean_name(name)
         when = (saved_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        if isinstance(result, Comparison):
+            model, prompt_a, prompt_b = str(result.model.get("name", "")), result.a.text, result.b.text
+            payload = result.to_dict()
+        else:
+            kind = kind_of(result)
+            model = str(settings.get("model", ""))
+            prompt_a, prompt_b = str(settings.get("a", "")), str(settings.get("b", ""))
+            payload = {KIND_KEY: kind, "data": encode(result)}
         row = (
-            name, when, str(comparison.model.get("name", "")), comparison.a.text, comparison.b.text,
-            json.dumps(dict(settings), ensure_ascii=False),
-            json.dumps(comparison.to_dict(), ensure_ascii=False), owner,
+            name, when, model, prompt_a, prompt_b, json.dumps(dict(settings), ensure_ascii=False),
+            to_json(payload, indent=None), owner,
         )
         with self._transaction(write=True) as db:
             cursor = db.execute(
@@ -233,6 +259,33 @@ class History:
             ids = [e.id for e in self.list() if by is None or by.operator or by.may_manage(e.owner)]
         document = {"twinlens_export": SCHEMA_VERSION, "comparisons": [self.get(i).to_dict() for i in ids]}
         return to_json(document, indent=1)
+
+
+KIND_KEY = "twinlens_kind"  # in a saved result's JSON: which analysis made it (absent: a Comparison)
+COMPARISON_KIND = "compare.Comparison"
+SAVEABLE_MODULES = ("compare", "patching", "components", "steering", "generation", "features", "diff",
+                    "distances", "watch", "bos", "lens")
+
+
+def kind_of(result: object) -> str:
+    """'module.Class' of a result of lib.analyses, or HistoryError for anything else."""
+    module = type(result).__module__.rsplit(".", 2)
+    ours = len(module) >= 2 and module[-2] == "analyses" and module[-1] in SAVEABLE_MODULES
+    if not (is_dataclass(result) and ours):
+        raise HistoryError(f"A {type(result).__name__} is not a result twinlens can save.")
+    return f"{module[-1]}.{type(result).__qualname__}"
+
+
+def result_type(kind: str) -> type:
+    """The result class `kind` names — only dataclasses of the analyses modules, never an arbitrary
+    import named by a database row."""
+    module, _, name = kind.partition(".")
+    if module not in SAVEABLE_MODULES:
+        raise HistoryError(f"Saved results of kind '{kind}' cannot be reopened by this twinlens.")
+    found = getattr(importlib.import_module(f"..analyses.{module}", __package__), name, None)
+    if not (isinstance(found, type) and is_dataclass(found)):
+        raise HistoryError(f"Saved results of kind '{kind}' cannot be reopened by this twinlens.")
+    return found
 
 
 def _clean_name(name: str) -> str:

@@ -126,17 +126,18 @@ def open_history() -> History | None:
     return None
 
 
-def save_form(request: Request, comparison: Comparison) -> None:
-    """A name and a Save button: stores `comparison` with `request` in the History."""
-    default = f"{comparison.a.text[:40]} | {comparison.b.text[:40]}"
-    with st.form("save-comparison", border=False):
+def save_form(request: Request, result: object, what: str = "comparison") -> None:
+    """A name and a Save button: stores `result` (a Comparison, or any analysis's result) with
+    `request` in the History."""
+    default = " | ".join(run.text[:40] for run in request.runs)
+    with st.form(f"save-{what}", border=False):
         name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
         name = name_col.text_input("Name", value=" ".join(default.split()), max_chars=MAX_NAME)
         if button_col.form_submit_button("💾 Save", width="stretch"):
             history = open_history()
             if history is not None:
                 try:
-                    saved_id = history.save(name, request.to_dict(), comparison, owner=access().owner)
+                    saved_id = history.save(name, request.to_dict(), result, owner=access().owner)
                     st.success(f"Saved as #{saved_id}. Reopen it on the History page.")
                 except HistoryError as exc:
                     show_error(exc)

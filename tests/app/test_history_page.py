@@ -170,3 +170,22 @@ def test_open_in_all_pages_loads_it_into_the_sidebar_and_the_url(app, data, tiny
     assert app.query_params["b"] == B and app.query_params["a"] == A
     app.switch_page("pages/compare.py").run()
     assert [t.value for t in app.text][:2] == [A, B]
+
+
+def test_a_patching_grid_saved_on_its_page_reopens_on_the_history_page(app, data, tiny_folders):
+    from lib.analyses.patching import PatchResult
+
+    submit(app, a=A, b=B, model=str(tiny_folders["gpt2"]), k=3)
+    app.switch_page("pages/patching.py").run()
+    app.button(key="patching-run").click().run()
+    assert not app.exception, app.exception
+    _save(app, "my grid")
+    assert any("Saved as #" in s.value for s in app.success)
+    [entry] = History(data).list()
+    saved = History(data).get(entry.id)
+    assert entry.name == "my grid" and saved.kind == "patching.PatchResult"
+    assert isinstance(saved.value(), PatchResult)
+    app.switch_page(HISTORY).run()
+    assert not app.exception, app.exception
+    assert any("patching.PatchResult" in c.value for c in app.caption)
+    assert app.get("json")

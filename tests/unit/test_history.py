@@ -237,3 +237,41 @@ def test_a_database_from_before_ownership_gains_the_column_and_its_saves_are_the
     history.rename(old.id, "kept", by=operator)
     assert [e.name for e in history.list()] == ["mine", "kept"]
     assert history.get(old.id).comparison() == comparison
+
+
+def test_every_kind_of_result_saves_and_reopens_equal(tmp_path, tiny_models):
+    """Not only the Compare page's: a patching grid, a top-token diff, a watch, saved and reopened."""
+    from lib.analyses.diff import top_token_diff
+    from lib.analyses.patching import patch_captures
+    from lib.analyses.watch import watch_tokens
+    from lib.core.capture import capture
+
+    model = tiny_models["gpt2"]
+    cap_a, cap_b = capture(model, "The capital of France is"), capture(model, "The capital of Italy is")
+    moved = cap_a.final_logits - cap_b.final_logits
+    results = [
+        patch_captures(model, cap_a, cap_b, answer=int(moved.argmax()), wrong=int(moved.argmin())),
+        top_token_diff(model, cap_a, cap_b, top_k=3),
+        watch_tokens(model, cap_a, cap_b, (5, 6)),
+    ]
+    history = History(tmp_path)
+    settings = {"model": "tiny", "a": cap_a.text, "b": cap_b.text}
+    for result in results:
+        saved = history.get(history.save("kind", settings, result))
+        assert saved.value() == result
+        assert saved.kind == f"{type(result).__module__.rsplit('.', 1)[-1]}.{type(result).__name__}"
+        assert (saved.entry.prompt_a, saved.entry.prompt_b) == (cap_a.text, cap_b.text)
+        with pytest.raises(HistoryError, match="not a comparison"):
+            saved.comparison()
+
+
+def test_only_analysis_results_are_saved_and_a_forged_kind_is_not_imported(tmp_path, comparison):
+    history = History(tmp_path)
+    with pytest.raises(HistoryError, match="not a result twinlens can save"):
+        history.save("x", {}, {"any": "dict"})
+    saved_id = history.save("ok", {}, comparison)
+    with sqlite3.connect(history.path) as db:
+        db.execute("UPDATE comparisons SET result = ? WHERE id = ?",
+                   (json.dumps({"twinlens_kind": "os.system", "data": {}}), saved_id))
+    with pytest.raises(HistoryError, match="cannot be reopened"):
+        history.get(saved_id).value()
