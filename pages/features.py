@@ -179,8 +179,8 @@ if found is not None:
         + list(result.heat_features)
     ))
     if listed:
-        feature = st.selectbox("Feature", listed, key=f"features-card-{result.residual}",
-                               format_func=lambda f: f"{f} — {result.label(f)}"[:90])
+        labels = {f"{f} — {result.label(f)}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
+        feature = labels[st.selectbox("Feature", list(labels), key=f"features-card-{result.residual}")]
         try:
             trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
                               sae_path=path, any_model=any_model)

@@ -169,8 +169,7 @@ class HooksBackend:
                 hidden = args[0] if args else kwargs["hidden_states"]
                 return (hidden,) if returns_tuple else hidden
 
-            block.forward = passthrough
-            stack.callback(delattr, block, "forward")
+            _replace_forward(stack, block, passthrough)
 
     def _block_returns_tuple(self) -> bool:
         """Whether this family's blocks return a tuple (GPT-Neo) or the hidden states themselves;
@@ -302,6 +301,17 @@ class HooksBackend:
         return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
             site.kind
         ], False
+
+
+def _replace_forward(stack: ExitStack, module: nn.Module, forward: Callable) -> None:
+    """Give `module` another forward for this run, and put back on exit whatever was there
+    (another library, nnsight say, may have wrapped the instance's forward itself)."""
+    own = module.__dict__.get("forward")
+    module.forward = forward
+    if own is None:
+        stack.callback(delattr, module, "forward")
+    else:
+        stack.callback(setattr, module, "forward", own)
 
 
 def _check_start(

@@ -231,14 +231,18 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
             module = envoy.get(access.path)
             value = module.input if access.pre else module.output
             act = _first(value)
+            flat = act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]  # OPT's fc2
+            if flat:
+                act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
             if access.changes:
                 new = act.clone()
                 for change in access.changes:
                     change.apply(new, n_heads)
+                handed = new.reshape(-1, new.shape[-1]) if flat else new
                 if access.pre:
-                    module.input = new
+                    module.input = handed
                 else:
-                    module.output = _replace_first(value, new)
+                    module.output = _replace_first(value, handed)
                 act = new
             for site in access.sites:
                 if site.kind == "pattern":
