@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import ArchitectureError
+from .sites import Site
 
 _BLOCK_PATHS = ("layers", "h", "decoder.layers", "blocks", "language_model.layers")
 _NORM_NAMES = (
@@ -99,6 +100,24 @@ class Architecture:
     @property
     def n_layers(self) -> int:
         return len(self.blocks)
+
+    def site_module(self, site: Site) -> tuple[nn.Module, bool]:
+        """The module a canonical site sits on, and whether the site is that module's input (the
+        backends hook or trace exactly there): residual ℓ < L → block ℓ's input, residual L → the
+        last block's output, hook_z → the output projection's input, hook_attn_out / hook_mlp_out /
+        hook_pattern → those modules' outputs."""
+        if site.kind == "resid_pre":
+            return self.blocks[site.layer], True
+        if site.kind == "resid_post":
+            return self.blocks[site.layer], False
+        parts = self.block_parts(site.layer)
+        if site.kind == "z":
+            if self.n_heads is None:
+                raise ArchitectureError(f"'{self.family}' does not say how many attention heads it has.")
+            return parts.out_proj, True
+        return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
+            site.kind
+        ], False
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Lens logits, float32, shape [..., vocab], for residuals `hidden` of shape [..., d_model]."""

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .backend import Generated, Gradients, Intervention, Run
-from .errors import ArchitectureError, SettingsError
+from .errors import SettingsError
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ class HooksBackend:
                 raise _Stop
 
         for site in sorted(wanted | set(changes)):
-            module, pre = self._module_of(site)
+            module, pre = self.loaded.architecture.site_module(site)
             hook = _site_hook(
                 site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape, on_record
             )
@@ -285,22 +285,6 @@ class HooksBackend:
             else:
                 handle = module.register_forward_hook(hook, with_kwargs=True)
             stack.callback(handle.remove)
-
-    def _module_of(self, site: Site) -> tuple[nn.Module, bool]:
-        """The module a (canonical) site sits on, and whether it is read from the module's input."""
-        arch = self.loaded.architecture
-        if site.kind == "resid_pre":
-            return arch.blocks[site.layer], True
-        if site.kind == "resid_post":
-            return arch.blocks[site.layer], False
-        parts = arch.block_parts(site.layer)
-        if site.kind == "z":
-            if arch.n_heads is None:
-                raise ArchitectureError(f"'{arch.family}' does not say how many attention heads it has.")
-            return parts.out_proj, True
-        return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
-            site.kind
-        ], False
 
 
 def _replace_forward(stack: ExitStack, module: nn.Module, forward: Callable) -> None:

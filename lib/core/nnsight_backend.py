@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from .backend import Intervention, Run
-from .errors import ArchitectureError, RemoteError, SettingsError
+from .errors import RemoteError, SettingsError
 from .hooks import eager_attention_on
 from .sites import Site
 
@@ -186,21 +186,6 @@ class NnsightBackend:
     def _path(self, module: torch.nn.Module) -> str:
         return self._paths[id(module)]
 
-    def _module_of(self, site: Site) -> tuple[torch.nn.Module, bool]:
-        arch = self.loaded.architecture
-        if site.kind == "resid_pre":
-            return arch.blocks[site.layer], True
-        if site.kind == "resid_post":
-            return arch.blocks[site.layer], False
-        parts = arch.block_parts(site.layer)
-        if site.kind == "z":
-            if arch.n_heads is None:
-                raise ArchitectureError(f"'{arch.family}' does not say how many attention heads it has.")
-            return parts.out_proj, True
-        return {"attn_out": parts.attn_out, "mlp_out": parts.mlp_out, "pattern": parts.attention}[
-            site.kind
-        ], False
-
     def _plan(self, sites: Sequence[Site], interventions: Sequence[Intervention]) -> tuple[_Access, ...]:
         """One access per module value touched, ordered as the forward pass reaches them."""
         n = self.n_layers
@@ -212,7 +197,7 @@ class NnsightBackend:
         )
         grouped: dict[tuple[str, bool], list[Site]] = {}
         for site in touched:
-            module, pre = self._module_of(site)
+            module, pre = self.loaded.architecture.site_module(site)
             grouped.setdefault((self._path(module), pre), []).append(site)
         return tuple(
             _Access(path, pre, tuple(group), tuple(c for s in group for c in changes.get(s, ())))
