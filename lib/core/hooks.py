@@ -173,7 +173,8 @@ class HooksBackend:
 
     def _block_returns_tuple(self) -> bool:
         """Whether this family's blocks return a tuple (GPT-Neo) or the hidden states themselves;
-        found once by running one token (counted as a forward pass)."""
+        found once by running one token. That probe is not counted in `forward_passes`, which
+        counts passes over the user's prompts."""
         if self._returns_tuple is None:
             seen: list[bool] = []
             block = self.loaded.architecture.blocks[0]
@@ -183,7 +184,6 @@ class HooksBackend:
             one_token = torch.zeros(1, 1, dtype=torch.long, device=self.loaded.device)
             try:
                 with torch.inference_mode():
-                    self.loaded.forward_passes += 1
                     self.loaded.model(input_ids=one_token, use_cache=False)
             finally:
                 handle.remove()
