@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from json_close import json_close
 
 from lib.analyses.compare import compare_prompts
 from lib.analyses.patching import patch_captures
@@ -52,7 +53,7 @@ def test_split_model_gives_the_numbers_of_the_whole_one(tiny_models, tiny_folder
 
     a, b = capture(whole, FRANCE), capture(split, FRANCE)
     torch.testing.assert_close(b.residual, a.residual, rtol=0, atol=1e-6)
-    assert _approx(
+    assert json_close(
         compare_prompts(split, FRANCE, ITALY, top_k=5).to_dict(),
         compare_prompts(whole, FRANCE, ITALY, top_k=5).to_dict(),
     )
@@ -88,13 +89,3 @@ def test_unknown_device_map_is_refused_plainly(tiny_folders):
     with pytest.raises(SettingsError, match="Unknown device map 'everywhere'"):
         load_model(str(tiny_folders["llama"]), device_map="everywhere")
 
-
-def _approx(a, b, tol: float = 1e-5) -> bool:
-    """JSON-like values equal, floats within `tol`."""
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= tol
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_approx(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_approx(x, y, tol) for x, y in zip(a, b, strict=True))
-    return a == b

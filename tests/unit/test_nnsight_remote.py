@@ -13,6 +13,7 @@ import json
 import httpx
 import pytest
 import torch
+from json_close import json_close
 from nnsight.intervention.backends.remote import RemoteBackend
 from nnsight.intervention.backends.remote import RemoteError as NnsightRemoteError
 
@@ -167,17 +168,8 @@ def test_cli_prints_the_same_json_with_either_backend(tiny_folders, capsys, comm
     code_local, local, _ = _cli(capsys, *args)
     code_nn, nnsight, err = _cli(capsys, *args, "--backend", "nnsight")
     assert code_local == code_nn == 0, err
-    assert _approx(json.loads(nnsight), json.loads(local))
+    assert json_close(json.loads(nnsight), json.loads(local))
 
-
-def _approx(a, b, tol: float = 1e-5) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= tol
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_approx(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_approx(x, y, tol) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def test_cli_remote_without_a_key_prints_one_line(tiny_folders, capsys, monkeypatch):
