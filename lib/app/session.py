@@ -44,7 +44,8 @@ KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on an
 
 
 # A page's own state in a shared link (each page adds and removes only its own).
-PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer")
+PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer", "score", "patch_layer",
+               "patch_position", "measure")
 
 
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
@@ -228,6 +229,11 @@ def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
             pass
     elif key not in st.session_state and KEPT + key in st.session_state:
         st.session_state[key] = st.session_state[KEPT + key]
+
+
+def link_carries(name: str) -> bool:
+    """Whether the link this session opened carries the page parameter `name`, not yet taken by its widget."""
+    return name in st.session_state.get(PAGE_QUERY_KEY, {})
 
 
 def share(key: str, name: str, value: object, default: object = None) -> None:

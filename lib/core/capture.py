@@ -8,7 +8,8 @@ They are read at the named residual sites (lib.core.sites) through the model's b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -77,15 +78,37 @@ def capture(
     if not encoded.ids:
         raise PromptError("The prompt gives no tokens.")
     check_length(loaded, len(ids))
-    sites = residual_sites(loaded.n_layers)
-    run = loaded.backend.run(torch.tensor([ids], dtype=torch.long), sites=sites)
+    residual, final_logits = _residual_run(loaded, ids)
     return Capture(
         text=text,
         bos=bos,
         token_ids=tuple(ids),
         tokens=tuple(readable_tokens(loaded.tokenizer, ids)),
-        residual=torch.stack([run.activations[site][0] for site in sites]),
-        final_logits=run.logits[0],
+        residual=residual,
+        final_logits=final_logits,
         chat=chat,
         roles=(*encoded.roles, *("generated",) * len(continuation)),
     )
+
+
+def extend(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> Capture:
+    """`cap` with token `ids` appended after its tokens (role 'generated'), run again in one pass:
+    e.g. a teacher-forced context, the prompt followed by the first pieces of a word."""
+    token_ids = (*cap.token_ids, *(int(i) for i in ids))
+    check_length(loaded, len(token_ids))
+    residual, final_logits = _residual_run(loaded, token_ids)
+    return replace(
+        cap,
+        token_ids=token_ids,
+        tokens=tuple(readable_tokens(loaded.tokenizer, token_ids)),
+        residual=residual,
+        final_logits=final_logits,
+        roles=(*cap.roles, *("generated",) * len(ids)),
+    )
+
+
+def _residual_run(loaded: LoadedModel, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over `ids`: the residual [L+1, pos, d_model] at every site and the last logits [vocab]."""
+    sites = residual_sites(loaded.n_layers)
+    run = loaded.backend.run(torch.tensor([list(ids)], dtype=torch.long), sites=sites)
+    return torch.stack([run.activations[site][0] for site in sites]), run.logits[0]
