@@ -156,7 +156,9 @@ def piece_logprobs(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
 def forced_piece_logprobs(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> torch.Tensor:
     """log p_L(w_j | prompt, w_1 … w_{j−1}) of each piece of the word `ids` right after the prompt
     of `cap`, read at the final layer (the model's own logits) of one pass over `forced_context`
-    → [len(ids)] float64."""
+    (none for a one-token word: the capture's own last logits) → [len(ids)] float64."""
+    if len(ids) == 1:
+        return piece_logprobs(cap.final_logits[None], ids)
     context = torch.tensor([forced_context(cap.token_ids, ids)], dtype=torch.long)
     logits = loaded.backend.run(context, all_positions=True).logits[0]  # [n + pieces − 1, vocab]
     return piece_logprobs(logits[cap.n_tokens - 1 :], ids)
