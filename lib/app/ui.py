@@ -249,7 +249,7 @@ def run_pages(pages: list) -> None:
     """
     st.session_state[ENTRY_KEY] = True
     try:
-        st.navigation(pages).run()
+        st.navigation(pages, position="top").run()
     except TwinlensError as exc:  # the user's input, wherever a page raised it: one plain message
         show_error(exc)
     except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable

@@ -81,7 +81,7 @@ def test_every_page_draws_from_a_shareable_url(app_url, browser, page_file, titl
 def test_switching_pages_keeps_the_url_shareable(app_url, browser):
     page = browser.new_page()
     open_view(page, view_url(app_url, PAGES[0][0], REQUEST, default=True), PAGES[0][1])
-    page.locator("[data-testid=stSidebarNav] a", has_text="Residual distances").click()
+    page.locator("[data-testid=stTopNavLink]", has_text="Residual distances").click()
     page.get_by_role("heading", name="Residual distances").first.wait_for(timeout=60_000)
     page.wait_for_url("**/distances?**a=The+capital+of+France+is**", timeout=30_000)
     assert_no_exception(page)

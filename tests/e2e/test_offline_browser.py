@@ -21,7 +21,7 @@ def test_pages_request_nothing_outside_the_machine(tmp_path):
         page = context.new_page()
         open_view(page, view_url(url, "pages/compare.py", REQUEST, default=True), "Compare")
         wait_for_chart(page)
-        page.locator("[data-testid=stSidebarNav] a", has_text="Logit lens").click()
+        page.locator("[data-testid=stTopNavLink]", has_text="Logit lens").click()
         page.get_by_role("heading", name="Logit lens").first.wait_for(timeout=60_000)
         wait_for_chart(page)
         page.wait_for_timeout(1500)
