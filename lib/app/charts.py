@@ -35,6 +35,8 @@ LABEL_CHARS = 6  # characters of a token written inside a lens cell
 DIFFERS_COLOUR = "#c0392b"  # labels of positions where A's and B's tokens differ
 SIDE_DASHES = ([1, 0], [6, 4])  # solid for the first side (A), dashed for the second (B)
 ROW_HEIGHT = 16  # pixels per layer row of a heatmap
+MAX_HEATMAP_HEIGHT = 900  # pixels; deeper models get thinner rows
+MIN_LABEL_PIXELS = 12  # a layer label needs this much height; thinner rows label every n-th layer
 
 
 # ---------------------------------------------------------------- helpers
@@ -45,6 +47,13 @@ def position_label(position: int, token_a: str, token_b: str | None = None) -> s
     if token_b is None or token_b == token_a:
         return f"{position} {token_a}"
     return f"{position} {token_a}/{token_b}"
+
+
+def labelled_layers(n_layers: int, row_pixels: float) -> list[int]:
+    """The layers a heatmap's y axis labels: every one when a row is at least `MIN_LABEL_PIXELS`
+    high (any model up to ~50 layers), else every n-th that fits, and always the last."""
+    step = max(1, math.ceil(MIN_LABEL_PIXELS / row_pixels))
+    return sorted(set(range(0, n_layers, step)) | {n_layers - 1})
 
 
 def labelled_columns(
@@ -218,9 +227,13 @@ def heatmap(
         labelColor=alt.condition(is_differing, alt.value(DIFFERS_COLOUR), alt.value("#808495")),
         labelFontWeight=alt.condition(is_differing, alt.value("bold"), alt.value("normal")),
     )
+    n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
+    height = min(ROW_HEIGHT * n_layers + 60, MAX_HEATMAP_HEIGHT)
+    # labelOverlap=False: Vega-Lite would otherwise drop every other layer label once they touch
+    layer_axis = alt.Axis(values=labelled_layers(n_layers, (height - 60) / n_layers), labelOverlap=False)
     base = alt.Chart(frame).encode(
         x=alt.X("column:N", sort=columns, title=x_title, axis=axis),
-        y=alt.Y("layer:O", sort="descending", title="layer"),
+        y=alt.Y("layer:O", sort="descending", title="layer", axis=layer_axis),
     )
     if diverging:
         bound = max(1.0, float(frame[value].abs().max()))
@@ -243,8 +256,7 @@ def heatmap(
         ink = alt.condition(f"{measure} > {dark}", alt.value("white"), alt.value("black"))
         shown_text = alt.Text(f"{text}:Q", format=text_format) if text_format else alt.Text(f"{text}:N")
         layers.append(base.mark_text(fontSize=9).encode(text=shown_text, color=ink))
-    n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
-    return alt.layer(*layers).properties(height=min(ROW_HEIGHT * n_layers + 60, 900))
+    return alt.layer(*layers).properties(height=height)
 
 
 def layer_lines(
