@@ -145,7 +145,7 @@ class PatchResult:
     effect: tuple[tuple[float, ...], ...]
     raw: tuple[tuple[float, ...], ...]
     note: str | None
-    score: Score = "logit"
+    score: str = "logit"  # a Score: "logit" (first pieces' logit difference) or "word" (whole words)
 
     @property
     def metric_label(self) -> str:
