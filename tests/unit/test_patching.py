@@ -26,6 +26,7 @@ from lib.analyses.patching import (
 from lib.core.backend import Intervention
 from lib.core.capture import capture
 from lib.core.errors import PromptError
+from lib.core.models import load_model
 from lib.core.sites import Site
 from lib.core.tokens import single_token, typed_word
 
@@ -245,6 +246,19 @@ def test_a_two_piece_word_is_scored_whole_by_teacher_forcing(family_model):
     assert first_piece.score == "logit" and first_piece.metric_label == (
         f"logit[{answer.pieces[0]} (first piece of ␣Claires)] − logit[␣Rome]")
     assert result.raw != first_piece.raw
+
+
+def test_whole_word_grid_is_the_same_on_the_nnsight_backend_and_its_remote_path(tiny_models, tiny_folders):
+    """The whole-word score, summed inside the run (`reduce`), is the same through nnsight, locally
+    and shipped as for NDIF (remote="local")."""
+    hooks = tiny_models["llama"]
+    caps = capture(hooks, FRANCE), capture(hooks, ITALY)
+    words = {"answer": "␣Claires", "wrong": " Rome", "score": "word", "rows": 5}
+    expected = torch.tensor(patch_captures(hooks, *caps, **words).raw)
+    for remote in ({}, {"remote": "local"}):
+        nnsight = load_model(str(tiny_folders["llama"]), backend="nnsight", **remote)
+        got = torch.tensor(patch_captures(nnsight, *caps, **words).raw)
+        torch.testing.assert_close(got, expected, rtol=0, atol=TOLERANCE)
 
 
 def test_scoring_one_token_words_whole_is_the_logit_difference(family_model):
