@@ -79,6 +79,10 @@ class TokenRef(Record):
         """'␣Paris', or '␣L (first piece of ␣Lakers)'."""
         return f"{self.token} (first piece of {self.word})" if self.word else self.token
 
+    def scored(self, score: str) -> str:
+        """What the metric scores: the whole word with score "word", else the token."""
+        return (self.word or self.token) if score == "word" else self.token
+
 
 @dataclass(frozen=True)
 class SpaceHint:
@@ -102,7 +106,7 @@ def metric_words(answer: TokenRef, wrong: TokenRef, score: Score) -> str:
     """The metric in words: 'logit[␣Paris] − logit[␣Rome]' (a word by its first piece, labelled)
     or, scoring whole words, 'log p(␣Lakers) − log p(␣Celtics)'."""
     if score == "word":
-        return f"log p({answer.word or answer.token}) − log p({wrong.word or wrong.token})"
+        return f"log p({answer.scored(score)}) − log p({wrong.scored(score)})"
     return f"logit[{answer.label}] − logit[{wrong.label}]"
 
 
@@ -485,9 +489,7 @@ def reading(result: PatchResult, threshold: float = 0.5) -> str:
     arrival = next(
         (l for l, row in enumerate(result.effect) if row[last_col] >= threshold), len(result.effect) - 1
     )
-    word = result.score == "word"
-    pair = f"'{result.answer.word if word and result.answer.word else result.answer.token}' over " + (
-        f"'{result.wrong.word if word and result.wrong.word else result.wrong.token}'")
+    pair = f"'{result.answer.scored(result.score)}' over '{result.wrong.scored(result.score)}'"
     arrives = (
         f"Patching the last position ('{last_token}') alone moves B at least {threshold:.0%} of the "
         f"way to A's preference for {pair} from layer {arrival} on."
