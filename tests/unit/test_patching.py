@@ -335,7 +335,7 @@ def test_result_to_dict_is_json_with_the_documented_keys(france_italy):
     _, _, result, _ = france_italy
     data = json.loads(json.dumps(result.to_dict()))
     assert {"metric", "answer", "wrong", "tokens_b", "effect", "raw", "note"} <= data.keys()
-    assert data["metric"] == {"a": result.metric_a, "b": result.metric_b}
+    assert data["metric"] == {"a": result.metric_a, "b": result.metric_b, "score": "logit"}
     assert data["answer"] == {"token": result.answer.token, "id": result.answer.id, "word": ""}
     assert data["effect"] == [list(r) for r in result.effect]
 
