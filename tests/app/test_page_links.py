@@ -40,14 +40,14 @@ def test_a_link_with_a_cell_outside_the_grid_falls_back_to_the_default_cell(app)
 def test_the_distances_measure_goes_into_the_link(app):
     open_page(app, "pages/distances.py", a=SHARED["a"], b=SHARED["b"])
     assert "measure" not in app.query_params  # the default stays out of the link
-    app.radio(key="dist_measure").set_value("relative_l2").run()
-    assert app.query_params["measure"] == "relative_l2"
+    app.radio(key="dist_measure").set_value("relative L2").run()
+    assert app.query_params["measure"] == "relative L2"
 
 
 def test_a_link_opens_the_distances_heatmap_in_its_measure(app):
-    app.query_params.update({**SHARED, "measure": "relative_l2"})
+    app.query_params.update({**SHARED, "measure": "relative L2"})
     app.switch_page("pages/distances.py").run()
     assert not app.exception, app.exception
-    assert app.radio(key="dist_measure").value == "relative_l2"
+    assert app.radio(key="dist_measure").value == "relative L2"
     heatmap = app.get("vega_lite_chart")[-1]
     assert "relative L2" in heatmap.proto.spec and "cosine distance" not in heatmap.proto.spec
