@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..core.architecture import Architecture
 from ..core.capture import Capture
 from ..core.errors import SettingsError
 from ..core.models import LoadedModel
@@ -97,14 +98,47 @@ def lens_cells(
     """The lens top-k at each (layer, position) in `cells`, in the order given."""
     out: list[LensCell] = []
     for chunk, logits in lens_logits_chunks(loaded, residual, cells):
-        logp = torch.log_softmax(logits, dim=-1)  # one pass over the vocabulary serves both
-        tops = _top_k_rows(loaded, logp, k)
-        ents = _entropy_of(logp).tolist()
-        out.extend(
-            LensCell(layer=l, position=p, top=t, entropy_bits=e)
-            for (l, p), t, e in zip(chunk, tops, ents, strict=True)
-        )
+        out.extend(cells_from_top(loaded, chunk, *reduce_logits(logits, k)))
     return out
+
+
+def reduce_logits(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lens logits [n, vocab] → (top-k probabilities [n, k], their ids [n, k], entropy in bits [n]):
+    one log-softmax over the vocabulary serves both (log is monotonic: same tokens as p)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return values.exp(), ids, _entropy_of(logp)
+
+
+def lens_top_k(
+    architecture: Architecture, hidden: torch.Tensor, k: int, vocab_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The lens of each residual row `hidden` [n, d_model], reduced where the residuals are (inside
+    a backend's `reduce`, on NDIF for a remote model): `reduce_logits` of `architecture.logits`,
+    `chunk_size(vocab)` rows at a time, so at most CHUNK_FLOATS logits exist at once and an
+    [n, vocab] tensor is never built. Returns top-k probabilities [n, k], ids [n, k], entropy [n]."""
+    step = chunk_size(vocab_size)
+    parts = [reduce_logits(architecture.logits(hidden[start : start + step]), k)
+             for start in range(0, hidden.shape[0], step)]
+    return tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def cells_from_top(
+    loaded: LoadedModel, cells: Sequence[tuple[int, int]], probs: torch.Tensor, ids: torch.Tensor,
+    entropy_bits: torch.Tensor,
+) -> list[LensCell]:
+    """LensCells for (layer, position) `cells` from `reduce_logits`' tensors (readable tokens here)."""
+    tok = loaded.tokenizer
+    return [
+        LensCell(
+            layer=l, position=p, entropy_bits=e,
+            top=tuple(TokenProb(readable_token(tok, int(i)), int(i), float(v))
+                      for v, i in zip(row_p, row_i, strict=True)),
+        )
+        for (l, p), row_p, row_i, e in zip(
+            cells, probs.tolist(), ids.tolist(), entropy_bits.tolist(), strict=True
+        )
+    ]
 
 
 def lens_column(

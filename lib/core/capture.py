@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .chat import Chat, encode_prompt
+from .chat import Chat, Encoded, encode_prompt
 from .errors import PromptError
 from .models import LoadedModel
 from .sites import residual_sites
@@ -32,6 +32,19 @@ def check_length(loaded: LoadedModel, n_tokens: int, name: str = "The prompt") -
         raise PromptError(
             f"{name} is {n_tokens:,} tokens; {loaded.name} reads at most {limit:,}. Shorten it."
         )
+
+
+def prompt_ids(
+    loaded: LoadedModel, text: str, bos: str = "auto", chat: Chat | None = None,
+    continuation: tuple[int, ...] = (),
+) -> Encoded:
+    """The ids (and roles) the model reads for `text`, refused when empty or when they, with
+    `continuation` appended, are longer than the model's context."""
+    encoded = encode_prompt(loaded.tokenizer, text, bos, chat)
+    if not encoded.ids:
+        raise PromptError("The prompt gives no tokens.")
+    check_length(loaded, len(encoded.ids) + len(continuation))
+    return encoded
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,8 @@ def capture(
     continuation: token ids appended after the prompt's (a continuation the model generated,
     kept as ids so it is exactly what the model emitted, never re-tokenized text).
     """
-    encoded = encode_prompt(loaded.tokenizer, text, bos, chat)
+    encoded = prompt_ids(loaded, text, bos, chat, continuation)
     ids = [*encoded.ids, *(int(i) for i in continuation)]
-    if not encoded.ids:
-        raise PromptError("The prompt gives no tokens.")
-    check_length(loaded, len(ids))
     sites = residual_sites(loaded.n_layers)
     run = loaded.backend.run(torch.tensor([ids], dtype=torch.long), sites=sites)
     return Capture(

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Intervention, Run
-from .errors import RemoteError, SettingsError
+from .backend import Intervention, Job, Run
+from .errors import Cancelled, RemoteError, SettingsError
 from .hooks import eager_attention_on
 from .sites import Site
 
@@ -105,6 +105,7 @@ class NnsightBackend:
         forward = inspect.signature(loaded.model.forward).parameters
         self._logits_to_keep = "logits_to_keep" in forward
         self.traces = 0  # how many traces ran (remote jobs, for NDIF)
+        self.received_bytes = 0  # tensor bytes the last run brought back (what NDIF would send)
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -146,9 +147,48 @@ class NnsightBackend:
             saved = _trace(
                 self.envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, self.remote
             )
+        self.received_bytes = tensor_bytes(saved)
         if reduce is None:
             logits = saved.logits.to(loaded.device)
             return Run(logits=logits[:, :0] if stop_early else logits, activations=dict(saved.activations))
+        return saved
+
+    def run_each(
+        self,
+        inputs: Sequence[torch.Tensor],
+        *,
+        sites: Sequence[Site] = (),
+        reduce: Callable[[list[Run]], T],
+        job: Job | None = None,
+    ) -> T:
+        """`Backend.run_each` as one nnsight session: a trace per input, then `reduce` on their
+        runs in the session's body. Remotely the whole session is one NDIF job: the runs stay on the
+        server and only `reduce`'s result comes back (`received_bytes` counts its tensors).
+
+        `job` hears the job's status (NDIF's RECEIVED … RUNNING, COMPLETED; a local session reports
+        RUNNING and COMPLETED) and is checked for a cancel before the session starts and, for NDIF,
+        while the client waits for it."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+        plan = self._plan(sites, ())
+        wanted = {s: s.canonical(self.n_layers) for s in sites}
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        ids = [i.to(loaded.device).contiguous() for i in inputs]
+        job = job or Job()
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+            job.check()
+            watched = _watched_remote(self.envoy, job) if self.remote is True else None
+            if watched is None:
+                job.report("RUNNING")
+            loaded.forward_passes += len(ids)
+            self.traces += len(ids)
+            n_heads = loaded.architecture.n_heads
+            saved = _session(self.envoy, ids, kwargs, plan, wanted, n_heads, reduce, self.remote, watched)
+            job.report("COMPLETED")
+        self.received_bytes = tensor_bytes(saved)
         return saved
 
     def gradients(self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable) -> None:
@@ -205,9 +245,10 @@ class NnsightBackend:
         )
 
 
-def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, remote):
+def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, remote, save=True):
     """The trace itself. nnsight runs the body of the `with` next to the forward pass (and, for
-    NDIF, on the server), so it only uses what it is given and saves one value."""
+    NDIF, on the server), so it only uses what it is given and saves one value (`save=False`:
+    inside a session, where the value stays for the session's later code and is not sent back)."""
     import nnsight
 
     with envoy.trace(ids, remote=remote, **kwargs):
@@ -247,8 +288,74 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
         result = Run(logits=logits, activations={s: recorded[c] for s, c in wanted.items()})
         if reduce is not None:
             result = reduce(result)
-        saved = nnsight.save(result)
+        saved = nnsight.save(result) if save else result
     return saved
+
+
+def _session(envoy, inputs, kwargs, plan, wanted, n_heads, reduce, remote, watched):
+    """One nnsight session: a trace per input (nothing saved), then `reduce` on the runs; only its
+    result is saved. With `watched` (NDIF) the session is sent through that backend."""
+    import nnsight
+
+    with envoy.session(backend=watched, remote=remote):
+        runs = []
+        for ids in inputs:
+            runs.append(_trace(envoy, ids, kwargs, plan, wanted, n_heads, False, None, False, False))
+        saved = nnsight.save(_quietly(reduce, runs))
+    return saved
+
+
+def _quietly(reduce, runs):
+    """`reduce(runs)` without autograd: a session's body runs in nnsight's own thread, where the
+    caller's `torch.inference_mode()` does not reach."""
+    with torch.inference_mode():
+        return reduce(runs)
+
+
+def tensor_bytes(value: object) -> int:
+    """The bytes of tensor data in a (nested) result: what a remote run sends back, roughly."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    if isinstance(value, Run):
+        return tensor_bytes(value.logits) + tensor_bytes(dict(value.activations))
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(tensor_bytes(getattr(value, name)) for name in value.__dataclass_fields__)
+    return 0
+
+
+# -- NDIF job status: progress and cancel ----------------------------------------------------
+
+
+class _JobDisplay:
+    """Stands in for nnsight's status line (`RemoteBackend.display`): each status NDIF sends goes
+    to the `Job`, and while the client waits (woken every 0.1 s) the job is checked for a cancel."""
+
+    enabled = True  # makes the websocket wait wake up every 0.1 s, so a cancel is seen at once
+    verbose = False
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def update(self, response) -> None:
+        status = getattr(response.status, "value", str(response.status))
+        if status != "LOG":
+            self.job.report(status)
+
+    def refresh(self) -> None:
+        self.job.check()
+
+
+def _watched_remote(envoy, job: Job):
+    """nnsight's blocking NDIF backend for `envoy`, reporting to `job` instead of printing."""
+    from nnsight.intervention.backends.remote import RemoteBackend
+
+    backend = RemoteBackend(envoy.to_model_key(), env=envoy._remoteable_get_env(), blocking=True)
+    backend.display = _JobDisplay(job)
+    return backend
 
 
 def _lens_trace(envoy, probe, hidden, paths, unembed, arch, remote):
@@ -296,8 +403,9 @@ class _remote_errors:
             CONFIG.APP.REMOTE_LOGGING = False  # nnsight's status lines would mix into printed JSON
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or self.remote is not True or isinstance(exc, (RemoteError, SettingsError)):
-            return False
+        if (exc is None or self.remote is not True or not isinstance(exc, Exception)
+                or isinstance(exc, (RemoteError, SettingsError, Cancelled))):
+            return False  # not NDIF's, or already plain (a Streamlit rerun passes through untouched)
         raise RemoteError(explain_remote_failure(exc)) from exc
 
 
