@@ -25,9 +25,16 @@ from typing import TypeVar
 
 from ..core.capture import Capture, capture
 from ..core.chat import Chat
+from ..core.errors import SettingsError
 from ..core.models import LoadedModel, load_model
 
 T = TypeVar("T")
+NEEDS_RESIDUALS = (
+    "This view needs each prompt's whole residual stream, which NDIF would have to send back (for a 70B "
+    "model about 0.3 MB per token per prompt). On NDIF twinlens runs the Compare page, reduced on the "
+    "server; for this view pick the local or nnsight backend with a model this machine holds "
+    "(docs/scale.md)."
+)
 
 
 @dataclass(frozen=True)
@@ -40,14 +47,20 @@ class ModelKey:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
-    backend: str = "local"  # how it runs: "local" (hooks) or "nnsight" (issue 15); same results
+    backend: str = "local"  # how it runs: "local" (hooks), "nnsight" or "ndif" (nnsight on NDIF)
 
     def load(self) -> LoadedModel:
         """The model these settings name (a model still in use with them is returned again)."""
         return load_model(
             self.spec, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-            allow_pickle=self.allow_pickle, backend=self.backend,
+            allow_pickle=self.allow_pickle, backend="nnsight" if self.remote else self.backend,
+            remote=self.remote,
         )
+
+    @property
+    def remote(self) -> bool:
+        """Whether the model runs on NDIF (no weights here; only reduced results come back)."""
+        return self.backend == "ndif"
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,8 @@ class Results:
         return self.models.get(key, key.load)
 
     def capture(self, run: RunKey) -> Capture:
+        if run.model.remote:
+            raise SettingsError(NEEDS_RESIDUALS)
         model = self.model(run.model)
         if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
             from ..analyses.generation import GenerationSettings, continue_capture

@@ -28,6 +28,7 @@ The local implementation, on Hugging Face modules and PyTorch hooks, is `lib.cor
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
@@ -155,13 +156,26 @@ class Job:
     progress: Callable[[float, str], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     status: str = ""
+    every: float = 1.0  # seconds between repeated reports while a job waits (`tick`)
+    _told: float = 0.0
 
     def report(self, status: str) -> None:
         """Record `status`, tell the caller how far along that is, then stop if cancelled."""
         self.status = status
-        if self.progress is not None and status in JOB_STAGES:
-            self.progress(JOB_STAGES[status], status)
+        self._tell()
         self.check()
+
+    def tick(self) -> None:
+        """While waiting for a job: stop if cancelled, and every `every` seconds tell the caller
+        again where it is (an app redraws its progress bar, which is also when it can interrupt)."""
+        self.check()
+        if time.monotonic() - self._told >= self.every:
+            self._tell()
+
+    def _tell(self) -> None:
+        self._told = time.monotonic()
+        if self.progress is not None and self.status in JOB_STAGES:
+            self.progress(JOB_STAGES[self.status], self.status)
 
     def check(self) -> None:
         """Raise `Cancelled` once the caller has asked to stop."""

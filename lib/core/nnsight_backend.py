@@ -33,8 +33,9 @@ from __future__ import annotations
 import inspect
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -180,7 +181,7 @@ class NnsightBackend:
         job = job or Job()
         with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
             job.check()
-            watched = _watched_remote(self.envoy, job) if self.remote is True else None
+            watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
             if watched is None:
                 job.report("RUNNING")
             loaded.forward_passes += len(ids)
@@ -346,14 +347,14 @@ class _JobDisplay:
             self.job.report(status)
 
     def refresh(self) -> None:
-        self.job.check()
+        self.job.tick()
 
 
-def _watched_remote(envoy, job: Job):
+def _watched_remote(envoy, job: Job, key: str | None):
     """nnsight's blocking NDIF backend for `envoy`, reporting to `job` instead of printing."""
     from nnsight.intervention.backends.remote import RemoteBackend
 
-    backend = RemoteBackend(envoy.to_model_key(), env=envoy._remoteable_get_env(), blocking=True)
+    backend = RemoteBackend(envoy.to_model_key(), api_key=key, env=envoy._remoteable_get_env(), blocking=True)
     backend.display = _JobDisplay(job)
     return backend
 
@@ -373,18 +374,35 @@ def _lens_trace(envoy, probe, hidden, paths, unembed, arch, remote):
 # -- remote failures: one plain message each -------------------------------------------------
 
 
+# A key typed for this call only (the app's sidebar field, kept in that browser session's state):
+# a context variable, so concurrent sessions never see each other's key.
+_SESSION_KEY: ContextVar[str | None] = ContextVar("ndif_api_key", default=None)
+
+
 def api_key() -> str | None:
-    """The NDIF API key from the environment (never printed, logged or saved)."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    """The NDIF API key: the one `using_api_key` set for this call, else the environment's
+    `NDIF_API_KEY` (never printed, logged or saved)."""
+    key = (_SESSION_KEY.get() or os.environ.get(API_KEY_ENV, "")).strip()
     return key or None
+
+
+@contextmanager
+def using_api_key(key: str | None) -> Iterator[None]:
+    """Runs inside use `key` (None or empty: the environment's) as the NDIF API key."""
+    token = _SESSION_KEY.set((key or "").strip() or None)
+    try:
+        yield
+    finally:
+        _SESSION_KEY.reset(token)
 
 
 def check_remote_ready(remote: Remote) -> None:
     """Refuse a remote run before it starts when no API key is set."""
     if remote is True and api_key() is None:
         raise RemoteError(
-            f"No NDIF API key: set the environment variable {API_KEY_ENV} (get a key at "
-            "https://login.ndif.us) or run with the local backend."
+            f"No NDIF API key: set the environment variable {API_KEY_ENV} or, in the app, type it in "
+            "the sidebar's NDIF API key field (get a key at https://login.ndif.us); or run with the "
+            "local backend."
         )
 
 
@@ -403,6 +421,10 @@ class _remote_errors:
             CONFIG.APP.REMOTE_LOGGING = False  # nnsight's status lines would mix into printed JSON
 
     def __exit__(self, kind, exc, tb) -> bool:
+        if self.remote is True:
+            from nnsight import CONFIG
+
+            CONFIG.API.APIKEY = None  # held only while this run needed it
         if (exc is None or self.remote is not True or not isinstance(exc, Exception)
                 or isinstance(exc, (RemoteError, SettingsError, Cancelled))):
             return False  # not NDIF's, or already plain (a Streamlit rerun passes through untouched)
