@@ -1,0 +1,112 @@
+"""The Compare view reduced inside the trace (issue 15): `compare_prompts` runs both prompts and
+the lens, the model's own top-k and the distances as one nnsight session, so what comes back from
+NDIF is a few kilobytes, never a residual stream.
+
+Parity: on every tiny family the reduced comparison equals `compare_captures` on the hooks
+backend's captures — exactly (the same operations on the same tensors; only where they run
+differs), through the local session and through nnsight's serialization path (remote="local").
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.analyses.compare import compare_captures, compare_prompts
+from lib.core import nnsight_backend
+from lib.core.capture import capture
+from lib.core.models import load_model
+from lib.core.nnsight_backend import tensor_bytes
+
+TEXT_A = "Claire and Mary went to the shops"
+TEXT_B = "Claire and Kobe went"  # another length: the two passes need not line up
+K = 5
+
+
+def comparison_bytes(n_layers: int, k: int) -> int:
+    """The tensor bytes `last_position_summary` sends back for one comparison (both prompts):
+    lens top-k probabilities (float32) and ids (int64) and entropies (float32) at L+1 layers per
+    prompt; the model's own top-k and entropy per prompt; two float64 distances per layer."""
+    layers = n_layers + 1
+    lens = 2 * layers * (k * 4 + k * 8 + 4)
+    final = 2 * (k * 4 + k * 8 + 4)
+    distances = 2 * layers * 8
+    return lens + final + distances
+
+
+@pytest.fixture
+def hooks_reference(family_model):
+    """The Compare view as the hooks backend computes it from two captures."""
+    caps = capture(family_model, TEXT_A), capture(family_model, TEXT_B)
+    return compare_captures(family_model, *caps, top_k=K).to_dict()
+
+
+def test_reduced_comparison_on_the_hooks_backend_equals_the_captures(family_model, hooks_reference):
+    assert compare_prompts(family_model, TEXT_A, TEXT_B, top_k=K).to_dict() == hooks_reference
+
+
+@pytest.mark.parametrize("remote", [False, "local"])
+def test_reduced_comparison_on_nnsight_equals_the_hooks_backend(
+    family_model, tiny_folders, hooks_reference, remote, monkeypatch
+):
+    twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight", remote=remote)
+    sent_back = []
+    session = nnsight_backend._session
+    monkeypatch.setattr(nnsight_backend, "_session", lambda *a: sent_back.append(session(*a)) or sent_back[-1])
+    passes = twin.forward_passes
+
+    assert compare_prompts(twin, TEXT_A, TEXT_B, top_k=K).to_dict() == hooks_reference
+
+    assert twin.forward_passes == passes + 2  # one pass per prompt, both in one session (one job)
+    # what came back: the reduction, and no tensor as large as even one layer's column of residuals
+    (value,) = sent_back
+    column = (family_model.n_layers + 1) * family_model.d_model
+    sizes = [t.numel() for t in _tensors(value)]
+    assert sizes and max(sizes) < column
+    assert twin.backend.received_bytes == tensor_bytes(value) == comparison_bytes(family_model.n_layers, K)
+    residual = capture(family_model, TEXT_A).residual
+    assert twin.backend.received_bytes < residual.numel() * residual.element_size()
+
+
+def test_bytes_per_comparison_do_not_grow_with_the_prompt(tiny_models, tiny_folders):
+    """The reduced result depends on layers and top-k only; a residual stream grows with the prompt."""
+    twin = load_model(str(tiny_folders["llama"]), backend="nnsight", remote="local")
+    compare_prompts(twin, "Hi", "Yo", top_k=K)
+    short = twin.backend.received_bytes
+    long_text = " ".join(["Claire and Mary went to the shops"] * 8)
+    compare_prompts(twin, long_text, long_text + " again", top_k=K)
+    assert twin.backend.received_bytes == short == comparison_bytes(twin.n_layers, K)
+
+
+def test_the_lens_is_chunked_inside_the_reduction(tiny_models, monkeypatch):
+    """Never layers × positions × vocabulary: with a chunk of 3 rows the lens runs in pieces of at
+    most 3 × vocab logits and gives the same comparison."""
+    from lib.analyses import lens
+
+    model = tiny_models["gpt2"]
+    whole = compare_prompts(model, TEXT_A, TEXT_B, top_k=K).to_dict()
+    seen = []
+    logits = type(model.architecture).logits
+
+    def spy(architecture, hidden):
+        seen.append(hidden.shape[0])
+        return logits(architecture, hidden)
+
+    monkeypatch.setattr(lens, "CHUNK_FLOATS", 3 * model.vocab_size)
+    monkeypatch.setattr(type(model.architecture), "logits", spy)
+    chunked = compare_prompts(model, TEXT_A, TEXT_B, top_k=K).to_dict()
+    assert seen and max(seen) <= 3 and sum(seen) == 2 * (model.n_layers + 1)
+    assert chunked["distance"] == whole["distance"]
+    assert [[t["id"] for t in row] for row in chunked["a"]["lens"]] == [
+        [t["id"] for t in row] for row in whole["a"]["lens"]
+    ]
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
