@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from spy import returns_of
 
 from lib.analyses.compare import compare_captures, compare_prompts
 from lib.core import nnsight_backend
@@ -50,9 +51,7 @@ def test_reduced_comparison_on_nnsight_equals_the_hooks_backend(
     family_model, tiny_folders, hooks_reference, remote, monkeypatch
 ):
     twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight", remote=remote)
-    sent_back = []
-    session = nnsight_backend._session
-    monkeypatch.setattr(nnsight_backend, "_session", lambda *a: sent_back.append(session(*a)) or sent_back[-1])
+    sent_back = returns_of(monkeypatch, nnsight_backend, "_session")
     passes = twin.forward_passes
 
     assert compare_prompts(twin, TEXT_A, TEXT_B, top_k=K).to_dict() == hooks_reference
