@@ -31,8 +31,8 @@ from ..core.models import LoadedModel, load_model
 T = TypeVar("T")
 NEEDS_RESIDUALS = (
     "This view needs each prompt's whole residual stream, which NDIF would have to send back (for a 70B "
-    "model about 0.3 MB per token per prompt). On NDIF twinlens runs the Compare page, reduced on the "
-    "server; for this view pick the local or nnsight backend with a model this machine holds "
+    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare page, reduced on the server "
+    "to about 22 kB; for this view pick the local or nnsight backend with a model this machine holds "
     "(docs/scale.md)."
 )
 

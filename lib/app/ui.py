@@ -18,12 +18,12 @@ import streamlit as st
 from ..analyses.compare import Comparison, compare_captures, compare_prompts
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
-from ..core.errors import ModelLoadError, TwinlensError, unexpected
+from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
 from . import ndif, readable
-from .cache import ModelKey, Results, RunKey
+from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
     ALLOW_PICKLE_HELP,
@@ -64,6 +64,7 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
 )
 
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
+REDUCED_ON_NDIF = (compare_prompts,)  # what runs on an NDIF model: reduced where the model is
 
 
 T = TypeVar("T")
@@ -148,7 +149,10 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
     a model's first load shows its status box."""
     for value in (*args, *kwargs.values()):
         if isinstance(value, (ModelKey, RunKey)):
-            get_model(value if isinstance(value, ModelKey) else value.model)
+            key = value if isinstance(value, ModelKey) else value.model
+            if key.remote and fn not in REDUCED_ON_NDIF:
+                raise SettingsError(NEEDS_RESIDUALS)  # rather than fetch residual streams from NDIF
+            get_model(key)
     with ndif.session_api_key():
         return RESULTS.get(fn, *args, _progress=_progress, **kwargs)
 

@@ -93,11 +93,24 @@ def test_no_key_gives_the_plain_message(app, fake_ndif):
     assert any("No NDIF API key" in e.value and "sidebar" in e.value for e in at.error)
 
 
-def test_a_view_that_needs_residual_streams_refuses_on_ndif(app, fake_ndif):
+# page → the button that starts its computation (None: it computes when opened)
+RESIDUAL_PAGES = {
+    "logit_lens": None, "distances": None, "diff": None, "tokens": None, "watch": None, "patching": None,
+    "components": "Run components", "continuations": "Generate", "steering": "Steer",
+}
+
+
+@pytest.mark.parametrize("page", RESIDUAL_PAGES)
+def test_a_view_that_needs_residual_streams_refuses_on_ndif(app, fake_ndif, page):
     at = _on_ndif(app)
-    at.switch_page("pages/distances.py").run()
+    at.switch_page(f"pages/{page}.py").run()
+    if RESIDUAL_PAGES[page]:
+        next(b for b in at.main.button if b.label == RESIDUAL_PAGES[page]).click()
+        at.run()
     assert not at.exception
-    assert any("needs each prompt's whole residual stream" in e.value for e in at.error)
+    assert any("needs each prompt's whole residual stream" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
 
 
 def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_folders):
