@@ -25,15 +25,14 @@ from typing import TypeVar
 
 from ..core.capture import Capture, capture
 from ..core.chat import Chat
-from ..core.errors import SettingsError
 from ..core.models import LoadedModel, load_model
 
 T = TypeVar("T")
 NEEDS_RESIDUALS = (
     "This view needs each prompt's whole residual stream, which NDIF would have to send back (for a 70B "
-    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare page, reduced on the server "
-    "to about 22 kB; for this view pick the local or nnsight backend with a model this machine holds "
-    "(docs/scale.md)."
+    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare, Logit lens and Residual "
+    "distances pages, reduced on the server; for this view pick the local or nnsight backend with a "
+    "model this machine holds (docs/scale.md)."
 )
 
 
@@ -163,9 +162,13 @@ class Results:
         return self.models.get(key, key.load)
 
     def capture(self, run: RunKey) -> Capture:
-        if run.model.remote:
-            raise SettingsError(NEEDS_RESIDUALS)
+        """One prompt's capture; for a model on NDIF without its residual stream (the views that
+        support it reduce it where it runs)."""
         model = self.model(run.model)
+        if run.model.remote and not run.continue_for:  # a continuation: generate refuses it plainly
+            return self.captures.get(
+                run, lambda: capture(model, run.text, run.bos, run.chat, keep_residual=False)
+            )
         if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
             from ..analyses.generation import GenerationSettings, continue_capture
 

@@ -16,6 +16,8 @@ from typing import TypeVar
 import streamlit as st
 
 from ..analyses.compare import Comparison, compare_captures, compare_prompts
+from ..analyses.distances import capture_distances
+from ..analyses.lens import cell_detail, lens_grid
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
 from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
@@ -64,7 +66,8 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
 )
 
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
-REDUCED_ON_NDIF = (compare_prompts,)  # what runs on an NDIF model: reduced where the model is
+# what runs on an NDIF model, reduced where the model is (from captures without residual streams)
+REDUCED_ON_NDIF = (compare_prompts, lens_grid, cell_detail, capture_distances)
 
 
 T = TypeVar("T")

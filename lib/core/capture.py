@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .backend import Run
 from .chat import Chat, Encoded, encode_prompt
 from .errors import PromptError
 from .models import LoadedModel
@@ -51,7 +52,8 @@ def prompt_ids(
 class Capture:
     """What one forward pass of one prompt leaves behind.
 
-    residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device)
+    residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device);
+        None when the residual stream stayed where the model runs (NDIF, `keep_residual=False`)
     final_logits: [vocab] float32, the model's own next-token logits at the last position
     chat: the chat settings the prompt was read with (None: raw text)
     roles: per token, 'template' / 'system' / 'user' / 'prefill' (lib.core.chat) or 'generated'
@@ -62,7 +64,7 @@ class Capture:
     bos: str
     token_ids: tuple[int, ...]
     tokens: tuple[str, ...]
-    residual: torch.Tensor
+    residual: torch.Tensor | None
     final_logits: torch.Tensor
     chat: Chat | None = None
     roles: tuple[str, ...] = ()
@@ -78,24 +80,39 @@ def capture(
     bos: str = "auto",
     chat: Chat | None = None,
     continuation: tuple[int, ...] = (),
+    *,
+    keep_residual: bool = True,
 ) -> Capture:
     """Run `text` once and keep the residual stream at every layer boundary and position.
 
     chat: read the prompt as a chat message (lib.core.chat); None reads it as raw text.
     continuation: token ids appended after the prompt's (a continuation the model generated,
     kept as ids so it is exactly what the model emitted, never re-tokenized text).
+    keep_residual=False: for a model on NDIF, keep only the tokens and the model's own logits
+    (`residual` is None); views that support it then reduce the residual stream where it is
+    (e.g. `lens_grid`, `capture_distances`) instead of fetching it.
     """
     encoded = prompt_ids(loaded, text, bos, chat, continuation)
     ids = [*encoded.ids, *(int(i) for i in continuation)]
-    sites = residual_sites(loaded.n_layers)
-    run = loaded.backend.run(torch.tensor([ids], dtype=torch.long), sites=sites)
+    input_ids = torch.tensor([ids], dtype=torch.long)
+    if keep_residual:
+        sites = residual_sites(loaded.n_layers)
+        run = loaded.backend.run(input_ids, sites=sites)
+        residual, final_logits = torch.stack([run.activations[site][0] for site in sites]), run.logits[0]
+    else:
+        residual, final_logits = None, loaded.backend.run_each([input_ids], reduce=last_logits)
     return Capture(
         text=text,
         bos=bos,
         token_ids=tuple(ids),
         tokens=tuple(readable_tokens(loaded.tokenizer, ids)),
-        residual=torch.stack([run.activations[site][0] for site in sites]),
-        final_logits=run.logits[0],
+        residual=residual,
+        final_logits=final_logits,
         chat=chat,
         roles=(*encoded.roles, *("generated",) * len(continuation)),
     )
+
+
+def last_logits(runs: list[Run]) -> torch.Tensor:
+    """The model's own next-token logits [vocab] of a single run (a reduction)."""
+    return runs[0].logits[0]

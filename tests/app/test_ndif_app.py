@@ -87,6 +87,18 @@ def test_the_same_comparison_as_the_local_backend(app, fake_ndif, tiny_folders):
     assert _tables(at) == remote
 
 
+@pytest.mark.parametrize("page", ["logit_lens", "distances"])
+def test_views_reduced_on_ndif_draw_what_the_local_backend_draws(app, fake_ndif, tiny_folders, page):
+    at = _on_ndif(app)
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    remote = _tables(at)
+    at.sidebar.radio(key="backend").set_value("local")
+    submit(at, model=str(tiny_folders["gpt2"]))
+    assert not at.exception and not at.error
+    assert _tables(at) == remote and remote
+
+
 def test_no_key_gives_the_plain_message(app, fake_ndif):
     at = _on_ndif(app, key=None)
     assert not at.exception
@@ -95,7 +107,7 @@ def test_no_key_gives_the_plain_message(app, fake_ndif):
 
 # page → the button that starts its computation (None: it computes when opened)
 RESIDUAL_PAGES = {
-    "logit_lens": None, "distances": None, "diff": None, "tokens": None, "watch": None, "patching": None,
+    "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off", "patching": "Run patching",
     "components": "Run components", "continuations": "Generate", "steering": "Steer",
 }
 

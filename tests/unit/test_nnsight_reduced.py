@@ -14,6 +14,8 @@ import torch
 from spy import returns_of
 
 from lib.analyses.compare import compare_captures, compare_prompts
+from lib.analyses.distances import capture_distances
+from lib.analyses.lens import cell_detail, lens_grid
 from lib.core import nnsight_backend
 from lib.core.capture import capture
 from lib.core.models import load_model
@@ -65,6 +67,33 @@ def test_reduced_comparison_on_nnsight_equals_the_hooks_backend(
     assert twin.backend.received_bytes == tensor_bytes(value) == comparison_bytes(family_model.n_layers, K)
     residual = capture(family_model, TEXT_A).residual
     assert twin.backend.received_bytes < residual.numel() * residual.element_size()
+
+
+def test_logit_lens_and_distances_reduced_in_the_trace_equal_the_captures(
+    family_model, tiny_folders, monkeypatch
+):
+    """On a model on NDIF a capture keeps no residual stream; the Logit lens grid, its cell detail
+    and the Residual distances are then reduced where the model runs — and equal the hooks
+    backend's from full captures."""
+    twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight", remote="local")
+    texts = (TEXT_A, TEXT_B, TEXT_A.replace("Mary", "Kobe"))  # B is shorter; the third as long as A
+    full = [capture(family_model, t) for t in texts]
+    light = [capture(twin, t, keep_residual=False) for t in texts]
+    assert all(c.residual is None for c in light)
+    assert [c.token_ids for c in light] == [c.token_ids for c in full]
+    torch.testing.assert_close(light[0].final_logits, full[0].final_logits, rtol=0, atol=0)
+    sent_back = returns_of(monkeypatch, nnsight_backend, "_session")
+    window = tuple(range(full[0].n_tokens))
+    assert lens_grid(twin, light[0], window, K) == lens_grid(family_model, full[0], window, K)
+    for layer in (0, family_model.n_layers):
+        assert cell_detail(twin, light[0], layer, 2, K) == cell_detail(family_model, full[0], layer, 2, K)
+    for other in (1, 2):  # lengths differ (last position only) / equal (layer × position too)
+        for drop_first in (True, False):
+            expected = capture_distances(family_model, full[0], full[other], drop_first=drop_first)
+            assert capture_distances(twin, light[0], light[other], drop_first=drop_first) == expected
+    assert expected.positions is not None
+    column = (family_model.n_layers + 1) * family_model.d_model
+    assert max(t.numel() for value in sent_back for t in _tensors(value)) < column * len(window)
 
 
 def test_bytes_per_comparison_do_not_grow_with_the_prompt(tiny_models, tiny_folders):
