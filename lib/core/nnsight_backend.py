@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Intervention, Job, Run
+from .backend import Generated, Intervention, Job, Run
 from .errors import Cancelled, RemoteError, SettingsError
-from .hooks import eager_attention_on
+from .hooks import _cache_of, _choose, _finite, _pad_id, eager_attention_on
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -198,11 +198,49 @@ class NnsightBackend:
             "Attribution patching (gradients) runs on the local backend only; choose backend 'local'."
         )
 
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **settings: object) -> None:
-        """Not offered by this backend yet: continuations and steering need the local backend."""
-        raise SettingsError(
-            "Continuations (and steering) run on the local backend only; choose backend 'local'."
-        )
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+        interventions: Sequence[Intervention] = (),
+        step_interventions: Sequence[Intervention] = (),
+        eos_ids: Sequence[int] = (),
+    ) -> Generated:
+        """`Backend.generate` as one nnsight session: the prompt's pass, then one cached pass per
+        new token, each a trace with its interventions; the decode loop is `HooksBackend.generate`'s
+        (same choice of tokens, same seeded sampling, same stop and padding), so the tokens are
+        the same. Remotely the whole continuation is one NDIF job and its cache never leaves it."""
+        loaded = self.loaded
+        for site in (i.site for i in (*interventions, *step_interventions)):
+            site.check(self.n_layers)
+        if temperature < 0:
+            raise SettingsError(f"The temperature must be 0 (greedy) or more, not {temperature}.")
+        ids = input_ids.to(loaded.device).contiguous()
+        kwargs: dict = {"use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        settings = {
+            "max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
+            "prompt_plan": self._plan((), interventions), "step_plan": self._plan((), step_interventions),
+            "n_heads": loaded.architecture.n_heads, "pad": _pad_id(loaded, eos_ids), "kwargs": kwargs,
+            "eos": torch.tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=loaded.device),
+            "cache_arg": "past_key_values",  # not `cache`: nnsight's trace takes that keyword for itself
+        }
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+            self.traces += 1
+            saved = _generate_session(self.envoy, ids, settings, self.remote)
+        rows = saved["tokens"].tolist()
+        loaded.forward_passes += max(1, len(rows[0]) if rows else 1)
+        self.received_bytes = tensor_bytes(saved)
+        eos_set = {int(e) for e in eos_ids}
+        kept = []
+        for row in rows:
+            end = next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))
+            kept.append(tuple(int(t) for t in row[:end]))
+        return Generated(token_ids=tuple(kept), first_logits=saved["first_logits"].cpu())
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output step on residuals [n, d_model] → [n, vocab] float32.
@@ -255,22 +293,7 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
     with envoy.trace(ids, remote=remote, **kwargs):
         recorded = {}
         for access in plan:
-            module = envoy.get(access.path)
-            value = module.input if access.pre else module.output
-            act = _first(value)
-            flat = act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]  # OPT's fc2
-            if flat:
-                act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
-            if access.changes:
-                new = act.clone()
-                for change in access.changes:
-                    change.apply(new, n_heads)
-                handed = new.reshape(-1, new.shape[-1]) if flat else new
-                if access.pre:
-                    module.input = handed
-                else:
-                    module.output = _replace_first(value, handed)
-                act = new
+            value, act = _intervene(envoy, access, ids, n_heads)
             for site in access.sites:
                 if site.kind == "pattern":
                     weights = value[1] if isinstance(value, tuple) and len(value) > 1 else None
@@ -291,6 +314,71 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
             result = reduce(result)
         saved = nnsight.save(result) if save else result
     return saved
+
+
+def _intervene(envoy, access: _Access, ids, n_heads):
+    """Inside a trace: read the module value `access` names and write its interventions into it;
+    returns (the value as the module gave it, the activation [batch, pos, width] after them)."""
+    module = envoy.get(access.path)
+    value = module.input if access.pre else module.output
+    act = _first(value)
+    flat = act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]  # OPT's fc2
+    if flat:
+        act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
+    if access.changes:
+        new = act.clone()
+        for change in access.changes:
+            change.apply(new, n_heads)
+        handed = new.reshape(-1, new.shape[-1]) if flat else new
+        if access.pre:
+            module.input = handed
+        else:
+            module.output = _replace_first(value, handed)
+        act = new
+    return value, act
+
+
+def _generate_session(envoy, ids, settings: dict, remote):
+    """One nnsight session for a whole continuation (one NDIF job): the key-value cache stays where
+    the model runs, and only the new tokens and the first logits come back."""
+    import nnsight
+
+    with envoy.session(remote=remote):
+        saved = nnsight.save(_continue(envoy, ids, **settings))
+    return saved
+
+
+def _continue(envoy, ids, *, max_new_tokens, temperature, seed, prompt_plan, step_plan, n_heads, eos, pad,
+              cache_arg, kwargs):
+    """The decode loop of `HooksBackend.generate`, one trace per pass, inside a session."""
+    generator = torch.Generator(device=ids.device).manual_seed(seed) if temperature > 0 else None
+    logits, past = _step(envoy, ids, kwargs, prompt_plan, n_heads)
+    logits = _finite(logits)
+    first = logits.clone()
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    new = []
+    for step in range(max_new_tokens):
+        token = _choose(logits, temperature, generator)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        new.append(token)
+        if eos.numel():
+            done = done | torch.isin(token, eos)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        logits, past = _step(envoy, token[:, None], {**kwargs, cache_arg: past}, step_plan, n_heads)
+        logits = _finite(logits)
+    return {"tokens": torch.stack(new, dim=1) if new else ids[:, :0], "first_logits": first}
+
+
+def _step(envoy, ids, kwargs, plan, n_heads):
+    """One cached forward pass with `plan`'s interventions: (last-position logits float32, cache)."""
+    with envoy.trace(ids, **kwargs):
+        for access in plan:
+            _intervene(envoy, access, ids, n_heads)
+        out = envoy.output
+        logits = out.logits[:, -1, :].float()
+        past = _cache_of(out)
+    return logits, past
 
 
 def _session(envoy, inputs, kwargs, plan, wanted, n_heads, reduce, remote, watched):

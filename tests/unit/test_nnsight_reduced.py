@@ -85,8 +85,10 @@ def test_logit_lens_and_distances_reduced_in_the_trace_equal_the_captures(
     sent_back = returns_of(monkeypatch, nnsight_backend, "_session")
     window = tuple(range(full[0].n_tokens))
     assert lens_grid(twin, light[0], window, K) == lens_grid(family_model, full[0], window, K)
+    assert twin.backend.received_bytes == (family_model.n_layers + 1) * len(window) * (12 * K + 4)
     for layer in (0, family_model.n_layers):
         assert cell_detail(twin, light[0], layer, 2, K) == cell_detail(family_model, full[0], layer, 2, K)
+    assert twin.backend.received_bytes == 24 * K + 4  # docs/scale.md
     for other in (1, 2):  # lengths differ (last position only) / equal (layer × position too)
         for drop_first in (True, False):
             expected = capture_distances(family_model, full[0], full[other], drop_first=drop_first)
