@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Generated, Intervention, Job, Run
+from .backend import Generated, Gradients, Intervention, Job, Run
 from .errors import Cancelled, RemoteError, SettingsError
 from .hooks import _cache_of, _choose, _finite, _pad_id, eager_attention_on
 from .sites import Site
@@ -192,10 +192,34 @@ class NnsightBackend:
         self.received_bytes = tensor_bytes(saved)
         return saved
 
-    def gradients(self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable) -> None:
-        """Not offered by this backend yet: attribution patching needs the local backend."""
-        raise SettingsError(
-            "Attribution patching (gradients) runs on the local backend only; choose backend 'local'."
+    def gradients(
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Gradients:
+        """`Backend.gradients` as one trace: a zero δ is added at each site (so ∂metric/∂δ is the
+        gradient at the activation, as in the hooks backend), and the backward pass runs inside the
+        trace, next to the model. Remotely the activations and gradients come back in full
+        (attribution patching needs them on this side)."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+            if site.kind == "pattern":
+                raise SettingsError("Gradients are taken at activations the model adds, not at patterns.")
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        plan = self._plan(sites, ())
+        n_heads = loaded.architecture.n_heads
+        ids = input_ids.to(loaded.device).contiguous()
+        with loaded.lock, torch.inference_mode(False), torch.enable_grad(), _remote_errors(self.remote):
+            loaded.forward_passes += 1
+            self.traces += 1
+            saved = _gradient_trace(self.envoy, ids, kwargs, plan, n_heads, metric, self.remote)
+        logits, recorded, grads = saved
+        self.received_bytes = tensor_bytes(saved)
+        canonical = {s: s.canonical(self.n_layers) for s in sites}
+        return Gradients(
+            run=Run(logits=logits, activations={s: recorded[c] for s, c in canonical.items()}),
+            grads={s: grads[c] for s, c in canonical.items()},
         )
 
     def generate(
@@ -319,23 +343,60 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
 def _intervene(envoy, access: _Access, ids, n_heads):
     """Inside a trace: read the module value `access` names and write its interventions into it;
     returns (the value as the module gave it, the activation [batch, pos, width] after them)."""
-    module = envoy.get(access.path)
-    value = module.input if access.pre else module.output
-    act = _first(value)
-    flat = act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]  # OPT's fc2
-    if flat:
-        act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
+    module, value, act = _read(envoy, access, ids)
     if access.changes:
         new = act.clone()
         for change in access.changes:
             change.apply(new, n_heads)
-        handed = new.reshape(-1, new.shape[-1]) if flat else new
-        if access.pre:
-            module.input = handed
-        else:
-            module.output = _replace_first(value, handed)
+        _write(module, access, value, new)
         act = new
     return value, act
+
+
+def _read(envoy, access: _Access, ids):
+    """(module envoy, its input or output value, the activation as [batch, pos, width])."""
+    module = envoy.get(access.path)
+    value = module.input if access.pre else module.output
+    act = _first(value)
+    if act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]:  # OPT's fc2 sees positions flattened
+        act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
+    return module, value, act
+
+
+def _write(module, access: _Access, value, new) -> None:
+    """Hand `new` [batch, pos, width] on in place of the value `_read` read (flattened where it was)."""
+    flat = _first(value).dim() == 2 and new.dim() == 3
+    handed = new.reshape(-1, new.shape[-1]) if flat else new
+    if access.pre:
+        module.input = handed
+    else:
+        module.output = _replace_first(value, handed)
+
+
+def _gradient_trace(envoy, ids, kwargs, plan, n_heads, metric, remote):
+    """One trace: each access gets a zero δ (requires grad) added to it, the metric of the
+    last-position logits is differentiated with respect to every δ, and (logits, activations,
+    gradients) are saved; a z site's activation and gradient by head."""
+    import nnsight
+
+    with envoy.trace(ids, remote=remote, **kwargs):
+        recorded, grads, deltas = {}, {}, []
+        for access in plan:
+            module, value, act = _read(envoy, access, ids)
+            delta = torch.zeros_like(act, requires_grad=True)
+            _write(module, access, value, act + delta)
+            deltas.append((access.sites, delta))
+            for site in access.sites:
+                kept = act.detach().clone()
+                recorded[site] = kept.unflatten(-1, (n_heads, -1)) if site.kind == "z" else kept
+        logits = envoy.output.logits[:, -1, :].float()
+        found = torch.autograd.grad(metric(logits), [d for _, d in deltas], allow_unused=True)
+        for (group, delta), grad in zip(deltas, found, strict=True):
+            grad = (torch.zeros_like(delta) if grad is None else grad).detach().float()
+            for site in group:
+                grads[site] = grad.unflatten(-1, (n_heads, -1)) if site.kind == "z" else grad
+        saved = nnsight.save((logits.detach(), recorded, grads))
+    return saved
 
 
 def _generate_session(envoy, ids, settings: dict, remote):
