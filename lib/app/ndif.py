@@ -19,10 +19,19 @@ from typing import TypeVar
 
 import streamlit as st
 
+from ..analyses.compare import compare_prompts
+from ..analyses.distances import capture_distances
+from ..analyses.generation import complete_character, continue_capture
+from ..analyses.lens import cell_detail, lens_grid
 from ..core.errors import Cancelled
 from .request import Request
 
 T = TypeVar("T")
+# What the app runs on an NDIF model: each reduced where the model is, from captures that keep no
+# residual stream (or, for continuations, the tokens only); anything else is refused in ui.cached.
+REDUCED_ON_NDIF = (
+    compare_prompts, lens_grid, cell_detail, capture_distances, continue_capture, complete_character,
+)
 API_KEY_STATE = "ndif_api_key"  # the sidebar's password field (session state only)
 CANCELLED_STATE = "_twinlens_cancelled_request"  # the request whose NDIF job the user cancelled
 API_KEY_HELP = (

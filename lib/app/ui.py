@@ -16,8 +16,6 @@ from typing import TypeVar
 import streamlit as st
 
 from ..analyses.compare import Comparison, compare_captures, compare_prompts
-from ..analyses.distances import capture_distances
-from ..analyses.lens import cell_detail, lens_grid
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
 from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
@@ -66,8 +64,6 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
 )
 
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
-# what runs on an NDIF model, reduced where the model is (from captures without residual streams)
-REDUCED_ON_NDIF = (compare_prompts, lens_grid, cell_detail, capture_distances)
 
 
 T = TypeVar("T")
@@ -153,7 +149,7 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
     for value in (*args, *kwargs.values()):
         if isinstance(value, (ModelKey, RunKey)):
             key = value if isinstance(value, ModelKey) else value.model
-            if key.remote and fn not in REDUCED_ON_NDIF:
+            if key.remote and fn not in ndif.REDUCED_ON_NDIF:
                 raise SettingsError(NEEDS_RESIDUALS)  # rather than fetch residual streams from NDIF
             get_model(key)
     with ndif.session_api_key():

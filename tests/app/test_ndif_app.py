@@ -87,16 +87,25 @@ def test_the_same_comparison_as_the_local_backend(app, fake_ndif, tiny_folders):
     assert _tables(at) == remote
 
 
-@pytest.mark.parametrize("page", ["logit_lens", "distances"])
+@pytest.mark.parametrize("page", ["logit_lens", "distances", "continuations"])
 def test_views_reduced_on_ndif_draw_what_the_local_backend_draws(app, fake_ndif, tiny_folders, page):
     at = _on_ndif(app)
     at.switch_page(f"pages/{page}.py").run()
+    _press(at, "Generate" if page == "continuations" else None)
     assert not at.exception and not at.error, [e.value for e in at.error]
     remote = _tables(at)
     at.sidebar.radio(key="backend").set_value("local")
     submit(at, model=str(tiny_folders["gpt2"]))
+    _press(at, "Generate" if page == "continuations" else None)
     assert not at.exception and not at.error
     assert _tables(at) == remote and remote
+
+
+def _press(at, label: str | None):
+    """Press the page's button that starts its computation (None: it computes when opened)."""
+    if label:
+        next(b for b in at.main.button if b.label == label).click()
+        at.run()
 
 
 def test_no_key_gives_the_plain_message(app, fake_ndif):
@@ -108,7 +117,7 @@ def test_no_key_gives_the_plain_message(app, fake_ndif):
 # page → the button that starts its computation (None: it computes when opened)
 RESIDUAL_PAGES = {
     "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off", "patching": "Run patching",
-    "components": "Run components", "continuations": "Generate", "steering": "Steer",
+    "components": "Run components", "steering": "Steer",
 }
 
 
@@ -116,9 +125,7 @@ RESIDUAL_PAGES = {
 def test_a_view_that_needs_residual_streams_refuses_on_ndif(app, fake_ndif, page):
     at = _on_ndif(app)
     at.switch_page(f"pages/{page}.py").run()
-    if RESIDUAL_PAGES[page]:
-        next(b for b in at.main.button if b.label == RESIDUAL_PAGES[page]).click()
-        at.run()
+    _press(at, RESIDUAL_PAGES[page])
     assert not at.exception
     assert any("needs each prompt's whole residual stream" in e.value for e in at.error), [
         e.value for e in at.error
