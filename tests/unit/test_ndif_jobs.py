@@ -143,3 +143,21 @@ def test_a_job_repeats_its_status_while_waiting_and_checks_for_a_cancel():
     job.cancel.set()
     with pytest.raises(Cancelled):
         job.tick()
+
+
+def test_an_app_rerun_raised_while_waiting_passes_through_untouched(on_fake_ndif):
+    """Streamlit stops a script (a Cancel click) by raising its own BaseException from the next
+    Streamlit call — here the progress callback. It must reach Streamlit as it is, not become a
+    RemoteError, and the wait must end."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+
+    model, serve = on_fake_ndif
+    server = serve(["QUEUED", "RUNNING"], None)
+
+    def redraw(fraction: float, status: str) -> None:
+        if status == "RUNNING":
+            raise RerunException(None)
+
+    with pytest.raises(RerunException):
+        compare_prompts(model, A, B, top_k=3, progress=redraw)
+    assert server.closed
