@@ -18,6 +18,19 @@ assigned back), before the site is recorded; `reduce(Run)` is called inside the 
 reduce only its result is saved — for NDIF, what crosses the network is that result and never
 a full [L+1, pos, d] residual stream (docs/scale.md gives the sizes).
 
+Work of several passes is one nnsight *session* (one NDIF job), whose traces hand values to each
+other where the model runs:
+
+    run_each     a trace per prompt, then `reduce(runs)` (the Compare view's lens, entropies and
+                 distances; the Logit lens grid; the Residual distances) — only its result saved
+    generate     the prompt's pass, then one cached pass per new token (the key-value cache stays
+                 in the session), with `HooksBackend.generate`'s decode loop: the same tokens
+    gradients    one trace: a zero δ added at each site, the backward pass inside the trace
+
+For NDIF the session goes through nnsight's blocking `RemoteBackend`, whose status updates
+(RECEIVED … RUNNING, COMPLETED) are handed to a `lib.core.backend.Job` as progress; the job's
+cancel event is checked while the client waits.
+
     remote=False     run on the model loaded in this process (the parity tests compare this
                      with the hooks backend on every tiny family)
     remote="local"   nnsight's remote path without a network: the trace is serialized and
