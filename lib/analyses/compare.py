@@ -139,9 +139,9 @@ def compare_prompts(
 
     The comparison is reduced where the activations are (`Backend.run_each` with
     `last_position_summary`): for NDIF both passes and the reduction are one remote job, and what
-    comes back is per prompt the lens top-k and entropy at every layer, the model's own top-k, and
-    per layer the two distances — about (L+1)·(2k+1) + 2k numbers per prompt, never a residual
-    stream. The numbers equal `compare_captures` on the same prompts. `progress(fraction, status)`
+    comes back is per prompt the lens top-k and entropy at every layer and the model's own top-k,
+    and per layer the two distances — 24·(L+1)·(k+1) + 24k + 8 bytes in all (docs/scale.md), never
+    a residual stream. The numbers equal `compare_captures` on the same prompts. `progress(fraction, status)`
     hears a remote job's status; setting `cancel` stops waiting for it (`Cancelled`)."""
     check_top_k(model, top_k)
     encoded = [prompt_ids(model, text, bos, chat) for text in (prompt_a, prompt_b)]
