@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import ui
+from lib.app import ndif, ui
 from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
@@ -110,7 +110,9 @@ def settings(expert: bool) -> None:
                    help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
     right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
     chat_settings()
-    st.radio("Backend", ("local", "nnsight"), key="backend", horizontal=True, help=ui.BACKEND_HELP)
+    st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
+             help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)
+    ndif.api_key_field()
     if expert:  # a guest is not shown them (and ui refuses them where models load)
         with st.expander("Expert: options that run a model's code"):
             st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)

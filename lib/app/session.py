@@ -261,9 +261,10 @@ ALLOW_PICKLE_HELP = (
 
 BACKEND_HELP = (
     "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
-    "Models too big for this machine run on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, "
-    "Llama-3.1-70B and Llama-3.1-405B: from the command line for now, with --remote and the API key in "
-    "NDIF_API_KEY (docs/scale.md)."
+    "NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
+    "and Llama-3.1-405B (type its hub id as the model); the API key comes from the field below or "
+    "NDIF_API_KEY. On NDIF the Compare page runs reduced on the server; views that need whole "
+    "residual streams say so (docs/scale.md)."
 )
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .chat import Chat, encode_prompt
+from .backend import Run
+from .chat import Chat, Encoded, encode_prompt
 from .errors import PromptError
 from .models import LoadedModel
 from .sites import residual_sites
@@ -35,11 +36,25 @@ def check_length(loaded: LoadedModel, n_tokens: int, name: str = "The prompt") -
         )
 
 
+def prompt_ids(
+    loaded: LoadedModel, text: str, bos: str = "auto", chat: Chat | None = None,
+    continuation: tuple[int, ...] = (),
+) -> Encoded:
+    """The ids (and roles) the model reads for `text`, refused when empty or when they, with
+    `continuation` appended, are longer than the model's context."""
+    encoded = encode_prompt(loaded.tokenizer, text, bos, chat)
+    if not encoded.ids:
+        raise PromptError("The prompt gives no tokens.")
+    check_length(loaded, len(encoded.ids) + len(continuation))
+    return encoded
+
+
 @dataclass(frozen=True)
 class Capture:
     """What one forward pass of one prompt leaves behind.
 
-    residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device)
+    residual: [L+1, pos, d_model] tensor, residual ℓ at every position (model dtype, model device);
+        None when the residual stream stayed where the model runs (NDIF, `keep_residual=False`)
     final_logits: [vocab] float32, the model's own next-token logits at the last position
     chat: the chat settings the prompt was read with (None: raw text)
     roles: per token, 'template' / 'system' / 'user' / 'prefill' (lib.core.chat) or 'generated'
@@ -50,7 +65,7 @@ class Capture:
     bos: str
     token_ids: tuple[int, ...]
     tokens: tuple[str, ...]
-    residual: torch.Tensor
+    residual: torch.Tensor | None
     final_logits: torch.Tensor
     chat: Chat | None = None
     roles: tuple[str, ...] = ()
@@ -66,19 +81,25 @@ def capture(
     bos: str = "auto",
     chat: Chat | None = None,
     continuation: tuple[int, ...] = (),
+    *,
+    keep_residual: bool = True,
 ) -> Capture:
     """Run `text` once and keep the residual stream at every layer boundary and position.
 
     chat: read the prompt as a chat message (lib.core.chat); None reads it as raw text.
     continuation: token ids appended after the prompt's (a continuation the model generated,
     kept as ids so it is exactly what the model emitted, never re-tokenized text).
+    keep_residual=False: for a model on NDIF, keep only the tokens and the model's own logits
+    (`residual` is None); views that support it then reduce the residual stream where it is
+    (e.g. `lens_grid`, `capture_distances`) instead of fetching it.
     """
-    encoded = encode_prompt(loaded.tokenizer, text, bos, chat)
+    encoded = prompt_ids(loaded, text, bos, chat, continuation)
     ids = [*encoded.ids, *(int(i) for i in continuation)]
-    if not encoded.ids:
-        raise PromptError("The prompt gives no tokens.")
-    check_length(loaded, len(ids))
-    residual, final_logits = _residual_run(loaded, ids)
+    if keep_residual:
+        residual, final_logits = _residual_run(loaded, ids)
+    else:
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        residual, final_logits = None, loaded.backend.run_each([input_ids], reduce=last_logits)
     return Capture(
         text=text,
         bos=bos,
@@ -112,3 +133,8 @@ def _residual_run(loaded: LoadedModel, ids: Sequence[int]) -> tuple[torch.Tensor
     sites = residual_sites(loaded.n_layers)
     run = loaded.backend.run(torch.tensor([list(ids)], dtype=torch.long), sites=sites)
     return torch.stack([run.activations[site][0] for site in sites]), run.logits[0]
+
+
+def last_logits(runs: list[Run]) -> torch.Tensor:
+    """The model's own next-token logits [vocab] of a single run (a reduction)."""
+    return runs[0].logits[0]
