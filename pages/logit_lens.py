@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, arrival, cell_detail, lens_grid, position_window
-from lib.app import charts, ui
+from lib.analyses.generation import lens_completions, token_characters
+from lib.analyses.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
+from lib.app import charts, readable, ui
 from lib.app.compare_frames import lens_grid_long_frame
+from lib.core.errors import TwinlensError
 from lib.core.tokens import tokenization_diff
 
 ENTROPY = "entropy (bits)"
@@ -29,7 +31,10 @@ low = sure).
 
 - The top row is the model's own prediction at each position.
 - A **red outline** marks cells whose top token is already the model's final prediction there.
-- Hover a cell for its top-k. Click a cell (or use the pickers) to see its top-k for both prompts,
+- Hover a cell for its top-k. A top-1 that is only part of a character (an emoji is 2–4 byte
+  pieces such as `<F0 9F>`) is shown with the character the model completes it to (its greedy
+  continuation after writing that piece there); an input piece names the character it belongs to.
+- Click a cell (or use the pickers) to see its top-k for both prompts,
   with each token's rank one layer below: a token that *climbs* is being promoted by that layer.
 - Long prompts show a window of positions (the last 16 by default); only the cells shown are computed.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, each read through
@@ -50,6 +55,17 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
         domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
         tooltip=tooltip, clickable=True,
     )
+
+
+def character_hover(side: ui.Side, grid: LensGrid) -> dict:
+    """The keyword arguments of `charts.lens_grid_frame` that join characters across byte pieces:
+    partial-character top-1s completed greedily, input pieces named with their character."""
+    characters = readable.piece_characters(ui.cached(token_characters, side.run.model, side.run))
+    try:
+        found = ui.cached(lens_completions, side.run.model, side.run, grid)
+    except TwinlensError:  # a backend that cannot generate yet: the pieces alone
+        found = ()
+    return {"completes": {(p, t): whole for p, t, whole in found}, "characters": characters}
 
 
 def answer_arrivals(side: PromptResult, k: int) -> dict:
@@ -122,8 +138,10 @@ if found is not None:
                                 list(cap_b.token_ids))
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
                  sides[1].name: [m is None for m in aligned.match_b]}
-    frames = {name: charts.lens_grid_frame(name, grid, [unmatched[name][p] for p in grid.positions])
-              for name, grid in grids.items()}
+    frames = {side.name: charts.lens_grid_frame(side.name, grids[side.name],
+                                                [unmatched[side.name][p] for p in grids[side.name].positions],
+                                                **character_hover(side, grids[side.name]))
+              for side in sides}
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
