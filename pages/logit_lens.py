@@ -36,7 +36,8 @@ low = sure).
   continuation after writing that piece there); an input piece names the character it belongs to.
 - Click a cell (or use the pickers) to see its top-k for both prompts,
   with each token's rank one layer below: a token that *climbs* is being promoted by that layer.
-- Long prompts show a window of positions (the last 16 by default); only the cells shown are computed.
+- Long prompts show a window of positions (the last 16 by default; in chat mode, from the start of
+  your message to the last token); only the cells shown are computed.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, each read through
   its own final norm and unembedding.
 """,
@@ -126,7 +127,11 @@ if found is not None:
 
     colour_col, size_col, back_col = st.columns(3)
     colour_by = colour_col.radio("Colour by", ["probability", "entropy"], horizontal=True, key="lens_colour")
-    size = size_col.number_input("Positions shown", min_value=1, max_value=64, value=16, key="lens_size")
+    default_size = max(readable.lens_window(cap.roles) for cap in caps)  # chat: the user's text to the last
+    if st.session_state.get("lens_size_default") != default_size:  # new prompts: the window follows them
+        st.session_state["lens_size_default"] = st.session_state["lens_size"] = default_size
+    size = size_col.number_input("Positions shown", min_value=1, max_value=readable.MAX_LENS_WINDOW,
+                                 key="lens_size")
     st.session_state["lens_back"] = min(st.session_state.get("lens_back", 0), shortest - 1)
     back = back_col.number_input("Window ends this many tokens before the last", min_value=0,
                                  max_value=shortest - 1, key="lens_back")

@@ -119,9 +119,10 @@ def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture
 
 
 def cell_picker(result: PatchResult) -> tuple[int, int]:
-    """A (layer, position) of the grid; by default where layer 0's effect is largest."""
+    """A (layer, position) of the grid; by default where layer 0's effect is largest (on a tie,
+    the later position: the last one, never a chat template's opening tokens)."""
     first = result.effect[0]
-    strongest = max(range(len(first)), key=lambda j: abs(first[j]))
+    strongest = max(range(len(first)), key=lambda j: (abs(first[j]), j))
     labels = column_labels(result)
     left, right = st.columns(2)
     layer = left.selectbox("Layer", range(len(result.effect)), key=f"patching-layer-{len(result.effect)}")

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from ..core.tokens import CharacterGroup
 
 TOKEN_LEGEND = "In tokens: ␣ = a space · ↵ = a new line · <F0 9F> = bytes that are only part of a character."
+LENS_WINDOW = 16  # positions the logit lens shows by default (raw text)
+MAX_LENS_WINDOW = 64
 LONG_PROMPT = 400  # characters; a longer prompt is shown as its start … its end, the rest in an expander
 PROMPT_ENDS = 160  # characters kept at each end of a long prompt
 _CHIP = ("display:inline-block;margin:2px 3px;padding:1px 6px;border-radius:6px;font-family:monospace;"
@@ -116,3 +118,12 @@ def piece_characters(groups: Sequence[CharacterGroup]) -> dict[int, str]:
         for g in groups if g.joined
         for p in range(g.start, g.end)
     }
+
+
+def lens_window(roles: Sequence[str], shown: int = LENS_WINDOW, most: int = MAX_LENS_WINDOW) -> int:
+    """How many positions, ending at the last token, a position window shows by default: `shown`
+    for raw text; in chat mode (the template writes tokens around what the user typed, see
+    lib.core.chat) from the user's first token to the last position, at least `shown`, at most `most`."""
+    if "user" not in roles or set(roles) == {"user"}:
+        return shown
+    return max(shown, min(most, len(roles) - list(roles).index("user")))
