@@ -1,13 +1,16 @@
-"""Continuations and Steering in two-models mode: one prompt through model 1 and model 2."""
+"""Continuations and Steering in two-models mode (one prompt through model 1 and model 2), and on a
+backend that cannot generate yet."""
 
 from __future__ import annotations
 
 import pytest
-from app_helpers import compare_two
+from app_helpers import compare_two, submit
 
 from lib.analyses.generation import GenerationSettings, continue_capture
 from lib.analyses.steering import steer_captures
+from lib.app import ui
 from lib.core.capture import capture
+from lib.core.errors import TwinlensError
 from lib.core.models import load_model
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -74,3 +77,34 @@ def test_steering_two_models_needs_a_second_prompt(app, tiny_folders, partner_fo
     assert not app.exception, app.exception
     assert "Prompt B is empty" in app.error[0].value
     assert not outcome_tables(app)
+
+
+def test_continuations_and_steering_on_the_nnsight_backend(app, tiny_folders):
+    """On a backend without generate (nnsight today) both pages give one plain message and keep the
+    session; once it offers generate, the continuation is the local backend's."""
+    folder = str(tiny_folders["gpt2"])
+    app.run()
+    app.sidebar.radio(key="backend").set_value("nnsight")
+    submit(app, a=A, b=B, model=folder)
+    traced = load_model(folder, backend="nnsight")
+    refusal = None
+    try:
+        continue_capture(traced, capture(traced, A), GenerationSettings(3))
+    except TwinlensError as exc:
+        refusal = str(exc)
+    app.switch_page("pages/continuations.py").run()
+    app.number_input(key="continuations-n").set_value(3).run()
+    app.button(key="continuations-run").click().run()
+    assert not app.exception, app.exception
+    if refusal is None:
+        local = load_model(folder)
+        expected = continue_capture(local, capture(local, A), GenerationSettings(3))
+        assert expected.text in [t.value for t in app.text]
+        return
+    assert [e.value.replace("\\", "") for e in app.error] == [refusal]
+    app.switch_page("pages/steering.py").run()
+    app.number_input(key="steering-n").set_value(3)
+    app.button(key="steering-run").click().run()
+    assert not app.exception, app.exception
+    assert app.error[0].value.replace("\\", "") == refusal
+    assert app.session_state[ui.REQUEST_KEY].backend == "nnsight"
