@@ -50,6 +50,36 @@ STEER_KEY = "steering-ran-for"
 SWEEP_KEY = "steering-sweep-for"
 
 
+@dataclass(frozen=True)
+class Steered:
+    """One model's steering inputs: its heading (empty with one model), and prompts A and B through it."""
+
+    title: str
+    run_a: RunKey
+    run_b: RunKey
+
+
+def steered_models(request) -> list[Steered]:
+    """Two prompts: one model, A and B from the sidebar. Two models: each model steered with its own
+    h_A − h_B, A from the sidebar and B typed here (the sidebar holds one prompt in that mode)."""
+    run_a, run_b = (run.prompt_only for run in request.runs)
+    if not request.two_models:
+        return [Steered("", run_a, run_b)]
+    st.session_state.setdefault("steering-b", request.b)
+    typed = st.text_area("Prompt B (each model's vector is its own h_A − h_B)", key="steering-b", height=70,
+                         help="Two-models mode has one prompt (A); steering needs a second one.")
+    if not typed.strip():
+        raise PromptError("Prompt B is empty. Type the second prompt: each model is steered with its "
+                          "own A − B.")
+    return [Steered(side, run, RunKey(run.model, typed, run.bos, run.chat))
+            for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
+
+
+def heading(steered: Steered) -> None:
+    if steered.title:
+        st.subheader(ui.plain(f"{steered.title} · {steered.run_a.model.spec}"))
+
+
 def target_text() -> str | None:
     """None for B, else the third prompt (an empty one is refused)."""
     choice = st.radio("Target", ["B", "a third prompt"], horizontal=True, key="steering-target")
@@ -104,37 +134,6 @@ def parse_alphas(typed: str) -> tuple[float, ...]:
     if not alphas:
         raise SettingsError("Give at least one coefficient for the sweep.")
     return alphas
-
-
-@dataclass(frozen=True)
-class Steered:
-    """One model's steering inputs: its heading (empty with one model), and prompts A and B through it."""
-
-    title: str
-    run_a: RunKey
-    run_b: RunKey
-
-
-def steered_models(request) -> list[Steered]:
-    """Two prompts: one model, A and B from the sidebar. Two models: each model steered with its own
-    h_A − h_B, A from the sidebar and B typed here (the sidebar holds one prompt in that mode)."""
-    run_a, run_b = (run.prompt_only for run in request.runs)
-    if not request.two_models:
-        return [Steered("", run_a, run_b)]
-    st.session_state.setdefault("steering-b", request.b)
-    typed = st.text_area("Prompt B (each model's vector is its own h_A − h_B)", key="steering-b", height=70,
-                         help="Two-models mode has one prompt (A); steering needs a second one.")
-    if not typed.strip():
-        raise PromptError("Prompt B is empty. Type the second prompt: each model is steered with its "
-                          "own A − B.")
-    return [Steered(side, RunKey(run.model, run.text, run.bos, run.chat),
-                    RunKey(run.model, typed, run.bos, run.chat))
-            for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
-
-
-def heading(steered: Steered) -> None:
-    if steered.title:
-        st.subheader(ui.plain(f"{steered.title} · {steered.run_a.model.spec}"))
 
 
 def draw_steering(steered: Steered, result: SteerResult, layer: int, mode: str, target: RunKey | None,
