@@ -58,15 +58,13 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
     )
 
 
-def character_hover(side: ui.Side, grid: LensGrid) -> dict:
-    """The keyword arguments of `charts.lens_grid_frame` that join characters across byte pieces:
-    partial-character top-1s completed greedily, input pieces named with their character."""
-    characters = readable.piece_characters(ui.cached(token_characters, side.run.model, side.run))
+def lens_characters(side: ui.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
+    """The grid's partial-character top-1s completed greedily (lens_completions); none when the
+    backend cannot generate yet (the pieces alone are shown)."""
     try:
-        found = ui.cached(lens_completions, side.run.model, side.run, grid)
-    except TwinlensError:  # a backend that cannot generate yet: the pieces alone
-        found = ()
-    return {"completes": {(p, t): whole for p, t, whole in found}, "characters": characters}
+        return ui.cached(lens_completions, side.run.model, side.run, grid)
+    except TwinlensError:
+        return ()
 
 
 def answer_arrivals(side: PromptResult, k: int) -> dict:
@@ -76,12 +74,14 @@ def answer_arrivals(side: PromptResult, k: int) -> dict:
             "top_k": arrival(side.lens, answer.id, within=k)}
 
 
-def answer_sentence(side: PromptResult, k: int) -> str:
+def answer_sentence(side: PromptResult, k: int, completes: str | None = None) -> str:
     """Where the model's final answer settles in the lens, in plain words: the layer from which it
-    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k."""
+    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k.
+    `completes`: the character a partial-character answer completes to (named after it)."""
     found = answer_arrivals(side, k)
     top1, top_k = found["top1"], found["top_k"]
-    sentence = top1.sentence(f"Final answer '{found['token']}'") + f" (layers 0…{len(side.lens) - 1})"
+    named = found["token"] if completes is None else f"{found['token']} → {completes}"
+    sentence = top1.sentence(f"Final answer '{named}'") + f" (layers 0…{len(side.lens) - 1})"
     if top_k.stays_from is not None and (top1.stays_from is None or top_k.stays_from < top1.stays_from):
         sentence += f"; in the top-{k} from layer {top_k.stays_from} on"
     return sentence + "."
@@ -143,10 +143,16 @@ if found is not None:
                                 list(cap_b.token_ids))
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
                  sides[1].name: [m is None for m in aligned.match_b]}
-    frames = {side.name: charts.lens_grid_frame(side.name, grids[side.name],
-                                                [unmatched[side.name][p] for p in grids[side.name].positions],
-                                                **character_hover(side, grids[side.name]))
-              for side in sides}
+    completes = {side.name: {(p, t): whole for p, t, whole in lens_characters(side, grids[side.name])}
+                 for side in sides}
+    frames = {
+        side.name: charts.lens_grid_frame(
+            side.name, grids[side.name], [unmatched[side.name][p] for p in grids[side.name].positions],
+            completes=completes[side.name],
+            characters=readable.piece_characters(ui.cached(token_characters, side.run.model, side.run)),
+        )
+        for side in sides
+    }
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
@@ -154,7 +160,8 @@ if found is not None:
         with column:
             st.subheader(ui.plain(side.title))
             ui.prompt_text(side.text)
-            st.text(answer_sentence(result, request.k))
+            whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
+            st.text(answer_sentence(result, request.k, whole))
             chart = lens_heatmap(frames[side.name], colour_by)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)

@@ -32,3 +32,4 @@ def test_compare_and_lens_show_the_character_a_partial_next_token_completes_to(a
     whole = complete_character(real_model, cap.token_ids, int(cap.final_logits.argmax()))
     data = b"".join(d.data.data for d in charts[0].proto.datasets)
     assert f"␣<F0 9F> → {whole}".encode() in data  # the top cell's hover
+    assert any(t.value.startswith(f"Final answer '␣<F0 9F> → {whole}'") for t in app.text)
