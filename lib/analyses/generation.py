@@ -5,6 +5,10 @@ generator (no top-k, no top-p: `generate(do_sample=True, temperature=T, top_k=0,
 `torch.manual_seed(seed)` draws the same tokens on the CPU). The model's key-value cache is used:
 one pass over the prompt, then one pass per new token; a row stops at the model's EOS tokens.
 
+A token that is only the opening of a character (an emoji's first byte piece, '<F0 9F>') is shown
+with the character it completes to: the model continues greedily after it, and the tokenizer's own
+decoder says where the character ends (`complete_characters`, `lens_completions` for lens cells).
+
     >>> from lib.core.models import load_model
     >>> c = continue_prompt(load_model(), "The capital of France is", settings=GenerationSettings(8))
     >>> len(c.token_ids) <= 8
@@ -257,7 +261,9 @@ def lens_completions(loaded: LoadedModel, cap: Capture, grid: LensGrid, limit: i
     for row in grid.cells:
         for cell in row:
             token = cell.top[0].id
-            if partial.setdefault(token, completable(loaded.tokenizer, token)):
+            if token not in partial:
+                partial[token] = completable(loaded.tokenizer, token)
+            if partial[token]:
                 counts[cell.position, token] = counts.get((cell.position, token), 0) + 1
     wanted = sorted(counts, key=lambda c: (-counts[c], c))[:limit]
     found = []
