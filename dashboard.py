@@ -34,6 +34,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
 PAIR_PAGES = (  # the pages that show two models
     "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
     "pages/features.py", "pages/distances.py", "pages/patching.py",
+    "pages/continuations.py", "pages/steering.py",
 )
 
 

@@ -167,9 +167,9 @@ def one_of(options: range | tuple[int, ...]) -> Callable[[str], int]:
 
 def cell_picker(result: PatchResult) -> tuple[int, int]:
     """A (layer, B position) of the grid, carried by the link; by default where layer 0's effect is
-    largest."""
+    largest (on a tie, the later position: the last one, never a chat template's opening tokens)."""
     first = result.effect[0]
-    strongest = result.positions[max(range(len(first)), key=lambda j: abs(first[j]))]
+    strongest = result.positions[max(range(len(first)), key=lambda j: (abs(first[j]), j))]
     labels = dict(zip(result.positions, column_labels(result), strict=True))
     layers = range(len(result.effect))
     layer_key = f"patching-layer-{len(layers)}"

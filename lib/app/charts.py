@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import altair as alt
 import pandas as pd
@@ -122,30 +122,45 @@ def position_distance_frame(positions: PositionDistances, tokens_a: Sequence[str
     return pd.DataFrame(rows)
 
 
-def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = None) -> pd.DataFrame:
+def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = None, *,
+                    completes: Mapping[tuple[int, int], str] | None = None,
+                    characters: Mapping[int, str] | None = None) -> pd.DataFrame:
     """One row per lens cell of `grid` (side `name`); `differs[i]`: the token at grid.positions[i]
-    has no partner in the other prompt. Entropy in bits, like every page."""
+    has no partner in the other prompt. Entropy in bits, like every page.
+
+    Characters across byte pieces: `completes[(position, id)]` is the character a partial-character
+    top-1 completes to (lib.analyses.generation.lens_completions): the cell writes it and its hover
+    says '␣<F0 9F> → ␣🐠'; `characters[position]` names the character an input piece belongs to
+    (readable.piece_characters), shown in the hover after the piece."""
     differs = differs or [False] * len(grid.positions)
-    return pd.DataFrame(
-        [
-            {
+    completes = completes or {}
+    characters = characters or {}
+
+    def top1(cell) -> tuple[str, str]:
+        token = cell.top[0]
+        whole = completes.get((cell.position, token.id))
+        return (token.token, token.token) if whole is None else (f"{token.token} → {whole}", whole)
+
+    rows = []
+    for layer, row in enumerate(grid.cells):
+        for i, cell in enumerate(row):
+            hover, written = top1(cell)
+            part = characters.get(cell.position)
+            rows.append({
                 "prompt": name,
                 "layer": layer,
                 "position": cell.position,
                 "column": position_label(cell.position, grid.tokens[i]),
                 "differs": bool(differs[i]),
-                "input": grid.tokens[i],
-                "top1": cell.top[0].token,
-                "label": short_token(cell.top[0].token),
+                "input": grid.tokens[i] if part is None else f"{grid.tokens[i]} ({part})",
+                "top1": hover,
+                "label": short_token(written),
                 "probability": cell.top[0].prob,
                 "entropy (bits)": cell.entropy_bits,
                 "final": grid.matches_final(layer, i),
                 "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
-            }
-            for layer, row in enumerate(grid.cells)
-            for i, cell in enumerate(row)
-        ]
-    )
+            })
+    return pd.DataFrame(rows)
 
 
 def patching_frame(result: PatchResult) -> pd.DataFrame:
