@@ -285,7 +285,7 @@ def attribute_captures(
     wrong: str | int | None = None,
 ) -> ComponentAttribution:
     """DLA of A and B (one forward pass each) for answer/wrong as the Patching page chooses them."""
-    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
     return ComponentAttribution(
         model=loaded.info(),
         bos=cap_b.bos,
@@ -534,7 +534,7 @@ def patch_components(
     if arch.n_heads is None:
         raise ArchitectureError(f"'{arch.family}' does not say how many attention heads it has.")
     n_heads = arch.n_heads
-    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         return logits[..., answer_ref.id].double() - logits[..., wrong_ref.id].double()
