@@ -17,7 +17,7 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import ui
+from lib.app import feature_steering, ui
 from lib.app.cache import RunKey
 from lib.core.errors import PromptError, SettingsError, TwinlensError
 
@@ -101,6 +101,7 @@ if found is not None:
     request, model, comparison = found
     run_a, run_b = request.runs
     run_a, run_b = run_a.prompt_only, run_b.prompt_only
+    feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
     top = st.columns(4)
     layer = top[0].selectbox("Layer", range(model.n_layers + 1), index=model.n_layers // 2,
                              key="steering-layer")
@@ -114,7 +115,7 @@ if found is not None:
     n = right.number_input("New tokens", 1, MAX_NEW_TOKENS, 24, key="steering-n")
     upload = st.file_uploader("Steer with a saved vector instead (safetensors)", type=["safetensors"],
                               key="steering-file")
-    vector_file = upload.getvalue() if upload is not None else None
+    vector_file = upload.getvalue() if upload is not None else feature_file
     try:
         target = target_run(request)
     except TwinlensError as exc:

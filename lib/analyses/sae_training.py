@@ -225,11 +225,12 @@ def token_windows(tokenizer, articles: Sequence[str], context: int, heldout: int
 def collect(
     loaded: LoadedModel, windows: torch.Tensor, residuals: Sequence[int], folder: Path, cfg: TrainConfig,
     log: Log = _print, what: str = "train",
-) -> int:
+) -> tuple[int, int, float]:
     """Residuals of `windows` [n, context] at each of `residuals`, in shards of
     `cfg.windows_per_shard` windows: folder/{what}-{i:04d}.pt = {"ids": [w, context] int32,
     "acts": {residual: [w·(context−1), d] fp16}}. One forward pass per batch, stopped after the
-    highest residual. Returns the number of tokens collected (position 0 excluded)."""
+    highest residual. Returns (tokens in all shards of `what`, position 0 excluded; tokens run
+    through the model by this call; the seconds they took)."""
     folder.mkdir(parents=True, exist_ok=True)
     sites = [Site.residual_at(r, loaded.n_layers) for r in residuals]
     per = cfg.windows_per_shard
@@ -256,8 +257,8 @@ def collect(
         rate = done_tokens / max(time.time() - started, 1e-9)
         left = (n_shards - i - 1) * per * windows.shape[1] / max(rate, 1e-9)
         log(f"collect {what}: shard {i + 1}/{n_shards}  {rate:,.0f} tokens/s  ~{left / 60:.1f} min left")
-    return sum(len(torch.load(p, weights_only=True)["ids"]) for p in sorted(folder.glob(f"{what}-*.pt"))) * (
-        windows.shape[1] - 1)
+    total = sum(len(torch.load(p, weights_only=True)["ids"]) for p in sorted(folder.glob(f"{what}-*.pt")))
+    return total * (windows.shape[1] - 1), done_tokens, time.time() - started
 
 
 def load_shards(folder: Path, what: str, residual: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -597,15 +598,17 @@ def run_job(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, corpus
         n_train = min(len(train_w), math.ceil(cfg.train_tokens / (cfg.context - 1)))
         log(f"corpus: {len(articles)} articles, {len(train_w) * cfg.context:,} train tokens available; "
             f"using {n_train} windows")
-        start = time.time()
-        collect(loaded, held_w, cfg.residuals, work / "acts", cfg, log, "heldout")
-        tokens = collect(loaded, train_w[:n_train], cfg.residuals, work / "acts", cfg, log, "train")
-        elapsed = time.time() - start
-        meta.setdefault("train_tokens", tokens)
-        if elapsed > 60:  # a real collection, not a resume that found every shard
-            meta["collect_tokens_per_s"] = round((tokens + len(held_w) * cfg.context) / elapsed, 1)
+        runs = [collect(loaded, held_w, cfg.residuals, work / "acts", cfg, log, "heldout"),
+                collect(loaded, train_w[:n_train], cfg.residuals, work / "acts", cfg, log, "train")]
+        meta["train_tokens"] = runs[1][0]
         meta["articles"] = len(articles)
-        meta["collect_dtype"] = str(loaded.dtype).removeprefix("torch.")
+        fresh, seconds = sum(r[1] for r in runs), sum(r[2] for r in runs)
+        if fresh:  # this run collected shards (a resume that found every shard adds nothing)
+            meta.setdefault("collect_runs", []).append({
+                "tokens": fresh, "seconds": round(seconds, 1), "tokens_per_s": round(fresh / seconds, 1),
+                "dtype": str(loaded.dtype).removeprefix("torch."), "batch": [cfg.batch_windows, cfg.context],
+            })
+            meta["collect_tokens_per_s"] = meta["collect_runs"][-1]["tokens_per_s"]
         job.write_text(json.dumps(meta, indent=1))
     layers = train(work, cfg, log) if "train" in stages else None
     if "export" in stages:
