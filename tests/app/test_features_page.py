@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from app_helpers import compare_two, submit
+from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 
 from lib.analyses.features import compare_features
 from lib.analyses.sae import load_sae, save_saelens, shipped_saes
+from lib.app import ui
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -140,3 +142,24 @@ def test_steer_with_this_feature_opens_steering_with_its_decoder_row(app, exact_
     assert table["KL vs unsteered"].iloc[1] > 0
     app.button(key="steering-feature-clear").click().run()  # back to A − B
     assert not app.exception and not any("SAE feature" in i.value for i in app.info)
+
+
+def test_bad_input_table_sae_rows_in_the_app(app, tiny_folders, sae_cases):  # noqa: F811
+    """Every SAE row of the bad-input table typed into the page's SAE box, one after the other in one
+    session: one st.error with the table's phrase each, no exception, the request kept; then a good
+    SAE works. The layer row: with a folder the page reads the SAE's own residual (it has no other
+    layer to ask for), and says which."""
+    open_features(app, a=GOOD, b=B, model=str(tiny_folders["llama"]))
+    for name in SAE_CASE_NAMES:
+        case = sae_cases[name]
+        use_sae(app, case.path)
+        if case.layer is not None:
+            assert not app.error and any("residual 1" in c.value for c in app.caption), name
+            continue
+        assert len(app.error) == 1 and case.refused in app.error[0].value.replace("\\", ""), (
+            name, [e.value for e in app.error])
+        assert not table(app, "activation A")
+        assert app.session_state[ui.REQUEST_KEY].a == GOOD
+    use_sae(app, sae_cases["other_model"].path)
+    app.checkbox(key="features-any-model").check().run()  # the one refusal the user may override
+    assert not app.exception and not app.error and table(app, "activation A")
