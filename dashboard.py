@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import ui
+from lib.app import ndif, ui
 from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
@@ -34,6 +34,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
 PAIR_PAGES = (  # the pages that show two models
     "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
     "pages/features.py", "pages/distances.py", "pages/patching.py",
+    "pages/continuations.py", "pages/steering.py",
 )
 
 
@@ -57,8 +58,9 @@ def chat_settings() -> None:
 
 
 def sidebar() -> None:
-    """Model, both prompts, BOS and top-k in one form, so typing does not rerun the page; example
-    pairs; the URL kept in step with the request so it can be shared."""
+    """Model and both prompts in one form, so typing does not rerun the page, with Compare right below
+    them and the example pairs next, both on screen at 1440×900; then the settings (BOS, top-k, chat,
+    backend), which the next Compare reads. The URL is kept in step with the request so it can be shared."""
     ui.adopt_operator_link()
     ui.adopt_query_params()
     who = ui.access()
@@ -82,18 +84,6 @@ def sidebar() -> None:
             else:
                 st.text_area("Prompt A", key="prompt_a", height=90)
                 st.text_area("Prompt B", key="prompt_b", height=90)
-            left, right = st.columns(2)
-            left.selectbox(
-                "BOS token", BOS_MODES, key="bos",
-                help="auto: what the tokenizer does; on: exactly one BOS first; off: none",
-            )
-            right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
-            chat_settings()
-            st.radio("Backend", ("local", "nnsight"), key="backend", horizontal=True, help=ui.BACKEND_HELP)
-            if who.expert:  # a guest is not shown them (and ui refuses them where models load)
-                with st.expander("Expert: options that run a model's code"):
-                    st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
-                    st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
             if st.form_submit_button("Compare", type="primary", width="stretch"):
                 values = {field: st.session_state[key] for key, field in WIDGET_FIELDS.items()}
                 values["model"] = values["model"].strip() or "default"
@@ -102,13 +92,32 @@ def sidebar() -> None:
                 values["chat"] = bool(values["chat"])
                 values["continue_for"] = int(values["continue_for"])
                 ui.set_request(Request(**values))
-        ui.expert_warning()
-        ui.role_caption()
         with st.expander("Example pairs", expanded=ui.current_request() is None):
             for example in EXAMPLES:
                 st.button(example.name, help=example.why, on_click=ui.use_example, args=(example,),
                           width="stretch")
+        settings(who.expert)
+        ui.expert_warning()
+        ui.role_caption()
     ui.write_query_params()
+
+
+def settings(expert: bool) -> None:
+    """BOS, top-k, chat, backend and (for the operator) the expert options: outside the form, so
+    they stay below Compare, and read by the next Compare."""
+    st.caption("Settings, used at the next **Compare**:")
+    left, right = st.columns(2)
+    left.selectbox("BOS token", BOS_MODES, key="bos",
+                   help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
+    right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
+    chat_settings()
+    st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
+             help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)
+    ndif.api_key_field()
+    if expert:  # a guest is not shown them (and ui refuses them where models load)
+        with st.expander("Expert: options that run a model's code"):
+            st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
+            st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
 
 
 def main() -> None:

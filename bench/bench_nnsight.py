@@ -1,8 +1,9 @@
 """The nnsight backend run locally ÷ the hooks backend, on the embedded model (issue 15: ≤ 1.25).
 
 Both sides compute the same view from the same text on the same weights (the nnsight load shares
-the local load's module): a comparison (`compare_prompts`, two captures + lens + distances) and a
-patching grid (`patch_residual`, the France/Italy pair, every layer × position, batched). The
+the local load's module): a comparison (`compare_prompts`: both passes and the lens and distance
+reductions, one nnsight session) and a patching grid (`patch_residual`, the France/Italy pair,
+every layer × position, batched). The
 figures are median(nnsight) / median(hooks), timed alternately in this process
 (bench.harness.paired); the results are also checked to be equal.
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from lib.analyses.compare import PromptResult
+from lib.analyses.generation import complete_character
 from lib.app import compare_frames as frames
 from lib.app import ui
+from lib.core.errors import TwinlensError
 
 ui.page(
     "Compare",
@@ -20,15 +23,29 @@ state. *Layer 0* is just the embedded last token, the last layer is what the mod
 - **Logit lens**: what the model *would* say next if it stopped at that layer (the final norm and the
   unembedding applied to that layer's state). The top row is the model's own prediction; the
   bottom row (layer 0) usually just echoes the input token.
+- **Next token**: when it is only part of a character (an emoji is 2–4 byte pieces such as
+  `<F0 9F>`), the character it completes to is shown too: the model's greedy continuation of it.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, which must share a
   tokenizer — a base model and its fine-tune, say. The distances compare their states at the same
   layer, so they exist only when both have as many layers of the same width.
 """
 )
 
+
+def completes_to(side: ui.Side, result: PromptResult) -> str | None:
+    """The character the side's next token completes to, greedily; None when it is whole (or the
+    backend cannot generate yet: the pieces alone are shown)."""
+    prompt = ui.get_capture(side.run).token_ids
+    try:
+        return ui.cached(complete_character, side.run.model, prompt, result.final[0].id)
+    except TwinlensError:
+        return None
+
+
 found = ui.require_comparison()
 if found is not None:
     request, _, comparison = found
-    ui.draw_comparison(comparison)
+    sides = zip(ui.sides(request, comparison), (comparison.a, comparison.b), strict=True)
+    ui.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
     ui.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
     ui.save_form(request, comparison)

@@ -266,6 +266,7 @@ if found is not None:
         column = 0
         if len(patching.columns) > 1:
             column = st.selectbox("Position in B", range(len(patching.columns)), key="components-position",
+                                  index=len(patching.columns) - 1,  # the last position, as elsewhere
                                   format_func=lambda j: f"{j} · {patching.tokens_b[j]}")
         tables["heads"] = draw_patching(patching, column)
         data["patching"] = patching.to_dict()

@@ -76,7 +76,11 @@ if found is not None:
     else:
         per_position = charts.position_distance_frame(report.positions, cap_a.tokens, cap_b.tokens)
         tables["per-position"] = per_position.drop(columns=["column", "differs"])
+        ui.linked("dist_measure", "measure")
+        if st.session_state.get("dist_measure") not in MEASURES.values():
+            st.session_state["dist_measure"] = MEASURES["cosine"]
         measure_name = st.radio("Measure", list(MEASURES.values()), horizontal=True, key="dist_measure")
+        ui.share("dist_measure", "measure", measure_name, MEASURES["cosine"])
         tooltip = ["layer", "position", "token A", "token B", alt.Tooltip(f"{measure_name}:Q", format=".4f")]
         st.altair_chart(charts.heatmap(per_position, measure_name, legend=measure_name, scheme="oranges",
                                        x_title="position · token (A/B where they differ)", tooltip=tooltip),

@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.compare import PromptResult
-from lib.analyses.lens import CellDetail, arrival, cell_detail, lens_grid, position_window
-from lib.app import charts, ui
+from lib.analyses.generation import lens_completions, token_characters
+from lib.analyses.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
+from lib.app import charts, readable, ui
 from lib.app.compare_frames import lens_grid_long_frame
+from lib.core.errors import TwinlensError
 from lib.core.tokens import tokenization_diff
 
 ENTROPY = "entropy (bits)"
@@ -29,9 +31,13 @@ low = sure).
 
 - The top row is the model's own prediction at each position.
 - A **red outline** marks cells whose top token is already the model's final prediction there.
-- Hover a cell for its top-k. Click a cell (or use the pickers) to see its top-k for both prompts,
+- Hover a cell for its top-k. A top-1 that is only part of a character (an emoji is 2–4 byte
+  pieces such as `<F0 9F>`) is shown with the character the model completes it to (its greedy
+  continuation after writing that piece there); an input piece names the character it belongs to.
+- Click a cell (or use the pickers) to see its top-k for both prompts,
   with each token's rank one layer below: a token that *climbs* is being promoted by that layer.
-- Long prompts show a window of positions (the last 16 by default); only the cells shown are computed.
+- Long prompts show a window of positions (the last 16 by default; in chat mode, from the start of
+  your message to the last token); only the cells shown are computed.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, each read through
   its own final norm and unembedding.
 """,
@@ -52,6 +58,15 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
     )
 
 
+def lens_characters(side: ui.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
+    """The grid's partial-character top-1s completed greedily (lens_completions); none when the
+    backend cannot generate yet (the pieces alone are shown)."""
+    try:
+        return ui.cached(lens_completions, side.run.model, side.run, grid)
+    except TwinlensError:
+        return ()
+
+
 def answer_arrivals(side: PromptResult, k: int) -> dict:
     """Where the model's final answer (last position) settles in the lens: top-1 and top-k."""
     answer = side.final[0]
@@ -59,12 +74,14 @@ def answer_arrivals(side: PromptResult, k: int) -> dict:
             "top_k": arrival(side.lens, answer.id, within=k)}
 
 
-def answer_sentence(side: PromptResult, k: int) -> str:
+def answer_sentence(side: PromptResult, k: int, completes: str | None = None) -> str:
     """Where the model's final answer settles in the lens, in plain words: the layer from which it
-    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k."""
+    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k.
+    `completes`: the character a partial-character answer completes to (named after it)."""
     found = answer_arrivals(side, k)
     top1, top_k = found["top1"], found["top_k"]
-    sentence = top1.sentence(f"Final answer '{found['token']}'") + f" (layers 0…{len(side.lens) - 1})"
+    named = found["token"] if completes is None else f"{found['token']} → {completes}"
+    sentence = top1.sentence(f"Final answer '{named}'") + f" (layers 0…{len(side.lens) - 1})"
     if top_k.stays_from is not None and (top1.stays_from is None or top_k.stays_from < top1.stays_from):
         sentence += f"; in the top-{k} from layer {top_k.stays_from} on"
     return sentence + "."
@@ -110,7 +127,11 @@ if found is not None:
 
     colour_col, size_col, back_col = st.columns(3)
     colour_by = colour_col.radio("Colour by", ["probability", "entropy"], horizontal=True, key="lens_colour")
-    size = size_col.number_input("Positions shown", min_value=1, max_value=64, value=16, key="lens_size")
+    default_size = max(readable.lens_window(cap.roles) for cap in caps)  # chat: the user's text to the last
+    if st.session_state.get("lens_size_default") != default_size:  # new prompts: the window follows them
+        st.session_state["lens_size_default"] = st.session_state["lens_size"] = default_size
+    size = size_col.number_input("Positions shown", min_value=1, max_value=readable.MAX_LENS_WINDOW,
+                                 key="lens_size")
     st.session_state["lens_back"] = min(st.session_state.get("lens_back", 0), shortest - 1)
     back = back_col.number_input("Window ends this many tokens before the last", min_value=0,
                                  max_value=shortest - 1, key="lens_back")
@@ -122,8 +143,16 @@ if found is not None:
                                 list(cap_b.token_ids))
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
                  sides[1].name: [m is None for m in aligned.match_b]}
-    frames = {name: charts.lens_grid_frame(name, grid, [unmatched[name][p] for p in grid.positions])
-              for name, grid in grids.items()}
+    completes = {side.name: {(p, t): whole for p, t, whole in lens_characters(side, grids[side.name])}
+                 for side in sides}
+    frames = {
+        side.name: charts.lens_grid_frame(
+            side.name, grids[side.name], [unmatched[side.name][p] for p in grids[side.name].positions],
+            completes=completes[side.name],
+            characters=readable.piece_characters(ui.cached(token_characters, side.run.model, side.run)),
+        )
+        for side in sides
+    }
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
@@ -131,7 +160,8 @@ if found is not None:
         with column:
             st.subheader(ui.plain(side.title))
             ui.prompt_text(side.text)
-            st.text(answer_sentence(result, request.k))
+            whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
+            st.text(answer_sentence(result, request.k, whole))
             chart = lens_heatmap(frames[side.name], colour_by)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -17,7 +19,9 @@ from lib.analyses.patching import (
 )
 from lib.app import charts, ui
 from lib.core.capture import Capture
+from lib.core.errors import TwinlensError
 from lib.core.models import LoadedModel
+from lib.core.tokens import typed_word
 
 ui.page(
     "Patching",
@@ -32,6 +36,10 @@ that state carried what makes A answer differently.
 
 - **Metric**: the logit difference `logit[answer] − logit[wrong]` at B's last position. By default
   *answer* is A's predicted next token and *wrong* is B's (e.g. ␣Paris vs ␣Rome).
+- **Words of several tokens** (␣Lakers = ␣L + akers) are either followed by their first piece (the
+  logit difference of the first pieces, labelled so) or scored **whole** by teacher forcing:
+  `log p(answer) − log p(wrong)`, where a word's log-probability is the sum of its pieces'
+  log-probabilities, each read at the final layer with the pieces before it appended to the prompt.
 - **Effect** = (patched − B) / (A − B): **0** = the patch changed nothing, **1** = B now behaves like A
   on this metric. Values outside 0…1 mean the patch overshoots or pushes the other way.
 - **Layer 0** is the embedding: only positions whose *token* differs can matter there.
@@ -44,7 +52,7 @@ that state carried what makes A answer differently.
 """,
 )
 
-RUN_KEY = "patching-ran-for"  # the (request, answer, wrong) the grid was last asked for
+RUN_KEY = "patching-ran-for"  # the (request, answer, wrong, score) the grid was last asked for
 MAX_LABELLED_CELLS = 400  # beyond this the numbers no longer fit in the cells
 
 
@@ -86,8 +94,15 @@ def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-WORD_HELP = ("A word or token; ␣ stands for a leading space. A word of several tokens is measured by its "
-             "first piece. Empty: {whose} predicted next token.")
+WORD_HELP = ("A word or token; ␣ stands for a leading space. A word of several tokens is scored whole or "
+             "by its first piece (the choice below). Empty: {whose} predicted next token.")
+SCORES = {"word": "whole word (teacher forcing)", "logit": "first piece (logit difference)"}
+SCORE_DEFINITION = (
+    "Whole word: log p(answer) − log p(wrong) after B, where log p(word) = Σ_j log p(piece j | B's prompt, "
+    "pieces 1…j−1), every piece read at the final layer of B's (patched) run with the pieces before it "
+    "appended. First piece: logit[first piece of answer] − logit[first piece of wrong], as for one-token "
+    "words."
+)
 
 
 def set_state(key: str, value: str) -> None:
@@ -118,16 +133,57 @@ def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture
     return typed[0], typed[1]
 
 
+def several_pieces(model: LoadedModel, typed: str | None) -> bool:
+    """Whether a typed word has several tokens (a word the tokenizer refuses is reported by the run)."""
+    try:
+        return typed is not None and len(typed_word(model.tokenizer, typed).ids) > 1
+    except TwinlensError:
+        return False
+
+
+def score_choice(model: LoadedModel, answer: str | None, wrong: str | None) -> str:
+    """'word' or 'logit': asked only while a typed word has several tokens (for one-token words the
+    two are the same number, the softmax's normaliser cancelling)."""
+    if not (several_pieces(model, answer) or several_pieces(model, wrong)):
+        return "logit"
+    ui.linked("patching-score", "score")
+    if st.session_state.get("patching-score") not in SCORES:
+        st.session_state["patching-score"] = "word"
+    score = st.radio("Score words of several tokens by", list(SCORES), format_func=SCORES.get,
+                     horizontal=True, key="patching-score")
+    ui.share("patching-score", "score", score, "word")
+    st.caption(ui.plain(SCORE_DEFINITION))
+    return score
+
+
+def one_of(options: range | tuple[int, ...]) -> Callable[[str], int]:
+    """A link value cast to int, refused (ValueError) unless it is one of `options`."""
+    def cast(value: str) -> int:
+        if int(value) not in options:
+            raise ValueError(value)
+        return int(value)
+    return cast
+
+
 def cell_picker(result: PatchResult) -> tuple[int, int]:
-    """A (layer, position) of the grid; by default where layer 0's effect is largest."""
+    """A (layer, B position) of the grid, carried by the link; by default where layer 0's effect is
+    largest (on a tie, the later position: the last one, never a chat template's opening tokens)."""
     first = result.effect[0]
-    strongest = max(range(len(first)), key=lambda j: abs(first[j]))
-    labels = column_labels(result)
+    strongest = result.positions[max(range(len(first)), key=lambda j: (abs(first[j]), j))]
+    labels = dict(zip(result.positions, column_labels(result), strict=True))
+    layers = range(len(result.effect))
+    layer_key = f"patching-layer-{len(layers)}"
+    position_key = f"patching-position-{'|'.join(labels.values())}"
+    ui.linked(layer_key, "patch_layer", one_of(layers))
+    ui.linked(position_key, "patch_position", one_of(result.positions))
+    if st.session_state.get(position_key) not in result.positions:
+        st.session_state[position_key] = strongest
     left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(len(result.effect)), key=f"patching-layer-{len(result.effect)}")
-    column = right.selectbox("Position in B", range(len(labels)), index=strongest,
-                             format_func=labels.__getitem__, key=f"patching-position-{'|'.join(labels)}")
-    return layer, result.positions[column]
+    layer = left.selectbox("Layer", layers, key=layer_key)
+    position = right.selectbox("Position in B", result.positions, format_func=labels.get, key=position_key)
+    ui.share(layer_key, "patch_layer", layer)
+    ui.share(position_key, "patch_position", position)
+    return layer, position
 
 
 found = ui.require_comparison()
@@ -135,9 +191,10 @@ if found is not None:
     request, model, comparison = found
     ui.token_legend()
     answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
-    wanted = (request, answer, wrong)
-    if st.button("Run patching", type="primary", key="patching-run"):
-        st.session_state[RUN_KEY] = wanted
+    score = score_choice(model, answer, wrong)
+    wanted = (request, answer, wrong, score)
+    if st.button("Run patching", type="primary", key="patching-run") or ui.link_carries("patch_layer"):
+        st.session_state[RUN_KEY] = wanted  # a link with a chosen cell was shared from a grid: draw it
     if st.session_state.get(RUN_KEY) != wanted:
         same_length = len(comparison.a.tokens) == len(comparison.b.tokens)
         cells = (model.n_layers + 1) * (len(comparison.b.tokens) if same_length else 1)
@@ -145,15 +202,16 @@ if found is not None:
         st.stop()
     run_a, run_b = request.runs
     bar = st.progress(0.0, text="Patching A into B…")
+    whole = {"score": "word", "model_a": run_a.model} if score == "word" else {}
     try:
         result = ui.cached(
-            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong,
+            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong, **whole,
             _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
         )
     finally:
         bar.empty()
     st.text(
-        f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}] at B's last position. "
+        f"Metric: {result.metric_label} at B's last position. "
         f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}"
     )
     if result.note:

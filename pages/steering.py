@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -39,6 +41,8 @@ pushes it toward A (α > 0) or away from it (α < 0) — e.g. 'Love' − 'Hate' 
   on a short neutral text. **Controls**: −α, and a random vector of the same norm — an effect the
   random vector also has is not the vector's.
 - **Sweep**: every layer × a few α at the next token, batched; the best layer is named.
+- **Two models** (switch in the sidebar): each model is steered with its own vector `h_A − h_B`
+  (A from the sidebar, B typed on this page), and the results are shown model by model.
 """,
 )
 
@@ -46,15 +50,51 @@ STEER_KEY = "steering-ran-for"
 SWEEP_KEY = "steering-sweep-for"
 
 
-def target_run(request) -> RunKey | None:
-    """None for B, else the third prompt's run (an empty one is refused)."""
+@dataclass(frozen=True)
+class Steered:
+    """One model's steering inputs: its heading (empty with one model), and prompts A and B through it."""
+
+    title: str
+    run_a: RunKey
+    run_b: RunKey
+
+
+def steered_models(request) -> list[Steered]:
+    """Two prompts: one model, A and B from the sidebar. Two models: each model steered with its own
+    h_A − h_B, A from the sidebar and B typed here (the sidebar holds one prompt in that mode)."""
+    run_a, run_b = (run.prompt_only for run in request.runs)
+    if not request.two_models:
+        return [Steered("", run_a, run_b)]
+    st.session_state.setdefault("steering-b", request.b)
+    typed = st.text_area("Prompt B (each model's vector is its own h_A − h_B)", key="steering-b", height=70,
+                         help="Two-models mode has one prompt (A); steering needs a second one.")
+    if not typed.strip():
+        raise PromptError("Prompt B is empty. Type the second prompt: each model is steered with its "
+                          "own A − B.")
+    return [Steered(side, run, RunKey(run.model, typed, run.bos, run.chat))
+            for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
+
+
+def heading(steered: Steered) -> None:
+    if steered.title:
+        st.subheader(ui.plain(f"{steered.title} · {steered.run_a.model.spec}"))
+
+
+def target_text() -> str | None:
+    """None for B, else the third prompt (an empty one is refused)."""
     choice = st.radio("Target", ["B", "a third prompt"], horizontal=True, key="steering-target")
     if choice == "B":
         return None
     text = st.text_area("Third prompt", key="steering-third", height=70)
     if not text.strip():
         raise PromptError("The target prompt is empty. Type the third prompt to steer, or choose B.")
-    return RunKey(request.model_key, text, request.bos, request.chat_settings)
+    return text
+
+
+def target_run(steered: Steered, text: str | None) -> RunKey | None:
+    """The third prompt through the steered model (None: B)."""
+    run = steered.run_a
+    return None if text is None else RunKey(run.model, text, run.bos, run.chat)
 
 
 def outcomes_table(result: SteerResult) -> pd.DataFrame:
@@ -96,15 +136,64 @@ def parse_alphas(typed: str) -> tuple[float, ...]:
     return alphas
 
 
+def draw_steering(steered: Steered, result: SteerResult, layer: int, mode: str, target: RunKey | None,
+                  vector_file: bytes | None) -> pd.DataFrame:
+    """One model's steering result: the four continuations, their effects, the vector to download."""
+    run_a, run_b = steered.run_a, steered.run_b
+    st.caption(ui.plain(
+        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}, "
+        f"added to {'B' if target is None else 'the third prompt'} at "
+        f"{'every position' if result.apply == 'all' else 'the prompt only'}."
+    ))
+    if result.note:
+        st.info(ui.plain(result.note))
+    columns = st.columns(4)
+    for col, outcome in zip(columns, result.outcomes, strict=True):
+        with col:
+            st.markdown(f"**{outcome.name}** (α = {outcome.alpha:g})")
+            st.text(outcome.continuation.text or "(nothing)")
+    table = outcomes_table(result)
+    st.dataframe(table, hide_index=True, width="stretch")
+    if result.metric_a is not None:
+        st.caption(f"logit difference of A: {result.metric_a:.3f}, of B: {result.metric_b:.3f}")
+    if vector_file is None:
+        vector = ui.cached(steering_vector, run_a.model, run_a, run_b, layer, mode)
+        suffix = f"-{steered.title.replace(' ', '')}" if steered.title else ""
+        st.download_button(f"⬇ Steering vector{' of ' + steered.title.lower() if steered.title else ''} "
+                           "(safetensors)", vector.to_bytes(),
+                           file_name=f"steering-layer{layer}-{mode}{suffix}.safetensors", on_click="ignore",
+                           key=f"steering-download{suffix}")
+    return table
+
+
+def show_sweep(steered: Steered, target: RunKey | None, alphas: str, mode: str, answer: str | None,
+               wrong: str | None) -> None:
+    """One model's sweep: the best layer in a sentence, the chart and the table."""
+    bar = st.progress(0.0, text="Sweeping layers × coefficients…")
+    try:
+        sweep = ui.cached(steering_sweep, steered.run_a.model, steered.run_a, steered.run_b, target,
+                          alphas=parse_alphas(alphas), mode=mode, answer=answer, wrong=wrong,
+                          _progress=lambda done: bar.progress(done, text=f"Sweep: {done:.0%} done"))
+    finally:
+        bar.empty()
+    st.markdown(ui.plain(sweep.reading()))
+    table = sweep_table(sweep)
+    st.altair_chart(sweep_chart(table), width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
 found = ui.require_comparison()
 if found is not None:
-    request, model, comparison = found
-    run_a, run_b = request.runs
-    run_a, run_b = run_a.prompt_only, run_b.prompt_only
+    request, _, _ = found
+    try:
+        models = steered_models(request)
+        depth = min(ui.get_model(m.run_a.model).n_layers for m in models)  # two models: the shallower
+    except TwinlensError as exc:
+        ui.show_error(exc)
+        st.stop()
     feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
     top = st.columns(4)
-    layer = top[0].selectbox("Layer", range(model.n_layers + 1), index=model.n_layers // 2,
-                             key="steering-layer")
+    layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
     alpha = top[1].number_input("α", value=4.0, step=0.5, key="steering-alpha")
     mode = top[2].selectbox("Vector", VECTOR_MODES, key="steering-mode")
     apply = top[3].selectbox("Apply to", APPLY_TO, key="steering-apply",
@@ -117,68 +206,46 @@ if found is not None:
                               key="steering-file")
     vector_file = upload.getvalue() if upload is not None else feature_file
     try:
-        target = target_run(request)
+        third = target_text()
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()
     settings = GenerationSettings(int(n))
-    wanted = (request, layer, alpha, mode, apply, answer, wrong, target, settings, vector_file)
+    wanted = (request, tuple(models), layer, alpha, mode, apply, answer, wrong, third, settings, vector_file)
     if st.button("Steer", type="primary", key="steering-run"):
         st.session_state[STEER_KEY] = wanted
     if st.session_state.get(STEER_KEY) == wanted:
-        try:
-            with st.spinner("Generating the unsteered, steered, −α and random-vector continuations…"):
-                result = ui.cached(
-                    steer_captures, run_a.model, run_a, run_b, target, layer=layer, alpha=float(alpha),
-                    mode=mode, apply=apply, answer=answer, wrong=wrong, settings=settings,
-                    vector_file=vector_file,
-                )
-        except TwinlensError as exc:
-            ui.show_error(exc)
-            st.stop()
-        st.caption(ui.plain(
-            f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}, "
-            f"added to {'B' if target is None else 'the third prompt'} at "
-            f"{'every position' if result.apply == 'all' else 'the prompt only'}."
-        ))
-        if result.note:
-            st.info(ui.plain(result.note))
-        columns = st.columns(4)
-        for col, outcome in zip(columns, result.outcomes, strict=True):
-            with col:
-                st.markdown(f"**{outcome.name}** (α = {outcome.alpha:g})")
-                st.text(outcome.continuation.text or "(nothing)")
-        table = outcomes_table(result)
-        st.dataframe(table, hide_index=True, width="stretch")
-        if result.metric_a is not None:
-            st.caption(f"logit difference of A: {result.metric_a:.3f}, of B: {result.metric_b:.3f}")
-        if vector_file is None:
-            vector = ui.cached(steering_vector, run_a.model, run_a, run_b, layer, mode)
-            st.download_button("⬇ Steering vector (safetensors)", vector.to_bytes(),
-                               file_name=f"steering-layer{layer}-{mode}.safetensors", on_click="ignore",
-                               key="steering-download")
-        ui.download_buttons("steering", request, result.to_dict(), {"outcomes": table})
+        tables, data = {}, {}
+        for steered in models:
+            heading(steered)
+            target = target_run(steered, third)
+            try:
+                with st.spinner("Generating the unsteered, steered, −α and random-vector continuations…"):
+                    result = ui.cached(
+                        steer_captures, steered.run_a.model, steered.run_a, steered.run_b, target,
+                        layer=layer, alpha=float(alpha), mode=mode, apply=apply, answer=answer, wrong=wrong,
+                        settings=settings, vector_file=vector_file,
+                    )
+            except TwinlensError as exc:  # with two models, the other model's result still shows
+                ui.show_error(exc)
+                continue
+            table = draw_steering(steered, result, layer, mode, target, vector_file)
+            tables["-".join(("outcomes", *steered.title.lower().split()))] = table
+            data[steered.title.lower()] = result.to_dict()
+        if tables:
+            ui.download_buttons("steering", request, data if len(models) > 1 else data[""], tables)
     else:
         st.info("Press **Steer** to generate the unsteered and steered continuations.")
 
     st.subheader("Sweep over layers")
     typed = st.text_input("Coefficients", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS), key="steering-alphas")
-    sweep_wanted = (request, typed, mode, answer, wrong, target)
+    sweep_wanted = (request, tuple(models), typed, mode, answer, wrong, third)
     if st.button("Run sweep", key="steering-sweep-run"):
         st.session_state[SWEEP_KEY] = sweep_wanted
     if st.session_state.get(SWEEP_KEY) == sweep_wanted:
-        bar = st.progress(0.0, text="Sweeping layers × coefficients…")
-        try:
+        for steered in models:
+            heading(steered)
             try:
-                sweep = ui.cached(steering_sweep, run_a.model, run_a, run_b, target,
-                                  alphas=parse_alphas(typed), mode=mode, answer=answer, wrong=wrong,
-                                  _progress=lambda done: bar.progress(done, text=f"Sweep: {done:.0%} done"))
-            finally:
-                bar.empty()
-        except TwinlensError as exc:
-            ui.show_error(exc)
-            st.stop()
-        st.markdown(ui.plain(sweep.reading()))
-        table = sweep_table(sweep)
-        st.altair_chart(sweep_chart(table), width="stretch")
-        st.dataframe(table, hide_index=True, width="stretch")
+                show_sweep(steered, target_run(steered, third), typed, mode, answer, wrong)
+            except TwinlensError as exc:
+                ui.show_error(exc)

@@ -14,7 +14,7 @@ from lib.app.cache import RunKey
 from lib.app.request import Request
 from lib.core.errors import PromptError
 from lib.core.models import LoadedModel
-from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_token
+from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_word
 
 ui.page(
     "Tokens",
@@ -33,7 +33,10 @@ several tokens).
   then reads a different input, which can matter more than the word itself.
 - **Effect of BOS**: many models were trained with a beginning-of-sequence token first. On request,
   each prompt runs with exactly one BOS (*on*) and with none (*off*): the model's next-token top-k
-  and the **logit difference** `logit[token 1] − logit[token 2]` of two tokens you choose.
+  and the **logit difference** `logit[token 1] − logit[token 2]` of two tokens you choose. A word of
+  several tokens (␣Lakers = ␣L + akers) counts by its first piece there, and is also scored whole:
+  `log p(word 1) − log p(word 2)`, where a word's log-probability is the sum of its pieces'
+  log-probabilities, each read at the final layer with the pieces before it appended (teacher forcing).
 """,
 )
 
@@ -74,15 +77,16 @@ def splits_callout(diff: TokenizationDiff) -> None:
                 "the two prompts share is tokenized the same way.")
 
 
-def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[int, int] | None:
-    """Two tokens typed by the user (`␣` = space), or None after showing why they cannot be used."""
+def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Two words typed by the user (`␣` = space) as their token ids, or None after showing why they
+    cannot be used."""
     left, right = st.columns(2)
     typed = (
         left.text_input("Token 1", value=defaults[0], key=f"bos-token-1-{defaults[0]}"),
         right.text_input("Token 2", value=defaults[1], key=f"bos-token-2-{defaults[1]}"),
     )
     try:
-        return typed_token(tokenizer, typed[0]).id, typed_token(tokenizer, typed[1]).id
+        return typed_word(tokenizer, typed[0]).ids, typed_word(tokenizer, typed[1]).ids
     except PromptError as exc:
         ui.show_error(exc)
         return None
@@ -98,14 +102,13 @@ def top_table(effect: BosEffect) -> pd.DataFrame:
     )
 
 
-def logit_difference_table(effects: dict[str, BosEffect]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"prompt": label, "BOS on": e.on.logit_difference, "BOS off": e.off.logit_difference,
-             "on − off": e.on.logit_difference - e.off.logit_difference}
-            for label, e in effects.items()
-        ]
-    )
+def difference_table(effects: dict[str, BosEffect], difference: str) -> pd.DataFrame:
+    """Per prompt, the `difference` ('logit_difference' or 'word_difference') with BOS on and off."""
+    rows = []
+    for label, e in effects.items():
+        on, off = getattr(e.on, difference), getattr(e.off, difference)
+        rows.append({"prompt": label, "BOS on": on, "BOS off": off, "on − off": on - off})
+    return pd.DataFrame(rows)
 
 
 def bos_section(
@@ -126,7 +129,7 @@ def bos_section(
                          help="Four more forward passes, once for this comparison."):
             return {}
         st.session_state[BOS_ASKED_KEY] = request
-    st.caption("Type tokens with ␣ (or a space) for a leading space.")
+    st.caption("Type tokens or words with ␣ (or a space) for a leading space.")
     defaults = (*contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final), "", "")
     pair = chosen_pair(model.tokenizer, defaults[:2])
     prompts = {"A": request.a, "B": request.b}
@@ -141,11 +144,22 @@ def bos_section(
             tables[f"bos-top-{label}"] = top_table(effect)
             st.dataframe(tables[f"bos-top-{label}"], width="stretch")
     if pair is not None:
-        t1, t2 = effects["A"].pair
+        effect = effects["A"]
+        labels = [first if first == word else f"{first} (first piece of {word})"
+                  for first, word in zip(effect.first_pieces, effect.pair, strict=True)]
         st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
-        st.text(f"token 1 = {t1}, token 2 = {t2}")
-        tables["logit-difference"] = logit_difference_table(effects)
+        st.text(f"token 1 = {labels[0]}, token 2 = {labels[1]}")
+        tables["logit-difference"] = difference_table(effects, "logit_difference")
         st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+        if effect.several_pieces:
+            st.markdown("**Whole words** `log p(word 1) − log p(word 2)` (natural log)")
+            st.caption(ui.plain(
+                f"word 1 = {effect.pair[0]}, word 2 = {effect.pair[1]}. log p(word) is the sum of its "
+                "pieces' log-probabilities, each read at the final layer with the prompt and the pieces "
+                "before it as input (teacher forcing)."
+            ))
+            tables["word-difference"] = difference_table(effects, "word_difference")
+            st.dataframe(tables["word-difference"], hide_index=True, width="stretch")
     return effects
 
 

@@ -10,12 +10,13 @@ Used by the browser tests (tests/e2e) and by `make screenshots`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
@@ -46,28 +47,48 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@contextmanager
-def serve(log: Path | None = None, timeout: float = 120) -> Iterator[str]:
-    """Run `streamlit run dashboard.py` headless on a free localhost port; yield its base URL.
+def streamlit_command(host: str, port: int) -> list[str]:
+    """`streamlit run dashboard.py`, headless, on `host`:`port`."""
+    return [
+        sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
+        "--server.port", str(port), "--server.address", host, "--browser.gatherUsageStats", "false",
+    ]
 
-    The server (and anything it started) is stopped when the block exits.
+
+@contextmanager
+def serve(
+    log: Path | None = None,
+    timeout: float = 120,
+    *,
+    env: Mapping[str, str | None] | None = None,
+    command: Callable[[str, int], Sequence[str]] = streamlit_command,
+    host: str = "localhost",
+) -> Iterator[str]:
+    """Run the app headless on a free port of `host`; yield its base URL once it answers.
+
+    command(host, port): what starts the server (`streamlit_command` by default; e.g. the
+    `python -m lib.app.serve` launcher). env: variables added to this process's environment for the
+    server (None removes one); HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE are always set. The server
+    (and anything it started) is stopped when the block exits.
     """
     port = free_port()
-    url = f"http://localhost:{port}"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-        "--server.port", str(port), "--server.address", "localhost", "--browser.gatherUsageStats", "false",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    url = f"http://{host}:{port}"
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(list(command(host, port)), cwd=ROOT, env=environment, stdout=out,
+                              stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while not _healthy(url):
             if server.poll() is not None:
-                raise RuntimeError(f"streamlit exited with code {server.returncode} (log: {log})")
+                raise RuntimeError(f"the server exited with code {server.returncode}{_tail(log)}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s (log: {log})")
+                raise TimeoutError(f"the server did not answer on {url} within {timeout:.0f} s{_tail(log)}")
             time.sleep(0.5)
         yield url
     finally:
@@ -79,6 +100,11 @@ def serve(log: Path | None = None, timeout: float = 120) -> Iterator[str]:
             server.wait()
         if log:
             out.close()
+
+
+def _tail(log: Path | None) -> str:
+    """The end of the server's log, for an error message."""
+    return f"; its log ({log}) ends:\n{log.read_text()[-2000:]}" if log else ""
 
 
 @contextmanager
@@ -101,6 +127,19 @@ def view_url(base: str, page_file: str, query: Mapping[str, str], default: bool 
     """The shareable URL of one page (`pages/logit_lens.py` → `/logit_lens`; the default page is `/`)."""
     path = "" if default else Path(page_file).stem
     return f"{base}/{path}?{urlencode(query)}"
+
+
+def go_to(page, title: str, timeout: float = 60) -> None:
+    """Click the top navigation's link to the page `title` (opening its "N more" menu when the
+    link does not fit the bar) and wait for that page's heading."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:  # a link that did not fit stays in the page, but cannot be clicked
+        page.locator("[data-testid=stTopNavLink]", has_text=title).first.click(timeout=3000)
+    except PlaywrightTimeout:
+        page.locator("[data-testid=stTopNav]").get_by_text(re.compile(r"^\d+ more$")).first.click()
+        page.locator("[data-testid=stTopNavDropdownLink]", has_text=title).first.click()
+    page.get_by_role("heading", name=title).first.wait_for(timeout=timeout * 1000)
 
 
 def settle(page, timeout: float = 180) -> None:

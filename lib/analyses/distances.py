@@ -11,14 +11,18 @@ Both are 0 for identical vectors; d_cos ∈ [0, 2], d_rel ∈ [0, 2].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from ..core.backend import Run
 from ..core.capture import Capture
 from ..core.checks import check_same_residuals
 from ..core.models import LoadedModel
 from ..core.records import Record
+from ..core.sites import Site, residual_sites
 
 ALIGNMENTS = ("last", "mean", "position")
 
@@ -94,24 +98,6 @@ class PositionDistances(Record):
         )
 
 
-def position_distances(
-    residual_a: torch.Tensor, residual_b: torch.Tensor, *, drop_first: bool = True
-) -> PositionDistances:
-    """Layer × position distances; raises ValueError when the prompts differ in length.
-
-    `drop_first` leaves out position 0 (when there are others): the first token is an attention
-    sink whose state has a huge norm whether or not it is a BOS token."""
-    if residual_a.shape != residual_b.shape:
-        raise ValueError("position-by-position distances need prompts with the same number of tokens")
-    start = 1 if drop_first and residual_a.shape[1] > 1 else 0
-    a, b = residual_a[:, start:], residual_b[:, start:]
-    return PositionDistances(
-        cosine=tuple(tuple(r) for r in cosine_distance(a, b).tolist()),
-        relative_l2=tuple(tuple(r) for r in relative_l2(a, b).tolist()),
-        first_position=start,
-    )
-
-
 @dataclass(frozen=True)
 class DistanceReport(Record):
     """What the Residual distances page shows: per layer at the last token and, when both prompts
@@ -150,13 +136,37 @@ def distance_report(
 ) -> DistanceReport:
     """Last-token distances and, for equal lengths, position-by-position distances and their mean,
     of residuals [L+1, pos, d]."""
-    positions = (
-        position_distances(residual_a, residual_b, drop_first=drop_first)
-        if residual_a.shape == residual_b.shape
-        else None
-    )
+    return _report(distance_tensors(residual_a, residual_b, drop_first=drop_first), drop_first)
+
+
+def distance_tensors(
+    residual_a: torch.Tensor, residual_b: torch.Tensor, *, drop_first: bool = True
+) -> dict[str, torch.Tensor | None]:
+    """What `distance_report` needs, as tensors (computed where the residuals are): cosine and
+    relative L2 at the last position [L+1], and layer × position [L+1, pos − first] for equal
+    lengths (else None), with the first position kept (`first` 0) or left out (1)."""
+    a, b = residual_a[:, -1], residual_b[:, -1]
+    same = residual_a.shape == residual_b.shape
+    start = 1 if drop_first and residual_a.shape[1] > 1 else 0
+    pa, pb = residual_a[:, start:], residual_b[:, start:]
+    return {
+        "cosine": cosine_distance(a, b), "relative_l2": relative_l2(a, b),
+        "position_cosine": cosine_distance(pa, pb) if same else None,
+        "position_relative_l2": relative_l2(pa, pb) if same else None,
+        "first": torch.tensor(start),
+    }
+
+
+def _report(tensors: dict[str, torch.Tensor | None], drop_first: bool) -> DistanceReport:
+    positions = None
+    if tensors["position_cosine"] is not None:
+        positions = PositionDistances(
+            cosine=tuple(tuple(r) for r in tensors["position_cosine"].tolist()),
+            relative_l2=tuple(tuple(r) for r in tensors["position_relative_l2"].tolist()),
+            first_position=int(tensors["first"]),
+        )
     return DistanceReport(
-        last=layer_distances(residual_a, residual_b, "last"),
+        last=LayerDistances("last", *(tuple(tensors[m].tolist()) for m in ("cosine", "relative_l2"))),
         mean=None if positions is None else positions.mean(),
         positions=positions,
         drop_first=drop_first,
@@ -167,6 +177,20 @@ def capture_distances(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, drop_first: bool = True
 ) -> DistanceReport:
     """`distance_report` of two runs already made: two prompts through `loaded`, or one prompt
-    through two models of the same depth and width (ModelPairError otherwise)."""
+    through two models of the same depth and width (ModelPairError otherwise). Captures without
+    their residual streams (a model on NDIF) are run again and reduced where they run."""
+    if cap_a.residual is None or cap_b.residual is None:
+        sites = tuple(residual_sites(loaded.n_layers))
+        tensors = loaded.backend.run_each(
+            [torch.tensor([cap.token_ids], dtype=torch.long) for cap in (cap_a, cap_b)],
+            sites=sites,
+            reduce=partial(_distances_of_runs, sites=sites, drop_first=drop_first),
+        )
+        return _report(tensors, drop_first)
     check_same_residuals(cap_a, cap_b)
     return distance_report(cap_a.residual, cap_b.residual, drop_first=drop_first)
+
+
+def _distances_of_runs(runs: Sequence[Run], *, sites: tuple[Site, ...], drop_first: bool) -> dict:
+    residual_a, residual_b = (torch.stack([run.activations[site][0] for site in sites]) for run in runs)
+    return distance_tensors(residual_a, residual_b, drop_first=drop_first)

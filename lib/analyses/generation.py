@@ -5,6 +5,10 @@ generator (no top-k, no top-p: `generate(do_sample=True, temperature=T, top_k=0,
 `torch.manual_seed(seed)` draws the same tokens on the CPU). The model's key-value cache is used:
 one pass over the prompt, then one pass per new token; a row stops at the model's EOS tokens.
 
+A token that is only the opening of a character (an emoji's first byte piece, '<F0 9F>') is shown
+with the character it completes to: the model continues greedily after it, and the tokenizer's own
+decoder says where the character ends (`complete_characters`, `lens_completions` for lens cells).
+
     >>> from lib.core.models import load_model
     >>> c = continue_prompt(load_model(), "The capital of France is", settings=GenerationSettings(8))
     >>> len(c.token_ids) <= 8
@@ -23,10 +27,12 @@ from ..core.capture import Capture, capture
 from ..core.chat import Chat
 from ..core.errors import PromptError, SettingsError
 from ..core.models import LoadedModel
-from ..core.tokens import CharacterGroup, character_groups, readable_tokens
+from ..core.tokens import CharacterGroup, character_groups, readable_tokens, token_bytes
+from .lens import LensGrid
 
 DEFAULT_NEW_TOKENS = 24
 MAX_NEW_TOKENS = 512
+MAX_LENS_COMPLETIONS = 16  # partial-character lens cells completed per grid (one short generation each)
 
 
 @dataclass(frozen=True)
@@ -202,17 +208,72 @@ def complete_character(
 ) -> str | None:
     """The character a partial-character token completes to when the model continues greedily
     (e.g. '<F0 9F>' → '🐠'), or None when the token is whole already or no character completes."""
-    ids = [*map(int, prompt_ids), int(token_id)]
-    if "\ufffd" not in loaded.tokenizer.decode([int(token_id)]):
-        return None
+    return complete_characters(loaded, prompt_ids, (token_id,), max_steps)[0]
+
+
+def complete_characters(
+    loaded: LoadedModel, prompt_ids: Sequence[int], token_ids: Sequence[int], max_steps: int = 3
+) -> tuple[str | None, ...]:
+    """`complete_character` for several tokens written at the same place: the tokens that can
+    complete are continued as rows of one batched greedy generation of up to `max_steps` tokens;
+    the joined character is read with the tokenizer's own decoder (character_groups)."""
+    out: list[str | None] = [None] * len(token_ids)
+    rows = [i for i, t in enumerate(token_ids) if completable(loaded.tokenizer, t)]
     limit = loaded.max_tokens
-    steps = max_steps if limit is None else min(max_steps, limit - len(ids))
-    if steps < 1:
-        return None
-    new, _ = generate_ids(loaded, [ids], GenerationSettings(steps))
-    pieces = [int(token_id), *new[0]]
-    for end in range(2, len(pieces) + 1):
-        group = character_groups(loaded.tokenizer, pieces[:end])[0]
-        if group.end == end:
-            return group.text
-    return None
+    n_ids = len(prompt_ids) + 1
+    steps = max_steps if limit is None else min(max_steps, limit - n_ids)
+    if not rows or steps < 1:
+        return tuple(out)
+    prompts = [[*map(int, prompt_ids), int(token_ids[i])] for i in rows]
+    new, _ = generate_ids(loaded, prompts, GenerationSettings(steps))
+    for i, generated in zip(rows, new, strict=True):
+        pieces = [int(token_ids[i]), *generated]
+        for end in range(2, len(pieces) + 1):
+            group = character_groups(loaded.tokenizer, pieces[:end])[0]
+            if group.end == end:
+                out[i] = group.text
+                break
+    return tuple(out)
+
+
+def completable(tokenizer, token_id: int) -> bool:
+    """True when the token alone is only part of a character (the tokenizer's decoder gives U+FFFD)
+    that later tokens can complete: its bytes (token_bytes, the tokenizer's own) end in the opening of
+    a UTF-8 character, not in a stray continuation byte that nothing can complete."""
+    if "\ufffd" not in tokenizer.decode([int(token_id)]):
+        return False
+    try:
+        token_bytes(tokenizer, token_id).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return False
+
+
+def lens_completions(loaded: LoadedModel, cap: Capture, grid: LensGrid, limit: int = MAX_LENS_COMPLETIONS
+                     ) -> tuple[tuple[int, int, str], ...]:
+    """(position, token id, character) for the lens cells of `grid` whose top-1 is only the opening
+    of a character: the character the model completes it to when it writes that token after the
+    prompt's tokens up to the position and continues greedily (`complete_characters`). The same
+    (position, token) at several layers is completed once; at most `limit` of them, those covering
+    most cells first (the rest keep their pieces)."""
+    counts: dict[tuple[int, int], int] = {}
+    partial: dict[int, bool] = {}
+    for row in grid.cells:
+        for cell in row:
+            token = cell.top[0].id
+            if token not in partial:
+                partial[token] = completable(loaded.tokenizer, token)
+            if partial[token]:
+                counts[cell.position, token] = counts.get((cell.position, token), 0) + 1
+    wanted = sorted(counts, key=lambda c: (-counts[c], c))[:limit]
+    found = []
+    for position in sorted({p for p, _ in wanted}):  # one batched generation per position
+        tokens = [t for p, t in sorted(wanted) if p == position]
+        wholes = complete_characters(loaded, cap.token_ids[: position + 1], tokens)
+        found.extend((position, t, w) for t, w in zip(tokens, wholes, strict=True) if w is not None)
+    return tuple(found)
+
+
+def token_characters(loaded: LoadedModel, cap: Capture) -> tuple[CharacterGroup, ...]:
+    """The captured prompt's tokens grouped into characters (byte pieces joined, see character_groups)."""
+    return character_groups(loaded.tokenizer, cap.token_ids)

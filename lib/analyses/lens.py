@@ -12,17 +12,22 @@ tensor is never built.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 
+from ..core.architecture import Architecture
+from ..core.backend import Run
 from ..core.capture import Capture
 from ..core.errors import SettingsError
 from ..core.models import LoadedModel
 from ..core.records import Record
+from ..core.sites import Site, residual_sites
 from ..core.tokens import readable_token
 
+Cells = tuple[tuple[int, int], ...]  # (layer, position) pairs
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once
 
 
@@ -97,14 +102,47 @@ def lens_cells(
     """The lens top-k at each (layer, position) in `cells`, in the order given."""
     out: list[LensCell] = []
     for chunk, logits in lens_logits_chunks(loaded, residual, cells):
-        logp = torch.log_softmax(logits, dim=-1)  # one pass over the vocabulary serves both
-        tops = _top_k_rows(loaded, logp, k)
-        ents = _entropy_of(logp).tolist()
-        out.extend(
-            LensCell(layer=l, position=p, top=t, entropy_bits=e)
-            for (l, p), t, e in zip(chunk, tops, ents, strict=True)
-        )
+        out.extend(cells_from_top(loaded, chunk, *reduce_logits(logits, k)))
     return out
+
+
+def reduce_logits(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lens logits [n, vocab] → (top-k probabilities [n, k], their ids [n, k], entropy in bits [n]):
+    one log-softmax over the vocabulary serves both (log is monotonic: same tokens as p)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return values.exp(), ids, _entropy_of(logp)
+
+
+def lens_top_k(
+    architecture: Architecture, hidden: torch.Tensor, k: int, vocab_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The lens of each residual row `hidden` [n, d_model], reduced where the residuals are (inside
+    a backend's `reduce`, on NDIF for a remote model): `reduce_logits` of `architecture.logits`,
+    `chunk_size(vocab)` rows at a time, so at most CHUNK_FLOATS logits exist at once and an
+    [n, vocab] tensor is never built. Returns top-k probabilities [n, k], ids [n, k], entropy [n]."""
+    step = chunk_size(vocab_size)
+    parts = [reduce_logits(architecture.logits(hidden[start : start + step]), k)
+             for start in range(0, hidden.shape[0], step)]
+    return tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def cells_from_top(
+    loaded: LoadedModel, cells: Sequence[tuple[int, int]], probs: torch.Tensor, ids: torch.Tensor,
+    entropy_bits: torch.Tensor,
+) -> list[LensCell]:
+    """LensCells for (layer, position) `cells` from `reduce_logits`' tensors (readable tokens here)."""
+    tok = loaded.tokenizer
+    return [
+        LensCell(
+            layer=l, position=p, entropy_bits=e,
+            top=tuple(TokenProb(readable_token(tok, int(i)), int(i), float(v))
+                      for v, i in zip(row_p, row_i, strict=True)),
+        )
+        for (l, p), row_p, row_i, e in zip(
+            cells, probs.tolist(), ids.tolist(), entropy_bits.tolist(), strict=True
+        )
+    ]
 
 
 def lens_column(
@@ -208,16 +246,47 @@ class LensGrid(Record):
 
 
 def lens_grid(loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int) -> LensGrid:
-    """The lens top-k at every layer for the given positions of a captured prompt (only those cells)."""
+    """The lens top-k at every layer for the given positions of a captured prompt (only those cells).
+    For a capture without its residual stream (a model on NDIF) the cells are reduced in the trace."""
     _check_positions(cap, positions)
     width = len(positions)
-    cells = [(layer, p) for layer in range(cap.residual.shape[0]) for p in positions]
-    flat = lens_cells(loaded, cap.residual, cells, k)
+    cells = [(layer, p) for layer in range(loaded.n_layers + 1) for p in positions]
+    if cap.residual is None:
+        flat = cells_from_top(loaded, cells, *_in_trace(loaded, cap, _lens_of_cells, cells=tuple(cells), k=k))
+    else:
+        flat = lens_cells(loaded, cap.residual, cells, k)
     return LensGrid(
         positions=tuple(positions),
         tokens=tuple(cap.tokens[p] for p in positions),
         cells=tuple(tuple(flat[i : i + width]) for i in range(0, len(flat), width)),
     )
+
+
+def _in_trace(loaded: LoadedModel, cap: Capture, reduction: Callable, **settings: object) -> object:
+    """`reduction(residual [L+1, pos, d], architecture=…, vocab_size=…, **settings)` run where the
+    prompt's residual stream is (`Backend.run_each`); only its result comes back."""
+    sites = residual_sites(loaded.n_layers)
+    return loaded.backend.run_each(
+        [torch.tensor([cap.token_ids], dtype=torch.long)],
+        sites=sites,
+        reduce=partial(
+            _on_residual, reduction=reduction, sites=tuple(sites), architecture=loaded.architecture,
+            vocab_size=loaded.vocab_size, **settings,
+        ),
+    )
+
+
+def _on_residual(runs: Sequence[Run], *, reduction: Callable, sites: tuple[Site, ...], **settings: object):
+    residual = torch.stack([runs[0].activations[site][0] for site in sites])  # [L+1, pos, d]
+    return reduction(residual, **settings)
+
+
+def _lens_of_cells(
+    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`lens_top_k` of the residual rows at (layer, position) `cells`, in chunks."""
+    hidden = torch.stack([residual[layer, p] for layer, p in cells])
+    return lens_top_k(architecture, hidden, k, vocab_size)
 
 
 @dataclass(frozen=True)
@@ -280,27 +349,44 @@ def vocabulary_rank(values: torch.Tensor, ids: torch.Tensor | Sequence[int]) -> 
 
 def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int) -> CellDetail:
     """The lens top-k at (layer, position) of a captured prompt, with each token's rank and
-    probability at layer − 1 (ranks over the whole vocabulary, 1 = top)."""
+    probability at layer − 1 (ranks over the whole vocabulary, 1 = top). For a capture without its
+    residual stream (a model on NDIF) the cell is reduced in the trace."""
     _check_positions(cap, [position])
-    if not 0 <= layer < cap.residual.shape[0]:
-        raise SettingsError(f"The layer must lie between 0 and {cap.residual.shape[0] - 1}.")
+    if not 0 <= layer <= loaded.n_layers:
+        raise SettingsError(f"The layer must lie between 0 and {loaded.n_layers}.")
     cells = [(layer, position)] + ([(layer - 1, position)] if layer > 0 else [])
-    logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells)])
-    logp = torch.log_softmax(logits[:1], dim=-1)  # one pass over the vocabulary for top-k and entropy
-    (top,) = _top_k_rows(loaded, logp, k)
-    ids = torch.tensor([t.id for t in top], device=logits.device)
-    ranks_below = probs_below = [None] * len(top)
-    if layer > 0:
-        below = logits[1]
-        ranks_below = vocabulary_rank(below, ids).tolist()
-        probs_below = torch.softmax(below, dim=-1)[ids].tolist()
+    if cap.residual is None:
+        probs, ids, ranks, probs_below, entropy = _in_trace(
+            loaded, cap, _detail_of_cells, cells=tuple(cells), k=k
+        )
+    else:
+        logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells)])
+        probs, ids, ranks, probs_below, entropy = detail_tensors(logits, k)
+    (top,) = cells_from_top(loaded, cells[:1], probs, ids, entropy)
+    below = [None] * len(top.top) if ranks is None else zip(ranks.tolist(), probs_below.tolist(), strict=True)
     return CellDetail(
         layer=layer,
         position=position,
         input_token=cap.tokens[position],
         top=tuple(
-            RankedToken(t.token, t.id, t.prob, rank, below, p_below)
-            for rank, (t, below, p_below) in enumerate(zip(top, ranks_below, probs_below, strict=True), 1)
+            RankedToken(t.token, t.id, t.prob, rank, *(pair or (None, None)))
+            for rank, (t, pair) in enumerate(zip(top.top, below, strict=True), 1)
         ),
-        entropy_bits=float(_entropy_of(logp)[0]),
+        entropy_bits=top.entropy_bits,
     )
+
+
+def detail_tensors(logits: torch.Tensor, k: int) -> tuple:
+    """Lens logits of a cell (and of the cell one layer below, when given) [1 or 2, vocab] →
+    (top-k probs [1, k], ids [1, k], ranks below [k] or None, probs below [k] or None, entropy [1])."""
+    probs, ids, entropy = reduce_logits(logits[:1], k)
+    if logits.shape[0] < 2:
+        return probs, ids, None, None, entropy
+    below = logits[1]
+    return probs, ids, vocabulary_rank(below, ids[0]), torch.softmax(below, dim=-1)[ids[0]], entropy
+
+
+def _detail_of_cells(
+    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int
+) -> tuple:
+    return detail_tensors(architecture.logits(torch.stack([residual[layer, p] for layer, p in cells])), k)

@@ -7,6 +7,15 @@ and read the metric at B's last position:
     m = logit[answer] − logit[wrong]                      (the model's own logits, last position)
     effect(ℓ, p) = (m_patched(ℓ, p) − m_B) / (m_A − m_B)   0 = no effect, 1 = B behaves like A
 
+With `score="word"` each side is a whole word scored by teacher forcing (lib.analyses.watch):
+
+    m = log p(answer word) − log p(wrong word),  log p(w) = Σ_j log p(w_j | prompt, w_1 … w_{j−1})
+
+every piece read at the final layer of the (patched) run of B followed by the word's pieces. For
+one-token words it equals the logit difference (the softmax's normaliser cancels); for a word of
+several pieces the later pieces also read B's patched context, so at ℓ = L patching the last
+position alone need not give 1.
+
 Defaults: answer = A's top-1 next token, wrong = B's top-1 (Wang et al. 2022, "Interpretability
 in the wild", use the same logit difference; TransformerLens's `get_act_patch_resid_pre` gives the
 same grid for ℓ < L). Two facts follow from the definition and are tested: at ℓ = 0 only
@@ -26,11 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ..core.backend import Intervention, Run
-from ..core.capture import Capture, capture
+from ..core.capture import Capture, capture, extend
 from ..core.checks import check_same_residuals
 from ..core.errors import PromptError
 from ..core.models import LoadedModel
@@ -38,10 +48,12 @@ from ..core.records import Record
 from ..core.sites import Site, residual_sites
 from ..core.tokens import SPACE_MARK, readable_token, typed_word
 from .lens import TokenProb, lens_column, vocabulary_rank
+from .watch import forced_piece_logprobs, piece_logprobs
 
 Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
 ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
 MIN_METRIC_GAP = 1e-6  # |m_A − m_B| below this cannot normalize the effect
+Score = Literal["logit", "word"]  # first pieces' logit difference, or whole words by teacher forcing
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,10 @@ class TokenRef(Record):
         """'␣Paris', or '␣L (first piece of ␣Lakers)'."""
         return f"{self.token} (first piece of {self.word})" if self.word else self.token
 
+    def scored(self, score: str) -> str:
+        """What the metric scores: the whole word with score "word", else the token."""
+        return (self.word or self.token) if score == "word" else self.token
+
 
 @dataclass(frozen=True)
 class SpaceHint:
@@ -84,6 +100,14 @@ class SpaceHint:
             f"(with a leading space) ranks #{self.rank_spaced:,}: in the middle of a sentence a word "
             "usually starts with a space."
         )
+
+
+def metric_words(answer: TokenRef, wrong: TokenRef, score: Score) -> str:
+    """The metric in words: 'logit[␣Paris] − logit[␣Rome]' (a word by its first piece, labelled)
+    or, scoring whole words, 'log p(␣Lakers) − log p(␣Celtics)'."""
+    if score == "word":
+        return f"log p({answer.scored(score)}) − log p({wrong.scored(score)})"
+    return f"logit[{answer.label}] − logit[{wrong.label}]"
 
 
 SPACE_HINT_FACTOR = 10  # the spaced variant must rank at least this many times higher
@@ -125,6 +149,11 @@ class PatchResult:
     effect: tuple[tuple[float, ...], ...]
     raw: tuple[tuple[float, ...], ...]
     note: str | None
+    score: str = "logit"  # a Score: "logit" (first pieces' logit difference) or "word" (whole words)
+
+    @property
+    def metric_label(self) -> str:
+        return metric_words(self.answer, self.wrong, self.score)
 
     @property
     def full_grid(self) -> bool:
@@ -134,7 +163,7 @@ class PatchResult:
         return {
             "model": dict(self.model),
             "settings": {"bos": self.bos},
-            "metric": {"a": self.metric_a, "b": self.metric_b},
+            "metric": {"a": self.metric_a, "b": self.metric_b, "score": self.score},
             "answer": self.answer.to_dict(),
             "wrong": self.wrong.to_dict(),
             "tokens_a": list(self.tokens_a),
@@ -156,15 +185,17 @@ class PatchedLens(Record):
     entropy_bits: tuple[float, ...]
 
 
-def rows_per_pass(loaded: LoadedModel, n_tokens: int) -> int:
+def rows_per_pass(loaded: LoadedModel, n_tokens: int, all_positions: bool = False) -> int:
     """How many patched copies of B one forward pass holds.
 
     Per row: the widest activation (≈ 8·d_model per token, a gated MLP's up and gate halves),
-    the attention scores (heads × n²) and one row of logits (`logits_to_keep=1`).
+    the attention scores (heads × n²) and one row of logits (`logits_to_keep=1`), or n rows when
+    the run keeps `all_positions`.
     """
     config = loaded.model.config.get_text_config()
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 16
-    per_row = n_tokens * 8 * loaded.d_model + heads * n_tokens * n_tokens + loaded.vocab_size
+    logit_rows = n_tokens if all_positions else 1
+    per_row = n_tokens * 8 * loaded.d_model + heads * n_tokens * n_tokens + logit_rows * loaded.vocab_size
     return max(1, ROW_FLOATS // per_row)
 
 
@@ -188,7 +219,7 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
 
 def resumed_run(
     loaded: LoadedModel, cap_b: Capture, batch: int, start: int, interventions: list[Intervention],
-    reduce: Callable[[Run], torch.Tensor] | None = None,
+    reduce: Callable[[Run], torch.Tensor] | None = None, all_positions: bool = False,
 ) -> torch.Tensor:
     """B's last-position logits [batch, vocab] with `interventions` (or `reduce(run)`, computed
     where the run happens), its blocks below residual `start` not recomputed: the pass starts from
@@ -200,13 +231,14 @@ def resumed_run(
         entry = Intervention(Site.residual_at(start, n), "replace", cap_b.residual[start][None])
         interventions = [entry, *interventions]
     input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long).expand(batch, -1)
-    run = loaded.backend.run(input_ids, interventions=interventions, start_at=max(start, 0), reduce=reduce)
+    run = loaded.backend.run(input_ids, interventions=interventions, start_at=max(start, 0), reduce=reduce,
+                             all_positions=all_positions)
     return run.logits if reduce is None else run
 
 
 def _patched_logit_chunks(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
-    reduce: Callable[[Run], torch.Tensor] | None = None,
+    reduce: Callable[[Run], torch.Tensor] | None = None, all_positions: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass (or
     `reduce(run)` of each pass, computed where the run happens), each pass starting at the
@@ -215,12 +247,12 @@ def _patched_logit_chunks(
     Each pass holds the model's lock only while it runs; between passes other sessions may run,
     and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
     """
-    step = rows or rows_per_pass(loaded, cap_b.n_tokens)
+    step = rows or rows_per_pass(loaded, cap_b.n_tokens, all_positions)
     for begin in range(0, len(patches), step):
         batch = patches[begin : begin + step]
         start = min(p.layer for p in batch)
         changes = patch_interventions(cap_a, batch, loaded.n_layers)
-        yield resumed_run(loaded, cap_b, len(batch), start, changes, reduce)
+        yield resumed_run(loaded, cap_b, len(batch), start, changes, reduce, all_positions)
 
 
 def patched_logits(
@@ -251,15 +283,19 @@ def grid_patches(
 
 
 def _metric_tokens(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
-) -> tuple[TokenRef, TokenRef]:
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None,
+    score: Score = "logit",
+) -> tuple[TokenRef, TokenRef, tuple[tuple[int, ...], tuple[int, ...]]]:
     """Resolve the answer and wrong tokens: a text is a word (a typed '␣' counts as a leading space)
-    whose first piece the metric uses, an id must exist; the defaults are A's and B's own top-1."""
+    whose first piece the logit metric uses, an id must exist; the defaults are A's and B's own
+    top-1. Also returns each word's token ids (one id for a token)."""
     tok = loaded.tokenizer
+    ids: list[tuple[int, ...]] = []
 
     def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
         if isinstance(named, str):
             word = typed_word(tok, named)
+            ids.append(word.ids)
             first = readable_token(tok, word.first_id)
             return TokenRef(first, word.first_id, word.readable if len(word.ids) > 1 else "")
         token_id = int(logits.argmax()) if named is None else named
@@ -267,10 +303,19 @@ def _metric_tokens(
             raise PromptError(
                 f"Token id {token_id} does not exist; the vocabulary has {loaded.vocab_size:,}."
             )
+        ids.append((token_id,))
         return TokenRef(readable_token(tok, token_id), token_id)
 
     answer_ref = resolve(answer, cap_a.final_logits)
     wrong_ref = resolve(wrong, cap_b.final_logits)
+    if score == "word" and ids[0] != ids[1]:
+        return answer_ref, wrong_ref, (ids[0], ids[1])
+    if answer_ref.id == wrong_ref.id and answer_ref.word != wrong_ref.word:
+        raise PromptError(
+            f"'{answer_ref.word or answer_ref.token}' and '{wrong_ref.word or wrong_ref.token}' start "
+            f"with the same token ('{answer_ref.token}'), so their first pieces cannot tell them apart. "
+            "Score whole words instead."
+        )
     if answer_ref.id == wrong_ref.id:
         if answer is None and wrong is None:
             raise PromptError(
@@ -280,7 +325,23 @@ def _metric_tokens(
         raise PromptError(
             f"The answer and wrong tokens are the same ('{answer_ref.token}'). Name two different tokens."
         )
-    return answer_ref, wrong_ref
+    return answer_ref, wrong_ref, (ids[0], ids[1])
+
+
+def _word_sweep(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
+    ids: tuple[int, ...],
+) -> Iterator[torch.Tensor]:
+    """Teacher-forced log p(word `ids`) at B's end after each patch, one chunk [n] per pass: B runs
+    followed by the word's pieces but the last (`extend`), patched at B's own positions, and the
+    pieces' log-probabilities are summed inside the run (`piece_logprobs`)."""
+    start = cap_b.n_tokens - 1  # the row that predicts the first piece
+
+    def reduce(run: Run) -> torch.Tensor:
+        return piece_logprobs(run.logits[:, start:], ids).sum(-1)
+
+    context = extend(loaded, cap_b, ids[:-1]) if len(ids) > 1 else cap_b
+    return _patched_logit_chunks(loaded, cap_a, context, patches, rows, reduce, all_positions=True)
 
 
 def patch_captures(
@@ -292,32 +353,46 @@ def patch_captures(
     wrong: str | int | None = None,
     progress: Progress | None = None,
     rows: int | None = None,
+    score: Score = "logit",
+    model_a: LoadedModel | None = None,
 ) -> PatchResult:
     """The patching grid from two runs already made; `rows` overrides the patches per pass. B's run
     is repeated through `loaded`: A may come from another model of the same depth and width (two
-    models on one prompt: model 1's residual written into model 2)."""
+    models on one prompt: model 1's residual written into model 2, `model_a` = model 1, which
+    `score="word"` runs once more to score the words after A)."""
     check_same_residuals(cap_a, cap_b)
-    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    answer_ref, wrong_ref, words = _metric_tokens(loaded, cap_a, cap_b, answer, wrong, score)
+    patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
+    if score == "word":
+        metric_a, metric_b = (
+            float(forced_piece_logprobs(model, cap, words[0]).sum())
+            - float(forced_piece_logprobs(model, cap, words[1]).sum())
+            for model, cap in ((model_a or loaded, cap_a), (loaded, cap_b))
+        )
+        sweeps = [_word_sweep(loaded, cap_a, cap_b, patches, rows, ids) for ids in words]
+    else:
+        answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
 
-    answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
+        def metric(logits: torch.Tensor) -> torch.Tensor:
+            return logits[..., answer_id].double() - logits[..., wrong_id].double()
 
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_id].double() - logits[..., wrong_id].double()
-
-    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+        metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+        # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
+        # patched row, not its [vocab] logits
+        sweeps = [_patched_logit_chunks(loaded, cap_a, cap_b, patches, rows, lambda run: metric(run.logits))]
     if abs(metric_a - metric_b) < MIN_METRIC_GAP:
         raise PromptError(
-            f"logit['{answer_ref.token}'] − logit['{wrong_ref.token}'] is the same for A and B "
+            f"{metric_words(answer_ref, wrong_ref, score)} is the same for A and B "
             f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
         )
-    patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
-    raw: list[float] = []
-    # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
-    # patched row, not its [vocab] logits
-    for values in _patched_logit_chunks(loaded, cap_a, cap_b, patches, rows, lambda run: metric(run.logits)):
-        raw.extend(values.tolist())
-        if progress is not None:
-            progress(len(raw) / len(patches))
+    scores: list[list[float]] = []
+    for sweep in sweeps:  # answer's score then wrong's for whole words; the logit difference otherwise
+        scores.append([])
+        for values in sweep:
+            scores[-1].extend(values.tolist())
+            if progress is not None:
+                progress((len(scores) - 1 + len(scores[-1]) / len(patches)) / len(sweeps))
+    raw = scores[0] if len(scores) == 1 else [x - y for x, y in zip(*scores, strict=True)]
     width = len(positions)
     raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
     return PatchResult(
@@ -333,6 +408,7 @@ def patch_captures(
         effect=tuple(tuple((m - metric_b) / (metric_a - metric_b) for m in row) for row in raw_grid),
         raw=raw_grid,
         note=note,
+        score=score,
     )
 
 
@@ -345,15 +421,16 @@ def patch_residual(
     wrong: str | int | None = None,
     bos: str = "auto",
     progress: Progress | None = None,
+    score: Score = "logit",
 ) -> PatchResult:
     """Patch A's residual into B's run at every (layer, position) and measure the logit difference.
 
-    answer / wrong: tokens the user names, as text that is a single token (e.g. ' Paris') or as a
-    token id; by default A's and B's own top-1 next tokens. `progress(f)` is called after each
-    batch of patched runs.
+    answer / wrong: words the user names (e.g. ' Paris'; a word of several tokens by its first
+    piece, or whole with `score="word"`) or token ids; by default A's and B's own top-1 next
+    tokens. `progress(f)` is called after each batch of patched runs.
     """
     cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
-    return patch_captures(model, cap_a, cap_b, answer=answer, wrong=wrong, progress=progress)
+    return patch_captures(model, cap_a, cap_b, answer=answer, wrong=wrong, progress=progress, score=score)
 
 
 def patched_lens(
@@ -412,7 +489,7 @@ def reading(result: PatchResult, threshold: float = 0.5) -> str:
     arrival = next(
         (l for l, row in enumerate(result.effect) if row[last_col] >= threshold), len(result.effect) - 1
     )
-    pair = f"'{result.answer.token}' over '{result.wrong.token}'"
+    pair = f"'{result.answer.scored(result.score)}' over '{result.wrong.scored(result.score)}'"
     arrives = (
         f"Patching the last position ('{last_token}') alone moves B at least {threshold:.0%} of the "
         f"way to A's preference for {pair} from layer {arrival} on."

@@ -28,6 +28,12 @@ from ..core.chat import Chat
 from ..core.models import LoadedModel, load_model
 
 T = TypeVar("T")
+NEEDS_RESIDUALS = (
+    "This view needs each prompt's whole residual stream, which NDIF would have to send back (for a 70B "
+    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare, Logit lens and Residual "
+    "distances pages, reduced on the server; for this view pick the local or nnsight backend with a "
+    "model this machine holds (docs/scale.md)."
+)
 
 
 @dataclass(frozen=True)
@@ -40,14 +46,20 @@ class ModelKey:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
-    backend: str = "local"  # how it runs: "local" (hooks) or "nnsight" (issue 15); same results
+    backend: str = "local"  # how it runs: "local" (hooks), "nnsight" or "ndif" (nnsight on NDIF)
 
     def load(self) -> LoadedModel:
         """The model these settings name (a model still in use with them is returned again)."""
         return load_model(
             self.spec, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-            allow_pickle=self.allow_pickle, backend=self.backend,
+            allow_pickle=self.allow_pickle, backend="nnsight" if self.remote else self.backend,
+            remote=self.remote,
         )
+
+    @property
+    def remote(self) -> bool:
+        """Whether the model runs on NDIF (no weights here; only reduced results come back)."""
+        return self.backend == "ndif"
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,13 @@ class Results:
         return self.models.get(key, key.load)
 
     def capture(self, run: RunKey) -> Capture:
+        """One prompt's capture; for a model on NDIF without its residual stream (the views that
+        support it reduce it where it runs)."""
         model = self.model(run.model)
+        if run.model.remote and not run.continue_for:  # a continuation: generate refuses it plainly
+            return self.captures.get(
+                run, lambda: capture(model, run.text, run.bos, run.chat, keep_residual=False)
+            )
         if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
             from ..analyses.generation import GenerationSettings, continue_capture
 

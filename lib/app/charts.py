@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import altair as alt
 import pandas as pd
@@ -35,6 +35,8 @@ LABEL_CHARS = 6  # characters of a token written inside a lens cell
 DIFFERS_COLOUR = "#c0392b"  # labels of positions where A's and B's tokens differ
 SIDE_DASHES = ([1, 0], [6, 4])  # solid for the first side (A), dashed for the second (B)
 ROW_HEIGHT = 16  # pixels per layer row of a heatmap
+MAX_HEATMAP_HEIGHT = 900  # pixels; deeper models get thinner rows
+MIN_LABEL_PIXELS = 12  # a layer label needs this much height; thinner rows label every n-th layer
 
 
 # ---------------------------------------------------------------- helpers
@@ -45,6 +47,13 @@ def position_label(position: int, token_a: str, token_b: str | None = None) -> s
     if token_b is None or token_b == token_a:
         return f"{position} {token_a}"
     return f"{position} {token_a}/{token_b}"
+
+
+def labelled_layers(n_layers: int, row_pixels: float) -> list[int]:
+    """The layers a heatmap's y axis labels: every one when a row is at least `MIN_LABEL_PIXELS`
+    high (any model up to ~50 layers), else every n-th that fits, and always the last."""
+    step = max(1, math.ceil(MIN_LABEL_PIXELS / row_pixels))
+    return sorted(set(range(0, n_layers, step)) | {n_layers - 1})
 
 
 def labelled_columns(
@@ -113,30 +122,45 @@ def position_distance_frame(positions: PositionDistances, tokens_a: Sequence[str
     return pd.DataFrame(rows)
 
 
-def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = None) -> pd.DataFrame:
+def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = None, *,
+                    completes: Mapping[tuple[int, int], str] | None = None,
+                    characters: Mapping[int, str] | None = None) -> pd.DataFrame:
     """One row per lens cell of `grid` (side `name`); `differs[i]`: the token at grid.positions[i]
-    has no partner in the other prompt. Entropy in bits, like every page."""
+    has no partner in the other prompt. Entropy in bits, like every page.
+
+    Characters across byte pieces: `completes[(position, id)]` is the character a partial-character
+    top-1 completes to (lib.analyses.generation.lens_completions): the cell writes it and its hover
+    says '␣<F0 9F> → ␣🐠'; `characters[position]` names the character an input piece belongs to
+    (readable.piece_characters), shown in the hover after the piece."""
     differs = differs or [False] * len(grid.positions)
-    return pd.DataFrame(
-        [
-            {
+    completes = completes or {}
+    characters = characters or {}
+
+    def top1(cell) -> tuple[str, str]:
+        token = cell.top[0]
+        whole = completes.get((cell.position, token.id))
+        return (token.token, token.token) if whole is None else (f"{token.token} → {whole}", whole)
+
+    rows = []
+    for layer, row in enumerate(grid.cells):
+        for i, cell in enumerate(row):
+            hover, written = top1(cell)
+            part = characters.get(cell.position)
+            rows.append({
                 "prompt": name,
                 "layer": layer,
                 "position": cell.position,
                 "column": position_label(cell.position, grid.tokens[i]),
                 "differs": bool(differs[i]),
-                "input": grid.tokens[i],
-                "top1": cell.top[0].token,
-                "label": short_token(cell.top[0].token),
+                "input": grid.tokens[i] if part is None else f"{grid.tokens[i]} ({part})",
+                "top1": hover,
+                "label": short_token(written),
                 "probability": cell.top[0].prob,
                 "entropy (bits)": cell.entropy_bits,
                 "final": grid.matches_final(layer, i),
                 "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
-            }
-            for layer, row in enumerate(grid.cells)
-            for i, cell in enumerate(row)
-        ]
-    )
+            })
+    return pd.DataFrame(rows)
 
 
 def patching_frame(result: PatchResult) -> pd.DataFrame:
@@ -218,9 +242,13 @@ def heatmap(
         labelColor=alt.condition(is_differing, alt.value(DIFFERS_COLOUR), alt.value("#808495")),
         labelFontWeight=alt.condition(is_differing, alt.value("bold"), alt.value("normal")),
     )
+    n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
+    height = min(ROW_HEIGHT * n_layers + 60, MAX_HEATMAP_HEIGHT)
+    # labelOverlap=False: Vega-Lite would otherwise drop every other layer label once they touch
+    layer_axis = alt.Axis(values=labelled_layers(n_layers, (height - 60) / n_layers), labelOverlap=False)
     base = alt.Chart(frame).encode(
         x=alt.X("column:N", sort=columns, title=x_title, axis=axis),
-        y=alt.Y("layer:O", sort="descending", title="layer"),
+        y=alt.Y("layer:O", sort="descending", title="layer", axis=layer_axis),
     )
     if diverging:
         bound = max(1.0, float(frame[value].abs().max()))
@@ -243,8 +271,7 @@ def heatmap(
         ink = alt.condition(f"{measure} > {dark}", alt.value("white"), alt.value("black"))
         shown_text = alt.Text(f"{text}:Q", format=text_format) if text_format else alt.Text(f"{text}:N")
         layers.append(base.mark_text(fontSize=9).encode(text=shown_text, color=ink))
-    n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
-    return alt.layer(*layers).properties(height=min(ROW_HEIGHT * n_layers + 60, 900))
+    return alt.layer(*layers).properties(height=height)
 
 
 def layer_lines(

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..core.models import LoadedModel
+    from ..core.tokens import CharacterGroup
 
 TOKEN_LEGEND = "In tokens: ␣ = a space · ↵ = a new line · <F0 9F> = bytes that are only part of a character."
+LENS_WINDOW = 16  # positions the logit lens shows by default (raw text)
+MAX_LENS_WINDOW = 64
 LONG_PROMPT = 400  # characters; a longer prompt is shown as its start … its end, the rest in an expander
 PROMPT_ENDS = 160  # characters kept at each end of a long prompt
 _CHIP = ("display:inline-block;margin:2px 3px;padding:1px 6px;border-radius:6px;font-family:monospace;"
@@ -38,12 +41,14 @@ def chips_html(tokens: Sequence[str], differs: Sequence[bool] | None = None,
     return f'<div class="twinlens-chips" style="line-height:1.9">{"".join(chips)}</div>'
 
 
-_BYTES = re.compile(r"^<([0-9A-F]{2}(?: [0-9A-F]{2})*)>$")
+_BYTES = re.compile(r"^(␣?)<([0-9A-F]{2}(?: [0-9A-F]{2})*)>$")
 
 
-def token_in_words(token: str) -> str:
+def token_in_words(token: str, completes: str | None = None) -> str:
     """A readable token told in words: '␣' → 'a space', '␣Paris' → '" Paris" (a space, then Paris)',
-    '↵' → 'a new line', '<F0 9F>' → 'part of a character (bytes F0 9F)'."""
+    '↵' → 'a new line', '<F0 9F>' → 'part of a character (bytes F0 9F)'. `completes`: the character
+    a partial-character token completes to (lib.analyses.generation.complete_character), e.g. '␣🐠'
+    → '"🐠" after a space (its first piece, bytes F0 9F; the model's greedy continuation completes it)'."""
     if token == "␣":
         return "a space"
     if set(token) == {"␣"}:
@@ -52,7 +57,11 @@ def token_in_words(token: str) -> str:
         return "a new line" if token == "↵" else "two new lines"
     match = _BYTES.match(token)
     if match:
-        return f"part of a character (bytes {match.group(1)})"
+        space = " after a space" if match.group(1) else ""
+        if completes:
+            return (f'"{completes.removeprefix("␣")}"{space} (its first piece, bytes {match.group(2)}; '
+                    "the model's greedy continuation completes it)")
+        return f"part of a character (bytes {match.group(2)}){space}"
     if token.startswith("␣"):
         return f'"{token[1:]}" after a space'
     return f'"{token}"'
@@ -70,9 +79,9 @@ def percent(prob: float) -> str:
     return "under 0.01%"
 
 
-def next_token_sentence(token: str, prob: float) -> str:
-    """'The model would next write a space, 3.6% sure.'"""
-    return f"The model would next write {token_in_words(token)}, {percent(prob)} sure."
+def next_token_sentence(token: str, prob: float, completes: str | None = None) -> str:
+    """'The model would next write a space, 3.6% sure.' (`completes`: see `token_in_words`)"""
+    return f"The model would next write {token_in_words(token, completes)}, {percent(prob)} sure."
 
 
 def shortened(text: str, limit: int = LONG_PROMPT, ends: int = PROMPT_ENDS) -> str | None:
@@ -99,3 +108,22 @@ def runs_on(model: LoadedModel) -> str:
 
 def size_text(n_bytes: int) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def piece_characters(groups: Sequence[CharacterGroup]) -> dict[int, str]:
+    """Position → 'piece 2 of 3 of ␣🐠' for every token that is only a piece of a character (the
+    groups of lib.core.tokens.character_groups); whole tokens are left out."""
+    return {
+        p: f"piece {p - g.start + 1} of {g.end - g.start} of {g.text}"
+        for g in groups if g.joined
+        for p in range(g.start, g.end)
+    }
+
+
+def lens_window(roles: Sequence[str], shown: int = LENS_WINDOW, most: int = MAX_LENS_WINDOW) -> int:
+    """How many positions, ending at the last token, a position window shows by default: `shown`
+    for raw text; in chat mode (the template writes tokens around what the user typed, see
+    lib.core.chat) from the user's first token to the last position, at least `shown`, at most `most`."""
+    if "user" not in roles or set(roles) == {"user"}:
+        return shown
+    return max(shown, min(most, len(roles) - list(roles).index("user")))

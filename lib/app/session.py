@@ -44,7 +44,8 @@ KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on an
 
 
 # A page's own state in a shared link (each page adds and removes only its own).
-PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer")
+PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer", "score", "patch_layer",
+               "patch_position", "measure")
 
 
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
@@ -230,6 +231,11 @@ def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
         st.session_state[key] = st.session_state[KEPT + key]
 
 
+def link_carries(name: str) -> bool:
+    """Whether the link this session opened carries the page parameter `name`, not yet taken by its widget."""
+    return name in st.session_state.get(PAGE_QUERY_KEY, {})
+
+
 def share(key: str, name: str, value: object, default: object = None) -> None:
     """Call after drawing the widget `key`: its value is kept for the next visit to the page and
     written into the link as `name` (left out while it is empty or `default`)."""
@@ -255,9 +261,10 @@ ALLOW_PICKLE_HELP = (
 
 BACKEND_HELP = (
     "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
-    "Models too big for this machine run on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, "
-    "Llama-3.1-70B and Llama-3.1-405B: from the command line for now, with --remote and the API key in "
-    "NDIF_API_KEY (docs/scale.md)."
+    "NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
+    "and Llama-3.1-405B (type its hub id as the model); the API key comes from the field below or "
+    "NDIF_API_KEY. On NDIF the Compare page runs reduced on the server; views that need whole "
+    "residual streams say so (docs/scale.md)."
 )
 
 

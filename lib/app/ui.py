@@ -15,15 +15,15 @@ from typing import TypeVar
 
 import streamlit as st
 
-from ..analyses.compare import Comparison, compare_captures
+from ..analyses.compare import Comparison, compare_captures, compare_prompts
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
-from ..core.errors import ModelLoadError, TwinlensError, unexpected
+from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import readable
-from .cache import ModelKey, Results, RunKey
+from . import ndif, readable
+from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
     ALLOW_PICKLE_HELP,
@@ -37,6 +37,7 @@ from .session import (  # noqa: F401  (pages and the entry page reach the sessio
     current_request,
     expert_options,
     expert_warning,
+    link_carries,
     linked,
     remote_expert_banner,
     role_caption,
@@ -120,7 +121,8 @@ def get_model(key: ModelKey) -> LoadedModel:
             with box.container(), st.status(f"Loading model '{plain(key.spec)}'…", expanded=True):
                 st.write("The first start of the embedded model unpacks it (about 15 s); later starts "
                          "take a second.")
-                model = RESULTS.models.get(key, load)
+                with ndif.session_api_key():
+                    model = RESULTS.models.get(key, load)
         finally:
             box.empty()  # also after a failed load: the error alone stays
     return model
@@ -147,8 +149,12 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
     a model's first load shows its status box."""
     for value in (*args, *kwargs.values()):
         if isinstance(value, (ModelKey, RunKey)):
-            get_model(value if isinstance(value, ModelKey) else value.model)
-    return RESULTS.get(fn, *args, _progress=_progress, **kwargs)
+            key = value if isinstance(value, ModelKey) else value.model
+            if key.remote and fn not in ndif.REDUCED_ON_NDIF:
+                raise SettingsError(NEEDS_RESIDUALS)  # rather than fetch residual streams from NDIF
+            get_model(key)
+    with ndif.session_api_key():
+        return RESULTS.get(fn, *args, _progress=_progress, **kwargs)
 
 
 def clear_results() -> None:
@@ -164,6 +170,11 @@ def get_comparison(request: Request) -> Comparison:
         if request.two_models:
             check_model_pair_tokens(request)
             return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
+        if request.backend != "local" and not request.continue_for:  # reduced inside the trace
+            def compute(progress: Callable | None = None) -> Comparison:
+                return cached(compare_prompts, run_a.model, run_a.text, run_b.text, top_k=request.k,
+                              bos=request.bos, chat=request.chat_settings, _progress=progress)
+            return ndif.watched_job(request, compute) if run_a.model.remote else compute()
         return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k)
 
 
@@ -248,7 +259,7 @@ def run_pages(pages: list) -> None:
     """
     st.session_state[ENTRY_KEY] = True
     try:
-        st.navigation(pages).run()
+        st.navigation(pages, position="top").run()
     except TwinlensError as exc:  # the user's input, wherever a page raised it: one plain message
         show_error(exc)
     except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable

@@ -71,21 +71,24 @@ def token_legend() -> None:
     st.caption(plain(readable.TOKEN_LEGEND))
 
 
-def draw_comparison(comparison: Comparison) -> None:
+def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (None, None)) -> None:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
-    plain text) with their tokens and next token, the distance per layer, both logit lenses."""
+    plain text) with their tokens and next token, the distance per layer, both logit lenses.
+    `completes[i]`: the character side i's next token completes to when it is only part of one."""
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
     matches = align(comparison.a.token_ids, comparison.b.token_ids)
     unmatched = [[m is None for m in match] for match in matches]
-    for col, (label, title, side), differs in zip(st.columns(2), sides, unmatched, strict=True):
+    for col, (label, title, side), differs, whole in zip(st.columns(2), sides, unmatched, completes,
+                                                          strict=True):
         with col:
             st.subheader(plain(title))
             prompt_text(side.text)
             top = side.final[0]
-            st.markdown(f"**Next token ({plain(label)})**: `{top.token}` — "
-                        f"{plain(readable.next_token_sentence(top.token, top.prob))}")
+            into = f" → `{whole}`" if whole else ""
+            st.markdown(f"**Next token ({plain(label)})**: `{top.token}`{into} — "
+                        f"{plain(readable.next_token_sentence(top.token, top.prob, whole))}")
             token_chips(side.tokens, differs, side.token_ids)
     token_legend()
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")

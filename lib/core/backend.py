@@ -7,6 +7,8 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run(..., reduce=f)                                 → f(Run), computed where the activations are
     run(..., eager_attention=True)                     → attention patterns readable (hook_pattern)
     run(..., start_at=ℓ)                               → blocks below ℓ skipped (their residual given)
+    run_each([ids_1, ids_2, …], sites, reduce=f)       → f([Run_1, Run_2, …]): one pass per input, one
+                                                         job for a remote backend, only f's result back
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
     lens_logits(hidden [n, d_model])                   → [n, vocab] float32
     generate(input_ids [batch, pos], max_new_tokens, interventions, step_interventions)
@@ -25,13 +27,15 @@ The local implementation, on Hugging Face modules and PyTorch hooks, is `lib.cor
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
 import torch
 
-from .errors import SettingsError
+from .errors import Cancelled, SettingsError
 from .sites import Site
 
 Op = Literal["replace", "add"]
@@ -131,6 +135,54 @@ class Generated:
     first_logits: torch.Tensor
 
 
+# How far along a remote job is at each status NDIF reports (nnsight's `Status`), as a fraction
+JOB_STAGES = {
+    "RECEIVED": 0.05, "QUEUED": 0.1, "PROVISIONING": 0.2, "DEPLOYING": 0.3, "DISPATCHED": 0.4,
+    "RUNNING": 0.6, "COMPLETED": 1.0,
+}
+
+
+@dataclass(eq=False)
+class Job:
+    """A caller's handle on a long run: where it is, and a way to stop waiting for it.
+
+    progress(fraction, status) is called as the backend hears of the run's status (for NDIF:
+    RECEIVED, QUEUED, …, RUNNING, COMPLETED; fraction from `JOB_STAGES`). `cancel` is an event
+    the caller sets from anywhere (another thread, a Cancel button); the backend checks it before
+    each pass and while it waits for a remote job, and raises `Cancelled`. A remote job that was
+    already sent may still finish on the server; its result is dropped.
+    """
+
+    progress: Callable[[float, str], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    status: str = ""
+    every: float = 1.0  # seconds between repeated reports while a job waits (`tick`)
+    _told: float = 0.0
+
+    def report(self, status: str) -> None:
+        """Record `status`, tell the caller how far along that is, then stop if cancelled."""
+        self.status = status
+        self._tell()
+        self.check()
+
+    def tick(self) -> None:
+        """While waiting for a job: stop if cancelled, and every `every` seconds tell the caller
+        again where it is (an app redraws its progress bar, which is also when it can interrupt)."""
+        self.check()
+        if time.monotonic() - self._told >= self.every:
+            self._tell()
+
+    def _tell(self) -> None:
+        self._told = time.monotonic()
+        if self.progress is not None and self.status in JOB_STAGES:
+            self.progress(JOB_STAGES[self.status], self.status)
+
+    def check(self) -> None:
+        """Raise `Cancelled` once the caller has asked to stop."""
+        if self.cancel.is_set():
+            raise Cancelled("Cancelled before the result came back; nothing was saved.")
+
+
 class Backend(Protocol):
     """What analyses may ask of a model. `lib.core.hooks.HooksBackend` is the local implementation."""
 
@@ -154,6 +206,21 @@ class Backend(Protocol):
         `eager_attention` runs this pass with attention that returns its weights (hook_pattern).
         `start_at` = ℓ > 0 skips blocks 0…ℓ−1: an intervention must replace all of residual ℓ.
         `stop_early`: end the pass once every site is recorded (logits then [batch, 0])."""
+        ...
+
+    def run_each(
+        self,
+        inputs: Sequence[torch.Tensor],
+        *,
+        sites: Sequence[Site] = (),
+        reduce: Callable[[list[Run]], T],
+        job: Job | None = None,
+    ) -> T:
+        """Forward each of `inputs` ([1, pos_i] each; lengths may differ) in its own pass recording
+        `sites`, then return `reduce([Run_1, Run_2, …])`, computed where the activations are (a
+        remote backend runs all the passes and `reduce` as one job and sends back only its result).
+        `reduce` runs under `torch.inference_mode()` and may call the model's modules (the lens).
+        `job` hears of the run's progress and can cancel it."""
         ...
 
     def gradients(

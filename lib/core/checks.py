@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .capture import Capture
 from .errors import ModelPairError, SettingsError
 from .models import LoadedModel
@@ -18,9 +20,11 @@ def check_top_k(loaded: LoadedModel, top_k: int) -> int:
     return top_k
 
 
-def has_bos(loaded: LoadedModel, cap: Capture) -> bool:
+def has_bos(loaded: LoadedModel, cap: Capture | Sequence[int]) -> bool:
+    """Whether a capture (or its token ids) starts with the tokenizer's BOS token."""
+    ids = cap.token_ids if isinstance(cap, Capture) else cap
     bos_id = loaded.tokenizer.bos_token_id
-    return bos_id is not None and len(cap.token_ids) > 0 and cap.token_ids[0] == bos_id
+    return bos_id is not None and len(ids) > 0 and ids[0] == bos_id
 
 
 def resolve_position(position: int, n_tokens: int, label: str) -> int:

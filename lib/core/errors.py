@@ -45,3 +45,7 @@ def unexpected(exc: BaseException) -> str:
 class RemoteError(TwinlensError):
     """A run on NDIF (the nnsight backend with remote=True) failed: no or a refused API key, no
     network, a model NDIF does not host, a timeout, or an error in the remote job."""
+
+
+class Cancelled(TwinlensError):
+    """The user cancelled a long run (a remote job) before its result came back; nothing was saved."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from .backend import Generated, Gradients, Intervention, Run
+from .backend import Generated, Gradients, Intervention, Job, Run
 from .errors import SettingsError
 from .sites import Site
 
@@ -70,6 +70,23 @@ class HooksBackend:
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self.loaded.lock, torch.inference_mode():
             return self.loaded.architecture.logits(hidden.to(self.loaded.device))
+
+    def run_each(
+        self,
+        inputs: Sequence[torch.Tensor],
+        *,
+        sites: Sequence[Site] = (),
+        reduce: Callable[[list[Run]], T],
+        job: Job | None = None,
+    ) -> T:
+        """`Backend.run_each`: one `run` per input here, then `reduce` on the runs."""
+        runs = []
+        for ids in inputs:
+            if job is not None:
+                job.check()
+            runs.append(self.run(ids, sites=sites))
+        with self.loaded.lock, torch.inference_mode():
+            return reduce(runs)
 
     def run(
         self,

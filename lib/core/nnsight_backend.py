@@ -18,6 +18,19 @@ assigned back), before the site is recorded; `reduce(Run)` is called inside the 
 reduce only its result is saved — for NDIF, what crosses the network is that result and never
 a full [L+1, pos, d] residual stream (docs/scale.md gives the sizes).
 
+Work of several passes is one nnsight *session* (one NDIF job), whose traces hand values to each
+other where the model runs:
+
+    run_each     a trace per prompt, then `reduce(runs)` (the Compare view's lens, entropies and
+                 distances; the Logit lens grid; the Residual distances) — only its result saved
+    generate     the prompt's pass, then one cached pass per new token (the key-value cache stays
+                 in the session), with `HooksBackend.generate`'s decode loop: the same tokens
+    gradients    one trace: a zero δ added at each site, the backward pass inside the trace
+
+For NDIF the session goes through nnsight's blocking `RemoteBackend`, whose status updates
+(RECEIVED … RUNNING, COMPLETED) are handed to a `lib.core.backend.Job` as progress; the job's
+cancel event is checked while the client waits.
+
     remote=False     run on the model loaded in this process (the parity tests compare this
                      with the hooks backend on every tiny family)
     remote="local"   nnsight's remote path without a network: the trace is serialized and
@@ -33,16 +46,17 @@ from __future__ import annotations
 import inspect
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Intervention, Run
-from .errors import RemoteError, SettingsError
-from .hooks import eager_attention_on
+from .backend import Generated, Gradients, Intervention, Job, Run
+from .errors import Cancelled, RemoteError, SettingsError
+from .hooks import _cache_of, _choose, _finite, _pad_id, eager_attention_on
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -105,6 +119,7 @@ class NnsightBackend:
         forward = inspect.signature(loaded.model.forward).parameters
         self._logits_to_keep = "logits_to_keep" in forward
         self.traces = 0  # how many traces ran (remote jobs, for NDIF)
+        self.received_bytes = 0  # tensor bytes the last run brought back (what NDIF would send)
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -146,22 +161,123 @@ class NnsightBackend:
             saved = _trace(
                 self.envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, self.remote
             )
+        self.received_bytes = tensor_bytes(saved)
         if reduce is None:
             logits = saved.logits.to(loaded.device)
             return Run(logits=logits[:, :0] if stop_early else logits, activations=dict(saved.activations))
         return saved
 
-    def gradients(self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable) -> None:
-        """Not offered by this backend yet: attribution patching needs the local backend."""
-        raise SettingsError(
-            "Attribution patching (gradients) runs on the local backend only; choose backend 'local'."
+    def run_each(
+        self,
+        inputs: Sequence[torch.Tensor],
+        *,
+        sites: Sequence[Site] = (),
+        reduce: Callable[[list[Run]], T],
+        job: Job | None = None,
+    ) -> T:
+        """`Backend.run_each` as one nnsight session: a trace per input, then `reduce` on their
+        runs in the session's body. Remotely the whole session is one NDIF job: the runs stay on the
+        server and only `reduce`'s result comes back (`received_bytes` counts its tensors).
+
+        `job` hears the job's status (NDIF's RECEIVED … RUNNING, COMPLETED; a local session reports
+        RUNNING and COMPLETED) and is checked for a cancel before the session starts and, for NDIF,
+        while the client waits for it."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+        plan = self._plan(sites, ())
+        wanted = {s: s.canonical(self.n_layers) for s in sites}
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        ids = [i.to(loaded.device).contiguous() for i in inputs]
+        job = job or Job()
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+            job.check()
+            watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
+            if watched is None:
+                job.report("RUNNING")
+            loaded.forward_passes += len(ids)
+            self.traces += len(ids)
+            n_heads = loaded.architecture.n_heads
+            saved = _session(self.envoy, ids, kwargs, plan, wanted, n_heads, reduce, self.remote, watched)
+            job.report("COMPLETED")
+        self.received_bytes = tensor_bytes(saved)
+        return saved
+
+    def gradients(
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Gradients:
+        """`Backend.gradients` as one trace: a zero δ is added at each site (so ∂metric/∂δ is the
+        gradient at the activation, as in the hooks backend), and the backward pass runs inside the
+        trace, next to the model. Remotely the activations and gradients come back in full
+        (attribution patching needs them on this side)."""
+        loaded = self.loaded
+        for site in sites:
+            site.check(self.n_layers)
+            if site.kind == "pattern":
+                raise SettingsError("Gradients are taken at activations the model adds, not at patterns.")
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        plan = self._plan(sites, ())
+        n_heads = loaded.architecture.n_heads
+        ids = input_ids.to(loaded.device).contiguous()
+        with loaded.lock, torch.inference_mode(False), torch.enable_grad(), _remote_errors(self.remote):
+            loaded.forward_passes += 1
+            self.traces += 1
+            saved = _gradient_trace(self.envoy, ids, kwargs, plan, n_heads, metric, self.remote)
+        logits, recorded, grads = saved
+        self.received_bytes = tensor_bytes(saved)
+        canonical = {s: s.canonical(self.n_layers) for s in sites}
+        return Gradients(
+            run=Run(logits=logits, activations={s: recorded[c] for s, c in canonical.items()}),
+            grads={s: grads[c] for s, c in canonical.items()},
         )
 
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **settings: object) -> None:
-        """Not offered by this backend yet: continuations and steering need the local backend."""
-        raise SettingsError(
-            "Continuations (and steering) run on the local backend only; choose backend 'local'."
-        )
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+        interventions: Sequence[Intervention] = (),
+        step_interventions: Sequence[Intervention] = (),
+        eos_ids: Sequence[int] = (),
+    ) -> Generated:
+        """`Backend.generate` as one nnsight session: the prompt's pass, then one cached pass per
+        new token, each a trace with its interventions; the decode loop is `HooksBackend.generate`'s
+        (same choice of tokens, same seeded sampling, same stop and padding), so the tokens are
+        the same. Remotely the whole continuation is one NDIF job and its cache never leaves it."""
+        loaded = self.loaded
+        for site in (i.site for i in (*interventions, *step_interventions)):
+            site.check(self.n_layers)
+        if temperature < 0:
+            raise SettingsError(f"The temperature must be 0 (greedy) or more, not {temperature}.")
+        ids = input_ids.to(loaded.device).contiguous()
+        kwargs: dict = {"use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        settings = {
+            "max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
+            "prompt_plan": self._plan((), interventions), "step_plan": self._plan((), step_interventions),
+            "n_heads": loaded.architecture.n_heads, "pad": _pad_id(loaded, eos_ids), "kwargs": kwargs,
+            "eos": torch.tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=loaded.device),
+            "cache_arg": "past_key_values",  # not `cache`: nnsight's trace takes that keyword for itself
+        }
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+            self.traces += 1
+            saved = _generate_session(self.envoy, ids, settings, self.remote)
+        rows = saved["tokens"].tolist()
+        loaded.forward_passes += max(1, len(rows[0]) if rows else 1)
+        self.received_bytes = tensor_bytes(saved)
+        eos_set = {int(e) for e in eos_ids}
+        kept = []
+        for row in rows:
+            end = next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))
+            kept.append(tuple(int(t) for t in row[:end]))
+        return Generated(token_ids=tuple(kept), first_logits=saved["first_logits"].cpu())
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output step on residuals [n, d_model] → [n, vocab] float32.
@@ -205,30 +321,16 @@ class NnsightBackend:
         )
 
 
-def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, remote):
+def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, remote, save=True):
     """The trace itself. nnsight runs the body of the `with` next to the forward pass (and, for
-    NDIF, on the server), so it only uses what it is given and saves one value."""
+    NDIF, on the server), so it only uses what it is given and saves one value (`save=False`:
+    inside a session, where the value stays for the session's later code and is not sent back)."""
     import nnsight
 
     with envoy.trace(ids, remote=remote, **kwargs):
         recorded = {}
         for access in plan:
-            module = envoy.get(access.path)
-            value = module.input if access.pre else module.output
-            act = _first(value)
-            flat = act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]  # OPT's fc2
-            if flat:
-                act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
-            if access.changes:
-                new = act.clone()
-                for change in access.changes:
-                    change.apply(new, n_heads)
-                handed = new.reshape(-1, new.shape[-1]) if flat else new
-                if access.pre:
-                    module.input = handed
-                else:
-                    module.output = _replace_first(value, handed)
-                act = new
+            value, act = _intervene(envoy, access, ids, n_heads)
             for site in access.sites:
                 if site.kind == "pattern":
                     weights = value[1] if isinstance(value, tuple) and len(value) > 1 else None
@@ -247,8 +349,176 @@ def _trace(envoy, ids, kwargs, plan, wanted, n_heads, all_positions, reduce, rem
         result = Run(logits=logits, activations={s: recorded[c] for s, c in wanted.items()})
         if reduce is not None:
             result = reduce(result)
-        saved = nnsight.save(result)
+        saved = nnsight.save(result) if save else result
     return saved
+
+
+def _intervene(envoy, access: _Access, ids, n_heads):
+    """Inside a trace: read the module value `access` names and write its interventions into it;
+    returns (the value as the module gave it, the activation [batch, pos, width] after them)."""
+    module, value, act = _read(envoy, access, ids)
+    if access.changes:
+        new = act.clone()
+        for change in access.changes:
+            change.apply(new, n_heads)
+        _write(module, access, value, new)
+        act = new
+    return value, act
+
+
+def _read(envoy, access: _Access, ids):
+    """(module envoy, its input or output value, the activation as [batch, pos, width])."""
+    module = envoy.get(access.path)
+    value = module.input if access.pre else module.output
+    act = _first(value)
+    if act.dim() == 2 and act.shape[0] == ids.shape[0] * ids.shape[1]:  # OPT's fc2 sees positions flattened
+        act = act.view(ids.shape[0], ids.shape[1], act.shape[-1])
+    return module, value, act
+
+
+def _write(module, access: _Access, value, new) -> None:
+    """Hand `new` [batch, pos, width] on in place of the value `_read` read (flattened where it was)."""
+    flat = _first(value).dim() == 2 and new.dim() == 3
+    handed = new.reshape(-1, new.shape[-1]) if flat else new
+    if access.pre:
+        module.input = handed
+    else:
+        module.output = _replace_first(value, handed)
+
+
+def _gradient_trace(envoy, ids, kwargs, plan, n_heads, metric, remote):
+    """One trace: each access gets a zero δ (requires grad) added to it, the metric of the
+    last-position logits is differentiated with respect to every δ, and (logits, activations,
+    gradients) are saved; a z site's activation and gradient by head."""
+    import nnsight
+
+    with envoy.trace(ids, remote=remote, **kwargs):
+        recorded, grads, deltas = {}, {}, []
+        for access in plan:
+            module, value, act = _read(envoy, access, ids)
+            delta = torch.zeros_like(act, requires_grad=True)
+            _write(module, access, value, act + delta)
+            deltas.append((access.sites, delta))
+            for site in access.sites:
+                kept = act.detach().clone()
+                recorded[site] = kept.unflatten(-1, (n_heads, -1)) if site.kind == "z" else kept
+        logits = envoy.output.logits[:, -1, :].float()
+        found = torch.autograd.grad(metric(logits), [d for _, d in deltas], allow_unused=True)
+        for (group, delta), grad in zip(deltas, found, strict=True):
+            grad = (torch.zeros_like(delta) if grad is None else grad).detach().float()
+            for site in group:
+                grads[site] = grad.unflatten(-1, (n_heads, -1)) if site.kind == "z" else grad
+        saved = nnsight.save((logits.detach(), recorded, grads))
+    return saved
+
+
+def _generate_session(envoy, ids, settings: dict, remote):
+    """One nnsight session for a whole continuation (one NDIF job): the key-value cache stays where
+    the model runs, and only the new tokens and the first logits come back."""
+    import nnsight
+
+    with envoy.session(remote=remote):
+        saved = nnsight.save(_continue(envoy, ids, **settings))
+    return saved
+
+
+def _continue(envoy, ids, *, max_new_tokens, temperature, seed, prompt_plan, step_plan, n_heads, eos, pad,
+              cache_arg, kwargs):
+    """The decode loop of `HooksBackend.generate`, one trace per pass, inside a session."""
+    generator = torch.Generator(device=ids.device).manual_seed(seed) if temperature > 0 else None
+    logits, past = _step(envoy, ids, kwargs, prompt_plan, n_heads)
+    logits = _finite(logits)
+    first = logits.clone()
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    new = []
+    for step in range(max_new_tokens):
+        token = _choose(logits, temperature, generator)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        new.append(token)
+        if eos.numel():
+            done = done | torch.isin(token, eos)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        logits, past = _step(envoy, token[:, None], {**kwargs, cache_arg: past}, step_plan, n_heads)
+        logits = _finite(logits)
+    return {"tokens": torch.stack(new, dim=1) if new else ids[:, :0], "first_logits": first}
+
+
+def _step(envoy, ids, kwargs, plan, n_heads):
+    """One cached forward pass with `plan`'s interventions: (last-position logits float32, cache)."""
+    with envoy.trace(ids, **kwargs):
+        for access in plan:
+            _intervene(envoy, access, ids, n_heads)
+        out = envoy.output
+        logits = out.logits[:, -1, :].float()
+        past = _cache_of(out)
+    return logits, past
+
+
+def _session(envoy, inputs, kwargs, plan, wanted, n_heads, reduce, remote, watched):
+    """One nnsight session: a trace per input (nothing saved), then `reduce` on the runs; only its
+    result is saved. With `watched` (NDIF) the session is sent through that backend."""
+    import nnsight
+
+    with envoy.session(backend=watched, remote=remote):
+        runs = []
+        for ids in inputs:
+            runs.append(_trace(envoy, ids, kwargs, plan, wanted, n_heads, False, None, False, False))
+        saved = nnsight.save(_quietly(reduce, runs))
+    return saved
+
+
+def _quietly(reduce, runs):
+    """`reduce(runs)` without autograd: a session's body runs in nnsight's own thread, where the
+    caller's `torch.inference_mode()` does not reach."""
+    with torch.inference_mode():
+        return reduce(runs)
+
+
+def tensor_bytes(value: object) -> int:
+    """The bytes of tensor data in a (nested) result: what a remote run sends back, roughly."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    if isinstance(value, Run):
+        return tensor_bytes(value.logits) + tensor_bytes(dict(value.activations))
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(tensor_bytes(getattr(value, name)) for name in value.__dataclass_fields__)
+    return 0
+
+
+# -- NDIF job status: progress and cancel ----------------------------------------------------
+
+
+class _JobDisplay:
+    """Stands in for nnsight's status line (`RemoteBackend.display`): each status NDIF sends goes
+    to the `Job`, and while the client waits (woken every 0.1 s) the job is checked for a cancel."""
+
+    enabled = True  # makes the websocket wait wake up every 0.1 s, so a cancel is seen at once
+    verbose = False
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def update(self, response) -> None:
+        status = getattr(response.status, "value", str(response.status))
+        if status != "LOG":
+            self.job.report(status)
+
+    def refresh(self) -> None:
+        self.job.tick()
+
+
+def _watched_remote(envoy, job: Job, key: str | None):
+    """nnsight's blocking NDIF backend for `envoy`, reporting to `job` instead of printing."""
+    from nnsight.intervention.backends.remote import RemoteBackend
+
+    backend = RemoteBackend(envoy.to_model_key(), api_key=key, env=envoy._remoteable_get_env(), blocking=True)
+    backend.display = _JobDisplay(job)
+    return backend
 
 
 def _lens_trace(envoy, probe, hidden, paths, unembed, arch, remote):
@@ -266,18 +536,35 @@ def _lens_trace(envoy, probe, hidden, paths, unembed, arch, remote):
 # -- remote failures: one plain message each -------------------------------------------------
 
 
+# A key typed for this call only (the app's sidebar field, kept in that browser session's state):
+# a context variable, so concurrent sessions never see each other's key.
+_SESSION_KEY: ContextVar[str | None] = ContextVar("ndif_api_key", default=None)
+
+
 def api_key() -> str | None:
-    """The NDIF API key from the environment (never printed, logged or saved)."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    """The NDIF API key: the one `using_api_key` set for this call, else the environment's
+    `NDIF_API_KEY` (never printed, logged or saved)."""
+    key = (_SESSION_KEY.get() or os.environ.get(API_KEY_ENV, "")).strip()
     return key or None
+
+
+@contextmanager
+def using_api_key(key: str | None) -> Iterator[None]:
+    """Runs inside use `key` (None or empty: the environment's) as the NDIF API key."""
+    token = _SESSION_KEY.set((key or "").strip() or None)
+    try:
+        yield
+    finally:
+        _SESSION_KEY.reset(token)
 
 
 def check_remote_ready(remote: Remote) -> None:
     """Refuse a remote run before it starts when no API key is set."""
     if remote is True and api_key() is None:
         raise RemoteError(
-            f"No NDIF API key: set the environment variable {API_KEY_ENV} (get a key at "
-            "https://login.ndif.us) or run with the local backend."
+            f"No NDIF API key: set the environment variable {API_KEY_ENV} or, in the app, type it in "
+            "the sidebar's NDIF API key field (get a key at https://login.ndif.us); or run with the "
+            "local backend."
         )
 
 
@@ -296,8 +583,13 @@ class _remote_errors:
             CONFIG.APP.REMOTE_LOGGING = False  # nnsight's status lines would mix into printed JSON
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or self.remote is not True or isinstance(exc, (RemoteError, SettingsError)):
-            return False
+        if self.remote is True:
+            from nnsight import CONFIG
+
+            CONFIG.API.APIKEY = None  # held only while this run needed it
+        if (exc is None or self.remote is not True or not isinstance(exc, Exception)
+                or isinstance(exc, (RemoteError, SettingsError, Cancelled))):
+            return False  # not NDIF's, or already plain (a Streamlit rerun passes through untouched)
         raise RemoteError(explain_remote_failure(exc)) from exc
 
 

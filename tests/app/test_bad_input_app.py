@@ -105,11 +105,15 @@ def test_app_refuses_top_k_out_of_range_in_a_link(app, k):
     assert any("k=" in e.value for e in app.error)
 
 
-def test_app_measures_an_answer_word_of_several_tokens_by_its_first_piece(app, tiny):
+def test_app_measures_an_answer_word_of_several_tokens_whole_or_by_its_first_piece(app, tiny):
     submit(app, model=tiny, a=GOOD, b=B, k=3)
     app.switch_page("pages/patching.py").run()
     app.text_input(key="patching-answer").input(" Parisianism")
     app.button(key="patching-run").click().run()
     assert not app.exception
     assert not app.error
+    assert any(t.value.startswith("Metric: log p(␣Parisianism) − log p(") for t in app.text)
+    app.radio(key="patching-score").set_value("logit")
+    app.button(key="patching-run").click().run()
+    assert not app.exception and not app.error
     assert any("(first piece of ␣Parisianism)" in t.value for t in app.text if t.value.startswith("Metric"))

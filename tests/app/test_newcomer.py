@@ -87,4 +87,4 @@ def test_two_models_that_are_the_same_model_get_a_warning(app, tiny):
 def test_the_empty_landing_page_points_to_the_examples(app):
     app.run()
     assert "Example pairs" in app.info[0].value
-    assert app.sidebar.expander[-1].label == "Example pairs"
+    assert [e.label for e in app.sidebar.expander].count("Example pairs") == 1

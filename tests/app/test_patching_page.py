@@ -101,11 +101,11 @@ def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_ar
     app.button(key="patching-answer-spaced").click().run()
     assert app.text_input(key="patching-answer").value == "␣Claire"
     assert not app.warning
-    app.text_input(key="patching-wrong").input("␣Mary Ann")  # two tokens: measured by the first piece
+    app.text_input(key="patching-wrong").input("␣Mary Ann")  # two tokens: scored whole by default
     run_patching(app)
     assert not app.error
     metric = next(t.value for t in app.text if t.value.startswith("Metric:"))
-    assert metric.startswith("Metric: logit[␣Claire] − logit[␣Mary (first piece of ␣Mary␣Ann)]")
+    assert metric.startswith("Metric: log p(␣Claire) − log p(␣Mary␣Ann)")
 
 
 def test_reopening_the_grid_runs_no_forward_pass(app):

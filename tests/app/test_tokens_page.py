@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from app_helpers import open_page, table_with
 
 from lib.analyses.bos import bos_effect
@@ -10,7 +11,7 @@ from lib.analyses.compare import compare_prompts
 from lib.app import ui
 from lib.app.cache import ModelKey
 from lib.core.capture import capture
-from lib.core.tokens import encode
+from lib.core.tokens import encode, typed_word
 
 A, B = "Then Claire and Mary went to the shops", "Claire and Mary went to the shops"
 
@@ -66,10 +67,25 @@ def test_tokens_page_bos_tables_hold_what_bos_effect_returns(app, real_model):
     assert top_a.loc["#1", "BOS off"] == f"{expected[A].off.top[0].token}  {expected[A].off.top[0].prob:.3f}"
 
 
-def test_tokens_page_refuses_a_multi_token_word_for_the_logit_difference(app):
+def test_tokens_page_takes_a_word_of_several_tokens_for_the_bos_pair(app, real_model):
+    """'Claire' is 'Cl' + 'aire': the logit difference takes its first piece (labelled), and the
+    whole word is scored by teacher forcing, against a direct computation with the model."""
     open_page(app, "pages/tokens.py", a=A, b=B)
     ask_for_bos(app)
-    app.text_input[0].input("Claire").run()
+    app.text_input[0].input("Claire")
+    app.text_input[1].input("␣Rome").run()
     assert not app.exception, app.exception
-    assert "'Cl', 'aire'" in app.error[0].value
-    assert not [df for df in app.dataframe if "on − off" in df.value.columns]
+    assert not app.error
+    assert any(t.value == "token 1 = Cl (first piece of Claire), token 2 = ␣Rome" for t in app.text)
+    _, words = [df.value for df in app.dataframe if "on − off" in df.value.columns]  # first piece, whole
+    claire, rome = (typed_word(real_model.tokenizer, w).ids for w in ("Claire", " Rome"))
+    assert len(claire) == 2 and len(rome) == 1
+    for column, bos in (("BOS on", "on"), ("BOS off", "off")):
+        expected = []
+        for text in (A, B):
+            prefix = capture(real_model, text, bos).token_ids
+            with torch.no_grad():
+                logits = real_model.model(input_ids=torch.tensor([[*prefix, claire[0]]])).logits[0].double()
+            logp = torch.log_softmax(logits, -1)
+            expected.append(float(logp[-2, claire[0]] + logp[-1, claire[1]] - logp[-2, rome[0]]))
+        assert words[column].tolist() == pytest.approx(expected, abs=1e-4)

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from scripts.browser import CHROMIUM, ROOT, chromium, open_view, serve, settle, view_url, wait_for_chart
+from scripts.browser import (
+    CHROMIUM,
+    ROOT,
+    chromium,
+    go_to,
+    open_view,
+    serve,
+    settle,
+    view_url,
+    wait_for_chart,
+)
 from scripts.browser import PAIR_QUERY as REQUEST
 
 pytestmark = pytest.mark.skipif(
@@ -81,8 +91,7 @@ def test_every_page_draws_from_a_shareable_url(app_url, browser, page_file, titl
 def test_switching_pages_keeps_the_url_shareable(app_url, browser):
     page = browser.new_page()
     open_view(page, view_url(app_url, PAGES[0][0], REQUEST, default=True), PAGES[0][1])
-    page.locator("[data-testid=stSidebarNav] a", has_text="Residual distances").click()
-    page.get_by_role("heading", name="Residual distances").first.wait_for(timeout=60_000)
+    go_to(page, "Residual distances")
     page.wait_for_url("**/distances?**a=The+capital+of+France+is**", timeout=30_000)
     assert_no_exception(page)
     page.close()

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from scripts.browser import CHROMIUM, chromium, open_view, serve, view_url, wait_for_chart
+from scripts.browser import CHROMIUM, chromium, go_to, open_view, serve, view_url, wait_for_chart
 from scripts.browser import PAIR_QUERY as REQUEST
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
@@ -21,8 +21,7 @@ def test_pages_request_nothing_outside_the_machine(tmp_path):
         page = context.new_page()
         open_view(page, view_url(url, "pages/compare.py", REQUEST, default=True), "Compare")
         wait_for_chart(page)
-        page.locator("[data-testid=stSidebarNav] a", has_text="Logit lens").click()
-        page.get_by_role("heading", name="Logit lens").first.wait_for(timeout=60_000)
+        go_to(page, "Logit lens")
         wait_for_chart(page)
         page.wait_for_timeout(1500)
         icon = page.locator("link[rel*=icon]").first.get_attribute("href") or ""

@@ -7,58 +7,36 @@ Delete… asks about the renamed comparison (the browser keeps the option's old 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import ROOT, _healthy, chromium, free_port, settle, view_url
+from scripts.browser import chromium, go_to, serve, settle, streamlit_command, view_url
 
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/\?token=([A-Za-z0-9_-]+)")
 SIDEBAR = "[data-testid=stSidebar]"
 ERROR = "[data-testid=stMain] [data-testid=stAlertContentError]"
 
 
-@contextmanager
+def launcher_command(host: str, port: int) -> list[str]:
+    """The launcher `make run HOST=…` uses."""
+    return [sys.executable, "-m", "lib.app.serve", "--host", host, "--port", str(port)]
+
+
 def shared_server(log: Path, listed: Path, data: Path, launcher: bool = True,
-                  timeout: float = 120) -> Iterator[str]:
+                  timeout: float = 120) -> AbstractContextManager[str]:
     """A server on 127.0.0.1 with TWINLENS_SHARED=1, started by the launcher (`python -m
     lib.app.serve`) or by plain `streamlit run`; yields its base URL (its output goes to `log`)."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TWINLENS_SHARED": "1",
-           "TWINLENS_MODELS": str(listed), "TWINLENS_DATA": str(data)}
-    env.pop("TWINLENS_OPERATOR_TOKEN", None)
-    env.pop("ALLOW_REMOTE_EXPERT", None)
-    if launcher:
-        command = [sys.executable, "-m", "lib.app.serve", "--host", "127.0.0.1", "--port", str(port)]
-    else:
-        command = [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.address", "127.0.0.1",
-                   "--server.port", str(port), "--server.headless", "true"]
-    with open(log, "w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while not _healthy(base):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the shared server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
-            yield base
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    env = {"TWINLENS_SHARED": "1", "TWINLENS_MODELS": str(listed), "TWINLENS_DATA": str(data),
+           "TWINLENS_OPERATOR_TOKEN": None, "ALLOW_REMOTE_EXPERT": None}
+    return serve(log, timeout, env=env, command=launcher_command if launcher else streamlit_command,
+                 host="127.0.0.1")
 
 
 def printed_link(log: Path, timeout: float = 60) -> str:
@@ -146,8 +124,7 @@ def test_history_delete_after_a_rename_asks_about_the_renamed_comparison(server,
         page.get_by_role("button", name="Save").click()
         page.get_by_text("Saved as #").wait_for(timeout=60_000)
         settle(page)
-    page.locator(SIDEBAR).get_by_role("link", name="History").click()
-    page.get_by_role("heading", name="History").wait_for(timeout=60_000)
+    go_to(page, "History")
     settle(page)
     page.locator("[data-testid=stMain] [data-testid=stSelectbox]").click()
     page.get_by_role("option", name=re.compile(r"^#1 · ")).click()

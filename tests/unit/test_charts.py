@@ -69,6 +69,25 @@ def test_distance_heatmap_labels_every_position_and_marks_the_differing_one(llam
         assert label in axis["labelColor"]["condition"]["test"]
 
 
+def layer_frame(n_layers: int) -> pd.DataFrame:
+    return pd.DataFrame({"layer": range(n_layers), "column": ["0 a"] * n_layers, "differs": False,
+                         "position": 0, "v": 0.5})
+
+
+def y_axis(spec: dict) -> dict:
+    return layers(spec)[0]["encoding"]["y"]["axis"]
+
+
+def test_heatmaps_label_every_layer_of_a_30_layer_model():
+    axis = y_axis(charts.heatmap(layer_frame(31), "v", legend="v", x_title="p").to_dict())
+    assert axis["values"] == list(range(31)) and axis["labelOverlap"] is False  # Vega-Lite drops none
+
+
+def test_heatmaps_of_deep_models_label_every_nth_layer_and_the_last():
+    axis = y_axis(charts.heatmap(layer_frame(81), "v", legend="v", x_title="p").to_dict())
+    assert axis["values"][:3] == [0, 2, 4] and axis["values"][-1] == 80 and axis["labelOverlap"] is False
+
+
 def test_heatmap_colour_domain_fits_the_values_and_diverging_scales_are_centred():
     frame = pd.DataFrame({"layer": [0, 0, 1, 1], "column": ["0 a", "1 b"] * 2, "differs": [False, True] * 2,
                           "position": [0, 1, 0, 1], "v": [0.0, 0.12, 0.01, 0.15]})

@@ -26,6 +26,7 @@ from lib.analyses.patching import (
 from lib.core.backend import Intervention
 from lib.core.capture import capture
 from lib.core.errors import PromptError
+from lib.core.models import load_model
 from lib.core.sites import Site
 from lib.core.tokens import single_token, typed_word
 
@@ -203,6 +204,81 @@ def test_a_multi_token_answer_is_measured_by_its_first_piece(family_model):
     assert word.effect == first.effect
 
 
+def direct_word_logprob(model, prefix, word, patch=None) -> float:
+    """log p(word | prefix) = Σ_j log p(w_j | prefix, w_1 … w_{j−1}) from the model's own logits of
+    one unbatched pass, with `patch` = (layer, position, value) written into the residual."""
+    context = torch.tensor([[*prefix, *word[:-1]]])
+    if patch is None:
+        with torch.no_grad():
+            logits = model.model(input_ids=context).logits[0]
+    else:
+        layer, position, value = patch
+        site = Site.residual_at(layer, model.n_layers)
+        change = Intervention(site, "replace", value[None], positions=(position,))
+        logits = model.backend.run(context, interventions=[change], all_positions=True).logits[0]
+    logp = torch.log_softmax(logits.double(), -1)
+    return sum(float(logp[len(prefix) - 1 + j, w]) for j, w in enumerate(word))
+
+
+def test_a_two_piece_word_is_scored_whole_by_teacher_forcing(family_model):
+    """m = log p(answer word) − log p(wrong word), each summed over its pieces, against a direct
+    computation: unpatched A and B, and single patched cells run one at a time."""
+    tok = family_model.tokenizer
+    answer, wrong = typed_word(tok, "␣Claires"), typed_word(tok, " Rome")
+    assert len(answer.ids) == 2, answer.pieces  # the tiny tokenizer splits it in two
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    words = {"answer": "␣Claires", "wrong": " Rome"}
+    result = patch_captures(family_model, cap_a, cap_b, **words, score="word", rows=5)
+    assert result.score == "word" and result.answer.word == "␣Claires"
+    assert result.metric_label == "log p(␣Claires) − log p(␣Rome)"
+
+    def metric(cap, patch=None) -> float:
+        return (direct_word_logprob(family_model, cap.token_ids, answer.ids, patch)
+                - direct_word_logprob(family_model, cap.token_ids, wrong.ids, patch))
+
+    assert result.metric_a == pytest.approx(metric(cap_a), abs=1e-3)
+    assert result.metric_b == pytest.approx(metric(cap_b), abs=1e-3)
+    last = cap_b.n_tokens - 1
+    for layer, position in ((0, 3), (family_model.n_layers // 2, last), (family_model.n_layers, last)):
+        expected = metric(cap_b, (layer, position, cap_a.residual[layer, position]))
+        assert result.raw[layer][position] == pytest.approx(expected, abs=1e-3)
+    first_piece = patch_captures(family_model, cap_a, cap_b, **words)
+    assert first_piece.score == "logit" and first_piece.metric_label == (
+        f"logit[{answer.pieces[0]} (first piece of ␣Claires)] − logit[␣Rome]")
+    assert result.raw != first_piece.raw
+
+
+def test_whole_word_grid_is_the_same_on_the_nnsight_backend_and_its_remote_path(tiny_models, tiny_folders):
+    """The whole-word score, summed inside the run (`reduce`), is the same through nnsight, locally
+    and shipped as for NDIF (remote="local")."""
+    hooks = tiny_models["llama"]
+    caps = capture(hooks, FRANCE), capture(hooks, ITALY)
+    words = {"answer": "␣Claires", "wrong": " Rome", "score": "word", "rows": 5}
+    expected = torch.tensor(patch_captures(hooks, *caps, **words).raw)
+    for remote in ({}, {"remote": "local"}):
+        nnsight = load_model(str(tiny_folders["llama"]), backend="nnsight", **remote)
+        got = torch.tensor(patch_captures(nnsight, *caps, **words).raw)
+        torch.testing.assert_close(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_scoring_one_token_words_whole_is_the_logit_difference(family_model):
+    """For one-token words log p(a) − log p(w) = logit[a] − logit[w]: the softmax's normaliser cancels."""
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    tokens = contrast_tokens(cap_a, cap_b)
+    logit = patch_captures(family_model, cap_a, cap_b, **tokens)
+    word = patch_captures(family_model, cap_a, cap_b, **tokens, score="word")
+    assert word.metric_a == pytest.approx(logit.metric_a, abs=1e-3)
+    for word_row, logit_row in zip(word.effect, logit.effect, strict=True):
+        assert word_row == pytest.approx(logit_row, abs=1e-3)
+
+
+def test_words_sharing_a_first_piece_need_whole_word_scores(family_model):
+    tok = family_model.tokenizer
+    first = typed_word(tok, "␣Claires").pieces[0]
+    with pytest.raises(PromptError, match="Score whole words"):
+        patch_residual(family_model, FRANCE, ITALY, answer="␣Claires", wrong=first)
+
+
 def test_space_hint_offers_the_spaced_word_when_it_ranks_far_higher(family_model):
     tok = family_model.tokenizer
     spaced = single_token(tok, " Paris").id
@@ -259,7 +335,7 @@ def test_result_to_dict_is_json_with_the_documented_keys(france_italy):
     _, _, result, _ = france_italy
     data = json.loads(json.dumps(result.to_dict()))
     assert {"metric", "answer", "wrong", "tokens_b", "effect", "raw", "note"} <= data.keys()
-    assert data["metric"] == {"a": result.metric_a, "b": result.metric_b}
+    assert data["metric"] == {"a": result.metric_a, "b": result.metric_b, "score": "logit"}
     assert data["answer"] == {"token": result.answer.token, "id": result.answer.id, "word": ""}
     assert data["effect"] == [list(r) for r in result.effect]
 

@@ -78,6 +78,23 @@ def test_bos_on_and_off_differ_by_exactly_the_bos_token(family_model):
     assert effect.on.top != effect.off.top
 
 
+def test_bos_pair_words_of_several_tokens_are_scored_whole_and_by_first_piece(family_model):
+    claires, rome = (typed_word(family_model.tokenizer, w).ids for w in ("␣Claires", " Rome"))
+    assert len(claires) == 2
+    on, off = capture(family_model, A, "on"), capture(family_model, A, "off")
+    effect = bos_effect(family_model, on, off, top_k=3, pair=(claires, rome[0]))
+    assert effect.pair == ("␣Claires", "␣Rome") and effect.several_pieces
+    assert effect.first_pieces == (readable_token(family_model.tokenizer, claires[0]), "␣Rome")
+    for run, cap in ((effect.on, on), (effect.off, off)):
+        with torch.no_grad():
+            logits = family_model.model(input_ids=torch.tensor([[*cap.token_ids, claires[0]]])).logits[0]
+        logp = torch.log_softmax(logits.double(), -1)
+        first_piece = float(logits[-2, claires[0]] - logits[-2, rome[0]])
+        assert run.logit_difference == pytest.approx(first_piece, abs=1e-3)
+        whole = float(logp[-2, claires[0]] + logp[-1, claires[1]] - logp[-2, rome[0]])
+        assert run.word_difference == pytest.approx(whole, abs=1e-3)
+
+
 def test_contrast_pair_is_a_and_b_predictions_skipping_untypeable_tokens(tiny_tokenizer):
     def top(*ids: int) -> tuple[TokenProb, ...]:
         return tuple(TokenProb(readable_token(tiny_tokenizer, i), i, 0.1) for i in ids)

@@ -1,0 +1,151 @@
+"""NDIF in the app (issue 15): the backend choice, the API key field, views that need residual
+streams, and a cancelled job — driven with AppTest.
+
+No network reaches NDIF here: loading a model "on NDIF" is replaced by the tiny GPT-2 on nnsight's
+local-remote path (`remote="local"`: each job serialized and deserialized as for NDIF, then run
+here). What the app does with the key, the pages and the cancel is what it does against NDIF.
+"""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import submit
+
+from lib.app import ndif, ui, views
+from lib.app.history import DB_NAME
+from lib.core import models, nnsight_backend
+from lib.core.models import load_model
+
+KEY = "sk-ndif-secret-7c1e42"
+A, B = "The capital of France is", "The capital of Italy is"
+
+
+@pytest.fixture
+def fake_ndif(tiny_folders, monkeypatch, tmp_path):
+    """Models load "on NDIF" as the tiny GPT-2 on nnsight's local-remote path; returns the keys
+    each load saw. Saved comparisons go to a folder of this test's own."""
+    monkeypatch.setenv("TWINLENS_DATA", str(tmp_path))
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    ui.RESULTS.models.clear()  # a model loaded by an earlier test would skip the key check
+    seen: list[str | None] = []
+
+    def load_remote(spec: str, **settings):
+        nnsight_backend.check_remote_ready(True)
+        seen.append(nnsight_backend.api_key())
+        return load_model(str(tiny_folders["gpt2"]), backend="nnsight", remote="local")
+
+    monkeypatch.setattr(models, "_load_remote", load_remote)
+    yield seen
+    ui.RESULTS.models.clear()
+
+
+def _on_ndif(at, key: str | None = KEY):
+    at.run()
+    at.sidebar.radio(key="backend").set_value("ndif")
+    if key is not None:
+        at.sidebar.text_input(key="ndif_api_key").input(key)
+    return submit(at, model="meta-llama/Llama-3.1-70B", a=A, b=B, k=3)
+
+
+def _tables(at) -> list:
+    return [df.value.to_dict() for df in at.dataframe]
+
+
+def test_the_sidebar_key_runs_the_job_and_goes_nowhere_else(app, fake_ndif, tmp_path, monkeypatch):
+    exported = []
+    export_files = views.export_files
+
+    def recorded(*args, **kwargs):
+        files = export_files(*args, **kwargs)
+        exported.extend(files)
+        return files
+
+    monkeypatch.setattr(views, "export_files", recorded)
+    at = _on_ndif(app)
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert fake_ndif == [KEY]  # the typed key was the NDIF key while the model loaded
+    assert _tables(at)
+    # the link, the export and the History never hold the key
+    assert all(KEY not in str(value) for value in at.query_params.values())
+    assert exported and all(KEY.encode() not in _bytes(f.content) for f in exported)
+    [name] = [t for t in at.main.text_input if t.label == "Name"]
+    name.input("on ndif")
+    next(b for b in at.main.button if "Save" in b.label).click()
+    at.run()
+    assert "Saved as #1" in at.success[0].value
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME))
+    assert b"Llama-3.1-70B" in stored and KEY.encode() not in stored
+    assert at.session_state["ndif_api_key"] == KEY  # it lives in this session's state only
+
+
+def test_the_same_comparison_as_the_local_backend(app, fake_ndif, tiny_folders):
+    at = _on_ndif(app)
+    remote = _tables(at)
+    at.sidebar.radio(key="backend").set_value("local")
+    submit(at, model=str(tiny_folders["gpt2"]))
+    assert not at.exception and not at.error
+    assert _tables(at) == remote
+
+
+@pytest.mark.parametrize("page", ["logit_lens", "distances", "continuations"])
+def test_views_reduced_on_ndif_draw_what_the_local_backend_draws(app, fake_ndif, tiny_folders, page):
+    at = _on_ndif(app)
+    at.switch_page(f"pages/{page}.py").run()
+    _press(at, "Generate" if page == "continuations" else None)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    remote = _tables(at)
+    at.sidebar.radio(key="backend").set_value("local")
+    submit(at, model=str(tiny_folders["gpt2"]))
+    _press(at, "Generate" if page == "continuations" else None)
+    assert not at.exception and not at.error
+    assert _tables(at) == remote and remote
+
+
+def _press(at, label: str | None):
+    """Press the page's button that starts its computation (None: it computes when opened)."""
+    if label:
+        next(b for b in at.main.button if b.label == label).click()
+        at.run()
+
+
+def test_no_key_gives_the_plain_message(app, fake_ndif):
+    at = _on_ndif(app, key=None)
+    assert not at.exception
+    assert any("No NDIF API key" in e.value and "sidebar" in e.value for e in at.error)
+
+
+# page → the button that starts its computation (None: it computes when opened)
+RESIDUAL_PAGES = {
+    "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off", "patching": "Run patching",
+    "components": "Run components", "steering": "Steer",
+}
+
+
+@pytest.mark.parametrize("page", RESIDUAL_PAGES)
+def test_a_view_that_needs_residual_streams_refuses_on_ndif(app, fake_ndif, page):
+    at = _on_ndif(app)
+    at.switch_page(f"pages/{page}.py").run()
+    _press(at, RESIDUAL_PAGES[page])
+    assert not at.exception
+    assert any("needs each prompt's whole residual stream" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
+
+
+def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_folders):
+    at = _on_ndif(app)
+    ui.clear_results()
+    at.session_state[ndif.CANCELLED_STATE] = at.session_state[ui.REQUEST_KEY]  # as the Cancel button does
+    backend = load_model(str(tiny_folders["gpt2"]), backend="nnsight", remote="local").backend
+    traces = backend.traces
+    at.run()
+    assert not at.exception
+    assert any("You cancelled this NDIF job" in e.value for e in at.error) and not at.dataframe
+    assert backend.traces == traces
+    next(b for b in at.main.button if b.label == "Run it again").click()
+    at.run()
+    assert not at.exception and not at.error and at.dataframe
+
+
+def _bytes(content: str | bytes) -> bytes:
+    return content if isinstance(content, bytes) else content.encode()
