@@ -6,9 +6,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.features import FeatureComparison, FeatureRow, features_of_captures, trace_of_captures
+from lib.analyses.features import (
+    FeatureComparison,
+    FeatureRow,
+    feature_steering_vector,
+    features_of_captures,
+    trace_of_captures,
+)
 from lib.analyses.sae import feature_book, read_card, shipped_saes
-from lib.app import ui
+from lib.app import feature_steering, ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -24,6 +30,8 @@ the SAE at the chosen layer and shows which features each lights up.
   almost every token tops any contrast ranking without saying much.
 - **FVU** (fraction of variance unexplained) says how well the SAE reconstructs each prompt's
   residual: 0 is perfect; above about 0.5 the features describe little of what the model holds.
+- **Steer with this feature** (on a feature's card) opens the Steering page with the feature's
+  decoder direction as the steering vector, at the SAE's layer.
 - twinlens ships TopK SAEs for the embedded SmolLM2 at residuals 6, 15 and 24 (trained here on a
   Wikipedia sample); any SAELens folder or Gemma Scope `params.npz` can be given instead.
 """,
@@ -188,6 +196,18 @@ if found is not None:
             ui.show_error(exc)
             st.stop()
         draw_card(result, feature, names, trace)
+        if st.button("Steer with this feature", key=f"features-steer-{result.residual}-{feature}",
+                     help="Opens Steering with this feature's decoder direction as the vector, at this layer;"
+                          " α starts at the feature's highest activation on the two prompts."):
+            try:
+                vector = ui.cached(feature_steering_vector, run_a.model, feature, layer=layer, sae_path=path,
+                                   any_model=any_model)
+            except TwinlensError as exc:
+                ui.show_error(exc)
+                st.stop()
+            alpha = max((*trace.activations_a, *trace.activations_b, 0.0))
+            feature_steering.send(vector, round(alpha, 2) if alpha > 0 else 4.0)
+            st.switch_page("pages/steering.py")
     else:
         st.caption("No feature is active on either prompt.")
     ui.download_buttons("features", request, result.to_dict(), tables)

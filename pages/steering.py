@@ -19,7 +19,7 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import ui
+from lib.app import feature_steering, ui
 from lib.app.cache import RunKey
 from lib.core.errors import PromptError, SettingsError, TwinlensError
 
@@ -191,6 +191,7 @@ if found is not None:
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()
+    feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
     top = st.columns(4)
     layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
     alpha = top[1].number_input("α", value=4.0, step=0.5, key="steering-alpha")
@@ -203,7 +204,7 @@ if found is not None:
     n = right.number_input("New tokens", 1, MAX_NEW_TOKENS, 24, key="steering-n")
     upload = st.file_uploader("Steer with a saved vector instead (safetensors)", type=["safetensors"],
                               key="steering-file")
-    vector_file = upload.getvalue() if upload is not None else None
+    vector_file = upload.getvalue() if upload is not None else feature_file
     try:
         third = target_text()
     except TwinlensError as exc:

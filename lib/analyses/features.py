@@ -10,6 +10,10 @@ For an SAE reading residual ℓ (lib.analyses.sae) and captures A and B:
   heatmaps        f[:, i] at every position for the features that peak highest over positions
                   1… of either prompt, plus those in the lists above (rows = features)
   FVU             per prompt (SAE.fvu), so nobody reads features off an SAE that does not fit
+  steering        v = W_dec[i] [d_in], the feature's decoder direction in the residual's units at
+                  the SAE's residual ℓ: since x̂ = Σ_j f_j W_dec[j] + b_dec, adding α·v to the
+                  residual at ℓ adds what the SAE writes for feature i firing at α
+                  (`feature_steering_vector`, for the Steering page's activation addition)
 
 Each feature carries its activation density over the SAE's training tokens when the SAE has
 precomputed feature data (the shipped SAEs do): a contrast ranking favours features that fire on
@@ -25,6 +29,7 @@ import torch
 from ..core.capture import Capture
 from ..core.errors import SettingsError
 from .sae import SAE, FeatureBook
+from .steering import SteeringVector
 
 
 @dataclass(frozen=True)
@@ -246,3 +251,20 @@ def trace_of_captures(
 
     return trace_feature(sae_for_layer(model_a, layer, sae_path, any_model=any_model), capture_a, capture_b,
                          feature)
+
+
+def feature_steering_vector(
+    loaded, feature: int, *, layer: int | None = None, sae_path: str | None = None, any_model: bool = False,
+) -> SteeringVector:
+    """The decoder direction of SAE feature `feature` as a steering vector at the SAE's residual:
+    value = W_dec[feature] [d_model] (the module docstring), mode "feature". The SAE is chosen as in
+    `features_of_captures`; a feature the SAE does not have is refused."""
+    from ..core.sites import Site
+    from .sae import sae_for_layer
+
+    sae = sae_for_layer(loaded, layer, sae_path, any_model=any_model)
+    if not 0 <= feature < sae.d_sae:
+        raise SettingsError(f"There is no feature {feature}; this SAE has features 0…{sae.d_sae - 1}.")
+    site = Site.residual_at(sae.residual, loaded.n_layers)
+    return SteeringVector(sae.residual, "feature", sae.W_dec[feature].float().clone(), site.name, loaded.name,
+                          source=f"SAE feature {feature} ({sae.hook_name})")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from app_helpers import compare_two, submit
+from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 
 from lib.analyses.features import compare_features
 from lib.analyses.sae import load_sae, save_saelens, shipped_saes
+from lib.app import ui
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -107,3 +109,57 @@ def test_page_in_two_models_mode(app, tmp_path, tiny_folders, partner_folders):
     assert not app.exception and not app.error
     assert table(app, "activation model 1")
     assert any("FVU model 1: 0.000" in c.value and "FVU model 2: 0.000" in c.value for c in app.caption)
+
+
+def test_steer_with_this_feature_opens_steering_with_its_decoder_row(app, exact_sae, real_model):
+    """The card's button sends the feature's W_dec row to the Steering page at the SAE's layer, with
+    α = the feature's highest activation on the prompts; steering there equals the library's run."""
+    from lib.analyses.features import feature_steering_vector, trace_feature
+    from lib.analyses.generation import GenerationSettings
+    from lib.analyses.steering import steer_captures
+
+    open_features(app, a=A, b=B)
+    use_sae(app, exact_sae)
+    feature = int(app.selectbox(key="features-card-15").value.split(" ")[0])
+    app.button(key=f"features-steer-15-{feature}").click().run()
+    assert not app.exception, app.exception
+    app.switch_page("pages/steering.py")  # AppTest's next runs follow the page the app switched to
+    assert any(f"SAE feature {feature}" in i.value for i in app.info)
+    assert app.selectbox(key="steering-layer").value == 15
+    cap_a, cap_b = capture(real_model, A), capture(real_model, B)
+    trace = trace_feature(load_sae(exact_sae), cap_a, cap_b, feature)
+    alpha = round(max(*trace.activations_a, *trace.activations_b), 2)
+    assert app.number_input(key="steering-alpha").value == pytest.approx(alpha)
+    app.number_input(key="steering-n").set_value(1)
+    app.button(key="steering-run").click().run()
+    assert not app.exception and not app.error, app.error
+    assert any("(feature)" in c.value and "blocks.15.hook" in c.value for c in app.caption)
+    vector = feature_steering_vector(real_model, feature, sae_path=str(exact_sae))
+    expected = steer_captures(real_model, cap_a, cap_b, layer=15, alpha=alpha, vector_file=vector.to_bytes(),
+                              settings=GenerationSettings(1))
+    table = next(df.value for df in app.dataframe if "KL vs unsteered" in df.value.columns)
+    assert table["KL vs unsteered"].iloc[1] == pytest.approx(expected.steered.kl, rel=1e-4, abs=1e-8)
+    assert table["KL vs unsteered"].iloc[1] > 0
+    app.button(key="steering-feature-clear").click().run()  # back to A − B
+    assert not app.exception and not any("SAE feature" in i.value for i in app.info)
+
+
+def test_bad_input_table_sae_rows_in_the_app(app, tiny_folders, sae_cases):  # noqa: F811
+    """Every SAE row of the bad-input table typed into the page's SAE box, one after the other in one
+    session: one st.error with the table's phrase each, no exception, the request kept; then a good
+    SAE works. The layer row: with a folder the page reads the SAE's own residual (it has no other
+    layer to ask for), and says which."""
+    open_features(app, a=GOOD, b=B, model=str(tiny_folders["llama"]))
+    for name in SAE_CASE_NAMES:
+        case = sae_cases[name]
+        use_sae(app, case.path)
+        if case.layer is not None:
+            assert not app.error and any("residual 1" in c.value for c in app.caption), name
+            continue
+        assert len(app.error) == 1 and case.refused in app.error[0].value.replace("\\", ""), (
+            name, [e.value for e in app.error])
+        assert not table(app, "activation A")
+        assert app.session_state[ui.REQUEST_KEY].a == GOOD
+    use_sae(app, sae_cases["other_model"].path)
+    app.checkbox(key="features-any-model").check().run()  # the one refusal the user may override
+    assert not app.exception and not app.error and table(app, "activation A")

@@ -21,6 +21,7 @@ from lib.analyses.sae_training import (
     sparse_decode,
     topk_encode,
 )
+from lib.core.errors import SettingsError
 from lib.core.sites import Site
 
 CFG = TrainConfig(
@@ -79,6 +80,15 @@ def test_job_collects_trains_exports_and_resumes(family_model, tmp_path, corpus)
     assert {p: p.stat().st_mtime_ns for p in (work / "acts").glob("*.pt")} == stamps
     _, resumed = _load_checkpoint(work / "train-checkpoint.pt", longer)
     assert resumed["step"] > progress["step"]
+
+    # going on with one layer only: the other layer's exported SAE is left as it was
+    first = {p.name: p.read_bytes() for p in (out / sites[0].name).iterdir()}
+    one = replace(longer, residuals=(2,), train_minutes=0.03, max_epochs=6)
+    [card] = run_job(loaded, work, out, one, corpus=corpus, log=lambda m: None)
+    assert card["residual"] == 2 and card["tokens_seen"] > resumed["tokens"]
+    assert {p.name: p.read_bytes() for p in (out / sites[0].name).iterdir()} == first
+    with pytest.raises(SettingsError, match="holds residuals"):
+        _load_checkpoint(work / "train-checkpoint.pt", replace(CFG, residuals=(1, 2)))
 
 
 def test_wikitext_becomes_prose():
