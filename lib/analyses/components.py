@@ -69,8 +69,8 @@ from .patching import (
     MIN_METRIC_GAP,
     TokenRef,
     _metric_tokens,
-    resumed_run,
-    rows_per_pass,
+    block_of,
+    patched_rows,
 )
 
 Progress = Callable[[float], None]
@@ -422,7 +422,7 @@ def interventions_for(acts_a: dict, rows: Sequence[Sequence[Spec]]) -> list[Inte
 
 def _row_layer(specs: Sequence[Spec]) -> int:
     """The first block a row changes: blocks below it compute exactly what B's own run did."""
-    return min(spec.site.residual if spec.site.is_residual else spec.site.layer for spec in specs)
+    return min(block_of(spec.site) for spec in specs)
 
 
 def patched_metric(
@@ -432,23 +432,15 @@ def patched_metric(
 ) -> list[float]:
     """metric(B's last-position logits) with each row's specs applied, in the order of `rows`.
 
-    Rows are run sorted by depth, `step` per pass: a pass whose rows change nothing below block ℓ
-    starts at ℓ from B's own residual ℓ (kept in its capture) instead of recomputing blocks 0…ℓ−1
-    (`patching.resumed_run`; `skip=False` recomputes them: the same numbers, tested). Passes are
-    not split further by depth: on a CPU, fewer larger passes were faster than more shallower ones."""
-    step = step or rows_per_pass(loaded, cap_b.n_tokens)
-    order = sorted(range(len(rows)), key=lambda i: _row_layer(rows[i]))
-    depths = [_row_layer(rows[i]) for i in order]
-    values: dict[int, float] = {}
-    for begin in range(0, len(rows), step):
-        batch = order[begin : begin + step]
-        start = depths[begin] if skip else 0
-        changes = interventions_for(acts_a, [rows[i] for i in batch])
-        logits = resumed_run(loaded, cap_b, len(batch), start, changes)
-        values.update(zip(batch, metric(logits).tolist(), strict=True))
-        if progress is not None:
-            progress(len(values) / len(rows))
-    return [values[i] for i in range(len(rows))]
+    Each row starts at the first block it changes, from B's own residual there (kept in its
+    capture), and rows share passes as their depths allow (`patching.patched_rows`, which states
+    the cost model); `skip=False` runs every row from block 0 instead: the same numbers, tested.
+    `step` bounds the rows per pass."""
+    return patched_rows(
+        loaded, cap_b, [_row_layer(specs) for specs in rows],
+        lambda indices: interventions_for(acts_a, [rows[i] for i in indices]),
+        lambda run: metric(run.logits), step=step, resume=skip, progress=progress,
+    ).tolist()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ own cell, so one forward pass covers many cells; rows per pass are bounded so me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -186,48 +186,131 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
     ]
 
 
-def resumed_run(
-    loaded: LoadedModel, cap_b: Capture, batch: int, start: int, interventions: list[Intervention],
-    reduce: Callable[[Run], torch.Tensor] | None = None,
+def block_of(site: Site) -> int:
+    """The first block whose work a change at `site` alters: residual r enters block r (residual L,
+    after the last block, alters only the final norm's input: L); attn_out, mlp_out, z of block ℓ: ℓ."""
+    return site.residual if site.is_residual else site.layer
+
+
+def patched_rows(
+    loaded: LoadedModel,
+    cap_b: Capture,
+    depths: Sequence[int],
+    changes: Callable[[Sequence[int]], list[Intervention]],
+    reduce: Callable[[Run], torch.Tensor],
+    *,
+    step: int | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
-    """B's last-position logits [batch, vocab] with `interventions` (or `reduce(run)`, computed
-    where the run happens), its blocks below residual `start` not recomputed: the pass starts from
-    B's own residual there (lib.core.hooks, start_at). Blocks below the shallowest change compute
-    exactly B's own run, so the numbers are the same."""
-    n = loaded.n_layers
-    start = min(start, n - 1)
-    if start > 0:
-        entry = Intervention(Site.residual_at(start, n), "replace", cap_b.residual[start][None])
-        interventions = [entry, *interventions]
-    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long).expand(batch, -1)
-    run = loaded.backend.run(input_ids, interventions=interventions, start_at=max(start, 0), reduce=reduce)
-    return run.logits if reduce is None else run
+    """`reduce(run)` for B run once per row, row i changed by the interventions `changes` builds,
+    stacked in the order of `depths` → [len(depths), ...].
 
+    depths[i] is the first block row i changes (`block_of` its shallowest site): blocks below it
+    compute exactly B's own run, which the capture already holds. `changes(indices)` returns the
+    interventions for a batch whose row j is row indices[j].
 
-def _patched_logit_chunks(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
-    reduce: Callable[[Run], torch.Tensor] | None = None,
-) -> Iterator[torch.Tensor]:
-    """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass (or
-    `reduce(run)` of each pass, computed where the run happens), each pass starting at the
-    shallowest layer it patches (`resumed_run`: the blocks below are B's own).
+    Cost model. A row changed at block ℓ needs blocks ℓ…L−1 only; running every row through all
+    L blocks costs rows × L block-rows, starting each row at its own block Σ (L − ℓ_i) — about
+    half for a residual grid (ℓ spread evenly over 0…L). Rows are sorted by depth and, `step` per
+    chunk, run in stages: stage k runs blocks s_k…s_{k+1}−1 (s = the chunk's distinct depths) on
+    the rows already started, carried as their residual s_k from the stage before, plus the rows
+    starting at s_k, entering with B's residual s_k from the capture (backend `start_at`; a stage
+    ends at `stop_early` recording residual s_{k+1}). Rows not yet started are B's own run and
+    cost nothing. Each intervention is applied in the stage that runs its block. Every row sees the
+    same arithmetic as a whole run of its own; only the batch it shares a matmul with differs, so
+    the numbers agree to float rounding (tested against `resume=False`: every row from block 0).
 
-    Each pass holds the model's lock only while it runs; between passes other sessions may run,
-    and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
+    A backend whose `start_at`/`stop_early` save no work (nnsight: the trace runs every block) gets
+    one pass per chunk, from the chunk's shallowest depth.
+
+    Each pass holds the model's lock only while it runs; between passes other sessions may run.
+    `progress(f)` gets the fraction of rows done after each chunk.
     """
-    step = rows or rows_per_pass(loaded, cap_b.n_tokens)
-    for begin in range(0, len(patches), step):
-        batch = patches[begin : begin + step]
-        start = min(p.layer for p in batch)
-        changes = patch_interventions(cap_a, batch, loaded.n_layers)
-        yield resumed_run(loaded, cap_b, len(batch), start, changes, reduce)
+    n = loaded.n_layers
+    step = step or rows_per_pass(loaded, cap_b.n_tokens)
+    staged = resume and loaded.backend.skips_blocks
+    order = sorted(range(len(depths)), key=lambda i: depths[i])
+    entering = [min(depths[i], n - 1) if resume else 0 for i in order]  # residual L rows run the last block
+    found: list[torch.Tensor | None] = [None] * len(depths)
+    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
+    for begin in range(0, len(order), step):
+        chunk, starts = order[begin : begin + step], entering[begin : begin + step]
+        stages = sorted(set(starts)) if staged else starts[:1]
+        carried: torch.Tensor | None = None  # [rows started, pos, d]: their residual entering the stage
+        for k, start in enumerate(stages):
+            last = k == len(stages) - 1
+            end = n if last else stages[k + 1]
+            rows = chunk if last else chunk[: sum(s < end for s in starts)]
+            interventions = [
+                i for i in changes(rows) if start <= block_of(i.site) and (last or block_of(i.site) < end)
+            ]
+            if start > 0:
+                started = 0 if carried is None else len(carried)
+                fresh = cap_b.residual[start][None].expand(len(rows) - started, -1, -1)
+                value = fresh if carried is None else torch.cat([carried.to(fresh.dtype), fresh])
+                interventions.insert(0, Intervention(Site.residual_at(start, n), "replace", value))
+            ids = input_ids.expand(len(rows), -1)
+            if last:
+                values = loaded.backend.run(ids, interventions=interventions, start_at=start, reduce=reduce)
+                for i, value in zip(rows, values, strict=True):
+                    found[i] = value
+            else:
+                site = Site.residual_at(end, n)
+                carried = loaded.backend.run(
+                    ids, sites=[site], interventions=interventions, start_at=start, stop_early=True,
+                    reduce=lambda run, site=site: run.activations[site],
+                )
+        if progress is not None:
+            progress(min(begin + step, len(order)) / len(order))
+    return torch.stack(found)  # type: ignore[arg-type]
 
 
 def patched_logits(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], *, rows: int | None = None
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], *, rows: int | None = None,
+    resume: bool = True,
 ) -> torch.Tensor:
     """B's last-position logits [len(patches), vocab] after each patch (for a few patches: tests, checks)."""
-    return torch.cat(list(_patched_logit_chunks(loaded, cap_a, cap_b, patches, rows)))
+    return _patched(loaded, cap_a, cap_b, patches, lambda run: run.logits, rows=rows, resume=resume)
+
+
+def _patched(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch],
+    reduce: Callable[[Run], torch.Tensor], *, rows: int | None = None, resume: bool = True,
+    progress: Progress | None = None, reuse_same: bool = False,
+) -> torch.Tensor:
+    """`reduce` of B's run after each patch (`patched_rows`: each row starts at its patch's layer).
+
+    With `reuse_same`, a patch that writes exactly B's own values (positions before the first token
+    where A and B differ, at every layer: a causal model has computed the same there, bit for bit)
+    is B's own run, and its row is `reduce` of B's captured logits, with no pass."""
+    n = loaded.n_layers
+    same = [reuse_same and _writes_own_values(cap_a, cap_b, patch) for patch in patches]
+    changed = [i for i, own in enumerate(same) if not own]
+    values = None
+    if changed:
+        values = patched_rows(
+            loaded, cap_b, [patches[i].layer for i in changed],
+            lambda indices: patch_interventions(cap_a, [patches[changed[i]] for i in indices], n),
+            reduce, step=rows, resume=resume, progress=progress,
+        )
+    if len(changed) == len(patches):
+        return values
+    if progress is not None and not changed:
+        progress(1.0)
+    own = reduce(Run(logits=cap_b.final_logits[None]))[0]
+    if values is None:
+        return own.expand(len(patches), *own.shape).clone()
+    found = own.to(values.device).expand(len(patches), *own.shape).clone()
+    found[changed] = values
+    return found
+
+
+def _writes_own_values(cap_a: Capture, cap_b: Capture, patch: Patch) -> bool:
+    """Whether `patch` writes into B exactly the values B already has there."""
+    a = cap_a.residual[patch.layer, list(patch.a_positions)]
+    b = cap_b.residual[patch.layer, list(patch.b_positions)]
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.to(b.device), b)
 
 
 def grid_patches(
@@ -311,13 +394,12 @@ def patch_captures(
             f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
         )
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
-    raw: list[float] = []
     # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
     # patched row, not its [vocab] logits
-    for values in _patched_logit_chunks(loaded, cap_a, cap_b, patches, rows, lambda run: metric(run.logits)):
-        raw.extend(values.tolist())
-        if progress is not None:
-            progress(len(raw) / len(patches))
+    raw = _patched(
+        loaded, cap_a, cap_b, patches, lambda run: metric(run.logits), rows=rows, progress=progress,
+        reuse_same=True,
+    ).tolist()
     width = len(positions)
     raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
     return PatchResult(

@@ -6,6 +6,7 @@ import json
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -100,6 +101,12 @@ def test_patching_a_whole_layer_reproduces_a_logits(family_model):
     assert (cap_a.final_logits - cap_b.final_logits).abs().max().item() > 100 * TOLERANCE
 
 
+def own_value_cells(cap_a, cap_b) -> list[tuple[int, int]]:
+    """(layer, position) cells where A's residual is bit for bit B's own."""
+    return [(layer, p) for layer in range(cap_b.residual.shape[0]) for p in range(cap_b.n_tokens)
+            if torch.equal(cap_a.residual[layer, p], cap_b.residual[layer, p])]
+
+
 def test_batched_grid_equals_one_cell_per_pass(family_model):
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     tokens = contrast_tokens(cap_a, cap_b)
@@ -108,17 +115,71 @@ def test_batched_grid_equals_one_cell_per_pass(family_model):
     batched = patch_captures(family_model, cap_a, cap_b, **tokens)
     batched_passes = family_model.forward_passes - before
     single = patch_captures(family_model, cap_a, cap_b, **tokens, rows=1)
-    assert batched_passes == 1 < cells == family_model.forward_passes - before - batched_passes
+    # one staged pass per block a row can start at (residual L's rows join the last block's stage);
+    # a cell whose patch writes B's own values is B's run, read without a pass
+    single_passes = family_model.forward_passes - before - batched_passes
+    changed_cells = cells - len(own_value_cells(cap_a, cap_b))
+    assert batched_passes == family_model.n_layers < single_passes == changed_cells
     for batched_row, single_row in zip(batched.raw, single.raw, strict=True):
         assert batched_row == pytest.approx(single_row, abs=TOLERANCE)
+
+
+def test_cells_before_the_first_differing_token_are_bs_own_run_without_a_pass(france_italy, family_model):
+    """A causal model computes the same at positions before the first token where A and B differ,
+    bit for bit, at every layer: patching there writes B's own values, so the cell is m_B exactly
+    (and needs no pass); recomputed, it agrees to float rounding."""
+    cap_a, cap_b, result, differing = france_italy
+    n = family_model.n_layers
+    own = own_value_cells(cap_a, cap_b)
+    assert {(layer, p) for layer in range(n + 1) for p in range(differing)} <= set(own)
+    recomputed = patched_logits(family_model, cap_a, cap_b, [Patch(l, (p,), (p,)) for l, p in own])
+    for (layer, p), logits in zip(own, recomputed, strict=True):
+        assert result.raw[layer][p] == result.metric_b
+        computed = float(logits[result.answer.id].double() - logits[result.wrong.id].double())
+        assert computed == pytest.approx(result.metric_b, abs=TOLERANCE)
+
+
+@contextmanager
+def rows_through_blocks(model):
+    """Count the rows each block really runs (its attention's input batch; skipped blocks hand their
+    input on without calling it): yields a list [rows per block], filled as passes run."""
+    counts = [0] * model.n_layers
+    handles = []
+    for layer in range(model.n_layers):
+        def count(module, args, kwargs, layer=layer):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            counts[layer] += hidden.shape[0]
+        attention = model.architecture.block_parts(layer).attention
+        handles.append(attention.register_forward_pre_hook(count, with_kwargs=True))  # test-only probe
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model):
+    """The cost model of `patched_rows`: a cell patched at residual ℓ runs blocks ℓ…L−1 (residual L's
+    cells run the last block, whose output they replace), not all L; every row from block 0 is
+    the same grid (same numbers) at (L + 1)·L block-rows per position."""
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    n, pos = family_model.n_layers, cap_b.n_tokens
+    patches, _, _ = grid_patches(cap_a, cap_b, n)
+    with rows_through_blocks(family_model) as staged:
+        resumed = patched_logits(family_model, cap_a, cap_b, patches)
+    with rows_through_blocks(family_model) as whole:
+        from_zero = patched_logits(family_model, cap_a, cap_b, patches, resume=False)
+    assert staged == [pos * (layer + 1) for layer in range(n - 1)] + [pos * (n + 1)]
+    assert whole == [pos * (n + 1)] * n
+    assert (resumed - from_zero).abs().max().item() <= TOLERANCE
 
 
 def test_small_batches_report_progress_up_to_one(family_model):
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     seen: list[float] = []
     patch_captures(family_model, cap_a, cap_b, **contrast_tokens(cap_a, cap_b), progress=seen.append, rows=4)
-    cells = (family_model.n_layers + 1) * cap_b.n_tokens
-    assert len(seen) == math.ceil(cells / 4)
+    cells = (family_model.n_layers + 1) * cap_b.n_tokens - len(own_value_cells(cap_a, cap_b))
+    assert len(seen) == math.ceil(cells / 4)  # one report per chunk of 4 rows that ran
     assert seen == sorted(seen) and seen[-1] == 1.0 and seen[0] > 0
 
 
