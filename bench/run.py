@@ -162,6 +162,7 @@ def patching() -> dict | None:
         return None
     from bench import bench_patching
 
+    TARGETS.update(bench_patching.TARGETS)
     found = bench_patching.run()
     return {"figures": {k: v for k, v in found.items() if isinstance(v, int | float)}, "details": found}
 

@@ -25,7 +25,7 @@ own cell, so one forward pass covers many cells; rows per pass are bounded so me
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -105,12 +105,13 @@ def space_hint(loaded: LoadedModel, logits: torch.Tensor, typed: str) -> SpaceHi
 
 
 @dataclass(frozen=True)
-class PatchResult:
-    """The patching grid for A → B.
+class MetricPair(Record):
+    """What every patching result is measured by: m = logit[answer] − logit[wrong] at the last
+    position, m_A and m_B of the two prompts' own runs, and the prompts' tokens. Patching results
+    (`PatchResult`, components' `ComponentPatching`) extend it, so these fields are written once and
+    serialize flat, first, in this order.
 
-    effect[ℓ][j] and raw[ℓ][j] are for layer ℓ = 0…L and B's position `positions[j]`: every
-    position when A and B have the same number of tokens, else only the last (then `note` says why).
-    raw is the metric m of the patched run; effect is (raw − m_B) / (m_A − m_B).
+    normalized(m) = (m − m_B) / (m_A − m_B), the effect: 0 = B's own metric, 1 = A's.
     """
 
     model: dict
@@ -121,6 +122,56 @@ class PatchResult:
     metric_b: float
     tokens_a: tuple[str, ...]
     tokens_b: tuple[str, ...]
+
+    def normalized(self, raw: float) -> float:
+        return (raw - self.metric_b) / (self.metric_a - self.metric_b)
+
+    def metric(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return logit_difference(self.answer.id, self.wrong.id)
+
+    def shared(self) -> dict:
+        """These fields by name, to build a result extending MetricPair: `PatchResult(**pair.shared(), …)`."""
+        return {f.name: getattr(self, f.name) for f in fields(MetricPair)}
+
+
+def logit_difference(answer_id: int, wrong_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """m(logits [..., vocab]) = logit[answer] − logit[wrong] → [...] float64; a closure over plain
+    ints, so a remote backend can run it where the logits are."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[..., answer_id].double() - logits[..., wrong_id].double()
+
+    return metric
+
+
+def metric_pair(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
+) -> MetricPair:
+    """The metric of A → B (answer and wrong as `_metric_tokens` resolves them); refuses a pair whose
+    m_A and m_B are too close to normalize the effect."""
+    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    metric = logit_difference(answer_ref.id, wrong_ref.id)
+    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
+        raise PromptError(
+            f"logit['{answer_ref.token}'] − logit['{wrong_ref.token}'] is the same for A and B "
+            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
+        )
+    return MetricPair(
+        model=loaded.info(), bos=cap_b.bos, answer=answer_ref, wrong=wrong_ref, metric_a=metric_a,
+        metric_b=metric_b, tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
+    )
+
+
+@dataclass(frozen=True)
+class PatchResult(MetricPair):
+    """The patching grid for A → B (the metric's fields: `MetricPair`).
+
+    effect[ℓ][j] and raw[ℓ][j] are for layer ℓ = 0…L and B's position `positions[j]`: every
+    position when A and B have the same number of tokens, else only the last (then `note` says why).
+    raw is the metric m of the patched run; effect is (raw − m_B) / (m_A − m_B).
+    """
+
     positions: tuple[int, ...]
     effect: tuple[tuple[float, ...], ...]
     raw: tuple[tuple[float, ...], ...]
@@ -375,44 +426,31 @@ def patch_captures(
     wrong: str | int | None = None,
     progress: Progress | None = None,
     rows: int | None = None,
+    resume: bool = True,
 ) -> PatchResult:
     """The patching grid from two runs already made; `rows` overrides the patches per pass. B's run
     is repeated through `loaded`: A may come from another model of the same depth and width (two
-    models on one prompt: model 1's residual written into model 2)."""
+    models on one prompt: model 1's residual written into model 2).
+
+    Each cell's run starts at its own layer from B's residual, and cells that write B's own values
+    are B's run (`_patched`); `resume=False` runs every cell from the embeddings instead: the same
+    numbers to float rounding, the reference `make bench` times this against."""
     check_same_residuals(cap_a, cap_b)
-    answer_ref, wrong_ref = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
-
-    answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_id].double() - logits[..., wrong_id].double()
-
-    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
-    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
-        raise PromptError(
-            f"logit['{answer_ref.token}'] − logit['{wrong_ref.token}'] is the same for A and B "
-            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
-        )
+    pair = metric_pair(loaded, cap_a, cap_b, answer, wrong)
+    metric = pair.metric()
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
     # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
     # patched row, not its [vocab] logits
     raw = _patched(
         loaded, cap_a, cap_b, patches, lambda run: metric(run.logits), rows=rows, progress=progress,
-        reuse_same=True,
+        resume=resume, reuse_same=resume,
     ).tolist()
     width = len(positions)
     raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
     return PatchResult(
-        model=loaded.info(),
-        bos=cap_b.bos,
-        answer=answer_ref,
-        wrong=wrong_ref,
-        metric_a=metric_a,
-        metric_b=metric_b,
-        tokens_a=cap_a.tokens,
-        tokens_b=cap_b.tokens,
+        **pair.shared(),
         positions=positions,
-        effect=tuple(tuple((m - metric_b) / (metric_a - metric_b) for m in row) for row in raw_grid),
+        effect=tuple(tuple(pair.normalized(m) for m in row) for row in raw_grid),
         raw=raw_grid,
         note=note,
     )
