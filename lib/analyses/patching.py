@@ -24,6 +24,7 @@ own cell, so one forward pass covers many cells; rows per pass are bounded so me
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
@@ -243,6 +244,31 @@ def block_of(site: Site) -> int:
     return site.residual if site.is_residual else site.layer
 
 
+STAGE_COST = 256  # one pass's own cost (embedding, masks, hooks, copies) in token·blocks of work
+
+
+def stage_starts(starts: Sequence[int], n_layers: int, n_tokens: int) -> list[int]:
+    """The blocks where the passes of one chunk begin, chosen among the rows' starting blocks
+    `starts` (sorted) to minimize the work: a pass from block s to the next pass's start e costs
+    STAGE_COST + (e − s) · n_tokens · (rows starting before e) token·blocks (the last pass runs to
+    the end with every row). A boundary pays when enough rows start late enough; rows starting
+    between two boundaries run from the earlier one. Dynamic programming over the distinct starts."""
+    distinct = sorted(set(starts))
+    best: list[tuple[float, int]] = [(0.0, 0)] * (len(distinct) + 1)  # (cost from here, next index)
+    for j in range(len(distinct) - 1, -1, -1):
+        options = []
+        for m in range(j + 1, len(distinct) + 1):
+            end = distinct[m] if m < len(distinct) else n_layers
+            rows = bisect_left(starts, end) if m < len(distinct) else len(starts)
+            options.append((STAGE_COST + (end - distinct[j]) * n_tokens * rows + best[m][0], m))
+        best[j] = min(options)
+    chosen, j = [], 0
+    while j < len(distinct):
+        chosen.append(distinct[j])
+        j = best[j][1]
+    return chosen
+
+
 def patched_rows(
     loaded: LoadedModel,
     cap_b: Capture,
@@ -287,7 +313,7 @@ def patched_rows(
     input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
     for begin in range(0, len(order), step):
         chunk, starts = order[begin : begin + step], entering[begin : begin + step]
-        stages = sorted(set(starts)) if staged else starts[:1]
+        stages = stage_starts(starts, n, cap_b.n_tokens) if staged else starts[:1]
         carried: torch.Tensor | None = None  # [rows started, pos, d]: their residual entering the stage
         for k, start in enumerate(stages):
             last = k == len(stages) - 1
