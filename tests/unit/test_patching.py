@@ -23,6 +23,7 @@ from lib.analyses.patching import (
     patched_logits,
     reading,
     space_hint,
+    stage_starts,
 )
 from lib.core.backend import Intervention
 from lib.core.capture import capture
@@ -107,7 +108,8 @@ def own_value_cells(cap_a, cap_b) -> list[tuple[int, int]]:
             if torch.equal(cap_a.residual[layer, p], cap_b.residual[layer, p])]
 
 
-def test_batched_grid_equals_one_cell_per_pass(family_model):
+def test_batched_grid_equals_one_cell_per_pass(family_model, monkeypatch):
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     tokens = contrast_tokens(cap_a, cap_b)
     cells = (family_model.n_layers + 1) * cap_b.n_tokens
@@ -158,10 +160,11 @@ def rows_through_blocks(model):
             handle.remove()
 
 
-def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model):
+def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model, monkeypatch):
     """The cost model of `patched_rows`: a cell patched at residual ℓ runs blocks ℓ…L−1 (residual L's
     cells run the last block, whose output they replace), not all L; every row from block 0 is
     the same grid (same numbers) at (L + 1)·L block-rows per position."""
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     n, pos = family_model.n_layers, cap_b.n_tokens
     patches, _, _ = grid_patches(cap_a, cap_b, n)
@@ -172,6 +175,29 @@ def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model):
     assert staged == [pos * (layer + 1) for layer in range(n - 1)] + [pos * (n + 1)]
     assert whole == [pos * (n + 1)] * n
     assert (resumed - from_zero).abs().max().item() <= TOLERANCE
+
+
+def stages_cost(stages, starts, n, tokens, stage_cost):
+    ends = [*stages[1:], n]
+    return sum(stage_cost + (e - s) * tokens * (len(starts) if e == n else sum(x < e for x in starts))
+               for s, e in zip(stages, ends, strict=True))
+
+
+@pytest.mark.parametrize("stage_cost", [0, 64, 256, 10_000])
+def test_passes_begin_where_the_cost_model_says_the_work_is_least(monkeypatch, stage_cost):
+    """No pass of its own is worth a row or two; with no cost per pass every starting block gets one."""
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", stage_cost)
+    n, tokens = 30, 5
+    starts = sorted(min(layer, n - 1) for layer in range(n + 1) for _ in range(tokens))
+    chosen = stage_starts(starts, n, tokens)
+    assert chosen[0] == 0 and chosen == sorted(set(chosen)) and set(chosen) <= set(starts)
+    every, one = sorted(set(starts)), [0]
+    cost = [stages_cost(stages, starts, n, tokens, stage_cost) for stages in (chosen, every, one)]
+    assert cost[0] <= min(cost[1:])
+    if stage_cost == 0:
+        assert chosen == every
+    if stage_cost == 10_000:
+        assert chosen == one
 
 
 def test_small_batches_report_progress_up_to_one(family_model):
