@@ -15,6 +15,9 @@ A's last residual, so the effect is 1).
 
 The patched runs are batched: B is repeated along the batch dimension and row i is patched at its
 own cell, so one forward pass covers many cells; rows per pass are bounded so memory stays small.
+A cell patched at layer ℓ needs blocks ℓ…L−1 only: its row joins the batch at block ℓ, from B's
+residual ℓ (`patched_rows`), and a cell whose patch writes B's own values (positions before the
+first differing token) is B's own run.
 
     >>> from lib.core.models import load_model
     >>> r = patch_residual(load_model(), "The capital of France is", "The capital of Italy is")
@@ -290,9 +293,10 @@ def patched_rows(
     Cost model. A row changed at block ℓ needs blocks ℓ…L−1 only; running every row through all
     L blocks costs rows × L block-rows, starting each row at its own block Σ (L − ℓ_i) — about
     half for a residual grid (ℓ spread evenly over 0…L). Rows are sorted by depth and, `step` per
-    chunk, run in stages: stage k runs blocks s_k…s_{k+1}−1 (s = the chunk's distinct depths) on
-    the rows already started, carried as their residual s_k from the stage before, plus the rows
-    starting at s_k, entering with B's residual s_k from the capture (backend `start_at`; a stage
+    chunk, run in stages: stage k runs blocks s_k…s_{k+1}−1 (s: chosen among the chunk's depths by
+    `stage_starts`, which weighs a pass's own cost) on the rows already started, carried as their
+    residual s_k from the stage before, plus the rows starting in s_k…s_{k+1}−1, entering with B's
+    residual s_k from the capture (backend `start_at`; a stage
     ends at `stop_early` recording residual s_{k+1}). Rows not yet started are B's own run and
     cost nothing. Each intervention is applied in the stage that runs its block. Every row sees the
     same arithmetic as a whole run of its own; only the batch it shares a matmul with differs, so
