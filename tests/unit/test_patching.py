@@ -371,3 +371,17 @@ def test_concurrent_compare_and_patch_match_serial_results(family_model):
     assert concurrent == serial
     assert_model_free(family_model)
 
+
+
+def test_patching_results_hold_the_metric_fields_once_and_serialize_them_flat_first():
+    """PatchResult and ComponentPatching extend MetricPair: its fields come first, by name, in
+    History's records (fields by name) as before they were shared."""
+    from dataclasses import fields
+
+    from lib.analyses.components import ComponentPatching
+    from lib.analyses.patching import MetricPair, PatchResult
+
+    shared = [f.name for f in fields(MetricPair)]
+    assert shared == ["model", "bos", "answer", "wrong", "metric_a", "metric_b", "tokens_a", "tokens_b"]
+    for result in (PatchResult, ComponentPatching):
+        assert [f.name for f in fields(result)][: len(shared)] == shared
