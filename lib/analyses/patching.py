@@ -319,12 +319,14 @@ def patched_rows(
         chunk, starts = order[begin : begin + step], entering[begin : begin + step]
         stages = stage_starts(starts, n, cap_b.n_tokens) if staged else starts[:1]
         carried: torch.Tensor | None = None  # [rows started, pos, d]: their residual entering the stage
+        # built once: a stage's batch is a prefix of the chunk, holding every row that touches its blocks
+        chunk_changes = changes(chunk)
         for k, start in enumerate(stages):
             last = k == len(stages) - 1
             end = n if last else stages[k + 1]
             rows = chunk if last else chunk[: sum(s < end for s in starts)]
             interventions = [
-                i for i in changes(rows) if start <= block_of(i.site) and (last or block_of(i.site) < end)
+                i for i in chunk_changes if start <= block_of(i.site) and (last or block_of(i.site) < end)
             ]
             if start > 0:
                 started = 0 if carried is None else len(carried)
