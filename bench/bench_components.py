@@ -11,6 +11,9 @@ grid cost, as ratios measured in this one run on the embedded model (France/Ital
   TransformerLens's `run_with_cache` on A + `get_act_patch_attn_head_out_all_pos` on B (one forward
   pass per head). twinlens does more work (the attention/MLP grid and AtP too);
   components_head_grid_max_abs_difference compares the two raw head grids.
+- components_resume_ratio: `patch_components` (each exact cell's run starts at its block, from B's
+  residual there) ÷ `patch_components(resume=False)` (every cell from block 0, as the code before
+  did in one pass for this grid); components_resume_max_abs_difference compares their effects.
 
     python bench/bench_components.py        # prints JSON
 """
@@ -78,9 +81,20 @@ def run() -> dict:
         return model.backend.gradients(ids_b, sites, metric)
 
     atp = paired(gradients, lambda: model.backend.run(ids_b))
+    tokens = {"answer": answer, "wrong": wrong}
+    whole = patch_components(model, cap_a, cap_b, **tokens, resume=False)
+    resume = paired(lambda: patch_components(model, cap_a, cap_b, **tokens),
+                    lambda: patch_components(model, cap_a, cap_b, **tokens, resume=False))
+    resume_difference = max(
+        (torch.tensor(getattr(result, grid)) - torch.tensor(getattr(whole, grid))).abs().max().item()
+        for grid in ("heads", "components")
+    )
     found: dict = {"components_dla_ratio": dla.ratio, "components_atp_ratio": atp.ratio,
-                   "components_atp_pearson_r": result.agreement.pearson_r}
-    details: dict = {"dla": dla.to_dict(), "atp": atp.to_dict(), "tokens": [cap_a.n_tokens, cap_b.n_tokens]}
+                   "components_atp_pearson_r": result.agreement.pearson_r,
+                   "components_resume_ratio": resume.ratio,
+                   "components_resume_max_abs_difference": resume_difference}
+    details: dict = {"dla": dla.to_dict(), "atp": atp.to_dict(), "resume": resume.to_dict(),
+                     "tokens": [cap_a.n_tokens, cap_b.n_tokens]}
     try:
         tl = _transformerlens_heads(list(cap_a.token_ids), list(cap_b.token_ids), answer, wrong)
     except ImportError as exc:

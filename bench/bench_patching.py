@@ -7,6 +7,13 @@ A's residual into B at each (layer, position). TransformerLens runs one forward 
 (one row more) and its own two captures. The figure is median(twinlens) / median(TransformerLens),
 both timed alternately in this process (bench.harness.paired); the raw grids are compared too.
 
+patching_resume_ratio_<pair> (target ≤ 0.6): `patch_captures` (each cell's run starts at its own
+layer from B's residual; cells that write B's own values are B's run) ÷ `patch_captures(resume=False)`
+(every cell from the embeddings: the work of the code before, whose one pass over this grid started
+at layer 0), both on the same two captures, timed in turns; patching_resume_max_abs_raw_difference
+compares their raw grids. details give patching_staged_only_ratio: the staged passes alone, without
+reusing B's run for cells that write B's own values.
+
     python bench/bench_patching.py          # the France/Italy pair; prints JSON
     python bench/bench_patching.py capital ioi   # also the 17-token Claire/Mary pair
 """
@@ -42,6 +49,8 @@ PAIRS = {  # name → (A, B), same number of tokens so the full grid is patched
     ),
 }
 RUNS = 3  # TransformerLens needs L × positions forward passes per grid
+RESUME_RUNS = 7  # the resume ratio's pairs: cheap enough for more, and the machine is shared
+TARGETS = {"patching_resume_ratio_capital": ("<=", 0.6)}
 
 
 def twinlens_grid(model: LoadedModel, a: str, b: str) -> Work:
@@ -71,6 +80,32 @@ def _one_cell_per_pass_seconds(model: LoadedModel, a: str, b: str, result: Patch
     start = time.perf_counter()
     patch_captures(model, cap_a, cap_b, answer=result.answer.id, wrong=result.wrong.id, rows=1)
     return time.perf_counter() - start
+
+
+def measure_resume(model: LoadedModel, a: str, b: str, runs: int = RESUME_RUNS) -> tuple[dict, dict]:
+    """(figures, details): the grid resumed from B's run ÷ the grid with every cell from block 0."""
+    from lib.analyses import patching
+
+    cap_a, cap_b = capture(model, a), capture(model, b)
+    resumed, whole = patch_captures(model, cap_a, cap_b), patch_captures(model, cap_a, cap_b, resume=False)
+    tokens = {"answer": resumed.answer.id, "wrong": resumed.wrong.id}
+
+    def from_block_zero() -> object:
+        return patch_captures(model, cap_a, cap_b, **tokens, resume=False)
+
+    timing = paired(lambda: patch_captures(model, cap_a, cap_b, **tokens), from_block_zero, runs=runs)
+    patches, _, _ = patching.grid_patches(cap_a, cap_b, model.n_layers)
+    metric = resumed.metric()
+
+    def staged_only() -> object:
+        return patching._patched(model, cap_a, cap_b, patches, lambda run: metric(run.logits))
+
+    staged = paired(staged_only, from_block_zero, runs=runs)
+    difference = (torch.tensor(resumed.raw) - torch.tensor(whole.raw)).abs().max().item()
+    figures = {"resume_ratio": timing.ratio, "resume_max_abs_raw_difference": difference}
+    details = {"resume": timing.to_dict(), "staged_only": staged.to_dict(),
+               "patching_staged_only_ratio": staged.ratio}
+    return figures, details
 
 
 def measure_pair(model: LoadedModel, bridge, a: str, b: str, runs: int) -> tuple[dict, dict]:
@@ -108,8 +143,9 @@ def run(pairs: tuple[str, ...] = ("capital",), runs: int = RUNS) -> dict:
     found: dict = {}
     for name in pairs:
         figures, details = measure_pair(model, bridge, *PAIRS[name], runs)
-        found.update({f"patching_{k}_{name}": v for k, v in figures.items()})
-        found[f"details_{name}"] = details
+        resume_figures, resume_details = measure_resume(model, *PAIRS[name])
+        found.update({f"patching_{k}_{name}": v for k, v in {**figures, **resume_figures}.items()})
+        found[f"details_{name}"] = {**details, **resume_details}
     return found
 
 

@@ -162,6 +162,7 @@ def patching() -> dict | None:
         return None
     from bench import bench_patching
 
+    TARGETS.update(bench_patching.TARGETS)
     found = bench_patching.run()
     return {"figures": {k: v for k, v in found.items() if isinstance(v, int | float)}, "details": found}
 
@@ -262,6 +263,12 @@ NOTES = [
     "check (one short forward pass) against the same `load_file`.",
     "p4: the Compare page's data is what `lib.app.ui` computes for it: two captures and "
     "`compare_captures`; the reference forward pass keeps the logits of the last position only.",
+    "patching_resume_ratio / components_resume_ratio: the grid with each patched row starting at its "
+    "own block from B's residual (passes whose batch grows with depth; boundaries by a cost model, "
+    "lib.analyses.patching.stage_starts) ÷ every row from block 0 (`resume=False`, the work of the "
+    "code before: one pass from layer 0 per chunk). On a 2-core machine shared with other jobs, "
+    "two torch threads wait on each other at every small op, which favours fewer, larger passes: "
+    "the ratio is lower with one thread or an idle machine.",
 ]
 
 

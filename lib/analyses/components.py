@@ -66,11 +66,12 @@ from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site
 from .patching import (
-    MIN_METRIC_GAP,
+    MetricPair,
     TokenRef,
     _metric_tokens,
-    resumed_run,
-    rows_per_pass,
+    block_of,
+    metric_pair,
+    patched_rows,
 )
 
 Progress = Callable[[float], None]
@@ -422,7 +423,7 @@ def interventions_for(acts_a: dict, rows: Sequence[Sequence[Spec]]) -> list[Inte
 
 def _row_layer(specs: Sequence[Spec]) -> int:
     """The first block a row changes: blocks below it compute exactly what B's own run did."""
-    return min(spec.site.residual if spec.site.is_residual else spec.site.layer for spec in specs)
+    return min(block_of(spec.site) for spec in specs)
 
 
 def patched_metric(
@@ -432,23 +433,15 @@ def patched_metric(
 ) -> list[float]:
     """metric(B's last-position logits) with each row's specs applied, in the order of `rows`.
 
-    Rows are run sorted by depth, `step` per pass: a pass whose rows change nothing below block ℓ
-    starts at ℓ from B's own residual ℓ (kept in its capture) instead of recomputing blocks 0…ℓ−1
-    (`patching.resumed_run`; `skip=False` recomputes them: the same numbers, tested). Passes are
-    not split further by depth: on a CPU, fewer larger passes were faster than more shallower ones."""
-    step = step or rows_per_pass(loaded, cap_b.n_tokens)
-    order = sorted(range(len(rows)), key=lambda i: _row_layer(rows[i]))
-    depths = [_row_layer(rows[i]) for i in order]
-    values: dict[int, float] = {}
-    for begin in range(0, len(rows), step):
-        batch = order[begin : begin + step]
-        start = depths[begin] if skip else 0
-        changes = interventions_for(acts_a, [rows[i] for i in batch])
-        logits = resumed_run(loaded, cap_b, len(batch), start, changes)
-        values.update(zip(batch, metric(logits).tolist(), strict=True))
-        if progress is not None:
-            progress(len(values) / len(rows))
-    return [values[i] for i in range(len(rows))]
+    Each row starts at the first block it changes, from B's own residual there (kept in its
+    capture), and rows share passes as their depths allow (`patching.patched_rows`, which states
+    the cost model); `skip=False` runs every row from block 0 instead: the same numbers, tested.
+    `step` bounds the rows per pass."""
+    return patched_rows(
+        loaded, cap_b, [_row_layer(specs) for specs in rows],
+        lambda indices: interventions_for(acts_a, [rows[i] for i in indices]),
+        lambda run: metric(run.logits), step=step, resume=skip, progress=progress,
+    ).tolist()
 
 
 @dataclass(frozen=True)
@@ -461,8 +454,9 @@ class Agreement(Record):
 
 
 @dataclass(frozen=True)
-class ComponentPatching(Record):
-    """Normalized effects of patching A's components into B, exact and estimated (AtP).
+class ComponentPatching(MetricPair):
+    """Normalized effects of patching A's components into B, exact and estimated (AtP); the
+    metric's fields are `MetricPair`'s.
 
     columns: the position groups patched — ("all",) (every position at once, equal lengths),
         ("last",) (A's last into B's last, lengths differ) or B's positions as strings.
@@ -472,14 +466,6 @@ class ComponentPatching(Record):
     (`to_dict` writes every field under its own name: the CLI's `patch` JSON)
     """
 
-    model: dict
-    bos: str
-    answer: TokenRef
-    wrong: TokenRef
-    metric_a: float
-    metric_b: float
-    tokens_a: tuple[str, ...]
-    tokens_b: tuple[str, ...]
     columns: tuple[str, ...]
     components: tuple[tuple[tuple[float, ...], ...], ...]
     heads: tuple[tuple[tuple[float, ...], ...], ...]
@@ -526,26 +512,18 @@ def patch_components(
     per_position: bool = False,
     progress: Progress | None = None,
     rows: int | None = None,
+    resume: bool = True,
 ) -> ComponentPatching:
     """Exact patching of every layer's attention and MLP output and every head, batched (see
     `patched_metric`; `rows` overrides the rows per pass), and attribution patching of the same
-    cells from one forward and one backward pass of B."""
+    cells from one forward and one backward pass of B. `resume=False` runs every exact cell from
+    block 0 (the same numbers; the reference `make bench` times this against)."""
     arch, n = loaded.architecture, loaded.n_layers
     if arch.n_heads is None:
         raise ArchitectureError(f"'{arch.family}' does not say how many attention heads it has.")
     n_heads = arch.n_heads
-    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_ref.id].double() - logits[..., wrong_ref.id].double()
-
-    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
-    gap = metric_a - metric_b
-    if abs(gap) < MIN_METRIC_GAP:
-        raise PromptError(
-            f"logit['{answer_ref.token}'] − logit['{wrong_ref.token}'] is the same for A and B "
-            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
-        )
+    pair = metric_pair(loaded, cap_a, cap_b, answer, wrong)
+    metric, gap = pair.metric(), pair.metric_a - pair.metric_b
     groups, columns, note = position_groups(cap_a, cap_b, per_position)
     sites = [Site(layer, kind) for layer in range(n) for kind in ("attn_out", "mlp_out", "z")]
     acts_a = activations_of(loaded, cap_a.token_ids, sites)
@@ -558,8 +536,10 @@ def patch_components(
                 specs.append([Spec(Site(layer, "z"), b_pos, a_pos, head=index)])
             else:
                 specs.append([Spec(Site(layer, ("attn_out", "mlp_out")[index]), b_pos, a_pos)])
-    raw = patched_metric(loaded, acts_a, cap_b, specs, metric, step=rows, progress=progress)
-    effects = [(m - metric_b) / gap for m in raw]
+    raw = patched_metric(
+        loaded, acts_a, cap_b, specs, metric, step=rows, skip=resume, progress=progress
+    )
+    effects = [pair.normalized(m) for m in raw]
     width = len(groups)
     split = 2 * n * width
 
@@ -577,11 +557,9 @@ def patch_components(
     order = sorted(range(len(flat_exact)), key=lambda i: -abs(flat_exact[i] - flat_atp[i]))[:5]
     worst = tuple((i // (n_heads * width), i // width % n_heads, flat_exact[i], flat_atp[i]) for i in order)
     return ComponentPatching(
-        model=loaded.info(), bos=cap_b.bos, answer=answer_ref, wrong=wrong_ref,
-        metric_a=metric_a, metric_b=metric_b, tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
-        columns=columns, components=grid(effects[:split], 2), heads=exact_heads,
-        atp_components=atp_c, atp_heads=atp_h,
-        agreement=Agreement(_pearson(flat_exact, flat_atp), worst), note=note,
+        **pair.shared(), columns=columns, components=grid(effects[:split], 2), heads=exact_heads,
+        atp_components=atp_c, atp_heads=atp_h, agreement=Agreement(_pearson(flat_exact, flat_atp), worst),
+        note=note,
     )
 
 

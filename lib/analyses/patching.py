@@ -24,6 +24,9 @@ A's last residual, so the effect is 1).
 
 The patched runs are batched: B is repeated along the batch dimension and row i is patched at its
 own cell, so one forward pass covers many cells; rows per pass are bounded so memory stays small.
+A cell patched at layer ℓ needs blocks ℓ…L−1 only: its row joins the batch at block ℓ, from B's
+residual ℓ (`patched_rows`), and a cell whose patch writes B's own values (positions before the
+first differing token) is B's own run.
 
     >>> from lib.core.models import load_model
     >>> r = patch_residual(load_model(), "The capital of France is", "The capital of Italy is")
@@ -33,8 +36,9 @@ own cell, so one forward pass covers many cells; rows per pass are bounded so me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -129,12 +133,13 @@ def space_hint(loaded: LoadedModel, logits: torch.Tensor, typed: str) -> SpaceHi
 
 
 @dataclass(frozen=True)
-class PatchResult:
-    """The patching grid for A → B.
+class MetricPair(Record):
+    """What every patching result is measured by: m = logit[answer] − logit[wrong] at the last
+    position, m_A and m_B of the two prompts' own runs, and the prompts' tokens. Patching results
+    (`PatchResult`, components' `ComponentPatching`) extend it, so these fields are written once and
+    serialize flat, first, in this order.
 
-    effect[ℓ][j] and raw[ℓ][j] are for layer ℓ = 0…L and B's position `positions[j]`: every
-    position when A and B have the same number of tokens, else only the last (then `note` says why).
-    raw is the metric m of the patched run; effect is (raw − m_B) / (m_A − m_B).
+    normalized(m) = (m − m_B) / (m_A − m_B), the effect: 0 = B's own metric, 1 = A's.
     """
 
     model: dict
@@ -145,6 +150,64 @@ class PatchResult:
     metric_b: float
     tokens_a: tuple[str, ...]
     tokens_b: tuple[str, ...]
+
+    def normalized(self, raw: float) -> float:
+        return (raw - self.metric_b) / (self.metric_a - self.metric_b)
+
+    def metric(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return logit_difference(self.answer.id, self.wrong.id)
+
+    def shared(self) -> dict:
+        """These fields by name, to build a result extending MetricPair: `PatchResult(**pair.shared(), …)`."""
+        return {f.name: getattr(self, f.name) for f in fields(MetricPair)}
+
+
+def logit_difference(answer_id: int, wrong_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """m(logits [..., vocab]) = logit[answer] − logit[wrong] → [...] float64; a closure over plain
+    ints, so a remote backend can run it where the logits are."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[..., answer_id].double() - logits[..., wrong_id].double()
+
+    return metric
+
+
+def metric_pair(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
+) -> MetricPair:
+    """The logit-difference metric of A → B (answer and wrong as `_metric_tokens` resolves them);
+    refuses a pair whose m_A and m_B are too close to normalize the effect."""
+    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    metric = logit_difference(answer_ref.id, wrong_ref.id)
+    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+    return _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, "logit")
+
+
+def _checked_pair(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: TokenRef, wrong: TokenRef,
+    metric_a: float, metric_b: float, score: Score,
+) -> MetricPair:
+    """The MetricPair of these values, refused when m_A and m_B are too close to normalize."""
+    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
+        raise PromptError(
+            f"{metric_words(answer, wrong, score)} is the same for A and B "
+            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
+        )
+    return MetricPair(
+        model=loaded.info(), bos=cap_b.bos, answer=answer, wrong=wrong, metric_a=metric_a,
+        metric_b=metric_b, tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
+    )
+
+
+@dataclass(frozen=True)
+class PatchResult(MetricPair):
+    """The patching grid for A → B (the metric's fields: `MetricPair`).
+
+    effect[ℓ][j] and raw[ℓ][j] are for layer ℓ = 0…L and B's position `positions[j]`: every
+    position when A and B have the same number of tokens, else only the last (then `note` says why).
+    raw is the metric m of the patched run; effect is (raw − m_B) / (m_A − m_B).
+    """
+
     positions: tuple[int, ...]
     effect: tuple[tuple[float, ...], ...]
     raw: tuple[tuple[float, ...], ...]
@@ -217,49 +280,162 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
     ]
 
 
-def resumed_run(
-    loaded: LoadedModel, cap_b: Capture, batch: int, start: int, interventions: list[Intervention],
-    reduce: Callable[[Run], torch.Tensor] | None = None, all_positions: bool = False,
+def block_of(site: Site) -> int:
+    """The first block whose work a change at `site` alters: residual r enters block r (residual L,
+    after the last block, alters only the final norm's input: L); attn_out, mlp_out, z of block ℓ: ℓ."""
+    return site.residual if site.is_residual else site.layer
+
+
+STAGE_COST = 256  # one pass's own cost (embedding, masks, hooks, copies) in token·blocks of work
+
+
+def stage_starts(starts: Sequence[int], n_layers: int, n_tokens: int) -> list[int]:
+    """The blocks where the passes of one chunk begin, chosen among the rows' starting blocks
+    `starts` (sorted) to minimize the work: a pass from block s to the next pass's start e costs
+    STAGE_COST + (e − s) · n_tokens · (rows starting before e) token·blocks (the last pass runs to
+    the end with every row). A boundary pays when enough rows start late enough; rows starting
+    between two boundaries run from the earlier one. Dynamic programming over the distinct starts."""
+    distinct = sorted(set(starts))
+    best: list[tuple[float, int]] = [(0.0, 0)] * (len(distinct) + 1)  # (cost from here, next index)
+    for j in range(len(distinct) - 1, -1, -1):
+        options = []
+        for m in range(j + 1, len(distinct) + 1):
+            end = distinct[m] if m < len(distinct) else n_layers
+            rows = bisect_left(starts, end) if m < len(distinct) else len(starts)
+            options.append((STAGE_COST + (end - distinct[j]) * n_tokens * rows + best[m][0], m))
+        best[j] = min(options)
+    chosen, j = [], 0
+    while j < len(distinct):
+        chosen.append(distinct[j])
+        j = best[j][1]
+    return chosen
+
+
+def patched_rows(
+    loaded: LoadedModel,
+    cap_b: Capture,
+    depths: Sequence[int],
+    changes: Callable[[Sequence[int]], list[Intervention]],
+    reduce: Callable[[Run], torch.Tensor],
+    *,
+    step: int | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
+    all_positions: bool = False,
 ) -> torch.Tensor:
-    """B's last-position logits [batch, vocab] with `interventions` (or `reduce(run)`, computed
-    where the run happens), its blocks below residual `start` not recomputed: the pass starts from
-    B's own residual there (lib.core.hooks, start_at). Blocks below the shallowest change compute
-    exactly B's own run, so the numbers are the same."""
-    n = loaded.n_layers
-    start = min(start, n - 1)
-    if start > 0:
-        entry = Intervention(Site.residual_at(start, n), "replace", cap_b.residual[start][None])
-        interventions = [entry, *interventions]
-    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long).expand(batch, -1)
-    run = loaded.backend.run(input_ids, interventions=interventions, start_at=max(start, 0), reduce=reduce,
-                             all_positions=all_positions)
-    return run.logits if reduce is None else run
+    """`reduce(run)` for B run once per row, row i changed by the interventions `changes` builds,
+    stacked in the order of `depths` → [len(depths), ...]; with `all_positions` the run `reduce`
+    sees holds the logits of every position [rows, pos, vocab], not only the last.
 
+    depths[i] is the first block row i changes (`block_of` its shallowest site): blocks below it
+    compute exactly B's own run, which the capture already holds. `changes(indices)` returns the
+    interventions for a batch whose row j is row indices[j].
 
-def _patched_logit_chunks(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
-    reduce: Callable[[Run], torch.Tensor] | None = None, all_positions: bool = False,
-) -> Iterator[torch.Tensor]:
-    """Yield the last-position logits [n, vocab] of the patched runs, `rows` patches per pass (or
-    `reduce(run)` of each pass, computed where the run happens), each pass starting at the
-    shallowest layer it patches (`resumed_run`: the blocks below are B's own).
+    Cost model. A row changed at block ℓ needs blocks ℓ…L−1 only; running every row through all
+    L blocks costs rows × L block-rows, starting each row at its own block Σ (L − ℓ_i) — about
+    half for a residual grid (ℓ spread evenly over 0…L). Rows are sorted by depth and, `step` per
+    chunk, run in stages: stage k runs blocks s_k…s_{k+1}−1 (s: chosen among the chunk's depths by
+    `stage_starts`, which weighs a pass's own cost) on the rows already started, carried as their
+    residual s_k from the stage before, plus the rows starting in s_k…s_{k+1}−1, entering with B's
+    residual s_k from the capture (backend `start_at`; a stage
+    ends at `stop_early` recording residual s_{k+1}). Rows not yet started are B's own run and
+    cost nothing. Each intervention is applied in the stage that runs its block. Every row sees the
+    same arithmetic as a whole run of its own; only the batch it shares a matmul with differs, so
+    the numbers agree to float rounding (tested against `resume=False`: every row from block 0).
 
-    Each pass holds the model's lock only while it runs; between passes other sessions may run,
-    and whatever the caller does with a chunk (or a generator it abandons) never holds the model.
+    A backend whose `start_at`/`stop_early` save no work (nnsight: the trace runs every block) gets
+    one pass per chunk, from the chunk's shallowest depth.
+
+    Each pass holds the model's lock only while it runs; between passes other sessions may run.
+    `progress(f)` gets the fraction of rows done after each chunk.
     """
-    step = rows or rows_per_pass(loaded, cap_b.n_tokens, all_positions)
-    for begin in range(0, len(patches), step):
-        batch = patches[begin : begin + step]
-        start = min(p.layer for p in batch)
-        changes = patch_interventions(cap_a, batch, loaded.n_layers)
-        yield resumed_run(loaded, cap_b, len(batch), start, changes, reduce, all_positions)
+    n = loaded.n_layers
+    step = step or rows_per_pass(loaded, cap_b.n_tokens, all_positions)
+    staged = resume and loaded.backend.skips_blocks
+    order = sorted(range(len(depths)), key=lambda i: depths[i])
+    entering = [min(depths[i], n - 1) if resume else 0 for i in order]  # residual L rows run the last block
+    found: list[torch.Tensor | None] = [None] * len(depths)
+    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
+    for begin in range(0, len(order), step):
+        chunk, starts = order[begin : begin + step], entering[begin : begin + step]
+        stages = stage_starts(starts, n, cap_b.n_tokens) if staged else starts[:1]
+        carried: torch.Tensor | None = None  # [rows started, pos, d]: their residual entering the stage
+        # built once: a stage's batch is a prefix of the chunk, holding every row that touches its blocks
+        chunk_changes = changes(chunk)
+        for k, start in enumerate(stages):
+            last = k == len(stages) - 1
+            end = n if last else stages[k + 1]
+            rows = chunk if last else chunk[: sum(s < end for s in starts)]
+            interventions = [
+                i for i in chunk_changes if start <= block_of(i.site) and (last or block_of(i.site) < end)
+            ]
+            if start > 0:
+                started = 0 if carried is None else len(carried)
+                fresh = cap_b.residual[start][None].expand(len(rows) - started, -1, -1)
+                value = fresh if carried is None else torch.cat([carried.to(fresh.dtype), fresh])
+                interventions.insert(0, Intervention(Site.residual_at(start, n), "replace", value))
+            ids = input_ids.expand(len(rows), -1)
+            if last:
+                values = loaded.backend.run(ids, interventions=interventions, start_at=start, reduce=reduce,
+                                            all_positions=all_positions)
+                for i, value in zip(rows, values, strict=True):
+                    found[i] = value
+            else:
+                site = Site.residual_at(end, n)
+                carried = loaded.backend.run(
+                    ids, sites=[site], interventions=interventions, start_at=start, stop_early=True,
+                    reduce=lambda run, site=site: run.activations[site],
+                )
+        if progress is not None:
+            progress(min(begin + step, len(order)) / len(order))
+    return torch.stack(found)  # type: ignore[arg-type]
 
 
 def patched_logits(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], *, rows: int | None = None
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], *, rows: int | None = None,
+    resume: bool = True,
 ) -> torch.Tensor:
     """B's last-position logits [len(patches), vocab] after each patch (for a few patches: tests, checks)."""
-    return torch.cat(list(_patched_logit_chunks(loaded, cap_a, cap_b, patches, rows)))
+    return _patched(loaded, cap_a, cap_b, patches, lambda run: run.logits, rows=rows, resume=resume)
+
+
+def _patched(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch],
+    reduce: Callable[[Run], torch.Tensor], *, rows: int | None = None, resume: bool = True,
+    progress: Progress | None = None, reuse_same: bool = False, all_positions: bool = False,
+) -> torch.Tensor:
+    """`reduce` of B's run after each patch (`patched_rows`: each row starts at its patch's layer).
+
+    With `reuse_same`, a patch that writes exactly B's own values (positions before the first token
+    where A and B differ, at every layer: a causal model has computed the same there, bit for bit)
+    is B's own run, and its row is `reduce` of B's captured logits, with no pass."""
+    n = loaded.n_layers
+    same = [reuse_same and _writes_own_values(cap_a, cap_b, patch) for patch in patches]
+    changed = [i for i, own in enumerate(same) if not own]
+    values = None
+    if changed:
+        values = patched_rows(
+            loaded, cap_b, [patches[i].layer for i in changed],
+            lambda indices: patch_interventions(cap_a, [patches[changed[i]] for i in indices], n),
+            reduce, step=rows, resume=resume, progress=progress, all_positions=all_positions,
+        )
+    if len(changed) == len(patches):
+        return values
+    if progress is not None and not changed:
+        progress(1.0)
+    own = reduce(Run(logits=cap_b.final_logits[None]))[0]
+    if values is None:
+        return own.expand(len(patches), *own.shape).clone()
+    found = own.to(values.device).expand(len(patches), *own.shape).clone()
+    found[changed] = values
+    return found
+
+
+def _writes_own_values(cap_a: Capture, cap_b: Capture, patch: Patch) -> bool:
+    """Whether `patch` writes into B exactly the values B already has there."""
+    a = cap_a.residual[patch.layer, list(patch.a_positions)]
+    b = cap_b.residual[patch.layer, list(patch.b_positions)]
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.to(b.device), b)
 
 
 def grid_patches(
@@ -330,9 +506,9 @@ def _metric_tokens(
 
 def _word_sweep(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch], rows: int | None,
-    ids: tuple[int, ...],
-) -> Iterator[torch.Tensor]:
-    """Teacher-forced log p(word `ids`) at B's end after each patch, one chunk [n] per pass: B runs
+    ids: tuple[int, ...], resume: bool, progress: Progress | None,
+) -> torch.Tensor:
+    """Teacher-forced log p(word `ids`) at B's end after each patch → [len(patches)]: B runs
     followed by the word's pieces but the last (`extend`), patched at B's own positions, and the
     pieces' log-probabilities are summed inside the run (`piece_logprobs`)."""
     start = cap_b.n_tokens - 1  # the row that predicts the first piece
@@ -341,7 +517,8 @@ def _word_sweep(
         return piece_logprobs(run.logits[:, start:], ids).sum(-1)
 
     context = extend(loaded, cap_b, ids[:-1]) if len(ids) > 1 else cap_b
-    return _patched_logit_chunks(loaded, cap_a, context, patches, rows, reduce, all_positions=True)
+    return _patched(loaded, cap_a, context, patches, reduce, rows=rows, resume=resume, progress=progress,
+                    all_positions=True)
 
 
 def patch_captures(
@@ -355,11 +532,16 @@ def patch_captures(
     rows: int | None = None,
     score: Score = "logit",
     model_a: LoadedModel | None = None,
+    resume: bool = True,
 ) -> PatchResult:
     """The patching grid from two runs already made; `rows` overrides the patches per pass. B's run
     is repeated through `loaded`: A may come from another model of the same depth and width (two
     models on one prompt: model 1's residual written into model 2, `model_a` = model 1, which
-    `score="word"` runs once more to score the words after A)."""
+    `score="word"` runs once more to score the words after A).
+
+    Each cell's run starts at its own layer from B's residual, and cells that write B's own values
+    are B's run (`_patched`); `resume=False` runs every cell from the embeddings instead: the same
+    numbers to float rounding, the reference `make bench` times this against."""
     check_same_residuals(cap_a, cap_b)
     answer_ref, wrong_ref, words = _metric_tokens(loaded, cap_a, cap_b, answer, wrong, score)
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
@@ -369,43 +551,29 @@ def patch_captures(
             - float(forced_piece_logprobs(model, cap, words[1]).sum())
             for model, cap in ((model_a or loaded, cap_a), (loaded, cap_b))
         )
-        sweeps = [_word_sweep(loaded, cap_a, cap_b, patches, rows, ids) for ids in words]
+        pair = _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, score)
+        answer_scores, wrong_scores = (
+            _word_sweep(loaded, cap_a, cap_b, patches, rows, ids, resume,
+                        None if progress is None else lambda f, k=k: progress((k + f) / 2))
+            for k, ids in enumerate(words)
+        )
+        raw = (answer_scores - wrong_scores).tolist()
     else:
-        answer_id, wrong_id = answer_ref.id, wrong_ref.id  # plain ints: the metric may run remotely
-
-        def metric(logits: torch.Tensor) -> torch.Tensor:
-            return logits[..., answer_id].double() - logits[..., wrong_id].double()
-
-        metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
+        metric = logit_difference(answer_ref.id, wrong_ref.id)
+        pair = _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, float(metric(cap_a.final_logits)),
+                             float(metric(cap_b.final_logits)), score)
         # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
         # patched row, not its [vocab] logits
-        sweeps = [_patched_logit_chunks(loaded, cap_a, cap_b, patches, rows, lambda run: metric(run.logits))]
-    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
-        raise PromptError(
-            f"{metric_words(answer_ref, wrong_ref, score)} is the same for A and B "
-            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
-        )
-    scores: list[list[float]] = []
-    for sweep in sweeps:  # answer's score then wrong's for whole words; the logit difference otherwise
-        scores.append([])
-        for values in sweep:
-            scores[-1].extend(values.tolist())
-            if progress is not None:
-                progress((len(scores) - 1 + len(scores[-1]) / len(patches)) / len(sweeps))
-    raw = scores[0] if len(scores) == 1 else [x - y for x, y in zip(*scores, strict=True)]
+        raw = _patched(
+            loaded, cap_a, cap_b, patches, lambda run: metric(run.logits), rows=rows, progress=progress,
+            resume=resume, reuse_same=resume,
+        ).tolist()
     width = len(positions)
     raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
     return PatchResult(
-        model=loaded.info(),
-        bos=cap_b.bos,
-        answer=answer_ref,
-        wrong=wrong_ref,
-        metric_a=metric_a,
-        metric_b=metric_b,
-        tokens_a=cap_a.tokens,
-        tokens_b=cap_b.tokens,
+        **pair.shared(),
         positions=positions,
-        effect=tuple(tuple((m - metric_b) / (metric_a - metric_b) for m in row) for row in raw_grid),
+        effect=tuple(tuple(pair.normalized(m) for m in row) for row in raw_grid),
         raw=raw_grid,
         note=note,
         score=score,

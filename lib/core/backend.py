@@ -189,6 +189,7 @@ class Backend(Protocol):
     n_layers: int
     d_model: int
     vocab_size: int
+    skips_blocks: bool  # do start_at / stop_early save the skipped blocks' work (else: same numbers only)
 
     def run(
         self,

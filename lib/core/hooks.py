@@ -62,6 +62,7 @@ class HooksBackend:
         self.n_layers = loaded.n_layers
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
+        self.skips_blocks = True  # start_at and stop_early run only the blocks between them
         parameters = inspect.signature(loaded.model.forward).parameters
         self._logits_to_keep = "logits_to_keep" in parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # transformers ≥ 5.x: cache

@@ -108,6 +108,7 @@ class NnsightBackend:
         self.n_layers = loaded.n_layers
         self.d_model = loaded.d_model
         self.vocab_size = loaded.vocab_size
+        self.skips_blocks = False  # start_at / stop_early: the protocol's numbers, every block still runs
         self.envoy = envoy if envoy is not None else wrap(loaded)
         if remote:
             # NDIF has no twinlens installed: the code a trace calls (Intervention.apply, a view's

@@ -6,6 +6,7 @@ import json
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from lib.analyses.patching import (
     patched_logits,
     reading,
     space_hint,
+    stage_starts,
 )
 from lib.core.backend import Intervention
 from lib.core.capture import capture
@@ -101,7 +103,14 @@ def test_patching_a_whole_layer_reproduces_a_logits(family_model):
     assert (cap_a.final_logits - cap_b.final_logits).abs().max().item() > 100 * TOLERANCE
 
 
-def test_batched_grid_equals_one_cell_per_pass(family_model):
+def own_value_cells(cap_a, cap_b) -> list[tuple[int, int]]:
+    """(layer, position) cells where A's residual is bit for bit B's own."""
+    return [(layer, p) for layer in range(cap_b.residual.shape[0]) for p in range(cap_b.n_tokens)
+            if torch.equal(cap_a.residual[layer, p], cap_b.residual[layer, p])]
+
+
+def test_batched_grid_equals_one_cell_per_pass(family_model, monkeypatch):
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     tokens = contrast_tokens(cap_a, cap_b)
     cells = (family_model.n_layers + 1) * cap_b.n_tokens
@@ -109,17 +118,95 @@ def test_batched_grid_equals_one_cell_per_pass(family_model):
     batched = patch_captures(family_model, cap_a, cap_b, **tokens)
     batched_passes = family_model.forward_passes - before
     single = patch_captures(family_model, cap_a, cap_b, **tokens, rows=1)
-    assert batched_passes == 1 < cells == family_model.forward_passes - before - batched_passes
+    # one staged pass per block a row can start at (residual L's rows join the last block's stage);
+    # a cell whose patch writes B's own values is B's run, read without a pass
+    single_passes = family_model.forward_passes - before - batched_passes
+    changed_cells = cells - len(own_value_cells(cap_a, cap_b))
+    assert batched_passes == family_model.n_layers < single_passes == changed_cells
     for batched_row, single_row in zip(batched.raw, single.raw, strict=True):
         assert batched_row == pytest.approx(single_row, abs=TOLERANCE)
+
+
+def test_cells_before_the_first_differing_token_are_bs_own_run_without_a_pass(france_italy, family_model):
+    """A causal model computes the same at positions before the first token where A and B differ,
+    bit for bit, at every layer: patching there writes B's own values, so the cell is m_B exactly
+    (and needs no pass); recomputed, it agrees to float rounding."""
+    cap_a, cap_b, result, differing = france_italy
+    n = family_model.n_layers
+    own = own_value_cells(cap_a, cap_b)
+    assert {(layer, p) for layer in range(n + 1) for p in range(differing)} <= set(own)
+    recomputed = patched_logits(family_model, cap_a, cap_b, [Patch(l, (p,), (p,)) for l, p in own])
+    for (layer, p), logits in zip(own, recomputed, strict=True):
+        assert result.raw[layer][p] == result.metric_b
+        computed = float(logits[result.answer.id].double() - logits[result.wrong.id].double())
+        assert computed == pytest.approx(result.metric_b, abs=TOLERANCE)
+
+
+@contextmanager
+def rows_through_blocks(model):
+    """Count the rows each block really runs (its attention's input batch; skipped blocks hand their
+    input on without calling it): yields a list [rows per block], filled as passes run."""
+    counts = [0] * model.n_layers
+    handles = []
+    for layer in range(model.n_layers):
+        def count(module, args, kwargs, layer=layer):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            counts[layer] += hidden.shape[0]
+        attention = model.architecture.block_parts(layer).attention
+        handles.append(attention.register_forward_pre_hook(count, with_kwargs=True))  # test-only probe
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model, monkeypatch):
+    """The cost model of `patched_rows`: a cell patched at residual ℓ runs blocks ℓ…L−1 (residual L's
+    cells run the last block, whose output they replace), not all L; every row from block 0 is
+    the same grid (same numbers) at (L + 1)·L block-rows per position."""
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
+    cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
+    n, pos = family_model.n_layers, cap_b.n_tokens
+    patches, _, _ = grid_patches(cap_a, cap_b, n)
+    with rows_through_blocks(family_model) as staged:
+        resumed = patched_logits(family_model, cap_a, cap_b, patches)
+    with rows_through_blocks(family_model) as whole:
+        from_zero = patched_logits(family_model, cap_a, cap_b, patches, resume=False)
+    assert staged == [pos * (layer + 1) for layer in range(n - 1)] + [pos * (n + 1)]
+    assert whole == [pos * (n + 1)] * n
+    assert (resumed - from_zero).abs().max().item() <= TOLERANCE
+
+
+def stages_cost(stages, starts, n, tokens, stage_cost):
+    ends = [*stages[1:], n]
+    return sum(stage_cost + (e - s) * tokens * (len(starts) if e == n else sum(x < e for x in starts))
+               for s, e in zip(stages, ends, strict=True))
+
+
+@pytest.mark.parametrize("stage_cost", [0, 64, 256, 10_000])
+def test_passes_begin_where_the_cost_model_says_the_work_is_least(monkeypatch, stage_cost):
+    """No pass of its own is worth a row or two; with no cost per pass every starting block gets one."""
+    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", stage_cost)
+    n, tokens = 30, 5
+    starts = sorted(min(layer, n - 1) for layer in range(n + 1) for _ in range(tokens))
+    chosen = stage_starts(starts, n, tokens)
+    assert chosen[0] == 0 and chosen == sorted(set(chosen)) and set(chosen) <= set(starts)
+    every, one = sorted(set(starts)), [0]
+    cost = [stages_cost(stages, starts, n, tokens, stage_cost) for stages in (chosen, every, one)]
+    assert cost[0] <= min(cost[1:])
+    if stage_cost == 0:
+        assert chosen == every
+    if stage_cost == 10_000:
+        assert chosen == one
 
 
 def test_small_batches_report_progress_up_to_one(family_model):
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     seen: list[float] = []
     patch_captures(family_model, cap_a, cap_b, **contrast_tokens(cap_a, cap_b), progress=seen.append, rows=4)
-    cells = (family_model.n_layers + 1) * cap_b.n_tokens
-    assert len(seen) == math.ceil(cells / 4)
+    cells = (family_model.n_layers + 1) * cap_b.n_tokens - len(own_value_cells(cap_a, cap_b))
+    assert len(seen) == math.ceil(cells / 4)  # one report per chunk of 4 rows that ran
     assert seen == sorted(seen) and seen[-1] == 1.0 and seen[0] > 0
 
 
@@ -360,3 +447,17 @@ def test_concurrent_compare_and_patch_match_serial_results(family_model):
     assert concurrent == serial
     assert_model_free(family_model)
 
+
+
+def test_patching_results_hold_the_metric_fields_once_and_serialize_them_flat_first():
+    """PatchResult and ComponentPatching extend MetricPair: its fields come first, by name, in
+    History's records (fields by name) as before they were shared."""
+    from dataclasses import fields
+
+    from lib.analyses.components import ComponentPatching
+    from lib.analyses.patching import MetricPair, PatchResult
+
+    shared = [f.name for f in fields(MetricPair)]
+    assert shared == ["model", "bos", "answer", "wrong", "metric_a", "metric_b", "tokens_a", "tokens_b"]
+    for result in (PatchResult, ComponentPatching):
+        assert [f.name for f in fields(result)][: len(shared)] == shared
