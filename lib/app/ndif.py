@@ -21,7 +21,7 @@ import streamlit as st
 
 from ..analyses.compare import compare_prompts
 from ..analyses.distances import capture_distances
-from ..analyses.generation import complete_character, continue_capture
+from ..analyses.generation import complete_character, continue_capture, lens_completions, token_characters
 from ..analyses.lens import cell_detail, lens_grid
 from ..core.errors import Cancelled
 from .request import Request
@@ -31,6 +31,7 @@ T = TypeVar("T")
 # residual stream (or, for continuations, the tokens only); anything else is refused in ui.cached.
 REDUCED_ON_NDIF = (
     compare_prompts, lens_grid, cell_detail, capture_distances, continue_capture, complete_character,
+    lens_completions, token_characters,  # tokens and greedy generation only
 )
 API_KEY_STATE = "ndif_api_key"  # the sidebar's password field (session state only)
 CANCELLED_STATE = "_twinlens_cancelled_request"  # the request whose NDIF job the user cancelled
