@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     patch.add_argument("prompt_b")
     patch.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
     patch.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
+    patch.add_argument(
+        "--score", choices=("logit", "word"), default="logit",
+        help="logit: logit[answer] − logit[wrong], a word of several tokens by its first piece; "
+        "word: log p(answer) − log p(wrong) of whole words by teacher forcing",
+    )
     _model_args(patch)
     pair = commands.add_parser("compare-models", help="logit lens and distances of one prompt in two models")
     pair.add_argument("prompt")
@@ -157,7 +162,8 @@ def run_patch(args: argparse.Namespace) -> dict:
 
     check_prompts(args.prompt_a, args.prompt_b)
     return patch_residual(
-        _load(args), args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos
+        _load(args), args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos,
+        score=args.score,
     ).to_dict()
 
 

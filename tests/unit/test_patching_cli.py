@@ -36,6 +36,19 @@ def test_cli_patch_uses_the_named_tokens(tiny_folders):
     assert (data["answer"]["token"], data["wrong"]["token"]) == ("␣Paris", "␣Rome")
 
 
+def test_cli_patch_scores_whole_words_when_asked(tiny_folders, tiny_models):
+    folder, model = str(tiny_folders["llama"]), tiny_models["llama"]
+    expected = patch_residual(model, FRANCE, ITALY, answer=" Paris", wrong=" Rome", score="word")
+    out = run_cli("patch", FRANCE, ITALY, "--answer", " Paris", "--wrong", " Rome", "--score", "word",
+                  "--model", folder)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["metric"]["score"] == "word"
+    assert data["metric"]["a"] == pytest.approx(expected.metric_a, abs=1e-5)
+    for got, want in zip(data["raw"], expected.raw, strict=True):
+        assert got == pytest.approx(list(want), abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
