@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..core.errors import TwinlensError, unexpected
+from ..core.errors import SettingsError, TwinlensError, unexpected
 from ..core.tokens import BOS_MODES, check_prompts
 from .export import to_json
 
@@ -125,8 +125,19 @@ def _add_components(commands) -> None:
     _model_args(parser)
 
 
+REDUCED_ON_NDIF = ("compare", "generate")  # commands whose results NDIF sends back reduced
+
+
 def _load(args: argparse.Namespace, spec: str | None = None):
     from ..core.models import load_model
+
+    if args.remote and args.command not in REDUCED_ON_NDIF:  # refused before any network or load
+        raise SettingsError(
+            f"`twinlens {args.command}` needs each prompt's whole residual stream, which NDIF would have "
+            "to send back (for a 70B model about 1.3 MB per token); with --remote only "
+            f"{' and '.join(REDUCED_ON_NDIF)} run, reduced on the server. Run {args.command} with "
+            "--backend nnsight on a model this machine holds (docs/scale.md)."
+        )
 
     for flag, on in (("--trust-remote-code", args.trust_remote_code), ("--allow-pickle", args.allow_pickle)):
         if on:

@@ -190,8 +190,25 @@ def test_cli_remote_never_prints_the_key(capsys, monkeypatch, key):
         )
 
     monkeypatch.setattr(nnsight_backend, "ndif_deployments", refused)
-    code, out, err = _cli(capsys, "patch", "a", "b", "--model", "meta-llama/Llama-3.1-8B", "--remote")
+    code, out, err = _cli(capsys, "compare", "a", "b", "--model", "meta-llama/Llama-3.1-8B", "--remote")
     assert code == 1 and "NDIF refused the API key" in err and KEY not in err + out
+
+
+@pytest.mark.parametrize("command", ["patch", "components", "steer", "features", "compare-models"])
+def test_cli_remote_refuses_commands_that_would_fetch_residual_streams(capsys, monkeypatch, command):
+    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
+    monkeypatch.setenv("NDIF_API_KEY", "not-used")
+
+    def contacted():
+        raise AssertionError("NDIF was contacted")
+
+    monkeypatch.setattr(nnsight_backend, "ndif_deployments", contacted)
+    args = ["a"] if command == "compare-models" else ["a", "b"]
+    extra = {"steer": ["--layer", "1", "--alpha", "1"], "compare-models": ["--model2", "gpt2"]}
+    extra = extra.get(command, [])
+    code, out, err = _cli(capsys, command, *args, *extra, "--model", "meta-llama/Llama-3.1-8B", "--remote")
+    assert code == 1 and out == ""
+    assert err.strip().count("\n") == 0 and "whole residual stream" in err and "compare and generate" in err
 
 
 @pytest.mark.parametrize(
