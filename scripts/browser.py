@@ -164,6 +164,18 @@ def open_view(page, url: str, title: str, timeout: float = 180) -> None:
     settle(page, timeout)
 
 
+@contextmanager
+def opened_view(folder: Callable[[str], Path], page_file: str, query: Mapping[str, str], title: str):
+    """A Chromium tab showing `page_file` for `query` on a fresh server (a browser test's module
+    fixture); `folder(name)` makes the folders for the server log and the browser profile
+    (e.g. `tmp_path_factory.mktemp`)."""
+    with serve(log=folder("streamlit") / "server.log") as url:
+        with chromium(folder("chromium-profile")) as context:
+            tab = context.new_page()
+            open_view(tab, view_url(url, page_file, query), title)
+            yield tab
+
+
 def wait_for_chart(page, timeout: float = 60) -> None:
     """Wait until Vega has drawn a chart (its canvas or svg) on the page."""
     page.locator(CHART).first.wait_for(timeout=timeout * 1000)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 from test_browser import REQUEST, SHOTS, pytestmark  # noqa: F401  (the same request; skipped without Chromium)
 
-from scripts.browser import chromium, open_view, serve, settle, view_url
+from scripts.browser import opened_view, settle
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-            tab = context.new_page()
-            open_view(tab, view_url(url, "pages/patching.py", REQUEST), "Patching")
-            yield tab
+    with opened_view(tmp_path_factory.mktemp, "pages/patching.py", REQUEST, "Patching") as tab:
+        yield tab
 
 
 def test_running_patching_draws_the_heatmap_reading_and_lens(page):
