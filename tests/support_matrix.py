@@ -130,6 +130,27 @@ def _dp(value: str | None) -> str:
     return "0 (exact)" if number == 0 else f"{number:.1e}"
 
 
+def _rows(families: dict[str, FamilyResult], names, sites: bool) -> list[str]:
+    """One table row per family: its names, tests passed, the lens check, (its sites), verdict."""
+    rows = []
+    for family in names:
+        result = families.get(family, FamilyResult())
+        name, examples = KNOWN_AS.get(family, (family, ""))
+        total = len(result.passed) + len(result.failed)
+        verdict = "not run" if not total else (
+            "fails: " + ", ".join(f"`{t}`" for t in sorted(set(result.failed))) if result.failed
+            else "supported"
+        )
+        cells = [
+            name, f"`{family}`", result.properties.get("hf_class", "—"), examples,
+            f"{len(result.passed)}/{total}", _dp(result.properties.get("max_abs_dp")),
+        ]
+        if sites:
+            cells.append(result.properties.get("sites", "—").replace("|", "\\|"))
+        rows.append("| " + " | ".join(cells + [verdict]) + " |")
+    return rows
+
+
 def render(families: dict[str, FamilyResult], files: dict[str, str], versions: str) -> str:
     """The Markdown page."""
     lines = [
@@ -147,20 +168,7 @@ def render(families: dict[str, FamilyResult], files: dict[str, str], versions: s
         "max abs Δp, lens at last layer vs model | Result |",
         "|---|---|---|---|---|---|---|",
     ]
-    for family in FAMILIES:
-        result = families.get(family, FamilyResult())
-        name, examples = KNOWN_AS.get(family, (family, ""))
-        total = len(result.passed) + len(result.failed)
-        if not total:
-            verdict = "not run"
-        elif result.failed:
-            verdict = "fails: " + ", ".join(f"`{t}`" for t in sorted(set(result.failed)))
-        else:
-            verdict = "supported"
-        lines.append(
-            f"| {name} | `{family}` | {result.properties.get('hf_class', '—')} | {examples} | "
-            f"{len(result.passed)}/{total} | {_dp(result.properties.get('max_abs_dp'))} | {verdict} |"
-        )
+    lines += _rows(families, FAMILIES, sites=False)
     lines += [
         "",
         "## More decoder families",
@@ -174,20 +182,7 @@ def render(families: dict[str, FamilyResult], files: dict[str, str], versions: s
         "max abs Δp, lens at last layer vs model | Attention / MLP sites | Result |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for family in EXTRA_FAMILIES:
-        result = families.get(family, FamilyResult())
-        name, examples = KNOWN_AS.get(family, (family, ""))
-        total = len(result.passed) + len(result.failed)
-        verdict = "not run" if not total else (
-            "fails: " + ", ".join(f"`{t}`" for t in sorted(set(result.failed))) if result.failed
-            else "supported"
-        )
-        sites = result.properties.get("sites", "—").replace("|", "\\|")
-        lines.append(
-            f"| {name} | `{family}` | {result.properties.get('hf_class', '—')} | {examples} | "
-            f"{len(result.passed)}/{total} | {_dp(result.properties.get('max_abs_dp'))} | {sites} | "
-            f"{verdict} |"
-        )
+    lines += _rows(families, EXTRA_FAMILIES, sites=True)
     lines += [
         "",
         "## Refused with a clear message",
