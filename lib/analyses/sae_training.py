@@ -431,6 +431,7 @@ def train(work: Path, cfg: TrainConfig, log: Log = _print) -> list[_LayerState]:
     steps_per_epoch = n // cfg.batch_size
     last_save = last_log = time.time()
     start_elapsed, start = progress["elapsed"], time.time()
+    start_step, start_tokens = progress["step"], progress["tokens"]
     while progress["elapsed"] < budget and progress["tokens"] < cfg.max_epochs * n:
         step = progress["step"]
         epoch, index = divmod(step, steps_per_epoch)
@@ -458,9 +459,27 @@ def train(work: Path, cfg: TrainConfig, log: Log = _print) -> list[_LayerState]:
             _save_checkpoint(checkpoint, layers, progress)
             last_save = now
     _save_checkpoint(checkpoint, layers, progress)
+    _record_run(work / "job.json", {
+        "residuals": list(cfg.residuals), "corpus_tokens": n, "lr": cfg.lr,
+        "steps": progress["step"] - start_step, "tokens_per_layer": progress["tokens"] - start_tokens,
+        "seconds": round(progress["elapsed"] - start_elapsed, 1),
+        "tokens_per_s_per_layer": round(
+            (progress["tokens"] - start_tokens) / max(progress["elapsed"] - start_elapsed, 1e-9), 1
+        ),
+    })
     log(f"train: done, {progress['step']} steps, {progress['tokens']:,} tokens per layer "
         f"in {progress['elapsed'] / 60:.1f} min")
     return layers
+
+
+def _record_run(job: Path, run: dict) -> None:
+    """Append one training run (this process's steps, tokens and seconds) to job.json's `train_runs`,
+    so the card can report each run's own speed rather than an average over differently loaded runs."""
+    if not run["steps"]:
+        return
+    meta = json.loads(job.read_text()) if job.exists() else {}
+    meta.setdefault("train_runs", []).append(run)
+    job.write_text(json.dumps(meta, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,7 +587,8 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
             "architecture": "topk", "d_in": loaded.d_model, "d_sae": cfg.d_sae, "k": cfg.k,
             "corpus": CORPUS_SOURCE, "licence": CORPUS_LICENCE,
             "corpus_tokens": progress.get("corpus_tokens", len(acts)), "context_size": cfg.context,
-            "collection": meta,
+            "collection": {k: v for k, v in meta.items() if k != "train_runs"},
+            "training_runs": meta.get("train_runs", []),
             "tokens_seen": progress["tokens"], "steps": progress["step"],
             "epochs": round(progress["tokens"] / progress.get("corpus_tokens", len(acts)), 2),
             "training_minutes": round(progress["elapsed"] / 60, 1),
@@ -577,7 +597,10 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
             "dead_share": round(dead, 4),
             "dead_definition": "never active on the training tokens",
             "collect_tokens_per_s": meta.get("collect_tokens_per_s"),
-            "train_tokens_per_s_per_layer": round(progress["tokens"] / max(progress["elapsed"], 1e-9), 1),
+            "train_tokens_per_s_per_layer": (
+                meta["train_runs"][-1]["tokens_per_s_per_layer"] if meta.get("train_runs")
+                else round(progress["tokens"] / max(progress["elapsed"], 1e-9), 1)
+            ),
             "config": asdict(cfg),
             "fvu_definition": "sum ||x - x_hat||^2 / sum ||x - mean x||^2 over positions 1.. of each "
                               "held-out 128-token window, averaged over windows",

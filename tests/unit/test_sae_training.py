@@ -87,6 +87,14 @@ def test_job_collects_trains_exports_and_resumes(family_model, tmp_path, corpus)
     [card] = run_job(loaded, work, out, one, corpus=corpus, log=lambda m: None)
     assert card["residual"] == 2 and card["tokens_seen"] > resumed["tokens"]
     assert {p.name: p.read_bytes() for p in (out / sites[0].name).iterdir()} == first
+    # each training run is on the card with its own steps and speed; the latest speed is the card's
+    runs = card["training_runs"]
+    _, last = _load_checkpoint(work / "train-checkpoint.pt", one)
+    assert [r["residuals"] for r in runs] == [[1, 2], [1, 2], [2]]
+    assert sum(r["steps"] for r in runs) == last["step"] and runs[0]["steps"] == progress["step"]
+    assert sum(r["tokens_per_layer"] for r in runs) == last["tokens"] == card["tokens_seen"]
+    assert card["train_tokens_per_s_per_layer"] == runs[-1]["tokens_per_s_per_layer"] > 0
+    assert "train_runs" not in card["collection"]
     with pytest.raises(SettingsError, match="holds residuals"):
         _load_checkpoint(work / "train-checkpoint.pt", replace(CFG, residuals=(1, 2)))
 
