@@ -42,5 +42,5 @@ screenshots: $(STAMP)  ## docs/screenshot-logit-lens.png from the app in headles
 matrix: $(STAMP)  ## run the family tests and write docs/support_matrix.md from their results
 	$(PY) tests/support_matrix.py
 
-sae: $(STAMP)  ## train the shipped TopK SAEs (residuals 6, 15, 24; resumable; ~1.5 h on 2 CPU cores)
+sae: $(STAMP)  ## train the shipped TopK SAEs (residuals 6, 15, 24; resumable; ≈ 10 min collection + 60 min training on 2 idle CPU cores)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lib sae train --dtype bfloat16 $(SAE_ARGS)

@@ -96,9 +96,10 @@ def _add_sae(commands) -> None:
     actions = sae.add_subparsers(dest="sae_command", required=True)
     train = actions.add_parser("train", help="collect activations, train, export (resumable)")
     train.add_argument("--layers", default="6,15,24", help="residual indices, comma-separated")
-    train.add_argument("--tokens", type=int, default=250_000, help="training tokens to collect")
+    train.add_argument("--tokens", type=int, default=650_000,
+                       help="training tokens to collect (650,000: all of the default corpus)")
     train.add_argument("--collect-minutes", type=float, default=40.0, help="time box for collection")
-    train.add_argument("--train-minutes", type=float, default=40.0, help="time box for training")
+    train.add_argument("--train-minutes", type=float, default=60.0, help="time box for training")
     train.add_argument("--d-sae", type=int, default=4608)
     train.add_argument("--k", type=int, default=32)
     train.add_argument("--batch-size", type=int, default=512)

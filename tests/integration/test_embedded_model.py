@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -45,7 +46,10 @@ def test_same_prefix_gives_zero_distance_at_layer_zero(real_model):
 def test_default_model_cache_is_rebuilt_when_damaged(tmp_path, monkeypatch):
     from lib.core import models
 
+    built = models.cache_dir() / models._CACHE_DIR_NAME  # the session's copy (built once by real_model)
     monkeypatch.setenv("TWINLENS_CACHE", str(tmp_path))
+    if models._cache_is_complete(built):  # start from a copy of it: the two rebuilds below are the test
+        shutil.copytree(built, tmp_path / models._CACHE_DIR_NAME)
     folder = models.ensure_default_model()
     manifest = json.loads((folder / "twinlens-manifest.json").read_text())
     weights = folder / "model.safetensors"
@@ -57,6 +61,7 @@ def test_default_model_cache_is_rebuilt_when_damaged(tmp_path, monkeypatch):
     assert not models._cache_is_complete(folder)
     loaded = models.load_model("default")
     assert weights.stat().st_size == manifest["sizes"]["model.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building-")]
 
     with open(weights, "r+b") as f:  # same size, garbage header: detected when loading
         f.write(b"\xff" * 64)
