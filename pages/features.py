@@ -49,6 +49,16 @@ def feature_table(rows: tuple[FeatureRow, ...], names: tuple[str, str]) -> pd.Da
     )
 
 
+def feature_columns(names: tuple[str, str]) -> dict:
+    """How feature_table's numbers read: activations to 2 decimals, Δ signed, density in percent."""
+    number = st.column_config.NumberColumn
+    return {
+        **{f"activation {n}": number(format="%.2f") for n in names},
+        "Δ": number(format="%+.2f", help=f"activation {names[0]} − activation {names[1]}"),
+        "density": number(format="percent", help="share of the SAE's training tokens it fires on"),
+    }
+
+
 def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
     tokens = result.tokens_a if side == "a" else result.tokens_b
     rows = result.heat_a if side == "a" else result.heat_b
@@ -160,14 +170,15 @@ if found is not None:
     for column, side, rows in ((left, side_a, result.top_a), (right, side_b, result.top_b)):
         column.subheader(f"Top features of {side.name} (last position)")
         tables[f"top-{side.name}"] = feature_table(rows, names)
-        column.dataframe(tables[f"top-{side.name}"], hide_index=True, width="stretch")
+        column.dataframe(tables[f"top-{side.name}"], hide_index=True, width="stretch",
+                         column_config=feature_columns(names))
     groups = (("Shared", "shared", result.shared), (f"Only {names[0]}", "only-a", result.only_a),
               (f"Only {names[1]}", "only-b", result.only_b))
     for title, key, rows in groups:
         st.subheader(f"{title} (ranked by |Δ|)")
         tables[key] = feature_table(rows, names)
         if rows:
-            st.dataframe(tables[key], hide_index=True, width="stretch")
+            st.dataframe(tables[key], hide_index=True, width="stretch", column_config=feature_columns(names))
         else:
             st.caption("None.")
 
