@@ -331,6 +331,23 @@ def lens_tolerance(dtype: torch.dtype) -> float:
     return 4e-2 if dtype == torch.bfloat16 else 2e-2  # bfloat16 keeps 8 mantissa bits, float16 11
 
 
+def probability_gap(architecture: Architecture, hidden: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """max |softmax(lens(h_L)) − softmax(model logits)| over positions and vocabulary, for the last
+    block's output `hidden` [pos, d_model] and the model's own logits `own` [pos, vocab] (a 0-dim tensor)."""
+    lens = architecture.logits(hidden)
+    return (torch.softmax(lens.float(), -1) - torch.softmax(own.float(), -1)).abs().max()
+
+
+def refuse_lens_gap(family: str, gap: float, dtype: torch.dtype) -> None:
+    """Refuse a model whose lens at the last layer misses its own output by more than the tolerance."""
+    if not gap <= lens_tolerance(dtype):  # also refuses NaN
+        raise ArchitectureError(
+            f"twinlens cannot read models of type '{family}': the lens at the last layer does not "
+            f"reproduce the model's own next-token probabilities (max |Δp| = {gap:.3g}); the model "
+            "transforms its output in a way twinlens does not know."
+        )
+
+
 @torch.inference_mode()
 def check_lens(model: nn.Module, architecture: Architecture, input_ids: torch.Tensor) -> float:
     """Run `input_ids` [1, pos] once and check that the parts found are the model's real path:
@@ -366,12 +383,6 @@ def check_lens(model: nn.Module, architecture: Architecture, input_ids: torch.Te
             f"twinlens cannot read models of type '{family}': the last block gives width "
             f"{hidden.shape[-1]}, the config says {architecture.d_model}."
         )
-    lens = architecture.logits(hidden)
-    gap = (torch.softmax(lens, -1) - torch.softmax(own, -1)).abs().max().item()
-    if not gap <= lens_tolerance(hidden.dtype):  # also refuses NaN
-        raise ArchitectureError(
-            f"twinlens cannot read models of type '{family}': the lens at the last layer does not "
-            f"reproduce the model's own next-token probabilities (max |Δp| = {gap:.3g}); the model "
-            "transforms its output in a way twinlens does not know."
-        )
+    gap = probability_gap(architecture, hidden, own).item()
+    refuse_lens_gap(family, gap, hidden.dtype)
     return gap

@@ -22,10 +22,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .architecture import Architecture, check_lens, check_parts, find_architecture
+from .architecture import (
+    Architecture,
+    check_lens,
+    check_parts,
+    find_architecture,
+    probability_gap,
+    refuse_lens_gap,
+)
 from .backend import Backend
 from .errors import ModelLoadError, RemoteError, SettingsError
 from .hooks import HooksBackend
+from .sites import Site
 
 DEFAULT_SPEC = "default"
 DEFAULT_NAME = "SmolLM2-135M-Instruct (Q4_1, embedded)"
@@ -319,8 +327,7 @@ def parse_max_memory(text: str | None) -> dict | None:
 def _load_remote(spec: str, *, dtype: str, trust_remote_code: bool) -> LoadedModel:
     """A model that runs on NDIF: its structure is built on the meta device from the hub config
     (no weights here), the tokenizer is read from the hub, every run is a remote trace. The
-    load-time lens check needs the weights, so it is not run here; NDIF hosts the unmodified
-    checkpoints of families the support matrix covers."""
+    load-time lens check runs there (`check_lens_remotely`: one short job, one number back)."""
     from .nnsight_backend import NnsightBackend, check_hosted, check_remote_ready
 
     check_remote_ready(True)
@@ -348,7 +355,30 @@ def _load_remote(spec: str, *, dtype: str, trust_remote_code: bool) -> LoadedMod
         architecture=find_architecture(model), device=torch.device("cpu"), dtype=torch_dtype,
     )
     loaded.backend = NnsightBackend(loaded, remote=True, envoy=envoy)
+    check_lens_remotely(loaded)
     return loaded
+
+
+def check_lens_remotely(loaded: LoadedModel) -> float:
+    """The load-time lens check where the weights are (one short job on NDIF): the probe's last
+    position, max |softmax(lens(h_L)) − softmax(model logits)|, reduced there, so one number comes
+    back. Refuses the model (ArchitectureError, as `check_lens`) when it exceeds the tolerance;
+    returns it otherwise."""
+    from functools import partial
+
+    ids = torch.tensor([loaded.tokenizer(_PROBE_TEXT)["input_ids"] or [0]])
+    site = Site.residual_at(loaded.n_layers, loaded.n_layers)
+    gap = loaded.backend.run_each(
+        [ids], sites=[site], reduce=partial(_last_position_gap, architecture=loaded.architecture, site=site)
+    )
+    refuse_lens_gap(loaded.architecture.family, float(gap), loaded.dtype)
+    return float(gap)
+
+
+def _last_position_gap(runs: list, *, architecture: Architecture, site: Site) -> torch.Tensor:
+    """`probability_gap` at the last position of the first run (run where the run is)."""
+    run = runs[0]
+    return probability_gap(architecture, run.activations[site][0, -1:], run.logits[:1])
 
 
 # Every LoadedModel still in use, by _identity: loading the same files again while one is alive

@@ -20,6 +20,7 @@ from lib.core import nnsight_backend
 from lib.core.capture import capture
 from lib.core.models import load_model
 from lib.core.nnsight_backend import tensor_bytes
+from lib.core.sites import Site
 
 TEXT_A = "Claire and Mary went to the shops"
 TEXT_B = "Claire and Kobe went"  # another length: the two passes need not line up
@@ -140,3 +141,35 @@ def _tensors(value) -> list[torch.Tensor]:
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
     return []
+
+
+def test_the_load_time_lens_check_runs_where_the_model_is_and_sends_back_one_number(
+    family_model, tiny_folders
+):
+    """A model on NDIF has no weights here: `check_lens_remotely` runs the lens check in one job
+    and gets back max |Δp| at the probe's last position — the local check's figure there."""
+    from lib.core.architecture import probability_gap
+    from lib.core.models import _PROBE_TEXT, check_lens_remotely
+
+    twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight", remote="local")
+    gap = check_lens_remotely(twin)
+    assert twin.backend.received_bytes == 4  # one float32
+    ids = torch.tensor([family_model.tokenizer(_PROBE_TEXT)["input_ids"]])
+    site = Site.residual_at(family_model.n_layers, family_model.n_layers)
+    with torch.inference_mode():
+        run = family_model.backend.run(ids, sites=[site])
+        expected = probability_gap(family_model.architecture, run.activations[site][0, -1:], run.logits[:1])
+    assert gap == pytest.approx(float(expected), abs=1e-7) and gap <= 1e-4
+
+
+def test_the_remote_lens_check_refuses_a_lens_that_misses_the_model(tiny_folders):
+    """Gemma-2's lens without its logit soft-cap misses the model's output: refused as at a local load."""
+    import dataclasses
+
+    from lib.core.errors import ArchitectureError
+    from lib.core.models import check_lens_remotely
+
+    twin = load_model(str(tiny_folders["gemma2"]), backend="nnsight", remote="local")
+    twin.architecture = dataclasses.replace(twin.architecture, logit_softcap=None)
+    with pytest.raises(ArchitectureError, match="'gemma2'.*does not reproduce"):
+        check_lens_remotely(twin)
