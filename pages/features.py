@@ -77,7 +77,8 @@ def heatmap(table: pd.DataFrame, bound: float) -> alt.Chart:
                 axis=alt.Axis(labelAngle=-45, labelLimit=120)),
         y=alt.Y("feature:N", sort=list(dict.fromkeys(table["feature"])), title=None,
                 axis=alt.Axis(labelLimit=260)),
-        color=alt.Color("activation:Q", scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)])),
+        color=alt.Color("activation:Q",
+                        scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)], clamp=True)),
         tooltip=["feature", "position", "token", alt.Tooltip("activation", format=".3f")],
     ).properties(height=min(22 * table["feature"].nunique() + 60, 600))
 
@@ -183,7 +184,10 @@ if found is not None:
             st.caption("None.")
 
     st.subheader("Features × positions")
-    bound = max([v for row in (*result.heat_a, *result.heat_b) for v in row] or [1.0])
+    bound = result.heat_bound
+    st.caption(f"Colour up to {bound:.2f}, the highest activation after the first token; the first "
+               "token (position 0, outside what SAEs are trained on) can run far higher and is drawn "
+               "clipped at that colour — its value is in the tooltip.")
     left, right = st.columns(2)
     for column, side, key in ((left, side_a, "a"), (right, side_b, "b")):
         table = heat_table(result, key)

@@ -88,6 +88,15 @@ class FeatureComparison:
     def label(self, feature: int) -> str:
         return dict(self.labels).get(feature, "")
 
+    @property
+    def heat_bound(self) -> float:
+        """The top of the heatmaps' colour scale: the largest activation at positions 1… of either
+        prompt (all positions of a one-token prompt). Position 0 lies outside what an SAE is trained
+        and measured on (its residual is the first token's, often orders of magnitude larger), so it
+        would wash out every other cell; it is drawn clipped at this bound."""
+        values = [v for rows in (self.heat_a, self.heat_b) for row in rows for v in (row[1:] or row)]
+        return max(values, default=0.0)
+
     def to_dict(self) -> dict:
         """The CLI's JSON (issue 13): layer, sae, top lists of A and B, shared / only-A / only-B."""
         return {

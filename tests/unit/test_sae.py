@@ -132,6 +132,8 @@ def test_features_of_two_prompts(family_model, tmp_path):
     for i, feature in enumerate(result.heat_features):
         assert result.heat_a[i] == pytest.approx(f_a[:, feature].tolist())
         assert result.heat_b[i] == pytest.approx(f_b[:, feature].tolist())
+    rows = list(result.heat_features)  # the colour scale's top: the highest cell after position 0
+    assert result.heat_bound == pytest.approx(max(f_a[1:, rows].max(), f_b[1:, rows].max()).item())
     data = result.to_dict()
     assert data["layer"] == residual and data["sae"]["hook_name"] == site.name
     assert set(data) == {"layer", "sae", "a", "b", "shared", "only_a", "only_b"}
