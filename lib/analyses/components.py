@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.backend import Intervention
+from ..core.backend import Gradients, Intervention
 from ..core.capture import Capture
 from ..core.errors import ArchitectureError, PromptError, SettingsError
 from ..core.models import LoadedModel
@@ -429,19 +429,44 @@ def _row_layer(specs: Sequence[Spec]) -> int:
 def patched_metric(
     loaded: LoadedModel, acts_a: dict, cap_b: Capture, rows: Sequence[Sequence[Spec]],
     metric: Callable[[torch.Tensor], torch.Tensor], *, step: int | None = None, skip: bool = True,
-    progress: Progress | None = None,
+    progress: Progress | None = None, acts_b: dict | None = None,
 ) -> list[float]:
     """metric(B's last-position logits) with each row's specs applied, in the order of `rows`.
 
     Each row starts at the first block it changes, from B's own residual there (kept in its
     capture), and rows share passes as their depths allow (`patching.patched_rows`, which states
     the cost model); `skip=False` runs every row from block 0 instead: the same numbers, tested.
-    `step` bounds the rows per pass."""
-    return patched_rows(
-        loaded, cap_b, [_row_layer(specs) for specs in rows],
-        lambda indices: interventions_for(acts_a, [rows[i] for i in indices]),
+    `step` bounds the rows per pass. With B's activations `acts_b` (same sites, same layout as
+    `acts_a`), a row whose specs all write exactly B's own values (positions before the first
+    token where A and B differ, where a causal model computed the same, bit for bit) is B's own
+    run: its metric is B's, with no pass."""
+    own = [acts_b is not None and all(_writes_own_values(spec, acts_a, acts_b) for spec in specs)
+           for specs in rows]
+    changed = [i for i, same in enumerate(own) if not same]
+    found = [float(metric(cap_b.final_logits[None])[0])] * len(rows) if len(changed) < len(rows) else []
+    if not changed:
+        if progress is not None:
+            progress(1.0)
+        return found
+    values = patched_rows(
+        loaded, cap_b, [_row_layer(rows[i]) for i in changed],
+        lambda indices: interventions_for(acts_a, [rows[changed[i]] for i in indices]),
         lambda run: metric(run.logits), step=step, resume=skip, progress=progress,
     ).tolist()
+    if not found:
+        return values
+    for i, value in zip(changed, values, strict=True):
+        found[i] = value
+    return found
+
+
+def _writes_own_values(spec: Spec, acts_a: dict, acts_b: dict) -> bool:
+    """Whether `spec` writes into B exactly the values B already has there."""
+    a = acts_a[spec.site][list(spec.a_positions)]
+    b = acts_b[spec.site][list(spec.b_positions)]
+    if spec.head is not None:
+        a, b = a[:, spec.head], b[:, spec.head]
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
 
 
 @dataclass(frozen=True)
@@ -536,8 +561,13 @@ def patch_components(
                 specs.append([Spec(Site(layer, "z"), b_pos, a_pos, head=index)])
             else:
                 specs.append([Spec(Site(layer, ("attn_out", "mlp_out")[index]), b_pos, a_pos)])
+    at_b = loaded.backend.gradients(
+        torch.tensor([list(cap_b.token_ids)], dtype=torch.long), sites, lambda logits: metric(logits).sum()
+    )
+    acts_b = {site: at_b.run.activations[site][0] for site in sites}
     raw = patched_metric(
-        loaded, acts_a, cap_b, specs, metric, step=rows, skip=resume, progress=progress
+        loaded, acts_a, cap_b, specs, metric, step=rows, skip=resume, progress=progress,
+        acts_b=acts_b if resume else None,
     )
     effects = [pair.normalized(m) for m in raw]
     width = len(groups)
@@ -550,7 +580,7 @@ def patch_components(
             for layer in range(n)
         )
 
-    atp_c, atp_h = _attribution_patching(loaded, acts_a, cap_b, metric, groups, gap)
+    atp_c, atp_h = _attribution_patching(loaded, acts_a, at_b, groups, gap)
     exact_heads = grid(effects[split:], n_heads)
     flat_exact = [v for row in exact_heads for cell in row for v in cell]
     flat_atp = [v for row in atp_h for cell in row for v in cell]
@@ -564,14 +594,11 @@ def patch_components(
 
 
 def _attribution_patching(
-    loaded: LoadedModel, acts_a: dict, cap_b: Capture, metric: Callable, groups: list, gap: float
+    loaded: LoadedModel, acts_a: dict, found: Gradients, groups: list, gap: float
 ) -> tuple[tuple, tuple]:
-    """AtP estimates of the component and head grids: Σ_group (a_A − a_B) · ∂m/∂a at B, / gap."""
+    """AtP estimates of the component and head grids: Σ_group (a_A − a_B) · ∂m/∂a at B, / gap, with
+    B's activations and gradients `found` (one forward and one backward pass of B)."""
     n = loaded.n_layers
-    sites = list(acts_a)
-    found = loaded.backend.gradients(
-        torch.tensor([list(cap_b.token_ids)], dtype=torch.long), sites, lambda logits: metric(logits).sum()
-    )
 
     def estimate(site: Site, b_pos: tuple[int, ...], a_pos: tuple[int, ...]) -> torch.Tensor:
         delta = acts_a[site][list(a_pos)].double() - found.run.activations[site][0, list(b_pos)].double()

@@ -299,3 +299,46 @@ def test_a_run_from_the_middle_refuses_what_it_cannot_do(tiny_models, start, kwa
         return
     with pytest.raises(SettingsError, match=phrase):
         model.backend.run(ids, start_at=start, **kwargs)
+
+
+def test_per_position_cells_that_write_b_own_values_need_no_pass(family_model, monkeypatch):
+    """Before the first token where A and B differ, A's components are B's own, bit for bit: those
+    cells of the per-position grid are B's run (no patched row) and the grid is the one computed
+    with every cell run from block 0."""
+    from lib.analyses import components
+
+    cap_a, cap_b = capture(family_model, A), capture(family_model, B)
+    first = next(p for p, (a, b) in enumerate(zip(cap_a.token_ids, cap_b.token_ids, strict=True)) if a != b)
+    assert first >= 1  # "The capital of" is shared
+    run_rows = []
+    patched_rows = components.patched_rows
+
+    def counted(loaded, cap, depths, *args, **kwargs):
+        run_rows.append(len(depths))
+        return patched_rows(loaded, cap, depths, *args, **kwargs)
+
+    monkeypatch.setattr(components, "patched_rows", counted)
+    fast = patch_components(family_model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, per_position=True)
+    n, heads = family_model.n_layers, family_model.architecture.n_heads
+    cells = (2 + heads) * n
+    sites = [Site(layer, kind) for layer in range(n) for kind in ("attn_out", "mlp_out", "z")]
+    own_a, own_b = (activations_of(family_model, c.token_ids, sites) for c in (cap_a, cap_b))
+    def cell(acts: dict, site: Site, p: int, h: int) -> torch.Tensor:
+        return acts[site][p][h] if site.kind == "z" else acts[site][p]
+
+    # the cells whose value in A is B's bit for bit: the shared prefix, and any later one that
+    # depends on its own token only (e.g. a parallel MLP at layer 0)
+    same = sum(
+        torch.equal(cell(own_a, site, p, h), cell(own_b, site, p, h))
+        for site in sites for p in range(cap_b.n_tokens) for h in (range(heads) if site.kind == "z" else [0])
+    )
+    assert same >= cells * first and sum(run_rows) == cells * cap_b.n_tokens - same
+    run_rows.clear()
+    full = patch_components(family_model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, per_position=True,
+                            resume=False)
+    assert sum(run_rows) == cells * cap_b.n_tokens
+    torch.testing.assert_close(torch.tensor(fast.heads), torch.tensor(full.heads), rtol=0, atol=1e-4)
+    torch.testing.assert_close(torch.tensor(fast.components), torch.tensor(full.components), rtol=0,
+                               atol=1e-4)
+    own = [cell[p] for row in fast.heads for cell in row for p in range(first)]
+    assert own and all(v == pytest.approx(0.0, abs=1e-9) for v in own)  # B's own run: effect 0
