@@ -119,6 +119,12 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def bar(fraction: float, width: int = 20) -> str:
+    """A text progress bar for the job's log lines: `[██████░░░░░░░░░░░░░░]  30%`."""
+    done = round(min(max(fraction, 0.0), 1.0) * width)
+    return f"[{'█' * done}{'░' * (width - done)}] {fraction:4.0%}"
+
+
 # ---------------------------------------------------------------------------------------------
 # corpus
 
@@ -263,7 +269,8 @@ def collect(
         done_tokens += chunk.numel()
         rate = done_tokens / max(time.time() - started, 1e-9)
         left = (n_shards - i - 1) * per * windows.shape[1] / max(rate, 1e-9)
-        log(f"collect {what}: shard {i + 1}/{n_shards}  {rate:,.0f} tokens/s  ~{left / 60:.1f} min left")
+        log(f"collect {what}: {bar((i + 1) / n_shards)}  shard {i + 1}/{n_shards}  {rate:,.0f} tokens/s  "
+            f"~{left / 60:.1f} min left")
     total = sum(len(torch.load(p, weights_only=True)["ids"]) for p in sorted(folder.glob(f"{what}-*.pt")))
     return total * (windows.shape[1] - 1), done_tokens, time.time() - started
 
@@ -447,13 +454,13 @@ def train(work: Path, cfg: TrainConfig, log: Log = _print) -> list[_LayerState]:
         now = time.time()
         if now - last_log > 30:
             last_log = now
-            rate = (progress["tokens"]) / max(progress["elapsed"], 1e-9)
+            rate = (progress["tokens"] - start_tokens) / max(progress["elapsed"] - start_elapsed, 1e-9)
             recent = "  ".join(
                 f"r{s.residual}: fvu {np.mean(s.losses[-20:]):.3f} dead "
                 f"{float(((seen - s.last_fired) > cfg.dead_after).float().mean()):.1%}"
                 for s in layers
             )
-            log(f"train: step {step + 1} epoch {seen / n:.2f}  {fraction:.0%} of time box  "
+            log(f"train: {bar(fraction)} of the time box  step {step + 1} epoch {seen / n:.2f}  "
                 f"{rate:,.0f} tokens/s per layer ({rate * len(layers):,.0f} all)  {recent}")
         if now - last_save > cfg.checkpoint_minutes * 60:
             _save_checkpoint(checkpoint, layers, progress)

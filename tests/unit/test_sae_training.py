@@ -15,6 +15,7 @@ from lib.analyses.sae import feature_book, load_sae, read_card
 from lib.analyses.sae_training import (
     TrainConfig,
     _load_checkpoint,
+    bar,
     clean_wikitext,
     load_shards,
     run_job,
@@ -41,8 +42,11 @@ def corpus(tmp_path):
 def test_job_collects_trains_exports_and_resumes(family_model, tmp_path, corpus):
     loaded = family_model
     work, out = tmp_path / "work", tmp_path / "out"
-    cards = run_job(loaded, work, out, CFG, corpus=corpus, log=lambda m: None)
+    said: list[str] = []
+    cards = run_job(loaded, work, out, CFG, corpus=corpus, log=said.append)
     assert [c["residual"] for c in cards] == [1, 2]
+    shards = [line for line in said if line.startswith("collect train:")]
+    assert shards and shards[-1].startswith("collect train: [████████████████████] 100%  shard")
 
     # collection: one pass per batch stopped after the highest residual, position 0 dropped
     acts, ids = load_shards(work / "acts", "train", 2)
@@ -109,6 +113,11 @@ def test_wikitext_becomes_prose():
     assert clean_wikitext(text) == (
         "France is a country in western Europe with a long history.\nHistory\nIts capital is Paris."
     )
+
+
+def test_progress_bar():
+    assert bar(0.3) == "[██████░░░░░░░░░░░░░░]  30%"
+    assert bar(0) == "[░░░░░░░░░░░░░░░░░░░░]   0%" and bar(1.2) == "[████████████████████] 120%"
 
 
 def test_card_is_json(tmp_path):
