@@ -202,10 +202,11 @@ if found is not None:
         st.stop()
     run_a, run_b = request.runs
     bar = st.progress(0.0, text="Patching A into B…")
-    whole = {"score": "word", "model_a": run_a.model} if score == "word" else {}
+    whole = {"score": "word"} if score == "word" else {}
     try:
         result = ui.cached(
-            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong, **whole,
+            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong, model_a=run_a.model,
+            **whole,
             _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
         )
     finally:
@@ -222,7 +223,15 @@ if found is not None:
     grid = effect_table(result)
     st.dataframe(grid, hide_index=True, width="stretch")
 
+    tables = {"cells": table.drop(columns=["column", "differs"])}
     st.subheader("B's logit lens after one patch")
+    if run_b.model.remote:
+        st.info("On NDIF this view is not run: it reads B's patched residual stream at every layer, "
+                "which would have to come back from the server. The grid above came back as one number "
+                "per cell.")
+        ui.download_buttons("patching", request, result.to_dict(), tables)
+        ui.save_form(request, result, "patching")
+        st.stop()
     layer, position = cell_picker(result)
     patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k)
     st.caption(ui.plain(
@@ -232,6 +241,6 @@ if found is not None:
     side_by_side = lens_side_by_side(comparison, patched)
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
-    tables = {"cells": table.drop(columns=["column", "differs"]), "lens-after-patch": side_by_side}
+    tables["lens-after-patch"] = side_by_side
     ui.download_buttons("patching", request, result.to_dict(), tables)
     ui.save_form(request, result, "patching")

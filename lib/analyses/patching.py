@@ -28,6 +28,10 @@ A cell patched at layer ℓ needs blocks ℓ…L−1 only: its row joins the bat
 residual ℓ (`patched_rows`), and a cell whose patch writes B's own values (positions before the
 first differing token) is B's own run.
 
+On a model whose residual stream stays where it runs (NDIF: captures keep no residual), A is run
+again in the same job as B's patched runs (`Backend.transplant`): A's residual never comes back,
+one number per cell does (logit score; whole-word scores are not run there yet).
+
     >>> from lib.core.models import load_model
     >>> r = patch_residual(load_model(), "The capital of France is", "The capital of Italy is")
     >>> [round(e, 3) for e in r.effect[0]], r.answer.token, r.wrong.token
@@ -43,10 +47,10 @@ from typing import Literal
 
 import torch
 
-from ..core.backend import Intervention, Run
+from ..core.backend import Intervention, Job, Run, Transplant
 from ..core.capture import Capture, capture, extend
 from ..core.checks import check_same_residuals
-from ..core.errors import PromptError
+from ..core.errors import PromptError, SettingsError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site, residual_sites
@@ -537,12 +541,17 @@ def patch_captures(
     """The patching grid from two runs already made; `rows` overrides the patches per pass. B's run
     is repeated through `loaded`: A may come from another model of the same depth and width (two
     models on one prompt: model 1's residual written into model 2, `model_a` = model 1, which
-    `score="word"` runs once more to score the words after A).
+    `score="word"` runs once more to score the words after A; captures without a residual stream
+    are patched by running A again, so there `model_a` must be `loaded`).
 
     Each cell's run starts at its own layer from B's residual, and cells that write B's own values
     are B's run (`_patched`); `resume=False` runs every cell from the embeddings instead: the same
     numbers to float rounding, the reference `make bench` times this against."""
-    check_same_residuals(cap_a, cap_b)
+    remote = cap_a.residual is None or cap_b.residual is None
+    if remote:
+        _check_remote_patching(loaded, score, model_a)
+    else:
+        check_same_residuals(cap_a, cap_b)
     answer_ref, wrong_ref, words = _metric_tokens(loaded, cap_a, cap_b, answer, wrong, score)
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
     if score == "word":
@@ -564,10 +573,13 @@ def patch_captures(
                              float(metric(cap_b.final_logits)), score)
         # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
         # patched row, not its [vocab] logits
-        raw = _patched(
-            loaded, cap_a, cap_b, patches, lambda run: metric(run.logits), rows=rows, progress=progress,
-            resume=resume, reuse_same=resume,
-        ).tolist()
+        if remote:
+            raw = _transplanted(loaded, cap_a, cap_b, patches, metric, rows=rows, progress=progress).tolist()
+        else:
+            raw = _patched(
+                loaded, cap_a, cap_b, patches, lambda run: metric(run.logits), rows=rows, progress=progress,
+                resume=resume, reuse_same=resume,
+            ).tolist()
     width = len(positions)
     raw_grid = tuple(tuple(raw[i : i + width]) for i in range(0, len(raw), width))
     return PatchResult(
@@ -577,6 +589,33 @@ def patch_captures(
         raw=raw_grid,
         note=note,
         score=score,
+    )
+
+
+def _check_remote_patching(loaded: LoadedModel, score: Score, model_a: LoadedModel | None) -> None:
+    """What patching runs on captures without a residual stream (a model on NDIF), or why not."""
+    if score == "word":
+        raise SettingsError(
+            "On a model that runs remotely, patching scores each word by its first piece (logit "
+            "difference); scoring whole words is not run there yet. Choose the first-piece score."
+        )
+    if model_a is not None and model_a is not loaded:
+        raise SettingsError("Patching one model's residual into another runs on local models only.")
+
+
+def _transplanted(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, patches: Sequence[Patch],
+    metric: Callable[[torch.Tensor], torch.Tensor], *, rows: int | None, progress: Progress | None,
+) -> torch.Tensor:
+    """metric(B's last-position logits) after each patch, for captures that keep no residual:
+    A runs again in the job that runs B's patched rows (`Backend.transplant`), so what comes back
+    is one number per patch, never A's residual."""
+    n = loaded.n_layers
+    cells = [[Transplant(Site.residual_at(p.layer, n), p.b_positions, p.a_positions)] for p in patches]
+    job = None if progress is None else Job(progress=lambda fraction, status: progress(fraction))
+    return loaded.backend.transplant(
+        torch.tensor([cap_a.token_ids], dtype=torch.long), torch.tensor([cap_b.token_ids], dtype=torch.long),
+        cells, lambda run: metric(run.logits), step=rows or rows_per_pass(loaded, cap_b.n_tokens), job=job,
     )
 
 
@@ -590,14 +629,16 @@ def patch_residual(
     bos: str = "auto",
     progress: Progress | None = None,
     score: Score = "logit",
+    keep_residual: bool = True,
 ) -> PatchResult:
     """Patch A's residual into B's run at every (layer, position) and measure the logit difference.
 
     answer / wrong: words the user names (e.g. ' Paris'; a word of several tokens by its first
     piece, or whole with `score="word"`) or token ids; by default A's and B's own top-1 next
-    tokens. `progress(f)` is called after each batch of patched runs.
+    tokens. `progress(f)` is called after each batch of patched runs. `keep_residual=False` (a
+    model on NDIF): the prompts' residual streams stay where the model runs (`_transplanted`).
     """
-    cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
+    cap_a, cap_b = (capture(model, text, bos, keep_residual=keep_residual) for text in (prompt_a, prompt_b))
     return patch_captures(model, cap_a, cap_b, answer=answer, wrong=wrong, progress=progress, score=score)
 
 

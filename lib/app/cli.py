@@ -126,7 +126,7 @@ def _add_components(commands) -> None:
     _model_args(parser)
 
 
-REDUCED_ON_NDIF = ("compare", "generate")  # commands whose results NDIF sends back reduced
+REDUCED_ON_NDIF = ("compare", "generate", "patch")  # commands whose results NDIF sends back reduced
 
 
 def _load(args: argparse.Namespace, spec: str | None = None):
@@ -136,7 +136,7 @@ def _load(args: argparse.Namespace, spec: str | None = None):
         raise SettingsError(
             f"`twinlens {args.command}` needs each prompt's whole residual stream, which NDIF would have "
             "to send back (for a 70B model about 1.3 MB per token); with --remote only "
-            f"{' and '.join(REDUCED_ON_NDIF)} run, reduced on the server. Run {args.command} with "
+            f"{', '.join(REDUCED_ON_NDIF)} run, reduced on the server. Run {args.command} with "
             "--backend nnsight on a model this machine holds (docs/scale.md)."
         )
 
@@ -175,7 +175,7 @@ def run_patch(args: argparse.Namespace) -> dict:
     check_prompts(args.prompt_a, args.prompt_b)
     return patch_residual(
         _load(args), args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos,
-        score=args.score,
+        score=args.score, keep_residual=not args.remote,
     ).to_dict()
 
 

@@ -23,6 +23,7 @@ from ..analyses.compare import compare_prompts
 from ..analyses.distances import capture_distances
 from ..analyses.generation import complete_character, continue_capture, lens_completions, token_characters
 from ..analyses.lens import cell_detail, lens_grid
+from ..analyses.patching import patch_captures
 from ..core.errors import Cancelled
 from .request import Request
 
@@ -32,6 +33,7 @@ T = TypeVar("T")
 REDUCED_ON_NDIF = (
     compare_prompts, lens_grid, cell_detail, capture_distances, continue_capture, complete_character,
     lens_completions, token_characters,  # tokens and greedy generation only
+    patch_captures,  # A runs again in B's patched runs' job (Backend.transplant); one number per cell back
 )
 API_KEY_STATE = "ndif_api_key"  # the sidebar's password field (session state only)
 CANCELLED_STATE = "_twinlens_cancelled_request"  # the request whose NDIF job the user cancelled

@@ -10,6 +10,9 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run_each([ids_1, ids_2, …], sites, reduce=f)       → f([Run_1, Run_2, …]): one pass per input, one
                                                          job for a remote backend, only f's result back
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
+    transplant(source, target, rows, reduce)           → [f(target run with row i's transplants from
+                                                         the source run)]: both runs in one job, the
+                                                         source's activations never sent back
     lens_logits(hidden [n, d_model])                   → [n, vocab] float32
     generate(input_ids [batch, pos], max_new_tokens, interventions, step_interventions)
                                                        → Generated(token_ids per row, first logits)
@@ -92,6 +95,38 @@ class Intervention:
             view[index] += value
         else:
             view[index] = value
+
+
+@dataclass(frozen=True)
+class Transplant:
+    """Write the source run's activation at `site` (one `head` of hook_z, or the whole site),
+    positions `source_positions`, into the target run at `target_positions` (activation patching
+    of one cell: A's value into B's run)."""
+
+    site: Site
+    target_positions: tuple[int, ...]
+    source_positions: tuple[int, ...]
+    head: int | None = None
+
+
+def transplant_interventions(
+    source: Mapping[Site, torch.Tensor], rows: Sequence[Sequence[Transplant]]
+) -> list[Intervention]:
+    """The interventions for a batch whose row i applies every Transplant of `rows[i]`, with values
+    from `source` (site → [pos, ...], the source run's activations without their batch dimension;
+    hook_z [pos, heads, d_head]): one "replace" per (site, head) listing every cell."""
+    grouped: dict[tuple[Site, int | None], tuple[list[int], list[int], list[torch.Tensor]]] = {}
+    for row, cells in enumerate(rows):
+        for cell in cells:
+            rows_, positions, values = grouped.setdefault((cell.site, cell.head), ([], [], []))
+            value = source[cell.site][list(cell.source_positions)]
+            values.append(value[:, cell.head] if cell.head is not None else value)
+            rows_.extend([row] * len(cell.target_positions))
+            positions.extend(cell.target_positions)
+    return [
+        Intervention(site, "replace", torch.cat(values), rows=tuple(r), positions=tuple(p), head=head)
+        for (site, head), (r, p, values) in grouped.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -229,6 +264,23 @@ class Backend(Protocol):
     ) -> Gradients:
         """Forward `input_ids` [batch, pos] recording `sites`, then backward from
         `metric(logits [batch, vocab]) → scalar` to each site's activation."""
+        ...
+
+    def transplant(
+        self,
+        source_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        rows: Sequence[Sequence[Transplant]],
+        reduce: Callable[[Run], torch.Tensor],
+        *,
+        step: int,
+        job: Job | None = None,
+    ) -> torch.Tensor:
+        """Run `source_ids` [1, pos_s] once, then `target_ids` [1, pos_t] once per row with each
+        Transplant of `rows[i]` written in from the source run, `step` rows per pass; returns
+        `reduce(Run)` of each pass concatenated → [len(rows), ...] (float, on the CPU). A remote
+        backend runs it all as one job and sends back only the reductions: the source's activations
+        stay where the model is. `job` hears of the run's progress and can cancel it."""
         ...
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:

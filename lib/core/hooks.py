@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from .backend import Generated, Gradients, Intervention, Job, Run
+from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
 from .errors import SettingsError
 from .sites import Site
 
@@ -88,6 +88,30 @@ class HooksBackend:
             runs.append(self.run(ids, sites=sites))
         with self.loaded.lock, torch.inference_mode():
             return reduce(runs)
+
+    def transplant(
+        self,
+        source_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        rows: Sequence[Sequence[Transplant]],
+        reduce: Callable[[Run], torch.Tensor],
+        *,
+        step: int,
+        job: Job | None = None,
+    ) -> torch.Tensor:
+        """`Backend.transplant` here: the source's pass records every transplanted site, then one
+        pass of the target per `step` rows."""
+        sites = list(dict.fromkeys(cell.site for cells in rows for cell in cells))
+        source = self.run(source_ids, sites=sites,
+                          reduce=lambda run: {site: run.activations[site][0] for site in sites})
+        found = []
+        for begin in range(0, len(rows), step):
+            if job is not None:
+                job.check()
+            chunk = rows[begin : begin + step]
+            ids = target_ids.expand(len(chunk), -1)
+            found.append(self.run(ids, interventions=transplant_interventions(source, chunk), reduce=reduce))
+        return torch.cat([f.float().cpu() for f in found])
 
     def run(
         self,

@@ -26,6 +26,8 @@ other where the model runs:
     generate     the prompt's pass, then one cached pass per new token (the key-value cache stays
                  in the session), with `HooksBackend.generate`'s decode loop: the same tokens
     gradients    one trace: a zero δ added at each site, the backward pass inside the trace
+    transplant   the source prompt's trace, then the target's traces with the source's values
+                 written in (activation patching): the source's activations never leave the job
 
 For NDIF the session goes through nnsight's blocking `RemoteBackend`, whose status updates
 (RECEIVED … RUNNING, COMPLETED) are handed to a `lib.core.backend.Job` as progress; the job's
@@ -49,12 +51,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Generated, Gradients, Intervention, Job, Run
+from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
 from .errors import Cancelled, RemoteError, SettingsError
 from .hooks import _cache_of, _choose, _finite, _pad_id, eager_attention_on
 from .sites import Site
@@ -205,6 +207,47 @@ class NnsightBackend:
             job.report("COMPLETED")
         self.received_bytes = tensor_bytes(saved)
         return saved
+
+    def transplant(
+        self,
+        source_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        rows: Sequence[Sequence[Transplant]],
+        reduce: Callable[[Run], torch.Tensor],
+        *,
+        step: int,
+        job: Job | None = None,
+    ) -> torch.Tensor:
+        """`Backend.transplant` as one nnsight session (one NDIF job): the source's trace, then a
+        trace of the target per `step` rows whose interventions take their values from the source's
+        trace where it ran. Only the reductions are saved (`received_bytes` counts them)."""
+        loaded = self.loaded
+        n = self.n_layers
+        sites = list(dict.fromkeys(cell.site for cells in rows for cell in cells))
+        for site in sites:
+            site.check(n)
+        source_plan = self._plan(sites, ())
+        wanted = {s: s.canonical(n) for s in sites}
+        chunks = [tuple(tuple(cells) for cells in rows[b : b + step]) for b in range(0, len(rows), step)]
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        job = job or Job()
+        with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
+            job.check()
+            watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
+            if watched is None:
+                job.report("RUNNING")
+            loaded.forward_passes += 1 + len(chunks)
+            self.traces += 1 + len(chunks)
+            source, target = (i.to(loaded.device).contiguous() for i in (source_ids, target_ids))
+            saved = _transplant_session(
+                self.envoy, source, target, kwargs, source_plan, wanted, chunks,
+                loaded.architecture.n_heads, n, reduce, self.remote, watched,
+            )
+            job.report("COMPLETED")
+        self.received_bytes = tensor_bytes(saved)
+        return saved.float().cpu()
 
     def gradients(
         self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
@@ -466,6 +509,32 @@ def _session(envoy, inputs, kwargs, plan, wanted, n_heads, reduce, remote, watch
         for ids in inputs:
             runs.append(_trace(envoy, ids, kwargs, plan, wanted, n_heads, False, None, False, False))
         saved = nnsight.save(_quietly(reduce, runs))
+    return saved
+
+
+def _transplant_session(envoy, source_ids, target_ids, kwargs, source_plan, wanted, chunks, n_heads, n_layers,
+                        reduce, remote, watched):
+    """One nnsight session: the source's trace (nothing saved), then per chunk of rows a trace of the
+    target with the chunk's transplants, values read from the source's trace; only the
+    concatenated reductions are saved."""
+    import nnsight
+
+    with envoy.session(backend=watched, remote=remote):
+        source = _trace(envoy, source_ids, kwargs, source_plan, wanted, n_heads, False, None, False, False)
+        found = []
+        for chunk in chunks:
+            with torch.inference_mode():
+                acts = {site: value[0] for site, value in source.activations.items()}
+                changes = transplant_interventions(acts, chunk)
+            plan = tuple(
+                replace(access, changes=tuple(
+                    c for c in changes if c.site.canonical(n_layers) in access.sites
+                ))
+                for access in source_plan
+            )
+            ids = target_ids.expand(len(chunk), -1)
+            found.append(_trace(envoy, ids, kwargs, plan, {}, n_heads, False, reduce, False, False))
+        saved = nnsight.save(torch.cat(found))
     return saved
 
 

@@ -116,7 +116,7 @@ def test_no_key_gives_the_plain_message(app, fake_ndif):
 
 # page → the button that starts its computation (None: it computes when opened)
 RESIDUAL_PAGES = {
-    "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off", "patching": "Run patching",
+    "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off",
     "components": "Run components", "steering": "Steer",
 }
 
@@ -130,6 +130,27 @@ def test_a_view_that_needs_residual_streams_refuses_on_ndif(app, fake_ndif, page
     assert any("needs each prompt's whole residual stream" in e.value for e in at.error), [
         e.value for e in at.error
     ]
+
+
+def test_patching_on_ndif_draws_the_local_grid_and_says_why_the_patched_lens_is_not_run(
+    app, fake_ndif, tiny_folders
+):
+    """A runs again inside the job of B's patched runs (Backend.transplant): the grid is the local
+    backend's; B's lens after a patch would need B's patched residual stream, so it is not run."""
+    import pandas as pd
+
+    at = _on_ndif(app)
+    at.switch_page("pages/patching.py").run()
+    _press(at, "Run patching")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("On NDIF this view is not run" in i.value for i in at.info)
+    remote = at.dataframe[0].value
+    at.sidebar.radio(key="backend").set_value("local")
+    submit(at, model=str(tiny_folders["gpt2"]))
+    _press(at, "Run patching")
+    assert not at.exception and not at.error
+    assert len(at.dataframe) == 2  # the grid, and B's lens after the chosen patch
+    pd.testing.assert_frame_equal(remote, at.dataframe[0].value, check_exact=False, atol=1e-4)
 
 
 def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_folders):

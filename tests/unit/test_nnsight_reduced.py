@@ -9,6 +9,8 @@ differs), through the local session and through nnsight's serialization path (re
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from spy import returns_of
@@ -16,8 +18,11 @@ from spy import returns_of
 from lib.analyses.compare import compare_captures, compare_prompts
 from lib.analyses.distances import capture_distances
 from lib.analyses.lens import cell_detail, lens_grid
+from lib.analyses.patching import patch_captures
 from lib.core import nnsight_backend
+from lib.core.backend import Run
 from lib.core.capture import capture
+from lib.core.errors import SettingsError
 from lib.core.models import load_model
 from lib.core.nnsight_backend import tensor_bytes
 from lib.core.sites import Site
@@ -173,3 +178,73 @@ def test_the_remote_lens_check_refuses_a_lens_that_misses_the_model(tiny_folders
     twin.architecture = dataclasses.replace(twin.architecture, logit_softcap=None)
     with pytest.raises(ArchitectureError, match="'gemma2'.*does not reproduce"):
         check_lens_remotely(twin)
+
+
+FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
+TOKENS = {"answer": 10, "wrong": 11}  # token ids: a random tiny model's own top-1s may coincide
+
+
+@pytest.fixture
+def patching_reference(family_model):
+    """The patching grid from full captures on the hooks backend."""
+    return patch_captures(family_model, capture(family_model, FRANCE), capture(family_model, ITALY), **TOKENS)
+
+
+@pytest.mark.parametrize("remote", [False, "local"])
+def test_patching_without_residual_streams_runs_a_inside_the_job_and_gives_the_grid(
+    family_model, tiny_folders, patching_reference, remote
+):
+    """Captures that keep no residual stream (a model on NDIF): A runs again in the one session of
+    B's patched runs (Backend.transplant); one float64 per cell comes back, and the grid is the
+    hooks backend's."""
+    twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight", remote=remote)
+    light = [capture(twin, text, keep_residual=False) for text in (FRANCE, ITALY)]
+    passes = twin.forward_passes
+    got = patch_captures(twin, *light, rows=4, **TOKENS)
+    cells = (family_model.n_layers + 1) * light[1].n_tokens
+    assert twin.forward_passes - passes == 1 + math.ceil(cells / 4)  # A once, then B's chunks
+    assert twin.backend.received_bytes == 8 * cells
+    assert (got.answer, got.wrong, got.positions) == (
+        patching_reference.answer, patching_reference.wrong, patching_reference.positions
+    )
+    torch.testing.assert_close(torch.tensor(got.raw), torch.tensor(patching_reference.raw), rtol=0, atol=1e-4)
+
+
+def test_the_hooks_backend_patches_captures_without_residuals_the_same_way(family_model, patching_reference):
+    light = [capture(family_model, text, keep_residual=False) for text in (FRANCE, ITALY)]
+    got = patch_captures(family_model, *light, **TOKENS)
+    torch.testing.assert_close(torch.tensor(got.raw), torch.tensor(patching_reference.raw), rtol=0, atol=1e-4)
+
+
+def test_transplanted_heads_and_components_equal_the_hooks_backend(tiny_models, tiny_folders):
+    """Backend.transplant of a head's z, an attention output and a residual, several per row."""
+    from lib.core.backend import Transplant
+
+    model = tiny_models["llama"]
+    ids = [torch.tensor([capture(model, text).token_ids]) for text in (FRANCE, ITALY)]
+    n, every = model.n_layers, tuple(range(ids[1].shape[1]))
+    rows = [
+        [Transplant(Site(1, "z"), (p,), (p,), head=1)] for p in every
+    ] + [
+        [Transplant(Site(0, "attn_out"), every, every), Transplant(Site.residual_at(n, n), (0,), (1,))],
+        [Transplant(Site(2, "mlp_out"), (4,), (3,)), Transplant(Site(1, "z"), every, every, head=0)],
+    ]
+
+    def reduce(run: Run) -> torch.Tensor:
+        return run.logits[:, :6].double()
+
+    expected = model.backend.transplant(*ids, rows, reduce, step=3)
+    twin = load_model(str(tiny_folders["llama"]), backend="nnsight", remote="local")
+    got = twin.backend.transplant(*ids, rows, reduce, step=3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert twin.backend.received_bytes == got.numel() * 8
+
+
+def test_what_patching_without_residuals_refuses(family_model, tiny_models):
+    light = [capture(family_model, text, keep_residual=False) for text in (FRANCE, ITALY)]
+    with pytest.raises(SettingsError, match="scores each word by its first piece"):
+        patch_captures(family_model, *light, answer=" Paris", wrong=" Rome", score="word")
+    other = next(m for m in tiny_models.values() if m is not family_model)  # two models: A from another
+    with pytest.raises(SettingsError, match="runs on local models only"):
+        patch_captures(family_model, *light, model_a=other, **TOKENS)
+    assert patch_captures(family_model, *light, model_a=family_model, **TOKENS).raw  # one model: it

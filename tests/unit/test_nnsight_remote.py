@@ -194,7 +194,7 @@ def test_cli_remote_never_prints_the_key(capsys, monkeypatch, key):
     assert code == 1 and "NDIF refused the API key" in err and KEY not in err + out
 
 
-@pytest.mark.parametrize("command", ["patch", "components", "steer", "features", "compare-models"])
+@pytest.mark.parametrize("command", ["components", "steer", "features", "compare-models"])
 def test_cli_remote_refuses_commands_that_would_fetch_residual_streams(capsys, monkeypatch, command):
     monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
     monkeypatch.setenv("NDIF_API_KEY", "not-used")
@@ -208,7 +208,35 @@ def test_cli_remote_refuses_commands_that_would_fetch_residual_streams(capsys, m
     extra = extra.get(command, [])
     code, out, err = _cli(capsys, command, *args, *extra, "--model", "meta-llama/Llama-3.1-8B", "--remote")
     assert code == 1 and out == ""
-    assert err.strip().count("\n") == 0 and "whole residual stream" in err and "compare and generate" in err
+    assert err.strip().count("\n") == 0 and "whole residual stream" in err
+    assert "compare, generate, patch run" in err
+
+
+def test_cli_patch_remote_prints_the_local_grid(tiny_folders, capsys, monkeypatch, key):
+    """`patch --remote`: the prompts' captures keep no residual stream and A runs again in the job of
+    B's patched runs; the JSON is the local one (the model "on NDIF" is the tiny GPT-2 on nnsight's
+    local-remote path)."""
+    from lib.core import models
+
+    folder = str(tiny_folders["gpt2"])
+    remote_backends = []
+
+    def load_remote(spec: str, **settings):
+        model = load_model(folder, backend="nnsight", remote="local")
+        remote_backends.append(model.backend)
+        return model
+
+    monkeypatch.setattr(models, "_load_remote", load_remote)
+    args = ("patch", "The capital of France is", "The capital of Italy is")
+    code, remote, err = _cli(capsys, *args, "--model", "meta-llama/Llama-3.1-8B", "--remote")
+    assert code == 0, err
+    code, local, err = _cli(capsys, *args, "--model", folder)
+    assert code == 0, err
+    remote_json, local_json = json.loads(remote), json.loads(local)
+    remote_json.pop("model"), local_json.pop("model")
+    assert json_close(remote_json, local_json)
+    cells = sum(len(row) for row in local_json["effect"])
+    assert remote_backends[0].received_bytes == 8 * cells  # one float64 per cell came back
 
 
 @pytest.mark.parametrize(
