@@ -91,8 +91,8 @@ def test_same_prediction_asks_for_tokens(app):
 
 
 def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_are_accepted(app, real_model):
-    mary, john = ("Claire and Mary went to the shops, then Mary gave a bottle of milk to",
-                  "Claire and Mary went to the shops, then Claire gave a bottle of milk to")
+    mary, john = ("Claire and Mary went out, then Mary gave milk to",  # short: the grid is whole-word
+                  "Claire and Mary went out, then Claire gave milk to")
     open_page(app, a=mary, b=john)
     app.text_input(key="patching-answer").input("Claire").run()
     [warning] = app.warning

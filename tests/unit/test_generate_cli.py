@@ -1,25 +1,32 @@
-"""`python -m lib generate` and `python -m lib steer`: the JSON shapes of the issue, one-line errors."""
+"""`twinlens generate` and `twinlens steer`: the JSON shapes of the issue, one-line errors (the CLI's
+`main` in this process; tests/unit/test_steer_bad_input.py runs `python -m lib` itself)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+
+from lib.app import cli
+
 A, B = "The capital of France is", "The capital of Italy is"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TWINLENS_DEBUG": ""},
-    )
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """`twinlens ARGS…` → (returncode, stdout, stderr)."""
+    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
+
+    def run(*args: str) -> SimpleNamespace:
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
-def test_generate_json(tiny_folders, tiny_models):
+def test_generate_json(tiny_folders, tiny_models, run_cli):
     from lib.analyses.generation import GenerationSettings, continue_prompt
 
     out = run_cli("generate", A, B, "--model", str(tiny_folders["gpt2"]), "--max-new-tokens", "5")
@@ -32,7 +39,7 @@ def test_generate_json(tiny_folders, tiny_models):
         assert data[side]["continuation"]["text"] == expected.text
 
 
-def test_steer_json_and_vector_file(tiny_folders, tmp_path):
+def test_steer_json_and_vector_file(tiny_folders, tmp_path, run_cli):
     model = str(tiny_folders["llama"])
     path = tmp_path / "v.safetensors"
     out = run_cli("steer", A, B, "--model", model, "--layer", "2", "--alpha", "3", "--max-new-tokens", "4",
@@ -50,7 +57,7 @@ def test_steer_json_and_vector_file(tiny_folders, tmp_path):
     assert wrong_layer.returncode == 1 and "not layer 1" in wrong_layer.stderr
 
 
-def test_steer_sweep_json(tiny_folders):
+def test_steer_sweep_json(tiny_folders, run_cli):
     out = run_cli("steer", A, B, "--model", str(tiny_folders["llama"]), "--layer", "0", "--sweep",
                   "--alphas", "1,2")
     assert out.returncode == 0, out.stderr
