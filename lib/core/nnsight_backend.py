@@ -526,16 +526,22 @@ def _transplant_session(envoy, source_ids, target_ids, kwargs, source_plan, want
             with torch.inference_mode():
                 acts = {site: value[0] for site, value in source.activations.items()}
                 changes = transplant_interventions(acts, chunk)
-            plan = tuple(
-                replace(access, changes=tuple(
-                    c for c in changes if c.site.canonical(n_layers) in access.sites
-                ))
-                for access in source_plan
-            )
+            plan = _written(source_plan, changes, n_layers)
             ids = target_ids.expand(len(chunk), -1)
             found.append(_trace(envoy, ids, kwargs, plan, {}, n_heads, False, reduce, False, False))
         saved = nnsight.save(torch.cat(found))
     return saved
+
+
+def _written(plan, changes, n_layers):
+    """The accesses of `plan` that `changes` write into, each with its changes and nothing recorded
+    (the target's traces keep only their reduction)."""
+    written = []
+    for access in plan:
+        mine = tuple(c for c in changes if c.site.canonical(n_layers) in access.sites)
+        if mine:
+            written.append(replace(access, sites=(), changes=mine))
+    return tuple(written)
 
 
 def _quietly(reduce, runs):
