@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.backend import Gradients, Intervention
+from ..core.backend import Gradients, Transplant, transplant_interventions
 from ..core.capture import Capture
 from ..core.errors import ArchitectureError, PromptError, SettingsError
 from ..core.models import LoadedModel
@@ -385,17 +385,6 @@ def attention_patterns(loaded: LoadedModel, cap_a: Capture, cap_b: Capture) -> A
 # --- Component and head patching ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Write A's activation at `site` (one `head` of hook_z, or the whole site) into B: B's
-    positions `b_positions` get A's `a_positions`."""
-
-    site: Site
-    b_positions: tuple[int, ...]
-    a_positions: tuple[int, ...]
-    head: int | None = None
-
-
 def activations_of(loaded: LoadedModel, token_ids: Sequence[int], sites: Sequence[Site]) -> dict:
     """Every position of `sites` for one prompt, batch dimension dropped (one forward pass)."""
     return loaded.backend.run(
@@ -404,30 +393,13 @@ def activations_of(loaded: LoadedModel, token_ids: Sequence[int], sites: Sequenc
     )
 
 
-def interventions_for(acts_a: dict, rows: Sequence[Sequence[Spec]]) -> list[Intervention]:
-    """Interventions for a batch whose row i applies every Spec of `rows[i]`; one intervention per
-    (site, head), its rows and positions listing every cell."""
-    grouped: dict[tuple[Site, int | None], tuple[list[int], list[int], list[torch.Tensor]]] = {}
-    for row, specs in enumerate(rows):
-        for spec in specs:
-            rows_, positions, values = grouped.setdefault((spec.site, spec.head), ([], [], []))
-            value = acts_a[spec.site][list(spec.a_positions)]
-            values.append(value[:, spec.head] if spec.head is not None else value)
-            rows_.extend([row] * len(spec.b_positions))
-            positions.extend(spec.b_positions)
-    return [
-        Intervention(site, "replace", torch.cat(values), rows=tuple(r), positions=tuple(p), head=head)
-        for (site, head), (r, p, values) in grouped.items()
-    ]
-
-
-def _row_layer(specs: Sequence[Spec]) -> int:
+def _row_layer(specs: Sequence[Transplant]) -> int:
     """The first block a row changes: blocks below it compute exactly what B's own run did."""
     return min(block_of(spec.site) for spec in specs)
 
 
 def patched_metric(
-    loaded: LoadedModel, acts_a: dict, cap_b: Capture, rows: Sequence[Sequence[Spec]],
+    loaded: LoadedModel, acts_a: dict, cap_b: Capture, rows: Sequence[Sequence[Transplant]],
     metric: Callable[[torch.Tensor], torch.Tensor], *, step: int | None = None, skip: bool = True,
     progress: Progress | None = None, acts_b: dict | None = None,
 ) -> list[float]:
@@ -450,7 +422,7 @@ def patched_metric(
         return found
     values = patched_rows(
         loaded, cap_b, [_row_layer(rows[i]) for i in changed],
-        lambda indices: interventions_for(acts_a, [rows[changed[i]] for i in indices]),
+        lambda indices: transplant_interventions(acts_a, [rows[changed[i]] for i in indices]),
         lambda run: metric(run.logits), step=step, resume=skip, progress=progress,
     ).tolist()
     if not found:
@@ -460,10 +432,10 @@ def patched_metric(
     return found
 
 
-def _writes_own_values(spec: Spec, acts_a: dict, acts_b: dict) -> bool:
+def _writes_own_values(spec: Transplant, acts_a: dict, acts_b: dict) -> bool:
     """Whether `spec` writes into B exactly the values B already has there."""
-    a = acts_a[spec.site][list(spec.a_positions)]
-    b = acts_b[spec.site][list(spec.b_positions)]
+    a = acts_a[spec.site][list(spec.source_positions)]
+    b = acts_b[spec.site][list(spec.target_positions)]
     if spec.head is not None:
         a, b = a[:, spec.head], b[:, spec.head]
     return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
@@ -554,13 +526,13 @@ def patch_components(
     acts_a = activations_of(loaded, cap_a.token_ids, sites)
     cells = [(layer, c, None) for layer in range(n) for c in range(2)]
     cells += [(layer, h, "z") for layer in range(n) for h in range(n_heads)]
-    specs: list[list[Spec]] = []
+    specs: list[list[Transplant]] = []
     for layer, index, kind in cells:
         for b_pos, a_pos in groups:
             if kind == "z":
-                specs.append([Spec(Site(layer, "z"), b_pos, a_pos, head=index)])
+                specs.append([Transplant(Site(layer, "z"), b_pos, a_pos, head=index)])
             else:
-                specs.append([Spec(Site(layer, ("attn_out", "mlp_out")[index]), b_pos, a_pos)])
+                specs.append([Transplant(Site(layer, ("attn_out", "mlp_out")[index]), b_pos, a_pos)])
     at_b = loaded.backend.gradients(
         torch.tensor([list(cap_b.token_ids)], dtype=torch.long), sites, lambda logits: metric(logits).sum()
     )

@@ -196,10 +196,7 @@ class NnsightBackend:
         ids = [i.to(loaded.device).contiguous() for i in inputs]
         job = job or Job()
         with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
-            job.check()
-            watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
-            if watched is None:
-                job.report("RUNNING")
+            watched = self._started(job)
             loaded.forward_passes += len(ids)
             self.traces += len(ids)
             n_heads = loaded.architecture.n_heads
@@ -234,10 +231,7 @@ class NnsightBackend:
             kwargs["logits_to_keep"] = 1
         job = job or Job()
         with loaded.lock, torch.inference_mode(), _remote_errors(self.remote):
-            job.check()
-            watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
-            if watched is None:
-                job.report("RUNNING")
+            watched = self._started(job)
             loaded.forward_passes += 1 + len(chunks)
             self.traces += 1 + len(chunks)
             source, target = (i.to(loaded.device).contiguous() for i in (source_ids, target_ids))
@@ -340,6 +334,15 @@ class NnsightBackend:
             self.traces += 1
             hidden = hidden.to(loaded.device)
             return _lens_trace(self.envoy, probe, hidden, paths, unembed, arch, self.remote)
+
+    def _started(self, job: Job) -> object | None:
+        """Before a session: stop if cancelled; for NDIF the backend that sends the session and hands
+        its statuses to `job` (None locally, where the job is reported RUNNING here)."""
+        job.check()
+        watched = _watched_remote(self.envoy, job, api_key()) if self.remote is True else None
+        if watched is None:
+            job.report("RUNNING")
+        return watched
 
     # -- the plan: which module values a run reads, in execution order -------------------
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from lib.analyses.components import (
-    Spec,
     activations_of,
     attention_patterns,
     attribute_captures,
@@ -16,7 +15,7 @@ from lib.analyses.components import (
     patched_metric,
     readout,
 )
-from lib.core.backend import Intervention
+from lib.core.backend import Intervention, Transplant
 from lib.core.capture import capture
 from lib.core.errors import PromptError, SettingsError
 from lib.core.sites import Site
@@ -162,10 +161,10 @@ def test_patching_the_embedding_and_every_component_up_to_a_layer_equals_patchin
     acts_a = activations_of(model, cap_a.token_ids, sites)
     rows = []
     for layer in range(n):
-        parts = [Spec(Site.residual_at(0, n), every, every)]
+        parts = [Transplant(Site.residual_at(0, n), every, every)]
         kinds = ("attn_out", "mlp_out")
-        parts += [Spec(Site(l, kind), every, every) for l in range(layer + 1) for kind in kinds]
-        rows += [parts, [Spec(Site.residual_at(layer + 1, n), every, every)]]
+        parts += [Transplant(Site(l, kind), every, every) for l in range(layer + 1) for kind in kinds]
+        rows += [parts, [Transplant(Site.residual_at(layer + 1, n), every, every)]]
     got = patched_metric(model, acts_a, cap_b, rows, metric)
     own_a = metric_of(cap_a.final_logits[None])[0]
     for layer in range(n):
@@ -181,8 +180,8 @@ def test_patching_every_head_of_a_layer_equals_patching_its_attention_output(pai
     acts_a = activations_of(model, cap_a.token_ids, sites)
     rows = []
     for layer in range(n):
-        rows.append([Spec(Site(layer, "z"), every, every, head=h) for h in range(heads)])
-        rows.append([Spec(Site(layer, "attn_out"), every, every)])
+        rows.append([Transplant(Site(layer, "z"), every, every, head=h) for h in range(heads)])
+        rows.append([Transplant(Site(layer, "attn_out"), every, every)])
     got = patched_metric(model, acts_a, cap_b, rows, metric)
     for layer in range(n):
         assert got[2 * layer] == pytest.approx(got[2 * layer + 1], abs=1e-4)
@@ -201,8 +200,8 @@ def test_batched_component_grid_equals_one_run_per_cell_and_reads_effects(pair):
     # a lone component is one run of B patched there: recompute one cell directly
     every = tuple(range(cap_b.n_tokens))
     acts_a = activations_of(model, cap_a.token_ids, [Site(n - 1, "mlp_out")])
-    [patched] = patched_metric(model, acts_a, cap_b, [[Spec(Site(n - 1, "mlp_out"), every, every)]], metric,
-                               skip=False)
+    cell = Transplant(Site(n - 1, "mlp_out"), every, every)
+    [patched] = patched_metric(model, acts_a, cap_b, [[cell]], metric, skip=False)
     m_b = metric_of(cap_b.final_logits[None])[0]
     expected = (patched - m_b) / (batched.metric_a - m_b)
     assert batched.components[n - 1][1][0] == pytest.approx(expected, abs=1e-4)
@@ -257,8 +256,9 @@ def test_skipping_the_blocks_below_a_patch_gives_the_same_numbers(pair):
     every = tuple(range(cap_b.n_tokens))
     sites = [Site(layer, kind) for layer in range(n) for kind in ("attn_out", "mlp_out", "z")]
     acts_a = activations_of(model, cap_a.token_ids, sites)
-    rows = [[Spec(Site(l, "z"), every, every, head=h)] for l in reversed(range(n)) for h in range(heads)]
-    rows += [[Spec(Site(layer, "mlp_out"), (p,), (p,))] for layer in range(n) for p in every]
+    rows = [[Transplant(Site(l, "z"), every, every, head=h)] for l in reversed(range(n))
+            for h in range(heads)]
+    rows += [[Transplant(Site(layer, "mlp_out"), (p,), (p,))] for layer in range(n) for p in every]
     skipped = patched_metric(model, acts_a, cap_b, rows, metric, step=5)
     full = patched_metric(model, acts_a, cap_b, rows, metric, step=5, skip=False)
     assert skipped == pytest.approx(full, abs=1e-4)
