@@ -19,6 +19,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import app_test as app_test_module
+from streamlit.testing.v1 import local_script_runner
 from streamlit.testing.v1.util import patch_config_options
 
 FRANCE, ITALY = "The capital of France is", "The capital of Italy is"
@@ -42,7 +43,10 @@ def shared_runtime(app, monkeypatch):  # `app` installs the PagesManager workaro
     with patch_config_options({"global.appTest": True}):
         for script in [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]:
             script_cache.get_bytecode(str(script))  # compiled here, never in two threads at once
+    # both places AppTest makes a cache: its pages manager's and each run's script runner's (the
+    # runner compiles the page it runs; in threads that was the parser race above, now and then)
     monkeypatch.setattr(app_test_module, "ScriptCache", lambda: script_cache)
+    monkeypatch.setattr(local_script_runner, "ScriptCache", lambda: script_cache)
     runtime = MagicMock(spec=Runtime)
     runtime.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
     runtime.dataframe_source_mgr = DataframeSourceManager()
