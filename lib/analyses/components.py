@@ -71,7 +71,8 @@ from .patching import (
     _metric_tokens,
     block_of,
     metric_pair,
-    patched_rows,
+    rows_or_own,
+    same_values,
 )
 
 Progress = Callable[[float], None]
@@ -414,22 +415,11 @@ def patched_metric(
     run: its metric is B's, with no pass."""
     own = [acts_b is not None and all(_writes_own_values(spec, acts_a, acts_b) for spec in specs)
            for specs in rows]
-    changed = [i for i, same in enumerate(own) if not same]
-    found = [float(metric(cap_b.final_logits[None])[0])] * len(rows) if len(changed) < len(rows) else []
-    if not changed:
-        if progress is not None:
-            progress(1.0)
-        return found
-    values = patched_rows(
-        loaded, cap_b, [_row_layer(rows[i]) for i in changed],
-        lambda indices: transplant_interventions(acts_a, [rows[changed[i]] for i in indices]),
+    return rows_or_own(
+        loaded, cap_b, own, [_row_layer(specs) for specs in rows],
+        lambda indices: transplant_interventions(acts_a, [rows[i] for i in indices]),
         lambda run: metric(run.logits), step=step, resume=skip, progress=progress,
     ).tolist()
-    if not found:
-        return values
-    for i, value in zip(changed, values, strict=True):
-        found[i] = value
-    return found
 
 
 def _writes_own_values(spec: Transplant, acts_a: dict, acts_b: dict) -> bool:
@@ -438,7 +428,7 @@ def _writes_own_values(spec: Transplant, acts_a: dict, acts_b: dict) -> bool:
     b = acts_b[spec.site][list(spec.target_positions)]
     if spec.head is not None:
         a, b = a[:, spec.head], b[:, spec.head]
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
+    return same_values(a, b)
 
 
 @dataclass(frozen=True)

@@ -408,38 +408,55 @@ def _patched(
     reduce: Callable[[Run], torch.Tensor], *, rows: int | None = None, resume: bool = True,
     progress: Progress | None = None, reuse_same: bool = False, all_positions: bool = False,
 ) -> torch.Tensor:
-    """`reduce` of B's run after each patch (`patched_rows`: each row starts at its patch's layer).
-
-    With `reuse_same`, a patch that writes exactly B's own values (positions before the first token
-    where A and B differ, at every layer: a causal model has computed the same there, bit for bit)
-    is B's own run, and its row is `reduce` of B's captured logits, with no pass."""
+    """`reduce` of B's run after each patch (`patched_rows`: each row starts at its patch's layer);
+    with `reuse_same`, a patch that writes exactly B's own values is B's own run (`rows_or_own`)."""
     n = loaded.n_layers
-    same = [reuse_same and _writes_own_values(cap_a, cap_b, patch) for patch in patches]
-    changed = [i for i, own in enumerate(same) if not own]
+    own = [reuse_same and _writes_own_values(cap_a, cap_b, patch) for patch in patches]
+    return rows_or_own(
+        loaded, cap_b, own, [patch.layer for patch in patches],
+        lambda indices: patch_interventions(cap_a, [patches[i] for i in indices], n),
+        reduce, step=rows, resume=resume, progress=progress, all_positions=all_positions,
+    )
+
+
+def rows_or_own(
+    loaded: LoadedModel, cap_b: Capture, own: Sequence[bool], depths: Sequence[int],
+    changes: Callable[[Sequence[int]], list[Intervention]], reduce: Callable[[Run], torch.Tensor], *,
+    step: int | None = None, resume: bool = True, progress: Progress | None = None,
+    all_positions: bool = False,
+) -> torch.Tensor:
+    """`patched_rows` for the rows whose `own` is False; a row whose `own` is True writes exactly B's
+    own values (positions before the first token where A and B differ: a causal model computed the
+    same there, bit for bit), so it is B's own run and its value is `reduce` of B's captured logits,
+    with no pass. `changes(indices)` gets the indices of `own`."""
+    changed = [i for i, same in enumerate(own) if not same]
     values = None
     if changed:
         values = patched_rows(
-            loaded, cap_b, [patches[i].layer for i in changed],
-            lambda indices: patch_interventions(cap_a, [patches[changed[i]] for i in indices], n),
-            reduce, step=rows, resume=resume, progress=progress, all_positions=all_positions,
+            loaded, cap_b, [depths[i] for i in changed],
+            lambda indices: changes([changed[i] for i in indices]), reduce,
+            step=step, resume=resume, progress=progress, all_positions=all_positions,
         )
-    if len(changed) == len(patches):
-        return values
-    if progress is not None and not changed:
+    elif progress is not None:
         progress(1.0)
-    own = reduce(Run(logits=cap_b.final_logits[None]))[0]
-    if values is None:
-        return own.expand(len(patches), *own.shape).clone()
-    found = own.to(values.device).expand(len(patches), *own.shape).clone()
-    found[changed] = values
+    if len(changed) == len(own):
+        return values
+    mine = reduce(Run(logits=cap_b.final_logits[None]))[0]
+    found = mine.expand(len(own), *mine.shape).clone()
+    if values is not None:
+        found[changed] = values.to(found.device)
     return found
+
+
+def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two activations are the same, bit for bit (shape, dtype and every value)."""
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
 
 
 def _writes_own_values(cap_a: Capture, cap_b: Capture, patch: Patch) -> bool:
     """Whether `patch` writes into B exactly the values B already has there."""
-    a = cap_a.residual[patch.layer, list(patch.a_positions)]
-    b = cap_b.residual[patch.layer, list(patch.b_positions)]
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.to(b.device), b)
+    return same_values(cap_a.residual[patch.layer, list(patch.a_positions)],
+                       cap_b.residual[patch.layer, list(patch.b_positions)])
 
 
 def grid_patches(

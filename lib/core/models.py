@@ -17,6 +17,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -364,8 +365,6 @@ def check_lens_remotely(loaded: LoadedModel) -> float:
     position, max |softmax(lens(h_L)) − softmax(model logits)|, reduced there, so one number comes
     back. Refuses the model (ArchitectureError, as `check_lens`) when it exceeds the tolerance;
     returns it otherwise."""
-    from functools import partial
-
     ids = torch.tensor([loaded.tokenizer(_PROBE_TEXT)["input_ids"] or [0]])
     site = Site.residual_at(loaded.n_layers, loaded.n_layers)
     gap = loaded.backend.run_each(

@@ -305,19 +305,19 @@ def test_per_position_cells_that_write_b_own_values_need_no_pass(family_model, m
     """Before the first token where A and B differ, A's components are B's own, bit for bit: those
     cells of the per-position grid are B's run (no patched row) and the grid is the one computed
     with every cell run from block 0."""
-    from lib.analyses import components
+    from lib.analyses import patching
 
     cap_a, cap_b = capture(family_model, A), capture(family_model, B)
     first = next(p for p, (a, b) in enumerate(zip(cap_a.token_ids, cap_b.token_ids, strict=True)) if a != b)
     assert first >= 1  # "The capital of" is shared
     run_rows = []
-    patched_rows = components.patched_rows
+    patched_rows = patching.patched_rows
 
     def counted(loaded, cap, depths, *args, **kwargs):
         run_rows.append(len(depths))
         return patched_rows(loaded, cap, depths, *args, **kwargs)
 
-    monkeypatch.setattr(components, "patched_rows", counted)
+    monkeypatch.setattr(patching, "patched_rows", counted)  # rows_or_own runs the rows not skipped
     fast = patch_components(family_model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, per_position=True)
     n, heads = family_model.n_layers, family_model.architecture.n_heads
     cells = (2 + heads) * n
