@@ -153,10 +153,14 @@ class History:
                         "it is left untouched. Set TWINLENS_DATA to another folder."
                     )
                 db.execute("PRAGMA journal_mode=WAL")
+                # one write transaction: two processes opening a new file at once would otherwise
+                # both see no owner column and both add it ("duplicate column name")
+                db.execute("BEGIN IMMEDIATE")
                 db.execute(_SCHEMA)
                 if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(comparisons)")}:
                     db.execute(_OWNER_COLUMN)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorname not in _CORRUPT:
                 raise HistoryError(f"Cannot open the saved comparisons ({self.path}): {exc}.") from exc
