@@ -243,7 +243,10 @@ def _load_local(
         torch_device = _split_device(device_map, max_memory)
     torch_dtype = pick_dtype(dtype, torch_device)
     placement = None if device_map is None else (_frozen(device_map), _frozen(max_memory))
-    key = _identity(spec, torch_device, torch_dtype, trust_remote_code, allow_pickle, placement)
+    settings = (torch_device, torch_dtype, trust_remote_code, allow_pickle, placement)
+    if spec == DEFAULT_SPEC:
+        ensure_default_model()  # its identity is its built copy's files: build it before asking
+    key = _identity(spec, *settings)
     if key is not None and (alive := _alive.get(key)) is not None:
         return alive
     split = None if device_map is None else {"device_map": device_map, "max_memory": max_memory}
@@ -269,7 +272,9 @@ def _load_local(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,
     )
-    if key is not None:
+    # Registered under the identity of the files actually read (a damaged copy is rebuilt while
+    # loading), so the next load of the same files finds this one.
+    if (key := _identity(spec, *settings)) is not None:
         _alive[key] = loaded
     return loaded
 

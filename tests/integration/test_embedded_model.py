@@ -61,11 +61,16 @@ def test_default_model_cache_is_rebuilt_when_damaged(tmp_path, monkeypatch):
     assert not models._cache_is_complete(folder)
     loaded = models.load_model("default")
     assert weights.stat().st_size == manifest["sizes"]["model.safetensors"]
+    # built during the load, it is still the one model every later load of the default shares
+    # (a new machine's first run: the nnsight twin must wrap this very module)
+    assert models.load_model("default") is loaded
+    assert models.load_model("default", backend="nnsight").model is loaded.model
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building-")]
 
     with open(weights, "r+b") as f:  # same size, garbage header: detected when loading
         f.write(b"\xff" * 64)
     again = models.load_model("default")
+    assert models.load_model("default") is again  # registered under the rebuilt copy's identity
     ids = torch.tensor([[504, 3575]])
     with torch.inference_mode():
         assert torch.equal(loaded.model(ids).logits, again.model(ids).logits)
