@@ -26,8 +26,8 @@ run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints t
 test: $(STAMP)  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## unit and app tests only
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
+test-fast: $(STAMP)  ## unit and app tests on the tiny models: no embedded model, no browser (lanes: -m real_model, -m browser)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
 	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt

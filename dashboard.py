@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import ndif, ui
+from lib.app import ndif, registry, ui
 from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
@@ -17,27 +17,6 @@ from lib.core.tokens import BOS_MODES
 HERE = Path(__file__).parent
 # A local icon: a Material or emoji page icon makes the browser fetch it from an online font service.
 st.set_page_config(page_title="twinlens", page_icon=str(HERE / "lib" / "app" / "twinlens.png"), layout="wide")
-PAGES = [  # (file, title, icon); the first is the default page. Material icons need no emoji font.
-    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
-    ("pages/logit_lens.py", "Logit lens", ":material/layers:"),
-    ("pages/distances.py", "Residual distances", ":material/straighten:"),
-    ("pages/diff.py", "Top-token diff", ":material/difference:"),
-    ("pages/tokens.py", "Tokens", ":material/abc:"),
-    ("pages/watch.py", "Watch tokens", ":material/visibility:"),
-    ("pages/patching.py", "Patching", ":material/healing:"),
-    ("pages/features.py", "Features", ":material/lightbulb:"),
-    ("pages/components.py", "Components", ":material/hub:"),
-    ("pages/continuations.py", "Continuations", ":material/edit_note:"),
-    ("pages/steering.py", "Steering", ":material/explore:"),
-    ("pages/history.py", "History", ":material/history:"),
-]
-PAIR_PAGES = (  # the pages that show two models
-    "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
-    "pages/features.py", "pages/distances.py", "pages/patching.py",
-    "pages/continuations.py", "pages/steering.py",
-)
-
-
 def chat_settings() -> None:
     """Raw text or chat (always visible), the chat's system message and answer start, and the
     switch that appends each prompt's continuation to it for every view."""
@@ -127,12 +106,12 @@ def main() -> None:
     memory.caption(ui.memory_caption())
     request = ui.current_request()
     two_models = request is not None and request.mode == "models"
-    pages = [
-        st.Page(file, title=title, icon=icon, default=i == 0)
-        for i, (file, title, icon) in enumerate(PAGES)
-        if (HERE / file).exists() and (file in PAIR_PAGES or not two_models)
-    ]
-    ui.run_pages(pages)
+    sections: dict[str, list] = {}
+    for i, analysis in enumerate(registry.PAGES):  # the first page is the default
+        if analysis.two_models or not two_models:
+            page = st.Page(analysis.page, title=analysis.title, icon=analysis.icon, default=i == 0)
+            sections.setdefault(analysis.section, []).append(page)
+    ui.run_pages(sections)
     memory.caption(ui.memory_caption())  # with the models this run loaded
 
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from lib.analyses.common.sae import feature_book, load_sae, read_card, shipped_saes  # noqa: E402
 from lib.analyses.compare import compare_captures  # noqa: E402
 from lib.analyses.features import compare_features  # noqa: E402
-from lib.analyses.sae import feature_book, load_sae, read_card, shipped_saes  # noqa: E402
 from lib.core.capture import capture  # noqa: E402
 from lib.core.models import load_model  # noqa: E402
 

@@ -34,7 +34,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from lib.analyses.generation import GenerationSettings, continue_capture, eos_ids  # noqa: E402
+from lib.analyses.common.decode import GenerationSettings, eos_ids  # noqa: E402
+from lib.analyses.generation import continue_capture  # noqa: E402
 from lib.analyses.steering import steering_sweep  # noqa: E402
 from lib.core.capture import capture  # noqa: E402
 from lib.core.chat import Chat  # noqa: E402

@@ -1,18 +1,23 @@
 """twinlens: where, inside a language model, two prompts part ways.
 
-Three layers, each importing only from those below it (tests/unit/test_layers.py):
+Layers, each importing only from those below it (tests/unit/test_layers.py checks it):
 
-    core       models (load) · architecture (parts) · sites (named places) · backend (the seam)
-               · hooks (the local backend) · capture · chat · tokens · errors · checks
-    analyses   compare · lens · distances · diff · watch · bos · patching · model_compare
-               · generation · steering
-    app        request · cache · charts · history · export · examples · cli · ui (Streamlit)
+    core       models (load) · loaded (a loaded model) · architecture (parts) · sites (named places)
+               · backend (the seam) · hooks (the local backend) · nnsight_backend · decoding
+               · capture · chat · tokens · errors · checks · records
+    analyses/common   what several analyses share: lens · distances · sae · comparison · metric
+               · rows (the staged patched-rows engine) · pieces · decode · vector
+    analyses   compare · model_compare · diff · watch · bos · patching · components · features
+               · generation · steering · sae_training (each imports core and common only)
+    app        registry (the table of analyses) · cli · commands · request · cache · session · ui
+               · views · charts · compare_frames · readable · history · export · examples · access
+               · ndif · feature_steering · serve (Streamlit only here and in pages/)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a
 checkout the same files run as `lib` (`python -m lib`). Only `lib.app.ui` imports Streamlit.
 
-    >>> import twinlens
-    >>> result = twinlens.compare_prompts(twinlens.load_model(), "I love it", "I hate it")
+For example, `twinlens.compare_prompts(twinlens.load_model(), "I love it", "I hate it")` returns a
+`Comparison` of the two prompts in the embedded model.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lib.analyses.compare import PromptResult
+from lib.analyses.common.comparison import PromptResult
 from lib.analyses.generation import complete_character
 from lib.app import compare_frames as frames
 from lib.app import ui

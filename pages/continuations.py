@@ -5,14 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.generation import (
-    DEFAULT_NEW_TOKENS,
-    MAX_NEW_TOKENS,
-    Continuation,
-    GenerationSettings,
-    complete_character,
-    continue_capture,
-)
+from lib.analyses.common.decode import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, Continuation, GenerationSettings
+from lib.analyses.generation import complete_character, continue_capture
 from lib.app import ui
 from lib.core.errors import TwinlensError
 

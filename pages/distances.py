@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.distances import DistanceReport, capture_distances
+from lib.analyses.common.distances import DistanceReport, capture_distances
 from lib.app import charts, ui
 
 ui.page(

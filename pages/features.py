@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from lib.analyses.common.sae import feature_book, read_card, shipped_saes
 from lib.analyses.features import (
     FeatureComparison,
     FeatureRow,
@@ -13,7 +14,6 @@ from lib.analyses.features import (
     features_of_captures,
     trace_of_captures,
 )
-from lib.analyses.sae import feature_book, read_card, shipped_saes
 from lib.app import feature_steering, ui
 from lib.core.errors import TwinlensError
 

@@ -10,7 +10,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.compare import Comparison
+from lib.analyses.common.comparison import Comparison
 from lib.app import ui
 from lib.app.access import Access
 from lib.app.history import History, SavedComparison, SavedEntry

@@ -7,9 +7,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.compare import PromptResult
+from lib.analyses.common.comparison import PromptResult
+from lib.analyses.common.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
 from lib.analyses.generation import lens_completions, token_characters
-from lib.analyses.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
 from lib.app import charts, readable, ui
 from lib.app.compare_frames import lens_grid_long_frame
 from lib.core.errors import TwinlensError

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.compare import Comparison
+from lib.analyses.common.comparison import Comparison
 from lib.analyses.patching import (
     PatchedLens,
     PatchResult,

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.generation import MAX_NEW_TOKENS, GenerationSettings
+from lib.analyses.common.decode import MAX_NEW_TOKENS, GenerationSettings
 from lib.analyses.steering import (
     APPLY_TO,
     DEFAULT_ALPHAS,

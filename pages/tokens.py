@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.bos import BosEffect, bos_effect
-from lib.analyses.compare import Comparison
-from lib.analyses.lens import TokenProb
+from lib.analyses.common.comparison import Comparison
+from lib.analyses.common.lens import TokenProb
 from lib.analyses.watch import contrast_pair
 from lib.app import ui
 from lib.app.cache import RunKey

@@ -200,7 +200,7 @@ def build_sae_cases(root: Path, d_model: int, model_name: str) -> dict[str, SaeC
     a good SAELens folder (at residual 1) with one thing wrong."""
     import torch
 
-    from lib.analyses.sae import save_saelens
+    from lib.analyses.common.sae import save_saelens
 
     def good(name: str, d: int = d_model, model: str = model_name) -> Path:
         g = torch.Generator().manual_seed(0)

@@ -63,13 +63,41 @@ def family_model(request, tiny_models):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "family: runs once per model family; `make matrix` reports these")
+    config.addinivalue_line("markers", "real_model: uses the embedded SmolLM2")
+    config.addinivalue_line("markers", "browser: drives Chromium (tests/e2e)")
 
 
 def pytest_collection_modifyitems(items):
-    """Every test on `family_model` counts for the support matrix (`pytest -m family`)."""
+    """Lanes to pick with `-m`: every test on `family_model` counts for the support matrix
+    (`family`); tests of the embedded model are `real_model`, Chromium tests `browser`."""
     for item in items:
-        if "family_model" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "family_model" in fixtures:
             item.add_marker(pytest.mark.family)
+        if "real_model" in fixtures or "integration" in item.path.parts:
+            item.add_marker(pytest.mark.real_model)
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+
+
+def skip_summary(reports) -> list[str]:
+    """One line per reason a test was skipped, most frequent first: 'N skipped: reason'."""
+    reasons: dict[str, int] = {}
+    for report in reports:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return [f"{n} skipped: {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The suite's last lines say how many tests were skipped and why (e.g. no Chromium)."""
+    lines = skip_summary(terminalreporter.stats.get("skipped", []))
+    if lines:
+        terminalreporter.section("skipped")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from ..core.checks import check_top_k
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.tokens import readable_token
-from .lens import TokenProb, top_k_table
-from .watch import forced_piece_logprobs
+from .common.lens import TokenProb, top_k_table
+from .common.pieces import forced_piece_logprobs
 
 Word = int | Sequence[int]  # a token id, or a word's token ids
 

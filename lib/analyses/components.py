@@ -65,15 +65,8 @@ from ..core.errors import ArchitectureError, PromptError, SettingsError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site
-from .patching import (
-    MetricPair,
-    TokenRef,
-    _metric_tokens,
-    block_of,
-    metric_pair,
-    rows_or_own,
-    same_values,
-)
+from .common.metric import MetricPair, TokenRef, answer_and_wrong, metric_pair
+from .common.rows import block_of, rows_or_own, same_values
 
 Progress = Callable[[float], None]
 COMPONENTS = ("attn", "mlp")
@@ -287,7 +280,7 @@ def attribute_captures(
     wrong: str | int | None = None,
 ) -> ComponentAttribution:
     """DLA of A and B (one forward pass each) for answer/wrong as the Patching page chooses them."""
-    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
+    answer_ref, wrong_ref, _ = answer_and_wrong(loaded, cap_a, cap_b, answer, wrong)
     return ComponentAttribution(
         model=loaded.info(),
         bos=cap_b.bos,

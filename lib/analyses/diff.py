@@ -32,12 +32,11 @@ from dataclasses import dataclass
 import torch
 
 from ..core.capture import Capture
-from ..core.checks import check_top_k, resolve_position
+from ..core.checks import check_same_tokenizer, check_top_k, resolve_position
 from ..core.errors import ModelPairError
 from ..core.models import LoadedModel
 from ..core.tokens import readable_token
-from .lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
-from .model_compare import check_same_tokenizer
+from .common.lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
 
 LN2 = math.log(2.0)
 # Several float64 [n, vocab] temporaries per prompt live at once; keep them near one lens chunk.
@@ -241,16 +240,14 @@ def top_token_diff(
 ) -> TopTokenDiff:
     """Compare the lens distributions of A (at `position_a`) and B (at `position_b`) at every layer.
 
-        >>> d = top_token_diff(model, capture(model, "The capital of France is"),
-        ...                    capture(model, "The capital of Italy is"), top_k=5)
-        >>> d.layers[-1].most_changed.token, d.layers[-1].js_bits <= 1
-        ('␣Paris', True)
+        For France vs Italy on the embedded model, `d.layers[-1].most_changed.token` is '␣Paris'
+        and every `js_bits` is at most 1.
 
     `loaded_b`: B's model when it is not `loaded` (model vs model: `cap_b` was run through
     `loaded_b`, usually on A's prompt). Refused with `ModelPairError` when the two models do not
     share a tokenizer or have different numbers of layers (layer ℓ of one has no counterpart).
 
-        >>> d = top_token_diff(base, capture(base, p), capture(tuned, p), loaded_b=tuned)
+        `top_token_diff(base, capture(base, p), capture(tuned, p), loaded_b=tuned)`.
     """
     model_b = loaded if loaded_b is None else loaded_b
     check_top_k(loaded, top_k)

@@ -1,6 +1,6 @@
 """SAE features of two prompts side by side: which features each lights up, shared and different.
 
-For an SAE reading residual ℓ (lib.analyses.sae) and captures A and B:
+For an SAE reading residual ℓ (lib.analyses.common.sae) and captures A and B:
 
     f_A = encode(x_A[ℓ])   [pos_A, d_sae]     f_B = encode(x_B[ℓ])   [pos_B, d_sae]
 
@@ -28,8 +28,8 @@ import torch
 
 from ..core.capture import Capture
 from ..core.errors import SettingsError
-from .sae import SAE, FeatureBook
-from .steering import SteeringVector
+from .common.sae import SAE, FeatureBook
+from .common.vector import SteeringVector
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def features_of_prompts(
     shipped one, or the one at `sae_path`; layer None = the SAE's own / the first shipped)."""
     from ..core.capture import capture
     from ..core.tokens import check_prompts
-    from .sae import feature_book, sae_for_layer
+    from .common.sae import feature_book, sae_for_layer
 
     check_prompts(text_a, text_b)
     if top < 1:
@@ -243,7 +243,7 @@ def features_of_captures(
 ) -> FeatureComparison:
     """`compare_features` for two captures that may come from two models (base vs fine-tune):
     the SAE must fit both (`SAE.check_fits`)."""
-    from .sae import feature_book, sae_for_layer
+    from .common.sae import feature_book, sae_for_layer
 
     sae = sae_for_layer(model_a, layer, sae_path, any_model=any_model)
     if model_b is not model_a:
@@ -256,7 +256,7 @@ def trace_of_captures(
     sae_path: str | None = None, any_model: bool = False,
 ) -> FeatureTrace:
     """`trace_feature` with the SAE chosen as in `features_of_captures`."""
-    from .sae import sae_for_layer
+    from .common.sae import sae_for_layer
 
     return trace_feature(sae_for_layer(model_a, layer, sae_path, any_model=any_model), capture_a, capture_b,
                          feature)
@@ -269,7 +269,7 @@ def feature_steering_vector(
     value = W_dec[feature] [d_model] (the module docstring), mode "feature". The SAE is chosen as in
     `features_of_captures`; a feature the SAE does not have is refused."""
     from ..core.sites import Site
-    from .sae import sae_for_layer
+    from .common.sae import sae_for_layer
 
     sae = sae_for_layer(loaded, layer, sae_path, any_model=any_model)
     if not 0 <= feature < sae.d_sae:

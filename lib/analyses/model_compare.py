@@ -11,40 +11,20 @@ and exist only when both models have the same number of layers and the same widt
 something only when the two share a basis (a fine-tune starts from its base's weights); two models
 trained apart are far apart at every layer even when their shapes match.
 
-    >>> from lib.core.models import load_model
-    >>> base, tuned = load_model("HuggingFaceTB/SmolLM2-135M"), load_model("default")  # its instruct tune
-    >>> c = compare_models(base, tuned, "The capital of France is")
-    >>> c.mode, len(c.distance.cosine)  # model 1 is side a, model 2 side b
-    ('models', 31)
+For example `compare_models(load_model("HuggingFaceTB/SmolLM2-135M"), load_model("default"),
+"The capital of France is")` (the base model and its instruct tune) gives a Comparison with
+`mode == "models"`, model 1 as side a and model 2 as side b, and 31 distances (layers 0…30).
 """
 
 from __future__ import annotations
 
 from ..core.capture import Capture, capture
-from ..core.checks import check_top_k
+from ..core.checks import check_same_tokenizer, check_top_k
 from ..core.errors import ModelPairError
 from ..core.models import LoadedModel
 from ..core.tokens import encode, readable_tokens
-from .compare import Comparison, prompt_result
-from .distances import layer_distances
-
-
-def check_same_tokenizer(model1: LoadedModel, model2: LoadedModel) -> None:
-    """Both models must give every token the same id: the smaller vocabulary must sit inside the
-    larger (a fine-tune may add tokens at the end). Raises `ModelPairError` naming a token that differs."""
-    if model1.tokenizer is model2.tokenizer:
-        return
-    vocab1, vocab2 = model1.tokenizer.get_vocab(), model2.tokenizer.get_vocab()
-    small, large = (vocab1, vocab2) if len(vocab1) <= len(vocab2) else (vocab2, vocab1)
-    differ = [token for token, i in small.items() if large.get(token) != i]
-    if differ:
-        token = min(differ, key=small.__getitem__)
-        raise ModelPairError(
-            f"{model1.name} and {model2.name} do not share a tokenizer: {len(differ):,} of "
-            f"{len(small):,} tokens differ (e.g. {token!r} is {vocab1.get(token, 'absent')} in model 1 "
-            f"and {vocab2.get(token, 'absent')} in model 2). Comparing two models reads one token "
-            "sequence through both, so they need the same tokenizer — a model and its fine-tune share one."
-        )
+from .common.comparison import Comparison, prompt_result
+from .common.distances import layer_distances
 
 
 def check_same_tokens(model1: LoadedModel, model2: LoadedModel, prompt: str, bos: str) -> None:

@@ -40,10 +40,8 @@ one number per cell does (logit score; whole-word scores are not run there yet).
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 
@@ -54,14 +52,11 @@ from ..core.errors import PromptError, SettingsError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site, residual_sites
-from ..core.tokens import SPACE_MARK, readable_token, typed_word
-from .lens import TokenProb, lens_column, vocabulary_rank
-from .watch import forced_piece_logprobs, piece_logprobs
-
-Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
-ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
-MIN_METRIC_GAP = 1e-6  # |m_A − m_B| below this cannot normalize the effect
-Score = Literal["logit", "word"]  # first pieces' logit difference, or whole words by teacher forcing
+from ..core.tokens import SPACE_MARK, typed_word
+from .common.lens import TokenProb, lens_column, vocabulary_rank
+from .common.metric import MetricPair, Score, answer_and_wrong, checked_pair, logit_difference, metric_words
+from .common.pieces import forced_piece_logprobs, piece_logprobs
+from .common.rows import Progress, rows_or_own, rows_per_pass, same_values
 
 
 @dataclass(frozen=True)
@@ -71,25 +66,6 @@ class Patch:
     layer: int
     b_positions: tuple[int, ...]
     a_positions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class TokenRef(Record):
-    """A token of the metric: its readable text and id. For a word of several tokens the metric
-    uses its first piece (`token`, `id`) and `word` holds the whole word ('' for one token)."""
-
-    token: str
-    id: int
-    word: str = ""
-
-    @property
-    def label(self) -> str:
-        """'␣Paris', or '␣L (first piece of ␣Lakers)'."""
-        return f"{self.token} (first piece of {self.word})" if self.word else self.token
-
-    def scored(self, score: str) -> str:
-        """What the metric scores: the whole word with score "word", else the token."""
-        return (self.word or self.token) if score == "word" else self.token
 
 
 @dataclass(frozen=True)
@@ -110,14 +86,6 @@ class SpaceHint:
         )
 
 
-def metric_words(answer: TokenRef, wrong: TokenRef, score: Score) -> str:
-    """The metric in words: 'logit[␣Paris] − logit[␣Rome]' (a word by its first piece, labelled)
-    or, scoring whole words, 'log p(␣Lakers) − log p(␣Celtics)'."""
-    if score == "word":
-        return f"log p({answer.scored(score)}) − log p({wrong.scored(score)})"
-    return f"logit[{answer.label}] − logit[{wrong.label}]"
-
-
 SPACE_HINT_FACTOR = 10  # the spaced variant must rank at least this many times higher
 
 
@@ -134,73 +102,6 @@ def space_hint(loaded: LoadedModel, logits: torch.Tensor, typed: str) -> SpaceHi
     if ranks[1] * SPACE_HINT_FACTOR > ranks[0]:
         return None
     return SpaceHint(typed, spaced.readable, int(ranks[0]), int(ranks[1]))
-
-
-@dataclass(frozen=True)
-class MetricPair(Record):
-    """What every patching result is measured by: m = logit[answer] − logit[wrong] at the last
-    position, m_A and m_B of the two prompts' own runs, and the prompts' tokens. Patching results
-    (`PatchResult`, components' `ComponentPatching`) extend it, so these fields are written once and
-    serialize flat, first, in this order.
-
-    normalized(m) = (m − m_B) / (m_A − m_B), the effect: 0 = B's own metric, 1 = A's.
-    """
-
-    model: dict
-    bos: str
-    answer: TokenRef
-    wrong: TokenRef
-    metric_a: float
-    metric_b: float
-    tokens_a: tuple[str, ...]
-    tokens_b: tuple[str, ...]
-
-    def normalized(self, raw: float) -> float:
-        return (raw - self.metric_b) / (self.metric_a - self.metric_b)
-
-    def metric(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return logit_difference(self.answer.id, self.wrong.id)
-
-    def shared(self) -> dict:
-        """These fields by name, to build a result extending MetricPair: `PatchResult(**pair.shared(), …)`."""
-        return {f.name: getattr(self, f.name) for f in fields(MetricPair)}
-
-
-def logit_difference(answer_id: int, wrong_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """m(logits [..., vocab]) = logit[answer] − logit[wrong] → [...] float64; a closure over plain
-    ints, so a remote backend can run it where the logits are."""
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return logits[..., answer_id].double() - logits[..., wrong_id].double()
-
-    return metric
-
-
-def metric_pair(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None
-) -> MetricPair:
-    """The logit-difference metric of A → B (answer and wrong as `_metric_tokens` resolves them);
-    refuses a pair whose m_A and m_B are too close to normalize the effect."""
-    answer_ref, wrong_ref, _ = _metric_tokens(loaded, cap_a, cap_b, answer, wrong)
-    metric = logit_difference(answer_ref.id, wrong_ref.id)
-    metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
-    return _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, "logit")
-
-
-def _checked_pair(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: TokenRef, wrong: TokenRef,
-    metric_a: float, metric_b: float, score: Score,
-) -> MetricPair:
-    """The MetricPair of these values, refused when m_A and m_B are too close to normalize."""
-    if abs(metric_a - metric_b) < MIN_METRIC_GAP:
-        raise PromptError(
-            f"{metric_words(answer, wrong, score)} is the same for A and B "
-            f"({metric_a:.4g}), so the effect cannot be normalized. Name other tokens."
-        )
-    return MetricPair(
-        model=loaded.info(), bos=cap_b.bos, answer=answer, wrong=wrong, metric_a=metric_a,
-        metric_b=metric_b, tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
-    )
 
 
 @dataclass(frozen=True)
@@ -252,20 +153,6 @@ class PatchedLens(Record):
     entropy_bits: tuple[float, ...]
 
 
-def rows_per_pass(loaded: LoadedModel, n_tokens: int, all_positions: bool = False) -> int:
-    """How many patched copies of B one forward pass holds.
-
-    Per row: the widest activation (≈ 8·d_model per token, a gated MLP's up and gate halves),
-    the attention scores (heads × n²) and one row of logits (`logits_to_keep=1`), or n rows when
-    the run keeps `all_positions`.
-    """
-    config = loaded.model.config.get_text_config()
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 16
-    logit_rows = n_tokens if all_positions else 1
-    per_row = n_tokens * 8 * loaded.d_model + heads * n_tokens * n_tokens + logit_rows * loaded.vocab_size
-    return max(1, ROW_FLOATS // per_row)
-
-
 def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int) -> list[Intervention]:
     """Interventions for a batch where row i is B patched as `patches[i]` says: one per layer,
     replacing B's residual at (row, B position) with A's at the matching A position."""
@@ -282,117 +169,6 @@ def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int)
         )
         for layer, (rows, b_pos, a_pos) in by_layer.items()
     ]
-
-
-def block_of(site: Site) -> int:
-    """The first block whose work a change at `site` alters: residual r enters block r (residual L,
-    after the last block, alters only the final norm's input: L); attn_out, mlp_out, z of block ℓ: ℓ."""
-    return site.residual if site.is_residual else site.layer
-
-
-STAGE_COST = 256  # one pass's own cost (embedding, masks, hooks, copies) in token·blocks of work
-
-
-def stage_starts(starts: Sequence[int], n_layers: int, n_tokens: int) -> list[int]:
-    """The blocks where the passes of one chunk begin, chosen among the rows' starting blocks
-    `starts` (sorted) to minimize the work: a pass from block s to the next pass's start e costs
-    STAGE_COST + (e − s) · n_tokens · (rows starting before e) token·blocks (the last pass runs to
-    the end with every row). A boundary pays when enough rows start late enough; rows starting
-    between two boundaries run from the earlier one. Dynamic programming over the distinct starts."""
-    distinct = sorted(set(starts))
-    best: list[tuple[float, int]] = [(0.0, 0)] * (len(distinct) + 1)  # (cost from here, next index)
-    for j in range(len(distinct) - 1, -1, -1):
-        options = []
-        for m in range(j + 1, len(distinct) + 1):
-            end = distinct[m] if m < len(distinct) else n_layers
-            rows = bisect_left(starts, end) if m < len(distinct) else len(starts)
-            options.append((STAGE_COST + (end - distinct[j]) * n_tokens * rows + best[m][0], m))
-        best[j] = min(options)
-    chosen, j = [], 0
-    while j < len(distinct):
-        chosen.append(distinct[j])
-        j = best[j][1]
-    return chosen
-
-
-def patched_rows(
-    loaded: LoadedModel,
-    cap_b: Capture,
-    depths: Sequence[int],
-    changes: Callable[[Sequence[int]], list[Intervention]],
-    reduce: Callable[[Run], torch.Tensor],
-    *,
-    step: int | None = None,
-    resume: bool = True,
-    progress: Progress | None = None,
-    all_positions: bool = False,
-) -> torch.Tensor:
-    """`reduce(run)` for B run once per row, row i changed by the interventions `changes` builds,
-    stacked in the order of `depths` → [len(depths), ...]; with `all_positions` the run `reduce`
-    sees holds the logits of every position [rows, pos, vocab], not only the last.
-
-    depths[i] is the first block row i changes (`block_of` its shallowest site): blocks below it
-    compute exactly B's own run, which the capture already holds. `changes(indices)` returns the
-    interventions for a batch whose row j is row indices[j].
-
-    Cost model. A row changed at block ℓ needs blocks ℓ…L−1 only; running every row through all
-    L blocks costs rows × L block-rows, starting each row at its own block Σ (L − ℓ_i) — about
-    half for a residual grid (ℓ spread evenly over 0…L). Rows are sorted by depth and, `step` per
-    chunk, run in stages: stage k runs blocks s_k…s_{k+1}−1 (s: chosen among the chunk's depths by
-    `stage_starts`, which weighs a pass's own cost) on the rows already started, carried as their
-    residual s_k from the stage before, plus the rows starting in s_k…s_{k+1}−1, entering with B's
-    residual s_k from the capture (backend `start_at`; a stage
-    ends at `stop_early` recording residual s_{k+1}). Rows not yet started are B's own run and
-    cost nothing. Each intervention is applied in the stage that runs its block. Every row sees the
-    same arithmetic as a whole run of its own; only the batch it shares a matmul with differs, so
-    the numbers agree to float rounding (tested against `resume=False`: every row from block 0).
-
-    A backend whose `start_at`/`stop_early` save no work (nnsight: the trace runs every block) gets
-    one pass per chunk, from the chunk's shallowest depth.
-
-    Each pass holds the model's lock only while it runs; between passes other sessions may run.
-    `progress(f)` gets the fraction of rows done after each chunk.
-    """
-    n = loaded.n_layers
-    step = step or rows_per_pass(loaded, cap_b.n_tokens, all_positions)
-    staged = resume and loaded.backend.skips_blocks
-    order = sorted(range(len(depths)), key=lambda i: depths[i])
-    entering = [min(depths[i], n - 1) if resume else 0 for i in order]  # residual L rows run the last block
-    found: list[torch.Tensor | None] = [None] * len(depths)
-    input_ids = torch.tensor([cap_b.token_ids], dtype=torch.long)
-    for begin in range(0, len(order), step):
-        chunk, starts = order[begin : begin + step], entering[begin : begin + step]
-        stages = stage_starts(starts, n, cap_b.n_tokens) if staged else starts[:1]
-        carried: torch.Tensor | None = None  # [rows started, pos, d]: their residual entering the stage
-        # built once: a stage's batch is a prefix of the chunk, holding every row that touches its blocks
-        chunk_changes = changes(chunk)
-        for k, start in enumerate(stages):
-            last = k == len(stages) - 1
-            end = n if last else stages[k + 1]
-            rows = chunk if last else chunk[: sum(s < end for s in starts)]
-            interventions = [
-                i for i in chunk_changes if start <= block_of(i.site) and (last or block_of(i.site) < end)
-            ]
-            if start > 0:
-                started = 0 if carried is None else len(carried)
-                fresh = cap_b.residual[start][None].expand(len(rows) - started, -1, -1)
-                value = fresh if carried is None else torch.cat([carried.to(fresh.dtype), fresh])
-                interventions.insert(0, Intervention(Site.residual_at(start, n), "replace", value))
-            ids = input_ids.expand(len(rows), -1)
-            if last:
-                values = loaded.backend.run(ids, interventions=interventions, start_at=start, reduce=reduce,
-                                            all_positions=all_positions)
-                for i, value in zip(rows, values, strict=True):
-                    found[i] = value
-            else:
-                site = Site.residual_at(end, n)
-                carried = loaded.backend.run(
-                    ids, sites=[site], interventions=interventions, start_at=start, stop_early=True,
-                    reduce=lambda run, site=site: run.activations[site],
-                )
-        if progress is not None:
-            progress(min(begin + step, len(order)) / len(order))
-    return torch.stack(found)  # type: ignore[arg-type]
 
 
 def patched_logits(
@@ -419,40 +195,6 @@ def _patched(
     )
 
 
-def rows_or_own(
-    loaded: LoadedModel, cap_b: Capture, own: Sequence[bool], depths: Sequence[int],
-    changes: Callable[[Sequence[int]], list[Intervention]], reduce: Callable[[Run], torch.Tensor], *,
-    step: int | None = None, resume: bool = True, progress: Progress | None = None,
-    all_positions: bool = False,
-) -> torch.Tensor:
-    """`patched_rows` for the rows whose `own` is False; a row whose `own` is True writes exactly B's
-    own values (positions before the first token where A and B differ: a causal model computed the
-    same there, bit for bit), so it is B's own run and its value is `reduce` of B's captured logits,
-    with no pass. `changes(indices)` gets the indices of `own`."""
-    changed = [i for i, same in enumerate(own) if not same]
-    values = None
-    if changed:
-        values = patched_rows(
-            loaded, cap_b, [depths[i] for i in changed],
-            lambda indices: changes([changed[i] for i in indices]), reduce,
-            step=step, resume=resume, progress=progress, all_positions=all_positions,
-        )
-    elif progress is not None:
-        progress(1.0)
-    if len(changed) == len(own):
-        return values
-    mine = reduce(Run(logits=cap_b.final_logits[None]))[0]
-    found = mine.expand(len(own), *mine.shape).clone()
-    if values is not None:
-        found[changed] = values.to(found.device)
-    return found
-
-
-def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two activations are the same, bit for bit (shape, dtype and every value)."""
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
-
-
 def _writes_own_values(cap_a: Capture, cap_b: Capture, patch: Patch) -> bool:
     """Whether `patch` writes into B exactly the values B already has there."""
     return same_values(cap_a.residual[patch.layer, list(patch.a_positions)],
@@ -477,52 +219,6 @@ def grid_patches(
         )
     patches = [Patch(layer, (b,), (a,)) for layer in range(n_layers + 1) for b, a in pairs]
     return patches, positions, note
-
-
-def _metric_tokens(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, answer: str | int | None, wrong: str | int | None,
-    score: Score = "logit",
-) -> tuple[TokenRef, TokenRef, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Resolve the answer and wrong tokens: a text is a word (a typed '␣' counts as a leading space)
-    whose first piece the logit metric uses, an id must exist; the defaults are A's and B's own
-    top-1. Also returns each word's token ids (one id for a token)."""
-    tok = loaded.tokenizer
-    ids: list[tuple[int, ...]] = []
-
-    def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
-        if isinstance(named, str):
-            word = typed_word(tok, named)
-            ids.append(word.ids)
-            first = readable_token(tok, word.first_id)
-            return TokenRef(first, word.first_id, word.readable if len(word.ids) > 1 else "")
-        token_id = int(logits.argmax()) if named is None else named
-        if not 0 <= token_id < loaded.vocab_size:
-            raise PromptError(
-                f"Token id {token_id} does not exist; the vocabulary has {loaded.vocab_size:,}."
-            )
-        ids.append((token_id,))
-        return TokenRef(readable_token(tok, token_id), token_id)
-
-    answer_ref = resolve(answer, cap_a.final_logits)
-    wrong_ref = resolve(wrong, cap_b.final_logits)
-    if score == "word" and ids[0] != ids[1]:
-        return answer_ref, wrong_ref, (ids[0], ids[1])
-    if answer_ref.id == wrong_ref.id and answer_ref.word != wrong_ref.word:
-        raise PromptError(
-            f"'{answer_ref.word or answer_ref.token}' and '{wrong_ref.word or wrong_ref.token}' start "
-            f"with the same token ('{answer_ref.token}'), so their first pieces cannot tell them apart. "
-            "Score whole words instead."
-        )
-    if answer_ref.id == wrong_ref.id:
-        if answer is None and wrong is None:
-            raise PromptError(
-                f"A and B both predict '{answer_ref.token}' next, so the logit difference has nothing "
-                "to compare. Name the answer and wrong tokens (e.g. ' Paris' and ' Rome')."
-            )
-        raise PromptError(
-            f"The answer and wrong tokens are the same ('{answer_ref.token}'). Name two different tokens."
-        )
-    return answer_ref, wrong_ref, (ids[0], ids[1])
 
 
 def _word_sweep(
@@ -569,7 +265,7 @@ def patch_captures(
         _check_remote_patching(loaded, score, model_a)
     else:
         check_same_residuals(cap_a, cap_b)
-    answer_ref, wrong_ref, words = _metric_tokens(loaded, cap_a, cap_b, answer, wrong, score)
+    answer_ref, wrong_ref, words = answer_and_wrong(loaded, cap_a, cap_b, answer, wrong, score)
     patches, positions, note = grid_patches(cap_a, cap_b, loaded.n_layers)
     if score == "word":
         metric_a, metric_b = (
@@ -577,7 +273,7 @@ def patch_captures(
             - float(forced_piece_logprobs(model, cap, words[1]).sum())
             for model, cap in ((model_a or loaded, cap_a), (loaded, cap_b))
         )
-        pair = _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, score)
+        pair = checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, score)
         answer_scores, wrong_scores = (
             _word_sweep(loaded, cap_a, cap_b, patches, rows, ids, resume,
                         None if progress is None else lambda f, k=k: progress((k + f) / 2))
@@ -586,7 +282,7 @@ def patch_captures(
         raw = (answer_scores - wrong_scores).tolist()
     else:
         metric = logit_difference(answer_ref.id, wrong_ref.id)
-        pair = _checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, float(metric(cap_a.final_logits)),
+        pair = checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, float(metric(cap_a.final_logits)),
                              float(metric(cap_b.final_logits)), score)
         # the metric is taken inside the run (`reduce`): a remote backend sends back one number per
         # patched row, not its [vocab] logits

@@ -21,7 +21,7 @@ The job has four resumable stages, each writing into one work folder (`work`):
     export   the SAEs in the SAELens folder format in the model's units (W_enc, b_enc/s, W_dec,
              b_dec/s: the same features, activations divided by s), fp16, with a card (corpus,
              tokens seen, L0, held-out FVU, dead share) and per-feature data (top contexts,
-             density, promoted/suppressed tokens) for `lib.analyses.sae`.
+             density, promoted/suppressed tokens) for `lib.analyses.common.sae`.
 
 `make sae` loads the model in bfloat16 for the collection (about 1.5× faster than float32 on an
 unloaded run of this CPU; residuals within about 1.5% of float32's — under a load of ~10 the two
@@ -538,7 +538,7 @@ def _feature_stats(state: _LayerState, acts: torch.Tensor, ids: torch.Tensor, cf
 
 def heldout_fvu(state: _LayerState, acts: torch.Tensor, context: int, k: int) -> tuple[float, float]:
     """(mean FVU per held-out window, mean L0) with FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖² over one window's
-    positions 1… (the same definition as per prompt in `lib.analyses.sae`)."""
+    positions 1… (the same definition as per prompt in `lib.analyses.common.sae`)."""
     p = state.weights()
     with torch.no_grad():
         x = acts.float() * state.scale
@@ -553,7 +553,7 @@ def heldout_fvu(state: _LayerState, acts: torch.Tensor, context: int, k: int) ->
 def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers: list[_LayerState],
            log: Log = _print) -> list[dict]:
     """Write each SAE (SAELens folder format, fp16, model units) with card.json and features.npz."""
-    from .sae import save_saelens  # the reader and writer of SAE files
+    from .common.sae import save_saelens
 
     progress = torch.load(work / "train-checkpoint.pt", weights_only=False)["progress"]
     meta = json.loads((work / "job.json").read_text()) if (work / "job.json").exists() else {}

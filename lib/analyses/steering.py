@@ -28,7 +28,6 @@ The sweep runs every layer × a few coefficients as rows of a few batched forwar
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,46 +40,17 @@ from ..core.errors import PromptError, SettingsError
 from ..core.models import LoadedModel
 from ..core.sites import Site
 from ..core.tokens import encode, readable_token, typed_token
-from .generation import DEFAULT_SETTINGS, Continuation, GenerationSettings, continuation_of, generate_ids
-from .patching import TokenRef, rows_per_pass
+from .common.decode import DEFAULT_SETTINGS, Continuation, GenerationSettings, continuation_of, generate_ids
+from .common.metric import TokenRef
+from .common.rows import rows_per_pass
+from .common.vector import SteeringVector, load_vector
 
 VECTOR_MODES = ("last", "mean", "aligned")
 APPLY_TO = ("all", "prompt")  # every position (generated tokens too), or only the prompt's
 DEFAULT_ALPHAS = (-1.0, 1.0, 2.0, 4.0)
 NEUTRAL_TEXT = "The weather was mild on Tuesday, and the shops opened at nine as usual."
 RANDOM_SEED = 0
-FILE_FORMAT = "twinlens-steering-vector/1"
 Progress = Callable[[float], None]
-
-
-@dataclass(frozen=True, eq=False)
-class SteeringVector:
-    """A steering vector: `value` [d_model] (last, mean, imported) or [pos, d_model] (aligned), to
-    add at twinlens residual `layer` (hook name `site`) of the model named `model`."""
-
-    layer: int
-    mode: str
-    value: torch.Tensor
-    site: str
-    model: str
-    source: str = "A − B"
-
-    @property
-    def aligned(self) -> bool:
-        return self.value.dim() == 2
-
-    @property
-    def norm(self) -> float:
-        """‖v‖ (for an aligned vector, the mean of the per-position norms)."""
-        return float(self.value.float().norm(dim=-1).mean())
-
-    def to_bytes(self) -> bytes:
-        """The vector as a safetensors file, with its site, layer, mode and model in the metadata."""
-        from safetensors.torch import save
-
-        meta = {"format": FILE_FORMAT, "site": self.site, "layer": str(self.layer), "mode": self.mode,
-                "model": self.model, "d_model": str(self.value.shape[-1]), "source": self.source}
-        return save({"vector": self.value.detach().float().cpu().contiguous()}, metadata=meta)
 
 
 def steering_vector(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int,
@@ -102,60 +72,6 @@ def steering_vector(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, layer: 
             )
         value = h_a - h_b
     return SteeringVector(layer, mode, value.cpu(), site.name, loaded.name)
-
-
-def load_vector(data: bytes, loaded: LoadedModel, layer: int | None = None) -> SteeringVector:
-    """A vector saved by `SteeringVector.to_bytes` (or any safetensors file with one tensor
-    'vector' and a 'site' in its metadata). Refuses a damaged file, a file for another model, and
-    one for another layer than `layer` (when given), naming both."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        tensors = load(bytes(data))
-        meta = _metadata(bytes(data))
-    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError("The vector file is damaged or not a safetensors file.") from exc
-    if set(tensors) != {"vector"} or "site" not in meta:
-        raise SettingsError(
-            "The file holds no steering vector (one tensor 'vector' and a 'site' in its metadata)."
-        )
-    value = tensors["vector"].float()
-    site = Site.parse(meta["site"])
-    if not site.is_residual:
-        raise SettingsError(
-            f"The file's vector is for {site.name}; twinlens steers the residual stream only."
-        )
-    site.check(loaded.n_layers)
-    residual = site.residual
-    if meta.get("model") and meta["model"] != loaded.name:
-        raise SettingsError(
-            f"The vector file was made with the model '{meta['model']}', not '{loaded.name}'. "
-            "Use a vector made with this model."
-        )
-    if value.dim() not in (1, 2) or value.shape[-1] != loaded.d_model or not torch.isfinite(value).all():
-        raise SettingsError(
-            f"The file's vector has shape {tuple(value.shape)}; this model needs [{loaded.d_model}] "
-            f"(or [positions, {loaded.d_model}]) of finite numbers."
-        )
-    if layer is not None and residual != layer:
-        raise SettingsError(
-            f"The vector file is for layer {residual} ({site.name}), not layer {layer}. "
-            f"Pick layer {residual} to use it."
-        )
-    return SteeringVector(residual, meta.get("mode", "imported"), value, Site.residual_at(
-        residual, loaded.n_layers).name, loaded.name, source=meta.get("source", "file"))
-
-
-def _metadata(data: bytes) -> dict:
-    """The safetensors header's __metadata__ (the library's loader does not return it)."""
-    if len(data) < 8:
-        raise ValueError("too short")
-    size = int.from_bytes(data[:8], "little")
-    if size > len(data) - 8:
-        raise ValueError("header past the end")
-    header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    return dict(header.get("__metadata__") or {})
 
 
 def random_like(vector: SteeringVector, seed: int = RANDOM_SEED) -> torch.Tensor:

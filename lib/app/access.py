@@ -38,7 +38,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.errors import ModelLoadError, TwinlensError
+from ..core.errors import ModelLoadError, TwinlensError, causes
 
 TOKEN_ENV = "TWINLENS_OPERATOR_TOKEN"
 MODELS_ENV = "TWINLENS_MODELS"
@@ -275,11 +275,7 @@ def _not_found(exc: BaseException) -> bool:
 
     kinds = (hub.RepositoryNotFoundError, hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled,
              hub.HFValidationError, hub.EntryNotFoundError, ConnectionError)
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = causes(exc)
     if any(isinstance(e, kinds) or type(e).__name__ in ("ConnectError", "TransportError") for e in chain):
         return True
     text = str(exc)

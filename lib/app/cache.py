@@ -170,7 +170,8 @@ class Results:
                 run, lambda: capture(model, run.text, run.bos, run.chat, keep_residual=False)
             )
         if run.continue_for:  # the prompt's greedy continuation, appended as the ids the model emitted
-            from ..analyses.generation import GenerationSettings, continue_capture
+            from ..analyses.common.decode import GenerationSettings
+            from ..analyses.generation import continue_capture
 
             settings = GenerationSettings(run.continue_for)
             generated = self.get(continue_capture, run.model, run.prompt_only, settings)

@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 import altair as alt
 import pandas as pd
 
+from ..analyses.common.distances import LayerDistances, PositionDistances
+from ..analyses.common.lens import LensGrid
 from ..analyses.diff import TopTokenDiff
-from ..analyses.distances import LayerDistances, PositionDistances
-from ..analyses.lens import LensGrid
 from ..analyses.patching import PatchResult
 from ..analyses.watch import Watch, WordWatch
 

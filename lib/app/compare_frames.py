@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..analyses.compare import Comparison, PromptResult
-from ..analyses.lens import LensGrid
+from ..analyses.common.comparison import Comparison, PromptResult
+from ..analyses.common.lens import LensGrid
 
 
 def lens_frame(side: PromptResult) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..analyses.steering import SteeringVector
+from ..analyses.common.vector import SteeringVector
 
 VECTOR_KEY = "steering-feature-vector"  # {"file": bytes, "layer": int, "source": str}
 PENDING_KEY = "steering-feature-pending"  # {"layer": int, "alpha": float}: applied once to the widgets

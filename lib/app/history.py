@@ -10,10 +10,8 @@ A file that is not a readable database is never written over: it is renamed to
 `history.sqlite3.corrupt-<time>` (its `-wal`/`-shm` companions alike), `HistoryError` says so,
 and the next `History` starts a new, empty database.
 
-    >>> history = History()
-    >>> saved_id = history.save("capitals", request.to_dict(), comparison)
-    >>> history.get(saved_id).comparison() == comparison
-    True
+`History().save("capitals", request.to_dict(), comparison)` returns the new entry's id, and
+`History().get(id).comparison()` equals the comparison saved.
 
 Ownership (for a twinlens shared on a network, see lib.app.access): each entry keeps the random id
 of the browser session that saved it (`owner`, never shown or exported). `rename`, `delete` and
@@ -25,6 +23,7 @@ ownership existed belong to the operator.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..analyses.compare import Comparison
+from ..analyses.common.comparison import Comparison
 from ..core.errors import HistoryError
 from ..core.records import decode, encode
 from .access import HISTORY_REFUSED, Access, AccessError
@@ -142,7 +141,7 @@ class History:
     def _open_checked(self) -> None:
         """Check the file (set it aside if it is damaged), then switch on WAL and create the table."""
         try:
-            with closing(self._connect()) as db:
+            with _setting_up(self.path), closing(self._connect()) as db:
                 damage = [row[0] for row in db.execute("PRAGMA quick_check")]
                 if damage != ["ok"]:
                     raise sqlite3.DatabaseError("; ".join(damage[:3]))
@@ -152,7 +151,10 @@ class History:
                         f"{self.path} was written by a newer twinlens (schema {version}); "
                         "it is left untouched. Set TWINLENS_DATA to another folder."
                     )
-                db.execute("PRAGMA journal_mode=WAL")
+                # switching to WAL needs the file to itself and does not wait for a busy one (no busy
+                # handler): done once, under the set-up lock, and skipped when the file is WAL already
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
                 # one write transaction: two processes opening a new file at once would otherwise
                 # both see no owner column and both add it ("duplicate column name")
                 db.execute("BEGIN IMMEDIATE")
@@ -312,3 +314,17 @@ def _check_owner(db: sqlite3.Connection, saved_id: int, by: Access | None, what:
 
 def _missing(saved_id: int) -> HistoryError:
     return HistoryError(f"No saved comparison #{saved_id} (deleted in another session?).")
+
+
+@contextmanager
+def _setting_up(path: Path) -> Iterator[None]:
+    """Hold `<database>.lock` exclusively while a process checks and sets up the database, so two
+    processes opening a new file at once take turns (an advisory lock, released by the OS when the
+    process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

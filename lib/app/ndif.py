@@ -19,22 +19,10 @@ from typing import TypeVar
 
 import streamlit as st
 
-from ..analyses.compare import compare_prompts
-from ..analyses.distances import capture_distances
-from ..analyses.generation import complete_character, continue_capture, lens_completions, token_characters
-from ..analyses.lens import cell_detail, lens_grid
-from ..analyses.patching import patch_captures
 from ..core.errors import Cancelled
 from .request import Request
 
 T = TypeVar("T")
-# What the app runs on an NDIF model: each reduced where the model is, from captures that keep no
-# residual stream (or, for continuations, the tokens only); anything else is refused in ui.cached.
-REDUCED_ON_NDIF = (
-    compare_prompts, lens_grid, cell_detail, capture_distances, continue_capture, complete_character,
-    lens_completions, token_characters,  # tokens and greedy generation only
-    patch_captures,  # A runs again in B's patched runs' job (Backend.transplant); one number per cell back
-)
 API_KEY_STATE = "ndif_api_key"  # the sidebar's password field (session state only)
 CANCELLED_STATE = "_twinlens_cancelled_request"  # the request whose NDIF job the user cancelled
 API_KEY_HELP = (

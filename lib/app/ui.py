@@ -15,14 +15,15 @@ from typing import TypeVar
 
 import streamlit as st
 
-from ..analyses.compare import Comparison, compare_captures, compare_prompts
+from ..analyses.common.comparison import Comparison
+from ..analyses.compare import compare_captures, compare_prompts
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
 from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import ndif, readable
+from . import ndif, readable, registry
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
@@ -53,6 +54,7 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
     download_buttons,
     draw_comparison,
     export_files,
+    nav_bar,
     open_history,
     page,
     plain,
@@ -150,7 +152,7 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
     for value in (*args, *kwargs.values()):
         if isinstance(value, (ModelKey, RunKey)):
             key = value if isinstance(value, ModelKey) else value.model
-            if key.remote and fn not in ndif.REDUCED_ON_NDIF:
+            if key.remote and fn not in registry.REDUCED_ON_NDIF:
                 raise SettingsError(NEEDS_RESIDUALS)  # rather than fetch residual streams from NDIF
             get_model(key)
     with ndif.session_api_key():
@@ -250,7 +252,7 @@ def require_comparison() -> tuple[Request, LoadedModel, Comparison] | None:
         return None
 
 
-def run_pages(pages: list) -> None:
+def run_pages(pages: list | dict) -> None:
     """Run the selected page, marking that the entrypoint (and so the sidebar) ran first.
 
     The one error boundary: an error the user caused (a `TwinlensError`, raised anywhere below a
@@ -259,7 +261,9 @@ def run_pages(pages: list) -> None:
     """
     st.session_state[ENTRY_KEY] = True
     try:
-        st.navigation(pages, position="top").run()
+        current = st.navigation(pages, position="hidden")
+        nav_bar(pages if isinstance(pages, dict) else {"": pages})
+        current.run()
     except TwinlensError as exc:  # the user's input, wherever a page raised it: one plain message
         show_error(exc)
     except Exception as exc:  # a bug, not the user's input: a plain message, the page stays usable

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from ..analyses.compare import Comparison
+from ..analyses.common.comparison import Comparison
 from ..core.errors import HistoryError
 from ..core.tokens import align
 from . import charts, export, readable
@@ -182,3 +182,16 @@ def page(title: str, explanation: str) -> None:
     st.header(title)
     with st.expander("What am I looking at?"):
         st.markdown(explanation)
+
+
+def nav_bar(sections: Mapping[str, Sequence]) -> None:
+    """Every page one click away, grouped: 'Where: Logit lens · Residual distances · …' on a line or
+    two above the page (Streamlit's own top navigation folds sections into menus, and pages that do
+    not fit into "more")."""
+    with st.container(horizontal=True, gap="medium", key="twinlens-nav"):
+        for name, pages in sections.items():
+            with st.container(horizontal=True, gap="small", width="content"):
+                if name:
+                    st.caption(f"**{name}**")
+                for page in pages:
+                    st.page_link(page, label=page.title, icon=page.icon)

@@ -50,3 +50,22 @@ def check_same_residuals(cap_a: Capture, cap_b: Capture) -> None:
             f"The two models' residual streams are {width_a} and {width_b} wide, so they cannot be "
             "compared or patched into each other."
         )
+
+
+def check_same_tokenizer(model1: LoadedModel, model2: LoadedModel) -> None:
+    """Both models must give every token the same id: the smaller vocabulary must sit inside the
+    larger (a fine-tune may add tokens at the end). Raises `ModelPairError` naming a token that differs."""
+    if model1.tokenizer is model2.tokenizer:
+        return
+    vocab1, vocab2 = model1.tokenizer.get_vocab(), model2.tokenizer.get_vocab()
+    small, large = (vocab1, vocab2) if len(vocab1) <= len(vocab2) else (vocab2, vocab1)
+    differ = [token for token, i in small.items() if large.get(token) != i]
+    if differ:
+        token = min(differ, key=small.__getitem__)
+        raise ModelPairError(
+            f"{model1.name} and {model2.name} do not share a tokenizer: {len(differ):,} of "
+            f"{len(small):,} tokens differ (e.g. {token!r} is {vocab1.get(token, 'absent')} in model 1 "
+            f"and {vocab2.get(token, 'absent')} in model 2). Comparing two models reads one token "
+            "sequence through both, so they need the same tokenizer — a model and its fine-tune share one."
+        )
+

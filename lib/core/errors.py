@@ -49,3 +49,14 @@ class RemoteError(TwinlensError):
 
 class Cancelled(TwinlensError):
     """The user cancelled a long run (a remote job) before its result came back; nothing was saved."""
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from or during, outermost first (libraries wrap
+    each other's errors: transformers wraps huggingface_hub's, nnsight the server's)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

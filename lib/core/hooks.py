@@ -33,11 +33,12 @@ import torch
 from torch import nn
 
 from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
+from .decoding import cache_of, choose_next, finite_logits, pad_id
 from .errors import SettingsError
 from .sites import Site
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from .loaded import LoadedModel
 
 T = TypeVar("T")
 
@@ -252,7 +253,7 @@ class HooksBackend:
         ids = input_ids.to(loaded.device)
         batch = ids.shape[0]
         eos = torch.tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=loaded.device)
-        pad = _pad_id(loaded, eos_ids)
+        pad = pad_id(loaded, eos_ids)
         generator = None
         if temperature > 0:
             generator = torch.Generator(device=loaded.device).manual_seed(int(seed))
@@ -267,13 +268,13 @@ class HooksBackend:
                 self._attach(stack, (), interventions, {}, shape=tuple(ids.shape))
                 loaded.forward_passes += 1
                 out = loaded.model(input_ids=ids, **kwargs)
-            past = _cache_of(out)
-            logits = _finite(out.logits[:, -1, :].float())
+            past = cache_of(out)
+            logits = finite_logits(out.logits[:, -1, :].float())
             first_logits = logits.clone()
             with ExitStack() as stack:
                 self._attach(stack, (), step_interventions, {}, shape=(batch, 1))
                 for step in range(max_new_tokens):
-                    token = _choose(logits, temperature, generator)
+                    token = choose_next(logits, temperature, generator)
                     token = torch.where(done, torch.full_like(token, pad), token)
                     new.append(token)
                     if eos.numel():
@@ -282,8 +283,8 @@ class HooksBackend:
                         break
                     loaded.forward_passes += 1
                     out = loaded.model(input_ids=token[:, None], **{self._cache_arg: past}, **kwargs)
-                    past = _cache_of(out)
-                    logits = _finite(out.logits[:, -1, :].float())
+                    past = cache_of(out)
+                    logits = finite_logits(out.logits[:, -1, :].float())
         rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in range(batch)]
         eos_set = {int(e) for e in eos_ids}
         kept = []
@@ -355,38 +356,6 @@ def _check_start(
         below = site.residual < start_at if site.is_residual else site.layer < start_at
         if below:
             raise SettingsError(f"{site.name} is below block {start_at}, where this run starts.")
-def _cache_of(out: object) -> object:
-    """The key-value cache a forward pass returned (`cache`, or `past_key_values` before transformers 5.x)."""
-    cache = out.get("cache") if hasattr(out, "get") else None
-    return cache if cache is not None else out.past_key_values
-
-
-def _finite(logits: torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(logits).all():
-        raise SettingsError(
-            "The model's logits became inf or NaN during the continuation (an intervention too large?)."
-        )
-    return logits
-
-
-def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """The next token of each row [batch]: argmax, or a draw from softmax(logits / temperature)."""
-    if temperature <= 0:
-        return torch.argmax(logits, dim=-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-
-
-def _pad_id(loaded: LoadedModel, eos_ids: Sequence[int]) -> int:
-    """The token fed to rows that already stopped (transformers: pad, else the first EOS)."""
-    pad = getattr(loaded.model.generation_config, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(loaded.tokenizer, "pad_token_id", None)
-    if isinstance(pad, list | tuple):
-        pad = pad[0] if pad else None
-    if pad is None:
-        pad = next(iter(eos_ids), 0)
-    return int(pad)
 
 
 def _site_hook(

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import warnings
 import weakref
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -31,9 +30,9 @@ from .architecture import (
     probability_gap,
     refuse_lens_gap,
 )
-from .backend import Backend
-from .errors import ModelLoadError, RemoteError, SettingsError
+from .errors import ModelLoadError, RemoteError, SettingsError, causes
 from .hooks import HooksBackend
+from .loaded import LoadedModel
 from .sites import Site
 
 DEFAULT_SPEC = "default"
@@ -43,79 +42,6 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_DIR_NAME = "smollm2-135m-instruct-q4_1-v1"
 _MANIFEST = "twinlens-manifest.json"
 _PROBE_TEXT = "The capital of France is"  # run once at load time to check the lens (check_lens)
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for twinlens: eval mode, its tokenizer, its anatomy and the lock runs must hold.
-
-    Anything that runs the model, or puts hooks on it, holds `lock` for the whole run: one model is
-    shared by every browser session, and hooks set by one run must never be seen by another.
-    """
-
-    model: nn.Module
-    tokenizer: object
-    spec: str
-    name: str
-    architecture: Architecture
-    device: torch.device
-    dtype: torch.dtype
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    forward_passes: int = 0  # counted by the backend; a view change must not add any
-    backend: Backend = field(init=False, repr=False)  # how analyses run it (lib.core.backend)
-
-    def __post_init__(self) -> None:
-        self.backend = HooksBackend(self)
-
-    @property
-    def n_layers(self) -> int:
-        return self.architecture.n_layers
-
-    @property
-    def d_model(self) -> int:
-        return self.architecture.d_model
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.architecture.unembed.weight.shape[0])
-
-    @property
-    def max_tokens(self) -> int | None:
-        """The longest input the model accepts, when its config says so."""
-        config = self.model.config.get_text_config()
-        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            value = getattr(config, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
-
-    @property
-    def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held by the weights (tied weights counted once)."""
-        seen: set[int] = set()
-        total = 0
-        for p in self.model.parameters():
-            if p.data_ptr() not in seen:
-                seen.add(p.data_ptr())
-                total += p.numel() * p.element_size()
-        return total
-
-    def info(self) -> dict:
-        """What the JSON output says about the model."""
-        return {
-            "name": self.name,
-            "spec": self.spec,
-            "family": self.architecture.family,
-            "n_layers": self.n_layers,
-            "d_model": self.d_model,
-            "vocab_size": self.vocab_size,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-        }
 
 
 def cache_dir() -> Path:
@@ -272,6 +198,7 @@ def _load_local(
         model=model, tokenizer=tokenizer, spec=spec, name=name,
         architecture=architecture, device=torch_device, dtype=torch_dtype,
     )
+    loaded.backend = HooksBackend(loaded)
     # Registered under the identity of the files actually read (a damaged copy is rebuilt while
     # loading), so the next load of the same files finds this one.
     if (key := _identity(spec, *settings)) is not None:
@@ -548,23 +475,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it was raised from (transformers wraps huggingface_hub's errors)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _explain_load_failure(spec: str, exc: BaseException) -> str:
     """A plain message for a failed `from_pretrained`, decided by the exception types in the chain
     (huggingface_hub's) and by transformers' own wording where it raises a bare OSError/ValueError."""
     import httpx2 as httpx  # what huggingface_hub 2 speaks HTTP with
     from huggingface_hub import errors as hub
 
-    chain = _causes(exc)
+    chain = causes(exc)
     text = "\n".join(str(e) for e in chain)
 
     def raised(*types: type) -> bool:

@@ -57,12 +57,13 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
-from .errors import Cancelled, RemoteError, SettingsError
-from .hooks import _cache_of, _choose, _finite, _pad_id, eager_attention_on
+from .decoding import cache_of, choose_next, finite_logits, pad_id
+from .errors import Cancelled, RemoteError, SettingsError, causes
+from .hooks import eager_attention_on
 from .sites import Site
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from .loaded import LoadedModel
 
 T = TypeVar("T")
 Remote = bool | str  # False, True (NDIF) or "local" (nnsight's serialization path, run here)
@@ -300,7 +301,7 @@ class NnsightBackend:
         settings = {
             "max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
             "prompt_plan": self._plan((), interventions), "step_plan": self._plan((), step_interventions),
-            "n_heads": loaded.architecture.n_heads, "pad": _pad_id(loaded, eos_ids), "kwargs": kwargs,
+            "n_heads": loaded.architecture.n_heads, "pad": pad_id(loaded, eos_ids), "kwargs": kwargs,
             "eos": torch.tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=loaded.device),
             "cache_arg": "past_key_values",  # not `cache`: nnsight's trace takes that keyword for itself
         }
@@ -474,12 +475,12 @@ def _continue(envoy, ids, *, max_new_tokens, temperature, seed, prompt_plan, ste
     """The decode loop of `HooksBackend.generate`, one trace per pass, inside a session."""
     generator = torch.Generator(device=ids.device).manual_seed(seed) if temperature > 0 else None
     logits, past = _step(envoy, ids, kwargs, prompt_plan, n_heads)
-    logits = _finite(logits)
+    logits = finite_logits(logits)
     first = logits.clone()
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     new = []
     for step in range(max_new_tokens):
-        token = _choose(logits, temperature, generator)
+        token = choose_next(logits, temperature, generator)
         token = torch.where(done, torch.full_like(token, pad), token)
         new.append(token)
         if eos.numel():
@@ -487,7 +488,7 @@ def _continue(envoy, ids, *, max_new_tokens, temperature, seed, prompt_plan, ste
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         logits, past = _step(envoy, token[:, None], {**kwargs, cache_arg: past}, step_plan, n_heads)
-        logits = _finite(logits)
+        logits = finite_logits(logits)
     return {"tokens": torch.stack(new, dim=1) if new else ids[:, :0], "first_logits": first}
 
 
@@ -498,7 +499,7 @@ def _step(envoy, ids, kwargs, plan, n_heads):
             _intervene(envoy, access, ids, n_heads)
         out = envoy.output
         logits = out.logits[:, -1, :].float()
-        past = _cache_of(out)
+        past = cache_of(out)
     return logits, past
 
 
@@ -675,11 +676,7 @@ class _remote_errors:
 def explain_remote_failure(exc: BaseException) -> str:
     """A plain sentence for a failed NDIF job, chosen by the exception types in its chain and the
     server's wording: refused key, no network, unhosted model, timeout, an error in the job."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = causes(exc)
     text = " ".join(str(e) for e in chain).lower()
     names = " ".join(type(e).__name__ for e in chain).lower()
     key = api_key()

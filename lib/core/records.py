@@ -5,8 +5,14 @@ such dataclasses. `Record` gives it `to_dict()` (each field by name; nested reco
 tuples as lists) and `from_dict()` (the inverse, guided by the field types), so no result writes
 its own serializer and every kind can be saved in History and reopened without the model:
 
-    >>> cell = TokenProb("␣Paris", 7042, 0.31)          # TokenProb(Record)
-    >>> TokenProb.from_dict(json.loads(json.dumps(cell.to_dict()))) == cell
+    >>> import json
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Cell(Record):
+    ...     token: str
+    ...     prob: float
+    >>> cell = Cell("␣Paris", 0.31)
+    >>> Cell.from_dict(json.loads(json.dumps(cell.to_dict()))) == cell
     True
 
 Floats survive strict JSON too: lib.app.export writes ±inf/NaN as strings, and `from_dict` reads

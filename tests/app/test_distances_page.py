@@ -6,7 +6,7 @@ import pytest
 from app_helpers import open_page as open_view
 from app_helpers import table_with
 
-from lib.analyses.distances import distance_report, layer_distances
+from lib.analyses.common.distances import distance_report, layer_distances
 from lib.app import ui
 from lib.app.cache import ModelKey
 from lib.core.capture import capture

@@ -8,8 +8,8 @@ import torch
 from app_helpers import compare_two, submit
 from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 
+from lib.analyses.common.sae import load_sae, save_saelens, shipped_saes
 from lib.analyses.features import compare_features
-from lib.analyses.sae import load_sae, save_saelens, shipped_saes
 from lib.app import ui
 from lib.core.capture import capture
 
@@ -114,8 +114,8 @@ def test_page_in_two_models_mode(app, tmp_path, tiny_folders, partner_folders):
 def test_steer_with_this_feature_opens_steering_with_its_decoder_row(app, exact_sae, real_model):
     """The card's button sends the feature's W_dec row to the Steering page at the SAE's layer, with
     α = the feature's highest activation on the prompts; steering there equals the library's run."""
+    from lib.analyses.common.decode import GenerationSettings
     from lib.analyses.features import feature_steering_vector, trace_feature
-    from lib.analyses.generation import GenerationSettings
     from lib.analyses.steering import steer_captures
 
     open_features(app, a=A, b=B)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from app_helpers import compare_two, submit
 
-from lib.analyses.generation import GenerationSettings, continue_capture
+from lib.analyses.common.decode import GenerationSettings
+from lib.analyses.generation import continue_capture
 from lib.analyses.steering import steer_captures
 from lib.app import ui
 from lib.core.capture import capture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import open_page as open_view
 
-from lib.analyses.lens import cell_detail, lens_column
+from lib.analyses.common.lens import cell_detail, lens_column
 from lib.app import ui
 from lib.app.cache import ModelKey
 from lib.core.capture import capture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from app_helpers import compare_two, table_with
 
+from lib.analyses.common.lens import cell_detail
 from lib.analyses.diff import top_token_diff
-from lib.analyses.lens import cell_detail
 from lib.core.capture import capture
 from lib.core.models import load_model
 
@@ -76,7 +76,7 @@ def test_logit_lens_page_says_which_model_lacks_a_picked_layer(app, tiny_folders
 
 
 def test_distances_page_compares_model_1_with_model_2_on_one_prompt(app, tiny_folders, partner_folders):
-    from lib.analyses.distances import capture_distances
+    from lib.analyses.common.distances import capture_distances
 
     folder1, folder2 = tiny_folders["llama"], partner_folders["llama-seed1"]
     open_pair_page(app, "pages/distances.py", folder1, folder2)

@@ -6,7 +6,8 @@ import pytest
 from app_helpers import submit
 from bad_input_cases import GOOD, STEER_B, STEER_CASES, steer_files  # noqa: F401  (fixture)
 
-from lib.analyses.generation import GenerationSettings, continue_capture
+from lib.analyses.common.decode import GenerationSettings
+from lib.analyses.generation import continue_capture
 from lib.app import ui
 from lib.app.request import Request
 from lib.core.capture import capture

@@ -7,14 +7,12 @@ tests/e2e/screenshots/ (not committed).
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from scripts.browser import (
     CHROMIUM,
-    ROOT,
     chromium,
     go_to,
     open_view,
@@ -35,14 +33,10 @@ SHOTS = Path(__file__).parent / "screenshots"
 
 
 def dashboard_pages() -> list[tuple[str, str]]:
-    """(file, title) of every page dashboard.PAGES lists whose file exists (read without running it)."""
-    tree = ast.parse((ROOT / "dashboard.py").read_text())
-    pages = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PAGES"
-    )
-    return [(file, title) for file, title, _ in pages if (ROOT / file).exists()]
+    """(file, title) of every page the registry lists (the navigation reads the same table)."""
+    from lib.app.registry import PAGES as ROWS
+
+    return [(row.page, row.title) for row in ROWS]
 
 
 PAGES = dashboard_pages()

@@ -47,7 +47,7 @@ def test_bad_saes_get_one_message_each_and_the_page_keeps_working(browser, tiny_
     checks that it says which)."""
     import torch
 
-    from lib.analyses.sae import save_saelens
+    from lib.analyses.common.sae import save_saelens
 
     url, tab = browser
     query = {"model": str(tiny_folders["llama"]), "a": GOOD, "b": "The capital of Italy is"}

@@ -30,3 +30,27 @@ def test_compare_and_the_first_example_are_on_screen_at_1440x900(tmp_path: Path)
         page.goto(view_url(base, "pages/compare.py", PAIR_QUERY, default=True))  # a comparison on screen
         settle(page)
         assert inside_viewport(page.locator(COMPARE)), page.locator(COMPARE).bounding_box()
+
+
+def test_every_page_is_one_click_away_at_1280_px(tmp_path: Path):
+    """The navigation shows a link to every page of the registry, grouped by section, inside the
+    window at 1280 px: nothing folded into a menu or under "more"; a click opens the page."""
+    from lib.app.registry import PAGES, SECTIONS
+
+    with serve(log=tmp_path / "server.log") as base, chromium(tmp_path / "profile", 1280, 800) as context:
+        page = context.new_page()
+        page.goto(base)
+        settle(page)
+        nav = page.locator(".st-key-twinlens-nav")
+        for row in PAGES:
+            link = nav.get_by_role("link", name=row.title, exact=True)
+            assert link.count() == 1, row.title
+            box = link.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1280, (row.title, box)
+        assert [s for s in SECTIONS if nav.get_by_text(s, exact=True).count()] == list(
+            dict.fromkeys(row.section for row in PAGES)
+        )
+        assert page.get_by_text("more", exact=True).count() == 0
+        nav.get_by_role("link", name=PAGES[-1].title, exact=True).click()
+        settle(page)
+        assert page.get_by_role("heading", name=PAGES[-1].title).count() >= 1

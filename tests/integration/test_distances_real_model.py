@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.analyses.distances import distance_report
+from lib.analyses.common.distances import distance_report
 from lib.core.capture import capture
 
 A, B = "You have happy emotion in yourself!", "You have angry emotion in yourself!"

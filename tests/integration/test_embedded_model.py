@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from lib.analyses.common.lens import lens_column
 from lib.analyses.compare import compare_prompts
-from lib.analyses.lens import lens_column
 from lib.core.capture import capture
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from lib.analyses.common.decode import GenerationSettings
 from lib.analyses.compare import compare_captures, compare_prompts
-from lib.analyses.generation import GenerationSettings, continue_prompt
+from lib.analyses.generation import continue_prompt
 from lib.analyses.patching import patch_residual
 from lib.core.backend import Intervention
 from lib.core.capture import capture

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from lib.analyses.common.sae import SHIPPED, feature_book, load_sae, read_card, shipped_saes
 from lib.analyses.features import encode_capture, features_of_prompts
-from lib.analyses.sae import SHIPPED, feature_book, load_sae, read_card, shipped_saes
 from lib.core.capture import capture
 
 # Fixed prompts in the style of the training text (encyclopaedic English, not from the corpus),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lib.analyses.generation import GenerationSettings
+from lib.analyses.common.decode import GenerationSettings
 from lib.analyses.steering import steer_captures, steering_interventions, steering_vector
 from lib.core.capture import capture
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from lib.analyses.common.distances import distance_report
+from lib.analyses.common.lens import lens_grid
 from lib.analyses.diff import top_token_diff
-from lib.analyses.distances import distance_report
-from lib.analyses.lens import lens_grid
 from lib.analyses.patching import patch_captures
 from lib.analyses.watch import watch_tokens
 from lib.app import charts

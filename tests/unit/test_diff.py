@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from lib.analyses.common.lens import lens_column
 from lib.analyses.diff import js_bits, kl_bits, top_token_diff
-from lib.analyses.lens import lens_column
 from lib.core.capture import capture
 from lib.core.errors import SettingsError
 

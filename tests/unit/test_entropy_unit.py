@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from lib.analyses.compare import PromptResult, compare_prompts
+from lib.analyses.common.comparison import PromptResult
+from lib.analyses.common.lens import cell_detail
+from lib.analyses.compare import compare_prompts
 from lib.analyses.diff import top_token_diff
-from lib.analyses.lens import cell_detail
 from lib.core.capture import capture
 
 

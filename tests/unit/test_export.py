@@ -40,8 +40,8 @@ def test_export_file_names_carry_a_slug_of_the_prompts_and_do_not_collide():
 
 
 def test_lens_exports_are_long_tables_with_the_layer_kept(tiny_models):
+    from lib.analyses.common.lens import lens_grid
     from lib.analyses.compare import compare_prompts
-    from lib.analyses.lens import lens_grid
     from lib.app.compare_frames import comparison_tables, lens_grid_long_frame
     from lib.core.capture import capture
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lib.analyses.common.decode import GenerationSettings
+from lib.analyses.common.sae import load_sae, save_saelens
+from lib.analyses.common.vector import load_vector
 from lib.analyses.features import feature_steering_vector
-from lib.analyses.generation import GenerationSettings
-from lib.analyses.sae import load_sae, save_saelens
-from lib.analyses.steering import load_vector, steer_captures, steering_interventions
+from lib.analyses.steering import steer_captures, steering_interventions
 from lib.core.backend import Intervention
 from lib.core.capture import capture
 from lib.core.errors import SettingsError

@@ -27,7 +27,8 @@ def run_cli(capsys, monkeypatch):
 
 
 def test_generate_json(tiny_folders, tiny_models, run_cli):
-    from lib.analyses.generation import GenerationSettings, continue_prompt
+    from lib.analyses.common.decode import GenerationSettings
+    from lib.analyses.generation import continue_prompt
 
     out = run_cli("generate", A, B, "--model", str(tiny_folders["gpt2"]), "--max-new-tokens", "5")
     assert out.returncode == 0, out.stderr

@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.analyses.generation import (
-    GenerationSettings,
-    complete_character,
-    continue_capture,
-    continue_prompt,
-    eos_ids,
-)
+from lib.analyses.common.decode import GenerationSettings, eos_ids
+from lib.analyses.generation import complete_character, continue_capture, continue_prompt
 from lib.core.capture import capture
 from lib.core.errors import PromptError, SettingsError
 

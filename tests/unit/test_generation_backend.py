@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.analyses.generation import GenerationSettings, complete_characters, continue_capture
+from lib.analyses.common.decode import GenerationSettings
+from lib.analyses.generation import complete_characters, continue_capture
 from lib.analyses.steering import steer_captures, steering_sweep
 from lib.core.capture import capture
 from lib.core.errors import TwinlensError

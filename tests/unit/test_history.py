@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.analyses.compare import Comparison, compare_prompts
+from lib.analyses.common.comparison import Comparison
+from lib.analyses.compare import compare_prompts
 from lib.app.history import DB_NAME, History, data_dir
 from lib.core.errors import HistoryError
 
@@ -275,3 +276,32 @@ def test_only_analysis_results_are_saved_and_a_forged_kind_is_not_imported(tmp_p
                    (json.dumps({"twinlens_kind": "os.system", "data": {}}), saved_id))
     with pytest.raises(HistoryError, match="cannot be reopened"):
         history.get(saved_id).value()
+
+
+def _open_at_once(folder: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        History(folder)
+        results.put("ok")
+    except Exception as exc:  # the failure this test looks for, reported to the parent
+        results.put(repr(exc))
+
+
+def test_many_processes_creating_a_new_database_at_once_all_open_it(tmp_path):
+    """The set-up (check, WAL switch, schema) takes turns under `<db>.lock`: eight processes opening
+    the same new file at the same moment, ten times over, all succeed."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(10):
+        folder = tmp_path / f"new-{trial}"
+        barrier, results = context.Barrier(8), context.Queue()
+        openers = [
+            context.Process(target=_open_at_once, args=(str(folder), barrier, results)) for _ in range(8)
+        ]
+        for p in openers:
+            p.start()
+        for p in openers:
+            p.join(timeout=60)
+        assert [results.get(timeout=5) for _ in openers] == ["ok"] * 8
+        assert History(folder).list() == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lib.analyses.common.lens import lens_column
 from lib.analyses.compare import compare_prompts
-from lib.analyses.lens import lens_column
 from lib.core.capture import capture
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.analyses.distances import distance_report, layer_distances
-from lib.analyses.lens import (
+from lib.analyses.common.distances import distance_report, layer_distances
+from lib.analyses.common.lens import (
     Arrival,
     TokenProb,
     arrival,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from tiny import build_tiny_model
 
+from lib.analyses.common.lens import lens_grid
 from lib.analyses.diff import top_token_diff
-from lib.analyses.lens import lens_grid
 from lib.core.capture import capture
 from lib.core.errors import ModelPairError
 from lib.core.models import load_model

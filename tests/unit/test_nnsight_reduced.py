@@ -15,9 +15,9 @@ import pytest
 import torch
 from spy import returns_of
 
+from lib.analyses.common.distances import capture_distances
+from lib.analyses.common.lens import cell_detail, lens_grid
 from lib.analyses.compare import compare_captures, compare_prompts
-from lib.analyses.distances import capture_distances
-from lib.analyses.lens import cell_detail, lens_grid
 from lib.analyses.patching import patch_captures
 from lib.core import nnsight_backend
 from lib.core.backend import Run
@@ -117,7 +117,7 @@ def test_bytes_per_comparison_do_not_grow_with_the_prompt(tiny_models, tiny_fold
 def test_the_lens_is_chunked_inside_the_reduction(tiny_models, monkeypatch):
     """Never layers × positions × vocabulary: with a chunk of 3 rows the lens runs in pieces of at
     most 3 × vocab logits and gives the same comparison."""
-    from lib.analyses import lens
+    from lib.analyses.common import lens
 
     model = tiny_models["gpt2"]
     whole = compare_prompts(model, TEXT_A, TEXT_B, top_k=K).to_dict()

@@ -84,7 +84,7 @@ def remote_llama(tiny_models, monkeypatch):
 
     monkeypatch.setattr(TransformersModel, "to_model_key", lambda self: "meta-llama/Llama-3.1-70B")
     local = tiny_models["llama"]
-    from lib.core.models import LoadedModel
+    from lib.core.loaded import LoadedModel
 
     loaded = LoadedModel(
         model=local.model, tokenizer=local.tokenizer, spec=local.spec, name=local.name,

@@ -4,16 +4,15 @@ and the next-token sentence say so (lib.app.charts, lib.app.readable)."""
 
 from __future__ import annotations
 
+from lib.analyses.common.decode import GenerationSettings, generate_ids
+from lib.analyses.common.lens import lens_grid, position_window
 from lib.analyses.generation import (
-    GenerationSettings,
     completable,
     complete_character,
     complete_characters,
-    generate_ids,
     lens_completions,
     token_characters,
 )
-from lib.analyses.lens import lens_grid, position_window
 from lib.app import charts, readable
 from lib.core.capture import capture
 from lib.core.chat import Chat

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import lib.analyses.patching
+from lib.analyses.common.lens import lens_column
+from lib.analyses.common.rows import stage_starts
 from lib.analyses.compare import compare_prompts
-from lib.analyses.lens import lens_column
 from lib.analyses.patching import (
     Patch,
     grid_patches,
@@ -23,7 +24,6 @@ from lib.analyses.patching import (
     patched_logits,
     reading,
     space_hint,
-    stage_starts,
 )
 from lib.core.backend import Intervention
 from lib.core.capture import capture
@@ -454,8 +454,9 @@ def test_patching_results_hold_the_metric_fields_once_and_serialize_them_flat_fi
     History's records (fields by name) as before they were shared."""
     from dataclasses import fields
 
+    from lib.analyses.common.metric import MetricPair
     from lib.analyses.components import ComponentPatching
-    from lib.analyses.patching import MetricPair, PatchResult
+    from lib.analyses.patching import PatchResult
 
     shared = [f.name for f in fields(MetricPair)]
     assert shared == ["model", "bos", "answer", "wrong", "metric_a", "metric_b", "tokens_a", "tokens_b"]

@@ -11,9 +11,9 @@ import weakref
 import pytest
 import torch
 
-import lib.analyses.lens as lens
+import lib.analyses.common.lens as lens
+from lib.analyses.common.lens import lens_cells, lens_column, lens_columns, lens_grid, position_window
 from lib.analyses.compare import compare_captures, compare_prompts
-from lib.analyses.lens import lens_cells, lens_column, lens_columns, lens_grid, position_window
 from lib.core.capture import capture, check_length
 from lib.core.errors import PromptError
 from lib.core.models import load_model, pick_device, pick_dtype

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from lib.analyses import bos, compare, diff, distances, lens, patching, watch
+from lib.analyses import bos, compare, diff, patching, watch
+from lib.analyses.common import distances, lens
 from lib.app.export import to_json
 from lib.core.capture import capture
 from lib.core.records import Record, decode, encode

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from lib.analyses.common.sae import feature_book, load_sae, sae_for_layer, same_model, save_saelens
 from lib.analyses.features import compare_features, trace_feature
-from lib.analyses.sae import feature_book, load_sae, sae_for_layer, same_model, save_saelens
 from lib.core.capture import capture
 from lib.core.errors import SettingsError
 from lib.core.sites import Site

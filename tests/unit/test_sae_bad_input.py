@@ -43,7 +43,7 @@ def test_cli_prints_the_features_json(tiny_folders, tiny_models, tmp_path):
     """`twinlens features` end to end in a subprocess, with an SAE written for the tiny Llama."""
     import torch
 
-    from lib.analyses.sae import save_saelens
+    from lib.analyses.common.sae import save_saelens
 
     llama = tiny_models["llama"]
     g = torch.Generator().manual_seed(0)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tiny import CORPUS
 
-from lib.analyses.sae import feature_book, load_sae, read_card
+from lib.analyses.common.sae import feature_book, load_sae, read_card
 from lib.analyses.sae_training import (
     TrainConfig,
     _load_checkpoint,

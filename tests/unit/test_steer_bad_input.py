@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bad_input_cases import STEER_CASES, steer_case_argv, steer_files  # noqa: F401  (fixture)
 
-from lib.app.cli import COMMANDS, build_parser
+from lib.app.cli import build_parser, run
 from lib.core.errors import TwinlensError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_library_refuses(case, steer_files):  # noqa: F811
     args = build_parser().parse_args(steer_case_argv(case, steer_files))
     with pytest.raises(TwinlensError) as caught:
-        COMMANDS[args.command](args)
+        run(args)
     message = str(caught.value)
     assert case.refused in message and "\n" not in message
 

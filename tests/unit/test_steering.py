@@ -8,14 +8,10 @@ import re
 import pytest
 import torch
 
-from lib.analyses.generation import GenerationSettings, continue_capture
-from lib.analyses.steering import (
-    load_vector,
-    steer_captures,
-    steering_interventions,
-    steering_sweep,
-    steering_vector,
-)
+from lib.analyses.common.decode import GenerationSettings
+from lib.analyses.common.vector import load_vector
+from lib.analyses.generation import continue_capture
+from lib.analyses.steering import steer_captures, steering_interventions, steering_sweep, steering_vector
 from lib.core.capture import capture
 from lib.core.errors import PromptError, SettingsError
 from lib.core.sites import residual_sites

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lib.app import cli
@@ -13,7 +15,8 @@ def test_cli_reports_an_unexpected_failure_in_one_line(monkeypatch, capsys):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
 
     monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
-    monkeypatch.setitem(cli.COMMANDS, "compare", broken)
+    analysis, command = cli.COMMANDS["compare"]
+    monkeypatch.setitem(cli.COMMANDS, "compare", (analysis, replace(command, run=broken)))
     assert cli.main(["compare", "a", "b"]) == 1
     out = capsys.readouterr()
     assert out.out == ""
@@ -27,7 +30,8 @@ def test_cli_raises_with_debug_on(monkeypatch):
         raise ValueError("boom")
 
     monkeypatch.setenv("TWINLENS_DEBUG", "1")
-    monkeypatch.setitem(cli.COMMANDS, "compare", broken)
+    analysis, command = cli.COMMANDS["compare"]
+    monkeypatch.setitem(cli.COMMANDS, "compare", (analysis, replace(command, run=broken)))
     with pytest.raises(ValueError):
         cli.main(["compare", "a", "b"])
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lib.analyses.bos import bos_effect
-from lib.analyses.lens import TokenProb, lens_column
+from lib.analyses.common.lens import TokenProb, lens_column
 from lib.analyses.watch import (
     contrast_pair,
     logit_difference,

@@ -17,12 +17,12 @@ from functools import partial
 
 import torch
 
-from ..core.backend import Run
-from ..core.capture import Capture
-from ..core.checks import check_same_residuals
-from ..core.models import LoadedModel
-from ..core.records import Record
-from ..core.sites import Site, residual_sites
+from ...core.backend import Run
+from ...core.capture import Capture
+from ...core.checks import check_same_residuals
+from ...core.models import LoadedModel
+from ...core.records import Record
+from ...core.sites import Site, residual_sites
 
 ALIGNMENTS = ("last", "mean", "position")
 

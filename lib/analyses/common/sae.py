@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import SettingsError
-from ..core.sites import Site
+from ...core.errors import SettingsError
+from ...core.sites import Site
 
 ARCHITECTURES = ("standard", "jumprelu", "topk")
 _ALIASES = {"standard": "standard", "relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
-SHIPPED = Path(__file__).resolve().parent.parent / "data" / "sae"
+SHIPPED = Path(__file__).resolve().parents[2] / "data" / "sae"
 
 
 def save_saelens(

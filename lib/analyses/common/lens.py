@@ -18,14 +18,14 @@ from functools import partial
 
 import torch
 
-from ..core.architecture import Architecture
-from ..core.backend import Run
-from ..core.capture import Capture
-from ..core.errors import SettingsError
-from ..core.models import LoadedModel
-from ..core.records import Record
-from ..core.sites import Site, residual_sites
-from ..core.tokens import readable_token
+from ...core.architecture import Architecture
+from ...core.backend import Run
+from ...core.capture import Capture
+from ...core.errors import SettingsError
+from ...core.models import LoadedModel
+from ...core.records import Record
+from ...core.sites import Site, residual_sites
+from ...core.tokens import readable_token
 
 Cells = tuple[tuple[int, int], ...]  # (layer, position) pairs
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once

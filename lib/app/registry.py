@@ -1,0 +1,134 @@
+"""The one table of analyses: each row says its name, its page (title, icon, navigation section), its
+command line sub-command, and what it needs from a backend. The navigation (dashboard.py), the CLI
+(lib.app.cli) and the NDIF gate (ui.cached, and the CLI's --remote) read it; adding an analysis is
+one lib module, one page, one row here (and its sub-command in lib.app.commands).
+
+What an analysis needs decides where it runs:
+
+    residuals   each prompt's whole residual stream at this machine (captures that keep it)
+    gradients   a backward pass through the model
+    attention   attention weights (eager attention)
+    generation  greedy or sampled decoding
+
+On NDIF only what comes back small runs: an analysis needing none of residuals, gradients or
+attention runs there, reduced where the model is (its `reduced` functions are the ones the app may
+call on a remote model); anything else is refused before any network or load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..analyses.common.distances import capture_distances
+from ..analyses.common.lens import cell_detail, lens_grid
+from ..analyses.compare import compare_prompts
+from ..analyses.generation import complete_character, continue_capture, lens_completions, token_characters
+from ..analyses.patching import patch_captures
+from . import commands
+
+NEEDS = ("residuals", "gradients", "attention", "generation")
+NOT_ON_NDIF = frozenset({"residuals", "gradients", "attention"})
+SECTIONS = ("Answer", "Where", "Why", "What if", "Saved")  # the navigation's groups, in order
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command of `twinlens`: `add(subparsers)` declares it, `run(args)` → the JSON's dict."""
+
+    name: str
+    add: Callable
+    run: Callable
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One row of the registry.
+
+    `page` is the page file ('' for an analysis without a page, e.g. SAE training); `two_models`:
+    the page also shows one prompt in two models; `reduced`: the functions the app may run on an
+    NDIF model for this page (each reduced where the model is)."""
+
+    name: str
+    title: str = ""
+    page: str = ""
+    icon: str = ""
+    section: str = ""
+    commands: tuple[Command, ...] = ()
+    needs: frozenset[str] = frozenset()
+    two_models: bool = False
+    reduced: tuple[Callable, ...] = ()
+
+    @property
+    def runs_on_ndif(self) -> bool:
+        return not (self.needs & NOT_ON_NDIF)
+
+
+def _needs(*names: str) -> frozenset[str]:
+    unknown = set(names) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; use {NEEDS}")
+    return frozenset(names)
+
+
+ANALYSES: tuple[Analysis, ...] = (
+    Analysis("compare", "Compare", "pages/compare.py", ":material/compare_arrows:", "Answer",
+             (Command("compare", commands.add_compare, commands.run_compare),), two_models=True,
+             reduced=(compare_prompts, complete_character)),
+    Analysis("lens", "Logit lens", "pages/logit_lens.py", ":material/layers:", "Where", two_models=True,
+             reduced=(compare_prompts, lens_grid, cell_detail, lens_completions, token_characters,
+                      complete_character)),
+    Analysis("distances", "Residual distances", "pages/distances.py", ":material/straighten:", "Where",
+             two_models=True, reduced=(capture_distances,)),
+    Analysis("diff", "Top-token diff", "pages/diff.py", ":material/difference:", "Where",
+             needs=_needs("residuals"), two_models=True),
+    Analysis("tokens", "Tokens", "pages/tokens.py", ":material/abc:", "Where", needs=_needs("residuals")),
+    Analysis("watch", "Watch tokens", "pages/watch.py", ":material/visibility:", "Where",
+             needs=_needs("residuals")),
+    Analysis("patching", "Patching", "pages/patching.py", ":material/healing:", "Why",
+             (Command("patch", commands.add_patch, commands.run_patch),), two_models=True,
+             reduced=(patch_captures,)),
+    Analysis("features", "Features", "pages/features.py", ":material/lightbulb:", "Why",
+             (Command("features", commands.add_features, commands.run_features),),
+             needs=_needs("residuals"), two_models=True),
+    Analysis("components", "Components", "pages/components.py", ":material/hub:", "Why",
+             (Command("components", commands.add_components, commands.run_components),),
+             needs=_needs("residuals", "gradients", "attention")),
+    Analysis("continuations", "Continuations", "pages/continuations.py", ":material/edit_note:", "What if",
+             (Command("generate", commands.add_generate, commands.run_generate),),
+             needs=_needs("generation"), two_models=True,
+             reduced=(continue_capture, complete_character, token_characters)),
+    Analysis("steering", "Steering", "pages/steering.py", ":material/explore:", "What if",
+             (Command("steer", commands.add_steer, commands.run_steer),),
+             needs=_needs("residuals", "generation"), two_models=True),
+    Analysis("history", "History", "pages/history.py", ":material/history:", "Saved", two_models=True),
+    Analysis("model pair", commands=(Command("compare-models", commands.add_compare_models,
+                                             commands.run_compare_models),),
+             needs=_needs("residuals")),
+    Analysis("sae training", commands=(Command("sae", commands.add_sae, commands.run_sae),),
+             needs=_needs("residuals", "gradients")),
+)
+
+PAGES = tuple(a for a in ANALYSES if a.page)
+COMMANDS = {c.name: (a, c) for a in ANALYSES for c in a.commands}
+REDUCED_ON_NDIF = frozenset(fn for a in ANALYSES if a.runs_on_ndif for fn in a.reduced)
+
+
+def by_page(page: str) -> Analysis:
+    """The row of a page file, e.g. 'pages/patching.py'."""
+    return next(a for a in PAGES if a.page == page)
+
+
+def refuse_remote(command: str) -> str | None:
+    """Why `twinlens <command> --remote` cannot run (None when it can): the sentence the CLI prints
+    before any network or load."""
+    analysis, _ = COMMANDS[command]
+    if analysis.runs_on_ndif:
+        return None
+    runnable = ", ".join(name for name, (a, _) in COMMANDS.items() if a.runs_on_ndif)
+    return (
+        f"`twinlens {command}` needs each prompt's whole residual stream, which NDIF would have "
+        f"to send back (for a 70B model about 1.3 MB per token); with --remote only {runnable} run, "
+        f"reduced on the server. Run {command} with --backend nnsight on a model this machine holds "
+        "(docs/scale.md)."
+    )

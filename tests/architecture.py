@@ -1,0 +1,140 @@
+"""The architecture's rules as a checker over source text (tests/unit/test_layers.py runs it).
+
+Each module of `lib/` sits in a layer named by its folder; every import is resolved to the module
+it names (relative ones through `ImportFrom.level`), so `from ..app import ui` inside
+`lib/analyses/x.py` is `lib.app.ui`, whatever way it is written. The rules:
+
+- core imports neither analyses nor app; analyses import only core and `lib.analyses.common`
+  (what several analyses share), never another analysis or the app; common imports only core;
+- pages import `lib.app`, and the analyses whose functions they hand to the app's results cache
+  and whose results they draw; never core (errors go to the error boundary, tokens and models
+  through lib.app);
+- no module imports another module's `_private` name;
+- the module graph of lib has no circle.
+
+`violations(files)` takes {module name: source} so a test can plant a violation in memory.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "lib"
+LAYER_RANK = {"core": 0, "common": 1, "analyses": 2, "app": 3}
+PAGES_MAY_IMPORT = ("app", "analyses", "common")
+
+
+def module_name(path: Path) -> str:
+    """lib/analyses/lens.py → 'lib.analyses.lens'; lib/core/__init__.py → 'lib.core'; pages too."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def sources() -> dict[str, str]:
+    """Every module of lib/, every page and the entry page, by module name."""
+    files = [*LIB.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "dashboard.py"]
+    return {module_name(p): p.read_text() for p in sorted(files)}
+
+
+def layer(module: str) -> str | None:
+    """The layer of a lib module ('core', 'common', 'analyses', 'app'), 'pages' for a page."""
+    parts = module.split(".")
+    if parts[0] in ("pages", "dashboard"):
+        return "pages"
+    if parts[0] != "lib" or len(parts) < 2:
+        return None
+    if parts[1] == "analyses" and len(parts) > 2 and parts[2] == "common":
+        return "common"
+    return parts[1] if parts[1] in LAYER_RANK else None
+
+
+def imports(module: str, source: str, known: set[str]) -> list[tuple[str, str | None]]:
+    """(module imported, name taken from it or None) for every import in `source`, resolved.
+
+    `from . import x` names the module `package.x` where that is a module, else the name x of the
+    package; `from .m import y` names module `package.m` and its name y."""
+    is_package = module in known and any(k.startswith(module + ".") for k in known)
+    package = module if is_package else module.rpartition(".")[0]
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if f"{target}.{alias.name}" in known:
+                    found.append((f"{target}.{alias.name}", None))
+                else:
+                    found.append((target, alias.name))
+    return found
+
+
+def _allowed(src_layer: str, target: str, target_layer: str | None) -> bool:
+    if target_layer is None:
+        return True
+    if src_layer == "pages":
+        return target_layer in PAGES_MAY_IMPORT
+    if src_layer == "core":
+        return target_layer == "core"
+    if src_layer == "common":
+        return target_layer in ("core", "common")
+    if src_layer == "analyses":
+        return target_layer in ("core", "common")
+    return LAYER_RANK[target_layer] <= LAYER_RANK[src_layer]
+
+
+def violations(files: dict[str, str]) -> list[str]:
+    """Every broken rule in `files` ({module name: source}), one sentence each."""
+    known = set(files)
+    found: list[str] = []
+    graph: dict[str, set[str]] = {}
+    for module, source in files.items():
+        src_layer = layer(module)
+        for target, name in imports(module, source, known):
+            if not target.startswith(("lib", "twinlens")):
+                continue
+            target = "lib" + target.removeprefix("twinlens") if target.startswith("twinlens") else target
+            target_layer = layer(target)
+            if src_layer is not None and target != module and not _allowed(src_layer, target, target_layer):
+                found.append(f"{module} ({src_layer}) imports {target} ({target_layer})")
+            if name is not None and name.startswith("_") and not name.startswith("__") and target != module:
+                found.append(f"{module} imports the private name {name} of {target}")
+            if target in known and target != module and module.startswith("lib"):
+                graph.setdefault(module, set()).add(target)
+    found.extend(f"import circle: {' → '.join(c)}" for c in circles(graph))
+    return found
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each circle of the module graph once (as found by a depth-first walk), e.g. [a, b, a].
+
+    A package's `__init__` importing its own modules lazily is not an edge here: only imports
+    written in the source count, wherever they stand (inside a function too)."""
+    seen: set[str] = set()
+    on_path: list[str] = []
+    found: list[list[str]] = []
+
+    def walk(node: str) -> None:
+        if node in on_path:
+            found.append([*on_path[on_path.index(node):], node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        on_path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            walk(nxt)
+        on_path.pop()
+
+    for start in sorted(graph):
+        walk(start)
+    return found
