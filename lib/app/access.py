@@ -179,6 +179,14 @@ def is_hub_id(spec: str) -> bool:
     return bool(_HUB_ID.fullmatch(spec)) and ".." not in spec
 
 
+def is_hub_spec(text: str) -> bool:
+    """Shaped like `hf:owner/repo[/folder/inside/it]`: a hub id, then plain names (no `..`, `.`
+    or empty part, which could lead out of the downloaded snapshot to this machine's folders)."""
+    parts = text.removeprefix(HUB_PREFIX).split("/")
+    return (len(parts) >= 2 and is_hub_id("/".join(parts[:2]))
+            and all(_HUB_ID.fullmatch(part) and ".." not in part for part in parts[2:]))
+
+
 def inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == folder or folder in path.parents for folder in folders)
 
@@ -232,7 +240,7 @@ class Access:
             raise AccessError(refused(text, kind, self.folders, self.hub))
         hub = KINDS[kind].hub if self.hub else ""
         if text.startswith(HUB_PREFIX):
-            if hub == HUB_PREFIX:
+            if hub == HUB_PREFIX and is_hub_spec(text):
                 return text
             raise AccessError(refused(text, kind, self.folders, self.hub))
         real = self._listed(text, cwd)

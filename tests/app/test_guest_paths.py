@@ -320,6 +320,22 @@ def test_hf_sae_specs_wait_for_the_operators_leave(app, shared, tiny_folders, mo
     assert asked and "Could not fetch the SAE" in at.error[0].value
 
 
+def test_hub_model_ids_wait_for_the_operators_leave(app, shared, tiny_folders, monkeypatch):
+    """A guest's hub id is refused before any load (which would ask the hub) unless the server was
+    started with --guest-hub; then the load is tried (offline here: the same words)."""
+    from lib.app import cache
+
+    at = guest_on(app, "pages/compare.py", tiny_folders)
+    asked = []
+    real_load = cache.load_model
+    monkeypatch.setattr(cache, "load_model", lambda spec, **kw: asked.append(spec) or real_load(spec, **kw))
+    said = answers(at, "model", {"no hub": "gpt2"}, compare=True)
+    assert asked == [] and GUEST_REFUSED in said["no hub"]
+    monkeypatch.setenv(access.HUB_ENV, "1")
+    with_hub = answers(at, "model", {"guest hub": "gpt2"}, compare=True)
+    assert asked == ["gpt2"] and GUEST_REFUSED in with_hub["guest hub"]
+
+
 # --- the checkers catch a page that reads a typed path itself -------------------------------
 
 PLANTED = '''
