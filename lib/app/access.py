@@ -288,8 +288,7 @@ class Policy:
     @classmethod
     def make(cls, address: str | None, environ: Mapping[str, str] = os.environ,
              cwd: Path | None = None, token: str | None = None) -> Policy:
-        """From Streamlit's `server.address` and the environment (`TWINLENS_*`, `ALLOW_REMOTE_EXPERT`,
-        `TWINLENS_GUEST_HUB`);
+        """From Streamlit's `server.address` and the environment (`TWINLENS_*`, `ALLOW_REMOTE_EXPERT`);
         the secret is `token`, else `$TWINLENS_OPERATOR_TOKEN` (none when not shared: no guests)."""
         shared = listens_beyond_loopback(address, environ)
         secret = token if token is not None else (environ.get(TOKEN_ENV) or "").strip()
