@@ -249,15 +249,22 @@ def test_every_text_input_on_every_page_is_declared(app, shared, tiny_folders):
 def test_a_guest_gets_one_message_for_a_folder_a_file_and_nothing(app, shared, tiny_folders, entry,
                                                                    monkeypatch):
     """Each declared path input, as a guest: one refusal for everything outside the listed
-    folders, and the library never asked to read any of it."""
-    read = []
-    real_load = sae_module.load_sae
-    monkeypatch.setattr(sae_module, "load_sae", lambda path, **kw: read.append(path) or real_load(path, **kw))
+    folders, and the library's readers (models, SAEs) never asked for any of it."""
+    from lib.app import cache
+
     at = guest_on(app, entry.page, tiny_folders, REVEAL.get(entry.key, "prompts"))
+    read = []
+    for module, name in ((sae_module, "load_sae"), (cache, "load_model")):
+        real = getattr(module, name)
+
+        def spy(path, _real=real, **kw):
+            read.append(path)
+            return _real(path, **kw)
+
+        monkeypatch.setattr(module, name, spy)
     said = answers(at, entry.key, probes(shared), compare=entry.page == "dashboard.py")
     check_one_refusal(said, entry.kind, at_folders(tiny_folders, shared))
-    assert read == []
-    assert not any(str(shared["outside"]) in str(key.spec) for key, _ in ui.RESULTS.models.items())
+    assert not [path for path in read if str(path) in probes(shared).values()], read
 
 
 def test_the_operator_still_reads_any_sae_and_gets_the_librarys_messages(app, shared, tiny_folders):
