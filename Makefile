@@ -5,8 +5,10 @@ STAMP  := $(VENV)/.installed
 HOST   ?= localhost
 PORT   ?= 8501
 PYTEST_ARGS ?=
-# folders guests may load models from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
+# folders guests may load models and SAEs from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
 MODELS ?=
+# GUEST_HUB=1: guests may make the server fetch models and SAEs from the hub (default: off)
+GUEST_HUB ?=
 
 .PHONY: run test test-fast bench lint matrix screenshots clean-venv sae
 
@@ -21,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints the operator link (README: Sharing on a network)
-	$(PY) -m lib.app.serve --host $(HOST) --port $(PORT) $(if $(MODELS),--models "$(MODELS)")
+	$(PY) -m lib.app.serve --host $(HOST) --port $(PORT) $(if $(MODELS),--models "$(MODELS)") $(if $(filter 1 yes true on,$(GUEST_HUB)),--guest-hub)
 
 test: $(STAMP)  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -55,7 +55,8 @@ def sidebar() -> None:
             st.text_input(
                 "Model 1" if two_models else "Model", key="model",
                 help="'default' (embedded SmolLM2-135M), a hub id such as gpt2, or a local folder"
-                + ("" if who.expert else " inside one the operator listed"),
+                + ("" if who.expert else " inside one the operator listed"
+                   + ("" if who.hub else "; hub ids only if the operator allows guests to fetch them")),
             )
             if two_models:
                 st.text_input("Model 2", key="model2", help="Same tokenizer as model 1, e.g. its fine-tune")

@@ -88,7 +88,7 @@ def sae_choice(model) -> tuple[int | None, str | None, bool]:
     shipped = shipped_saes(model)
     left, right = st.columns([1, 2])
     with right.expander("Use another SAE (SAELens folder or Gemma Scope params.npz)"):
-        path = st.text_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder").strip()
+        path = ui.path_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder")
         any_model = st.checkbox("Use it on a model it was not trained on (a fine-tune of it)",
                                 key="features-any-model")
     if path:

@@ -143,13 +143,14 @@ GUEST_REFUSED = "is not available on this shared twinlens"
 class GuestModelCase:
     name: str
     spec: str
-    refused: bool
+    refused: bool  # for a guest of a server started without --guest-hub
+    hub_allows: bool = False  # allowed instead when the operator let guests fetch from the hub (issue 28)
 
 
 GUEST_MODEL_CASES = (
     GuestModelCase("default", "default", False),
-    GuestModelCase("hub_id", "gpt2", False),
-    GuestModelCase("hub_id_with_org", "HuggingFaceTB/SmolLM2-135M", False),
+    GuestModelCase("hub_id", "gpt2", True, hub_allows=True),
+    GuestModelCase("hub_id_with_org", "HuggingFaceTB/SmolLM2-135M", True, hub_allows=True),
     GuestModelCase("listed_model", "{listed}/model", False),
     GuestModelCase("listed_folder_itself", "{listed}", False),
     GuestModelCase("listed_through_dotdot", "{listed}/../listed/model", False),
@@ -173,12 +174,66 @@ GUEST_MODEL_CASES = (
 
 
 def build_guest_disk(root: Path) -> dict[str, Path]:
-    """The folders GUEST_MODEL_CASES name: {'listed': …, 'outside': …} under `root`."""
+    """The folders GUEST_MODEL_CASES and GUEST_PATH_CASES name: {'listed': …, 'outside': …} under
+    `root`. `outside` also holds what looks like an SAE folder (`secret-sae/cfg.json`) and a Gemma
+    Scope file (`params.npz`)."""
     (root / "listed" / "model").mkdir(parents=True)
     (root / "outside" / "secret-model").mkdir(parents=True)
     (root / "outside" / "notes.txt").write_text("private")
+    (root / "outside" / "secret-sae").mkdir()
+    (root / "outside" / "secret-sae" / "cfg.json").write_text("{}")
+    (root / "outside" / "params.npz").write_bytes(b"PK\x05\x06" + bytes(18))
     (root / "listed" / "escape").symlink_to(root / "outside")
     return {"listed": root / "listed", "outside": root / "outside"}
+
+
+# Paths and remote specs a guest types for analysis files (issue 28): SAE folders and params.npz
+# (the Features page's "SAE folder"), and the kinds later pages declare (lens files, prompt sets,
+# places to write). Checked by `Access.check_input(spec, kind)`: allowed inside a listed folder
+# (symlinks followed), else refused with one message (`access.refused`) whatever is there.
+# `hub_allows`: allowed instead when the server was started with --guest-hub. Run by
+# tests/unit/test_access.py and, for the inputs of access.PATH_INPUTS, tests/app/test_guest_paths.py.
+@dataclass(frozen=True)
+class GuestPathCase:
+    name: str
+    kind: str  # a key of lib.app.access.KINDS
+    spec: str
+    refused: bool
+    hub_allows: bool = False
+
+
+GUEST_PATH_CASES = (
+    GuestPathCase("sae_in_listed_folder", "sae", "{listed}/model", False),
+    GuestPathCase("sae_missing_in_listed_folder", "sae", "{listed}/no-such-sae", False),
+    GuestPathCase("npz_in_listed_folder", "sae", "{listed}/model/params.npz", False),
+    GuestPathCase("sae_through_dotdot_into_listed", "sae", "{outside}/../listed/model", False),
+    GuestPathCase("sae_folder_outside", "sae", "{outside}/secret-sae", True),
+    GuestPathCase("npz_outside", "sae", "{outside}/params.npz", True),
+    GuestPathCase("file_outside", "sae", "{outside}/notes.txt", True),
+    GuestPathCase("nothing_outside", "sae", "{outside}/no-such-sae", True),
+    GuestPathCase("folder_outside", "sae", "{outside}", True),
+    GuestPathCase("system_folder", "sae", "/etc", True),
+    GuestPathCase("system_file", "sae", "/etc/passwd", True),
+    GuestPathCase("missing_absolute", "sae", "/nonexistent-xyz", True),
+    GuestPathCase("root", "sae", "/", True),
+    GuestPathCase("home", "sae", "~", True),
+    GuestPathCase("dotdot_escape", "sae", "{listed}/../outside/secret-sae", True),
+    GuestPathCase("symlink_escape", "sae", "{listed}/escape/secret-sae", True),
+    GuestPathCase("relative", "sae", "secret-sae", True),
+    GuestPathCase("nul_byte", "sae", "nul\x00byte", True),
+    GuestPathCase("unknown_user_home", "sae", "~no-such-user-xyz/sae", True),
+    GuestPathCase("hf_spec", "sae", "hf:google/gemma-scope-2b-pt-res/layer_20", True, hub_allows=True),
+    GuestPathCase("hub_shaped_without_hf", "sae", "google/gemma-scope-2b-pt-res", True),
+    GuestPathCase("hf_spec_leading_out_of_the_snapshot", "sae", "hf:owner/repo/../../../../etc", True),
+    GuestPathCase("hf_spec_without_a_repo", "sae", "hf:owner", True),
+    GuestPathCase("hf_spec_dotdot_repo", "sae", "hf:../../etc", True),
+    GuestPathCase("lens_in_listed_folder", "lens", "{listed}/model/lens.pt", False),
+    GuestPathCase("lens_outside", "lens", "{outside}/notes.txt", True),
+    GuestPathCase("lens_hf_spec", "lens", "hf:owner/repo/lens.pt", True),
+    GuestPathCase("set_outside", "set", "{outside}/notes.txt", True),
+    GuestPathCase("destination_in_listed_folder", "destination", "{listed}/report.html", True),
+    GuestPathCase("destination_outside", "destination", "{outside}/report.html", True),
+)
 # --- SAE files (issue 13): each refused with one plain message through library, CLI and app ----
 
 SAE_CASE_NAMES = (

@@ -12,10 +12,20 @@ Plain Python (no Streamlit): `lib.app.ui` asks these functions, once per browser
   random secret of this server start (`?token=…`, Jupyter's convention; `$TWINLENS_OPERATOR_TOKEN`,
   set by `python -m lib.app.serve`, else made up at the first request and printed on the
   server's console). Every other browser is a **guest**: no trust-remote-code, no pickle weights,
-  and models only `default`, hub ids, and folders inside those the operator listed at start
-  (`$TWINLENS_MODELS`, separated by `:`). Any other path is refused with one message, the same
-  whether it exists or not. `ALLOW_REMOTE_EXPERT=1` at start gives guests the operator's model
-  options too (the app then shows a warning banner to everyone).
+  and models only `default` and folders inside those the operator listed at start
+  (`$TWINLENS_MODELS`, separated by `:`).
+- **Every path or remote spec a user types** (a model, an SAE folder or `params.npz`, an `hf:` SAE,
+  and whatever later pages read or write by name) goes through one function before anything
+  touches the disk or the network: `Access.check_input(text, kind)`. The app's inputs that take
+  one are declared in `PATH_INPUTS` (a test walks them all as a guest). For a guest: only paths
+  whose real location (symlinks followed) is inside a listed folder — the same `$TWINLENS_MODELS`
+  list holds the models and the analysis files guests may read — and one message for everything
+  else, the same whether it exists, is a file or is nothing. Hub fetches (`org/name` model ids,
+  `hf:` SAEs) only when the operator allowed them at start (`--guest-hub`, `TWINLENS_GUEST_HUB=1`;
+  off by default). Uploads stay the way a guest brings its own files. The operator's inputs pass
+  unchanged (and get the library's detailed messages); the command line is the operator's own
+  tool and is not restricted. `ALLOW_REMOTE_EXPERT=1` at start gives guests the operator's model
+  options and paths too (the app then shows a warning banner to everyone).
 - Saved comparisons: anyone may save, reopen and read the list; renaming, deleting and exporting
   everything belong to the operator, and renaming/deleting one's own saves to the browser session
   that saved it (`Access.owner`, a random id per session stored with the entry).
@@ -44,6 +54,8 @@ TOKEN_ENV = "TWINLENS_OPERATOR_TOKEN"
 MODELS_ENV = "TWINLENS_MODELS"
 EXPERT_ENV = "ALLOW_REMOTE_EXPERT"
 SHARED_ENV = "TWINLENS_SHARED"
+HUB_ENV = "TWINLENS_GUEST_HUB"  # guests may make the server fetch from the Hugging Face hub
+HUB_PREFIX = "hf:"  # a remote spec: hf:owner/repo/folder/inside/it
 TOKEN_PARAM = "token"  # the operator link's query parameter
 DEFAULT_SPEC = "default"
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,13 +79,67 @@ EVICTION_REFUSED = (
 )
 
 
-def model_refused(spec: str, folders: Sequence[Path]) -> str:
-    """The one message a guest gets for a model it may not load: the same whether `spec` exists."""
+@dataclass(frozen=True)
+class Kind:
+    """What a typed path or spec names: `what` for the refusal ("an SAE"); `hub`, how it is fetched
+    from the hub — "id" (a model id such as gpt2), "hf:" (`hf:owner/repo/folder`) or "" (never);
+    `writes`: a place to write, refused to guests (a guest downloads what it wants to keep)."""
+
+    what: str
+    hub: str = ""
+    writes: bool = False
+
+    @property
+    def hub_form(self) -> str:
+        return {"id": "a hub id such as gpt2", HUB_PREFIX: "hf:owner/repo/folder"}.get(self.hub, "")
+
+
+KINDS = {  # other pages add their kinds here (and their inputs to PATH_INPUTS)
+    "model": Kind("a model", hub="id"),
+    "sae": Kind("an SAE (SAELens folder or Gemma Scope params.npz)", hub=HUB_PREFIX),
+    "lens": Kind("a lens file"),
+    "set": Kind("a file of prompts"),
+    "destination": Kind("a place to write", writes=True),
+}
+
+
+@dataclass(frozen=True)
+class PathInput:
+    """A text input of the app where a user types a path or a remote spec (`key`: its widget key;
+    `page`: the file that draws it, `dashboard.py` for the sidebar). Its value goes through
+    `Access.check_input(value, kind)` before anything reads it."""
+
+    page: str
+    key: str
+    kind: str
+
+
+PATH_INPUTS = (  # every such input of every page: tests/app/test_guest_paths.py walks them as a guest
+    PathInput("dashboard.py", "model", "model"),
+    PathInput("dashboard.py", "model2", "model"),
+    PathInput("pages/features.py", "features-sae", "sae"),
+)
+
+
+def refused(spec: str, kind: str, folders: Sequence[Path], hub: bool = False) -> str:
+    """The one message a guest gets for a path or spec of `kind` it may not use: it never depends
+    on what is on the disk (only on the server's settings: the listed folders, the hub)."""
+    what = KINDS[kind]
+    if what.writes:
+        return (f"'{spec}' is not available on this shared twinlens: guests cannot write on the "
+                "server; download the file instead.")
     where = ": " + ", ".join(str(f) for f in folders) if folders else " (the operator listed none)"
-    return (
-        f"'{spec}' is not available on this shared twinlens. Guests can use 'default', a hub id "
-        f"this server can fetch, or a model in a folder the operator listed{where}."
-    )
+    options = ["'default'"] if kind == "model" else []
+    if hub and what.hub_form:
+        options.append(what.hub_form)
+    options.append(f"{what.what} in a folder the operator listed{where}")
+    listing = options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]
+    return f"'{spec}' is not available on this shared twinlens. Guests can use {listing}."
+
+
+def model_refused(spec: str, folders: Sequence[Path], hub: bool = False) -> str:
+    """The one message a guest gets for a model it may not load: the same whether `spec` exists."""
+    return refused(spec, "model", folders, hub)
 
 
 def is_loopback(address: str | None) -> bool:
@@ -113,6 +179,14 @@ def is_hub_id(spec: str) -> bool:
     return bool(_HUB_ID.fullmatch(spec)) and ".." not in spec
 
 
+def is_hub_spec(text: str) -> bool:
+    """Shaped like `hf:owner/repo[/folder/inside/it]`: a hub id, then plain names (no `..`, `.`
+    or empty part, which could lead out of the downloaded snapshot to this machine's folders)."""
+    parts = text.removeprefix(HUB_PREFIX).split("/")
+    return (len(parts) >= 2 and is_hub_id("/".join(parts[:2]))
+            and all(_HUB_ID.fullmatch(part) and ".." not in part for part in parts[2:]))
+
+
 def inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == folder or folder in path.parents for folder in folders)
 
@@ -124,6 +198,7 @@ class Access:
     `operator`: opened the operator link, or the server is not shared. `expert`: may use trust
     remote code, pickle weights and any folder (the operator, or everyone with ALLOW_REMOTE_EXPERT).
     `owner`: this session's random id, stored with what it saves. `shared`: the server is shared.
+    `folders`: where a guest's paths may lead. `hub`: may make the server fetch from the hub.
     """
 
     operator: bool
@@ -131,6 +206,7 @@ class Access:
     owner: str
     shared: bool = False
     folders: tuple[Path, ...] = ()
+    hub: bool = False  # may make the server fetch from the hub (a guest only with --guest-hub)
 
     @property
     def role(self) -> str:
@@ -146,25 +222,47 @@ class Access:
         if (trust_remote_code or allow_pickle) and not self.expert:
             raise AccessError(EXPERT_REFUSED)
 
+    def check_input(self, text: str, kind: str, cwd: Path | None = None) -> str:
+        """The one gate for a path or remote spec a user typed, of `kind` (a key of KINDS): returns
+        what to read (the operator's text as typed; a guest's path resolved, symlinks followed) or
+        raises AccessError with `refused(...)`, whose words never depend on what is on the disk.
+        Nothing is read here but the path's own resolution (and, for a hub-shaped model id,
+        whether a file of that name exists here). A guest gets: paths inside a listed folder;
+        `hf:` specs and hub model ids only when `hub`; 'default' for models; no place to write."""
+        text = (text or "").strip()
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of path {kind!r}: add it to KINDS")
+        if self.expert or not text:
+            return text
+        if kind == "model" and text == DEFAULT_SPEC:
+            return text
+        if KINDS[kind].writes:
+            raise AccessError(refused(text, kind, self.folders, self.hub))
+        hub = KINDS[kind].hub if self.hub else ""
+        if text.startswith(HUB_PREFIX):
+            if hub == HUB_PREFIX and is_hub_spec(text):
+                return text
+            raise AccessError(refused(text, kind, self.folders, self.hub))
+        real = self._listed(text, cwd)
+        if real is not None:
+            return text if kind == "model" else str(real)
+        if hub == "id" and is_hub_id(text) and not _on_disk(text, cwd):
+            return text
+        raise AccessError(refused(text, kind, self.folders, self.hub))
+
     def check_model(self, spec: str, cwd: Path | None = None) -> None:
         """Refuse (AccessError) a model this session may not load; the message never depends on
-        what is on the disk. Allowed for a guest: 'default', a hub id that is not also a path
-        here, a path whose real location is inside a listed folder."""
-        if self.expert:
-            return
-        spec = (spec or "").strip()
-        if spec == DEFAULT_SPEC:
-            return
+        what is on the disk. Allowed for a guest: 'default', a path whose real location is inside
+        a listed folder, and (with `hub`) a hub id that is not also a path here."""
+        self.check_input(spec, "model", cwd)
+
+    def _listed(self, text: str, cwd: Path | None) -> Path | None:
+        """`text`'s real location (symlinks followed) when it is inside a listed folder, else None."""
         try:
-            path = (cwd or Path.cwd()) / Path(spec).expanduser()
-            if inside(path.resolve(), self.folders):
-                return
-            on_disk = os.path.lexists(path)
-        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte...
-            on_disk = True
-        if is_hub_id(spec) and not on_disk:
-            return
-        raise AccessError(model_refused(spec, self.folders))
+            real = ((cwd or Path.cwd()) / Path(text).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte, ~unknown-user...
+            return None
+        return real if inside(real, self.folders) else None
 
     def explain_failure(self, spec: str, exc: TwinlensError) -> TwinlensError:
         """For a guest, a hub id that could not be found (or fetched) gets the same message as a
@@ -173,7 +271,7 @@ class Access:
         if self.expert or not isinstance(exc, ModelLoadError) or not is_hub_id(spec.strip()):
             return exc
         if _not_found(exc):
-            return AccessError(model_refused(spec.strip(), self.folders))
+            return AccessError(model_refused(spec.strip(), self.folders, self.hub))
         return exc
 
 
@@ -185,6 +283,7 @@ class Policy:
     token: str = ""
     folders: tuple[Path, ...] = ()
     remote_expert: bool = False
+    guest_hub: bool = False
 
     @classmethod
     def make(cls, address: str | None, environ: Mapping[str, str] = os.environ,
@@ -198,6 +297,7 @@ class Policy:
             token=secret if shared else "",
             folders=listed_folders(environ.get(MODELS_ENV), cwd),
             remote_expert=shared and _flag(environ.get(EXPERT_ENV)),
+            guest_hub=shared and _flag(environ.get(HUB_ENV)),
         )
 
     def is_operator_proof(self, proof: object) -> bool:
@@ -211,7 +311,7 @@ class Policy:
         operator = not self.shared or self.is_operator_proof(proof)
         return Access(
             operator=operator, expert=operator or self.remote_expert, owner=owner,
-            shared=self.shared, folders=self.folders,
+            shared=self.shared, folders=self.folders, hub=operator or self.remote_expert or self.guest_hub,
         )
 
 
@@ -263,6 +363,15 @@ def eviction(held: Sequence[tuple[Hashable, bool]], capacity: int, by_operator: 
         names = ", ".join(str(getattr(key, "spec", key)) for key, _ in held)
         raise AccessError(EVICTION_REFUSED.format(capacity=capacity, held=names))
     return candidates[0]
+
+
+def _on_disk(text: str, cwd: Path | None) -> bool:
+    """Whether `text` names something here (a broken symlink counts; so does what cannot be
+    checked): a hub-shaped name that is also a path is a path, never sent to the hub."""
+    try:
+        return os.path.lexists((cwd or Path.cwd()) / Path(text).expanduser())
+    except (OSError, RuntimeError, ValueError):
+        return True
 
 
 def _flag(value: str | None) -> bool:

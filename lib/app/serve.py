@@ -1,4 +1,5 @@
-"""Start the app: `python -m lib.app.serve [--host H] [--port P] [--models dir1:dir2]` (what `make run` does).
+"""Start the app: `python -m lib.app.serve [--host H] [--port P] [--models dir1:dir2] [--guest-hub]`
+(what `make run` does).
 
 On loopback (the default, `localhost`) it simply runs `streamlit run dashboard.py`. When the
 address reaches beyond loopback (`--host 0.0.0.0`, or `TWINLENS_SHARED=1`), it first makes up the
@@ -28,6 +29,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default=None,
                         help=f"folders guests may load models from, separated by '{os.pathsep}' "
                         f"(default: ${access.MODELS_ENV})")
+    parser.add_argument("--guest-hub", action="store_true",
+                        help="let guests make this server fetch models and SAEs from the Hugging Face "
+                        f"hub (default: ${access.HUB_ENV}, else off)")
     return parser.parse_args(argv)
 
 
@@ -44,12 +48,14 @@ def network_names() -> list[str]:
     return [n for n in names if n and not access.is_loopback(n)]
 
 
-def prepare(host: str, port: int, models: str | None, environ: Mapping[str, str],
-            names: Sequence[str] = ()) -> tuple[dict[str, str], list[str], list[str]]:
+def prepare(host: str, port: int, models: str | None, environ: Mapping[str, str], names: Sequence[str] = (),
+            guest_hub: bool = False) -> tuple[dict[str, str], list[str], list[str]]:
     """The app's environment, the streamlit command and the lines to print, for a start on `host`."""
     env = dict(environ)
     if models is not None:
         env[access.MODELS_ENV] = models
+    if guest_hub:
+        env[access.HUB_ENV] = "1"
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
                "--server.address", host, "--server.port", str(port)]
     if not access.listens_beyond_loopback(host, env):
@@ -58,13 +64,15 @@ def prepare(host: str, port: int, models: str | None, environ: Mapping[str, str]
     token = env[access.TOKEN_ENV] = access.new_token()
     command += ["--server.headless", "true"]  # a browser opened here without the link would be a guest
     policy = access.Policy.make(host, env)
-    folders = ", ".join(str(f) for f in policy.folders) or "none (guests: 'default' and hub ids only)"
+    folders = ", ".join(str(f) for f in policy.folders) or "none (guests: 'default' only)"
+    hub = ("guests may make this server fetch from the hub (--guest-hub)" if policy.guest_hub
+           else "no hub fetches for guests (--guest-hub allows them)")
     lines = [
         f"twinlens is shared on the network (listening on {host}:{port}).",
         "Operator link: every option, for you only (a new secret at each start; do not share it):",
         *(f"    {link}" for link in access.operator_links(host, port, token, names)),
         "Everyone else opens the address without ?token=… and is a guest: no remote code, no pickle",
-        f"weights, model folders only inside: {folders}.",
+        f"weights, model and SAE folders only inside: {folders}; {hub}.",
     ]
     if policy.remote_expert:
         lines.append("ALLOW_REMOTE_EXPERT=1: guests get every model option too; the app warns everyone.")
@@ -73,7 +81,8 @@ def prepare(host: str, port: int, models: str | None, environ: Mapping[str, str]
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse(argv)
-    env, command, lines = prepare(args.host, args.port, args.models, os.environ, network_names())
+    env, command, lines = prepare(args.host, args.port, args.models, os.environ, network_names(),
+                                  guest_hub=args.guest_hub)
     print("\n".join(lines), flush=True)
     os.chdir(ROOT)
     os.execvpe(command[0], command, env)

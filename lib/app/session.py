@@ -124,9 +124,11 @@ def role_caption() -> None:
         st.caption("You are a guest; the operator let guests use every model option.")
     else:
         folders = ", ".join(plain(str(f)) for f in who.folders) or "none"
+        hub = " hub ids," if who.hub else ""
         st.caption(
-            "You are a **guest** on this shared twinlens: models are 'default', hub ids and the folders "
-            f"the operator listed ({folders}); options that run a model's code are the operator's."
+            f"You are a **guest** on this shared twinlens: models are 'default',{hub} and models and SAEs "
+            f"in the folders the operator listed ({folders}); options that run a model's code are the "
+            "operator's."
         )
 
 

@@ -25,6 +25,7 @@ from ..core.tokens import check_prompts, encode
 from . import access as sharing
 from . import ndif, readable, registry
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
+from .paths import path_input  # noqa: F401  (pages draw path inputs through ui)
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
     ALLOW_PICKLE_HELP,

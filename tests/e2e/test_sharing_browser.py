@@ -3,10 +3,12 @@ HOST=…` starts it (`python -m lib.app.serve`), bound to 127.0.0.1 but told it 
 (`TWINLENS_SHARED=1`, as behind a reverse proxy), so no test opens a port to the network. A
 browser that opens the address is a guest; one that opens the operator link the launcher printed
 is the operator, and the secret leaves its address bar. On the History page, after a rename,
-Delete… asks about the renamed comparison (the browser keeps the option's old text)."""
+Delete… asks about the renamed comparison (the browser keeps the option's old text). On the
+Features page, a guest's SAE path outside the listed folders gets one message, whatever is there."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -29,7 +31,7 @@ def launcher_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "lib.app.serve", "--host", host, "--port", str(port)]
 
 
-def shared_server(log: Path, listed: Path, data: Path, launcher: bool = True,
+def shared_server(log: Path, listed: Path | str, data: Path, launcher: bool = True,
                   timeout: float = 120) -> AbstractContextManager[str]:
     """A server on 127.0.0.1 with TWINLENS_SHARED=1, started by the launcher (`python -m
     lib.app.serve`) or by plain `streamlit run`; yields its base URL (its output goes to `log`)."""
@@ -48,10 +50,32 @@ def printed_link(log: Path, timeout: float = 60) -> str:
     return found.group(0)
 
 
+def guest_sae(folder: Path, model) -> Path:
+    """A small SAE for `model` (a LoadedModel) at residual 1, saved in `folder`."""
+    import torch
+
+    from lib.analyses.sae import save_saelens
+
+    g, d = torch.Generator().manual_seed(0), model.d_model
+    return save_saelens(folder, W_enc=torch.randn(d, 16, generator=g), b_enc=torch.zeros(16),
+                        W_dec=torch.randn(16, d, generator=g), b_dec=torch.zeros(d), architecture="standard",
+                        hook_name="blocks.1.hook_resid_pre", model_name=model.name, dtype="float32")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_folders):
+def guest_files(tmp_path_factory, tiny_models) -> Path:
+    """A folder the operator lists for guests, holding `sae`, an SAE for the tiny GPT-2."""
+    folder = tmp_path_factory.mktemp("guest-files")
+    guest_sae(folder / "sae", tiny_models["gpt2"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_folders, guest_files):
+    """Listed: the tiny models' folder and `guest_files`."""
     root = tmp_path_factory.mktemp("shared-server")
-    with shared_server(root / "server.log", tiny_folders["gpt2"].parent, root / "data") as base:
+    listed = f"{tiny_folders['gpt2'].parent}{os.pathsep}{guest_files}"
+    with shared_server(root / "server.log", listed, root / "data") as base:
         yield base, printed_link(root / "server.log")
 
 
@@ -81,6 +105,40 @@ def test_a_browser_without_the_link_is_a_guest(server, browser, tiny_folders):
     page.goto(view_url(base, "pages/compare.py", query, default=True))
     page.locator(SIDEBAR).get_by_text("loaded by you").wait_for(timeout=180_000)
     assert page.locator(ERROR).count() == 0
+    page.close()
+
+
+def test_a_guest_cannot_tell_what_is_on_the_disk_from_the_features_sae_field(
+    server, browser, tiny_folders, tiny_models, guest_files, tmp_path
+):
+    """The issue's probes (a system folder, a system file, nothing) and a good SAE outside the
+    listed folders: the same words for each; the SAE in a listed folder is read."""
+    base, _ = server
+    secret = guest_sae(tmp_path / "secret-sae", tiny_models["gpt2"])
+    page = browser.new_page()
+    query = {"model": str(tiny_folders["gpt2"]), "a": "The capital of France is", "b": "Italy is"}
+    page.goto(view_url(base, "pages/features.py", query))
+    page.locator(SIDEBAR).get_by_text("You are a guest").wait_for(timeout=180_000)
+    box = page.get_by_label("SAE folder", exact=True)
+    errors = page.locator(ERROR)
+
+    def use(path: str) -> str:
+        if not box.is_visible():  # the expander closes when the page redraws around it
+            page.get_by_text("Use another SAE").click()
+        box.fill(path)
+        box.press("Enter")
+        page.wait_for_timeout(500)
+        settle(page)
+        assert page.locator("[data-testid=stException]").count() == 0
+        return "\n".join(errors.all_inner_texts()).replace("\\", "")
+
+    settle(page)
+    said = {path: use(path) for path in ("/etc", "/etc/passwd", "/nonexistent-xyz", str(secret))}
+    for path, text in said.items():
+        assert "is not available on this shared twinlens" in text, (path, text)
+    assert len({text.replace(f"'{path}'", "'<typed>'", 1) for path, text in said.items()}) == 1, said
+    assert use(str(guest_files / "sae")) == ""
+    page.get_by_role("heading", name="Features × positions").wait_for(timeout=60_000)
     page.close()
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bad_input_cases import GUEST_MODEL_CASES, GUEST_REFUSED, build_guest_disk
+from bad_input_cases import GUEST_MODEL_CASES, GUEST_PATH_CASES, GUEST_REFUSED, build_guest_disk
 
 from lib.app import access, serve
 from lib.app.access import AccessError, Policy
@@ -81,23 +81,83 @@ def disk(tmp_path):
     return tmp_path
 
 
-def _guest(disk: Path) -> access.Access:
+def _guest(disk: Path, hub: bool = False) -> access.Access:
     env = {**SHARED_ENV, access.MODELS_ENV: f"listed{os.pathsep}{disk / 'nowhere'}"}
+    if hub:
+        env[access.HUB_ENV] = "1"
     return Policy.make("0.0.0.0", env, cwd=disk).access(None, "tab")
 
 
+@pytest.mark.parametrize("hub", [False, True], ids=["no-hub", "guest-hub"])
 @pytest.mark.parametrize("case", GUEST_MODEL_CASES, ids=lambda c: c.name)
-def test_guest_models_default_hub_ids_and_listed_folders_only_one_message_else(disk, case):
-    guest = _guest(disk)
+def test_guest_models_default_and_listed_folders_only_one_message_else(disk, case, hub):
+    guest = _guest(disk, hub)
     spec = case.spec.format(listed=disk / "listed", outside=disk / "outside")
-    if not case.refused:
+    if not case.refused or (hub and case.hub_allows):
         guest.check_model(spec, cwd=disk)
         return
     with pytest.raises(AccessError) as refused:
         guest.check_model(spec, cwd=disk)
     message = str(refused.value)
-    assert message == access.model_refused(spec, guest.folders) and GUEST_REFUSED in message
+    assert message == access.model_refused(spec, guest.folders, hub) and GUEST_REFUSED in message
     assert "exist" not in message and "file" not in message and "private" not in message
+    assert ("hub id" in message) is hub
+
+
+@pytest.mark.parametrize("hub", [False, True], ids=["no-hub", "guest-hub"])
+@pytest.mark.parametrize("case", GUEST_PATH_CASES, ids=lambda c: c.name)
+def test_guest_analysis_paths_listed_folders_only_one_message_else(disk, case, hub):
+    """SAE folders, params.npz, hf: specs (and the kinds later pages declare) through the one gate:
+    allowed ones come back resolved (symlinks followed), the rest get refused()'s words."""
+    guest = _guest(disk, hub)
+    spec = case.spec.format(listed=disk / "listed", outside=disk / "outside")
+    if not case.refused or (hub and case.hub_allows):
+        given = guest.check_input(spec, case.kind, cwd=disk)
+        if spec.startswith(access.HUB_PREFIX):
+            assert given == spec
+        else:
+            assert Path(given) == (disk / spec).resolve() and access.inside(Path(given), guest.folders)
+        return
+    with pytest.raises(AccessError) as refused:
+        guest.check_input(spec, case.kind, cwd=disk)
+    assert str(refused.value) == access.refused(spec.strip(), case.kind, guest.folders, hub)
+    assert GUEST_REFUSED in str(refused.value) and "private" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", sorted(access.KINDS))
+def test_one_message_per_kind_for_a_folder_a_file_and_nothing(disk, kind):
+    """What is on the disk never changes the words: only the typed text differs."""
+    guest = _guest(disk)
+    messages = set()
+    for name in ("secret-sae", "notes.txt", "params.npz", "no-such-thing"):
+        spec = f"{disk}/outside/{name}"
+        with pytest.raises(AccessError) as refused:
+            guest.check_input(spec, kind, cwd=disk)
+        messages.add(str(refused.value).replace(spec, "SPEC"))
+    assert len(messages) == 1, messages
+
+
+def test_the_operator_and_remote_experts_get_their_text_back_unchecked(disk):
+    listed = {**SHARED_ENV, access.MODELS_ENV: "listed"}
+    operator = Policy.make("0.0.0.0", listed, cwd=disk).access(SECRET, "op")
+    expert = Policy.make("0.0.0.0", {**SHARED_ENV, access.EXPERT_ENV: "1"}, cwd=disk).access(None, "tab")
+    local = Policy.make("localhost", {}).access(None, "tab")
+    for who in (operator, expert, local):
+        for kind in access.KINDS:
+            for spec in ("/etc/passwd", f"{disk}/outside/secret-sae", "hf:o/r/f", "  ~/x  "):
+                assert who.check_input(spec, kind, cwd=disk) == spec.strip()
+
+
+def test_an_unknown_kind_is_a_bug_not_a_refusal(disk):
+    with pytest.raises(ValueError, match="KINDS"):
+        _guest(disk).check_input("/etc", "no-such-kind")
+
+
+def test_every_declared_path_input_names_a_known_kind_once():
+    keys = [entry.key for entry in access.PATH_INPUTS]
+    assert len(keys) == len(set(keys))
+    assert all(entry.kind in access.KINDS for entry in access.PATH_INPUTS)
+    assert {"features-sae", "model", "model2"} <= set(keys)
 
 
 @pytest.mark.parametrize("spec", ["listed/model", "listed", "listed/new", "outside/../listed/model"])
@@ -123,16 +183,23 @@ def test_refusal_reads_the_same_for_a_folder_that_exists_and_one_that_does_not(d
 
 
 def test_a_hub_shaped_name_that_is_a_folder_here_is_refused_and_one_that_is_not_goes_to_the_hub(disk):
-    """'outside/secret-model' exists here: refused. 'outside/no-such-model' does not: it is a hub id,
-    and when the hub has no such model the guest reads the refusal's message (explain_failure)."""
-    guest = _guest(disk)
+    """With --guest-hub: 'outside/secret-model' exists here: refused. 'outside/no-such-model' does
+    not: it is a hub id, and when the hub has no such model the guest reads the refusal's message
+    (explain_failure). Without --guest-hub both are refused alike: no fetch for a guest."""
+    guest = _guest(disk, hub=True)
     with pytest.raises(AccessError):
         guest.check_model("outside/secret-model", cwd=disk)
     guest.check_model("outside/no-such-model", cwd=disk)
+    messages = []
+    for spec in ("outside/secret-model", "outside/no-such-model"):
+        with pytest.raises(AccessError) as refused:
+            _guest(disk).check_model(spec, cwd=disk)
+        messages.append(str(refused.value).replace(spec, "SPEC"))
+    assert messages[0] == messages[1]
 
 
 def test_a_hub_id_not_found_reads_like_a_refused_path_for_a_guest(disk):
-    guest = _guest(disk)
+    guest = _guest(disk, hub=True)
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     try:
@@ -142,7 +209,7 @@ def test_a_hub_id_not_found_reads_like_a_refused_path_for_a_guest(disk):
         failure = exc
     explained = guest.explain_failure("org/x", failure)
     assert isinstance(explained, AccessError)
-    assert str(explained) == access.model_refused("org/x", guest.folders)
+    assert str(explained) == access.model_refused("org/x", guest.folders, hub=True)
     operator = Policy.make("0.0.0.0", SHARED_ENV).access(SECRET, "op")
     assert operator.explain_failure("org/x", failure) is failure
     other = ModelLoadError("'org/x' is a 'bert' model, not a causal (next-token) language model.")
@@ -206,6 +273,17 @@ def test_launcher_beyond_loopback_makes_a_secret_and_prints_the_operator_link(tm
     assert command[command.index("--server.headless") + 1] == "true"
     env2, _, _ = serve.prepare("0.0.0.0", 8600, None, {})
     assert env2[access.TOKEN_ENV] != token  # a new secret at each start
+
+
+def test_launcher_passes_guest_hub_on_only_when_asked():
+    env, _, lines = serve.prepare("0.0.0.0", 1, None, {access.HUB_ENV: ""}, guest_hub=True)
+    assert env[access.HUB_ENV] == "1" and Policy.make("0.0.0.0", env).guest_hub
+    assert any("guests may make this server fetch from the hub" in line for line in lines)
+    env, _, lines = serve.prepare("0.0.0.0", 1, None, {})
+    assert access.HUB_ENV not in env and not Policy.make("0.0.0.0", env).guest_hub
+    assert any("no hub fetches for guests" in line for line in lines)
+    assert serve.parse(["--guest-hub"]).guest_hub and not serve.parse([]).guest_hub
+    assert not Policy.make("localhost", {access.HUB_ENV: "1"}).guest_hub  # no guests on loopback
 
 
 def test_launcher_warns_when_remote_expert_is_allowed():
