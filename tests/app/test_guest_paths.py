@@ -23,8 +23,8 @@ from app_helpers import ROOT, AppTest, submit
 from bad_input_cases import GOOD, GUEST_PATH_CASES, GUEST_REFUSED, build_guest_disk
 from streamlit import config
 
-from lib.analyses import sae as sae_module
-from lib.analyses.sae import save_saelens
+from lib.analyses.common import sae as sae_module
+from lib.analyses.common.sae import save_saelens
 from lib.app import access, ui
 from lib.app.cache import Results
 from lib.app.views import plain
@@ -190,14 +190,11 @@ def shared(monkeypatch, tmp_path, tiny_folders, guest_disk):
 
 
 def page_files(mode: str = "prompts") -> list[str]:
-    """The pages of the navigation in the sidebar's `mode` (dashboard.PAGES, and PAIR_PAGES for two
-    models, read without running the entry page)."""
-    tree = ast.parse((ROOT / "dashboard.py").read_text(encoding="utf-8"))
-    assigned = [node for node in tree.body if isinstance(node, ast.Assign)]
-    lists = {node.targets[0].id: ast.literal_eval(node.value) for node in assigned
-             if getattr(node.targets[0], "id", "") in ("PAGES", "PAIR_PAGES")}
-    pages = [page[0] for page in lists["PAGES"]]
-    return pages if mode == "prompts" else [page for page in pages if page in lists["PAIR_PAGES"]]
+    """The pages of the navigation in the sidebar's `mode` (the registry's pages; for two models,
+    those whose row says they show two models)."""
+    from lib.app.registry import PAGES
+
+    return [row.page for row in PAGES if mode == "prompts" or row.two_models]
 
 
 def guest_on(app: AppTest, page: str, tiny_folders, mode: str = "prompts") -> AppTest:

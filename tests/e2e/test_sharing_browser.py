@@ -54,7 +54,7 @@ def guest_sae(folder: Path, model) -> Path:
     """A small SAE for `model` (a LoadedModel) at residual 1, saved in `folder`."""
     import torch
 
-    from lib.analyses.sae import save_saelens
+    from lib.analyses.common.sae import save_saelens
 
     g, d = torch.Generator().manual_seed(0), model.d_model
     return save_saelens(folder, W_enc=torch.randn(d, 16, generator=g), b_enc=torch.zeros(16),
