@@ -160,6 +160,15 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
         return RESULTS.get(fn, *args, _progress=_progress, **kwargs)
 
 
+def cached_or(default: T, fn: Callable[..., T], *args: Hashable, **kwargs: Hashable) -> T:
+    """`cached(fn, …)`, or `default` when it raises a TwinlensError: for an extra a view can do
+    without (a partial character completed, shown as its pieces when the backend cannot generate)."""
+    try:
+        return cached(fn, *args, **kwargs)
+    except TwinlensError:
+        return default
+
+
 def clear_results() -> None:
     """Forget every capture and result (the loaded models stay)."""
     RESULTS.clear()

@@ -4,7 +4,8 @@ Compare body (fresh or reopened from History), export buttons and the save form.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from ..analyses.common.comparison import Comparison
-from ..core.errors import HistoryError
+from ..core.errors import HistoryError, TwinlensError
 from ..core.tokens import align
 from . import charts, export, readable
 from . import compare_frames as frames
@@ -195,3 +196,14 @@ def nav_bar(sections: Mapping[str, Sequence]) -> None:
                     st.caption(f"**{name}**")
                 for page in pages:
                     st.page_link(page, label=page.title, icon=page.icon)
+
+
+@contextmanager
+def errors_shown() -> Iterator[None]:
+    """A part of a page that may fail on its own while the rest goes on (e.g. attention patterns
+    beside attributions): a TwinlensError raised inside becomes one st.error where the part stands.
+    Anything else, and errors outside such parts, reach the page's one boundary (ui.run_pages)."""
+    try:
+        yield
+    except TwinlensError as exc:
+        show_error(exc)
