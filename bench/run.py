@@ -265,7 +265,7 @@ NOTES = [
     "`compare_captures`; the reference forward pass keeps the logits of the last position only.",
     "patching_resume_ratio / components_resume_ratio: the grid with each patched row starting at its "
     "own block from B's residual (passes whose batch grows with depth; boundaries by a cost model, "
-    "lib.analyses.patching.stage_starts) ÷ every row from block 0 (`resume=False`, the work of the "
+    "lib.analyses.common.rows.stage_starts) ÷ every row from block 0 (`resume=False`, the work of the "
     "code before: one pass from layer 0 per chunk). On a 2-core machine shared with other jobs, "
     "two torch threads wait on each other at every small op, which favours fewer, larger passes: "
     "the ratio is lower with one thread or an idle machine.",

@@ -305,7 +305,7 @@ def test_per_position_cells_that_write_b_own_values_need_no_pass(family_model, m
     """Before the first token where A and B differ, A's components are B's own, bit for bit: those
     cells of the per-position grid are B's run (no patched row) and the grid is the one computed
     with every cell run from block 0."""
-    from lib.analyses import patching
+    from lib.analyses.common import rows as patching
 
     cap_a, cap_b = capture(family_model, A), capture(family_model, B)
     first = next(p for p, (a, b) in enumerate(zip(cap_a.token_ids, cap_b.token_ids, strict=True)) if a != b)

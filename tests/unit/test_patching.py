@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+import lib.analyses.common.rows
 import lib.analyses.patching
 from lib.analyses.common.lens import lens_column
 from lib.analyses.common.rows import stage_starts
@@ -110,7 +111,7 @@ def own_value_cells(cap_a, cap_b) -> list[tuple[int, int]]:
 
 
 def test_batched_grid_equals_one_cell_per_pass(family_model, monkeypatch):
-    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
+    monkeypatch.setattr(lib.analyses.common.rows, "STAGE_COST", 0)  # a pass at every starting block
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     tokens = contrast_tokens(cap_a, cap_b)
     cells = (family_model.n_layers + 1) * cap_b.n_tokens
@@ -165,7 +166,7 @@ def test_each_patched_row_runs_only_the_blocks_from_its_layer_on(family_model, m
     """The cost model of `patched_rows`: a cell patched at residual ℓ runs blocks ℓ…L−1 (residual L's
     cells run the last block, whose output they replace), not all L; every row from block 0 is
     the same grid (same numbers) at (L + 1)·L block-rows per position."""
-    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", 0)  # a pass at every starting block
+    monkeypatch.setattr(lib.analyses.common.rows, "STAGE_COST", 0)  # a pass at every starting block
     cap_a, cap_b = capture(family_model, FRANCE), capture(family_model, ITALY)
     n, pos = family_model.n_layers, cap_b.n_tokens
     patches, _, _ = grid_patches(cap_a, cap_b, n)
@@ -187,7 +188,7 @@ def stages_cost(stages, starts, n, tokens, stage_cost):
 @pytest.mark.parametrize("stage_cost", [0, 64, 256, 10_000])
 def test_passes_begin_where_the_cost_model_says_the_work_is_least(monkeypatch, stage_cost):
     """No pass of its own is worth a row or two; with no cost per pass every starting block gets one."""
-    monkeypatch.setattr(lib.analyses.patching, "STAGE_COST", stage_cost)
+    monkeypatch.setattr(lib.analyses.common.rows, "STAGE_COST", stage_cost)
     n, tokens = 30, 5
     starts = sorted(min(layer, n - 1) for layer in range(n + 1) for _ in range(tokens))
     chosen = stage_starts(starts, n, tokens)
