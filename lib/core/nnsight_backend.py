@@ -244,13 +244,19 @@ class NnsightBackend:
         return saved.float().cpu()
 
     def gradients(
-        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor],
+        interventions: Sequence[Intervention] = (),
     ) -> Gradients:
         """`Backend.gradients` as one trace: a zero δ is added at each site (so ∂metric/∂δ is the
         gradient at the activation, as in the hooks backend), and the backward pass runs inside the
         trace, next to the model. Remotely the activations and gradients come back in full
         (attribution patching needs them on this side)."""
         loaded = self.loaded
+        if interventions:
+            raise SettingsError(
+                "The nnsight backend takes gradients of a prompt's own run only, not of a changed one "
+                "(EAP-IG's interpolated inputs): choose the local backend for that."
+            )
         for site in sites:
             site.check(self.n_layers)
             if site.kind == "pattern":
