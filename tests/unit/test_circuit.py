@@ -69,3 +69,92 @@ def test_edge_score_is_the_derivative_of_exact_path_patching(pair):
         for (src, dst), hi, lo in zip(edges, up.tolist(), down.tolist(), strict=True):
             score = float(found.scores[src, dst])
             assert (hi - lo) / (2 * eps) == pytest.approx(score, rel=2e-2, abs=2e-3)
+
+
+def test_eap_ig_with_one_step_is_eap_and_integrates_to_the_metric_gap(pair):
+    """Edges out of the embedding sum to Δresidual 0 · mean gradient on the path from B's embedding
+    to A's: integrated gradients, which tends to m_A − m_B as the steps grow."""
+    model, cap_a, cap_b, metric = pair
+    plain = edge_scores(model, cap_a, cap_b, metric, granularity="layers")
+    one = edge_scores(model, cap_a, cap_b, metric, granularity="layers", ig_steps=1)
+    assert torch.equal(plain.scores, one.scores)
+    gap = metric.metric_a - metric.metric_b
+    many = edge_scores(model, cap_a, cap_b, metric, granularity="layers", ig_steps=64)
+    assert many.embed_sum == pytest.approx(gap, rel=5e-2, abs=5e-3)
+    assert abs(many.embed_sum - gap) < abs(plain.embed_sum - gap) or abs(plain.embed_sum - gap) < 5e-3
+
+
+def test_found_circuit_curve_runs_from_b_to_a_and_checks_its_top_edges(pair):
+    model, cap_a, cap_b, _ = pair
+    result = find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="layers", edges=5,
+                          checked=6)
+    first, last = result.curve[0], result.curve[-1]
+    assert (first.size, last.size) == (0, len(result.edges))
+    assert first.faithfulness == pytest.approx(0, abs=2e-3) and first.knockout == pytest.approx(1, abs=2e-3)
+    assert last.faithfulness == pytest.approx(1, abs=2e-3) and last.knockout == pytest.approx(0, abs=2e-3)
+    assert result.size == 5 and 5 in [p.size for p in result.curve]
+    scores = [abs(e.score) for e in result.edges]
+    assert scores == sorted(scores, reverse=True)
+    assert [e.exact is not None for e in result.edges[:7]] == [True] * 6 + [False]
+    assert result.into_logits == pytest.approx(result.whole_atp, rel=1e-4, abs=1e-5)
+    names = {node.name for node in result.nodes}
+    assert {e.source for e in result.edges} | {e.target for e in result.edges} <= names
+    assert result.to_dict()["edges"][0]["score"] == result.edges[0].score
+
+
+def test_parallel_blocks_have_one_destination_per_block(tiny_models):
+    model = tiny_models["gpt_neox"]  # use_parallel_residual: attention and MLP read residual ℓ
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    found = edge_scores(model, cap_a, cap_b, metric_pair(model, cap_a, cap_b, ANSWER, WRONG))
+    assert found.graph.parallel
+    assert [d.name for d in found.graph.dests] == ["block 0", "block 1", "block 2", "logits"]
+    sequential = tiny_models["llama"]
+    cap_a, cap_b = capture(sequential, A), capture(sequential, B)
+    found = edge_scores(sequential, cap_a, cap_b, metric_pair(sequential, cap_a, cap_b, ANSWER, WRONG))
+    assert [d.name for d in found.graph.dests][:2] == ["attn 0", "MLP 0"]
+
+
+def test_circuit_share_keeps_the_fewest_edges_reaching_it(tiny_models):
+    model = tiny_models["gpt2"]
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    result = find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, share=0.5, checked=0)
+    point = next(p for p in result.curve if p.size == result.size)
+    below = sum(abs(e.score) for e in result.edges[: result.size - 1]) / sum(abs(e.score) for e in result.edges)
+    assert point.share >= 0.5 > below
+    assert result.pearson_r is None
+
+
+def test_circuit_refuses_what_it_cannot_do(tiny_models):
+    model = tiny_models["gpt2"]
+    cap_a, cap_b = capture(model, A), capture(model, "The capital of Italy is a")
+    with pytest.raises(PromptError, match="same length in tokens"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG)
+    cap_b = capture(model, B)
+    with pytest.raises(SettingsError, match="granularity"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="neurons")
+    with pytest.raises(SettingsError, match="1 to 256 steps"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, ig_steps=0)
+    with pytest.raises(SettingsError, match="share"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, share=1.5)
+    gemma2 = tiny_models["gemma2"]
+    cap_a, cap_b = capture(gemma2, A), capture(gemma2, B)
+    with pytest.raises(ArchitectureError, match="per-layer view"):
+        find_circuit(gemma2, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="heads")
+
+
+def test_nnsight_backend_finds_the_same_circuit_and_refuses_eap_ig(tiny_models, tiny_folders):
+    from lib.core.models import load_model
+
+    model = tiny_models["llama"]
+    twin = load_model(str(tiny_folders["llama"]), backend="nnsight")
+    results = []
+    for loaded in (model, twin):
+        cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+        results.append(find_circuit(loaded, cap_a, cap_b, answer=ANSWER, wrong=WRONG, edges=4, checked=3))
+    ours, theirs = results
+    assert [(e.source, e.target) for e in ours.edges[:10]] == [(e.source, e.target) for e in theirs.edges[:10]]
+    for mine, other in zip(ours.edges[:10], theirs.edges[:10], strict=True):
+        assert mine.score == pytest.approx(other.score, rel=1e-4, abs=1e-5)
+    assert ours.faithfulness == pytest.approx(theirs.faithfulness, abs=1e-4)
+    with pytest.raises(SettingsError, match="local backend"):
+        find_circuit(twin, cap_a, cap_b, answer=ANSWER, wrong=WRONG, ig_steps=4)
