@@ -227,16 +227,20 @@ def _input_gradients(graph: _Graph, grads: dict, n_layers: int) -> torch.Tensor:
     return torch.stack(found)
 
 
-def _projection(loaded: LoadedModel, layer: int, width: int) -> torch.Tensor:
-    """W_O of layer ℓ as [heads, d_head, d_model] float32: the output projection's linear part,
-    read off the module itself (Linear, Conv1D alike) as out_proj(I) − out_proj(0); `width` is
-    its input's, heads · d_head. Holds the model's lock: no other run's hook sees this call."""
+def _projection(loaded: LoadedModel, layer: int) -> torch.Tensor:
+    """W_O of layer ℓ as [heads, d_head, d_model] float32: the output projection's linear part (an
+    nn.Linear's weight transposed, GPT-2's Conv1D weight as it is)."""
     out_proj = loaded.architecture.block_parts(layer).out_proj
-    param = next(out_proj.parameters())
-    with loaded.lock, torch.inference_mode():
-        probe = torch.eye(width, dtype=param.dtype, device=param.device)
-        w = (out_proj(probe) - out_proj(torch.zeros_like(probe[:1]))).float()
-    return w.view(loaded.architecture.n_heads, -1, w.shape[-1])
+    if isinstance(out_proj, torch.nn.Linear):
+        w = out_proj.weight.T
+    elif hasattr(out_proj, "nf"):  # transformers' Conv1D: y = x W + b
+        w = out_proj.weight
+    else:
+        raise ArchitectureError(
+            f"twinlens cannot read the attention output projection of '{loaded.architecture.family}' "
+            f"({type(out_proj).__name__}) by head: use the per-layer view."
+        )
+    return w.detach().float().reshape(loaded.architecture.n_heads, -1, w.shape[-1])
 
 
 def _attn_site(graph: _Graph, layer: int) -> Site:
@@ -320,8 +324,7 @@ def edge_scores(
     found = loaded.backend.gradients(ids_b, sites, lambda logits: metric(logits).sum(), interventions)
     acts_b = {site: act[:1] for site, act in found.run.activations.items()}
     grads = {site: g.mean(0, keepdim=True) for site, g in found.grads.items()}
-    width = acts_a[Site(0, "z")].shape[-2:].numel() if graph.heads else 0
-    w_o = {layer: _projection(loaded, layer, width) for layer in range(n)} if graph.heads else {}
+    w_o = {layer: _projection(loaded, layer) for layer in range(n)} if graph.heads else {}
     out_a = _source_outputs(graph, acts_a, n, w_o)[0]
     out_b = _source_outputs(graph, acts_b, n, w_o)[0]
     g_in = _input_gradients(graph, grads, n)[:, 0]  # [n_dst, pos, d]
