@@ -27,6 +27,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/patching.py", "Patching", ":material/healing:"),
     ("pages/features.py", "Features", ":material/lightbulb:"),
     ("pages/components.py", "Components", ":material/hub:"),
+    ("pages/circuit.py", "Circuit", ":material/account_tree:"),
     ("pages/continuations.py", "Continuations", ":material/edit_note:"),
     ("pages/steering.py", "Steering", ":material/explore:"),
     ("pages/history.py", "History", ":material/history:"),

@@ -1,0 +1,71 @@
+"""Circuit: which paths between components carry the difference between A and B into the answer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.app import circuit_view, ui
+
+ui.page(
+    "Circuit",
+    """
+The Components page says which heads and MLPs *write* the difference; this page asks *how it gets
+there*: which earlier components feed them.
+
+- **Metric**: `logit[answer] − logit[wrong]` at B's last position, as on the Patching page.
+- **Nodes**: the embedding, each attention head (or each layer's attention, coarse), each MLP and
+  the logits. An edge u → v is scored by **edge attribution patching** (Syed et al. 2023): the
+  change in u's output from B to A, dotted with the gradient of the metric with respect to what v
+  reads, at B's run — a first-order estimate of patching A's u into v's input only. EAP-IG (Hanna
+  et al. 2024) averages that gradient over runs moved from B toward A. Prompts of equal length only.
+- **The circuit** is the top edges by |score|. Its **faithfulness** is measured by running it:
+  every edge in the circuit carries A's values, every other edge B's; 0 = B's metric, 1 = A's.
+  **Knockout** runs the rest without the circuit.
+- **Checked**: the top edges are patched exactly (A's u into v's input, in B's run) beside their
+  scores, with Pearson r: the scores are estimates, never shown as exact.
+""",
+)
+
+RUN_KEY = "circuit-ran-for"  # the settings the circuit was asked for
+
+found = ui.require_comparison()
+if found is not None:
+    request, model, comparison = found
+    run_a, run_b = request.runs
+    left, right = st.columns(2)
+    answer = left.text_input("Answer token", key="circuit-answer",
+                             placeholder=f"A's top-1: {comparison.a.final[0].token}",
+                             help="␣ stands for a leading space. Empty: A's predicted next token.") or None
+    wrong = right.text_input("Wrong token", key="circuit-wrong",
+                             placeholder=f"B's top-1: {comparison.b.final[0].token}",
+                             help="␣ stands for a leading space. Empty: B's predicted next token.") or None
+    left, middle, right = st.columns(3)
+    edges = left.number_input("Edges in the circuit", min_value=1, max_value=5000, value=30,
+                              key="circuit-edges")
+    steps = middle.number_input("EAP-IG steps (1: EAP)", min_value=1, max_value=64, value=1, key="circuit-ig")
+    coarse = right.toggle("One node per layer's attention", key="circuit-coarse",
+                          help="Off: a node per head. Families that normalize each attention output "
+                               "before adding it (Gemma-2) have only this view.")
+    asked = (request, answer, wrong, int(edges), int(steps), coarse)
+    if st.button("Find the circuit", type="primary", key="circuit-run"):
+        st.session_state[RUN_KEY] = asked
+    if st.session_state.get(RUN_KEY) != asked:
+        st.info("Press **Find the circuit**: one forward and one backward pass for the scores, then the "
+                "circuit run block by block over a curve of sizes, and one batched pass of exact checks.")
+        st.stop()
+    with st.spinner("Scoring every edge and running the circuit…"):  # bad input: the app's error boundary
+        result = ui.cached(
+            circuit_view.find_circuit, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
+            edges=int(edges), ig_steps=int(steps), granularity="layers" if coarse else "heads",
+        )
+    st.text(f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}]   "
+            f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
+    st.markdown(ui.plain(circuit_view.reading(result)))
+    st.caption(ui.plain(result.note))
+    st.altair_chart(circuit_view.graph_chart(result), width="stretch")
+    st.subheader("Faithfulness over circuit sizes")
+    st.altair_chart(circuit_view.curve_chart(result), width="stretch")
+    st.subheader("Edges")
+    table = circuit_view.edge_frame(result)
+    st.dataframe(table[table.in_circuit], hide_index=True, width="stretch")
+    ui.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})
