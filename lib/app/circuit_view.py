@@ -4,9 +4,10 @@ the analysis through here (`find_circuit`).
 
 The graph puts components left to right in the order the residual stream meets them: the
 embedding, then per layer ℓ the attention (heads stacked top to bottom) and the MLP, and the
-logits last. In the per-head view an edge into a layer's attention ends at a small "attn ℓ" node
-just left of its heads (they all read that one input). Edge width ∝ |score|, colour = sign (red:
-the edge pushes the metric toward A, blue: toward B); hovering shows the numbers.
+logits last. In the per-head view an edge into a layer's attention ends at an "attn ℓ" node just
+left of and above its heads (they all read that one input). Edges bow upward (more the longer they
+are), so edges between nodes of one row stay apart. Edge width ∝ |score|, colour = sign (red: the
+edge pushes the metric toward A, blue: toward B); hovering shows the numbers.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def _place(node: Node, n_heads: int, heads: bool) -> tuple[float, float]:
         return 2.0 * node.layer + 1, float(node.head)
     if node.kind == "mlp":
         return 2.0 * node.layer + 2, float(n_heads) if heads else 1.0
-    if node.kind == "block" or heads:  # the input every head of the layer reads
-        return 2.0 * node.layer + 0.6, middle
+    if node.kind == "block" or heads:  # the input every head of the layer reads, above its heads
+        return 2.0 * node.layer + 0.6, -1.0 if heads else middle
     return 2.0 * node.layer + 1, 0.0
 
 
@@ -49,40 +50,47 @@ def edge_frame(result: Circuit) -> pd.DataFrame:
 
 
 def graph_frames(result: Circuit) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(nodes, edges) of the circuit's drawing: the circuit's edges with their end points, and the
-    nodes they touch (with the embedding and the logits always). Node names are unique: in the
-    coarse view "attn ℓ" is one node, source and destination."""
+    """(nodes, edges) of the circuit's drawing: each circuit edge as three points (source, a bowed
+    middle, target; `order` 0–2, `edge` its rank), and the nodes the edges touch (with the embedding
+    and the logits always). Node names are unique: in the coarse view "attn ℓ" is one node."""
     heads = result.granularity == "heads"
     n_heads = 1 + max((n.head for n in result.nodes if n.head is not None), default=0)
     names = {n.name: n for n in result.nodes}
-    peak = max((abs(e.score) for e in result.circuit_edges()), default=1.0) or 1.0
-    edges = []
-    for e in result.circuit_edges():
-        x, y = _place(names[e.source], n_heads, heads)
-        x2, y2 = _place(names[e.target], n_heads, heads)
-        edges.append({"x": x, "y": y, "x2": x2, "y2": y2, "source": e.source, "target": e.target,
-                      "score": e.score, "exact": e.exact, "width": MAX_WIDTH * abs(e.score) / peak,
-                      "sign": "toward A" if e.score >= 0 else "toward B"})
-    touched = {"embed", "logits", *(e.source for e in result.circuit_edges()),
-               *(e.target for e in result.circuit_edges())}
+    circuit = result.circuit_edges()
+    peak = max((abs(e.score) for e in circuit), default=1.0) or 1.0
+    points = []
+    for rank, e in enumerate(circuit, 1):
+        (x, y), (x2, y2) = _place(names[e.source], n_heads, heads), _place(names[e.target], n_heads, heads)
+        bow = 0.3 + 0.04 * (x2 - x)
+        sign = "toward A" if e.score >= 0 else "toward B"
+        shared = {"edge": rank, "source": e.source, "target": e.target, "score": e.score, "exact": e.exact,
+                  "width": MAX_WIDTH * abs(e.score) / peak, "sign": sign}
+        for order, (px, py) in enumerate(((x, y), ((x + x2) / 2, (y + y2) / 2 - bow), (x2, y2))):
+            points.append({**shared, "order": order, "x": px, "y": py})
+    touched = {"embed", "logits", *(e.source for e in circuit), *(e.target for e in circuit)}
     nodes = []
     for node in result.nodes:
         if node.name in touched:
             x, y = _place(node, n_heads, heads)
             nodes.append({"x": x, "y": y, "name": node.name, "kind": node.kind, "layer": node.layer})
-    edge_columns = ["x", "y", "x2", "y2", "source", "target", "score", "exact", "width", "sign"]
-    return pd.DataFrame(nodes), pd.DataFrame(edges, columns=edge_columns)
+    columns = ["edge", "order", "x", "y", "source", "target", "score", "exact", "width", "sign"]
+    return pd.DataFrame(nodes), pd.DataFrame(points, columns=columns)
 
 
 def graph_chart(result: Circuit) -> alt.LayerChart:
     """The circuit as a graph: layers left to right, edge width = |score|, colour = sign, tooltips."""
     nodes, edges = graph_frames(result)
-    x = alt.X("x:Q", axis=None, scale=alt.Scale(nice=False, padding=20))
+    n_layers = max(n.layer for n in result.nodes)
+    step = max(1, n_layers // 10)
+    axis = alt.Axis(title="layer", values=[2 * layer + 1 for layer in range(0, n_layers, step)],
+                    labelExpr="(datum.value - 1) / 2", grid=False)
+    x = alt.X("x:Q", axis=axis, scale=alt.Scale(nice=False, padding=20))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=20))
     signs = alt.Scale(domain=list(SIGN_COLOURS), range=list(SIGN_COLOURS.values()))
-    colour = alt.Color("sign:N", scale=signs, title="edge pushes the metric")
-    lines = alt.Chart(edges).mark_rule(opacity=0.7).encode(
-        x=x, y=y, x2="x2:Q", y2="y2:Q", color=colour, strokeWidth=alt.StrokeWidth("width:Q", legend=None),
+    lines = alt.Chart(edges).mark_line(opacity=0.7, interpolate="basis").encode(
+        x=x, y=y, order="order:Q", detail="edge:N",
+        color=alt.Color("sign:N", scale=signs, title="edge pushes the metric"),
+        strokeWidth=alt.StrokeWidth("width:Q", legend=None, scale=None),
         tooltip=["source", "target", alt.Tooltip("score:Q", format=".3f", title="EAP score"),
                  alt.Tooltip("exact:Q", format=".3f", title="exact path patching")],
     )
