@@ -32,10 +32,10 @@ g(residual ℓ) − g(residual ℓ+1).
 
 the first-order estimate of *path patching* the edge: B's run with in_v += out_u^A − out_u^B
 (v alone reads it; everything after v runs freely). Position p of A goes to position p of B, so
-the prompts must have equal lengths in tokens. Cost: one forward and backward pass of B and one
-forward pass of A. **EAP-IG** (Hanna et al. 2024), k steps: ∂m/∂in_v is averaged over k runs of
-B whose embedding (residual 0) is moved toward A's, e_B + α(e_A − e_B) for α = 0, 1/k, …,
-(k−1)/k (left Riemann sum; k = 1 is EAP), as one forward and backward pass of k rows.
+the prompts must have equal lengths in tokens. Cost: one forward and backward pass of a batch of
+two rows, A (recorded) and B (differentiated). **EAP-IG** (Hanna et al. 2024), k steps: ∂m/∂in_v
+is averaged over k runs of B whose embedding (residual 0) is moved toward A's, e_B + α(e_A − e_B)
+for α = 0, 1/k, …, (k−1)/k (left Riemann sum; k = 1 is EAP), as k more rows of that one pass.
 
 Identities (tests/unit/test_circuit.py, every family): the scores of all edges into the logits sum
 to Δresidual L · g(residual L), the attribution-patching estimate of patching the whole
@@ -302,28 +302,28 @@ def edge_scores(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, pair: MetricPair, *, granularity: str = "heads",
     ig_steps: int = 1,
 ) -> _Scores:
-    """EAP (ig_steps = 1) or EAP-IG scores of every edge: one forward pass of A and one forward and
-    backward pass of B (k rows for EAP-IG)."""
+    """EAP (ig_steps = 1) or EAP-IG scores of every edge from ONE forward and backward pass whose
+    batch holds A (row 0, recorded only: the metric reads the other rows) and B (row 1; for EAP-IG
+    rows 1…k, B with its embedding moved toward A's)."""
     _check_pair(cap_a, cap_b, ig_steps)
     graph = _graph(loaded, granularity)
     n = loaded.n_layers
     sites = _sites(graph, n)
-    ids_a = torch.tensor([list(cap_a.token_ids)], dtype=torch.long)
-    ids_b = torch.tensor([list(cap_b.token_ids)], dtype=torch.long)
-    acts_a = loaded.backend.run(ids_a, sites=sites, reduce=lambda run: dict(run.activations))
+    ids = torch.tensor([list(cap_a.token_ids), list(cap_b.token_ids)], dtype=torch.long)
     embed = Site.residual_at(0, n)
     interventions: tuple[Intervention, ...] = ()
-    if ig_steps > 1:  # B's embedding moved toward A's, one row per step
+    if ig_steps > 1:
         alphas = torch.arange(ig_steps, dtype=torch.float32)[:, None, None] / ig_steps
-        e_b = loaded.backend.run(ids_b, sites=[embed], stop_early=True,
-                                 reduce=lambda run: run.activations[embed][0].float())
-        e_a = acts_a[embed][0].float()
-        interventions = (Intervention(embed, "replace", e_b + alphas.to(e_b.device) * (e_a - e_b)),)
-        ids_b = ids_b.expand(ig_steps, -1)
+        e_a, e_b = loaded.backend.run(ids, sites=[embed], stop_early=True,
+                                      reduce=lambda run: run.activations[embed].float())
+        moved = e_b + alphas.to(e_b.device) * (e_a - e_b)  # [k, pos, d]
+        interventions = (Intervention(embed, "replace", moved, rows=tuple(range(1, ig_steps + 1))),)
+        ids = torch.cat([ids[:1], ids[1:].expand(ig_steps, -1)])
     metric = pair.metric()
-    found = loaded.backend.gradients(ids_b, sites, lambda logits: metric(logits).sum(), interventions)
-    acts_b = {site: act[:1] for site, act in found.run.activations.items()}
-    grads = {site: g.mean(0, keepdim=True) for site, g in found.grads.items()}
+    found = loaded.backend.gradients(ids, sites, lambda logits: metric(logits[1:]).sum(), interventions)
+    acts_a = {site: act[:1] for site, act in found.run.activations.items()}
+    acts_b = {site: act[1:2] for site, act in found.run.activations.items()}
+    grads = {site: g[1:].mean(0, keepdim=True) for site, g in found.grads.items()}
     w_o = {layer: _projection(loaded, layer) for layer in range(n)} if graph.heads else {}
     out_a = _source_outputs(graph, acts_a, n, w_o)[0]
     out_b = _source_outputs(graph, acts_b, n, w_o)[0]
