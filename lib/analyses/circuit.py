@@ -79,6 +79,7 @@ from .patching import MetricPair, metric_pair
 
 GRANULARITIES = ("heads", "layers")
 CHECKED_EDGES = 20  # top edges patched exactly beside their scores
+ROW_FLOATS = 1 << 24  # a batch of circuit rows keeps its corrections near 16M floats (64 MB in float32)
 CURVE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 # families whose attention and MLP read the same residual (config flag, or the family itself)
 PARALLEL_FAMILIES = ("gptj", "phi", "cohere", "cohere2")
@@ -352,7 +353,8 @@ def faithfulness_runs(
     keep: torch.Tensor,
 ) -> torch.Tensor:
     """m(C) [rows] float64 for each row's circuit keep[row] [n_src, n_dst] (True: the edge carries
-    A's values), by the block-by-block run of the module docstring; all rows in one batch."""
+    A's values), by the block-by-block run of the module docstring; all rows in one batch, whose
+    corrections take n_dst · rows · pos · d_model floats (`find_circuit` bounds it by ROW_FLOATS)."""
     graph, n = found.graph, loaded.n_layers
     rows = keep.shape[0]
     drop = ((~keep) & graph.allowed).float().to(found.out_b.device)  # [rows, n_src, n_dst]
@@ -473,7 +475,10 @@ def find_circuit(
     keeps = [_keep_top(found, ranked, s) for s in sizes]
     allowed = found.graph.allowed
     rows = torch.stack([*keeps, *(allowed & ~k for k in keeps)])
-    m = faithfulness_runs(loaded, cap_a, cap_b, pair, found, rows)
+    per_row = len(found.graph.dests) * found.out_b[0].numel()  # the corrections of one row
+    step = max(1, ROW_FLOATS // per_row)
+    m = torch.cat([faithfulness_runs(loaded, cap_a, cap_b, pair, found, rows[i : i + step])
+                   for i in range(0, len(rows), step)])
     effect = [pair.normalized(float(v)) for v in m]
     magnitude = torch.tensor([abs(float(found.scores[s, v])) for s, v in ranked], dtype=torch.float64)
     total = float(magnitude.sum()) or 1.0

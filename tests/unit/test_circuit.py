@@ -159,3 +159,17 @@ def test_nnsight_backend_finds_the_same_circuit_and_refuses_eap_ig(tiny_models, 
     assert ours.faithfulness == pytest.approx(theirs.faithfulness, abs=1e-4)
     with pytest.raises(SettingsError, match="local backend"):
         find_circuit(twin, cap_a, cap_b, answer=ANSWER, wrong=WRONG, ig_steps=4)
+
+
+def test_circuit_rows_split_into_batches_give_the_same_curve(tiny_models, monkeypatch):
+    from lib.analyses import circuit
+
+    model = tiny_models["gpt2"]
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    whole = find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, edges=3, checked=0)
+    monkeypatch.setattr(circuit, "ROW_FLOATS", 1)  # one circuit per batch
+    split = find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, edges=3, checked=0)
+    assert [p.size for p in split.curve] == [p.size for p in whole.curve]
+    for mine, other in zip(split.curve, whole.curve, strict=True):
+        assert mine.faithfulness == pytest.approx(other.faithfulness, abs=1e-5)
+        assert mine.knockout == pytest.approx(other.knockout, abs=1e-5)
