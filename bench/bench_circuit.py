@@ -12,13 +12,14 @@ with InterpKit's `eap`, and how well its top edges agree with exact path patchin
   component, heads as sources.
 - circuit_pearson_r_{france,ioi}: Pearson r of the top 20 edges' EAP scores against exact path
   patching of each edge alone; circuit_faithfulness_{france,ioi}: of the 50-edge circuit, measured
-  by running it (the number is what it is; no target).
+  by running it (the number is what it is; no target); the same with EAP-IG, 8 steps (`_ig8`).
 
     python bench/bench_circuit.py        # prints JSON
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -43,6 +44,7 @@ from lib.core.models import LoadedModel, ensure_default_model, load_model  # noq
 FRANCE = ("The capital of France is", "The capital of Italy is", " Paris", " Rome")  # 5 tokens each
 IOI = ("When Mary and John went to the store, John gave a drink to",
        "When Mary and John went to the store, Mary gave a drink to", " Mary", " John")
+IG_STEPS = 8  # EAP-IG's figures are measured with this many steps too
 TARGETS = {"circuit_eap_ratio": ("<=", 3.0), "circuit_vs_interpkit_ratio": ("<=", 0.5)}
 
 
@@ -89,9 +91,12 @@ def run() -> dict:
         versus = paired(lambda: edge_scores(model, cap_a, cap_b, pair), kit, runs=3)
         found["circuit_vs_interpkit_ratio"] = versus.ratio
         details["interpkit"] = versus.to_dict()
-    for name, (pa, pb, ans, wr) in (("france", FRANCE), ("ioi", IOI)):
+    pairs = (("france", FRANCE), ("ioi", IOI))
+    for (name, (pa, pb, ans, wr)), steps in itertools.product(pairs, (1, IG_STEPS)):
         start = time.perf_counter()
-        result = find_circuit(model, capture(model, pa), capture(model, pb), answer=ans, wrong=wr, edges=50)
+        result = find_circuit(model, capture(model, pa), capture(model, pb), answer=ans, wrong=wr, edges=50,
+                              ig_steps=steps)
+        name = name if steps == 1 else f"{name}_ig{steps}"
         found[f"circuit_pearson_r_{name}"] = result.pearson_r
         found[f"circuit_faithfulness_{name}"] = result.faithfulness
         details[name] = {"seconds": time.perf_counter() - start, "edges": len(result.edges),
