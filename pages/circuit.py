@@ -62,10 +62,30 @@ if found is not None:
             f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
     st.markdown(ui.plain(circuit_view.reading(result)))
     st.caption(ui.plain(result.note))
-    st.altair_chart(circuit_view.graph_chart(result), width="stretch")
+    event = st.altair_chart(circuit_view.graph_chart(result), on_select="rerun", key="circuit-graph")
+    clicked = circuit_view.clicked_node(event)
+    if clicked is not None and clicked != st.session_state.get("circuit-clicked"):  # a new click
+        st.session_state["circuit-clicked"] = st.session_state["circuit-node"] = clicked
     st.subheader("Faithfulness over circuit sizes")
     st.altair_chart(circuit_view.curve_chart(result), width="stretch")
     st.subheader("Edges")
     table = circuit_view.edge_frame(result)
     st.dataframe(table[table.in_circuit], hide_index=True, width="stretch")
+    st.subheader("One node")
+    nodes = {node.name: node for node in result.nodes}
+    choices = circuit_view.circuit_nodes(result)
+    if st.session_state.get("circuit-node") not in choices:  # another circuit: start from its first node
+        st.session_state.pop("circuit-node", None)
+    name = st.selectbox("Node (or click one on the graph)", choices, key="circuit-node")
+    node = nodes[name]
+    st.dataframe(circuit_view.node_edges(result, name), hide_index=True, width="stretch")
+    if node.kind in ("embed", "head", "attn", "mlp"):
+        attribution = ui.cached(circuit_view.attribute_captures, run_a.model, run_a, run_b, answer=answer,
+                                wrong=wrong)
+        st.text(circuit_view.direct_effect(attribution, node))
+    if node.kind == "head":
+        patterns = ui.cached(circuit_view.attention_patterns, run_a.model, run_a, run_b)
+        st.markdown(f"**Where {ui.plain(name)} looks from the last position**")
+        st.dataframe(circuit_view.head_pattern_frame(patterns, node.layer, node.head), hide_index=True,
+                     width="stretch")
     ui.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})

@@ -16,8 +16,18 @@ import altair as alt
 import pandas as pd
 
 from ..analyses.circuit import Circuit, Node, find_circuit
+from ..analyses.components import (
+    AttentionPatterns,
+    ComponentAttribution,
+    attention_patterns,
+    attribute_captures,
+)
 
-__all__ = ["Circuit", "curve_chart", "edge_frame", "find_circuit", "graph_chart", "graph_frames", "reading"]
+__all__ = [
+    "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node", "curve_chart",
+    "direct_effect", "edge_frame", "find_circuit", "graph_chart", "graph_frames", "head_pattern_frame",
+    "node_edges", "reading",
+]
 
 SIGN_COLOURS = {"toward A": "#c0392b", "toward B": "#2e6db4"}
 MAX_WIDTH = 10.0  # pixels: the widest edge
@@ -67,10 +77,10 @@ def graph_frames(result: Circuit) -> tuple[pd.DataFrame, pd.DataFrame]:
                   "width": MAX_WIDTH * abs(e.score) / peak, "sign": sign}
         for order, (px, py) in enumerate(((x, y), ((x + x2) / 2, (y + y2) / 2 - bow), (x2, y2))):
             points.append({**shared, "order": order, "x": px, "y": py})
-    touched = {"embed", "logits", *(e.source for e in circuit), *(e.target for e in circuit)}
+    drawn = set(circuit_nodes(result))
     nodes = []
     for node in result.nodes:
-        if node.name in touched:
+        if node.name in drawn:
             x, y = _place(node, n_heads, heads)
             nodes.append({"x": x, "y": y, "name": node.name, "kind": node.kind, "layer": node.layer})
     columns = ["edge", "order", "x", "y", "source", "target", "score", "exact", "width", "sign"]
@@ -95,7 +105,8 @@ def graph_chart(result: Circuit) -> alt.LayerChart:
                  alt.Tooltip("exact:Q", format=".3f", title="exact path patching")],
     )
     dots = alt.Chart(nodes).mark_circle(size=90, color="#444").encode(
-        x=x, y=y, tooltip=["name", "kind", "layer"])
+        x=x, y=y, tooltip=["name", "kind", "layer"]).add_params(
+        alt.selection_point(name="node", fields=["name"], on="click"))
     labels = alt.Chart(nodes).mark_text(dy=-10, fontSize=10).encode(x=x, y=y, text="name")
     return alt.layer(lines, dots, labels).properties(height=420)
 
@@ -137,3 +148,51 @@ def reading(result: Circuit) -> str:
         f"out the rest restores {result.knockout:.0%}. Over the top {checked} edges the scores agree with "
         f"exact path patching at Pearson r = {r}."
     )
+
+
+def circuit_nodes(result: Circuit) -> list[str]:
+    """The names of the nodes the graph draws (the embedding, the logits and the nodes the circuit's
+    edges touch), in the order of `result.nodes`."""
+    touched = {"embed", "logits", *(e.source for e in result.circuit_edges()),
+               *(e.target for e in result.circuit_edges())}
+    return [node.name for node in result.nodes if node.name in touched]
+
+
+def clicked_node(event: object) -> str | None:
+    """The node a click on the graph chose (Streamlit's selection event), or None."""
+    picked = (event or {}).get("selection", {}).get("node") or []  # type: ignore[union-attr]
+    return str(picked[0]["name"]) if picked else None
+
+
+def node_edges(result: Circuit, name: str, count: int = 10) -> pd.DataFrame:
+    """The node's `count` largest edges in and `count` out: direction, other (the node at the other
+    end), score, exact, rank (among all edges; in the circuit when rank ≤ its size)."""
+    rows: dict[str, list[dict]] = {"in": [], "out": []}
+    for rank, e in enumerate(result.edges, 1):
+        for direction, here, other in (("in", e.target, e.source), ("out", e.source, e.target)):
+            if here == name and len(rows[direction]) < count:
+                rows[direction].append({"direction": direction, "other": other, "score": e.score,
+                                        "exact": e.exact, "rank": rank})
+    return pd.DataFrame([*rows["in"], *rows["out"]], columns=["direction", "other", "score", "exact", "rank"])
+
+
+def direct_effect(attribution: ComponentAttribution, node: Node) -> str | None:
+    """The node's direct logit attribution (the Components page's row) in A, in B and A − B, for
+    the embedding, a head, a layer's attention or an MLP; None for the others."""
+    pick = {
+        "embed": lambda side: side.embed,
+        "head": lambda side: side.heads[node.layer][node.head],
+        "attn": lambda side: side.attn[node.layer],
+        "mlp": lambda side: side.mlp[node.layer],
+    }.get(node.kind)
+    if pick is None:
+        return None
+    a, b = pick(attribution.a), pick(attribution.b)
+    return f"Direct effect of {node.name} on the metric (DLA): A {a:.3f}, B {b:.3f}, A − B {a - b:+.3f}."
+
+
+def head_pattern_frame(patterns: AttentionPatterns, layer: int, head: int) -> pd.DataFrame:
+    """Where one head looks from the last position in A and in B: one row per key position."""
+    a, b = patterns.view("a", layer, head)[-1], patterns.view("b", layer, head)[-1]
+    return pd.DataFrame({"key": range(len(a)), "A token": patterns.tokens_a, "A weight": a,
+                         "B token": patterns.tokens_b, "B weight": b})

@@ -39,6 +39,12 @@ def test_circuit_page_shows_what_the_library_finds(app, tiny_folders, tiny_model
     assert any(f"restore {expected.faithfulness:.0%}" in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 2  # the graph and the curve
     assert any("circuit" in b.label.lower() or "csv" in b.label.lower() for b in app.get("download_button"))
+    head = next(e.source for e in expected.circuit_edges() if e.source.startswith("L"))
+    app.selectbox(key="circuit-node").set_value(head).run()
+    assert not app.exception, app.exception
+    assert any(t.value.startswith(f"Direct effect of {head}") for t in app.text)
+    assert table_with(app, "A weight")["A weight"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert set(table_with(app, "direction").direction) <= {"in", "out"}
 
 
 def test_coarse_view_and_eap_ig_run_on_the_page(app, tiny_folders):

@@ -46,3 +46,36 @@ def test_charts_and_table_come_from_the_result(result):
     assert len(table) == len(result.edges) and table.in_circuit.sum() == result.size
     assert table.score.abs().is_monotonic_decreasing
     assert f"restore {result.faithfulness:.0%}" in reading(result)
+
+
+def test_one_node_shows_its_edges_its_direct_effect_and_its_pattern(result, tiny_models):
+    from lib.app.circuit_view import (
+        attention_patterns,
+        attribute_captures,
+        circuit_nodes,
+        clicked_node,
+        direct_effect,
+        head_pattern_frame,
+        node_edges,
+    )
+
+    assert circuit_nodes(result)[0] == "embed" and circuit_nodes(result)[-1] == "logits"
+    name = result.edges[0].target
+    edges = node_edges(result, name, count=3)
+    into = edges[edges.direction == "in"]
+    assert list(into.other) == [e.source for e in result.edges if e.target == name][:3]
+    assert into["rank"].iloc[0] == 1
+    model = tiny_models["llama"]
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    attribution = attribute_captures(model, cap_a, cap_b, answer=10, wrong=11)
+    nodes = {n.name: n for n in result.nodes}
+    mlp = nodes["MLP 1"]
+    change = attribution.a.mlp[1] - attribution.b.mlp[1]
+    assert f"A − B {change:+.3f}" in direct_effect(attribution, mlp)
+    assert direct_effect(attribution, nodes["logits"]) is None
+    patterns = attention_patterns(model, cap_a, cap_b)
+    frame = head_pattern_frame(patterns, 2, 1)
+    assert frame["A weight"].tolist() == pytest.approx(patterns.a[2, 1, -1].tolist())
+    assert frame["B weight"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert clicked_node({"selection": {"node": [{"name": "MLP 1"}]}}) == "MLP 1"
+    assert clicked_node({"selection": {"node": []}}) is None and clicked_node(None) is None
