@@ -173,3 +173,17 @@ def test_circuit_rows_split_into_batches_give_the_same_curve(tiny_models, monkey
     for mine, other in zip(split.curve, whole.curve, strict=True):
         assert mine.faithfulness == pytest.approx(other.faithfulness, abs=1e-5)
         assert mine.knockout == pytest.approx(other.knockout, abs=1e-5)
+
+
+def test_a_family_whose_components_cannot_be_read_is_refused_plainly(tiny_models, monkeypatch):
+    from dataclasses import replace
+
+    model = tiny_models["gpt2"]
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    arch = model.architecture
+    monkeypatch.setattr(model, "architecture", replace(arch, n_heads=None))
+    with pytest.raises(ArchitectureError, match="how many attention heads"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG)
+    monkeypatch.setattr(model, "architecture", replace(arch, parts=None, parts_note="its blocks are odd"))
+    with pytest.raises(ArchitectureError, match="odd, so only the residual stream can be read"):
+        find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="layers")
