@@ -81,8 +81,6 @@ GRANULARITIES = ("heads", "layers")
 CHECKED_EDGES = 20  # top edges patched exactly beside their scores
 ROW_FLOATS = 1 << 24  # a batch of circuit rows keeps its corrections near 16M floats (64 MB in float32)
 CURVE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
-# families whose attention and MLP read the same residual (config flag, or the family itself)
-PARALLEL_FAMILIES = ("gptj", "phi", "cohere", "cohere2")
 
 
 @dataclass(frozen=True)
@@ -163,14 +161,17 @@ class _Graph:
     n_heads: int
 
 
-def _is_parallel(loaded: LoadedModel) -> bool:
-    config = loaded.model.config
-    return bool(getattr(config, "use_parallel_residual", False)) or (
-        getattr(config, "model_type", "") in PARALLEL_FAMILIES
-    )
+def _parallel(grads: dict, n_layers: int) -> bool:
+    """Whether the blocks are parallel (attention and MLP both read residual ℓ and are added
+    together, GPT-NeoX, GPT-J, Phi, Cohere), read off B's gradients: there the attention and MLP
+    outputs are summands of one sum and get the same gradient, bit for bit; in a sequential block
+    the attention output's gradient also flows through the MLP."""
+    return all(torch.equal(grads[Site(layer, "attn_out")], grads[Site(layer, "mlp_out")])
+               for layer in range(n_layers))
 
 
-def _graph(loaded: LoadedModel, granularity: str) -> _Graph:
+def _check_graph(loaded: LoadedModel, granularity: str) -> None:
+    """Refuse a granularity this model cannot be read at, before any pass."""
     if granularity not in GRANULARITIES:
         raise SettingsError(f"Unknown granularity '{granularity}': use 'heads' or 'layers'.")
     arch, n = loaded.architecture, loaded.n_layers
@@ -183,7 +184,12 @@ def _graph(loaded: LoadedModel, granularity: str) -> _Graph:
             f"'{arch.family}' normalizes each attention output before adding it, so its heads' outputs "
             "do not add up to what the residual stream receives: use the per-layer view."
         )
-    parallel = _is_parallel(loaded)
+
+
+def _graph(loaded: LoadedModel, granularity: str, parallel: bool) -> _Graph:
+    """The nodes and the edges allowed between them (`_check_graph` has passed)."""
+    arch, n = loaded.architecture, loaded.n_layers
+    heads = granularity == "heads"
     sources, src_stage = [Node("embed", "embed", -1)], [0]
     dests, dst_stage = [], []
     for layer in range(n):
@@ -248,12 +254,12 @@ def _attn_site(graph: _Graph, layer: int) -> Site:
     return Site(layer, "z" if graph.heads else "attn_out")
 
 
-def _sites(graph: _Graph, n_layers: int) -> list[Site]:
+def _sites(heads: bool, n_layers: int) -> list[Site]:
     """Every site the scores need: residuals 0 … L, each layer's attn_out, mlp_out (and z by head)."""
     sites = [Site.residual_at(r, n_layers) for r in range(n_layers + 1)]
     for layer in range(n_layers):
         sites += [Site(layer, "attn_out"), Site(layer, "mlp_out")]
-        if graph.heads:
+        if heads:
             sites.append(Site(layer, "z"))
     return sites
 
@@ -307,9 +313,9 @@ def edge_scores(
     batch holds A (row 0, recorded only: the metric reads the other rows) and B (row 1; for EAP-IG
     rows 1…k, B with its embedding moved toward A's)."""
     _check_pair(cap_a, cap_b, ig_steps)
-    graph = _graph(loaded, granularity)
+    _check_graph(loaded, granularity)
     n = loaded.n_layers
-    sites = _sites(graph, n)
+    sites = _sites(granularity == "heads", n)
     ids = torch.tensor([list(cap_a.token_ids), list(cap_b.token_ids)], dtype=torch.long)
     embed = Site.residual_at(0, n)
     interventions: tuple[Intervention, ...] = ()
@@ -325,6 +331,7 @@ def edge_scores(
     acts_a = {site: act[:1] for site, act in found.run.activations.items()}
     acts_b = {site: act[1:2] for site, act in found.run.activations.items()}
     grads = {site: g[1:].mean(0, keepdim=True) for site, g in found.grads.items()}
+    graph = _graph(loaded, granularity, _parallel(grads, n))
     w_o = {layer: _projection(loaded, layer) for layer in range(n)} if graph.heads else {}
     out_a = _source_outputs(graph, acts_a, n, w_o)[0]
     out_b = _source_outputs(graph, acts_b, n, w_o)[0]

@@ -49,7 +49,7 @@ def test_full_graph_is_a_and_empty_circuit_is_b(pair):
     for granularity in granularities(model):
         found = edge_scores(model, cap_a, cap_b, metric, granularity=granularity)
         allowed = found.graph.allowed
-        m = faithfulness_runs(model, cap_a, cap_b, metric, found, torch.stack([allowed, ~allowed & allowed]))
+        m = faithfulness_runs(model, cap_a, cap_b, metric, found, torch.stack([allowed, torch.zeros_like(allowed)]))
         gap = abs(metric.metric_a - metric.metric_b)
         assert float(m[0]) == pytest.approx(metric.metric_a, abs=2e-3 * max(1.0, gap))
         assert float(m[1]) == pytest.approx(metric.metric_b, abs=2e-3 * max(1.0, gap))
@@ -187,3 +187,23 @@ def test_a_family_whose_components_cannot_be_read_is_refused_plainly(tiny_models
     monkeypatch.setattr(model, "architecture", replace(arch, parts=None, parts_note="its blocks are odd"))
     with pytest.raises(ArchitectureError, match="odd, so only the residual stream can be read"):
         find_circuit(model, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="layers")
+
+
+def test_parallel_or_sequential_is_read_off_the_gradients(tmp_path, tiny_tokenizer):
+    """GPT-NeoX built with sequential blocks gets an attention and an MLP destination per layer,
+    and keeps the invariants: the whole graph is A, the empty circuit B."""
+    from tiny import build_tiny_model
+
+    from lib.core.models import load_model
+
+    folder = build_tiny_model("gpt_neox", tmp_path / "neox", tokenizer=tiny_tokenizer,
+                              use_parallel_residual=False)
+    model = load_model(str(folder))
+    cap_a, cap_b = capture(model, A), capture(model, B)
+    pair = metric_pair(model, cap_a, cap_b, ANSWER, WRONG)
+    found = edge_scores(model, cap_a, cap_b, pair)
+    assert not found.graph.parallel
+    assert [d.name for d in found.graph.dests][:2] == ["attn 0", "MLP 0"]
+    allowed = found.graph.allowed
+    m = faithfulness_runs(model, cap_a, cap_b, pair, found, torch.stack([allowed, torch.zeros_like(allowed)]))
+    assert m.tolist() == pytest.approx([pair.metric_a, pair.metric_b], abs=2e-3)
