@@ -49,7 +49,8 @@ def test_full_graph_is_a_and_empty_circuit_is_b(pair):
     for granularity in granularities(model):
         found = edge_scores(model, cap_a, cap_b, metric, granularity=granularity)
         allowed = found.graph.allowed
-        m = faithfulness_runs(model, cap_a, cap_b, metric, found, torch.stack([allowed, torch.zeros_like(allowed)]))
+        rows = torch.stack([allowed, torch.zeros_like(allowed)])
+        m = faithfulness_runs(model, cap_a, cap_b, metric, found, rows)
         gap = abs(metric.metric_a - metric.metric_b)
         assert float(m[0]) == pytest.approx(metric.metric_a, abs=2e-3 * max(1.0, gap))
         assert float(m[1]) == pytest.approx(metric.metric_b, abs=2e-3 * max(1.0, gap))
