@@ -9,8 +9,9 @@ from lib.app import circuit_view, ui
 ui.page(
     "Circuit",
     """
-The Components page says which heads and MLPs *write* the difference; this page asks *how it gets
-there*: which earlier components feed them.
+This page finds the paths between parts of the model that carry the difference between A and B into
+the answer. The Components page says which heads and MLPs write it; this page asks which earlier
+parts feed them, and checks the answer by running the model.
 
 - **Metric**: `logit[answer] − logit[wrong]` at B's last position, as on the Patching page.
 - **Nodes**: the embedding, each attention head (or each layer's attention, coarse), each MLP and
@@ -39,6 +40,7 @@ if found is not None:
     wrong = right.text_input("Wrong token", key="circuit-wrong",
                              placeholder=f"B's top-1: {comparison.b.final[0].token}",
                              help="␣ stands for a leading space. Empty: B's predicted next token.") or None
+    ui.token_legend()
     left, middle, right = st.columns(3)
     edges = left.number_input("Edges in the circuit", min_value=1, max_value=5000, value=30,
                               key="circuit-edges")
