@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from lib.app import circuit_view, ui
@@ -65,6 +67,10 @@ if found is not None:
     st.markdown(ui.plain(circuit_view.reading(result)))
     st.caption(ui.plain(result.note))
     event = st.altair_chart(circuit_view.graph_chart(result), on_select="rerun", key="circuit-graph")
+    for column, (kind, mime) in zip(st.columns(4)[:2], circuit_view.IMAGE_KINDS.items(), strict=True):
+        column.download_button(f"⬇ graph ({kind.upper()})", partial(circuit_view.graph_image, result, kind),
+                               file_name=f"circuit.{kind}", mime=mime, key=f"circuit-graph-{kind}",
+                               on_click="ignore")  # drawn when clicked, not on every rerun
     clicked = circuit_view.clicked_node(event)
     if clicked is not None and clicked != st.session_state.get("circuit-clicked"):  # a new click
         st.session_state["circuit-clicked"] = st.session_state["circuit-node"] = clicked

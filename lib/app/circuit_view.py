@@ -24,13 +24,14 @@ from ..analyses.components import (
 )
 
 __all__ = [
-    "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node", "curve_chart",
-    "direct_effect", "edge_frame", "find_circuit", "graph_chart", "graph_frames", "head_pattern_frame",
-    "node_edges", "reading",
+    "IMAGE_KINDS", "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node",
+    "curve_chart", "direct_effect", "edge_frame", "find_circuit", "graph_chart", "graph_frames",
+    "graph_image", "head_pattern_frame", "node_edges", "reading",
 ]
 
 SIGN_COLOURS = {"toward A": "#c0392b", "toward B": "#2e6db4"}
 MAX_WIDTH = 10.0  # pixels: the widest edge
+IMAGE_KINDS = {"svg": "image/svg+xml", "png": "image/png"}  # the graph's image files (`graph_image`)
 
 
 def _place(node: Node, n_heads: int, heads: bool) -> tuple[float, float]:
@@ -109,6 +110,17 @@ def graph_chart(result: Circuit) -> alt.LayerChart:
         alt.selection_point(name="node", fields=["name"], on="click"))
     labels = alt.Chart(nodes).mark_text(dy=-10, fontSize=10).encode(x=x, y=y, text="name")
     return alt.layer(lines, dots, labels).properties(height=420)
+
+
+def graph_image(result: Circuit, kind: str) -> bytes:
+    """The graph as an image file: kind "svg" (text, UTF-8) or "png", drawn by vl-convert from the
+    same Vega-Lite spec the page shows (1,200 pixels wide)."""
+    import vl_convert
+
+    spec = graph_chart(result).properties(width=1200).to_json()
+    if kind == "svg":
+        return vl_convert.vegalite_to_svg(spec).encode()
+    return vl_convert.vegalite_to_png(spec, scale=2)
 
 
 def curve_frame(result: Circuit) -> pd.DataFrame:

@@ -38,7 +38,8 @@ def test_circuit_page_shows_what_the_library_finds(app, tiny_folders, tiny_model
     assert table.score.tolist() == pytest.approx([e.score for e in expected.edges[:6]], abs=1e-6)
     assert any(f"restore {expected.faithfulness:.0%}" in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 2  # the graph and the curve
-    assert any("circuit" in b.label.lower() or "csv" in b.label.lower() for b in app.get("download_button"))
+    labels = [b.label for b in app.get("download_button")]
+    assert {"⬇ graph (SVG)", "⬇ graph (PNG)"} <= set(labels) and any("CSV" in label for label in labels)
     head = next(e.source for e in expected.circuit_edges() if e.source.startswith("L"))
     app.selectbox(key="circuit-node").set_value(head).run()
     assert not app.exception, app.exception

@@ -79,3 +79,11 @@ def test_one_node_shows_its_edges_its_direct_effect_and_its_pattern(result, tiny
     assert frame["B weight"].sum() == pytest.approx(1.0, abs=1e-5)
     assert clicked_node({"selection": {"node": [{"name": "MLP 1"}]}}) == "MLP 1"
     assert clicked_node({"selection": {"node": []}}) is None and clicked_node(None) is None
+
+
+def test_graph_exports_as_svg_and_png(result):
+    from lib.app.circuit_view import graph_image
+
+    svg = graph_image(result, "svg").decode()
+    assert svg.startswith("<svg") and result.circuit_edges()[0].source in svg
+    assert graph_image(result, "png").startswith(b"\x89PNG")
