@@ -31,28 +31,40 @@ parts feed them, and checks the answer by running the model.
 
 RUN_KEY = "circuit-ran-for"  # the settings the circuit was asked for
 
+
+def linked_input(column, widget: str, key: str, name: str, default, cast=str, **options):
+    """A widget whose value a link carries as `name` (left out while it is `default`)."""
+    ui.linked(key, name, cast)
+    st.session_state.setdefault(key, default)
+    value = getattr(column, widget)(key=key, **options)
+    ui.share(key, name, value, default)
+    return value
+
+
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
     run_a, run_b = request.runs
     left, right = st.columns(2)
-    answer = left.text_input("Answer token", key="circuit-answer",
-                             placeholder=f"A's top-1: {comparison.a.final[0].token}",
-                             help="␣ stands for a leading space. Empty: A's predicted next token.") or None
-    wrong = right.text_input("Wrong token", key="circuit-wrong",
-                             placeholder=f"B's top-1: {comparison.b.final[0].token}",
-                             help="␣ stands for a leading space. Empty: B's predicted next token.") or None
+    answer = linked_input(left, "text_input", "circuit-answer", "answer", "", label="Answer token",
+                          placeholder=f"A's top-1: {comparison.a.final[0].token}",
+                          help="␣ stands for a leading space. Empty: A's predicted next token.") or None
+    wrong = linked_input(right, "text_input", "circuit-wrong", "wrong", "", label="Wrong token",
+                         placeholder=f"B's top-1: {comparison.b.final[0].token}",
+                         help="␣ stands for a leading space. Empty: B's predicted next token.") or None
     ui.token_legend()
     left, middle, right = st.columns(3)
-    edges = left.number_input("Edges in the circuit", min_value=1, max_value=5000, value=30,
-                              key="circuit-edges")
-    steps = middle.number_input("EAP-IG steps (1: EAP)", min_value=1, max_value=64, value=1, key="circuit-ig")
-    coarse = right.toggle("One node per layer's attention", key="circuit-coarse",
+    edges = linked_input(left, "number_input", "circuit-edges", "circuit_edges", 30, int,
+                         label="Edges in the circuit", min_value=1, max_value=5000)
+    steps = linked_input(middle, "number_input", "circuit-ig", "circuit_ig", 1, int,
+                         label="EAP-IG steps (1: EAP)", min_value=1, max_value=64)
+    coarse = linked_input(right, "toggle", "circuit-coarse", "circuit_coarse", False, lambda v: v == "True",
+                          label="One node per layer's attention",
                           help="Off: a node per head. Families that normalize each attention output "
                                "before adding it (Gemma-2) have only this view.")
     asked = (request, answer, wrong, int(edges), int(steps), coarse)
-    if st.button("Find the circuit", type="primary", key="circuit-run"):
-        st.session_state[RUN_KEY] = asked
+    if st.button("Find the circuit", type="primary", key="circuit-run") or ui.link_carries("circuit_node"):
+        st.session_state[RUN_KEY] = asked  # a link with a chosen node was shared from a circuit: draw it
     if st.session_state.get(RUN_KEY) != asked:
         st.info("Press **Find the circuit**: one forward and one backward pass for the scores, then the "
                 "circuit run block by block over a curve of sizes, and one batched pass of exact checks.")
@@ -66,7 +78,8 @@ if found is not None:
             f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
     st.markdown(ui.plain(circuit_view.reading(result)))
     st.caption(ui.plain(result.note))
-    event = st.altair_chart(circuit_view.graph_chart(result), on_select="rerun", key="circuit-graph")
+    event = st.altair_chart(circuit_view.graph_chart(result), on_select="rerun", key="circuit-graph",
+                            width="stretch")
     for column, (kind, mime) in zip(st.columns(4)[:2], circuit_view.IMAGE_KINDS.items(), strict=True):
         column.download_button(f"⬇ graph ({kind.upper()})", partial(circuit_view.graph_image, result, kind),
                                file_name=f"circuit.{kind}", mime=mime, key=f"circuit-graph-{kind}",
@@ -82,9 +95,11 @@ if found is not None:
     st.subheader("One node")
     nodes = {node.name: node for node in result.nodes}
     choices = circuit_view.circuit_nodes(result)
-    if st.session_state.get("circuit-node") not in choices:  # another circuit: start from its first node
+    ui.linked("circuit-node", "circuit_node")
+    if st.session_state.get("circuit-node") not in choices:  # another circuit, or a link's unknown node
         st.session_state.pop("circuit-node", None)
     name = st.selectbox("Node (or click one on the graph)", choices, key="circuit-node")
+    ui.share("circuit-node", "circuit_node", name, choices[0])
     node = nodes[name]
     st.dataframe(circuit_view.node_edges(result, name), hide_index=True, width="stretch")
     if node.kind in ("embed", "head", "attn", "mlp"):

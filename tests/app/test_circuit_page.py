@@ -70,3 +70,21 @@ def test_circuit_bad_input_is_one_message_on_the_page(case, app, tiny_folders):
     app.text_input(key="circuit-wrong").input(kwargs["wrong"].replace(" ", "␣"))
     press(app)
     assert len(app.error) == 1 and case.refused in app.error[0].value
+
+
+def test_a_link_opens_the_circuit_at_its_settings_and_node(app, tiny_folders):
+    shared = {"model": str(tiny_folders["gpt2"]), "a": A, "b": B, "k": "3"}
+    app.query_params.update({**shared, "answer": "␣Paris", "wrong": "␣Rome", "circuit_edges": "4",
+                             "circuit_coarse": "True", "circuit_node": "logits"})
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    assert app.number_input(key="circuit-edges").value == 4 and app.toggle(key="circuit-coarse").value
+    assert app.selectbox(key="circuit-node").value == "logits"  # the circuit was drawn at once
+    assert any(t.value.startswith("Metric: logit[␣Paris] − logit[␣Rome]") for t in app.text)
+    app.number_input(key="circuit-ig").set_value(2).run()
+    press(app)
+    app.selectbox(key="circuit-node").set_value("embed").run()  # the first node: left out of the link
+    assert "circuit_node" not in app.query_params
+    app.selectbox(key="circuit-node").set_value("logits").run()
+    shared = app.query_params
+    assert (shared["circuit_node"], shared["circuit_ig"], shared["circuit_edges"]) == ("logits", "2", "4")
