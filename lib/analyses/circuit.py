@@ -149,7 +149,7 @@ class Circuit(MetricPair):
 
 
 @dataclass(frozen=True, eq=False)
-class _Graph:
+class EdgeGraph:
     """Sources and destinations with their order: a source at stage s feeds destinations at stages
     > s (embedding 0; attention ℓ 2ℓ+1; MLP ℓ 2ℓ+2; a parallel block ℓ reads at 2ℓ+1; logits 2L+1)."""
 
@@ -186,7 +186,7 @@ def _check_graph(loaded: LoadedModel, granularity: str) -> None:
         )
 
 
-def _graph(loaded: LoadedModel, granularity: str, parallel: bool) -> _Graph:
+def _graph(loaded: LoadedModel, granularity: str, parallel: bool) -> EdgeGraph:
     """The nodes and the edges allowed between them (`_check_graph` has passed)."""
     arch, n = loaded.architecture, loaded.n_layers
     heads = granularity == "heads"
@@ -210,7 +210,7 @@ def _graph(loaded: LoadedModel, granularity: str, parallel: bool) -> _Graph:
     dests.append(Node("logits", "logits", n))
     dst_stage.append(2 * n + 1)
     allowed = torch.tensor(src_stage)[:, None] < torch.tensor(dst_stage)[None, :]
-    return _Graph(tuple(sources), tuple(dests), allowed, parallel, heads, arch.n_heads or 1)
+    return EdgeGraph(tuple(sources), tuple(dests), allowed, parallel, heads, arch.n_heads or 1)
 
 
 def _reads(dest: Node, n_layers: int) -> tuple[Site, Site | None]:
@@ -224,7 +224,7 @@ def _reads(dest: Node, n_layers: int) -> tuple[Site, Site | None]:
     return Site.residual_at(layer, n_layers), after
 
 
-def _input_gradients(graph: _Graph, grads: dict, n_layers: int) -> torch.Tensor:
+def _input_gradients(graph: EdgeGraph, grads: dict, n_layers: int) -> torch.Tensor:
     """∂m/∂in_v through v's branch only, [n_dst, batch, pos, d] (see the module docstring)."""
     found = []
     for dest in graph.dests:
@@ -250,7 +250,7 @@ def _projection(loaded: LoadedModel, layer: int) -> torch.Tensor:
     return w.detach().float().reshape(loaded.architecture.n_heads, -1, w.shape[-1])
 
 
-def _attn_site(graph: _Graph, layer: int) -> Site:
+def _attn_site(graph: EdgeGraph, layer: int) -> Site:
     return Site(layer, "z" if graph.heads else "attn_out")
 
 
@@ -264,7 +264,7 @@ def _sites(heads: bool, n_layers: int) -> list[Site]:
     return sites
 
 
-def _attention_outputs(graph: _Graph, acts: dict, layer: int, w_o: dict) -> torch.Tensor:
+def _attention_outputs(graph: EdgeGraph, acts: dict, layer: int, w_o: dict) -> torch.Tensor:
     """The outputs of `layer`'s attention sources [batch, k, pos, d] from activations with a batch
     dimension: by head z_h W_O[h] (k = heads), or the whole hook_attn_out (k = 1)."""
     if graph.heads:
@@ -273,7 +273,7 @@ def _attention_outputs(graph: _Graph, acts: dict, layer: int, w_o: dict) -> torc
     return acts[Site(layer, "attn_out")].float()[:, None]
 
 
-def _source_outputs(graph: _Graph, acts: dict, n_layers: int, w_o: dict) -> torch.Tensor:
+def _source_outputs(graph: EdgeGraph, acts: dict, n_layers: int, w_o: dict) -> torch.Tensor:
     """Every source's output [batch, n_src, pos, d] float32, in `graph.sources` order."""
     found = [acts[Site.residual_at(0, n_layers)].float()[:, None]]
     for layer in range(n_layers):
@@ -292,10 +292,15 @@ def _check_pair(cap_a: Capture, cap_b: Capture, ig_steps: int) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class _Scores:
-    """What the scores leave for the runs that check them."""
+class EdgeScores:
+    """Every edge's score and what the runs that check them need (`edge_scores`).
 
-    graph: _Graph
+    scores[s, v]: the score of source s → destination v (graph order), float64 on the CPU, 0 where
+    no edge; out_a, out_b: each source's output [n_src, pos, d_model] float32 in A and in B;
+    w_o: layer → W_O [heads, d_head, d_model] (per-head view); into_logits, whole_atp, embed_sum:
+    the identities of the module docstring."""
+
+    graph: EdgeGraph
     scores: torch.Tensor  # [n_src, n_dst] float64, 0 where no edge
     out_a: torch.Tensor  # [n_src, pos, d]
     out_b: torch.Tensor
@@ -308,7 +313,7 @@ class _Scores:
 def edge_scores(
     loaded: LoadedModel, cap_a: Capture, cap_b: Capture, pair: MetricPair, *, granularity: str = "heads",
     ig_steps: int = 1,
-) -> _Scores:
+) -> EdgeScores:
     """EAP (ig_steps = 1) or EAP-IG scores of every edge from ONE forward and backward pass whose
     batch holds A (row 0, recorded only: the metric reads the other rows) and B (row 1; for EAP-IG
     rows 1…k, B with its embedding moved toward A's)."""
@@ -340,7 +345,7 @@ def edge_scores(
     scores = scores * graph.allowed.to(scores.device)
     final = Site.residual_at(n, n)
     delta_final = acts_a[final][0].double() - acts_b[final][0].double()
-    return _Scores(
+    return EdgeScores(
         graph=graph, scores=scores.cpu(), out_a=out_a, out_b=out_b, w_o=w_o,
         into_logits=float(scores[:, -1].sum()),
         whole_atp=float((delta_final * grads[final][0].double()).sum()),
@@ -348,7 +353,7 @@ def edge_scores(
     )
 
 
-def _ranked(found: _Scores) -> list[tuple[int, int]]:
+def _ranked(found: EdgeScores) -> list[tuple[int, int]]:
     """Every edge (source, destination index), largest |score| first."""
     s, v = torch.nonzero(found.graph.allowed, as_tuple=True)
     order = torch.argsort(found.scores[s, v].abs(), descending=True, stable=True)
@@ -356,7 +361,7 @@ def _ranked(found: _Scores) -> list[tuple[int, int]]:
 
 
 def faithfulness_runs(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, pair: MetricPair, found: _Scores,
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, pair: MetricPair, found: EdgeScores,
     keep: torch.Tensor,
 ) -> torch.Tensor:
     """m(C) [rows] float64 for each row's circuit keep[row] [n_src, n_dst] (True: the edge carries
@@ -408,8 +413,8 @@ def faithfulness_runs(
 
 
 def path_patch(
-    loaded: LoadedModel, cap_b: Capture, pair: MetricPair, found: _Scores, edges: Sequence[tuple[int, int]],
-    *, scale: float = 1.0,
+    loaded: LoadedModel, cap_b: Capture, pair: MetricPair, found: EdgeScores,
+    edges: Sequence[tuple[int, int]], *, scale: float = 1.0,
 ) -> torch.Tensor:
     """m of B's run with, for each edge (source, destination index) as one row, in_v +=
     scale · (out_u^A − out_u^B) (added at v's input, taken off after v's branch): [len(edges)]
@@ -431,7 +436,7 @@ def path_patch(
     return loaded.backend.run(ids, interventions=interventions, reduce=lambda run: metric(run.logits).cpu())
 
 
-def _keep_top(found: _Scores, ranked: list[tuple[int, int]], size: int) -> torch.Tensor:
+def _keep_top(found: EdgeScores, ranked: list[tuple[int, int]], size: int) -> torch.Tensor:
     keep = torch.zeros_like(found.graph.allowed)
     if size:
         s, v = zip(*ranked[:size], strict=True)
@@ -440,7 +445,7 @@ def _keep_top(found: _Scores, ranked: list[tuple[int, int]], size: int) -> torch
 
 
 def circuit_size(
-    found: _Scores, ranked: list[tuple[int, int]], edges: int | None, share: float | None
+    found: EdgeScores, ranked: list[tuple[int, int]], edges: int | None, share: float | None
 ) -> int:
     """How many top edges make the circuit: `edges` of them, or the fewest whose |score| sum to
     `share` of all edges' (default: 50 edges, or every edge when there are fewer)."""
@@ -512,7 +517,7 @@ def find_circuit(
     )
 
 
-def _note(graph: _Graph, ig_steps: int) -> str:
+def _note(graph: EdgeGraph, ig_steps: int) -> str:
     how = "EAP" if ig_steps == 1 else f"EAP-IG with {ig_steps} steps"
     into = ("Attention and MLP read the same residual in this family's parallel blocks, so edges into them "
             "go to 'block ℓ'. " if graph.parallel else "")
