@@ -74,7 +74,7 @@ if found is not None:
             circuit_view.find_circuit, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
             edges=int(edges), ig_steps=int(steps), granularity="layers" if coarse else "heads",
         )
-    st.text(f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}]   "
+    st.text(f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}]   "
             f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
     st.markdown(ui.plain(circuit_view.reading(result)))
     st.caption(ui.plain(result.note))

@@ -88,3 +88,13 @@ def test_a_link_opens_the_circuit_at_its_settings_and_node(app, tiny_folders):
     app.selectbox(key="circuit-node").set_value("logits").run()
     shared = app.query_params
     assert (shared["circuit_node"], shared["circuit_ig"], shared["circuit_edges"]) == ("logits", "2", "4")
+
+
+def test_a_word_of_several_tokens_is_scored_by_its_first_piece_and_says_so(app, tiny_folders):
+    open_page(app, PAGE, a=A, b=B, model=str(tiny_folders["gpt2"]))
+    app.text_input(key="circuit-answer").input("␣Parisians")
+    app.text_input(key="circuit-wrong").input("␣Rome")
+    press(app)
+    assert not app.error
+    metric = next(t.value for t in app.text if t.value.startswith("Metric: logit["))
+    assert "(first piece of ␣Parisians)" in metric
