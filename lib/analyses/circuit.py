@@ -341,7 +341,7 @@ def edge_scores(
     out_a = _source_outputs(graph, acts_a, n, w_o)[0]
     out_b = _source_outputs(graph, acts_b, n, w_o)[0]
     g_in = _input_gradients(graph, grads, n)[:, 0]  # [n_dst, pos, d]
-    scores = torch.einsum("spd,vpd->sv", (out_a - out_b).double(), g_in.to(out_a.device))
+    scores = (out_a - out_b).double().flatten(1) @ g_in.to(out_a.device).flatten(1).T  # Σ over pos, d
     scores = scores * graph.allowed.to(scores.device)
     final = Site.residual_at(n, n)
     delta_final = acts_a[final][0].double() - acts_b[final][0].double()
