@@ -24,7 +24,9 @@ is the gradient through every head's Q/K/V paths of that layer, summed: twinlens
 layer's attention *input* by head. Edges out of attention are per head; edges into it go to the
 layer's attention. In parallel blocks (GPT-NeoX, GPT-J, Phi: attention and MLP both read residual
 ℓ) the two branches read one input and are one destination, "block ℓ", with gradient
-g(residual ℓ) − g(residual ℓ+1).
+g(residual ℓ) − g(residual ℓ+1). Which kind a model has is read off B's gradients: in a parallel
+block g(attn_out ℓ) = g(mlp_out ℓ) bit for bit (two summands of one sum), in a sequential one
+the attention output's gradient also flows through the MLP.
 
 **Edge attribution patching** (EAP; Syed et al. 2023), B the run and A the source:
 
@@ -40,7 +42,8 @@ for α = 0, 1/k, …, (k−1)/k (left Riemann sum; k = 1 is EAP), as k more rows
 Identities (tests/unit/test_circuit.py, every family): the scores of all edges into the logits sum
 to Δresidual L · g(residual L), the attribution-patching estimate of patching the whole
 difference at the last residual; and the edges out of the embedding sum to Δresidual 0 ·
-ḡ(residual 0), which under EAP-IG is integrated gradients along the embedding path, → m_A − m_B.
+ḡ(residual 0), which under EAP-IG is integrated gradients along the embedding path, → m_A − m_B;
+and each score is the derivative of path patching its edge (central differences).
 
 **Faithfulness** of a circuit C (a set of edges): m(C) is the metric of a run in which every edge
 in C carries A's values and every edge outside C carries B's. The run starts from A's embedding
