@@ -10,8 +10,8 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run_each([ids_1, ids_2, …], sites, reduce=f)       → f([Run_1, Run_2, …]): one pass per input, one
                                                          job for a remote backend, only f's result back
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
-    gradients(..., interventions)                      → the same of a changed run (EAP-IG's interpolated
-                                                         inputs; the local backend only)
+    gradients(..., interventions)                      → the same of a changed run (EAP-IG's
+                                                         interpolated inputs)
     transplant(source, target, rows, reduce)           → [f(target run with row i's transplants from
                                                          the source run)]: both runs in one job, the
                                                          source's activations never sent back

@@ -144,22 +144,22 @@ def test_circuit_refuses_what_it_cannot_do(tiny_models):
         find_circuit(gemma2, cap_a, cap_b, answer=ANSWER, wrong=WRONG, granularity="heads")
 
 
-def test_nnsight_backend_finds_the_same_circuit_and_refuses_eap_ig(tiny_models, tiny_folders):
+def test_nnsight_backend_finds_the_same_circuit_with_eap_and_eap_ig(tiny_models, tiny_folders):
     from lib.core.models import load_model
 
     model = tiny_models["llama"]
     twin = load_model(str(tiny_folders["llama"]), backend="nnsight")
-    results = []
-    for loaded in (model, twin):
-        cap_a, cap_b = capture(loaded, A), capture(loaded, B)
-        results.append(find_circuit(loaded, cap_a, cap_b, answer=ANSWER, wrong=WRONG, edges=4, checked=3))
-    ours, theirs = results
-    for mine, other in zip(ours.edges[:10], theirs.edges[:10], strict=True):
-        assert (mine.source, mine.target) == (other.source, other.target)
-        assert mine.score == pytest.approx(other.score, rel=1e-4, abs=1e-5)
-    assert ours.faithfulness == pytest.approx(theirs.faithfulness, abs=1e-4)
-    with pytest.raises(SettingsError, match="local backend"):
-        find_circuit(twin, cap_a, cap_b, answer=ANSWER, wrong=WRONG, ig_steps=4)
+    for steps in (1, 4):
+        results = []
+        for loaded in (model, twin):
+            cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+            results.append(find_circuit(loaded, cap_a, cap_b, answer=ANSWER, wrong=WRONG, edges=4, checked=3,
+                                        ig_steps=steps))
+        ours, theirs = results
+        for mine, other in zip(ours.edges[:10], theirs.edges[:10], strict=True):
+            assert (mine.source, mine.target) == (other.source, other.target)
+            assert mine.score == pytest.approx(other.score, rel=1e-4, abs=1e-5)
+        assert ours.faithfulness == pytest.approx(theirs.faithfulness, abs=1e-4)
 
 
 def test_circuit_rows_split_into_batches_give_the_same_curve(tiny_models, monkeypatch):
