@@ -208,3 +208,17 @@ def test_parallel_or_sequential_is_read_off_the_gradients(tmp_path, tiny_tokeniz
     allowed = found.graph.allowed
     m = faithfulness_runs(model, cap_a, cap_b, pair, found, torch.stack([allowed, torch.zeros_like(allowed)]))
     assert m.tolist() == pytest.approx([pair.metric_a, pair.metric_b], abs=2e-3)
+
+
+def test_a_circuit_of_one_edge_into_the_logits_reads_b_plus_that_difference(pair):
+    """The circuit {embed → logits}: the logits read B's final residual plus A's embedding minus
+    B's, and nothing else of A reaches them (computed here through the lens on its own)."""
+    model, cap_a, cap_b, metric = pair
+    n = model.n_layers
+    found = edge_scores(model, cap_a, cap_b, metric, granularity="layers")
+    keep = torch.zeros_like(found.graph.allowed)
+    keep[0, -1] = True
+    m = faithfulness_runs(model, cap_a, cap_b, metric, found, keep[None])
+    final = cap_b.residual[n, -1] + cap_a.residual[0, -1] - cap_b.residual[0, -1]
+    expected = metric.metric()(model.backend.lens_logits(final[None]))
+    assert float(m[0]) == pytest.approx(float(expected[0]), abs=1e-3)
