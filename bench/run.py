@@ -314,6 +314,13 @@ def main(only: list[str]) -> int:
     found = components()
     results["figures"].update(found["figures"])
     results["details"]["components"] = found["details"]
+    if (ROOT / "bench" / "bench_circuit.py").exists():  # issue 27: edge attribution, circuits
+        from bench import bench_circuit
+
+        TARGETS.update(bench_circuit.TARGETS)
+        found = bench_circuit.run()
+        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+        results["details"]["circuit"] = found["details_circuit"]
     found = steering()
     if found is not None:
         results["figures"].update(found["figures"])

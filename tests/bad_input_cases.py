@@ -331,6 +331,33 @@ COMPONENT_CASES = (
 )
 
 
+# `twinlens circuit A B …` (issue 27): the same shape as the component cases, its own flags.
+CIRCUIT_CASES = (
+    ComponentCase("circuit_of_unequal_lengths", GOOD,
+                  "The capital of France, a country in western Europe, is",
+                  ("--answer", " Paris", "--wrong", " Rome"), "same length in tokens"),
+    ComponentCase("circuit_same_answer_and_wrong", GOOD, "The capital of Italy is",
+                  ("--answer", " Paris", "--wrong", " Paris"), "same"),
+    ComponentCase("circuit_ig_steps_zero", GOOD, "The capital of Italy is",
+                  ("--answer", " Paris", "--wrong", " Rome", "--ig-steps", "0"), "1 to 256 steps"),
+    ComponentCase("circuit_share_above_one", GOOD, "The capital of Italy is",
+                  ("--answer", " Paris", "--wrong", " Rome", "--share", "1.5"), "at most 1"),
+    ComponentCase("circuit_negative_edges", GOOD, "The capital of Italy is",
+                  ("--answer", " Paris", "--wrong", " Rome", "--edges", "-3"), "0 edges or more"),
+)
+
+
+def circuit_kwargs(case: ComponentCase) -> dict:
+    """The library's keyword arguments (`find_circuit`) for a circuit case's CLI flags."""
+    flags = list(case.options)
+    kwargs: dict = {}
+    for flag, key, kind in (("--answer", "answer", str), ("--wrong", "wrong", str), ("--edges", "edges", int),
+                            ("--share", "share", float), ("--ig-steps", "ig_steps", int)):
+        if flag in flags:
+            kwargs[key] = kind(flags[flags.index(flag) + 1])
+    return kwargs
+
+
 def component_kwargs(case: ComponentCase) -> dict:
     """The library's keyword arguments for a case's CLI flags."""
     flags = list(case.options)

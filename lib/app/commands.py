@@ -328,3 +328,32 @@ def run_steer(args: argparse.Namespace) -> dict:
         model, cap_a, cap_b, target, layer=args.layer, alpha=args.alpha, mode=args.vector, apply=args.apply,
         answer=args.answer, wrong=args.wrong, settings=settings, vector_file=vector_file,
     ).to_dict()
+
+
+def add_circuit(commands) -> None:
+    parser = commands.add_parser(
+        "circuit", help="edge attribution patching: the circuit that carries A − B, and its faithfulness"
+    )
+    parser.add_argument("prompt_a")
+    parser.add_argument("prompt_b")
+    parser.add_argument("--answer", help="token A should favour (default: A's top-1), e.g. ' Paris'")
+    parser.add_argument("--wrong", help="token B favours instead (default: B's top-1), e.g. ' Rome'")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--edges", type=int, help="keep the N top edges (default 50)")
+    size.add_argument("--share", type=float, help="keep the fewest top edges holding this share of Σ|score|")
+    parser.add_argument("--ig-steps", type=int, default=1, help="EAP-IG with K steps (1: plain EAP)")
+    parser.add_argument("--coarse", action="store_true", help="one node per layer's attention, not per head")
+    _model_args(parser)
+
+
+def run_circuit(args: argparse.Namespace) -> dict:
+    from ..analyses.circuit import find_circuit
+    from ..core.capture import capture
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    model = _load(args)
+    cap_a, cap_b = capture(model, args.prompt_a, args.bos), capture(model, args.prompt_b, args.bos)
+    return find_circuit(
+        model, cap_a, cap_b, answer=args.answer, wrong=args.wrong, edges=args.edges, share=args.share,
+        ig_steps=args.ig_steps, granularity="layers" if args.coarse else "heads",
+    ).to_dict()

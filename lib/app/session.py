@@ -46,6 +46,7 @@ KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on an
 # A page's own state in a shared link (each page adds and removes only its own).
 PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer", "score", "patch_layer",
                "patch_position", "measure")
+PAGE_PARAMS += ("circuit_edges", "circuit_ig", "circuit_coarse", "circuit_node")  # the Circuit page
 
 
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out

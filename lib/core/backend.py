@@ -10,6 +10,8 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     run_each([ids_1, ids_2, …], sites, reduce=f)       → f([Run_1, Run_2, …]): one pass per input, one
                                                          job for a remote backend, only f's result back
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
+    gradients(..., interventions)                      → the same of a changed run (EAP-IG's
+                                                         interpolated inputs)
     transplant(source, target, rows, reduce)           → [f(target run with row i's transplants from
                                                          the source run)]: both runs in one job, the
                                                          source's activations never sent back
@@ -260,10 +262,11 @@ class Backend(Protocol):
         ...
 
     def gradients(
-        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor],
+        interventions: Sequence[Intervention] = (),
     ) -> Gradients:
-        """Forward `input_ids` [batch, pos] recording `sites`, then backward from
-        `metric(logits [batch, vocab]) → scalar` to each site's activation."""
+        """Forward `input_ids` [batch, pos] recording `sites` (after `interventions`, applied as in
+        `run`), then backward from `metric(logits [batch, vocab]) → scalar` to each site's activation."""
         ...
 
     def transplant(

@@ -170,10 +170,15 @@ class HooksBackend:
         return result if reduce is None else reduce(result)
 
     def gradients(
-        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor],
+        interventions: Sequence[Intervention] = (),
     ) -> Gradients:
-        """One forward and one backward pass (see `Backend.gradients`); counts one forward pass."""
+        """One forward and one backward pass (see `Backend.gradients`); counts one forward pass.
+        An intervention at a recorded site is applied before its δ is added, so the gradient is
+        taken at the changed activation."""
         loaded = self.loaded
+        for site in (i.site for i in interventions):
+            site.check(self.n_layers)
         for site in sites:
             site.check(self.n_layers)
             if site.kind == "pattern":
@@ -184,7 +189,7 @@ class HooksBackend:
         recorded: dict[Site, torch.Tensor] = {}
         deltas: dict[Site, torch.Tensor] = {}
         with loaded.lock, torch.inference_mode(False), torch.enable_grad(), ExitStack() as stack:
-            self._attach(stack, sites, (), recorded, deltas, shape=tuple(input_ids.shape))
+            self._attach(stack, sites, interventions, recorded, deltas, shape=tuple(input_ids.shape))
             loaded.forward_passes += 1
             out = loaded.model(input_ids=input_ids.to(loaded.device), **kwargs)
             logits = out.logits[:, -1, :].float()

@@ -245,13 +245,16 @@ class NnsightBackend:
         return saved.float().cpu()
 
     def gradients(
-        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor]
+        self, input_ids: torch.Tensor, sites: Sequence[Site], metric: Callable[[torch.Tensor], torch.Tensor],
+        interventions: Sequence[Intervention] = (),
     ) -> Gradients:
         """`Backend.gradients` as one trace: a zero δ is added at each site (so ∂metric/∂δ is the
         gradient at the activation, as in the hooks backend), and the backward pass runs inside the
         trace, next to the model. Remotely the activations and gradients come back in full
         (attribution patching needs them on this side)."""
         loaded = self.loaded
+        for site in (i.site for i in interventions):
+            site.check(self.n_layers)
         for site in sites:
             site.check(self.n_layers)
             if site.kind == "pattern":
@@ -259,7 +262,7 @@ class NnsightBackend:
         kwargs: dict = {"use_cache": False}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
-        plan = self._plan(sites, ())
+        plan = self._plan(sites, interventions)
         n_heads = loaded.architecture.n_heads
         ids = input_ids.to(loaded.device).contiguous()
         with loaded.lock, torch.inference_mode(False), torch.enable_grad(), _remote_errors(self.remote):
@@ -435,15 +438,19 @@ def _write(module, access: _Access, value, new) -> None:
 
 
 def _gradient_trace(envoy, ids, kwargs, plan, n_heads, metric, remote):
-    """One trace: each access gets a zero δ (requires grad) added to it, the metric of the
-    last-position logits is differentiated with respect to every δ, and (logits, activations,
-    gradients) are saved; a z site's activation and gradient by head."""
+    """One trace: each access gets its interventions, then a zero δ (requires grad) added to it;
+    the metric of the last-position logits is differentiated with respect to every δ, and
+    (logits, activations, gradients) are saved; a z site's activation and gradient by head."""
     import nnsight
 
     with envoy.trace(ids, remote=remote, **kwargs):
         recorded, grads, deltas = {}, {}, []
         for access in plan:
             module, value, act = _read(envoy, access, ids)
+            if access.changes:
+                act = act.clone()
+                for change in access.changes:
+                    change.apply(act, n_heads)
             delta = torch.zeros_like(act, requires_grad=True)
             _write(module, access, value, act + delta)
             deltas.append((access.sites, delta))

@@ -56,6 +56,8 @@ NOT_PATHS = {  # every other text input of the app: what it holds (a prompt, a w
     "steering-alphas": "coefficients",
     "steering-b": "a prompt",
     "steering-third": "a prompt",
+    "circuit-answer": "a word of the vocabulary",
+    "circuit-wrong": "a word of the vocabulary",
 }
 REVEAL = {"model2": "models"}  # inputs shown only in the sidebar's other mode
 

@@ -119,6 +119,7 @@ RESIDUAL_PAGES = {
     "diff": None, "watch": None, "tokens": "Run A and B with BOS on and off",
     "components": "Run components", "steering": "Steer",
 }
+RESIDUAL_PAGES["circuit"] = "Find the circuit"  # issue 27
 
 
 @pytest.mark.parametrize("page", RESIDUAL_PAGES)

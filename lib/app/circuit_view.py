@@ -1,0 +1,210 @@
+"""The Circuit view's frames and charts (Altair + pandas, no Streamlit): the graph of the circuit,
+its faithfulness curve, the edge list for export, and a sentence that reads it. The page reaches
+the analysis through here (`find_circuit`).
+
+The graph puts components left to right in the order the residual stream meets them: the
+embedding, then per layer ℓ the attention (heads stacked top to bottom) and the MLP, and the
+logits last. In the per-head view an edge into a layer's attention ends at an "attn ℓ" node just
+left of and above its heads (they all read that one input). Edges bow upward (more the longer they
+are), so edges between nodes of one row stay apart. Edge width ∝ |score|, colour = sign (red: the
+edge pushes the metric toward A, blue: toward B); hovering shows the numbers.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from ..analyses.circuit import Circuit, Node, find_circuit
+from ..analyses.components import (
+    AttentionPatterns,
+    ComponentAttribution,
+    attention_patterns,
+    attribute_captures,
+)
+
+__all__ = [
+    "IMAGE_KINDS", "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node",
+    "curve_chart", "direct_effect", "edge_frame", "find_circuit", "graph_chart", "graph_frames",
+    "graph_image", "head_pattern_frame", "node_edges", "reading",
+]
+
+SIGN_COLOURS = {"toward A": "#c0392b", "toward B": "#2e6db4"}
+MAX_WIDTH = 10.0  # pixels: the widest edge
+IMAGE_KINDS = {"svg": "image/svg+xml", "png": "image/png"}  # the graph's image files (`graph_image`)
+
+
+def _place(node: Node, n_heads: int, heads: bool) -> tuple[float, float]:
+    """(x, y) of a node: x in stages along the residual stream, y within a stage."""
+    middle = (n_heads - 1) / 2 if heads else 0.0
+    if node.kind == "embed":
+        return 0.0, middle
+    if node.kind == "logits":
+        return 2.0 * node.layer + 1, middle
+    if node.kind == "head":
+        return 2.0 * node.layer + 1, float(node.head)
+    if node.kind == "mlp":
+        return 2.0 * node.layer + 2, float(n_heads) if heads else 1.0
+    if node.kind == "block" or heads:  # the input every head of the layer reads, above its heads
+        return 2.0 * node.layer + 0.6, -1.0 if heads else middle
+    return 2.0 * node.layer + 1, 0.0
+
+
+def edge_frame(result: Circuit) -> pd.DataFrame:
+    """Every edge, largest |score| first: rank, source, target, score (EAP, logit units), exact
+    (path patching, for the checked edges), in_circuit."""
+    return pd.DataFrame(
+        {"rank": i + 1, "source": e.source, "target": e.target, "score": e.score, "exact": e.exact,
+         "in_circuit": i < result.size}
+        for i, e in enumerate(result.edges)
+    )
+
+
+def graph_frames(result: Circuit) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes, edges) of the circuit's drawing: each circuit edge as three points (source, a bowed
+    middle, target; `order` 0–2, `edge` its rank), and the nodes the edges touch (with the embedding
+    and the logits always). Node names are unique: in the coarse view "attn ℓ" is one node."""
+    heads = result.granularity == "heads"
+    n_heads = 1 + max((n.head for n in result.nodes if n.head is not None), default=0)
+    names = {n.name: n for n in result.nodes}
+    circuit = result.circuit_edges()
+    peak = max((abs(e.score) for e in circuit), default=1.0) or 1.0
+    points = []
+    for rank, e in enumerate(circuit, 1):
+        (x, y), (x2, y2) = _place(names[e.source], n_heads, heads), _place(names[e.target], n_heads, heads)
+        bow = 0.3 + 0.04 * (x2 - x)
+        sign = "toward A" if e.score >= 0 else "toward B"
+        shared = {"edge": rank, "source": e.source, "target": e.target, "score": e.score, "exact": e.exact,
+                  "width": MAX_WIDTH * abs(e.score) / peak, "sign": sign}
+        for order, (px, py) in enumerate(((x, y), ((x + x2) / 2, (y + y2) / 2 - bow), (x2, y2))):
+            points.append({**shared, "order": order, "x": px, "y": py})
+    drawn = set(circuit_nodes(result))
+    nodes = []
+    for node in result.nodes:
+        if node.name in drawn:
+            x, y = _place(node, n_heads, heads)
+            nodes.append({"x": x, "y": y, "name": node.name, "kind": node.kind, "layer": node.layer})
+    columns = ["edge", "order", "x", "y", "source", "target", "score", "exact", "width", "sign"]
+    return pd.DataFrame(nodes), pd.DataFrame(points, columns=columns)
+
+
+def graph_chart(result: Circuit) -> alt.LayerChart:
+    """The circuit as a graph: layers left to right, edge width = |score|, colour = sign, tooltips."""
+    nodes, edges = graph_frames(result)
+    n_layers = max(n.layer for n in result.nodes)
+    step = max(1, n_layers // 10)
+    axis = alt.Axis(title="layer", values=[2 * layer + 1 for layer in range(0, n_layers, step)],
+                    labelExpr="(datum.value - 1) / 2", grid=False)
+    x = alt.X("x:Q", axis=axis, scale=alt.Scale(nice=False, padding=20))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=20))
+    signs = alt.Scale(domain=list(SIGN_COLOURS), range=list(SIGN_COLOURS.values()))
+    lines = alt.Chart(edges).mark_line(opacity=0.7, interpolate="basis").encode(
+        x=x, y=y, order="order:Q", detail="edge:N",
+        color=alt.Color("sign:N", scale=signs, title="edge pushes the metric"),
+        strokeWidth=alt.StrokeWidth("width:Q", legend=None, scale=None),
+        tooltip=["source", "target", alt.Tooltip("score:Q", format=".3f", title="EAP score"),
+                 alt.Tooltip("exact:Q", format=".3f", title="exact path patching")],
+    )
+    dots = alt.Chart(nodes).mark_circle(size=90, color="#444").encode(
+        x=x, y=y, tooltip=["name", "kind", "layer"]).add_params(
+        alt.selection_point(name="node", fields=["name"], on="click"))
+    labels = alt.Chart(nodes).mark_text(dy=-10, fontSize=10).encode(x=x, y=y, text="name")
+    return alt.layer(lines, dots, labels).properties(height=420)
+
+
+def graph_image(result: Circuit, kind: str) -> bytes:
+    """The graph as an image file: kind "svg" (text, UTF-8) or "png", drawn by vl-convert from the
+    same Vega-Lite spec the page shows (1,200 pixels wide)."""
+    import vl_convert
+
+    spec = graph_chart(result).properties(width=1200).to_json()
+    if kind == "svg":
+        return vl_convert.vegalite_to_svg(spec).encode()
+    return vl_convert.vegalite_to_png(spec, scale=2)
+
+
+def curve_frame(result: Circuit) -> pd.DataFrame:
+    """Faithfulness and knockout per circuit size, long form: size, share, measure, value."""
+    rows = []
+    for point in result.curve:
+        rows += [{"size": point.size, "share": point.share, "measure": "faithfulness (circuit alone)",
+                  "value": point.faithfulness},
+                 {"size": point.size, "share": point.share, "measure": "knockout (everything else)",
+                  "value": point.knockout}]
+    return pd.DataFrame(rows)
+
+
+def curve_chart(result: Circuit) -> alt.LayerChart:
+    """Faithfulness (and knockout) against the number of top edges kept, the chosen size marked."""
+    frame = curve_frame(result)
+    line = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("size:Q", scale=alt.Scale(type="symlog"), title="top edges kept"),
+        y=alt.Y("value:Q", title="fraction of m_A − m_B restored"),
+        color=alt.Color("measure:N", title=None),
+        tooltip=["size", alt.Tooltip("share:Q", format=".1%", title="share of Σ|score|"),
+                 "measure", alt.Tooltip("value:Q", format=".3f")],
+    )
+    chosen = alt.Chart(pd.DataFrame({"size": [result.size]})).mark_rule(strokeDash=[4, 4]).encode(x="size:Q")
+    return alt.layer(line, chosen).properties(height=240)
+
+
+def reading(result: Circuit) -> str:
+    """One plain paragraph: what the circuit restores, what knocking it out leaves, and how well the
+    scores agree with exact patching."""
+    point = next(p for p in result.curve if p.size == result.size)
+    checked = sum(e.exact is not None for e in result.edges)
+    r = "undefined" if result.pearson_r is None else f"{result.pearson_r:.2f}"
+    return (
+        f"The top {result.size:,} of {len(result.edges):,} edges ({point.share:.0%} of the total |score|) "
+        f"restore {result.faithfulness:.0%} of m_A − m_B when they alone carry A's values; with them knocked "
+        f"out the rest restores {result.knockout:.0%}. Over the top {checked} edges the scores agree with "
+        f"exact path patching at Pearson r = {r}."
+    )
+
+
+def circuit_nodes(result: Circuit) -> list[str]:
+    """The names of the nodes the graph draws (the embedding, the logits and the nodes the circuit's
+    edges touch), in the order of `result.nodes`."""
+    touched = {"embed", "logits", *(e.source for e in result.circuit_edges()),
+               *(e.target for e in result.circuit_edges())}
+    return [node.name for node in result.nodes if node.name in touched]
+
+
+def clicked_node(event: object) -> str | None:
+    """The node a click on the graph chose (Streamlit's selection event), or None."""
+    picked = (event or {}).get("selection", {}).get("node") or []  # type: ignore[union-attr]
+    return str(picked[0]["name"]) if picked else None
+
+
+def node_edges(result: Circuit, name: str, count: int = 10) -> pd.DataFrame:
+    """The node's `count` largest edges in and `count` out: direction, other (the node at the other
+    end), score, exact, rank (among all edges; in the circuit when rank ≤ its size)."""
+    rows: dict[str, list[dict]] = {"in": [], "out": []}
+    for rank, e in enumerate(result.edges, 1):
+        for direction, here, other in (("in", e.target, e.source), ("out", e.source, e.target)):
+            if here == name and len(rows[direction]) < count:
+                rows[direction].append({"direction": direction, "other": other, "score": e.score,
+                                        "exact": e.exact, "rank": rank})
+    return pd.DataFrame([*rows["in"], *rows["out"]], columns=["direction", "other", "score", "exact", "rank"])
+
+
+def direct_effect(attribution: ComponentAttribution, node: Node) -> str | None:
+    """The node's direct logit attribution (the Components page's row) in A, in B and A − B, for
+    the embedding, a head, a layer's attention or an MLP; None for the others."""
+    pick = {
+        "embed": lambda side: side.embed,
+        "head": lambda side: side.heads[node.layer][node.head],
+        "attn": lambda side: side.attn[node.layer],
+        "mlp": lambda side: side.mlp[node.layer],
+    }.get(node.kind)
+    if pick is None:
+        return None
+    a, b = pick(attribution.a), pick(attribution.b)
+    return f"Direct effect of {node.name} on the metric (DLA): A {a:.3f}, B {b:.3f}, A − B {a - b:+.3f}."
+
+
+def head_pattern_frame(patterns: AttentionPatterns, layer: int, head: int) -> pd.DataFrame:
+    """Where one head looks from the last position in A and in B: one row per key position."""
+    a, b = patterns.view("a", layer, head)[-1], patterns.view("b", layer, head)[-1]
+    return pd.DataFrame({"key": range(len(a)), "A token": patterns.tokens_a, "A weight": a,
+                         "B token": patterns.tokens_b, "B weight": b})
