@@ -39,6 +39,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ BATCH = 16  # prompts per forward pass
 LENS_ROWS = 256  # residual rows per lens chunk ([256, vocab] floats at a time)
 SEPARABLE = 0.9  # probe accuracy from which the summary calls the sets separable
 VECTOR_FORMAT = "twinlens-steering-vector/1"  # the Steering page's vector file (analyses.steering)
-Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
+Progress = Callable[[int, int, str], None]  # (done, in all, "prompts" run | "layers" probed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,22 @@ class PromptSets(Record):
     b: tuple[str, ...]
     paired: bool
     name: str = ""  # a shipped set's name, or "" for the user's own
+
+
+SHIPPED_FOLDER = Path(__file__).resolve().parents[1] / "data" / "sets"  # CC0, see its README.md
+SHIPPED: dict[str, str] = {  # name → file, in the order the page lists them
+    "Happy vs angry sentences": "happy_angry.csv",
+    "Capital vs official language": "capital_language.csv",
+    "True vs false statements": "true_false.csv",
+}
+
+
+def shipped_sets(name: str) -> PromptSets:
+    """One of the example sets shipped with twinlens (`SHIPPED`; 50 pairs each, paired)."""
+    if name not in SHIPPED:
+        raise SettingsError(f"There is no shipped set '{name}'; choose one of {', '.join(SHIPPED)}.")
+    a, b = read_table((SHIPPED_FOLDER / SHIPPED[name]).read_text(encoding="utf-8"), "csv")
+    return prompt_sets(a, b, paired=True, name=name)
 
 
 def read_lines(text: str, side: str = "A") -> tuple[str, ...]:
@@ -319,7 +336,6 @@ def last_states(
     position: int = -1,
     batch_size: int = BATCH,
     *,
-    progress: Progress | None = None,
     job: Job | None = None,
 ) -> torch.Tensor:
     """The residual at `position` of each prompt, at every layer: [n, L+1, d_model] float32 (CPU).
@@ -351,8 +367,6 @@ def last_states(
             return torch.stack([f[rows.to(f.device), cols.to(f.device)] for f in found], 1)
 
         out[chunk] = loaded.backend.run(batch, sites=sites, reduce=pick, stop_early=True).float().cpu()
-        if progress is not None:
-            progress(min(begin + batch_size, len(order)), len(order))
     return out
 
 
@@ -399,6 +413,21 @@ def cross_distances(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.nd
     return cos.numpy(), rel.numpy()
 
 
+def cv_splits(
+    labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) row indices of k-fold cross-validation, k = min(folds, pairs or smallest set)
+    ≥ 2: with `groups`, each group's rows in one fold (GroupKFold); else stratified by label."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    labels = np.asarray(labels).astype(int)
+    smallest = len(np.unique(groups)) if groups is not None else int(np.bincount(labels).min())
+    k = max(2, min(folds, smallest))
+    if groups is not None:
+        return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(labels, labels, groups))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(labels, labels))
+
+
 def probe_accuracy(
     x: np.ndarray,
     labels: np.ndarray,
@@ -412,17 +441,12 @@ def probe_accuracy(
     (0/1), with `groups` [n] kept within one fold (pairs), beside chance on shuffled labels (see the
     module docstring: within-group swaps when grouped, a permutation otherwise)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels).astype(int)
-    smallest = len(np.unique(groups)) if groups is not None else int(np.bincount(labels).min())
-    k = max(2, min(folds, smallest))
-    if groups is not None:
-        splits = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels, groups))
-    else:
-        splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels))
+    splits = cv_splits(labels, groups, folds, seed)
+    k = len(splits)
 
     def score(y: np.ndarray) -> tuple[list[float], np.ndarray]:
         accuracies, margins = [], np.zeros(len(y))
@@ -469,17 +493,21 @@ class _LensSums:
         self.answers = torch.zeros(n, dtype=torch.long)
 
     def add(self, states: torch.Tensor, index: Sequence[int], side: Sequence[int]) -> None:
-        """Add prompts `index` (their states [b, L+1, d]; side 0 = A, 1 = B)."""
+        """Add prompts `index` (their states [b, L+1, d]; side 0 = A, 1 = B), LENS_ROWS residual
+        rows at a time (never [b, L+1, vocab] at once)."""
         b, layers, d = states.shape
         flat = states.reshape(-1, d)
-        logits = torch.cat([
-            self.loaded.backend.lens_logits(flat[i : i + LENS_ROWS]) for i in range(0, len(flat), LENS_ROWS)
-        ]).cpu().reshape(b, layers, -1)
-        probs = torch.softmax(logits, -1)
-        top1 = logits.argmax(-1)  # [b, L+1]
+        # row r·(L+1) + ℓ of `flat` is prompt r at layer ℓ; its sums live at side·(L+1) + ℓ
+        target = (torch.tensor(side)[:, None] * layers + torch.arange(layers)[None, :]).reshape(-1)
+        sums = self.probs.view(-1, self.probs.shape[-1])
+        top1 = torch.empty(b * layers, dtype=torch.long)
+        for i in range(0, len(flat), LENS_ROWS):
+            logits = self.loaded.backend.lens_logits(flat[i : i + LENS_ROWS]).cpu()
+            sums.index_add_(0, target[i : i + LENS_ROWS], torch.softmax(logits, -1).double())
+            top1[i : i + LENS_ROWS] = logits.argmax(-1)
+        top1 = top1.view(b, layers)
         answers = top1[:, -1]
         for row, (i, s) in enumerate(zip(index, side, strict=True)):
-            self.probs[s] += probs[row]
             self.hits[s] += top1[row] == answers[row]
             self.answers[i] = answers[row]
 
@@ -519,7 +547,8 @@ def compare_sets(
 ) -> SetComparison:
     """Compare the sets at every layer (module docstring). `layer`: the residual of the vector and
     the rows (default: the layer where the probe is most accurate, the earliest of ties).
-    `progress(done, total)` hears of the prompts run; `job.cancel` stops between batches."""
+    `progress(done, total, stage)` hears of the prompts run, then of the layers probed;
+    `job.cancel` stops between batches and between layers."""
     if layer is not None:
         Site.residual_at(layer, loaded.n_layers)  # refuses a layer the model lacks, before any work
     if top_k < 1:
@@ -532,17 +561,13 @@ def compare_sets(
     lens = _LensSums(loaded, len(ids))
     states = torch.empty(len(ids), loaded.n_layers + 1, loaded.d_model)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar lengths
-    step = batch_size * 4  # the lens runs on every few batches' states
-    for begin in range(0, len(order), step):
-        index = order[begin : begin + step]
-
-        def tell(count: int, total: int, base: int = begin) -> None:
-            if progress is not None:
-                progress(base + count, len(ids))
-
-        chunk = last_states(loaded, [ids[i] for i in index], position, batch_size, progress=tell, job=job)
+    for begin in range(0, len(order), batch_size):
+        index = order[begin : begin + batch_size]
+        chunk = last_states(loaded, [ids[i] for i in index], position, batch_size, job=job)
         states[index] = chunk
         lens.add(chunk, index, [sides[i] for i in index])
+        if progress is not None:
+            progress(begin + len(index), len(ids), "prompts")
     a, b = states[:n_a], states[n_a:]
     labels = np.array([1] * n_a + [0] * n_b)
     groups = np.concatenate([np.arange(n_a), np.arange(n_b)]) if sets.paired else None
@@ -555,6 +580,8 @@ def compare_sets(
                                                   bootstrap=bootstrap, seed=seed)
         stats.append(layer_stats)
         margins.append(probe_margins)
+        if progress is not None:
+            progress(ell + 1, loaded.n_layers + 1, "layers")
     if layer is None:
         best = max(s.probe.accuracy for s in stats)
         layer = next(s.layer for s in stats if s.probe.accuracy == best)
@@ -616,9 +643,13 @@ def read_curve(layers: Sequence[LayerStats], threshold: float = SEPARABLE) -> st
         probe = (f"The sets never become linearly separable (accuracy ≥ {threshold:.2f}): the probe does "
                  f"best at layer {best.layer} ({acc(best)}).")
     else:
-        later = [s for s in layers if s.layer > first.layer and s.probe.accuracy < threshold]
-        rest = ("and stay so" if not later else
-                f"but fall below {threshold:.2f} again at layer {later[0].layer} ({acc(later[0])})")
+        below = [s for s in layers if s.layer > first.layer and s.probe.accuracy < threshold]
+        if not below:
+            rest = "and stay so"
+        else:
+            rest = f"but fall below {threshold:.2f} again at layer {below[0].layer} ({acc(below[0])})"
+            if below[-1].layer < layers[-1].layer:
+                rest += f", separable for good from layer {below[-1].layer + 1}"
         probe = f"The sets become separable at layer {first.layer} — {acc(first)} — {rest}."
     far = max(layers, key=lambda s: s.cosine.mean)
     return (f"{probe} Their states are farthest apart at layer {far.layer}: cosine distance "

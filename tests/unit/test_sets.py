@@ -11,12 +11,14 @@ import torch
 
 from lib.analyses.sets import (
     MAX_PROMPTS,
+    SHIPPED,
     Interval,
     LayerStats,
     Probe,
     bootstrap_cross_mean,
     bootstrap_mean,
     compare_sets,
+    cv_splits,
     encode_sets,
     last_states,
     probe_accuracy,
@@ -24,6 +26,7 @@ from lib.analyses.sets import (
     read_curve,
     read_lines,
     read_table,
+    shipped_sets,
 )
 from lib.analyses.steering import load_vector
 from lib.core.errors import PromptError, SettingsError
@@ -55,14 +58,15 @@ def close(x, y, scale):
 
 @pytest.mark.parametrize("position", [-1, -2, 1])
 def test_batched_states_equal_one_pass_per_prompt(family_model, position):
-    """Right padding changes no state of a causal model: batched (3 a pass, mixed lengths) equals
+    """Right padding changes no state of a causal model: batched (mixed lengths) equals
     one pass per prompt, at the last token, counted from the end, and from the start."""
     ids_a, ids_b = encode_sets(family_model, prompt_sets(A, B, paired=True))
     ids = [*ids_a, *ids_b]
     assert len({len(i) for i in ids}) > 2
-    batched = last_states(family_model, ids, position, batch_size=3)
     direct = one_by_one(family_model, ids, position)
-    close(batched, direct, direct.abs().max())
+    for batch_size in (3, len(ids)):  # one batch: the shortest prompt padded to the longest
+        batched = last_states(family_model, ids, position, batch_size=batch_size)
+        close(batched, direct, direct.abs().max())
 
 
 def test_progress_counts_and_cancel(family_model):
@@ -72,7 +76,10 @@ def test_progress_counts_and_cancel(family_model):
     seen = []
     sets = prompt_sets(A, B, paired=True)
     compare_sets(family_model, sets, batch_size=2, progress=lambda *counts: seen.append(counts), **FAST)
-    assert seen[-1] == (8, 8) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    prompts = [(d, n) for d, n, stage in seen if stage == "prompts"]
+    layers = [(d, n) for d, n, stage in seen if stage == "layers"]
+    assert prompts == [(2, 8), (4, 8), (6, 8), (8, 8)]
+    assert layers == [(i + 1, family_model.n_layers + 1) for i in range(family_model.n_layers + 1)]
     job = Job()
     job.cancel.set()
     with pytest.raises(Cancelled):
@@ -200,17 +207,27 @@ def test_probe_on_noise_is_near_chance():
     assert abs(probe.accuracy - 0.5) < 0.12 and abs(probe.chance - 0.5) < 0.12
 
 
-def test_probe_keeps_pairs_in_one_fold():
-    """Each pair's a and b are the same random point, ±ε along e_0 — below noise in every other
-    direction. A leaky split would memorize the partner; kept together, the probe must use e_0."""
-    x, labels = synthetic(40, gap=1e-3)
-    groups = np.concatenate([np.arange(40), np.arange(40)])
-    from sklearn.model_selection import GroupKFold
-
-    splits = list(GroupKFold(n_splits=5, shuffle=True, random_state=0).split(x, labels, groups))
+@pytest.mark.parametrize("pairs, folds, k", [(40, 5, 5), (3, 5, 3), (2, 5, 2)])
+def test_folds_keep_pairs_together(pairs, folds, k):
+    """Paired: both prompts of a pair sit in the same fold, every row is tested once, k = min(folds,
+    pairs); unpaired: every fold holds both sets."""
+    labels = np.array([1] * pairs + [0] * pairs)
+    groups = np.concatenate([np.arange(pairs), np.arange(pairs)])
+    splits = cv_splits(labels, groups, folds)
+    assert len(splits) == k
+    assert sorted(np.concatenate([test for _, test in splits]).tolist()) == list(range(2 * pairs))
     for train, test in splits:
         assert not set(groups[train]) & set(groups[test])
-    assert probe_accuracy(x, labels, groups, folds=5, permutations=0).folds == 5
+    for train, test in cv_splits(labels, None, folds):
+        assert set(labels[test]) == {0, 1} and set(labels[train]) == {0, 1}
+
+
+def test_shipped_sets_are_fifty_distinct_pairs():
+    for name in SHIPPED:
+        sets = shipped_sets(name)
+        assert sets.paired and len(sets.a) == len(sets.b) == 50 and sets.name == name
+    with pytest.raises(SettingsError, match="no shipped set 'nope'"):
+        shipped_sets("nope")
 
 
 def test_bootstrap_intervals():
@@ -239,6 +256,8 @@ def test_the_sentence_states_the_curves_numbers():
     assert "farthest apart at layer 2: cosine distance 0.400 (95 % CI 0.390–0.410)" in text
     assert "0.25 of the residual's norm" in text
     assert "fall below 0.90 again at layer 3" in read_curve([*rising[:3], stats(3, 0.6)])
+    dip = read_curve([*rising[:3], stats(3, 0.6), stats(4, 0.8), stats(5, 0.93)])
+    assert "again at layer 3 (accuracy 0.60 ± 0.03, chance 0.50), separable for good from layer 5" in dip
     assert "never become linearly separable" in read_curve([stats(0, 0.5), stats(1, 0.72)])
     assert "best at layer 1 (accuracy 0.72" in read_curve([stats(0, 0.5), stats(1, 0.72)])
 
