@@ -528,13 +528,64 @@ class _LensSums:
         return tuple(found)
 
 
-def compare_sets(
+@dataclass(frozen=True, eq=False)
+class SetMeasures:
+    """Everything `measure_sets` found, at every layer, small enough to keep (no states): the
+    per-layer statistics and lens, each prompt's answer, and per layer ℓ the mean difference
+    `vectors[ℓ]` [d_model], the probe's margins [n_a + n_b] and, paired, each pair's distances.
+    `at(layer)` is the SetComparison at one layer (no model work)."""
+
+    model: str
+    sets: PromptSets
+    bos: str
+    chat: Chat | None
+    position: int
+    layers: tuple[LayerStats, ...]
+    lens: tuple[LensLayer, ...]
+    answers: tuple[str, ...]
+    vectors: torch.Tensor  # [L+1, d_model] float64
+    margins: torch.Tensor  # [L+1, n_a + n_b]
+    pair_cosine: torch.Tensor  # [L+1, n] (paired; else [L+1, 0])
+    pair_relative_l2: torch.Tensor
+    settings: dict
+
+    @property
+    def best_layer(self) -> int:
+        """The layer where the probe is most accurate (the earliest of ties)."""
+        best = max(s.probe.accuracy for s in self.layers)
+        return next(s.layer for s in self.layers if s.probe.accuracy == best)
+
+    def at(self, layer: int | None = None) -> SetComparison:
+        """The comparison with the vector and the rows at residual `layer` (None: `best_layer`)."""
+        layer = self.best_layer if layer is None else layer
+        Site.residual_at(layer, len(self.layers) - 1)
+        sets, n_a, margins = self.sets, len(self.sets.a), self.margins[layer].tolist()
+        prompt_rows = tuple(
+            PromptRow(side, row + 1, text, self.answers[offset + row], margins[offset + row])
+            for side, texts, offset in (("A", sets.a, 0), ("B", sets.b, n_a))
+            for row, text in enumerate(texts)
+        )
+        pairs: tuple[PairRow, ...] = ()
+        if sets.paired:
+            cos, rel = self.pair_cosine[layer].tolist(), self.pair_relative_l2[layer].tolist()
+            pairs = tuple(
+                PairRow(i + 1, sets.a[i], sets.b[i], cos[i], rel[i], self.answers[i], self.answers[n_a + i],
+                        margins[i], margins[n_a + i])
+                for i in range(n_a)
+            )
+        return SetComparison(
+            model=self.model, sets=sets, bos=self.bos, chat=self.chat, position=self.position, layer=layer,
+            layers=self.layers, lens=self.lens, vector=tuple(self.vectors[layer].tolist()),
+            prompts=prompt_rows, pairs=pairs, summary=read_curve(self.layers), settings=dict(self.settings),
+        )
+
+
+def measure_sets(
     loaded: LoadedModel,
     sets: PromptSets,
     *,
     bos: str = "auto",
     chat: Chat | None = None,
-    layer: int | None = None,
     position: int = -1,
     top_k: int = 5,
     folds: int = 5,
@@ -544,13 +595,10 @@ def compare_sets(
     batch_size: int = BATCH,
     progress: Progress | None = None,
     job: Job | None = None,
-) -> SetComparison:
-    """Compare the sets at every layer (module docstring). `layer`: the residual of the vector and
-    the rows (default: the layer where the probe is most accurate, the earliest of ties).
+) -> SetMeasures:
+    """Run both sets and measure them at every layer (module docstring).
     `progress(done, total, stage)` hears of the prompts run, then of the layers probed;
     `job.cancel` stops between batches and between layers."""
-    if layer is not None:
-        Site.residual_at(layer, loaded.n_layers)  # refuses a layer the model lacks, before any work
     if top_k < 1:
         raise SettingsError(f"top-k must be at least 1 (got {top_k}).")
     ids_a, ids_b = encode_sets(loaded, sets, bos, chat)
@@ -582,33 +630,26 @@ def compare_sets(
         margins.append(probe_margins)
         if progress is not None:
             progress(ell + 1, loaded.n_layers + 1, "layers")
-    if layer is None:
-        best = max(s.probe.accuracy for s in stats)
-        layer = next(s.layer for s in stats if s.probe.accuracy == best)
-    vector = a[:, layer].double().mean(0) - b[:, layer].double().mean(0)
-    answers = [readable_token(loaded.tokenizer, int(t)) for t in lens.answers]
-    prompt_rows = tuple(
-        PromptRow(side, row + 1, text, answers[offset + row], float(margins[layer][offset + row]))
-        for side, texts, offset in (("A", sets.a, 0), ("B", sets.b, n_a))
-        for row, text in enumerate(texts)
-    )
-    pairs: tuple[PairRow, ...] = ()
-    if sets.paired:
-        cos = cosine_distance(a[:, layer], b[:, layer])
-        rel = relative_l2(a[:, layer], b[:, layer])
-        pairs = tuple(
-            PairRow(i + 1, sets.a[i], sets.b[i], float(cos[i]), float(rel[i]), answers[i], answers[n_a + i],
-                    float(margins[layer][i]), float(margins[layer][n_a + i]))
-            for i in range(n_a)
-        )
-    layers = tuple(stats)
-    return SetComparison(
-        model=loaded.name, sets=sets, bos=bos, chat=chat, position=position, layer=layer, layers=layers,
-        lens=lens.layers((n_a, n_b), top_k), vector=tuple(float(v) for v in vector), prompts=prompt_rows,
-        pairs=pairs, summary=read_curve(layers),
+    pairs = slice(None) if sets.paired else slice(0, 0)
+    return SetMeasures(
+        model=loaded.name, sets=sets, bos=bos, chat=chat, position=position, layers=tuple(stats),
+        lens=lens.layers((n_a, n_b), top_k),
+        answers=tuple(readable_token(loaded.tokenizer, int(t)) for t in lens.answers),
+        vectors=a.double().mean(0) - b.double().mean(0), margins=torch.tensor(margins, dtype=torch.float64),
+        pair_cosine=cosine_distance(a[pairs], b[pairs]).T, pair_relative_l2=relative_l2(a[pairs], b[pairs]).T,
         settings={"folds": folds, "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
                   "top_k": top_k, "batch_size": batch_size},
     )
+
+
+def compare_sets(
+    loaded: LoadedModel, sets: PromptSets, *, layer: int | None = None, **options
+) -> SetComparison:
+    """`measure_sets(loaded, sets, **options).at(layer)`: the vector and rows at residual `layer`
+    (default: where the probe is most accurate). A layer the model lacks is refused before any work."""
+    if layer is not None:
+        Site.residual_at(layer, loaded.n_layers)
+    return measure_sets(loaded, sets, **options).at(layer)
 
 
 def _layer_stats(

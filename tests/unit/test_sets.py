@@ -15,12 +15,14 @@ from lib.analyses.sets import (
     Interval,
     LayerStats,
     Probe,
+    SetComparison,
     bootstrap_cross_mean,
     bootstrap_mean,
     compare_sets,
     cv_splits,
     encode_sets,
     last_states,
+    measure_sets,
     probe_accuracy,
     prompt_sets,
     read_curve,
@@ -123,6 +125,31 @@ def test_caa_vector_is_the_mean_of_pair_differences(paired_result):
     cos = 1 - (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
     assert [r.row for r in rows] == [1, 2, 3, 4] and [r.a for r in rows] == list(A)
     assert [r.cosine for r in rows] == pytest.approx(cos.tolist(), abs=1e-4)
+
+
+def test_every_layer_from_one_measurement(paired_result):
+    """`measure_sets(…).at(ℓ)` holds the mean difference and each pair's distance at any layer ℓ,
+    without running the model again; the default layer is the best probe's."""
+    loaded, result, h_a, h_b = paired_result
+    measures = measure_sets(loaded, result.sets, **FAST)
+    passes = loaded.forward_passes
+    for layer in range(loaded.n_layers + 1):
+        at = measures.at(layer)
+        close(torch.tensor(at.vector), (h_a[:, layer] - h_b[:, layer]).double().mean(0), h_a.abs().max())
+        a, b = h_a[:, layer].double(), h_b[:, layer].double()
+        rel = (a - b).norm(dim=1) / ((a.norm(dim=1) + b.norm(dim=1)) / 2)
+        assert [r.relative_l2 for r in at.pairs] == pytest.approx(rel.tolist(), abs=1e-4)
+        assert at.layers == result.layers
+    assert loaded.forward_passes == passes
+    best = max(s.probe.accuracy for s in measures.layers)
+    assert measures.at().layer == measures.best_layer == next(s.layer for s in measures.layers
+                                                               if s.probe.accuracy == best)
+
+
+def test_a_comparison_survives_json(paired_result):
+    """What History and the JSON export keep reads back as the same comparison."""
+    _, result, _, _ = paired_result
+    assert SetComparison.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
 def test_vector_file_loads_on_the_steering_page(paired_result):
