@@ -29,6 +29,7 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/components.py", "Components", ":material/hub:"),
     ("pages/continuations.py", "Continuations", ":material/edit_note:"),
     ("pages/steering.py", "Steering", ":material/explore:"),
+    ("pages/sets.py", "Sets", ":material/dataset:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
 PAIR_PAGES = (  # the pages that show two models
