@@ -4,8 +4,11 @@ the inputs kept, a cancelled run, uploads (read_uploads)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from app_helpers import submit, table_with
+from bad_input_cases import SETS_CASES
 
 from lib.analyses.sets import measure_sets, prompt_sets
 from lib.app import sets_view, ui
@@ -64,17 +67,18 @@ def test_a_shipped_example(app, tiny_folders):
     assert len(table_with(app, "probe margin A")) == 50
 
 
-@pytest.mark.parametrize("a, b, phrase", [
-    ("one\n\ntwo", "x\ny", "Set A has empty lines at row 2"),
-    ("one\ntwo\nthree", "x\ny", "as many prompts in A as in B"),
-    ("one", "x\ny", "Set A has 1 prompt"),
-    ("one\ntwo\none", "x\ny\nz", "repeats prompts at row 3"),
-])
-def test_bad_input_is_one_message_and_the_inputs_stay(app, tiny_folders, a, b, phrase):
+@pytest.mark.parametrize("case", SETS_CASES, ids=lambda c: c.name)
+def test_bad_input_is_one_message_and_the_inputs_stay(app, tiny_folders, case):
+    """Each case of the bad-input table (a CSV case as an upload: AppTest cannot upload) is one
+    st.error naming the rows; what was typed stays in the text areas."""
+    if case.b is None:
+        with pytest.raises(PromptError, match=re.escape(case.refused)):
+            sets_view.read_uploads(("table.csv", case.a.encode()), None, paired=True)
+        return
     open_sets(app, str(tiny_folders["llama"]))
-    paste(app, a, b)
-    assert len(app.error) == 1 and phrase in app.error[0].value
-    assert app.text_area(key="sets_a").value == a and app.text_area(key="sets_b").value == b
+    paste(app, case.a, case.b, case.paired)
+    assert len(app.error) == 1 and case.refused in app.error[0].value
+    assert app.text_area(key="sets_a").value == case.a and app.text_area(key="sets_b").value == case.b
 
 
 def test_a_cancelled_run_waits_for_run_it_again(app, tiny_folders):

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from bad_input_cases import SETS_CASES, SetsCase
 
 from lib.analyses.sets import (
-    MAX_PROMPTS,
     SHIPPED,
     Interval,
     LayerStats,
@@ -300,23 +300,31 @@ def test_paired_example_is_separable_on_separated_families(family_model):
 
 # ── bad input: one sentence naming the rows ──
 
-@pytest.mark.parametrize("text, phrase", [
-    ("one\n\ntwo\nthree\n \nfour", "Set A has empty lines at rows 2 and 5"),
-])
-def test_empty_lines(text, phrase):
-    with pytest.raises(PromptError, match=phrase):
-        read_lines(text)
-    assert read_lines("one\ntwo\n\n") == ("one", "two")  # blank lines at the end are the file's end
+def sets_of(case: SetsCase):
+    """A case's sets as the library reads them (two lists, or one CSV table of pairs)."""
+    if case.b is None:
+        return prompt_sets(*read_table(case.a), paired=True)
+    return prompt_sets(read_lines(case.a, "A"), read_lines(case.b, "B"), case.paired)
 
 
-@pytest.mark.parametrize("a, b, paired, phrase", [
-    (["x", "y", "z"], ["p", "q"], True, r"as many prompts in A as in B \(A has 3, B has 2\)"),
-    (["x"], ["p", "q"], False, "Set A has 1 prompt; .* at least 2"),
+@pytest.mark.parametrize("case", SETS_CASES, ids=lambda c: c.name)
+def test_the_bad_input_table(tiny_models, case):
+    with pytest.raises(PromptError) as refused:
+        compare_sets(tiny_models["llama"], sets_of(case), **FAST)
+    message = str(refused.value)
+    assert case.refused in message and "\n" not in message
+
+
+
+def test_blank_lines_at_the_end_are_the_files_end():
+    assert read_lines("one\ntwo\n\n \n") == ("one", "two")
+    assert read_lines("one\r\ntwo\r\n") == ("one", "two")
+
+
+@pytest.mark.parametrize("a, b, paired, phrase", [  # beyond the shared table (tests/bad_input_cases.py)
     (["x", "y"], [], False, "Set B has 0 prompts"),
-    (["x", "y", "x", "y"], ["p", "q", "r", "s"], True, r"repeats prompts at row 3 \(= row 1\), 4 \(= row"),
     (["x", " "], ["p", "q"], True, "Set A has empty prompts at row 2"),
     (["x", "y"], ["p", "q\x00"], True, "Set B, row 2, contains a NUL"),
-    ([f"p{i}" for i in range(MAX_PROMPTS + 1)], ["p", "q"], False, "Set A has 1,001 prompts; the limit is"),
 ])
 def test_bad_sets(a, b, paired, phrase):
     with pytest.raises(PromptError, match=phrase):
@@ -339,13 +347,6 @@ def test_bad_tables(data, kind, phrase):
 def test_tables_read_columns_a_and_b():
     assert read_table("id,a,b\n1,x,\"y, z\"\n2,p,q\n") == (("x", "p"), ("y, z", "q"))
     assert read_table('{"a": "x", "b": "y"}\n{"b": "q", "a": "p"}\n', "jsonl") == (("x", "p"), ("y", "q"))
-
-
-def test_prompts_over_the_context_are_named(tiny_models):
-    loaded = tiny_models["llama"]
-    sets = prompt_sets(["ok", "the " * 200], ["fine", "good", "the " * 300], paired=False)
-    with pytest.raises(PromptError, match=r"at most 128 tokens; longer are A row 2 \(.* tokens\), B row 3"):
-        compare_sets(loaded, sets)
 
 
 def test_a_position_some_prompts_lack_is_refused(tiny_models):

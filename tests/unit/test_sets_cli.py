@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from bad_input_cases import SETS_CASES, sets_case_files
 
 from lib.analyses.sets import compare_sets, prompt_sets
 from lib.app import cli
@@ -89,3 +90,12 @@ def test_bad_input_is_one_line(tiny_folders, files, run_cli, args, phrase):
     out = run_cli("sets", *paths, "--model", str(tiny_folders["llama"]), *FAST)
     assert out.returncode == 1 and out.stdout == ""
     assert phrase in out.stderr and out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("case", SETS_CASES, ids=lambda c: c.name)
+def test_the_bad_input_table(tiny_folders, tmp_path, run_cli, case):
+    paired = ("--paired",) if case.paired else ()
+    model = str(tiny_folders["llama"])
+    out = run_cli("sets", *sets_case_files(case, tmp_path), *paired, "--model", model, *FAST)
+    assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1
+    assert case.refused in out.stderr
