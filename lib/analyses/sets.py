@@ -481,7 +481,7 @@ def probe_accuracy(
     )
 
 
-class _LensSums:
+class LensSums:
     """Running sums over the prompts of each set: Σ softmax(lens(h[ℓ])) [2, L+1, vocab] and the
     count of prompts whose lens top-1 at ℓ is their final answer [2, L+1]; and each answer id."""
 
@@ -526,6 +526,34 @@ class _LensSums:
             found.append(LensLayer(layer, tokens, float(self.hits[0, layer] / counts[0]),
                                    float(self.hits[1, layer] / counts[1])))
         return tuple(found)
+
+
+def run_sets(
+    loaded: LoadedModel,
+    ids_a: Sequence[Sequence[int]],
+    ids_b: Sequence[Sequence[int]],
+    position: int = -1,
+    batch_size: int = BATCH,
+    *,
+    progress: Progress | None = None,
+    job: Job | None = None,
+) -> tuple[torch.Tensor, LensSums]:
+    """The model's work: every prompt's residual at `position`, A's then B's ([n_a + n_b, L+1,
+    d_model] float32), and the lens sums over each set, in batches of similar lengths."""
+    ids = (*ids_a, *ids_b)
+    sides = [0] * len(ids_a) + [1] * len(ids_b)
+    _check_position(ids_a, ids_b, position)
+    lens = LensSums(loaded, len(ids))
+    states = torch.empty(len(ids), loaded.n_layers + 1, loaded.d_model)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar lengths
+    for begin in range(0, len(order), batch_size):
+        index = order[begin : begin + batch_size]
+        chunk = last_states(loaded, [ids[i] for i in index], position, batch_size, job=job)
+        states[index] = chunk
+        lens.add(chunk, index, [sides[i] for i in index])
+        if progress is not None:
+            progress(begin + len(index), len(ids), "prompts")
+    return states, lens
 
 
 @dataclass(frozen=True, eq=False)
@@ -603,19 +631,7 @@ def measure_sets(
         raise SettingsError(f"top-k must be at least 1 (got {top_k}).")
     ids_a, ids_b = encode_sets(loaded, sets, bos, chat)
     n_a, n_b = len(ids_a), len(ids_b)
-    ids = (*ids_a, *ids_b)
-    sides = [0] * n_a + [1] * n_b
-    _check_position(ids_a, ids_b, position)
-    lens = _LensSums(loaded, len(ids))
-    states = torch.empty(len(ids), loaded.n_layers + 1, loaded.d_model)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar lengths
-    for begin in range(0, len(order), batch_size):
-        index = order[begin : begin + batch_size]
-        chunk = last_states(loaded, [ids[i] for i in index], position, batch_size, job=job)
-        states[index] = chunk
-        lens.add(chunk, index, [sides[i] for i in index])
-        if progress is not None:
-            progress(begin + len(index), len(ids), "prompts")
+    states, lens = run_sets(loaded, ids_a, ids_b, position, batch_size, progress=progress, job=job)
     a, b = states[:n_a], states[n_a:]
     labels = np.array([1] * n_a + [0] * n_b)
     groups = np.concatenate([np.arange(n_a), np.arange(n_b)]) if sets.paired else None
