@@ -323,7 +323,8 @@ def main(only: list[str]) -> int:
 
         TARGETS.update(bench_sets.TARGETS)
         found = bench_sets.run()
-        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+        results["figures"].update({k: v for k, v in found.items() if k.startswith("sets_") and
+                                   isinstance(v, int | float)})
         results["details"]["sets"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")

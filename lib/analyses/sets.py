@@ -488,7 +488,7 @@ class LensSums:
     def __init__(self, loaded: LoadedModel, n: int):
         self.loaded = loaded
         size = (2, loaded.n_layers + 1)
-        self.probs = torch.zeros(*size, loaded.vocab_size, dtype=torch.float64)
+        self.probs = torch.zeros(*size, loaded.vocab_size)  # float32: ≤ 1,000 terms ≤ 1 each
         self.hits = torch.zeros(size, dtype=torch.long)
         self.answers = torch.zeros(n, dtype=torch.long)
 
@@ -503,8 +503,8 @@ class LensSums:
         top1 = torch.empty(b * layers, dtype=torch.long)
         for i in range(0, len(flat), LENS_ROWS):
             logits = self.loaded.backend.lens_logits(flat[i : i + LENS_ROWS]).cpu()
-            sums.index_add_(0, target[i : i + LENS_ROWS], torch.softmax(logits, -1).double())
             top1[i : i + LENS_ROWS] = logits.argmax(-1)
+            sums.index_add_(0, target[i : i + LENS_ROWS], logits.softmax(-1))
         top1 = top1.view(b, layers)
         answers = top1[:, -1]
         for row, (i, s) in enumerate(zip(index, side, strict=True)):
@@ -512,7 +512,7 @@ class LensSums:
             self.answers[i] = answers[row]
 
     def layers(self, counts: tuple[int, int], top_k: int) -> tuple[LensLayer, ...]:
-        mean = self.probs / torch.tensor(counts, dtype=torch.float64)[:, None, None]
+        mean = self.probs.double() / torch.tensor(counts, dtype=torch.float64)[:, None, None]
         delta = mean[0] - mean[1]
         tokenizer = self.loaded.tokenizer
         found = []
