@@ -198,7 +198,7 @@ def draw(request: Request, measures: SetMeasures) -> None:
     st.info(result.summary)
     kind = "paired" if sets.paired else "unpaired"
     st.caption(f"{len(sets.a):,} prompts in A, {len(sets.b):,} in B, {kind} · position {measures.position}"
-               f" · {measures.settings['folds']}-fold probes, "
+               f" · {result.layers[0].probe.folds}-fold probes, "
                f"{measures.settings['permutations']} shuffles for chance, "
                f"{measures.settings['bootstrap']:,} bootstrap resamples.")
     probe, distance = st.columns(2)
@@ -244,11 +244,12 @@ def draw(request: Request, measures: SetMeasures) -> None:
 
 
 def _settings(request: Request, result: SetComparison) -> dict:
-    """What a saved or exported comparison of sets records as its request."""
+    """What a saved or exported comparison of sets records as its request: the sidebar's request
+    with the first pair as its prompts (History's "Open in all pages" opens that pair), and the sets."""
     sets = result.sets
-    return {"model": request.model, "a": f"{len(sets.a)} prompts: {sets.a[0]} …",
-            "b": f"{len(sets.b)} prompts: {sets.b[0]} …", "bos": request.bos, "chat": request.chat,
-            "paired": sets.paired, "layer": result.layer, "position": result.position, "kind": "sets"}
+    return {**request.to_dict(), "a": sets.a[0], "b": sets.b[0],
+            "sets": {"name": sets.name, "prompts_a": len(sets.a), "prompts_b": len(sets.b),
+                     "paired": sets.paired, "layer": result.layer, "position": result.position}}
 
 
 def _save_form(request: Request, result: SetComparison) -> None:

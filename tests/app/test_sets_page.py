@@ -103,3 +103,17 @@ def test_uploads():
                           ((csv, lists[1]), "holds both sets"), ((not_utf8, lists[1]), "not UTF-8")):
         with pytest.raises(PromptError, match=phrase):
             sets_view.read_uploads(*files, paired=False)
+
+
+def test_save_keeps_the_comparison_in_history(app, tiny_folders, tiny_models):
+    from lib.app.history import History
+
+    open_sets(app, str(tiny_folders["llama"]))
+    paste(app, "\n".join(A), "\n".join(B))
+    app.text_input(key=next(t.key for t in app.text_input if t.label == "Name")).input("my sets")
+    next(b for b in app.button if b.label == "💾 Save").click().run()
+    assert not app.exception and "Saved as #" in app.success[0].value
+    saved_id = int(app.success[0].value.split("#")[1].split(".")[0])
+    saved = History().get(saved_id)
+    assert saved.kind == "sets.SetComparison" and saved.value().sets.a == A
+    assert (saved.settings["a"], saved.settings["b"]) == (A[0], B[0]) and saved.settings["sets"]["paired"]
