@@ -117,3 +117,18 @@ def test_save_keeps_the_comparison_in_history(app, tiny_folders, tiny_models):
     saved = History().get(saved_id)
     assert saved.kind == "sets.SetComparison" and saved.value().sets.a == A
     assert (saved.settings["a"], saved.settings["b"]) == (A[0], B[0]) and saved.settings["sets"]["paired"]
+
+
+def test_a_picked_pair_opens_on_every_page(app, tiny_folders):
+    """A row picked in the pairs table (its selection state set as the browser would) gets a button
+    that makes that pair the sidebar's comparison, for every page."""
+    open_sets(app, str(tiny_folders["llama"]))
+    paste(app, "\n".join(A), "\n".join(B))
+    app.session_state["sets-rows"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    app.run()
+    opened = next(b for b in app.button if b.label == "Open pair 2 on every page")
+    opened.click().run()
+    assert not app.exception
+    request = app.session_state[ui.REQUEST_KEY]
+    assert (request.a, request.b) == (A[1], B[1]) and request.model == str(tiny_folders["llama"])
+    assert app.sidebar.text_area(key="prompt_a").value == A[1]
