@@ -87,15 +87,16 @@ def shipped_sets(name: str) -> PromptSets:
     return prompt_sets(a, b, paired=True, name=name)
 
 
-def read_lines(text: str, side: str = "A") -> tuple[str, ...]:
+def read_lines(text: str, side: str = "A", name: str | None = None) -> tuple[str, ...]:
     """One prompt a line (a final newline and blank lines at the very end are fine; blank lines
-    between prompts are refused, naming their rows, 1-based)."""
+    between prompts are refused, naming their rows, 1-based, and `name`, default 'Set A')."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
     if blank:
-        raise PromptError(f"Set {side} has empty lines at {_rows(blank)}; remove them (one prompt a line).")
+        raise PromptError(f"{name or f'Set {side}'} has empty lines at {_rows(blank)}; remove them "
+                          "(one prompt a line).")
     return tuple(lines)
 
 
@@ -104,7 +105,7 @@ def read_table(data: str, kind: str = "csv") -> tuple[tuple[str, ...], tuple[str
     from JSON Lines of objects {"a": …, "b": …}; rows are numbered from 1 after the header."""
     if kind == "jsonl":
         rows: list[tuple[object, object]] = []
-        for number, line in enumerate(read_lines(data, "file"), 1):
+        for number, line in enumerate(read_lines(data, name="The JSONL file"), 1):
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:

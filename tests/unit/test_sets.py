@@ -337,7 +337,7 @@ def test_bad_sets(a, b, paired, phrase):
     ("a,b\nhello,there\nonly\n", "csv", "not text .* at row 2"),
     ('{"a": "x", "b": "y"}\n{"a": "x"}\n', "jsonl", "Row 2 of the JSONL file is not an object"),
     ('{"a": "x", "b": "y"}\nnot json\n', "jsonl", "Row 2 of the JSONL file is not JSON"),
-    ('{"a": "x", "b": "y"}\n\n{"a": "z", "b": "w"}\n', "jsonl", "empty lines at row 2"),
+    ('{"a": "x", "b": "y"}\n\n{"a": "z", "b": "w"}\n', "jsonl", "The JSONL file has empty lines at row 2"),
 ])
 def test_bad_tables(data, kind, phrase):
     with pytest.raises(PromptError, match=phrase):
