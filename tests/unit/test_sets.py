@@ -355,3 +355,17 @@ def test_a_position_some_prompts_lack_is_refused(tiny_models):
         compare_sets(loaded, prompt_sets(A, B, paired=True), position=6, **FAST)
     with pytest.raises(SettingsError, match="Layer 9 does not exist"):
         compare_sets(loaded, prompt_sets(A, B, paired=True), layer=9, **FAST)
+
+
+def test_the_nnsight_backend_measures_the_same(family_model, tiny_folders):
+    """The same sets through nnsight traces (local): the same states, statistics and answers."""
+    from lib.core.models import load_model
+
+    twin = load_model(str(tiny_folders[family_model.architecture.family]), backend="nnsight")
+    sets = prompt_sets(A, B, paired=True)
+    ours, theirs = (compare_sets(m, sets, layer=1, **FAST) for m in (family_model, twin))
+    assert [r.answer_a for r in theirs.pairs] == [r.answer_a for r in ours.pairs]
+    assert theirs.vector == pytest.approx(ours.vector, abs=1e-4)
+    for mine, other in zip(ours.layers, theirs.layers, strict=True):
+        assert other.cosine.mean == pytest.approx(mine.cosine.mean, abs=1e-5)
+        assert other.probe.accuracy == mine.probe.accuracy
