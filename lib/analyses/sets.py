@@ -363,11 +363,11 @@ def last_states(
         rows = torch.arange(len(chunk))
         cols = torch.tensor([at[i] for i in chunk])
 
-        def pick(run, rows=rows, cols=cols):
+        def pick(run, rows=rows, cols=cols):  # blocks may sit on several devices (device_map)
             found = [run.activations[s] for s in sites]
-            return torch.stack([f[rows.to(f.device), cols.to(f.device)] for f in found], 1)
+            return torch.stack([f[rows.to(f.device), cols.to(f.device)].float().cpu() for f in found], 1)
 
-        out[chunk] = loaded.backend.run(batch, sites=sites, reduce=pick, stop_early=True).float().cpu()
+        out[chunk] = loaded.backend.run(batch, sites=sites, reduce=pick, stop_early=True)
     return out
 
 
