@@ -159,9 +159,8 @@ def test_vector_file_loads_on_the_steering_page(paired_result):
     vector = load_vector(result.vector_file(), loaded, layer=1)
     assert vector.mode == "caa" and vector.layer == 1 and "mean(h_A − h_B)" in vector.source
     torch.testing.assert_close(vector.value, torch.tensor(result.vector, dtype=torch.float32))
-    from lib.analyses.steering import _metadata
-
-    meta = _metadata(result.vector_file())
+    data = result.vector_file()
+    meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]  # safetensors header
     assert json.loads(meta["sets"])["a"] == list(A)
     assert meta["model"] == loaded.name and meta["position"] == "-1"
 
