@@ -5,6 +5,10 @@
   over each set) ÷ 200 single comparisons run one by one (`compare_prompts`, which runs the two
   prompts and reads the lens and distances at the last position). Target ≤ 0.3.
 - sets_batched_vs_one_by_one_ratio: the same `run_sets` in batches of 16 ÷ one prompt a pass.
+- sets_passes_vs_single_comparisons_ratio: the batched passes alone (`last_states`, without the
+  lens over the sets) ÷ the 200 single comparisons: the lens reads every layer of every prompt
+  through the unembedding, the same lens work a single comparison does, so it bounds the first
+  ratio from below.
 - sets_statistics_s: the statistics of those 200 pairs after the passes (bootstrap intervals,
   cross-validated probes and their chance over every layer), in seconds — CPU work the passes
   do not include, reported so the whole cost is visible.
@@ -33,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.harness import in_fresh_process, paired, peak_rss_gb  # noqa: E402
 from lib.analyses.compare import compare_prompts  # noqa: E402
-from lib.analyses.sets import encode_sets, measure_sets, prompt_sets, run_sets  # noqa: E402
+from lib.analyses.sets import encode_sets, last_states, measure_sets, prompt_sets, run_sets  # noqa: E402
 from lib.core.models import load_model  # noqa: E402
 
 TARGETS = {"sets_batched_vs_single_comparisons_ratio": ("<=", 0.3), "sets_1000_peak_rss_gb": ("<=", 3.0)}
@@ -92,6 +96,7 @@ def run(runs: int = 3, with_memory: bool = True) -> dict:
         return [compare_prompts(model, x, y) for x, y in zip(a, b, strict=True)]
 
     versus_singles = paired(batched, singles, runs)
+    passes_only = paired(lambda: last_states(model, [*ids_a, *ids_b]), singles, runs)
     versus_one = paired(batched, one_by_one, runs)
     start = time.perf_counter()
     measures = measure_sets(model, sets)
@@ -99,9 +104,11 @@ def run(runs: int = 3, with_memory: bool = True) -> dict:
     found = {
         "sets_batched_vs_single_comparisons_ratio": round(versus_singles.ratio, 3),
         "sets_batched_vs_one_by_one_ratio": round(versus_one.ratio, 3),
+        "sets_passes_vs_single_comparisons_ratio": round(passes_only.ratio, 3),
         "sets_statistics_s": round(whole - versus_singles.numerator_s, 1),
         "versus_single_comparisons": versus_singles.to_dict(),
         "versus_one_by_one": versus_one.to_dict(),
+        "passes_versus_single_comparisons": passes_only.to_dict(),
         "measure_sets_s": round(whole, 1),
         "pairs": PAIRS,
         "tokens_per_prompt": {"min": min(lengths), "max": max(lengths),
