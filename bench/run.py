@@ -325,6 +325,14 @@ def main(only: list[str]) -> int:
     if found is not None:
         results["figures"].update(found["figures"])
         results["details"]["steering"] = found["details"]
+    if (ROOT / "bench" / "bench_sets.py").exists():  # issue 26: two sets of prompts, batched
+        from bench import bench_sets
+
+        TARGETS.update(bench_sets.TARGETS)
+        found = bench_sets.run()
+        results["figures"].update({k: v for k, v in found.items() if k.startswith("sets_") and
+                                   isinstance(v, int | float)})
+        results["details"]["sets"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

@@ -8,10 +8,11 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
     analyses/common   what several analyses share: lens · distances · sae · comparison · metric
                · rows (the staged patched-rows engine) · pieces · decode · vector
     analyses   compare · model_compare · diff · watch · bos · patching · components · circuit
-               · features · generation · steering · sae_training (each imports core and common only)
+               · features · generation · steering · sets · sae_training (each imports core and
+               common only)
     app        registry (the table of analyses) · cli · commands · request · cache · session · ui
                · views · charts · compare_frames · readable · history · export · examples · access
-               · ndif · feature_steering · paths · circuit_view · serve (Streamlit only here and in pages/)
+               · ndif · feature_steering · paths · circuit_view · sets_view · serve (Streamlit only here and in pages/)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a
 checkout the same files run as `lib` (`python -m lib`). Only `lib.app.ui` imports Streamlit.

@@ -435,3 +435,40 @@ def steer_case_argv(case: SteerCase, files: dict[str, str]) -> list[str]:
     """The full command line of a case (without the program name)."""
     args = [files[a[len("{file:"):-1]] if a.startswith("{file:") else a for a in case.args]
     return [case.command, GOOD, STEER_B, *args, "--model", files[case.model]]
+
+
+# Two sets of prompts (issue 26): each case is refused with one message that names the rows, in the
+# library, `twinlens sets`, the Sets page and the browser. `a` and `b` are two lists (one prompt a
+# line); with `b` None, `a` is a CSV table of pairs.
+@dataclass(frozen=True)
+class SetsCase:
+    name: str
+    a: str
+    b: str | None
+    paired: bool
+    refused: str
+
+
+SETS_CASES = (
+    SetsCase("empty_lines", "one\n\ntwo\n \nthree", "x\ny\nz", False,
+             "Set A has empty lines at rows 2 and 4"),
+    SetsCase("unequal_lengths_declared_paired", "one\ntwo\nthree", "x\ny", True,
+             "as many prompts in A as in B (A has 3, B has 2)"),
+    SetsCase("csv_without_the_columns", "x,y\n1,2\n3,4\n", None, True, "columns 'a' and 'b'"),
+    SetsCase("duplicates", "one\ntwo\none", "x\ny\nz", False, "Set A repeats prompts at row 3 (= row 1)"),
+    SetsCase("a_set_of_one", "one", "x\ny", False, "Set A has 1 prompt"),
+    SetsCase("more_than_the_limit", "\n".join(f"p{i}" for i in range(1001)), "x\ny", False,
+             "Set A has 1,001 prompts; the limit is 1,000"),
+    SetsCase("a_prompt_over_the_context", "one\n" + "the " * 200, "x\ny\n" + "the " * 150, False,
+             "reads at most 128 tokens; longer are A row 2 (202 tokens), B row 3 (152 tokens)"),
+)
+
+
+def sets_case_files(case: SetsCase, folder: Path) -> list[str]:
+    """The files `twinlens sets` reads for a case: a.txt and b.txt, or one table.csv."""
+    if case.b is None:
+        (folder / "table.csv").write_text(case.a)
+        return [str(folder / "table.csv")]
+    (folder / "a.txt").write_text(case.a)
+    (folder / "b.txt").write_text(case.b)
+    return [str(folder / "a.txt"), str(folder / "b.txt")]

@@ -351,3 +351,23 @@ def divergence_chart(frame: pd.DataFrame, kl_title: str = "KL(A‖B)") -> alt.HC
             x="layer:Q", y="bits:Q", text="most changed:N")
         panels[1] = alt.layer(panels[1], label)
     return alt.hconcat(*panels)
+
+
+def band_lines(frame: pd.DataFrame, *, y_title: str, domain: Sequence[float] | None = None,
+               title: str | None = None, height: int = 260) -> alt.LayerChart:
+    """One line per `series` over layers, each with a shaded band from `low` to `high` (a
+    confidence interval, ± a standard deviation); the frame has columns layer, series, value, low,
+    high. `domain`: the y range (default: fitted to the bands)."""
+    scale = alt.Scale(domain=list(domain) if domain is not None else fitted_domain(
+        [*frame["low"], *frame["high"]]), nice=False, zero=False)
+    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400),
+                       scale=alt.Scale(scheme="category10"))
+    x = alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1, format="d"))
+    tooltip = ["layer", "series", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+               alt.Tooltip("high:Q", format=".3f")]
+    base = alt.Chart(frame, title=alt.TitleParams(text=title, anchor="start") if title else alt.Undefined)
+    band = base.mark_area(opacity=0.2).encode(x=x, y=alt.Y("low:Q", title=y_title, scale=scale), y2="high:Q",
+                                              color=colour)
+    line = base.mark_line(point=alt.OverlayMarkDef(size=30)).encode(
+        x=x, y=alt.Y("value:Q", title=y_title, scale=scale), color=colour, tooltip=tooltip)
+    return alt.layer(band, line).properties(height=height)

@@ -357,3 +357,55 @@ def run_circuit(args: argparse.Namespace) -> dict:
         model, cap_a, cap_b, answer=args.answer, wrong=args.wrong, edges=args.edges, share=args.share,
         ig_steps=args.ig_steps, granularity="layers" if args.coarse else "heads",
     ).to_dict()
+
+
+def add_sets(commands) -> None:
+    sets = commands.add_parser("sets", help="two sets of prompts: distances, probes, CAA vector per layer")
+    sets.add_argument("files", nargs="*", metavar="FILE",
+                      help="A.txt B.txt (one prompt a line), or one .csv/.jsonl with columns a, b (paired)")
+    sets.add_argument("--example", help="a shipped set instead of files, e.g. 'Happy vs angry sentences'")
+    sets.add_argument("--paired", action="store_true", help="line i of A goes with line i of B")
+    sets.add_argument("--layer", type=int, help="residual of the vector and the rows (default: best probe)")
+    sets.add_argument("--position", type=int, default=-1, help="token position (default −1: the last)")
+    sets.add_argument("--top-k", type=int, default=5, help="lens tokens per layer")
+    sets.add_argument("--folds", type=int, default=5)
+    sets.add_argument("--permutations", type=int, default=5, help="label shuffles for chance")
+    sets.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% intervals")
+    sets.add_argument("--save-vector", help="write the CAA vector (safetensors, for steer --vector-file)")
+    _chat_args(sets)
+    _model_args(sets)
+
+
+def run_sets(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from ..analyses.sets import compare_sets, prompt_sets, read_lines, read_table, shipped_sets
+
+    def text(path: str) -> str:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"Cannot read '{path}': {getattr(exc, 'strerror', None) or exc}.") from exc
+
+    if args.example:
+        if args.files:
+            raise SettingsError("Give files or --example, not both.")
+        sets = shipped_sets(args.example)
+    elif len(args.files) == 1 and Path(args.files[0]).suffix.lower() in (".csv", ".jsonl"):
+        a, b = read_table(text(args.files[0]), Path(args.files[0]).suffix.lower()[1:])
+        sets = prompt_sets(a, b, paired=True)
+    elif len(args.files) == 2:
+        sets = prompt_sets(read_lines(text(args.files[0]), "A"), read_lines(text(args.files[1]), "B"),
+                           paired=args.paired)
+    else:
+        raise SettingsError("Give two files (A.txt B.txt), one .csv/.jsonl with columns a, b, or --example.")
+    _check_top_k_arg(args.top_k)
+    result = compare_sets(_load(args), sets, bos=args.bos, chat=_chat_of(args), layer=args.layer,
+                          position=args.position, top_k=args.top_k, folds=args.folds,
+                          permutations=args.permutations, bootstrap=args.bootstrap)
+    if args.save_vector:
+        try:
+            Path(args.save_vector).write_bytes(result.vector_file())
+        except OSError as exc:
+            raise SettingsError(f"Cannot write '{args.save_vector}': {exc.strerror}.") from exc
+    return result.to_dict()

@@ -85,6 +85,8 @@ ANALYSES: tuple[Analysis, ...] = (
     Analysis("tokens", "Tokens", "pages/tokens.py", ":material/abc:", "Where", needs=_needs("residuals")),
     Analysis("watch", "Watch tokens", "pages/watch.py", ":material/visibility:", "Where",
              needs=_needs("residuals")),
+    Analysis("sets", "Sets", "pages/sets.py", ":material/dataset:", "Where",
+             (Command("sets", commands.add_sets, commands.run_sets),), needs=_needs("residuals")),
     Analysis("patching", "Patching", "pages/patching.py", ":material/healing:", "Why",
              (Command("patch", commands.add_patch, commands.run_patch),), two_models=True,
              reduced=(patch_captures,)),

@@ -42,7 +42,11 @@ def export_files(
 
 def download_buttons(name: str, request: Request, data: Mapping, tables: Mapping[str, pd.DataFrame]) -> None:
     """Export buttons for what a page shows (see `export_files`); downloading does not rerun the page."""
-    files = export_files(name, request, data, tables)
+    file_buttons(export_files(name, request, data, tables))
+
+
+def file_buttons(files: Sequence[ExportFile]) -> None:
+    """One download button per file, side by side; downloading does not rerun the page."""
     for column, file in zip(st.columns(len(files)), files, strict=True):
         column.download_button(
             f"⬇ {file.label}", file.content, file_name=file.file_name, mime=file.mime,

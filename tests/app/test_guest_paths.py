@@ -58,6 +58,8 @@ NOT_PATHS = {  # every other text input of the app: what it holds (a prompt, a w
     "steering-third": "a prompt",
     "circuit-answer": "a word of the vocabulary",
     "circuit-wrong": "a word of the vocabulary",
+    "sets_a": "prompts, one a line (set A)",
+    "sets_b": "prompts, one a line (set B)",
 }
 REVEAL = {"model2": "models"}  # inputs shown only in the sidebar's other mode
 

@@ -37,12 +37,14 @@ class SteeringVector:
         """‖v‖ (for an aligned vector, the mean of the per-position norms)."""
         return float(self.value.float().norm(dim=-1).mean())
 
-    def to_bytes(self) -> bytes:
-        """The vector as a safetensors file, with its site, layer, mode and model in the metadata."""
+    def to_bytes(self, **provenance: str) -> bytes:
+        """The vector as a safetensors file, with its site, layer, mode and model in the metadata
+        (and any further `provenance` strings, e.g. the sets a mean difference came from)."""
         from safetensors.torch import save
 
         meta = {"format": FILE_FORMAT, "site": self.site, "layer": str(self.layer), "mode": self.mode,
-                "model": self.model, "d_model": str(self.value.shape[-1]), "source": self.source}
+                "model": self.model, "d_model": str(self.value.shape[-1]), "source": self.source,
+                **provenance}
         return save({"vector": self.value.detach().float().cpu().contiguous()}, metadata=meta)
 
 
