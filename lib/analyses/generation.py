@@ -17,7 +17,7 @@ decoder says where the character ends (`complete_characters`, `lens_completions`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -134,11 +134,13 @@ def generate_ids(
     *,
     interventions: Sequence[Intervention] = (),
     step_interventions: Sequence[Intervention] = (),
+    on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
 ) -> tuple[tuple[tuple[int, ...], ...], torch.Tensor]:
     """New token ids per row, and the next-token logits [rows, vocab] after the prompt.
 
     Rows must be of equal length (the steering page runs one prompt several times, one row per
-    vector); each row is checked against the context first.
+    vector); each row is checked against the context first. `on_token(rows so far)` hears every
+    new token (Backend.generate).
     """
     lengths = {len(p) for p in prompts}
     if len(lengths) != 1:
@@ -152,14 +154,23 @@ def generate_ids(
         interventions=interventions,
         step_interventions=step_interventions,
         eos_ids=eos_ids(loaded),
+        on_token=on_token,
     )
     return out.token_ids, out.first_logits
 
 
 def continue_capture(loaded: LoadedModel, cap: Capture, settings: GenerationSettings = DEFAULT_SETTINGS,
-                     ) -> Continuation:
-    """The continuation of a prompt already run (its ids, template included)."""
-    (new,), _ = generate_ids(loaded, [cap.token_ids], settings)
+                     progress: Callable[[float, str], None] | None = None) -> Continuation:
+    """The continuation of a prompt already run (its ids, template included). `progress(fraction,
+    text so far)` hears each new token: the share of `max_new_tokens` written and the new tokens
+    decoded (an exception it raises stops the continuation)."""
+    on_token = None
+    if progress is not None:
+        def on_token(rows: Sequence[Sequence[int]]) -> None:
+            (row,) = rows
+            text = loaded.tokenizer.decode(list(row), skip_special_tokens=True)
+            progress(len(row) / settings.max_new_tokens, text)
+    (new,), _ = generate_ids(loaded, [cap.token_ids], settings, on_token=on_token)
     return continuation_of(loaded, cap.token_ids, new, settings)
 
 

@@ -227,8 +227,20 @@ def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
             st.session_state[key] = cast(pending.pop(name))
         except ValueError:
             pass
-    elif key not in st.session_state and KEPT + key in st.session_state:
+    else:
+        kept(key)
+
+
+def kept(key: str) -> None:
+    """Call before drawing the widget `key`: the value the user left on this page comes back
+    (Streamlit forgets a widget's value while its page is not shown); `keep` stores it."""
+    if key not in st.session_state and KEPT + key in st.session_state:
         st.session_state[key] = st.session_state[KEPT + key]
+
+
+def keep(key: str, value: object) -> None:
+    """Call after drawing the widget `key`: its value comes back on the next visit (see `kept`)."""
+    st.session_state[KEPT + key] = value
 
 
 def link_carries(name: str) -> bool:
@@ -239,7 +251,7 @@ def link_carries(name: str) -> bool:
 def share(key: str, name: str, value: object, default: object = None) -> None:
     """Call after drawing the widget `key`: its value is kept for the next visit to the page and
     written into the link as `name` (left out while it is empty or `default`)."""
-    st.session_state[KEPT + key] = value
+    keep(key, value)
     if value is None or value == "" or value == default:
         if name in st.query_params:
             del st.query_params[name]

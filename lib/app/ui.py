@@ -37,6 +37,8 @@ from .session import (  # noqa: F401  (pages and the entry page reach the sessio
     current_request,
     expert_options,
     expert_warning,
+    keep,
+    kept,
     link_carries,
     linked,
     remote_expert_banner,

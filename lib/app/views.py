@@ -71,15 +71,17 @@ def token_legend() -> None:
     st.caption(plain(readable.TOKEN_LEGEND))
 
 
-def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (None, None)) -> None:
+def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (None, None)) -> list:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses.
-    `completes[i]`: the character side i's next token completes to when it is only part of one."""
+    `completes[i]`: the character side i's next token completes to when it is only part of one.
+    Returns each side's empty place below its next token, for its answer (lib.app.answers)."""
     st.caption(frames.model_caption(comparison))
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
     matches = align(comparison.a.token_ids, comparison.b.token_ids)
     unmatched = [[m is None for m in match] for match in matches]
+    places = []
     for col, (label, title, side), differs, whole in zip(st.columns(2), sides, unmatched, completes,
                                                           strict=True):
         with col:
@@ -89,6 +91,7 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
             into = f" → `{whole}`" if whole else ""
             st.markdown(f"**Next token ({plain(label)})**: `{top.token}`{into} — "
                         f"{plain(readable.next_token_sentence(top.token, top.prob, whole))}")
+            places.append(st.empty())
             token_chips(side.tokens, differs, side.token_ids)
     token_legend()
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
@@ -109,6 +112,7 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
             st.markdown(f"**{plain(title)}**")
             height = min(40 + 35 * (len(side.lens) + 1), 900)
             st.dataframe(frames.lens_frame(side), width="stretch", height=height)
+    return places
 
 
 def show_error(exc: BaseException) -> None:

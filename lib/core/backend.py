@@ -170,6 +170,15 @@ class Generated:
     first_logits: torch.Tensor
 
 
+def kept_rows(rows: Sequence[Sequence[int]], eos_ids: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """Each generated row up to and including its first EOS token (the pad tokens after it dropped)."""
+    eos = {int(e) for e in eos_ids}
+    return tuple(
+        tuple(int(t) for t in row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))])
+        for row in rows
+    )
+
+
 # How far along a remote job is at each status NDIF reports (nnsight's `Status`), as a fraction
 JOB_STAGES = {
     "RECEIVED": 0.05, "QUEUED": 0.1, "PROVISIONING": 0.2, "DEPLOYING": 0.3, "DISPATCHED": 0.4,
@@ -297,6 +306,7 @@ class Backend(Protocol):
         interventions: Sequence[Intervention] = (),
         step_interventions: Sequence[Intervention] = (),
         eos_ids: Sequence[int] = (),
+        on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
     ) -> Generated:
         """Continue every row of `input_ids` [batch, pos] (rows of equal length, no padding) with the
         model's key-value cache: one pass over the prompt, then one pass per new token.
@@ -305,6 +315,8 @@ class Backend(Protocol):
         generator seeded with `seed` (no top-k or top-p). `interventions` apply to the prompt's pass
         (positions index the prompt), `step_interventions` to each new token's pass (its only
         position is 0). A row stops at any of `eos_ids`; rows that stopped are fed the pad token
-        until all have, as transformers' `generate` does.
+        until all have, as transformers' `generate` does. `on_token(rows)` hears each row's new ids
+        so far after every new token (a backend that generates in one job tells it once, at the end);
+        an exception it raises stops the continuation (a Cancel button).
         """
         ...
