@@ -12,7 +12,7 @@ from lib.analyses.generation import (
     GenerationSettings,
     complete_character,
 )
-from lib.app import answers, ui
+from lib.app import answers, readable, ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -54,7 +54,7 @@ def characters_table(continuation: Continuation) -> pd.DataFrame:
     """One row per character: the tokens it spans, the character, its pieces (joined ones only differ)."""
     return pd.DataFrame(
         {"tokens": f"{g.start}" if not g.joined else f"{g.start}–{g.end - 1}", "character": g.text,
-         "pieces": " ".join(g.pieces) if g.joined else ""}
+         "name": readable.emoji_name(g.text) or "", "pieces": " ".join(g.pieces) if g.joined else ""}
         for g in continuation.characters
     )
 

@@ -21,7 +21,7 @@ from ..analyses.generation import DEFAULT_SETTINGS, Continuation, GenerationSett
 from ..core.chat import Chat
 from ..core.errors import Cancelled, TwinlensError
 from .cache import RunKey
-from .readable import plain
+from .readable import emoji_names, plain
 from .views import Side
 
 CANCELLED_KEY = "_twinlens_cancelled_generations"  # the continuations this session cancelled
@@ -70,7 +70,9 @@ def answer_markdown(label: str, answer: Answer) -> str:
     model's words as plain text (Markdown signs escaped)."""
     given = f":blue-background[{plain(answer.given)}] " if answer.given else ""
     said = plain(answer.said.strip()) or "*(nothing: the model ended at once)*"
-    return f"**Answer ({plain(label)})**: {given}{said}{' …' if answer.more else ''}"
+    names = emoji_names(answer.said)
+    named = f" :gray[({plain(names)})]" if names else ""
+    return f"**Answer ({plain(label)})**: {given}{said}{' …' if answer.more else ''}{named}"
 
 
 def continuation(run: RunKey, settings: GenerationSettings, place: DeltaGenerator, label: str,
@@ -86,11 +88,11 @@ def continuation(run: RunKey, settings: GenerationSettings, place: DeltaGenerato
         raise Cancelled(f"You cancelled {label}'s continuation; nothing was kept.")
     if ui.RESULTS.has(continue_capture, run.model, run.prompt_only, settings):
         return ui.cached(continue_capture, run.model, run.prompt_only, settings)
-    with place.container():
-        bar = st.empty()
-        bar.progress(0.0, text=f"Writing {plain(label)}…")
-        cancelled = {key, *((other.prompt_only, settings) for other in together)}
-        st.button("Cancel", key=f"cancel-{label}", on_click=_cancel, args=(cancelled,))
+    with place.container():  # two slots, each emptied after: the place can be drawn into again
+        bar, button = st.empty(), st.empty()
+    bar.progress(0.0, text=f"Writing {plain(label)}…")
+    cancelled = {key, *((other.prompt_only, settings) for other in together)}
+    button.button("Cancel", key=f"cancel-{label}", on_click=_cancel, args=(cancelled,))
 
     def progress(done: float, text: str) -> None:
         bar.progress(min(done, 1.0), text=f"Writing {plain(label)}: {plain(text.strip()) or '…'}")
@@ -98,7 +100,8 @@ def continuation(run: RunKey, settings: GenerationSettings, place: DeltaGenerato
     try:
         return ui.cached(continue_capture, run.model, run.prompt_only, settings, _progress=progress)
     finally:
-        place.empty()
+        bar.empty()
+        button.empty()
 
 
 def _cancel(keys: set[Hashable]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -59,12 +60,36 @@ def token_in_words(token: str, completes: str | None = None) -> str:
     if match:
         space = " after a space" if match.group(1) else ""
         if completes:
-            return (f'"{completes.removeprefix("␣")}"{space} (its first piece, bytes {match.group(2)}; '
+            name = emoji_name(completes)
+            called = f'"{completes.removeprefix("␣")}"' + (f" ({name})" if name else "")
+            return (f"{called}{space} (its first piece, bytes {match.group(2)}; "
                     "the model's greedy continuation completes it)")
         return f"part of a character (bytes {match.group(2)}){space}"
     if token.startswith("␣"):
         return f'"{token[1:]}" after a space'
     return f'"{token}"'
+
+
+def emoji_name(character: str) -> str | None:
+    """The Unicode name of an emoji or other pictograph, in lower case, so a reader whose screen
+    lacks the glyph still knows it: '🐦' → 'bird', '␣🐠' → 'tropical fish', '❤️' → 'heavy black
+    heart'; None for letters, digits, punctuation and text of several characters."""
+    marks = ("Mn", "Sk", "Cf")  # variation selectors, skin tones, joiners
+    core = [c for c in character.removeprefix("␣").strip() if unicodedata.category(c) not in marks]
+    if len(core) != 1 or unicodedata.category(core[0]) != "So":
+        return None
+    name = unicodedata.name(core[0], "")
+    return name.lower() or None
+
+
+def emoji_names(text: str) -> str:
+    """Each distinct pictograph in `text` with its name: '🐦 bird, 🐠 tropical fish' ('' if none)."""
+    seen: dict[str, str] = {}
+    for c in text:
+        name = emoji_name(c)
+        if name and c not in seen:
+            seen[c] = f"{c} {name}"
+    return ", ".join(seen.values())
 
 
 def percent(prob: float) -> str:

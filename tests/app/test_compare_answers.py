@@ -52,6 +52,8 @@ def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
     assert len(lines) == 2
     for line in lines:
         assert f":blue-background[{ui.plain(seahorse.prefill)}]" in line
+    assert "🐦 bird" in lines[0]  # the emoji the model writes, named for screens without its glyph
+    assert [m for m in app.markdown if m.value.startswith("**Next token (A)") and "(bird)" in m.value]
 
 
 def test_system_message_is_shown_with_the_answer(app):

@@ -22,6 +22,7 @@ def test_both_answers_with_the_typed_start_highlighted_are_on_screen(tmp_path: P
         page = context.new_page()
         page.goto(view_url(base, "pages/compare.py", query, default=True))
         settle(page)
+        assert page.get_by_role("button", name="Cancel").count() == 0  # the progress left with its button
         answers = page.locator("[data-testid=stMarkdownContainer]", has_text="Answer (")
         assert answers.count() == 2, page.content()[:2000]
         for i in range(2):
