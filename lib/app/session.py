@@ -48,6 +48,12 @@ PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_la
                "patch_position", "measure")
 
 
+# Widgets whose value was typed for one pair of prompts (the words a metric compares): reset when
+# the pair changes, so an example clicked on Patching does not run with the last pair's words.
+PAIR_STATE = ("patching-answer", "patching-wrong", "components-answer", "components-wrong",
+              "steering-answer", "steering-wrong")
+
+
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
 
 
@@ -61,8 +67,15 @@ def current_request() -> Request | None:
 
 
 def set_request(request: Request) -> None:
+    """Make `request` the current one; when it is another pair (`Request.pair`), the page state
+    that belongs to a pair (`PAIR_STATE`) is forgotten."""
     if (request.trust_remote_code or request.allow_pickle) and not access().expert:
         request = _without_expert(request)
+    previous = st.session_state.get(REQUEST_KEY)
+    if previous is not None and previous.pair != request.pair:
+        for key in PAIR_STATE:
+            st.session_state.pop(key, None)
+            st.session_state.pop(KEPT + key, None)
     st.session_state[REQUEST_KEY] = request
 
 
