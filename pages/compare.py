@@ -18,8 +18,8 @@ Each prompt flows through the model layer by layer; the **residual stream** is t
 state. *Layer 0* is just the embedded last token, the last layer is what the model predicts from.
 
 - **Distance per layer**: how different the two states are at the last token. *Cosine distance* is 0
-  when the two point the same way; *relative L2* is the size of the difference compared to their size.
-  Both are 0 for identical states.
+  when the two point the same way; *relative L2* is the length of the difference compared to their
+  own length (about 1.4 for unrelated states). Both are 0 for identical states.
 - **Logit lens**: what the model *would* say next if it stopped at that layer (the final norm and the
   unembedding applied to that layer's state). The top row is the model's own prediction; the
   bottom row (layer 0) usually just echoes the input token.

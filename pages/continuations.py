@@ -84,7 +84,8 @@ if found is not None:
         with col:
             st.subheader(ui.plain(side.title))
             ending = "stopped at EOS" if result.stopped_at_eos else "length"
-            st.caption(f"{len(result.prompt_token_ids)} prompt tokens (template included) · "
+            framing = " (chat template included)" if request.chat else ""
+            st.caption(f"{len(result.prompt_token_ids)} prompt tokens{framing} · "
                        f"{len(result.token_ids)} new · {ending}")
             st.text(result.text or "(nothing: the model ended at once)")
             first = result.token_ids[:1]

@@ -17,6 +17,7 @@ import streamlit as st
 
 from ..core.errors import SettingsError
 from . import access as sharing
+from . import glossary
 from .examples import Example
 from .readable import plain
 from .request import CHAT_QUERY_FIELDS, PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
@@ -286,7 +287,8 @@ ALLOW_PICKLE_HELP = (
 
 BACKEND_HELP = (
     "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
-    "NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
+    + glossary.NDIF
+    + " NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
     "and Llama-3.1-405B (type its hub id as the model); the API key comes from the field below or "
     "NDIF_API_KEY. On NDIF the Compare page runs reduced on the server; views that need whole "
     "residual streams say so (docs/scale.md)."

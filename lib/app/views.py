@@ -14,7 +14,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from ..analyses.compare import Comparison
 from ..core.errors import HistoryError
 from ..core.tokens import align
-from . import charts, export, readable
+from . import charts, export, glossary, readable
 from . import compare_frames as frames
 from .cache import RunKey
 from .export import ExportFile
@@ -76,7 +76,7 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
     plain text) with their tokens and next token, the distance per layer, both logit lenses.
     `completes[i]`: the character side i's next token completes to when it is only part of one.
     Returns each side's empty place below its next token, for its answer (lib.app.answers)."""
-    st.caption(frames.model_caption(comparison))
+    st.caption(frames.model_caption(comparison), help=glossary.MODEL_CAPTION)
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
     matches = align(comparison.a.token_ids, comparison.b.token_ids)
