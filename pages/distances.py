@@ -65,7 +65,7 @@ if found is not None:
         frame = charts.distance_lines_frame(lines, measure)
         column.altair_chart(charts.layer_lines(frame, "value", y_title=measure_name, floor=0.0),
                             width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    ui.table(table, hide_index=True, width="stretch")
 
     tables = {"per-layer": table}
     st.subheader("Position by position")

@@ -195,7 +195,7 @@ if found is not None:
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
-            st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
+            ui.table(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})
     if layer == 0:

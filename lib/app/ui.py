@@ -62,6 +62,7 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
     save_form,
     show_error,
     sides,
+    table,
     token_chips,
     token_legend,
 )

@@ -115,6 +115,12 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
     return places
 
 
+def table(data: pd.DataFrame, **kwargs) -> None:
+    """st.dataframe with its numbers rounded for reading (`readable.for_reading`: float noise such as
+    0.000000000008 shows as 0); the export of the same table keeps every digit."""
+    st.dataframe(readable.for_reading(data), **kwargs)
+
+
 def show_error(exc: BaseException) -> None:
     """An error a user caused, as an st.error whose quoted prompts or names show literally."""
     st.error(plain(str(exc)))
