@@ -45,6 +45,39 @@ def chips_html(tokens: Sequence[str], differs: Sequence[bool] | None = None,
     return f'<div class="twinlens-chips" style="line-height:1.9">{"".join(chips)}</div>'
 
 
+_CELL = "padding:2px 3px;border-bottom:1px solid rgba(128,128,128,0.25);vertical-align:top"
+
+
+def lens_table_html(table: pd.DataFrame) -> str:
+    """A lens table (rows: 'model', 'layer L'…'layer 0'; columns '#1'…'#k'; cells 'token  p') as an
+    HTML table that fits its column's width whatever k is: fixed layout, each cell's token on one
+    line (broken anywhere when long) and its probability below it. Every text is HTML-escaped; each
+    row and cell carries its text (`data-row`, `data-value`), each cell its place as a tooltip."""
+    head = "".join(f'<th style="{_CELL};text-align:left">{html.escape(str(c))}</th>' for c in table.columns)
+    rows = []
+    for name, cells in table.iterrows():
+        row = html.escape(str(name), quote=True)
+        tds = "".join(_lens_cell(f"{name} · {rank}", str(cell)) for rank, cell in zip(table.columns, cells,
+                                                                                      strict=True))
+        rows.append(f'<tr data-row="{row}"><th style="{_CELL};text-align:left;white-space:nowrap">{row}</th>'
+                    f"{tds}</tr>")
+    return (
+        '<div class="twinlens-lens-table" style="max-height:900px;overflow-y:auto">'
+        '<table style="width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.8em">'
+        f'<colgroup><col style="width:4.6em"></colgroup>'
+        f'<thead><tr><th style="{_CELL}"></th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def _lens_cell(place: str, cell: str) -> str:
+    token, _, prob = cell.rpartition("  ")
+    value, title = html.escape(cell, quote=True), html.escape(f"{place}: {cell}", quote=True)
+    return (f'<td style="{_CELL};word-break:break-all" data-value="{value}" title="{title}">'
+            f'<span style="font-family:monospace">{html.escape(token)}</span><br>'
+            f'<span style="opacity:0.65">{html.escape(prob)}</span></td>')
+
+
 _BYTES = re.compile(r"^(␣?)<([0-9A-F]{2}(?: [0-9A-F]{2})*)>$")
 
 

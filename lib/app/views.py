@@ -21,7 +21,7 @@ from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
 from .readable import plain
 from .request import Request
-from .session import access
+from .session import access, keep, kept
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,8 +110,7 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
     for col, (_, title, side) in zip(st.columns(2), sides, strict=True):
         with col:
             st.markdown(f"**{plain(title)}**")
-            height = min(40 + 35 * (len(side.lens) + 1), 900)
-            st.dataframe(frames.lens_frame(side), width="stretch", height=height)
+            st.html(readable.lens_table_html(frames.lens_frame(side)))  # fits the column, any k
     return places
 
 
@@ -119,6 +118,22 @@ def table(data: pd.DataFrame, **kwargs) -> None:
     """st.dataframe with its numbers rounded for reading (`readable.for_reading`: float noise such as
     0.000000000008 shows as 0); the export of the same table keeps every digit."""
     st.dataframe(readable.for_reading(data), **kwargs)
+
+
+PRESENTATION_HELP = "Larger text and rows, one chart under the other: for a projector or a shared screen."
+
+
+def presentation_toggle(key: str) -> bool:
+    """A 'Presentation size' switch, kept while the user visits other pages."""
+    kept(key)
+    value = st.toggle("Presentation size", key=key, help=PRESENTATION_HELP)
+    keep(key, value)
+    return value
+
+
+def side_columns(stacked: bool) -> list:
+    """Places for sides a and b: side by side, or one under the other at the full width (`stacked`)."""
+    return [st.container(), st.container()] if stacked else st.columns(2)
 
 
 def show_error(exc: BaseException) -> None:

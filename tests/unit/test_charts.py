@@ -155,3 +155,17 @@ def test_divergence_chart_has_fitted_axes_and_no_rotated_labels(llama, caps):
         texts = [layer for layer in layers(panel) if layer.get("mark", {}).get("type") == "text"]
         assert all(not layer["mark"].get("angle") for layer in texts)
         assert len(texts) <= 1
+
+
+def test_presentation_size_makes_a_heatmaps_text_and_rows_larger_and_keeps_every_layer():
+    frame = layer_frame(31).assign(label="␣Paris")
+    plain = charts.heatmap(frame, "v", legend="v", x_title="p", text="label").to_dict()
+    big = charts.heatmap(frame, "v", legend="v", x_title="p", text="label",
+                         zoom=charts.PRESENTATION_SCALE).to_dict()
+    font = [layer["mark"].get("fontSize") for layer in layers(big) if layer["mark"]["type"] == "text"]
+    assert font == [9 * charts.PRESENTATION_SCALE]
+    assert big["height"] > plain["height"]
+    assert x_axis(big)["labelFontSize"] > x_axis(plain)["labelFontSize"]
+    assert y_axis(big)["labelFontSize"] > y_axis(plain)["labelFontSize"]
+    assert big["config"]["legend"]["labelFontSize"] > 10
+    assert y_axis(big)["values"] == list(range(31))  # every layer still labelled
