@@ -120,6 +120,6 @@ if found is not None:
         ui.table(words, hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    probability = {"probability": st.column_config.NumberColumn(format="%.4g")}
+    probability = {"probability": st.column_config.NumberColumn(format="percent")}  # 8e-12 reads 0.00%
     ui.table(table, hide_index=True, width="stretch", column_config=probability)
     ui.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)

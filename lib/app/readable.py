@@ -5,7 +5,6 @@ words, probabilities as plain figures and long prompts shortened (pure functions
 from __future__ import annotations
 
 import html
-import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -128,28 +127,7 @@ def emoji_names(text: str) -> str:
     return ", ".join(seen.values())
 
 
-NEGLIGIBLE = 1e-6  # a table shows 0 below this: float noise (8e-12) or a probability nobody can use
-
-
-def reading_number(x: float) -> float:
-    """A number as a table shows it: 0 below `NEGLIGIBLE` in size, 3 decimals from 1 up, else 3
-    significant figures (0.000412, 0.0372); never '-0'. Exports keep every digit."""
-    if not math.isfinite(x):
-        return x
-    if abs(x) < NEGLIGIBLE:
-        return 0.0
-    if abs(x) >= 1:
-        return round(x, 3) + 0.0
-    return float(f"{x:.3g}") + 0.0
-
-
-def for_reading(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `table` with every float column rounded by `reading_number` (other columns as they are)."""
-    out = table.copy()
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].map(reading_number)
-    return out
+READING_FORMAT = "%.4f"  # how a table shows a float: 0.0000 for noise like 8e-12 (exports keep every digit)
 
 
 def percent(prob: float) -> str:

@@ -114,10 +114,15 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
     return places
 
 
-def table(data: pd.DataFrame, **kwargs) -> None:
-    """st.dataframe with its numbers rounded for reading (`readable.for_reading`: float noise such as
-    0.000000000008 shows as 0); the export of the same table keeps every digit."""
-    st.dataframe(readable.for_reading(data), **kwargs)
+def table(data: pd.DataFrame, column_config: Mapping | None = None, **kwargs) -> None:
+    """st.dataframe whose float columns show `readable.READING_FORMAT` (4 decimals: float noise such
+    as 0.000000000008 reads 0.0000) unless `column_config` formats them; only the display is
+    rounded: the table (and its export) keeps every digit."""
+    config = {
+        column: st.column_config.NumberColumn(format=readable.READING_FORMAT)
+        for column in data.columns if data[column].dtype.kind == "f"
+    }
+    st.dataframe(data, column_config={**config, **(column_config or {})}, **kwargs)
 
 
 PRESENTATION_HELP = "Larger text and rows, one chart under the other: for a projector or a shared screen."

@@ -8,7 +8,6 @@ from app_helpers import open_page as open_view
 from lib.analyses.lens import cell_detail, lens_column
 from lib.app import ui
 from lib.app.cache import ModelKey
-from lib.app.readable import reading_number
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -25,8 +24,7 @@ def cell_tables(app):
 
 def assert_table_is_cell(table, expected):
     assert list(table["token"]) == [t.token for t in expected.top]
-    shown = [reading_number(t.prob) for t in expected.top]  # rounded for reading; the export keeps all
-    assert table["prob"].tolist() == pytest.approx(shown, rel=1e-3)
+    assert table["prob"].tolist() == pytest.approx([t.prob for t in expected.top], rel=1e-5)
     assert [None if v is None or v != v else int(v) for v in table["rank below"].astype(object)] == [
         t.rank_below for t in expected.top
     ]

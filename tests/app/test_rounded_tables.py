@@ -1,29 +1,31 @@
-"""Tables show numbers a reader can use (issue 24): on Watch, whose whole-word probabilities at early
-layers are as small as 1e-12, every float shown is already rounded (`readable.reading_number`),
-while the analysis (and so the export) keeps every digit."""
+"""Tables show numbers a reader can use (issue 24): on Watch, whose probabilities at early layers are
+as small as 1e-12, every float column is shown with a format (4 decimals, or the page's own), so
+0.000000000008 reads 0.0000 — while the table itself, and so its export, keeps every digit."""
 
 from __future__ import annotations
 
-import math
+import json
 
 from app_helpers import open_page
 
-from lib.app.readable import reading_number
+from lib.app.readable import READING_FORMAT
 
 
-def floats_shown(app) -> list[float]:
-    values = []
-    for frame in app.dataframe:
-        table = frame.value
-        for column in table.columns:
-            if table[column].dtype.kind == "f":
-                values += [float(v) for v in table[column] if math.isfinite(v)]
-    return values
+def formats(frame) -> dict[str, str]:
+    config = json.loads(frame.proto.columns or "{}")
+    return {name: c.get("type_config", {}).get("format") for name, c in config.items()}
 
 
-def test_watch_tables_show_rounded_numbers(app):
+def test_every_float_column_on_watch_has_a_reading_format_and_keeps_its_digits(app):
     open_page(app, "pages/watch.py", a="The capital of France is", b="The capital of Italy is")
-    shown = floats_shown(app)
-    assert shown
-    assert all(v == reading_number(v) for v in shown)
-    assert not [v for v in shown if 0 < abs(v) < 1e-6]
+    tiny_seen = False
+    for frame in app.dataframe:
+        table, shown = frame.value, formats(frame)
+        for column in table.columns:
+            if table[column].dtype.kind != "f":
+                continue
+            assert shown.get(column), (column, shown)
+            tiny_seen |= bool(((table[column].abs() > 0) & (table[column].abs() < 1e-6)).any())
+    assert tiny_seen  # the values themselves are whole: a reading format is what rounds them
+    words = next(f for f in app.dataframe if "log-probability" in f.value.columns)
+    assert formats(words)["log-probability"] == READING_FORMAT

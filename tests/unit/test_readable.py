@@ -46,20 +46,3 @@ def test_a_completed_emoji_is_named_in_the_next_token_sentence():
     said = readable.token_in_words("␣<F0 9F>", completes="␣🐦")
     assert said.startswith('"🐦" (bird) after a space')
 
-
-def test_numbers_are_rounded_for_reading_and_noise_reads_zero():
-    assert readable.reading_number(8e-12) == 0.0 and readable.reading_number(-3e-9) == 0.0
-    assert str(readable.reading_number(-4e-7)) == "0.0"  # never '-0'
-    assert readable.reading_number(0.000412345) == 0.000412
-    assert readable.reading_number(0.0372049) == 0.0372
-    assert readable.reading_number(12.34567) == 12.346 and readable.reading_number(-1.00049) == -1.0
-    assert readable.reading_number(float("inf")) == float("inf")
-
-
-def test_for_reading_rounds_float_columns_of_a_copy():
-    import pandas as pd
-
-    table = pd.DataFrame({"layer": [0, 1], "token": ["␣a", "b"], "p": [8e-12, 0.123456789]})
-    shown = readable.for_reading(table)
-    assert shown["p"].tolist() == [0.0, 0.123] and shown["layer"].tolist() == [0, 1]
-    assert table["p"].tolist() == [8e-12, 0.123456789]  # the export's table keeps every digit
