@@ -8,11 +8,12 @@ import html
 import re
 import unicodedata
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..core.models import LoadedModel
     from ..core.tokens import CharacterGroup
 
@@ -128,6 +129,22 @@ def emoji_names(text: str) -> str:
 
 
 READING_FORMAT = "%.4f"  # how a table shows a float: 0.0000 for noise like 8e-12 (exports keep every digit)
+
+
+def when(iso: str, now: datetime | None = None) -> str:
+    """A saved time as a reader says it, in this machine's time zone: 'today 09:14', 'yesterday
+    17:02', '3 Dec' this year, '3 Dec 2025' before; a text that is not an ISO time as it is."""
+    try:
+        moment = datetime.fromisoformat(iso).astimezone()
+    except (TypeError, ValueError):
+        return iso
+    today = (now or datetime.now().astimezone()).astimezone().date()
+    day = moment.date()
+    if day == today:
+        return f"today {moment:%H:%M}"
+    if day == today - timedelta(days=1):
+        return f"yesterday {moment:%H:%M}"
+    return f"{day.day} {moment:%b}" + ("" if day.year == today.year else f" {day.year}")
 
 
 def percent(prob: float) -> str:

@@ -22,7 +22,7 @@ from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpect
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import glossary, ndif, readable  # noqa: F401  (glossary: the pages' help sentences)
+from . import glossary, ndif, readable  # noqa: F401  (glossary, readable: the pages' words)
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
