@@ -36,6 +36,8 @@ DIFFERS_COLOUR = "#c0392b"  # labels of positions where A's and B's tokens diffe
 SIDE_DASHES = ([1, 0], [6, 4])  # solid for the first side (A), dashed for the second (B)
 ROW_HEIGHT = 16  # pixels per layer row of a heatmap
 MAX_HEATMAP_HEIGHT = 900  # pixels; deeper models get thinner rows
+LEGEND_COLUMNS = 2  # entries per row of a line chart's legend: two fit a half-width chart (≈ 470 px)
+LEGEND_LABEL_LIMIT = 180  # pixels per legend label (longer ones end in …, the tooltip has them whole)
 PRESENTATION_SCALE = 1.75  # "presentation size": text and rows this much larger, for a projector
 MIN_LABEL_PIXELS = 12  # a layer label needs this much height; thinner rows label every n-th layer
 
@@ -313,7 +315,9 @@ def layer_lines(
         "tooltip": list(tooltip) or ["layer", alt.Tooltip(f"{y}:Q", format=".4g")],
     }
     if colour is not None:
-        legend = alt.Legend(orient="bottom", labelLimit=400)
+        # In rows of LEGEND_COLUMNS: a bottom legend in one row runs past a half-width chart and is clipped
+        n = frame[colour].nunique()
+        legend = alt.Legend(orient="bottom", columns=min(n, LEGEND_COLUMNS), labelLimit=LEGEND_LABEL_LIMIT)
         scale = alt.Scale(scheme="category10")
         encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend, scale=scale)
     if side is not None:
