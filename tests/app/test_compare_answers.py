@@ -9,7 +9,6 @@ from app_helpers import submit
 from lib.analyses.generation import DEFAULT_SETTINGS, continue_capture, continue_prompt
 from lib.app import answers, ui
 from lib.app.examples import EXAMPLES
-from lib.app.request import Request
 from lib.core.chat import Chat
 
 
@@ -35,7 +34,7 @@ def test_compare_shows_both_answers_as_the_first_line_of_the_greedy_continuation
 
 def test_the_answers_are_cached_for_the_continuations_page(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
-    request = ui.current_request() or Request(a="The capital of France is", b="The capital of Italy is")
+    request = app.session_state[ui.REQUEST_KEY]
     for run in request.runs:
         assert ui.RESULTS.has(continue_capture, run.model, run.prompt_only, DEFAULT_SETTINGS)
     app.switch_page("pages/continuations.py").run()
@@ -67,7 +66,7 @@ def test_system_message_is_shown_with_the_answer(app):
 
 def test_a_cancelled_answer_says_so_and_can_be_written_again(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
-    request = Request(a="The capital of France is", b="The capital of Italy is", k=10)
+    request = app.session_state[ui.REQUEST_KEY]
     ui.clear_results()
     app.session_state[answers.CANCELLED_KEY] = {
         (run.prompt_only, DEFAULT_SETTINGS) for run in request.runs

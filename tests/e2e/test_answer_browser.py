@@ -1,6 +1,7 @@
 """Compare shows each prompt's answer where the eye lands (issue 24): the seahorse pair, asked as a
 chat with the answer start "Yes, here it is:", shows both answers on screen at 1440×900, and the
-typed start is drawn highlighted as part of each — not hidden in a collapsed sidebar box."""
+typed start is drawn highlighted as part of each — not hidden in a collapsed sidebar box. Its lens
+tables fit their columns: every rank, #1 to #10, without scrolling sideways."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from scripts.browser import chromium, serve, settle, view_url
 WIDTH, HEIGHT = 1440, 900
 
 
-def test_both_answers_with_the_typed_start_highlighted_are_on_screen(tmp_path: Path):
+def test_compare_at_1440_shows_both_answers_with_the_typed_start_and_lens_tables_that_fit(tmp_path: Path):
     seahorse = next(e for e in EXAMPLES if e.prefill)
     query = Request(a=seahorse.a, b=seahorse.b, chat=True, prefill=seahorse.prefill).to_query()
     with serve(log=tmp_path / "server.log") as base, chromium(tmp_path / "profile", WIDTH, HEIGHT) as context:
@@ -34,3 +35,12 @@ def test_both_answers_with_the_typed_start_highlighted_are_on_screen(tmp_path: P
             colour = start.evaluate("e => getComputedStyle(e).backgroundColor")
             assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour  # highlighted
             assert len(answer.inner_text().split(seahorse.prefill, 1)[1].strip()) > 0  # the model's words
+        tables = page.locator(".twinlens-lens-table")
+        assert tables.count() == 2
+        for i in range(2):
+            box = tables.nth(i)
+            sideways = box.evaluate("e => e.querySelector('table').scrollWidth - e.clientWidth")
+            assert sideways <= 1, sideways  # nothing hidden to the right
+            last = box.locator("th", has_text="#10")
+            inner, outer = last.bounding_box(), box.bounding_box()
+            assert inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1, (inner, outer)
