@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import ndif, registry, ui
+from lib.app import glossary, ndif, registry, ui
 from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
@@ -87,9 +87,8 @@ def settings(expert: bool) -> None:
     they stay below Compare, and read by the next Compare."""
     st.caption("Settings, used at the next **Compare**:")
     left, right = st.columns(2)
-    left.selectbox("BOS token", BOS_MODES, key="bos",
-                   help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
-    right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
+    left.selectbox("Start token (BOS)", BOS_MODES, key="bos", help=glossary.BOS)
+    right.number_input("Words per list", min_value=1, max_value=MAX_TOP_K, key="top_k", help=glossary.TOP_K)
     chat_settings()
     st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
              help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lib.analyses.common.comparison import PromptResult
 from lib.analyses.generation import complete_character
+from lib.app import answers, ui
 from lib.app import compare_frames as frames
-from lib.app import ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -18,13 +18,16 @@ Each prompt flows through the model layer by layer; the **residual stream** is t
 state. *Layer 0* is just the embedded last token, the last layer is what the model predicts from.
 
 - **Distance per layer**: how different the two states are at the last token. *Cosine distance* is 0
-  when the two point the same way; *relative L2* is the size of the difference compared to their size.
-  Both are 0 for identical states.
+  when the two point the same way; *relative L2* is the length of the difference compared to their
+  own length (about 1.4 for unrelated states). Both are 0 for identical states.
 - **Logit lens**: what the model *would* say next if it stopped at that layer (the final norm and the
   unembedding applied to that layer's state). The top row is the model's own prediction; the
   bottom row (layer 0) usually just echoes the input token.
 - **Next token**: when it is only part of a character (an emoji is 2–4 byte pieces such as
   `<F0 9F>`), the character it completes to is shown too: the model's greedy continuation of it.
+- **Answer**: the first line of what the model writes after each prompt (greedy). In chat mode the
+  system message and the start of the answer you typed are shown with it, highlighted: the model
+  continues from them, it did not choose them.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, which must share a
   tokenizer — a base model and its fine-tune, say. The distances compare their states at the same
   layer, so they exist only when both have as many layers of the same width.
@@ -46,6 +49,7 @@ found = ui.require_comparison()
 if found is not None:
     request, _, comparison = found
     sides = zip(ui.sides(request, comparison), (comparison.a, comparison.b), strict=True)
-    ui.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
+    places = ui.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
     ui.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
     ui.save_form(request, comparison)
+    answers.show_answers(ui.sides(request, comparison), request.chat_settings, places)

@@ -203,12 +203,12 @@ def draw_patching(result: ComponentPatching, column: int) -> pd.DataFrame:
         f"Agreement of attribution patching with exact head patching: Pearson r = "
         f"{'undefined (a constant grid)' if r is None else f'{r:.3f}'}. Cells where they differ most:"
     ))
-    st.dataframe(pd.DataFrame(
+    ui.table(pd.DataFrame(
         [{"layer": l, "head": h, "exact": e, "attribution": a} for l, h, e, a in result.agreement.worst]
     ), hide_index=True, width="stretch")
     heads = head_table(exact).rename(columns={"value": "exact"}).assign(
         attribution=head_table(atp)["value"])
-    st.dataframe(heads, hide_index=True, width="stretch")
+    ui.table(heads, hide_index=True, width="stretch")
     return heads
 
 

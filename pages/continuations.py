@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.common.decode import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, Continuation, GenerationSettings
-from lib.analyses.generation import complete_character, continue_capture
-from lib.app import ui
+from lib.analyses.generation import complete_character
+from lib.app import answers, readable, ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -27,17 +27,21 @@ read once, then one pass per new token).
 """,
 )
 
-RUN_KEY = "continuations-ran-for"  # the (request, settings) the user asked to generate for
-
 
 def settings_inputs() -> GenerationSettings:
     left, mid, right = st.columns(3)
+    for key in ("continuations-n", "continuations-mode", "continuations-t", "continuations-seed"):
+        ui.kept(key)  # the settings left here come back after a visit to another page
     n = left.number_input("New tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS, key="continuations-n")
     sampled = mid.radio("Decoding", ["greedy", "sampled"], horizontal=True, key="continuations-mode")
+    ui.keep("continuations-n", n)
+    ui.keep("continuations-mode", sampled)
     if sampled == "greedy":
         return GenerationSettings(int(n))
     temperature = right.number_input("Temperature", 0.05, 5.0, 0.8, key="continuations-t")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="continuations-seed")
+    ui.keep("continuations-t", temperature)
+    ui.keep("continuations-seed", seed)
     return GenerationSettings(int(n), float(temperature), int(seed))
 
 
@@ -45,7 +49,7 @@ def characters_table(continuation: Continuation) -> pd.DataFrame:
     """One row per character: the tokens it spans, the character, its pieces (joined ones only differ)."""
     return pd.DataFrame(
         {"tokens": f"{g.start}" if not g.joined else f"{g.start}–{g.end - 1}", "character": g.text,
-         "pieces": " ".join(g.pieces) if g.joined else ""}
+         "name": readable.emoji_name(g.text) or "", "pieces": " ".join(g.pieces) if g.joined else ""}
         for g in continuation.characters
     )
 
@@ -55,21 +59,19 @@ if found is not None:
     request, model, comparison = found
     settings = settings_inputs()
     sides = ui.sides(request, comparison)
-    if st.button("Generate", type="primary", key="continuations-run"):
-        st.session_state[RUN_KEY] = (request, settings)
-    if st.session_state.get(RUN_KEY) != (request, settings):
+    runs = [side.run for side in sides]
+    if not answers.generate_button(runs, settings, "continuations-run"):
         st.info(f"Press **Generate**: up to {settings.max_new_tokens} new tokens for each side, "
                 "one forward pass per token.")
         st.stop()
     results = {}
     try:
-        with st.spinner("Generating both continuations…"):
-            for side in sides:
-                results[side.name] = ui.cached(
-                    continue_capture, side.run.model, side.run.prompt_only, settings
-                )
+        for side in sides:
+            results[side.name] = answers.continuation(side.run, settings, st.empty(), side.name, runs)
     except TwinlensError as exc:
         ui.show_error(exc)
+        if answers.cancelled_any(runs, settings):
+            answers.run_again()
         st.stop()
     tables = {}
     for col, side in zip(st.columns(2), sides, strict=True):
@@ -77,7 +79,8 @@ if found is not None:
         with col:
             st.subheader(ui.plain(side.title))
             ending = "stopped at EOS" if result.stopped_at_eos else "length"
-            st.caption(f"{len(result.prompt_token_ids)} prompt tokens (template included) · "
+            framing = " (chat template included)" if request.chat else ""
+            st.caption(f"{len(result.prompt_token_ids)} prompt tokens{framing} · "
                        f"{len(result.token_ids)} new · {ending}")
             st.text(result.text or "(nothing: the model ended at once)")
             first = result.token_ids[:1]

@@ -147,6 +147,6 @@ if found is not None:
     number_columns = (kl_name(a, b), "JS bits", "top-k overlap", f"entropy {a} bits", f"entropy {b} bits",
                       "Δp most changed")
     numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in number_columns}
-    st.dataframe(overview, hide_index=True, width="stretch", column_config=numbers)
+    ui.table(overview, hide_index=True, width="stretch", column_config=numbers)
     tables = {"layers": overview, f"layer-{chosen}": detail}
     ui.download_buttons("top-token-diff", request, diff.to_dict(), tables)

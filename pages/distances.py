@@ -53,8 +53,7 @@ if found is not None:
     cap_a, cap_b = ui.get_capture(run_a), ui.get_capture(run_b)
     drop_first = st.toggle(
         "Leave out the first position (attention sink)", value=True, key="dist_drop_first",
-        help="The first token's state has a huge norm whatever it is (BOS or a word); it says little "
-             "about how A and B differ.",
+        help=ui.glossary.ATTENTION_SINK,
     )
     report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_first=drop_first)
     st.info(report.summary())
@@ -66,7 +65,7 @@ if found is not None:
         frame = charts.distance_lines_frame(lines, measure)
         column.altair_chart(charts.layer_lines(frame, "value", y_title=measure_name, floor=0.0),
                             width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    ui.table(table, hide_index=True, width="stretch")
 
     tables = {"per-layer": table}
     st.subheader("Position by position")
@@ -79,7 +78,8 @@ if found is not None:
         ui.linked("dist_measure", "measure")
         if st.session_state.get("dist_measure") not in MEASURES.values():
             st.session_state["dist_measure"] = MEASURES["cosine"]
-        measure_name = st.radio("Measure", list(MEASURES.values()), horizontal=True, key="dist_measure")
+        measure_name = st.radio("Measure", list(MEASURES.values()), horizontal=True, key="dist_measure",
+                                help=f"{ui.glossary.COSINE} {ui.glossary.RELATIVE_L2}")
         ui.share("dist_measure", "measure", measure_name, MEASURES["cosine"])
         tooltip = ["layer", "position", "token A", "token B", alt.Tooltip(f"{measure_name}:Q", format=".4f")]
         st.altair_chart(charts.heatmap(per_position, measure_name, legend=measure_name, scheme="oranges",

@@ -55,7 +55,7 @@ def feature_columns(names: tuple[str, str]) -> dict:
     return {
         **{f"activation {n}": number(format="%.2f") for n in names},
         "Δ": number(format="%+.2f", help=f"activation {names[0]} − activation {names[1]}"),
-        "density": number(format="percent", help="share of the SAE's training tokens it fires on"),
+        "density": number(format="percent", help=ui.glossary.DENSITY),
     }
 
 
@@ -160,7 +160,7 @@ if found is not None:
                     for n, v in zip(names, (result.fvu_a, result.fvu_b), strict=True))
     held = f"  (held-out FVU on its card: {card_info['fvu_heldout']:.3f})" if card_info else ""
     st.caption(ui.plain(f"SAE {result.hook_name} = residual {result.residual}, {result.d_sae:,} features, "
-                        f"{result.architecture}. {fvu}{held}"))
+                        f"{result.architecture}. {fvu}{held}"), help=ui.glossary.SAE_CAPTION)
     worst = max((v for v in (result.fvu_a, result.fvu_b) if v is not None), default=0.0)
     if worst > FVU_WARNING:
         st.warning(f"The SAE leaves {worst:.0%} of a prompt's variance unexplained: read its features "

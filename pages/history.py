@@ -123,6 +123,8 @@ def show(history: History) -> None:
         st.info("Nothing saved yet: compare two prompts, then press **Save** on the Compare page.")
         return
     table = pd.DataFrame([e.to_dict() for e in entries]).set_index("id")
+    table["saved_at"] = [ui.readable.when(e.saved_at) for e in entries]  # 'today 09:14', '3 Dec'
+    table = table.rename(columns={"saved_at": "saved"})
     if who.shared:
         table["saved by"] = ["you" if who.owner == e.owner else "another browser" for e in entries]
     st.dataframe(table, width="stretch")

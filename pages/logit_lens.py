@@ -43,8 +43,9 @@ low = sure).
 """,
 )
 
-def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
-    """The lens grid: cells coloured by p(top-1) or entropy, the top-1 written in, final answers outlined."""
+def lens_heatmap(frame: pd.DataFrame, colour_by: str, present: bool = False) -> alt.LayerChart:
+    """The lens grid: cells coloured by p(top-1) or entropy, the top-1 written in, final answers
+    outlined; `present`: at presentation size."""
     value = "probability" if colour_by == "probability" else ENTROPY
     tooltip = [
         alt.Tooltip("layer:O"), alt.Tooltip("position:O"), alt.Tooltip("input:N", title="input token"),
@@ -54,7 +55,7 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str) -> alt.LayerChart:
     return charts.heatmap(
         frame, value, legend=value if value == ENTROPY else "p(top-1)", x_title="position · input token",
         domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
-        tooltip=tooltip, clickable=True,
+        tooltip=tooltip, clickable=True, zoom=charts.PRESENTATION_SCALE if present else 1.0,
     )
 
 
@@ -156,13 +157,14 @@ if found is not None:
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
-    for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
+    present = ui.presentation_toggle("lens_present")
+    for column, side, cap, result in zip(ui.side_columns(present), sides, caps, results, strict=True):
         with column:
             st.subheader(ui.plain(side.title))
             ui.prompt_text(side.text)
             whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
             st.text(answer_sentence(result, request.k, whole))
-            chart = lens_heatmap(frames[side.name], colour_by)
+            chart = lens_heatmap(frames[side.name], colour_by, present)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
     st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position. "
@@ -195,7 +197,7 @@ if found is not None:
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
-            st.dataframe(detail_frame(detail), hide_index=True, width="stretch",
+            ui.table(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})
     if layer == 0:

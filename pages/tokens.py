@@ -142,7 +142,7 @@ def bos_section(
         with col:
             st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
             tables[f"bos-top-{label}"] = top_table(effect)
-            st.dataframe(tables[f"bos-top-{label}"], width="stretch")
+            ui.table(tables[f"bos-top-{label}"], width="stretch")
     if pair is not None:
         effect = effects["A"]
         labels = [first if first == word else f"{first} (first piece of {word})"
@@ -150,7 +150,7 @@ def bos_section(
         st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
         st.text(f"token 1 = {labels[0]}, token 2 = {labels[1]}")
         tables["logit-difference"] = difference_table(effects, "logit_difference")
-        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+        ui.table(tables["logit-difference"], hide_index=True, width="stretch")
         if effect.several_pieces:
             st.markdown("**Whole words** `log p(word 1) − log p(word 2)` (natural log)")
             st.caption(ui.plain(
@@ -159,7 +159,7 @@ def bos_section(
                 "before it as input (teacher forcing)."
             ))
             tables["word-difference"] = difference_table(effects, "word_difference")
-            st.dataframe(tables["word-difference"], hide_index=True, width="stretch")
+            ui.table(tables["word-difference"], hide_index=True, width="stretch")
     return effects
 
 

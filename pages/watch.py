@@ -102,7 +102,7 @@ if found is not None:
                                    side="prompt", tooltip=tooltip, height=260)
         st.altair_chart(chart, width="stretch")
         st.text(f"logit[{names[first]}] − logit[{names[second]}] through the lens, at the last position")
-        st.dataframe(tables["logit-difference"], hide_index=True, width="stretch")
+        ui.table(tables["logit-difference"], hide_index=True, width="stretch")
 
     st.subheader("Whole words, per layer")
     scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens))
@@ -117,9 +117,9 @@ if found is not None:
         "layer it is the model's own log-probability of the whole word."
     )
     with st.expander("Whole-word numbers"):
-        st.dataframe(words, hide_index=True, width="stretch")
+        ui.table(words, hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    probability = {"probability": st.column_config.NumberColumn(format="%.4g")}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=probability)
+    probability = {"probability": st.column_config.NumberColumn(format="percent")}  # 8e-12 reads 0.00%
+    ui.table(table, hide_index=True, width="stretch", column_config=probability)
     ui.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)

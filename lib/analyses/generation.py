@@ -17,7 +17,7 @@ decoder says where the character ends (`complete_characters`, `lens_completions`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.capture import Capture, capture
@@ -31,9 +31,17 @@ MAX_LENS_COMPLETIONS = 16  # partial-character lens cells completed per grid (on
 
 
 def continue_capture(loaded: LoadedModel, cap: Capture, settings: GenerationSettings = DEFAULT_SETTINGS,
-                     ) -> Continuation:
-    """The continuation of a prompt already run (its ids, template included)."""
-    (new,), _ = generate_ids(loaded, [cap.token_ids], settings)
+                     progress: Callable[[float, str], None] | None = None) -> Continuation:
+    """The continuation of a prompt already run (its ids, template included). `progress(fraction,
+    text so far)` hears each new token: the share of `max_new_tokens` written and the new tokens
+    decoded (an exception it raises stops the continuation)."""
+    on_token = None
+    if progress is not None:
+        def on_token(rows: Sequence[Sequence[int]]) -> None:
+            (row,) = rows
+            text = loaded.tokenizer.decode(list(row), skip_special_tokens=True)
+            progress(len(row) / settings.max_new_tokens, text)
+    (new,), _ = generate_ids(loaded, [cap.token_ids], settings, on_token=on_token)
     return continuation_of(loaded, cap.token_ids, new, settings)
 
 

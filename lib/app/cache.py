@@ -192,7 +192,7 @@ class Results:
         self, fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], None] | None = None,
         **kwargs: Hashable,
     ) -> T:
-        key = (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
+        key = result_key(fn, args, kwargs)
 
         def compute() -> T:
             extra = {} if _progress is None else {"progress": _progress}
@@ -201,7 +201,16 @@ class Results:
 
         return self.values.get(key, compute)
 
+    def has(self, fn: Callable, *args: Hashable, **kwargs: Hashable) -> bool:
+        """Whether `get(fn, *args, **kwargs)` is computed already (it would return at once)."""
+        return result_key(fn, args, kwargs) in self.values
+
     def clear(self) -> None:
         """Forget every capture and result (the loaded models stay)."""
         self.captures.clear()
         self.values.clear()
+
+
+def result_key(fn: Callable, args: tuple, kwargs: dict) -> Hashable:
+    """The results cache's key for `fn(*args, **kwargs)`: the function's name and the frozen arguments."""
+    return (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))

@@ -36,6 +36,9 @@ DIFFERS_COLOUR = "#c0392b"  # labels of positions where A's and B's tokens diffe
 SIDE_DASHES = ([1, 0], [6, 4])  # solid for the first side (A), dashed for the second (B)
 ROW_HEIGHT = 16  # pixels per layer row of a heatmap
 MAX_HEATMAP_HEIGHT = 900  # pixels; deeper models get thinner rows
+LEGEND_COLUMNS = 2  # entries per row of a line chart's legend: two fit a half-width chart (≈ 470 px)
+LEGEND_LABEL_LIMIT = 180  # pixels per legend label (longer ones end in …, the tooltip has them whole)
+PRESENTATION_SCALE = 1.75  # "presentation size": text and rows this much larger, for a projector
 MIN_LABEL_PIXELS = 12  # a layer label needs this much height; thinner rows label every n-th layer
 
 
@@ -226,26 +229,30 @@ def heatmap(
     outline: str | None = None,
     tooltip: Sequence = (),
     clickable: bool = False,
+    zoom: float = 1.0,
 ) -> alt.LayerChart:
     """Layers × positions coloured by `value` (see the module docstring for the frame).
 
     `diverging`: a scale centred on 0 from −m to m (m = max |value|, at least 1). `text`: a column
     written in each cell (`text_format` for numbers). `outline`: a boolean column whose cells get a
     red outline. `clickable`: a click selects the cell (parameter 'cell', fields layer and position).
+    `zoom`: text, rows and label room this many times larger (`PRESENTATION_SCALE` on a projector).
     """
     columns = list(dict.fromkeys(frame["column"]))
     differing = list(dict.fromkeys(frame.loc[frame["differs"], "column"])) if "differs" in frame else []
     shown = labelled_columns(columns, [c in differing for c in columns])
     is_differing = f"indexof({json.dumps(differing, ensure_ascii=False)}, datum.value) >= 0"
     axis = alt.Axis(
-        values=shown, labelOverlap=False, labelAngle=-45, labelLimit=110,
+        values=shown, labelOverlap=False, labelAngle=-45, labelLimit=110 * zoom,
+        labelFontSize=10 * zoom, titleFontSize=11 * zoom,
         labelColor=alt.condition(is_differing, alt.value(DIFFERS_COLOUR), alt.value("#808495")),
         labelFontWeight=alt.condition(is_differing, alt.value("bold"), alt.value("normal")),
     )
     n_layers = int(frame["layer"].max()) + 1 if len(frame) else 1
-    height = min(ROW_HEIGHT * n_layers + 60, MAX_HEATMAP_HEIGHT)
+    height = min(ROW_HEIGHT * zoom * n_layers + 60, MAX_HEATMAP_HEIGHT * zoom)
     # labelOverlap=False: Vega-Lite would otherwise drop every other layer label once they touch
-    layer_axis = alt.Axis(values=labelled_layers(n_layers, (height - 60) / n_layers), labelOverlap=False)
+    layer_axis = alt.Axis(values=labelled_layers(n_layers, (height - 60) / n_layers / zoom),
+                          labelOverlap=False, labelFontSize=10 * zoom, titleFontSize=11 * zoom)
     base = alt.Chart(frame).encode(
         x=alt.X("column:N", sort=columns, title=x_title, axis=axis),
         y=alt.Y("layer:O", sort="descending", title="layer", axis=layer_axis),
@@ -270,8 +277,11 @@ def heatmap(
         measure = f"abs(datum['{value}'])" if diverging else f"datum['{value}']"
         ink = alt.condition(f"{measure} > {dark}", alt.value("white"), alt.value("black"))
         shown_text = alt.Text(f"{text}:Q", format=text_format) if text_format else alt.Text(f"{text}:N")
-        layers.append(base.mark_text(fontSize=9).encode(text=shown_text, color=ink))
-    return alt.layer(*layers).properties(height=height)
+        layers.append(base.mark_text(fontSize=9 * zoom).encode(text=shown_text, color=ink))
+    chart = alt.layer(*layers).properties(height=height)
+    if zoom != 1.0:
+        chart = chart.configure_legend(labelFontSize=10 * zoom, titleFontSize=11 * zoom)
+    return chart
 
 
 def layer_lines(
@@ -305,7 +315,9 @@ def layer_lines(
         "tooltip": list(tooltip) or ["layer", alt.Tooltip(f"{y}:Q", format=".4g")],
     }
     if colour is not None:
-        legend = alt.Legend(orient="bottom", labelLimit=400)
+        # In rows of LEGEND_COLUMNS: a bottom legend in one row runs past a half-width chart and is clipped
+        n = frame[colour].nunique()
+        legend = alt.Legend(orient="bottom", columns=min(n, LEGEND_COLUMNS), labelLimit=LEGEND_LABEL_LIMIT)
         scale = alt.Scale(scheme="category10")
         encoding["color"] = alt.Color(f"{colour}:N", title=None, legend=legend, scale=scale)
     if side is not None:

@@ -56,5 +56,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {unexpected(exc)}", file=sys.stderr)
         return 1
+    for note in first_piece_notes(result):
+        print(note, file=sys.stderr)
     sys.stdout.write(to_json(result, indent=1) + "\n")
     return 0
+
+
+def first_piece_notes(result: object, score: str = "logit") -> list[str]:
+    """One 'note:' line for each answer or wrong word of several tokens that `result` (a command's
+    JSON) scored by its first piece, as its `word` field records: the number means something else
+    than the word, so the terminal says so too, not only the JSON. Whole-word scores are left out."""
+    notes: list[str] = []
+    if isinstance(result, dict):
+        metric = result.get("metric")
+        score = str(result.get("score", metric.get("score", score) if isinstance(metric, dict) else score))
+        for name in ("answer", "wrong"):
+            ref = result.get(name)
+            if isinstance(ref, dict) and ref.get("word") and score != "word":
+                notes.append(f"note: --{name} '{ref['word']}' is several tokens; the score uses its first "
+                             f"piece '{ref['token']}' (patch --score word scores the whole word).")
+        for value in result.values():
+            notes += [n for n in first_piece_notes(value, score) if n not in notes]
+    elif isinstance(result, list):
+        for value in result:
+            notes += [n for n in first_piece_notes(value, score) if n not in notes]
+    return notes

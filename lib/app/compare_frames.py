@@ -44,11 +44,11 @@ def lens_grid_long_frame(name: str, grid: LensGrid) -> pd.DataFrame:
 
 
 def model_caption(comparison: Comparison) -> str:
-    """'name · L layers · d_model d · vocab V · BOS mode', from what the comparison recorded
+    """'name · L layers · width d · vocab V · BOS mode', from what the comparison recorded
     (two models: 'model 1: … | model 2: … · BOS mode')."""
 
     def describe(m: dict) -> str:
-        return f"{m['name']} · {m['n_layers']} layers · d_model {m['d_model']} · vocab {m['vocab_size']:,}"
+        return f"{m['name']} · {m['n_layers']} layers · width {m['d_model']} · vocab {m['vocab_size']:,}"
 
     bos = f" · BOS {comparison.settings.get('bos', 'auto')}"
     if comparison.model2 is None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..core.models import LoadedModel
     from ..core.tokens import CharacterGroup
 
@@ -41,6 +45,39 @@ def chips_html(tokens: Sequence[str], differs: Sequence[bool] | None = None,
     return f'<div class="twinlens-chips" style="line-height:1.9">{"".join(chips)}</div>'
 
 
+_CELL = "padding:2px 3px;border-bottom:1px solid rgba(128,128,128,0.25);vertical-align:top"
+
+
+def lens_table_html(table: pd.DataFrame) -> str:
+    """A lens table (rows: 'model', 'layer L'…'layer 0'; columns '#1'…'#k'; cells 'token  p') as an
+    HTML table that fits its column's width whatever k is: fixed layout, each cell's token on one
+    line (broken anywhere when long) and its probability below it. Every text is HTML-escaped; each
+    row and cell carries its text (`data-row`, `data-value`), each cell its place as a tooltip."""
+    head = "".join(f'<th style="{_CELL};text-align:left">{html.escape(str(c))}</th>' for c in table.columns)
+    rows = []
+    for name, cells in table.iterrows():
+        row = html.escape(str(name), quote=True)
+        tds = "".join(_lens_cell(f"{name} · {rank}", str(cell)) for rank, cell in zip(table.columns, cells,
+                                                                                      strict=True))
+        rows.append(f'<tr data-row="{row}"><th style="{_CELL};text-align:left;white-space:nowrap">{row}</th>'
+                    f"{tds}</tr>")
+    return (
+        '<div class="twinlens-lens-table" style="max-height:900px;overflow-y:auto">'
+        '<table style="width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.8em">'
+        f'<colgroup><col style="width:4.6em"></colgroup>'
+        f'<thead><tr><th style="{_CELL}"></th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def _lens_cell(place: str, cell: str) -> str:
+    token, _, prob = cell.rpartition("  ")
+    value, title = html.escape(cell, quote=True), html.escape(f"{place}: {cell}", quote=True)
+    return (f'<td style="{_CELL};word-break:break-all" data-value="{value}" title="{title}">'
+            f'<span style="font-family:monospace">{html.escape(token)}</span><br>'
+            f'<span style="opacity:0.65">{html.escape(prob)}</span></td>')
+
+
 _BYTES = re.compile(r"^(␣?)<([0-9A-F]{2}(?: [0-9A-F]{2})*)>$")
 
 
@@ -59,12 +96,55 @@ def token_in_words(token: str, completes: str | None = None) -> str:
     if match:
         space = " after a space" if match.group(1) else ""
         if completes:
-            return (f'"{completes.removeprefix("␣")}"{space} (its first piece, bytes {match.group(2)}; '
+            name = emoji_name(completes)
+            called = f'"{completes.removeprefix("␣")}"' + (f" ({name})" if name else "")
+            return (f"{called}{space} (its first piece, bytes {match.group(2)}; "
                     "the model's greedy continuation completes it)")
         return f"part of a character (bytes {match.group(2)}){space}"
     if token.startswith("␣"):
         return f'"{token[1:]}" after a space'
     return f'"{token}"'
+
+
+def emoji_name(character: str) -> str | None:
+    """The Unicode name of an emoji or other pictograph, in lower case, so a reader whose screen
+    lacks the glyph still knows it: '🐦' → 'bird', '␣🐠' → 'tropical fish', '❤️' → 'heavy black
+    heart'; None for letters, digits, punctuation and text of several characters."""
+    marks = ("Mn", "Sk", "Cf")  # variation selectors, skin tones, joiners
+    core = [c for c in character.removeprefix("␣").strip() if unicodedata.category(c) not in marks]
+    if len(core) != 1 or unicodedata.category(core[0]) != "So":
+        return None
+    name = unicodedata.name(core[0], "")
+    return name.lower() or None
+
+
+def emoji_names(text: str) -> str:
+    """Each distinct pictograph in `text` with its name: '🐦 bird, 🐠 tropical fish' ('' if none)."""
+    seen: dict[str, str] = {}
+    for c in text:
+        name = emoji_name(c)
+        if name and c not in seen:
+            seen[c] = f"{c} {name}"
+    return ", ".join(seen.values())
+
+
+READING_FORMAT = "%.4f"  # how a table shows a float: 0.0000 for noise like 8e-12 (exports keep every digit)
+
+
+def when(iso: str, now: datetime | None = None) -> str:
+    """A saved time as a reader says it, in this machine's time zone: 'today 09:14', 'yesterday
+    17:02', '3 Dec' this year, '3 Dec 2025' before; a text that is not an ISO time as it is."""
+    try:
+        moment = datetime.fromisoformat(iso).astimezone()
+    except (TypeError, ValueError):
+        return iso
+    today = (now or datetime.now().astimezone()).astimezone().date()
+    day = moment.date()
+    if day == today:
+        return f"today {moment:%H:%M}"
+    if day == today - timedelta(days=1):
+        return f"yesterday {moment:%H:%M}"
+    return f"{day.day} {moment:%b}" + ("" if day.year == today.year else f" {day.year}")
 
 
 def percent(prob: float) -> str:

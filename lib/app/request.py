@@ -58,6 +58,12 @@ class Request:
         return asdict(self)
 
     @property
+    def pair(self) -> tuple:
+        """What the two sides are (mode, models, prompts, chat framing): words a page was given for
+        one pair (Patching's answer and wrong words) mean nothing for another."""
+        return self.mode, self.model, self.model2, self.a, self.b, self.chat, self.system, self.prefill
+
+    @property
     def model_key(self) -> ModelKey:
         """Model 1 (the only model with two prompts)."""
         return ModelKey(

@@ -17,6 +17,7 @@ import streamlit as st
 
 from ..core.errors import SettingsError
 from . import access as sharing
+from . import glossary
 from .examples import Example
 from .readable import plain
 from .request import CHAT_QUERY_FIELDS, PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
@@ -49,6 +50,12 @@ PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_la
 PAGE_PARAMS += ("circuit_edges", "circuit_ig", "circuit_coarse", "circuit_node")  # the Circuit page
 
 
+# Widgets whose value was typed for one pair of prompts (the words a metric compares): reset when
+# the pair changes, so an example clicked on Patching does not run with the last pair's words.
+PAIR_STATE = ("patching-answer", "patching-wrong", "components-answer", "components-wrong",
+              "steering-answer", "steering-wrong")
+
+
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
 
 
@@ -62,8 +69,15 @@ def current_request() -> Request | None:
 
 
 def set_request(request: Request) -> None:
+    """Make `request` the current one; when it is another pair (`Request.pair`), the page state
+    that belongs to a pair (`PAIR_STATE`) is forgotten."""
     if (request.trust_remote_code or request.allow_pickle) and not access().expert:
         request = _without_expert(request)
+    previous = st.session_state.get(REQUEST_KEY)
+    if previous is not None and previous.pair != request.pair:
+        for key in PAIR_STATE:
+            st.session_state.pop(key, None)
+            st.session_state.pop(KEPT + key, None)
     st.session_state[REQUEST_KEY] = request
 
 
@@ -230,8 +244,20 @@ def linked(key: str, name: str, cast: Callable[[str], object] = str) -> None:
             st.session_state[key] = cast(pending.pop(name))
         except ValueError:
             pass
-    elif key not in st.session_state and KEPT + key in st.session_state:
+    else:
+        kept(key)
+
+
+def kept(key: str) -> None:
+    """Call before drawing the widget `key`: the value the user left on this page comes back
+    (Streamlit forgets a widget's value while its page is not shown); `keep` stores it."""
+    if key not in st.session_state and KEPT + key in st.session_state:
         st.session_state[key] = st.session_state[KEPT + key]
+
+
+def keep(key: str, value: object) -> None:
+    """Call after drawing the widget `key`: its value comes back on the next visit (see `kept`)."""
+    st.session_state[KEPT + key] = value
 
 
 def link_carries(name: str) -> bool:
@@ -242,7 +268,7 @@ def link_carries(name: str) -> bool:
 def share(key: str, name: str, value: object, default: object = None) -> None:
     """Call after drawing the widget `key`: its value is kept for the next visit to the page and
     written into the link as `name` (left out while it is empty or `default`)."""
-    st.session_state[KEPT + key] = value
+    keep(key, value)
     if value is None or value == "" or value == default:
         if name in st.query_params:
             del st.query_params[name]
@@ -264,7 +290,8 @@ ALLOW_PICKLE_HELP = (
 
 BACKEND_HELP = (
     "local: PyTorch hooks in this process. nnsight: the same views as nnsight traces (same numbers). "
-    "NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
+    + glossary.NDIF
+    + " NDIF (remote): the model runs on NDIF, which hosts e.g. meta-llama/Llama-3.1-8B, Llama-3.1-70B "
     "and Llama-3.1-405B (type its hub id as the model); the API key comes from the field below or "
     "NDIF_API_KEY. On NDIF the Compare page runs reduced on the server; views that need whole "
     "residual streams say so (docs/scale.md)."

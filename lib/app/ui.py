@@ -23,7 +23,7 @@ from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpect
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import ndif, readable, registry
+from . import glossary, ndif, readable, registry  # noqa: F401  (glossary, readable: the pages' words)
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
 from .paths import path_input  # noqa: F401  (pages draw path inputs through ui)
 from .request import Request
@@ -39,6 +39,8 @@ from .session import (  # noqa: F401  (pages and the entry page reach the sessio
     current_request,
     expert_options,
     expert_warning,
+    keep,
+    kept,
     link_carries,
     linked,
     remote_expert_banner,
@@ -59,10 +61,13 @@ from .views import (  # noqa: F401  (shared drawing, reached through ui by the p
     open_history,
     page,
     plain,
+    presentation_toggle,
     prompt_text,
     save_form,
     show_error,
+    side_columns,
     sides,
+    table,
     token_chips,
     token_legend,
 )

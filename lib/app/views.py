@@ -15,14 +15,14 @@ from streamlit.runtime.pages_manager import PagesManager
 from ..analyses.common.comparison import Comparison
 from ..core.errors import HistoryError, TwinlensError
 from ..core.tokens import align
-from . import charts, export, readable
+from . import charts, export, glossary, readable
 from . import compare_frames as frames
 from .cache import RunKey
 from .export import ExportFile
 from .history import DB_NAME, MAX_NAME, History, data_dir
 from .readable import plain
 from .request import Request
-from .session import access
+from .session import access, keep, kept
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,15 +76,17 @@ def token_legend() -> None:
     st.caption(plain(readable.TOKEN_LEGEND))
 
 
-def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (None, None)) -> None:
+def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (None, None)) -> list:
     """The Compare page's body for `comparison`, fresh or reopened from History: both prompts (as
     plain text) with their tokens and next token, the distance per layer, both logit lenses.
-    `completes[i]`: the character side i's next token completes to when it is only part of one."""
-    st.caption(frames.model_caption(comparison))
+    `completes[i]`: the character side i's next token completes to when it is only part of one.
+    Returns each side's empty place below its next token, for its answer (lib.app.answers)."""
+    st.caption(frames.model_caption(comparison), help=glossary.MODEL_CAPTION)
     names = frames.side_names(comparison)  # A/B, or model 1/model 2
     sides = tuple(zip(names, frames.side_titles(comparison), (comparison.a, comparison.b), strict=True))
     matches = align(comparison.a.token_ids, comparison.b.token_ids)
     unmatched = [[m is None for m in match] for match in matches]
+    places = []
     for col, (label, title, side), differs, whole in zip(st.columns(2), sides, unmatched, completes,
                                                           strict=True):
         with col:
@@ -94,6 +96,7 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
             into = f" → `{whole}`" if whole else ""
             st.markdown(f"**Next token ({plain(label)})**: `{top.token}`{into} — "
                         f"{plain(readable.next_token_sentence(top.token, top.prob, whole))}")
+            places.append(st.empty())
             token_chips(side.tokens, differs, side.token_ids)
     token_legend()
     st.subheader(f"Distance between {names[0]} and {names[1]} at the last token, per layer")
@@ -112,8 +115,35 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
     for col, (_, title, side) in zip(st.columns(2), sides, strict=True):
         with col:
             st.markdown(f"**{plain(title)}**")
-            height = min(40 + 35 * (len(side.lens) + 1), 900)
-            st.dataframe(frames.lens_frame(side), width="stretch", height=height)
+            st.html(readable.lens_table_html(frames.lens_frame(side)))  # fits the column, any k
+    return places
+
+
+def table(data: pd.DataFrame, column_config: Mapping | None = None, **kwargs) -> None:
+    """st.dataframe whose float columns show `readable.READING_FORMAT` (4 decimals: float noise such
+    as 0.000000000008 reads 0.0000) unless `column_config` formats them; only the display is
+    rounded: the table (and its export) keeps every digit."""
+    config = {
+        column: st.column_config.NumberColumn(format=readable.READING_FORMAT)
+        for column in data.columns if data[column].dtype.kind == "f"
+    }
+    st.dataframe(data, column_config={**config, **(column_config or {})}, **kwargs)
+
+
+PRESENTATION_HELP = "Larger text and rows, one chart under the other: for a projector or a shared screen."
+
+
+def presentation_toggle(key: str) -> bool:
+    """A 'Presentation size' switch, kept while the user visits other pages."""
+    kept(key)
+    value = st.toggle("Presentation size", key=key, help=PRESENTATION_HELP)
+    keep(key, value)
+    return value
+
+
+def side_columns(stacked: bool) -> list:
+    """Places for sides a and b: side by side, or one under the other at the full width (`stacked`)."""
+    return [st.container(), st.container()] if stacked else st.columns(2)
 
 
 def show_error(exc: BaseException) -> None:

@@ -300,6 +300,7 @@ class Backend(Protocol):
         interventions: Sequence[Intervention] = (),
         step_interventions: Sequence[Intervention] = (),
         eos_ids: Sequence[int] = (),
+        on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
     ) -> Generated:
         """Continue every row of `input_ids` [batch, pos] (rows of equal length, no padding) with the
         model's key-value cache: one pass over the prompt, then one pass per new token.
@@ -308,6 +309,8 @@ class Backend(Protocol):
         generator seeded with `seed` (no top-k or top-p). `interventions` apply to the prompt's pass
         (positions index the prompt), `step_interventions` to each new token's pass (its only
         position is 0). A row stops at any of `eos_ids`; rows that stopped are fed the pad token
-        until all have, as transformers' `generate` does.
+        until all have, as transformers' `generate` does. `on_token(rows)` hears each row's new ids
+        so far after every new token (a backend that generates in one job tells it once, at the end);
+        an exception it raises stops the continuation (a Cancel button).
         """
         ...

@@ -21,7 +21,6 @@ def cache_of(out: object) -> object:
     return cache if cache is not None else out.past_key_values
 
 
-
 def finite_logits(logits: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(logits).all():
         raise SettingsError(
@@ -30,14 +29,12 @@ def finite_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-
 def choose_next(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
     """The next token of each row [batch]: argmax, or a draw from softmax(logits / temperature)."""
     if temperature <= 0:
         return torch.argmax(logits, dim=-1)
     probs = torch.softmax(logits / temperature, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-
 
 
 def pad_id(loaded: LoadedModel, eos_ids: Sequence[int]) -> int:
@@ -50,4 +47,13 @@ def pad_id(loaded: LoadedModel, eos_ids: Sequence[int]) -> int:
     if pad is None:
         pad = next(iter(eos_ids), 0)
     return int(pad)
+
+
+def kept_rows(rows: Sequence[Sequence[int]], eos_ids: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """Each generated row up to and including its first EOS token (the pad tokens after it dropped)."""
+    eos = {int(e) for e in eos_ids}
+    return tuple(
+        tuple(int(t) for t in row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))])
+        for row in rows
+    )
 

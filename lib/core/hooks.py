@@ -32,8 +32,16 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
-from .decoding import cache_of, choose_next, finite_logits, pad_id
+from .backend import (
+    Generated,
+    Gradients,
+    Intervention,
+    Job,
+    Run,
+    Transplant,
+    transplant_interventions,
+)
+from .decoding import cache_of, choose_next, finite_logits, kept_rows, pad_id
 from .errors import SettingsError
 from .sites import Site
 
@@ -247,6 +255,7 @@ class HooksBackend:
         interventions: Sequence[Intervention] = (),
         step_interventions: Sequence[Intervention] = (),
         eos_ids: Sequence[int] = (),
+        on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
     ) -> Generated:
         """See `Backend.generate`. Holds the model's lock for the whole continuation; counts each
         pass in `loaded.forward_passes`."""
@@ -284,6 +293,8 @@ class HooksBackend:
                     new.append(token)
                     if eos.numel():
                         done = done | torch.isin(token, eos)
+                    if on_token is not None:
+                        on_token(kept_rows(torch.stack(new, dim=1).tolist(), eos_ids))
                     if bool(done.all()) or step == max_new_tokens - 1:
                         break
                     loaded.forward_passes += 1
@@ -291,12 +302,7 @@ class HooksBackend:
                     past = cache_of(out)
                     logits = finite_logits(out.logits[:, -1, :].float())
         rows = torch.stack(new, dim=1).tolist() if new else [[] for _ in range(batch)]
-        eos_set = {int(e) for e in eos_ids}
-        kept = []
-        for row in rows:
-            end = next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))
-            kept.append(tuple(int(t) for t in row[:end]))
-        return Generated(token_ids=tuple(kept), first_logits=first_logits.cpu())
+        return Generated(token_ids=kept_rows(rows, eos_ids), first_logits=first_logits.cpu())
 
     def _attach(
         self,

@@ -7,6 +7,7 @@ to `$TWINLENS_CACHE` (default `~/.cache/twinlens`) and every later load reads th
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import warnings
 import weakref
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
@@ -184,7 +185,7 @@ def _load_local(
             _resolve(spec), spec, torch_dtype, trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle, split=split,
         )
-        name = spec
+        name = DEFAULT_NAME if is_default_folder(spec) else spec  # its SAEs fit: same weights
     if split is None:
         model.to(torch_device)
     else:
@@ -546,6 +547,41 @@ def _cache_is_complete(folder: Path) -> bool:
         return all((folder / f).stat().st_size == n for f, n in sizes.items())
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def is_default_folder(folder: str | Path) -> bool:
+    """Whether `folder` holds the embedded default model's weights — the folder it is unpacked
+    into, or a copy of it — told by the weights, not the name: its twinlens manifest names the
+    embedded GGUF file, its files have the recorded sizes, and its weights file has the SHA-256 of
+    the unpacked default's (the unpacked folder itself needs no hash)."""
+    path = Path(folder).expanduser()
+    if not path.is_dir() or not _cache_is_complete(path):
+        return False
+    try:
+        if json.loads((path / _MANIFEST).read_text()).get("source") != _GGUF_FILE:
+            return False
+        default = ensure_default_model()
+    except (OSError, ValueError, AttributeError, ModelLoadError):
+        return False
+    if path.resolve() == default.resolve():
+        return True
+    weights = "model.safetensors"
+    return _sha256(path / weights) == _sha256(default / weights)
+
+
+def _sha256(file: Path) -> str:
+    """The file's SHA-256, computed once per (path, size, modification time)."""
+    stat = file.stat()
+    return _sha256_of(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(partial(f.read, 1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def ensure_default_model() -> Path:

@@ -56,8 +56,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from .backend import Generated, Gradients, Intervention, Job, Run, Transplant, transplant_interventions
-from .decoding import cache_of, choose_next, finite_logits, pad_id
+from .backend import (
+    Generated,
+    Gradients,
+    Intervention,
+    Job,
+    Run,
+    Transplant,
+    transplant_interventions,
+)
+from .decoding import cache_of, choose_next, finite_logits, kept_rows, pad_id
 from .errors import Cancelled, RemoteError, SettingsError, causes
 from .hooks import eager_attention_on
 from .sites import Site
@@ -287,6 +295,7 @@ class NnsightBackend:
         interventions: Sequence[Intervention] = (),
         step_interventions: Sequence[Intervention] = (),
         eos_ids: Sequence[int] = (),
+        on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
     ) -> Generated:
         """`Backend.generate` as one nnsight session: the prompt's pass, then one cached pass per
         new token, each a trace with its interventions; the decode loop is `HooksBackend.generate`'s
@@ -314,12 +323,10 @@ class NnsightBackend:
         rows = saved["tokens"].tolist()
         loaded.forward_passes += max(1, len(rows[0]) if rows else 1)
         self.received_bytes = tensor_bytes(saved)
-        eos_set = {int(e) for e in eos_ids}
-        kept = []
-        for row in rows:
-            end = next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))
-            kept.append(tuple(int(t) for t in row[:end]))
-        return Generated(token_ids=tuple(kept), first_logits=saved["first_logits"].cpu())
+        kept = kept_rows(rows, eos_ids)
+        if on_token is not None:  # one session: the tokens arrive together
+            on_token(kept)
+        return Generated(token_ids=kept, first_logits=saved["first_logits"].cpu())
 
     def lens_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and output step on residuals [n, d_model] → [n, vocab] float32.

@@ -84,3 +84,25 @@ def next_tokens(at: AppTest) -> list[tuple[str, str]]:
 
     lines = (m.value for m in at.markdown if m.value.startswith("**Next token ("))
     return [re.match(r"\*\*Next token \((.*?)\)\*\*: `(.*?)`", line).groups() for line in lines]
+
+
+def lens_tables(at: AppTest) -> list:
+    """Compare's lens tables (HTML that fits the width) read back as DataFrames: index 'model',
+    'layer L'…'layer 0', columns '#1'…'#k', cells 'token  p' (from each cell's data-value)."""
+    import html
+    import re
+
+    import pandas as pd
+
+    tables = []
+    for element in at.get("html"):
+        body = element.proto.body
+        if "twinlens-lens-table" not in body:
+            continue
+        columns = [html.unescape(c) for c in re.findall(r"<th[^>]*>(#\d+)</th>", body)]
+        rows = re.findall(r'<tr data-row="([^"]*)">(.*?)</tr>', body)
+        tables.append(pd.DataFrame(
+            [[html.unescape(v) for v in re.findall(r'data-value="([^"]*)"', cells)] for _, cells in rows],
+            index=[html.unescape(name) for name, _ in rows], columns=columns,
+        ))
+    return tables

@@ -5,7 +5,7 @@ as the text they are (st.text, tables), never inside an element that renders Mar
 from __future__ import annotations
 
 import pytest
-from app_helpers import ROOT, AppTest, next_tokens, submit
+from app_helpers import ROOT, AppTest, lens_tables, next_tokens, submit
 from bad_input_cases import GOOD, MODEL_CASE_NAMES, PROMPT_CASES, model_cases  # noqa: F401  (fixture)
 
 from lib.analyses.compare import compare_prompts
@@ -18,10 +18,6 @@ MARKDOWN_KINDS = ("markdown", "caption", "error", "warning", "info", "success", 
 def rendered_markdown(at) -> list[str]:
     """The bodies of every element the browser renders as Markdown (which may hold HTML)."""
     return [element.value for kind in MARKDOWN_KINDS for element in getattr(at, kind)]
-
-
-def lens_tables(at) -> list:
-    return [df.value for df in at.dataframe if "#1" in df.value.columns]
 
 
 @pytest.fixture(scope="module")

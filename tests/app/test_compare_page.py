@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app_helpers import submit
+from app_helpers import lens_tables, submit
 
 from lib.analyses.compare import compare_prompts
 
@@ -21,9 +21,9 @@ def test_compare_page_tables_hold_what_compare_prompts_returns(app, real_model):
     assert not app.exception, app.exception
     assert not app.error
     expected = compare_prompts(real_model, a, b, top_k=5)
-    lens_tables = [df.value for df in app.dataframe if "#1" in df.value.columns]
-    assert len(lens_tables) == 2
-    for table, side in zip(lens_tables, (expected.a, expected.b), strict=True):
+    tables = lens_tables(app)
+    assert len(tables) == 2
+    for table, side in zip(tables, (expected.a, expected.b), strict=True):
         assert table.loc["model", "#1"] == f"{side.final[0].token}  {side.final[0].prob:.3f}"
         assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
         last = f"layer {real_model.n_layers}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
-from app_helpers import ROOT, AppTest, next_tokens, submit
+from app_helpers import ROOT, AppTest, lens_tables, next_tokens, submit
 from streamlit.runtime import Runtime
 from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
 from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
@@ -71,7 +71,7 @@ def snapshot(at: AppTest) -> dict:
         "errors": [e.value for e in at.error],
         "text": [t.value for t in at.text],
         "next tokens": next_tokens(at),
-        "tables": [df.value.to_dict() for df in at.dataframe],
+        "tables": [df.value.to_dict() for df in at.dataframe] + [t.to_dict() for t in lens_tables(at)],
     }
 
 

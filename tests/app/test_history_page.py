@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from app_helpers import lens_tables as _lens_tables
 from app_helpers import submit
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
@@ -17,10 +18,6 @@ def data(tmp_path, monkeypatch):
     """An empty data folder of our own for each test."""
     monkeypatch.setenv("TWINLENS_DATA", str(tmp_path))
     return tmp_path
-
-
-def _lens_tables(at) -> list:
-    return [df.value for df in at.dataframe if "#1" in df.value.columns]
 
 
 def _save(at, name: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_helpers import ROOT, compare_two, next_tokens
+from app_helpers import ROOT, compare_two, lens_tables, next_tokens
 from streamlit.testing.v1 import AppTest
 
 from lib.analyses.model_compare import compare_models
@@ -24,8 +24,7 @@ def test_two_models_are_drawn_as_model_1_and_model_2(app, tiny_folders, partner_
     expected = compare_models(model1, model2, PROMPT, top_k=4)
     tokens = [expected.a.final[0].token, expected.b.final[0].token]
     assert next_tokens(app) == list(zip(["model 1", "model 2"], tokens, strict=True))
-    lens_tables = [df.value for df in app.dataframe if "#1" in df.value.columns]
-    for table, side in zip(lens_tables, (expected.a, expected.b), strict=True):
+    for table, side in zip(lens_tables(app), (expected.a, expected.b), strict=True):
         assert table.loc["layer 0", "#1"] == f"{side.lens[0][0].token}  {side.lens[0][0].prob:.3f}"
     assert any("Distance between model 1 and model 2" in h.value for h in app.subheader)
     memory = " ".join(c.value for c in app.sidebar.caption)
@@ -36,7 +35,7 @@ def test_two_models_of_different_shapes_say_why_there_are_no_distances(app, tiny
     compare_two(app, tiny_folders["gpt2"], partner_folders["gpt2-shallow"])
     assert not app.exception, app.exception
     assert "No distances per layer" in app.info[0].value
-    assert len([df for df in app.dataframe if "#1" in df.value.columns]) == 2
+    assert len(lens_tables(app)) == 2
 
 
 def test_two_models_with_different_tokenizers_show_an_error(app, tiny_folders, partner_folders):

@@ -9,7 +9,7 @@ here). What the app does with the key, the pages and the cancel is what it does 
 from __future__ import annotations
 
 import pytest
-from app_helpers import submit
+from app_helpers import lens_tables, submit
 
 from lib.app import ndif, ui, views
 from lib.app.history import DB_NAME
@@ -48,7 +48,7 @@ def _on_ndif(at, key: str | None = KEY):
 
 
 def _tables(at) -> list:
-    return [df.value.to_dict() for df in at.dataframe]
+    return [df.value.to_dict() for df in at.dataframe] + [t.to_dict() for t in lens_tables(at)]
 
 
 def test_the_sidebar_key_runs_the_job_and_goes_nowhere_else(app, fake_ndif, tmp_path, monkeypatch):
@@ -162,11 +162,11 @@ def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_fold
     traces = backend.traces
     at.run()
     assert not at.exception
-    assert any("You cancelled this NDIF job" in e.value for e in at.error) and not at.dataframe
+    assert any("You cancelled this NDIF job" in e.value for e in at.error) and not _tables(at)
     assert backend.traces == traces
     next(b for b in at.main.button if b.label == "Run it again").click()
     at.run()
-    assert not at.exception and not at.error and at.dataframe
+    assert not at.exception and not at.error and _tables(at)
 
 
 def _bytes(content: str | bytes) -> bytes:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import ROOT, AppTest, submit
+from app_helpers import ROOT, AppTest, lens_tables, submit
 from bad_input_cases import (
     GOOD,
     GUEST_MODEL_CASES,
@@ -59,10 +59,6 @@ def as_operator(at: AppTest, token: str = SECRET) -> AppTest:
 
 def expert_checkboxes(at: AppTest) -> set[str]:
     return {c.key for c in at.sidebar.checkbox} & EXPERT
-
-
-def lens_tables(at: AppTest) -> list:
-    return [df.value for df in at.dataframe if "#1" in df.value.columns]
 
 
 def captions(at: AppTest) -> str:

@@ -23,7 +23,7 @@ def test_compare_and_lens_show_the_character_a_partial_next_token_completes_to(a
         cap = ui.get_capture(run)
         whole = complete_character(real_model, cap.token_ids, int(cap.final_logits.argmax()))
         assert whole and f"`␣<F0 9F>` → `{whole}`" in line
-        assert f'would next write "{whole.removeprefix("␣")}" after a space' in line
+        assert f'would next write "{whole.removeprefix("␣")}" (bird) after a space' in line
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
     charts = app.get("vega_lite_chart")

@@ -155,3 +155,28 @@ def test_divergence_chart_has_fitted_axes_and_no_rotated_labels(llama, caps):
         texts = [layer for layer in layers(panel) if layer.get("mark", {}).get("type") == "text"]
         assert all(not layer["mark"].get("angle") for layer in texts)
         assert len(texts) <= 1
+
+
+def test_presentation_size_makes_a_heatmaps_text_and_rows_larger_and_keeps_every_layer():
+    frame = layer_frame(31).assign(label="␣Paris")
+    plain = charts.heatmap(frame, "v", legend="v", x_title="p", text="label").to_dict()
+    big = charts.heatmap(frame, "v", legend="v", x_title="p", text="label",
+                         zoom=charts.PRESENTATION_SCALE).to_dict()
+    font = [layer["mark"].get("fontSize") for layer in layers(big) if layer["mark"]["type"] == "text"]
+    assert font == [9 * charts.PRESENTATION_SCALE]
+    assert big["height"] > plain["height"]
+    assert x_axis(big)["labelFontSize"] > x_axis(plain)["labelFontSize"]
+    assert y_axis(big)["labelFontSize"] > y_axis(plain)["labelFontSize"]
+    assert big["config"]["legend"]["labelFontSize"] > 10
+    assert y_axis(big)["values"] == list(range(31))  # every layer still labelled
+
+
+def test_line_chart_legends_wrap_into_rows_that_fit_a_half_width_chart():
+    words = ["␣Claire", "␣Mary", "␣the", "␣a bottle of milk", "␣shops", "␣them"]
+    frame = pd.DataFrame({"layer": [0, 1] * len(words), "series": [w for w in words for _ in (0, 1)],
+                          "value": range(2 * len(words))})
+    legend = charts.layer_lines(frame, "value", y_title="v").to_dict()["encoding"]["color"]["legend"]
+    assert legend["orient"] == "bottom" and legend["columns"] == charts.LEGEND_COLUMNS
+    assert legend["columns"] * (legend["labelLimit"] + 40) <= 470  # label plus symbol and gap, per entry
+    one = charts.layer_lines(frame[frame["series"] == "␣the"], "value", y_title="v").to_dict()
+    assert one["encoding"]["color"]["legend"]["columns"] == 1

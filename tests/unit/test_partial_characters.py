@@ -66,8 +66,8 @@ def test_piece_characters(tiny_tokenizer):
 def test_next_token_in_words_with_the_character_it_completes_to():
     assert readable.token_in_words("␣<F0 9F>") == "part of a character (bytes F0 9F) after a space"
     assert readable.next_token_sentence("␣<F0 9F>", 0.38, "␣🐦") == (
-        'The model would next write "🐦" after a space (its first piece, bytes F0 9F; the model\'s greedy '
-        "continuation completes it), 38% sure."
+        'The model would next write "🐦" (bird) after a space (its first piece, bytes F0 9F; the model\'s '
+        "greedy continuation completes it), 38% sure."
     )
 
 

@@ -30,3 +30,34 @@ def test_a_long_prompt_is_shortened_to_its_start_and_end():
     assert short.startswith("start word") and short.endswith("the end") and " … " in short
     assert len(short) < 2 * readable.PROMPT_ENDS + 5
     assert readable.shortened("The capital of France is") is None
+
+
+def test_emoji_get_their_unicode_name_and_text_does_not():
+    assert readable.emoji_name("🐦") == "bird"
+    assert readable.emoji_name("␣🐠") == "tropical fish"
+    assert readable.emoji_name("❤️") == "heavy black heart"  # the variation selector is not the name
+    assert readable.emoji_name("👍🏽") == "thumbs up sign"
+    assert [readable.emoji_name(t) for t in ("e", "é", "€", "→", "Paris", "🐦🐠", "")] == [None] * 7
+    assert readable.emoji_names(" 🐦🐦 and 🐠!") == "🐦 bird, 🐠 tropical fish"
+    assert readable.emoji_names("no pictures") == ""
+
+
+def test_a_completed_emoji_is_named_in_the_next_token_sentence():
+    said = readable.token_in_words("␣<F0 9F>", completes="␣🐦")
+    assert said.startswith('"🐦" (bird) after a space')
+
+
+
+def test_saved_times_read_as_today_yesterday_or_a_date():
+    from datetime import datetime, timedelta
+
+    now = datetime(2026, 12, 7, 10, 30).astimezone()
+
+    def iso(moment: datetime) -> str:
+        return moment.astimezone().isoformat(timespec="seconds")
+
+    assert readable.when(iso(now.replace(hour=9, minute=14)), now) == "today 09:14"
+    assert readable.when(iso(now - timedelta(days=1)), now) == "yesterday 10:30"
+    assert readable.when(iso(datetime(2026, 12, 3, 8, 0).astimezone()), now) == "3 Dec"
+    assert readable.when(iso(datetime(2025, 12, 3, 8, 0).astimezone()), now) == "3 Dec 2025"
+    assert readable.when("not a time", now) == "not a time"

@@ -38,14 +38,12 @@ class PromptResult(Record):
         return decode(cls, _in_bits(data))
 
 
-
 def _in_bits(side: dict) -> dict:
     """A saved side with its entropies in bits: comparisons saved before bits were the one unit
     kept them in nats under 'entropy'."""
     if "entropy_bits" in side or "entropy" not in side:
         return side
     return {**side, "entropy_bits": [e / math.log(2) for e in side["entropy"]]}
-
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,6 @@ class Comparison(Record):
     def from_dict(cls, data: dict) -> Comparison:
         """The inverse of `to_dict`, also for comparisons saved before bits were the one unit."""
         return decode(cls, {**data, **{side: _in_bits(data[side]) for side in ("a", "b") if side in data}})
-
 
 
 def prompt_result(

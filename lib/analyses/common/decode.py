@@ -3,7 +3,7 @@ the continuation as tokens and text. Generation, steering and the Findings share
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,9 +16,7 @@ from ...core.tokens import CharacterGroup, character_groups, readable_tokens
 DEFAULT_NEW_TOKENS = 24
 
 
-
 MAX_NEW_TOKENS = 512
-
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,7 @@ class GenerationSettings:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "seed": self.seed}
 
 
-
 DEFAULT_SETTINGS = GenerationSettings()
-
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,6 @@ class Continuation:
         }
 
 
-
 def eos_ids(loaded: LoadedModel) -> tuple[int, ...]:
     """The tokens that end a continuation: the generation config's EOS ids, else the tokenizer's."""
     eos = getattr(loaded.model.generation_config, "eos_token_id", None)
@@ -79,7 +74,6 @@ def eos_ids(loaded: LoadedModel) -> tuple[int, ...]:
     if eos is None:
         return ()
     return tuple(int(e) for e in (eos if isinstance(eos, list | tuple) else [eos]))
-
 
 
 def check_settings(loaded: LoadedModel, settings: GenerationSettings, n_prompt: int) -> None:
@@ -100,7 +94,6 @@ def check_settings(loaded: LoadedModel, settings: GenerationSettings, n_prompt: 
         raise SettingsError(f"The temperature must be 0 (greedy) or a positive number up to 100 (got {t!r}).")
 
 
-
 def continuation_of(loaded: LoadedModel, prompt_ids: Sequence[int], new_ids: Sequence[int],
                     settings: GenerationSettings) -> Continuation:
     """A Continuation record from ids already generated."""
@@ -118,7 +111,6 @@ def continuation_of(loaded: LoadedModel, prompt_ids: Sequence[int], new_ids: Seq
     )
 
 
-
 def generate_ids(
     loaded: LoadedModel,
     prompts: Sequence[Sequence[int]],
@@ -126,11 +118,13 @@ def generate_ids(
     *,
     interventions: Sequence[Intervention] = (),
     step_interventions: Sequence[Intervention] = (),
+    on_token: Callable[[Sequence[Sequence[int]]], None] | None = None,
 ) -> tuple[tuple[tuple[int, ...], ...], torch.Tensor]:
     """New token ids per row, and the next-token logits [rows, vocab] after the prompt.
 
     Rows must be of equal length (the steering page runs one prompt several times, one row per
-    vector); each row is checked against the context first.
+    vector); each row is checked against the context first. `on_token(rows so far)` hears every
+    new token (Backend.generate).
     """
     lengths = {len(p) for p in prompts}
     if len(lengths) != 1:
@@ -144,6 +138,7 @@ def generate_ids(
         interventions=interventions,
         step_interventions=step_interventions,
         eos_ids=eos_ids(loaded),
+        on_token=on_token,
     )
     return out.token_ids, out.first_logits
 

@@ -25,9 +25,7 @@ from ...core.tokens import readable_token, typed_word
 MIN_METRIC_GAP = 1e-6  # |m_A − m_B| below this cannot normalize the effect
 
 
-
 Score = Literal["logit", "word"]  # first pieces' logit difference, or whole words by teacher forcing
-
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,12 @@ class TokenRef(Record):
         return (self.word or self.token) if score == "word" else self.token
 
 
-
 def metric_words(answer: TokenRef, wrong: TokenRef, score: Score) -> str:
     """The metric in words: 'logit[␣Paris] − logit[␣Rome]' (a word by its first piece, labelled)
     or, scoring whole words, 'log p(␣Lakers) − log p(␣Celtics)'."""
     if score == "word":
         return f"log p({answer.scored(score)}) − log p({wrong.scored(score)})"
     return f"logit[{answer.label}] − logit[{wrong.label}]"
-
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,6 @@ class MetricPair(Record):
         return {f.name: getattr(self, f.name) for f in fields(MetricPair)}
 
 
-
 def logit_difference(answer_id: int, wrong_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """m(logits [..., vocab]) = logit[answer] − logit[wrong] → [...] float64; a closure over plain
     ints, so a remote backend can run it where the logits are."""
@@ -98,7 +93,6 @@ def logit_difference(answer_id: int, wrong_id: int) -> Callable[[torch.Tensor], 
         return logits[..., answer_id].double() - logits[..., wrong_id].double()
 
     return metric
-
 
 
 def metric_pair(
@@ -110,7 +104,6 @@ def metric_pair(
     metric = logit_difference(answer_ref.id, wrong_ref.id)
     metric_a, metric_b = float(metric(cap_a.final_logits)), float(metric(cap_b.final_logits))
     return checked_pair(loaded, cap_a, cap_b, answer_ref, wrong_ref, metric_a, metric_b, "logit")
-
 
 
 def checked_pair(
@@ -127,7 +120,6 @@ def checked_pair(
         model=loaded.info(), bos=cap_b.bos, answer=answer, wrong=wrong, metric_a=metric_a,
         metric_b=metric_b, tokens_a=cap_a.tokens, tokens_b=cap_b.tokens,
     )
-
 
 
 def answer_and_wrong(

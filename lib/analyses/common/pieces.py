@@ -20,7 +20,6 @@ def forced_context(token_ids: Sequence[int], ids: Sequence[int]) -> list[int]:
     return [*token_ids, *ids[:-1]]
 
 
-
 def piece_logprobs(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
     """Teacher forcing: log softmax(logits[..., j, :])[ids[j]] for each piece j (natural log,
     float64), where row j of `logits` [..., len(ids), vocab] is read right before piece j → [..., len(ids)].
@@ -28,7 +27,6 @@ def piece_logprobs(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
     rows = torch.arange(len(ids), device=logits.device)
     pieces = torch.tensor([int(i) for i in ids], device=logits.device)
     return torch.log_softmax(logits.double(), -1)[..., rows, pieces]
-
 
 
 def forced_piece_logprobs(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> torch.Tensor:

@@ -17,9 +17,7 @@ from ...core.sites import Site
 Progress = Callable[[float], None]  # called with the fraction of patched runs done, 0 < f ≤ 1
 
 
-
 ROW_FLOATS = 1 << 24  # activations of all rows of one pass stay near 16M floats (64 MB in float32)
-
 
 
 def rows_per_pass(loaded: LoadedModel, n_tokens: int, all_positions: bool = False) -> int:
@@ -36,16 +34,13 @@ def rows_per_pass(loaded: LoadedModel, n_tokens: int, all_positions: bool = Fals
     return max(1, ROW_FLOATS // per_row)
 
 
-
 def block_of(site: Site) -> int:
     """The first block whose work a change at `site` alters: residual r enters block r (residual L,
     after the last block, alters only the final norm's input: L); attn_out, mlp_out, z of block ℓ: ℓ."""
     return site.residual if site.is_residual else site.layer
 
 
-
 STAGE_COST = 256  # one pass's own cost (embedding, masks, hooks, copies) in token·blocks of work
-
 
 
 def stage_starts(starts: Sequence[int], n_layers: int, n_tokens: int) -> list[int]:
@@ -68,7 +63,6 @@ def stage_starts(starts: Sequence[int], n_layers: int, n_tokens: int) -> list[in
         chosen.append(distinct[j])
         j = best[j][1]
     return chosen
-
 
 
 def patched_rows(
@@ -151,7 +145,6 @@ def patched_rows(
     return torch.stack(found)  # type: ignore[arg-type]
 
 
-
 def rows_or_own(
     loaded: LoadedModel, cap_b: Capture, own: Sequence[bool], depths: Sequence[int],
     changes: Callable[[Sequence[int]], list[Intervention]], reduce: Callable[[Run], torch.Tensor], *,
@@ -179,7 +172,6 @@ def rows_or_own(
     if values is not None:
         found[changed] = values.to(found.device)
     return found
-
 
 
 def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:

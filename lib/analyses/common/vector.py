@@ -15,7 +15,6 @@ from ...core.sites import Site
 FILE_FORMAT = "twinlens-steering-vector/1"
 
 
-
 @dataclass(frozen=True, eq=False)
 class SteeringVector:
     """A steering vector: `value` [d_model] (last, mean, imported) or [pos, d_model] (aligned), to
@@ -46,7 +45,6 @@ class SteeringVector:
                 "model": self.model, "d_model": str(self.value.shape[-1]), "source": self.source,
                 **provenance}
         return save({"vector": self.value.detach().float().cpu().contiguous()}, metadata=meta)
-
 
 
 def load_vector(data: bytes, loaded: LoadedModel, layer: int | None = None) -> SteeringVector:
@@ -90,7 +88,6 @@ def load_vector(data: bytes, loaded: LoadedModel, layer: int | None = None) -> S
         )
     return SteeringVector(residual, meta.get("mode", "imported"), value, Site.residual_at(
         residual, loaded.n_layers).name, loaded.name, source=meta.get("source", "file"))
-
 
 
 def _metadata(data: bytes) -> dict:

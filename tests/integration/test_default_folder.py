@@ -1,0 +1,56 @@
+"""The embedded model's own unpacked folder given as a model (issue 24) is recognised as the default
+model by its weights (manifest and SHA-256), not by its name, so the shipped SAEs fit it; a folder
+whose manifest claims the embedded file but whose weights differ is not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from lib.analyses.common.sae import shipped_saes
+
+from lib.app.cli import main
+from lib.core.models import DEFAULT_NAME, ensure_default_model, is_default_folder, load_model
+
+
+def test_the_unpacked_folder_and_a_copy_of_it_are_the_default_model(tmp_path):
+    unpacked = ensure_default_model()
+    assert is_default_folder(unpacked)
+    copy = tmp_path / "my-smollm2"
+    copy.mkdir()
+    for file in unpacked.iterdir():  # links: the same bytes under another folder's name
+        (copy / file.name).symlink_to(file)
+    assert is_default_folder(copy)
+    loaded = load_model(str(copy))
+    assert loaded.name == DEFAULT_NAME
+    assert sorted(shipped_saes(loaded)) == [6, 15, 24]
+
+
+def test_a_folder_that_only_claims_to_be_the_default_is_not(tmp_path, tiny_folders):
+    fake = tmp_path / "fake"
+    shutil.copytree(tiny_folders["llama"], fake)
+    manifest = json.loads((ensure_default_model() / "twinlens-manifest.json").read_text())
+    sizes = {p.name: p.stat().st_size for p in fake.iterdir() if p.is_file()}
+    (fake / "twinlens-manifest.json").write_text(json.dumps({"source": manifest["source"], "sizes": sizes}))
+    assert not is_default_folder(fake)  # right manifest, other weights
+    assert load_model(str(fake)).name == str(fake)
+
+
+def test_the_cli_reads_the_shipped_sae_with_the_unpacked_folder_as_model(capsys):
+    code = main(["features", "The capital of France is", "The capital of Italy is", "--layer", "15",
+                 "--top", "3", "--model", str(ensure_default_model())])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "--any-model" not in out.err
+    assert json.loads(out.out)
+
+
+def test_a_damaged_copy_is_not_the_default(tmp_path):
+    unpacked, name = ensure_default_model(), "config.json"
+    copy = tmp_path / "damaged"
+    copy.mkdir()
+    for file in unpacked.iterdir():
+        if file.name != name:
+            (copy / file.name).symlink_to(file)
+    (copy / name).write_text("{}")  # another size than the manifest records
+    assert not is_default_folder(copy)
