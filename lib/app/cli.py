@@ -88,6 +88,8 @@ def _add_features(commands) -> None:
     features.add_argument("--sae", help="SAE folder (SAELens) or params.npz (Gemma Scope); default: shipped")
     features.add_argument("--top", type=int, default=10, help="features per list")
     features.add_argument("--any-model", action="store_true", help="use an SAE made for another model")
+    features.add_argument("--answer", help="token of the attribution's metric A favours (default: A's top-1)")
+    features.add_argument("--wrong", help="token B favours instead (default: B's top-1)")
     _model_args(features)
 
 
@@ -195,10 +197,23 @@ def run_features(args: argparse.Namespace) -> dict:
     check_prompts(args.prompt_a, args.prompt_b)
     if args.top < 1:
         raise TwinlensError(f"--top must be at least 1 (got {args.top}).")
-    return features_of_prompts(
-        _load(args), args.prompt_a, args.prompt_b, layer=args.layer, sae_path=args.sae, top=args.top,
+    from ..analyses.features import attribution_of_captures
+    from ..core.capture import capture
+
+    model = _load(args)
+    result = features_of_prompts(
+        model, args.prompt_a, args.prompt_b, layer=args.layer, sae_path=args.sae, top=args.top,
         bos=args.bos, any_model=args.any_model,
     ).to_dict()
+    cap_a, cap_b = capture(model, args.prompt_a, args.bos), capture(model, args.prompt_b, args.bos)
+    try:  # the ranking by attribution needs a logit difference; without one the lists still print
+        result["attribution"] = attribution_of_captures(
+            model, cap_a, cap_b, layer=result["layer"], sae_path=args.sae, answer=args.answer,
+            wrong=args.wrong, top=args.top, any_model=args.any_model,
+        ).to_dict()
+    except TwinlensError as exc:
+        result["attribution"] = {"error": str(exc)}
+    return result
 
 
 def run_sae(args: argparse.Namespace) -> dict:
@@ -298,7 +313,8 @@ def _add_steer(commands) -> None:
     steer = commands.add_parser("steer", help="add α·(h_A − h_B) at a layer to B (or --target) and continue")
     steer.add_argument("prompt_a")
     steer.add_argument("prompt_b")
-    steer.add_argument("--layer", type=int, required=True, help="residual index (0 = embeddings)")
+    steer.add_argument("--layer", type=int,
+                       help="residual index (0 = embeddings); needed unless --sweep or --flip")
     steer.add_argument("--alpha", type=float, default=1.0, help="coefficient α (negative allowed)")
     steer.add_argument("--target", default=None, help="a third prompt to steer (default: B)")
     steer.add_argument("--vector", default="last", choices=("last", "mean", "aligned"),
@@ -312,6 +328,8 @@ def _add_steer(commands) -> None:
     steer.add_argument("--sweep", action="store_true",
                        help="instead: the next-token effect at every layer × --alphas (batched)")
     steer.add_argument("--alphas", default="-1,1,2,4", help="coefficients of --sweep, comma-separated")
+    steer.add_argument("--flip", action="store_true",
+                       help="instead: the smallest α per layer that makes B's next token A's (steer-to-flip)")
     _generation_args(steer)
     _chat_args(steer)
     _model_args(steer)
@@ -325,6 +343,8 @@ def run_steer(args: argparse.Namespace) -> dict:
     from ..core.errors import PromptError, SettingsError
 
     check_prompts(args.prompt_a, args.prompt_b)
+    if args.layer is None and (args.save_vector or not (args.sweep or args.flip)):
+        raise SettingsError("Give --layer (a residual index; 0 = embeddings), or use --sweep or --flip.")
     if args.target is not None and not args.target.strip():
         raise PromptError("The target prompt is empty. Type a third prompt, or leave --target out for B.")
     try:
@@ -347,6 +367,10 @@ def run_steer(args: argparse.Namespace) -> dict:
             Path(args.save_vector).write_bytes(vector.to_bytes())
         except OSError as exc:
             raise SettingsError(f"Cannot write '{args.save_vector}': {exc.strerror}.") from exc
+    if args.flip:
+        from ..analyses.steering import steer_to_flip
+
+        return steer_to_flip(model, cap_a, cap_b, mode=args.vector, answer=args.answer).to_dict()
     if args.sweep:
         return steering_sweep(model, cap_a, cap_b, target, alphas=alphas, mode=args.vector,
                               answer=args.answer, wrong=args.wrong).to_dict()
