@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_components(commands)
     _add_generate(commands)
     _add_steer(commands)
+    _add_report(commands)
     return parser
 
 
@@ -385,6 +386,54 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "components": run_components, "generate": run_generate, "steer": run_steer,
 }
 COMMANDS.update({"features": run_features, "sae": run_sae})
+
+
+def _add_report(commands) -> None:
+    report = commands.add_parser("report", help="the Findings for A and B: an offline HTML file and its JSON")
+    report.add_argument("prompt_a")
+    report.add_argument("prompt_b")
+    report.add_argument("-o", "--output", default="twinlens-report.html",
+                        help="the HTML file to write; the JSON goes beside it (.json)")
+    report.add_argument("--top-k", type=int, default=10)
+    _chat_args(report)
+    _model_args(report)
+
+
+def run_report(args: argparse.Namespace) -> dict:
+    """The Findings (lib.analyses.findings) run in order, written as HTML and JSON; the JSON printed."""
+    from pathlib import Path
+
+    from ..analyses.findings import run_findings
+    from ..core.capture import capture
+    from .report import report_data, report_html
+    from .request import Request
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    _check_top_k_arg(args.top_k)
+    chat = _chat_of(args)
+    html_path = Path(args.output)
+    json_path = html_path.with_suffix(".json")
+    model = _load(args)
+    cap_a, cap_b = (capture(model, text, args.bos, chat) for text in (args.prompt_a, args.prompt_b))
+    chat_info = None if chat is None else {"system": chat.system or "", "prefill": chat.prefill}
+    findings = list(run_findings(model, model, cap_a, cap_b, lambda fn, *a, **k: fn(*a, **k),
+                                 chat=chat_info, top_k=args.top_k))
+    request = Request(model=args.model, a=args.prompt_a, b=args.prompt_b, bos=args.bos, k=args.top_k,
+                      chat=chat is not None, system=args.system or "", prefill=args.prefill)
+    data = report_data(findings, prompts={"A": args.prompt_a, "B": args.prompt_b}, model=model.info(),
+                       settings={"bos": args.bos, "top_k": args.top_k, "chat": chat is not None,
+                                 "system": args.system or "", "prefill": args.prefill},
+                       query=request.to_query())
+    try:
+        html_path.write_text(report_html(data, findings), encoding="utf-8")
+        json_path.write_text(to_json(data, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"Cannot write the report '{html_path}': {exc.strerror}.") from exc
+    print(f"wrote {html_path} and {json_path}", file=sys.stderr)
+    return data
+
+
+COMMANDS["report"] = run_report
 
 
 def main(argv: list[str] | None = None) -> int:
