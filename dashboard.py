@@ -17,7 +17,8 @@ from lib.core.tokens import BOS_MODES
 HERE = Path(__file__).parent
 # A local icon: a Material or emoji page icon makes the browser fetch it from an online font service.
 st.set_page_config(page_title="twinlens", page_icon=str(HERE / "lib" / "app" / "twinlens.png"), layout="wide")
-PAGES = [  # (file, title, icon); the first is the default page. Material icons need no emoji font.
+PAGES = [  # (file, title, icon), in the navigation's order. Material icons need no emoji font.
+    ("pages/findings.py", "Findings", ":material/summarize:"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/logit_lens.py", "Logit lens", ":material/layers:"),
     ("pages/distances.py", "Residual distances", ":material/straighten:"),
@@ -31,7 +32,9 @@ PAGES = [  # (file, title, icon); the first is the default page. Material icons 
     ("pages/steering.py", "Steering", ":material/explore:"),
     ("pages/history.py", "History", ":material/history:"),
 ]
+DEFAULT_PAGE = "pages/compare.py"  # where a session starts (Findings runs every analysis: not on arrival)
 PAIR_PAGES = (  # the pages that show two models
+    "pages/findings.py",
     "pages/compare.py", "pages/logit_lens.py", "pages/diff.py", "pages/history.py",
     "pages/features.py", "pages/distances.py", "pages/patching.py",
     "pages/continuations.py", "pages/steering.py",
@@ -128,8 +131,8 @@ def main() -> None:
     request = ui.current_request()
     two_models = request is not None and request.mode == "models"
     pages = [
-        st.Page(file, title=title, icon=icon, default=i == 0)
-        for i, (file, title, icon) in enumerate(PAGES)
+        st.Page(file, title=title, icon=icon, default=file == DEFAULT_PAGE)
+        for file, title, icon in PAGES
         if (HERE / file).exists() and (file in PAIR_PAGES or not two_models)
     ]
     ui.run_pages(pages)

@@ -53,7 +53,8 @@ from .components import (
     top_components,
 )
 from .features import FeatureAttribution, attribution_of_captures, nearest_sae_layer
-from .generation import Continuation, ContinuationPair, GenerationSettings, continue_captures
+from .generation import Continuation, ContinuationPair, GenerationSettings, continue_capture
+from .model_compare import compare_model_captures
 from .patching import PatchResult, arrival_layer, metric_pair, patch_captures
 from .patching import reading as patching_reading
 from .sae import shipped_saes
@@ -340,18 +341,24 @@ def flip_finding(search: FlipSearch, steered: SteerResult | None) -> Finding:
 
 def run_findings(
     loaded, model, run_a, run_b, get: Get, *, names: tuple[str, str] = ("A", "B"), chat: dict | None = None,
-    top_k: int = 10, two_models: bool = False,
+    top_k: int = 10, model_b=None,
 ) -> Iterator[Finding]:
     """The six findings in order (module docstring), each as soon as its step has run. `model`,
     `run_a`, `run_b` are what `get` passes on to the analyses (the app's keys, or the loaded model
-    and the captures); `loaded` is the model itself, for what the steps need to know about it."""
+    and the captures); `loaded` is the model itself, for what the steps need to know about it.
+    `model_b`: two-models mode, side b's model (prompt A through model 1 and model 2)."""
+    two_models = model_b is not None and model_b != model
+    settings = GenerationSettings(ANSWER_TOKENS)
     try:
-        pair = get(continue_captures, model, run_a, run_b, GenerationSettings(ANSWER_TOKENS))
+        pair = ContinuationPair(get(continue_capture, model, run_a, settings),
+                                get(continue_capture, model_b if two_models else model, run_b, settings))
         yield says_finding(pair, names, chat)
     except TwinlensError as exc:
         yield cannot("says", str(exc))
     try:
-        yield part_finding(get(compare_captures, model, run_a, run_b, top_k=top_k), names)
+        comparison = (get(compare_model_captures, model, model_b, run_a, run_b, top_k=top_k) if two_models
+                      else get(compare_captures, model, run_a, run_b, top_k=top_k))
+        yield part_finding(comparison, names)
     except TwinlensError as exc:
         yield cannot("part", str(exc))
     if two_models:

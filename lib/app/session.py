@@ -45,7 +45,8 @@ KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on an
 
 # A page's own state in a shared link (each page adds and removes only its own).
 PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer", "score", "patch_layer",
-               "patch_position", "measure")
+               "patch_position", "measure",
+               "features_layer", "steer_layer", "steer_alpha", "steer_mode", "steer_vector", "steer_target")
 
 
 MAX_LINK_CHARS = 2000  # longer links break in chat apps and some servers: the prompts are left out
