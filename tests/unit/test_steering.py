@@ -117,7 +117,7 @@ def test_bad_steering_input(tiny_models):
     loaded = tiny_models["llama"]
     cap_a, cap_b = capture(loaded, A), capture(loaded, B)
     gpt2 = tiny_models["gpt2"]  # a 1e30-sized push is refused before any run (it would be NaN)
-    with pytest.raises(SettingsError, match="α = 1e\\+30 would add a vector .* times as long as the residual"):
+    with pytest.raises(SettingsError, match="α = 1e\\+30 would add a vector .* times as long as the"):
         steer_captures(gpt2, capture(gpt2, A), capture(gpt2, B), layer=1, alpha=1e30, settings=SETTINGS)
     with pytest.raises(SettingsError, match="times as long as the residual"):
         steering_sweep(gpt2, capture(gpt2, A), capture(gpt2, B), alphas=(1e30,))
