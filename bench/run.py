@@ -318,6 +318,13 @@ def main(only: list[str]) -> int:
     if found is not None:
         results["figures"].update(found["figures"])
         results["details"]["steering"] = found["details"]
+    if (ROOT / "bench" / "bench_findings.py").exists():  # issue 23: the whole Findings page
+        from bench import bench_findings
+
+        TARGETS.update(bench_findings.TARGETS)
+        found = bench_findings.run()
+        results["figures"]["findings_vs_compare_ratio"] = found["findings_vs_compare_ratio"]
+        results["details"]["findings"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))
