@@ -15,13 +15,15 @@ from .report import finding_chart, report_data, report_html
 from .request import Request
 from .session import PAGE_PARAMS
 
+DEFAULT_PAGE = "compare"  # dashboard.DEFAULT_PAGE's name
 STATUS_MARK = {"ok": "", "weak": "⚠️ Weak evidence — ", "cannot": "⛔ "}
 
 
 def page_link(request: Request, finding: Finding) -> str:
     """The relative link that opens the page behind `finding` for this request, in its state."""
     query = request.to_query() | {name: value for name, value in finding.link if name in PAGE_PARAMS}
-    return f"{finding.page}?{urlencode(query)}"
+    path = "/" if finding.page == DEFAULT_PAGE else finding.page  # the default page lives at the root
+    return f"{path}?{urlencode(query)}"
 
 
 def draw_finding(request: Request, finding: Finding) -> None:
