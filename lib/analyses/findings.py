@@ -74,6 +74,7 @@ TOP_FEATURES = 3
 WEAK_EFFECT = 0.3  # a patching effect below this carries little of the difference
 POOR_FVU = 0.5  # an SAE leaving more than half the variance unexplained reconstructs poorly
 BIG_ERROR = 0.5  # the SAE's error row carrying more than half the estimate: features explain little
+MIN_RISE = 1e-6  # a probability moving less than this between A and B is no contrast
 Get = Callable[..., object]
 
 
@@ -150,6 +151,45 @@ def next_token_words(continuation: Continuation) -> str:
     return f'"{in_words(text)}"'
 
 
+# --- which tokens the difference is measured by ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """The answer and wrong tokens the steps measure m = logit[answer] − logit[wrong] by: None, None
+    (A's and B's own top-1, as every page's default) when those differ; else the token whose
+    probability rises most from B to A and the one that rises most from A to B, the shared top-1
+    left out, with a note saying so."""
+
+    answer: int | None
+    wrong: int | None
+    note: str = ""
+
+
+def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture) -> Contrast:
+    """The tokens the findings measure the difference by (`Contrast`)."""
+    import torch
+
+    from ..core.tokens import readable_token
+
+    top_a, top_b = int(cap_a.final_logits.argmax()), int(cap_b.final_logits.argmax())
+    if top_a != top_b:
+        return Contrast(None, None)
+    p_a = torch.softmax(cap_a.final_logits.double(), -1)
+    p_b = torch.softmax(cap_b.final_logits.double(), -1)
+    rise = p_a - p_b
+    rise[top_a] = 0.0
+    if float(rise.abs().max()) < MIN_RISE:  # the same distribution: nothing to follow
+        return Contrast(None, None)
+    answer = int(rise.argmax())
+    rise[answer] = 0.0
+    wrong = int((-rise).argmax())
+    words = [readable_token(loaded.tokenizer, i) for i in (top_a, answer, wrong)]
+    return Contrast(answer, wrong, (
+        f"A and B both predict {words[0]} next, so the steps below follow the tokens whose probability "
+        f"moves most between them: {words[1]} (more likely after A) over {words[2]} (more likely after B)."))
+
+
 # --- the steps, each from the results it reads ---------------------------------------------------
 
 
@@ -217,13 +257,18 @@ def part_finding(comparison: Comparison, names: tuple[str, str]) -> Finding:
                    chart=chart)
 
 
-def carries_finding(result: PatchResult) -> Finding:
+def spaced(token: str) -> str:
+    """A readable token as the text to type for it ('␣Paris' → ' Paris')."""
+    return token.replace("␣", " ")
+
+
+def carries_finding(result: PatchResult, note: str = "") -> Finding:
     arrival = arrival_layer(result)
     last = len(result.positions) - 1
     first_row = result.effect[0]
     strongest = max(abs(v) for v in first_row[:last]) if last > 0 else abs(first_row[last])
     weak = result.full_grid and last > 0 and strongest < WEAK_EFFECT
-    sentence = patching_reading(result)
+    sentence = f"{note} {patching_reading(result)}".strip()
     if weak:
         sentence += (f" No single position carries it clearly at layer 0 (largest effect {strongest:.2f}): "
                      "the difference is spread over several tokens.")
@@ -235,7 +280,8 @@ def carries_finding(result: PatchResult) -> Finding:
         "an effect of 1 means B then prefers A's answer as much as A does.", status="weak" if weak else "ok",
         numbers=(("arrival_layer", arrival), ("metric_a", result.metric_a), ("metric_b", result.metric_b),
                  ("answer", result.answer.token), ("wrong", result.wrong.token)),
-        chart=chart, link=(("patch_layer", str(arrival)), ("patch_position", str(result.positions[last]))),
+        chart=chart, link=(("patch_layer", str(arrival)), ("patch_position", str(result.positions[last])))
+        + ((("answer", spaced(result.answer.token)), ("wrong", spaced(result.wrong.token))) if note else ()),
     )
 
 
@@ -273,12 +319,13 @@ def writes_finding(attribution: ComponentAttribution, exact: tuple[tuple[str, fl
     effects = dict(exact)
     parts = [f"{name}: {delta:+.2f} of {total:.2f}; patching it alone moves B {effects[name]:.0%} of the "
              "way to A" for name, delta in top]
-    disagree = [name for name, delta in top if delta * total > 0 and effects[name] < 0.05]
-    weak = bool(disagree) or max(abs(e) for e in effects.values()) < WEAK_EFFECT
+    lead, lead_delta = top[0]  # the largest: weak when exact patching does not bear it out
+    disagree = lead_delta * total > 0 and effects[lead] < WEAK_EFFECT / 2
+    weak = disagree or max(abs(e) for e in effects.values()) < WEAK_EFFECT
     pair = f"logit[{attribution.answer.token}] − logit[{attribution.wrong.token}]"
     sentence = f"The parts writing most of the difference in {pair} are " + "; ".join(parts) + "."
     if weak:
-        sentence += (" Their direct attributions and exact patching disagree or are small: no single "
+        sentence += (" Direct attribution and exact patching disagree, or the effects are small: no single "
                      "component writes the difference on its own.")
     numbers = [("total", total)] + [(f"dla {n}", d) for n, d in top]
     numbers += [(f"patch {n}", effects[n]) for n, _ in top]
@@ -317,7 +364,8 @@ def concepts_finding(result: FeatureAttribution, arrival: int | None) -> Finding
                    link=(("features_layer", str(result.residual)),))
 
 
-def flip_finding(search: FlipSearch, steered: SteerResult | None) -> Finding:
+def flip_finding(search: FlipSearch, steered: SteerResult | None, *, named: bool = False) -> Finding:
+    """`named`: the answer is not A's own top-1 (`Contrast`), so reproducing it names it."""
     best = search.best
     chart = tuple(("push", str(f.layer), f.push) for f in search.layers if f.push is not None)
     if best is None or steered is None:
@@ -328,7 +376,8 @@ def flip_finding(search: FlipSearch, steered: SteerResult | None) -> Finding:
                 f"changes the next-token distribution by {steered.steered.side_kl:.2f} bits (KL).")
     return Finding(
         "flip", sentence,
-        caveat=f"Reproduce with: twinlens steer A B --layer {best.layer} --alpha {best.alpha:g}.",
+        caveat=f"Reproduce with: twinlens steer A B --layer {best.layer} --alpha {best.alpha:g}"
+        + (f" --answer '{search.answer.token}'." if named else "."),
         numbers=(("layer", best.layer), ("alpha", best.alpha), ("push", best.push),
                  ("prob_answer", best.prob_answer), ("side_kl_bits", steered.steered.side_kl)),
         chart=chart, link=(("steer_layer", str(best.layer)), ("steer_alpha", f"{best.alpha:g}"),
@@ -368,15 +417,20 @@ def run_findings(
         return
     arrival = None
     try:
-        patch = get(patch_captures, model, run_a, run_b, answer=None, wrong=None, model_a=model)
+        contrast = get(contrast_tokens, model, run_a, run_b)
+    except TwinlensError:
+        contrast = Contrast(None, None)
+    answer, wrong = contrast.answer, contrast.wrong
+    try:
+        patch = get(patch_captures, model, run_a, run_b, answer=answer, wrong=wrong, model_a=model)
         arrival = arrival_layer(patch)
-        yield carries_finding(patch)
+        yield carries_finding(patch, contrast.note)
     except TwinlensError as exc:
         yield cannot("carries", str(exc))
     try:
-        attribution = get(attribute_captures, model, run_a, run_b, answer=None, wrong=None)
+        attribution = get(attribute_captures, model, run_a, run_b, answer=answer, wrong=wrong)
         names_top = tuple(n for n, _ in top_components(attribution, TOP_COMPONENTS))
-        exact = get(patch_named_components, model, run_a, run_b, names_top)
+        exact = get(patch_named_components, model, run_a, run_b, names_top, answer=answer, wrong=wrong)
         yield writes_finding(attribution, exact)
     except TwinlensError as exc:
         yield cannot("writes", str(exc))
@@ -385,16 +439,18 @@ def run_findings(
         if not layers:
             raise SettingsError(f"twinlens ships no SAE for {loaded.name}, so there are no features to read.")
         layer = nearest_sae_layer(layers, arrival if arrival is not None else loaded.n_layers // 2)
-        features = get(attribution_of_captures, model, run_a, run_b, layer=layer, top=10)
+        features = get(attribution_of_captures, model, run_a, run_b, layer=layer, top=10,
+                       **({} if answer is None else {"answer": answer, "wrong": wrong}))
         yield concepts_finding(features, arrival)
     except TwinlensError as exc:
         yield cannot("concepts", str(exc))
     try:
-        search = get(steer_to_flip, model, run_a, run_b)
+        search = get(steer_to_flip, model, run_a, run_b, **({} if answer is None else {"answer": answer}))
         best = search.best
         steered = None if best is None else get(
             steer_captures, model, run_a, run_b, None, layer=best.layer, alpha=best.alpha, mode=search.mode,
-            apply="all", answer=None, wrong=None, settings=GenerationSettings(STEER_TOKENS), vector_file=None)
-        yield flip_finding(search, steered)
+            apply="all", answer=answer, wrong=wrong, settings=GenerationSettings(STEER_TOKENS),
+            vector_file=None)
+        yield flip_finding(search, steered, named=answer is not None)
     except TwinlensError as exc:
         yield cannot("flip", str(exc))

@@ -239,11 +239,18 @@ class Metric:
 
 
 def metric_tokens(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
-                  answer: str | None = None, wrong: str | None = None) -> Metric:
-    """answer = A's top-1 and wrong = B's top-1 unless named (one token each; '␣' = a space)."""
+                  answer: str | int | None = None, wrong: str | int | None = None) -> Metric:
+    """answer = A's top-1 and wrong = B's top-1 unless named (one token each; '␣' = a space; or a
+    token id)."""
     tok = loaded.tokenizer
 
-    def resolve(named: str | None, logits: torch.Tensor) -> TokenRef:
+    def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
+        if isinstance(named, int) and not isinstance(named, bool):
+            if not 0 <= named < loaded.vocab_size:
+                raise PromptError(
+                    f"Token id {named} does not exist; the vocabulary has {loaded.vocab_size:,}."
+                )
+            return TokenRef(readable_token(tok, named), named)
         if named:
             single = typed_token(tok, named)
             return TokenRef(single.readable, single.id)
@@ -709,7 +716,7 @@ def steer_to_flip(
     cap_b: Capture,
     *,
     mode: str = "last",
-    answer: str | None = None,
+    answer: str | int | None = None,
     layers: Sequence[int] | None = None,
     grid: Sequence[float] = FLIP_GRID,
     bisections: int = FLIP_BISECTIONS,
