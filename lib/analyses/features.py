@@ -29,7 +29,7 @@ import torch
 
 from ..core.capture import Capture
 from ..core.errors import SettingsError
-from .patching import TokenRef
+from .patching import MetricPair, TokenRef
 from .sae import SAE, FeatureBook, promoted_words
 from .steering import SteeringVector
 
@@ -357,25 +357,49 @@ class FeatureAttribution:
         }
 
 
-def attribute_features(
-    loaded, sae: SAE, cap_a: Capture, cap_b: Capture, *, answer: str | int | None = None,
-    wrong: str | int | None = None, top: int = 10, book: FeatureBook | None = None,
-) -> FeatureAttribution:
-    """Rank the SAE's features by their attribution to m_A − m_B (the `FeatureAttribution`
-    docstring); answer / wrong resolve as the Patching page's (A's and B's top-1 by default), and
-    a pair whose metric is the same for A and B is refused, as there."""
+@dataclass(frozen=True, eq=False)
+class MetricGradients:
+    """g_B(p) = ∂m/∂x(p) at B's run for residuals `grads` (residual → [pos_B, d_model]), from one
+    forward and one backward pass, and the metric pair m is read by."""
+
+    pair: MetricPair
+    grads: dict[int, torch.Tensor]
+
+
+def metric_gradients(
+    loaded, cap_a: Capture, cap_b: Capture, residuals: tuple[int, ...], *, answer: str | int | None = None,
+    wrong: str | int | None = None,
+) -> MetricGradients:
+    """The gradient of m = logit[answer] − logit[wrong] at B's last position with respect to B's
+    residuals `residuals` (one backward pass for all of them); answer / wrong resolve as the
+    Patching page's, and a pair whose metric is the same for A and B is refused, as there."""
     from ..core.sites import Site
     from .patching import metric_pair
 
-    if top < 1:
-        raise SettingsError(f"Top-N must be at least 1, not {top}.")
     pair = metric_pair(loaded, cap_a, cap_b, answer, wrong)
-    site = Site.residual_at(sae.residual, loaded.n_layers)
+    sites = {r: Site.residual_at(r, loaded.n_layers) for r in residuals}
     metric = pair.metric()
     found = loaded.backend.gradients(
-        torch.tensor([list(cap_b.token_ids)], dtype=torch.long), [site], lambda logits: metric(logits).sum()
+        torch.tensor([list(cap_b.token_ids)], dtype=torch.long), list(sites.values()),
+        lambda logits: metric(logits).sum(),
     )
-    grad = found.grads[site][0].double().cpu()  # [pos_B, d]
+    return MetricGradients(pair, {r: found.grads[site][0].double().cpu() for r, site in sites.items()})
+
+
+def attribute_features(
+    loaded, sae: SAE, cap_a: Capture, cap_b: Capture, *, answer: str | int | None = None,
+    wrong: str | int | None = None, top: int = 10, book: FeatureBook | None = None,
+    gradients: MetricGradients | None = None,
+) -> FeatureAttribution:
+    """Rank the SAE's features by their attribution to m_A − m_B (the `FeatureAttribution`
+    docstring); answer / wrong as `metric_gradients` resolves them. `gradients`: taken already
+    (at the SAE's residual among others), so no pass runs here."""
+    if top < 1:
+        raise SettingsError(f"Top-N must be at least 1, not {top}.")
+    if gradients is None or sae.residual not in gradients.grads:
+        gradients = metric_gradients(loaded, cap_a, cap_b, (sae.residual,), answer=answer, wrong=wrong)
+    pair = gradients.pair
+    grad = gradients.grads[sae.residual]  # [pos_B, d]
     x_a = cap_a.residual[sae.residual].double().cpu()
     x_b = cap_b.residual[sae.residual].double().cpu()
     f_a, f_b = encode_capture(sae, cap_a).double(), encode_capture(sae, cap_b).double()
