@@ -30,3 +30,4 @@ if found is not None:
     side_a, side_b = ui.sides(request, comparison)
     findings = findings_app.show_findings(request, model, (side_a.name, side_b.name))
     findings_app.report_buttons(request, model, findings)
+    findings_app.save_findings(request, findings)

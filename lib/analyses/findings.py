@@ -112,6 +112,16 @@ class Finding:
                 "page": self.page, "link": dict(self.link), "details": list(self.details)}
 
 
+@dataclass(frozen=True)
+class Findings:
+    """The findings of one pair, in order: what the History keeps with the comparison."""
+
+    findings: tuple[Finding, ...]
+
+    def to_dict(self) -> dict:
+        return {"findings": [f.to_dict() for f in self.findings]}
+
+
 def cannot(step: str, why: str) -> Finding:
     """The finding of a step that could not run: why, in the user's words."""
     return Finding(step, f"This step could not run: {why}", status="cannot")

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from ..analyses.findings import STEPS, TITLES, Finding, run_findings
+from ..analyses.findings import STEPS, TITLES, Finding, Findings, run_findings
 from ..core.models import LoadedModel
 from . import ui
 from .report import finding_chart, report_data, report_html
@@ -79,3 +79,8 @@ def report_buttons(request: Request, model: LoadedModel, findings: list[Finding]
                          key="findings-report-html")
     right.download_button("⬇ Report data (JSON)", to_json(data, indent=1), file_name="twinlens-report.json",
                           mime="application/json", on_click="ignore", key="findings-report-json")
+
+
+def save_findings(request: Request, findings: list[Finding]) -> None:
+    """Save the findings with the comparison's request in the History (reopened without a run)."""
+    ui.save_form(request, Findings(tuple(findings)), what="findings")

@@ -268,7 +268,7 @@ class History:
 KIND_KEY = "twinlens_kind"  # in a saved result's JSON: which analysis made it (absent: a Comparison)
 COMPARISON_KIND = "compare.Comparison"
 SAVEABLE_MODULES = ("compare", "patching", "components", "steering", "generation", "features", "diff",
-                    "distances", "watch", "bos", "lens")
+                    "distances", "watch", "bos", "lens", "findings")
 
 
 def kind_of(result: object) -> str:

@@ -21,3 +21,11 @@ def test_findings_page_shows_six_findings_and_the_report(app):  # noqa: F811
     assert "steering?" in text and "steer_layer=" in text and "steer_alpha=" in text
     labels = [b.label for b in app.main.get("download_button")]
     assert "⬇ Download report (HTML)" in labels and "⬇ Report data (JSON)" in labels
+    next(b for b in app.main.button if "Save" in b.label).click().run()  # the History keeps the findings
+    assert not app.exception, app.exception
+    saved = next(s.value for s in app.success if "Saved as #" in s.value)
+    saved_id = int(saved.split("#")[1].split(".")[0])
+    from lib.app.history import History
+
+    entry = History().get(saved_id)
+    assert entry.kind == "findings.Findings" and [f.step for f in entry.value().findings] == list(STEPS)

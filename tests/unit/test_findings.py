@@ -89,3 +89,17 @@ def test_report_html_is_self_contained_and_quotes_the_json_numbers():
 def test_every_step_has_a_title_and_a_page(step):
     finding = Finding(step, "x")
     assert finding.title and finding.page and finding.to_dict()["step"] == step
+
+
+def test_the_history_keeps_the_findings(tiny_models, tmp_path):
+    from lib.analyses.findings import Findings
+    from lib.app.history import History
+
+    loaded = tiny_models["gpt2"]
+    paris, rome = capture(loaded, "The Paris is"), capture(loaded, "The Rome is")
+    found = Findings(tuple(run_findings(loaded, loaded, paris, rome, direct([]))))
+    history = History(tmp_path)
+    saved_id = history.save("pair", {"model": "tiny", "a": "The Paris is", "b": "The Rome is"}, found)
+    again = history.get(saved_id)
+    assert again.kind == "findings.Findings"
+    assert again.value() == found
