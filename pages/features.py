@@ -119,7 +119,8 @@ def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool
 def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], trace) -> None:
     book = feature_book(result.sae_path)
     card = book.card(feature) if book is not None else None
-    st.markdown(f"**Feature {feature}** — {ui.plain(result.label(feature) or '(no precomputed data)')}")
+    label = card.label if card is not None else "(no precomputed data)"
+    st.markdown(f"**Feature {feature}** — {ui.plain(label)}")
     if card is not None:
         st.caption(f"Fires on {card.density:.3%} of the SAE's training tokens.")
         left, right = st.columns(2)
@@ -221,7 +222,10 @@ if found is not None:
         + list(result.heat_features)
     ))
     if listed:
-        labels = {f"{f} — {result.label(f)}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
+        book = feature_book(result.sae_path)
+        named = {f: result.label(f) or (book.label(f) if book is not None and f < book.n_features else "")
+                 for f in listed}
+        labels = {f"{f} — {named[f]}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
         feature = labels[st.selectbox("Feature", list(labels), key=f"features-card-{result.residual}")]
         try:
             trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
