@@ -103,3 +103,21 @@ def test_the_history_keeps_the_findings(tiny_models, tmp_path):
     again = history.get(saved_id)
     assert again.kind == "findings.Findings"
     assert again.value() == found
+
+
+def test_report_command_writes_html_and_json_and_refuses_plainly(tiny_folders, tmp_path):
+    from cli_run import run_cli
+
+    model = str(tiny_folders["gpt2"])
+    out = tmp_path / "r.html"
+    done = run_cli("report", "The Paris is", "The Rome is", "--model", model, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert json.loads(done.stdout) == data and [f["step"] for f in data["findings"]] == list(STEPS)
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    nowhere = run_cli("report", "The Paris is", "The Rome is", "--model", model, "-o",
+                      str(tmp_path / "no" / "such" / "r.html"))
+    assert nowhere.returncode == 1 and nowhere.stderr.count("\n") == 1
+    assert "Cannot write the report" in nowhere.stderr
+    chat = run_cli("report", "The Paris is", "The Rome is", "--model", model, "--chat")
+    assert chat.returncode == 1 and "chat template" in chat.stderr
