@@ -121,3 +121,17 @@ def test_report_command_writes_html_and_json_and_refuses_plainly(tiny_folders, t
     assert "Cannot write the report" in nowhere.stderr
     chat = run_cli("report", "The Paris is", "The Rome is", "--model", model, "--chat")
     assert chat.returncode == 1 and "chat template" in chat.stderr
+
+
+def test_an_answer_start_and_a_system_message_are_said_as_part_of_the_answer(tiny_models):
+    from lib.analyses.findings import says_finding
+    from lib.analyses.generation import ContinuationPair, GenerationSettings, continue_capture
+
+    loaded = tiny_models["llama"]
+    pair = ContinuationPair(*(continue_capture(loaded, capture(loaded, t), GenerationSettings(3))
+                              for t in (A, B)))
+    said = says_finding(pair, ("A", "B"), {"system": "Be brief.", "prefill": "Yes, here it is:"})
+    assert "“Yes, here it is:” is typed in, part of each answer" in said.sentence
+    assert "system message “Be brief.”" in said.sentence
+    assert said.number("answer_A") in said.sentence
+    assert "typed in" not in says_finding(pair, ("A", "B"), None).sentence
