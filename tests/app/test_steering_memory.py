@@ -68,3 +68,17 @@ def test_a_link_opens_steering_with_its_layer_alpha_and_target(app, tiny_folders
     assert app.selectbox(key="steering-mode").value == "mean"
     assert app.radio(key="steering-target").value == "a third prompt"
     assert app.text_area(key="steering-third").value == "Hello there"
+
+
+def test_a_link_with_a_feature_as_the_vector_source_steers_with_it(app, real_model):  # noqa: F811
+    app.query_params.update({"a": A, "b": B, "steer_layer": "15", "steer_alpha": "3",
+                             "steer_vector": "feature:5"})
+    app.run()
+    app.switch_page("pages/steering.py").run()
+    assert not app.exception, app.exception
+    assert any("Steering with SAE feature 5" in i.value for i in app.info)
+    assert app.selectbox(key="steering-layer").value == 15
+    assert app.number_input(key="steering-alpha").value == 3
+    assert app.query_params["steer_vector"] == "feature:5"
+    app.button(key="steering-feature-clear").click().run()  # back to A − B: the link says so too
+    assert "steer_vector" not in app.query_params
