@@ -107,9 +107,10 @@ def main() -> None:
     request = ui.current_request()
     two_models = request is not None and request.mode == "models"
     sections: dict[str, list] = {}
-    for i, analysis in enumerate(registry.PAGES):  # the first page is the default
+    for analysis in registry.PAGES:
         if analysis.two_models or not two_models:
-            page = st.Page(analysis.page, title=analysis.title, icon=analysis.icon, default=i == 0)
+            page = st.Page(analysis.page, title=analysis.title, icon=analysis.icon,
+                           default=analysis.name == registry.DEFAULT)
             sections.setdefault(analysis.section, []).append(page)
     ui.run_pages(sections)
     memory.caption(ui.memory_caption())  # with the models this run loaded

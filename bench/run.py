@@ -137,7 +137,7 @@ def p4_long_first_view(model: LoadedModel) -> dict:
 def p5_view_change(model: LoadedModel) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "app"))
     from app_helpers import submit
-    from view_driver import dashboard_app, look_around
+    from view_driver import dashboard_app, first_views, look_around
 
     from lib.app import ui
     from lib.app.cache import ModelKey
@@ -145,6 +145,7 @@ def p5_view_change(model: LoadedModel) -> dict:
     at = dashboard_app()
     start = model.forward_passes
     submit(at, a="The capital of France is", b="The capital of Italy is")
+    first_views(at)  # Findings and Features run their analyses on their first view, by design
     served = ui.get_model(ModelKey())  # `model` itself, while the bench holds it
     before = served.forward_passes
     done = look_around(at)
@@ -333,6 +334,14 @@ def main(only: list[str]) -> int:
         results["figures"].update({k: v for k, v in found.items() if k.startswith("sets_") and
                                    isinstance(v, int | float)})
         results["details"]["sets"] = found
+
+    if (ROOT / "bench" / "bench_findings.py").exists():  # issue 23: the whole Findings page
+        from bench import bench_findings
+
+        TARGETS.update(bench_findings.TARGETS)
+        found = bench_findings.run()
+        results["figures"]["findings_vs_compare_ratio"] = found["findings_vs_compare_ratio"]
+        results["details"]["findings"] = found
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

@@ -14,7 +14,7 @@ from lib.analyses.features import (
     features_of_captures,
     trace_of_captures,
 )
-from lib.app import feature_steering, ui
+from lib.app import feature_steering, features_app, ui
 from lib.core.errors import TwinlensError
 
 ui.page(
@@ -24,6 +24,14 @@ A **sparse autoencoder** (SAE) rewrites one residual vector as a few active *fea
 thousands, each closer to one concept than any single neuron. This page encodes both prompts with
 the SAE at the chosen layer and shows which features each lights up.
 
+- **What carries the difference** (first table): the features ranked by their *attribution* to
+  the difference in the answer — how much each one's change from B to A moves
+  logit[A's answer] − logit[B's answer] (its change × the gradient of that difference at B, summed
+  over positions). The SAE's **error** (what it fails to reconstruct) is its own row, so the rows
+  add up to the estimate for patching the whole residual. Generic features (firing on more than
+  5% of all tokens) are marked: they say little about this pair.
+- **Labels**: the words a feature fires on most in the SAE's training text and one short example
+  context; what it *promotes* (the words it makes more likely next) is a separate column.
 - **At the last position** (where the next token is read): the strongest features of each side,
   then those **shared** by both and those **only** in one, ranked by |activation A − activation B|.
 - **Density** is how often a feature fires on the SAE's training text: a feature that fires on
@@ -63,28 +71,30 @@ def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
     tokens = result.tokens_a if side == "a" else result.tokens_b
     rows = result.heat_a if side == "a" else result.heat_b
     return pd.DataFrame(
-        {"feature": f"{f} {result.label(f)}"[:60], "position": p, "column": f"{p} · {tokens[p]}",
-         "token": tokens[p], "activation": values[p]}
+        {"feature": f"{f} {result.label(f)}"[:60], "label": f"{f} {result.label(f)}", "position": p,
+         "column": f"{p} · {tokens[p]}", "token": tokens[p], "activation": values[p]}
         for f, values in zip(result.heat_features, rows, strict=True)
         for p in range(len(tokens))
     )
 
 
 def heatmap(table: pd.DataFrame, bound: float) -> alt.Chart:
-    """Features × positions; colour = activation (0 white)."""
+    """Features × positions; colour = activation (0 white). Every position is labelled (Vega-Lite
+    would drop labels that touch); the full label of a feature is in the tooltip."""
+    columns = list(dict.fromkeys(table["column"]))
     return alt.Chart(table).mark_rect().encode(
-        x=alt.X("column:N", sort=list(dict.fromkeys(table["column"])), title="position · token",
-                axis=alt.Axis(labelAngle=-45, labelLimit=120)),
+        x=alt.X("column:N", sort=columns, title="position · token",
+                axis=alt.Axis(values=columns, labelOverlap=False, labelAngle=-45, labelLimit=120)),
         y=alt.Y("feature:N", sort=list(dict.fromkeys(table["feature"])), title=None,
                 axis=alt.Axis(labelLimit=260)),
         color=alt.Color("activation:Q",
                         scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)], clamp=True)),
-        tooltip=["feature", "position", "token", alt.Tooltip("activation", format=".3f")],
+        tooltip=["label", "position", "token", alt.Tooltip("activation", format=".3f")],
     ).properties(height=min(22 * table["feature"].nunique() + 60, 600))
 
 
-def sae_choice(model) -> tuple[int | None, str | None, bool]:
-    """Layer (for the shipped SAEs), an SAE path typed by the user, and 'any model'."""
+def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool]:
+    """Layer (for the shipped SAEs; `default` first), an SAE path typed by the user, and 'any model'."""
     shipped = shipped_saes(model)
     left, right = st.columns([1, 2])
     with right.expander("Use another SAE (SAELens folder or Gemma Scope params.npz)"):
@@ -96,15 +106,21 @@ def sae_choice(model) -> tuple[int | None, str | None, bool]:
     if not shipped:
         st.info(f"twinlens ships no SAE for {ui.plain(model.name)}; give an SAE folder above.")
         st.stop()
-    layer = left.selectbox("Layer (residual)", list(shipped), index=min(1, len(shipped) - 1),
-                           key="features-layer")
+    layers = list(shipped)
+    ui.linked("features-layer", "features_layer", int)
+    index = layers.index(default) if default in layers else min(1, len(layers) - 1)
+    layer = left.selectbox("Layer (residual)", layers, index=index, key="features-layer",
+                           help="By default the SAE layer nearest to where the difference reaches the last "
+                                "position (the Patching page's reading).")
+    ui.share("features-layer", "features_layer", layer)
     return layer, None, any_model
 
 
 def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], trace) -> None:
     book = feature_book(result.sae_path)
     card = book.card(feature) if book is not None else None
-    st.markdown(f"**Feature {feature}** — {ui.plain(result.label(feature) or '(no precomputed data)')}")
+    label = card.label if card is not None else "(no precomputed data)"
+    st.markdown(f"**Feature {feature}** — {ui.plain(label)}")
     if card is not None:
         st.caption(f"Fires on {card.density:.3%} of the SAE's training tokens.")
         left, right = st.columns(2)
@@ -146,9 +162,10 @@ if found is not None:
     request, model, comparison = found
     side_a, side_b = ui.sides(request, comparison)
     names = (side_a.name, side_b.name)
-    layer, path, any_model = sae_choice(model)
-    top = st.slider("Features per list", 3, 30, 10, key="features-top")
     run_a, run_b = request.runs
+    default_layer = features_app.default_layer(request, model)
+    layer, path, any_model = sae_choice(model, default_layer)
+    top = st.slider("Features per list", 3, 30, 10, key="features-top")
     try:
         result = ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer,
                            sae_path=path, top=top, any_model=any_model)
@@ -167,6 +184,8 @@ if found is not None:
                    "with care.")
 
     tables = {}
+    if not request.two_models:
+        tables["attribution"] = features_app.attribution_section(request, layer, path, top, any_model)
     left, right = st.columns(2)
     for column, side, rows in ((left, side_a, result.top_a), (right, side_b, result.top_b)):
         column.subheader(f"Top features of {side.name} (last position)")
@@ -198,11 +217,15 @@ if found is not None:
 
     st.subheader("Feature card")
     listed = list(dict.fromkeys(
-        [r.feature for r in (*result.only_a, *result.only_b, *result.shared, *result.top_a, *result.top_b)]
+        list(features_app.attributed_features(tables.get("attribution")))
+        + [r.feature for r in (*result.only_a, *result.only_b, *result.shared, *result.top_a, *result.top_b)]
         + list(result.heat_features)
     ))
     if listed:
-        labels = {f"{f} — {result.label(f)}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
+        book = feature_book(result.sae_path)
+        named = {f: result.label(f) or (book.label(f) if book is not None and f < book.n_features else "")
+                 for f in listed}
+        labels = {f"{f} — {named[f]}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
         feature = labels[st.selectbox("Feature", list(labels), key=f"features-card-{result.residual}")]
         try:
             trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,

@@ -19,7 +19,7 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import feature_steering, ui
+from lib.app import feature_steering, steering_app, ui
 from lib.app.cache import RunKey
 from lib.core.errors import PromptError, SettingsError, TwinlensError
 
@@ -37,10 +37,16 @@ pushes it toward A (α > 0) or away from it (α < 0) — e.g. 'Love' − 'Hate' 
   `blocks.ℓ.hook_resid_pre`.
 - **Apply to**: every position, the generated tokens included (default), or the prompt's only.
 - **Effects** at the target's next token: the logit difference between A's and B's predicted tokens
-  (or two you name), their probabilities, and KL(steered ‖ unsteered). **Side effect**: the same KL
-  on a short neutral text. **Controls**: −α, and a random vector of the same norm — an effect the
+  (or two you name), their probabilities, and KL(steered ‖ unsteered) in bits. **Side effect**: the
+  same KL on a short neutral text. **Controls**: −α, and a random vector of the same norm — an effect the
   random vector also has is not the vector's.
-- **Sweep**: every layer × a few α at the next token, batched; the best layer is named.
+- **Push**: α‖v‖ / ‖h‖, how long the added vector is next to the residual it is added to (at the
+  target's last token). A push beyond 50× is refused: it only makes gibberish.
+- **Sweep**: every layer × a few α at the next token, batched. Its *best* cell is the smallest push
+  that moves B about all the way to A (effect ≥ 0.9); an effect far beyond 1 is marked as an
+  overshoot. **Steer there** steers with that layer and α.
+- Every result stays while you visit other pages, until you change what it depends on; the link
+  carries the layer, α, vector and target.
 - **Two models** (switch in the sidebar): each model is steered with its own vector `h_A − h_B`
   (A from the sidebar, B typed on this page), and the results are shown model by model.
 """,
@@ -75,6 +81,12 @@ def steered_models(request) -> list[Steered]:
             for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
 
 
+def plain_models(models: list[Steered]) -> tuple:
+    """The models as plain values, to compare with an earlier run's: this file's `Steered` class is
+    made anew on every run, so its instances from an earlier run never equal today's."""
+    return tuple((m.title, m.run_a, m.run_b) for m in models)
+
+
 def heading(steered: Steered) -> None:
     if steered.title:
         st.subheader(ui.plain(f"{steered.title} · {steered.run_a.model.spec}"))
@@ -83,6 +95,8 @@ def heading(steered: Steered) -> None:
 def target_text() -> str | None:
     """None for B, else the third prompt (an empty one is refused)."""
     choice = st.radio("Target", ["B", "a third prompt"], horizontal=True, key="steering-target")
+    if choice == "B":
+        st.session_state.pop("steering-third", None)
     if choice == "B":
         return None
     text = st.text_area("Third prompt", key="steering-third", height=70)
@@ -102,25 +116,33 @@ def outcomes_table(result: SteerResult) -> pd.DataFrame:
         {"run": o.name, "α": o.alpha, "continuation": o.continuation.text,
          "logit diff": o.logit_diff, f"p({result.metric.answer.token if result.metric.answer else '—'})":
          o.prob_answer, f"p({result.metric.wrong.token if result.metric.wrong else '—'})": o.prob_wrong,
-         "KL vs unsteered": o.kl, "side-effect KL": o.side_kl}
+         "KL vs unsteered (bits)": o.kl, "side-effect KL (bits)": o.side_kl}
         for o in result.outcomes
     )
+
+
+def reach_word(sweep: SweepResult, layer: int, j: int) -> str:
+    """'yes' when the cell moves B about all the way to A, 'overshoot' when far past it, else ''."""
+    return "overshoot" if sweep.overshoot(layer, j) else ("yes" if sweep.reaches(layer, j) else "")
 
 
 def sweep_table(sweep: SweepResult) -> pd.DataFrame:
     return pd.DataFrame(
         {"layer": layer, "α": alpha, "logit diff": sweep.logit_diff[layer][j],
-         "effect": sweep.effect(layer, j), "KL": sweep.kl[layer][j], "random KL": sweep.random_kl[layer]}
+         "effect": sweep.effect(layer, j), "push": sweep.push(layer, j),
+         "reaches A": reach_word(sweep, layer, j),
+         "KL (bits)": sweep.kl[layer][j], "random KL (bits)": sweep.random_kl[layer]}
         for layer in range(len(sweep.kl))
         for j, alpha in enumerate(sweep.alphas)
     )
 
 
 def sweep_chart(table: pd.DataFrame) -> alt.Chart:
-    measure = "effect" if table["effect"].notna().all() else "KL"
+    measure = "effect" if table["effect"].notna().all() else "KL (bits)"
     return alt.Chart(table).mark_line(point=True).encode(
         x=alt.X("layer:Q"), y=alt.Y(f"{measure}:Q"), color=alt.Color("α:N"),
-        tooltip=["layer", "α", alt.Tooltip("effect", format=".3f"), alt.Tooltip("KL", format=".3f")],
+        tooltip=["layer", "α", alt.Tooltip("effect", format=".3f"), alt.Tooltip("push", format=".2f"),
+                 alt.Tooltip("KL (bits)", format=".3f")],
     ).properties(height=320)
 
 
@@ -140,8 +162,9 @@ def draw_steering(steered: Steered, result: SteerResult, layer: int, mode: str, 
                   vector_file: bytes | None) -> pd.DataFrame:
     """One model's steering result: the four continuations, their effects, the vector to download."""
     run_a, run_b = steered.run_a, steered.run_b
+    push = "" if result.push is None else f", push {result.push:.2f}× the residual's norm"
     st.caption(ui.plain(
-        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}, "
+        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}{push}, "
         f"added to {'B' if target is None else 'the third prompt'} at "
         f"{'every position' if result.apply == 'all' else 'the prompt only'}."
     ))
@@ -177,6 +200,10 @@ def show_sweep(steered: Steered, target: RunKey | None, alphas: str, mode: str, 
     finally:
         bar.empty()
     st.markdown(ui.plain(sweep.reading()))
+    best_layer, best_alpha = sweep.best()
+    suffix = f"-{steered.title.replace(' ', '')}" if steered.title else ""
+    st.button(f"Steer there: layer {best_layer}, α = {best_alpha:g}", key=f"steering-best{suffix}",
+              on_click=steering_app.steer_there, args=(best_layer, best_alpha))
     table = sweep_table(sweep)
     st.altair_chart(sweep_chart(table), width="stretch")
     st.dataframe(table, hide_index=True, width="stretch")
@@ -191,6 +218,8 @@ if found is not None:
     except TwinlensError as exc:
         ui.show_error(exc)
         st.stop()
+    steering_app.adopt_feature_link(models[0].run_a.model, ui.cached)
+    steering_app.restore()
     feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
     top = st.columns(4)
     layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
@@ -211,8 +240,9 @@ if found is not None:
         ui.show_error(exc)
         st.stop()
     settings = GenerationSettings(int(n))
-    wanted = (request, tuple(models), layer, alpha, mode, apply, answer, wrong, third, settings, vector_file)
-    if st.button("Steer", type="primary", key="steering-run"):
+    wanted = (request, plain_models(models), layer, alpha, mode, apply, answer, wrong, third, settings,
+              vector_file)
+    if st.button("Steer", type="primary", key="steering-run") or steering_app.run_now():
         st.session_state[STEER_KEY] = wanted
     if st.session_state.get(STEER_KEY) == wanted:
         tables, data = {}, {}
@@ -238,8 +268,10 @@ if found is not None:
         st.info("Press **Steer** to generate the unsteered and steered continuations.")
 
     st.subheader("Sweep over layers")
-    typed = st.text_input("Coefficients", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS), key="steering-alphas")
-    sweep_wanted = (request, tuple(models), typed, mode, answer, wrong, third)
+    st.session_state.setdefault("steering-alphas", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS))
+    typed = st.text_input("Coefficients", key="steering-alphas")
+    steering_app.keep({"steering-layer": depth // 2, "steering-alpha": 4.0, "steering-mode": VECTOR_MODES[0]})
+    sweep_wanted = (request, plain_models(models), typed, mode, answer, wrong, third)
     if st.button("Run sweep", key="steering-sweep-run"):
         st.session_state[SWEEP_KEY] = sweep_wanted
     if st.session_state.get(SWEEP_KEY) == sweep_wanted:

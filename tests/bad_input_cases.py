@@ -383,7 +383,9 @@ class SteerCase:
 
 STEER_CASES = (
     SteerCase("coefficient_to_nan", ("--layer", "1", "--alpha", "1e30"),
-              "drives the model's activations to inf"),
+              "times as long as the residual it is added to"),
+    SteerCase("coefficient_far_beyond_the_residual", ("--layer", "1", "--alpha", "1e9"),
+              "which only makes gibberish; use |α| ≤"),
     SteerCase("coefficient_not_a_number", ("--layer", "1", "--alpha", "nan"), "finite number"),
     SteerCase("target_over_the_context", ("--layer", "1", "--target", "the " * 200), "reads at most 128"),
     SteerCase("new_tokens_beyond_the_context", ("--layer", "1", "--max-new-tokens", "200"),

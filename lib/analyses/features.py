@@ -22,13 +22,15 @@ everything, and the density says which those are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..core.capture import Capture
 from ..core.errors import SettingsError
-from .common.sae import SAE, FeatureBook
+from .common.metric import MetricPair, TokenRef
+from .common.sae import SAE, FeatureBook, promoted_words
 from .common.vector import SteeringVector
 
 
@@ -277,3 +279,177 @@ def feature_steering_vector(
     site = Site.residual_at(sae.residual, loaded.n_layers)
     return SteeringVector(sae.residual, "feature", sae.W_dec[feature].float().clone(), site.name, loaded.name,
                           source=f"SAE feature {feature} ({sae.hook_name})")
+
+
+# --- Feature attribution of the difference -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttributedFeature:
+    """One SAE feature's share of the attribution-patching estimate (see `attribute_features`).
+
+    score: Σ_p (f_i^A − f_i^B)(p) · (W_dec[i] · g_B(p)), in units of the metric (logit difference)
+    activation_a / activation_b: f_i at each prompt's last position
+    """
+
+    feature: int
+    score: float
+    activation_a: float
+    activation_b: float
+    density: float | None
+    label: str
+    promotes: tuple[str, ...]
+    generic: bool
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature, "score": self.score, "activation_a": self.activation_a,
+                "activation_b": self.activation_b, "density": self.density, "label": self.label,
+                "promotes": list(self.promotes), "generic": self.generic}
+
+
+@dataclass(frozen=True)
+class FeatureAttribution:
+    """Which SAE features carry the difference A − B into the metric at the SAE's residual ℓ
+    (attribution patching on SAE features, Marks et al. 2024, "Sparse feature circuits").
+
+    At the SAE's site x = x̂ + ε, x̂ = Σ_i f_i W_dec[i] + b_dec, and g_B(p) = ∂m/∂x(p) at B's run
+    (m = logit[answer] − logit[wrong] at B's last position; one forward and one backward pass):
+
+        score_i = Σ_p (f_i^A − f_i^B)(p) · (W_dec[i] · g_B(p))
+        error   = Σ_p (ε^A − ε^B)(p) · g_B(p)
+        total   = Σ_p (x^A − x^B)(p) · g_B(p) = Σ_i score_i + error    (b_dec cancels; exact)
+
+    `total` is the attribution-patching estimate of patching A's whole residual ℓ into B; the sum
+    runs over every position when A and B have the same number of tokens (`positions` = "all"),
+    else over the last position only ("last", and `note` says so). `features` holds the `top`
+    features by |score|, largest first; `features_sum` is Σ_i score_i over all of them.
+    """
+
+    residual: int
+    hook_name: str
+    sae_path: str
+    answer: TokenRef
+    wrong: TokenRef
+    metric_a: float
+    metric_b: float
+    positions: str
+    features: tuple[AttributedFeature, ...]
+    features_sum: float
+    error: float
+    total: float
+    fvu_a: float | None
+    fvu_b: float | None
+    note: str | None
+
+    @property
+    def gap(self) -> float:
+        """m_A − m_B: what exact patching of everything would move."""
+        return self.metric_a - self.metric_b
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.residual, "sae": {"path": self.sae_path, "hook_name": self.hook_name,
+                                            "fvu": {"a": self.fvu_a, "b": self.fvu_b}},
+            "answer": self.answer.to_dict(), "wrong": self.wrong.to_dict(),
+            "metric": {"a": self.metric_a, "b": self.metric_b}, "positions": self.positions,
+            "features": [f.to_dict() for f in self.features], "features_sum": self.features_sum,
+            "error": self.error, "total": self.total, "note": self.note,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class MetricGradients:
+    """g_B(p) = ∂m/∂x(p) at B's run for residuals `grads` (residual → [pos_B, d_model]), from one
+    forward and one backward pass, and the metric pair m is read by."""
+
+    pair: MetricPair
+    grads: dict[int, torch.Tensor]
+
+
+def metric_gradients(
+    loaded, cap_a: Capture, cap_b: Capture, residuals: tuple[int, ...], *, answer: str | int | None = None,
+    wrong: str | int | None = None,
+) -> MetricGradients:
+    """The gradient of m = logit[answer] − logit[wrong] at B's last position with respect to B's
+    residuals `residuals` (one backward pass for all of them); answer / wrong resolve as the
+    Patching page's, and a pair whose metric is the same for A and B is refused, as there."""
+    from ..core.sites import Site
+    from .common.metric import metric_pair
+
+    pair = metric_pair(loaded, cap_a, cap_b, answer, wrong)
+    sites = {r: Site.residual_at(r, loaded.n_layers) for r in residuals}
+    metric = pair.metric()
+    found = loaded.backend.gradients(
+        torch.tensor([list(cap_b.token_ids)], dtype=torch.long), list(sites.values()),
+        lambda logits: metric(logits).sum(),
+    )
+    return MetricGradients(pair, {r: found.grads[site][0].double().cpu() for r, site in sites.items()})
+
+
+def attribute_features(
+    loaded, sae: SAE, cap_a: Capture, cap_b: Capture, *, answer: str | int | None = None,
+    wrong: str | int | None = None, top: int = 10, book: FeatureBook | None = None,
+    gradients: MetricGradients | None = None,
+) -> FeatureAttribution:
+    """Rank the SAE's features by their attribution to m_A − m_B (the `FeatureAttribution`
+    docstring); answer / wrong as `metric_gradients` resolves them. `gradients`: taken already
+    (at the SAE's residual among others), so no pass runs here."""
+    if top < 1:
+        raise SettingsError(f"Top-N must be at least 1, not {top}.")
+    if gradients is None or sae.residual not in gradients.grads:
+        gradients = metric_gradients(loaded, cap_a, cap_b, (sae.residual,), answer=answer, wrong=wrong)
+    pair = gradients.pair
+    grad = gradients.grads[sae.residual]  # [pos_B, d]
+    x_a = cap_a.residual[sae.residual].double().cpu()
+    x_b = cap_b.residual[sae.residual].double().cpu()
+    f_a, f_b = encode_capture(sae, cap_a).double(), encode_capture(sae, cap_b).double()
+    aligned = cap_a.n_tokens == cap_b.n_tokens
+    if not aligned:
+        x_a, x_b, f_a, f_b, grad = x_a[-1:], x_b[-1:], f_a[-1:], f_b[-1:], grad[-1:]
+    w_dec, b_dec = sae.W_dec.double(), sae.b_dec.double()
+    err_a, err_b = x_a - (f_a @ w_dec + b_dec), x_b - (f_b @ w_dec + b_dec)
+    scores = ((f_a - f_b) * (grad @ w_dec.T)).sum(0)  # [d_sae]
+    error = float(((err_a - err_b) * grad).sum())
+    total = float(((x_a - x_b) * grad).sum())
+    order = scores.abs().argsort(descending=True, stable=True)[:top]
+    last_a, last_b = f_a[-1], f_b[-1]
+
+    def row(i: int) -> AttributedFeature:
+        card = book.card(i) if book is not None and i < book.n_features else None
+        return AttributedFeature(
+            feature=i, score=float(scores[i]), activation_a=float(last_a[i]), activation_b=float(last_b[i]),
+            density=None if card is None else card.density, label="" if card is None else card.label,
+            promotes=() if card is None else promoted_words(card), generic=card is not None and card.generic,
+        )
+
+    note = None if aligned else (
+        f"A has {cap_a.n_tokens} tokens and B has {cap_b.n_tokens}, so positions do not line up: the "
+        "attribution sums over the last position only."
+    )
+    return FeatureAttribution(
+        residual=sae.residual, hook_name=sae.hook_name, sae_path=sae.path, answer=pair.answer,
+        wrong=pair.wrong, metric_a=pair.metric_a, metric_b=pair.metric_b,
+        positions="all" if aligned else "last", features=tuple(row(int(i)) for i in order),
+        features_sum=float(scores.sum()), error=error, total=total,
+        fvu_a=sae.fvu(cap_a.residual[sae.residual].float().cpu()),
+        fvu_b=sae.fvu(cap_b.residual[sae.residual].float().cpu()), note=note,
+    )
+
+
+def attribution_of_captures(
+    loaded, cap_a: Capture, cap_b: Capture, *, layer: int | None = None, sae_path: str | None = None,
+    answer: str | int | None = None, wrong: str | int | None = None, top: int = 10, any_model: bool = False,
+) -> FeatureAttribution:
+    """`attribute_features` with the SAE chosen as in `features_of_captures` (one model)."""
+    from .common.sae import feature_book, sae_for_layer
+
+    sae = sae_for_layer(loaded, layer, sae_path, any_model=any_model)
+    return attribute_features(loaded, sae, cap_a, cap_b, answer=answer, wrong=wrong, top=top,
+                              book=feature_book(sae.path))
+
+
+def nearest_sae_layer(layers: Sequence[int], target: int) -> int:
+    """The layer of `layers` nearest to `target` (ties: the earlier one)."""
+    if not layers:
+        raise SettingsError("There is no SAE to choose a layer from.")
+    return min(layers, key=lambda layer: (abs(layer - target), layer))

@@ -400,6 +400,16 @@ def patched_lens_captures(
     )
 
 
+def arrival_layer(result: PatchResult, threshold: float = 0.5) -> int:
+    """Where the difference reaches the last position: the first layer at which patching B's last
+    position alone moves B at least `threshold` of the way to A (the last layer, L, if none does
+    before: there the last position is A's whole final residual)."""
+    last_col = len(result.positions) - 1
+    return next(
+        (l for l, row in enumerate(result.effect) if row[last_col] >= threshold), len(result.effect) - 1
+    )
+
+
 def reading(result: PatchResult, threshold: float = 0.5) -> str:
     """One or two plain sentences saying where the effect sits, generated from the grid.
 
@@ -408,9 +418,7 @@ def reading(result: PatchResult, threshold: float = 0.5) -> str:
     """
     last_col = len(result.positions) - 1
     last_token = result.tokens_b[result.positions[last_col]]
-    arrival = next(
-        (l for l, row in enumerate(result.effect) if row[last_col] >= threshold), len(result.effect) - 1
-    )
+    arrival = arrival_layer(result, threshold)
     pair = f"'{result.answer.scored(result.score)}' over '{result.wrong.scored(result.score)}'"
     arrives = (
         f"Patching the last position ('{last_token}') alone moves B at least {threshold:.0%} of the "

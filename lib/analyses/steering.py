@@ -15,15 +15,27 @@ never to generated tokens (they have no aligned position).
 
 Effects at T's next token (the logits after the prompt): the logit difference
 `logit[answer] − logit[wrong]` (answer = A's top-1, wrong = B's top-1, or tokens the user names),
-their probabilities, and KL(steered ‖ unsteered) = Σ p_s (log p_s − log p_u). Side effect: the same
-KL averaged over the positions of a short neutral text steered the same way. Controls: −α·v and a
-random vector of the same norm (per position for aligned vectors), seeded.
+their probabilities, and KL(steered ‖ unsteered) = Σ p_s (log₂ p_s − log₂ p_u) in bits. Side effect:
+the same KL averaged over the positions of a short neutral text steered the same way. Controls: −α·v
+and a random vector of the same norm (per position for aligned vectors), seeded.
+
+The push of a steer is α‖v‖ / ‖h_T[ℓ, −1]‖, the added vector's norm relative to the residual it
+is added to (the target's, at its last position); a push above `MAX_PUSH` is refused: the run
+would be gibberish, not the vector's effect.
+
+Steer-to-flip (`steer_to_flip`): for every layer ℓ the smallest α ≥ 0 at which B's steered
+next-token top-1 is A's answer — on a grid of α (`FLIP_GRID`, rows of a few batched passes), then
+by bisection between the last grid value that does not flip and the first that does (one row per
+layer per step). The layer needing the smallest push is named; `twinlens steer --layer ℓ --alpha α`
+reproduces the flip (the α reported is one the search ran and saw flip).
 
 Two facts follow from the definitions and are tested on every family: α = 0 is exactly the
 unsteered run, and the aligned vector with α = 1 added to B at all positions makes B's residual
 stream from layer ℓ on A's (so B's next-token distribution is A's).
 
-The sweep runs every layer × a few coefficients as rows of a few batched forward passes.
+The sweep runs every layer × a few coefficients as rows of a few batched forward passes; its best
+cell is the one with the smallest push whose effect reaches about 1 (`EFFECT_REACHED`), marked as
+an overshoot when the effect runs far past 1 (`OVERSHOOT`).
 """
 
 from __future__ import annotations
@@ -50,6 +62,12 @@ APPLY_TO = ("all", "prompt")  # every position (generated tokens too), or only t
 DEFAULT_ALPHAS = (-1.0, 1.0, 2.0, 4.0)
 NEUTRAL_TEXT = "The weather was mild on Tuesday, and the shops opened at nine as usual."
 RANDOM_SEED = 0
+MAX_PUSH = 50.0  # α‖v‖ / ‖h‖ beyond this is refused: fifty times the residual's own norm
+FLIP_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+FLIP_BISECTIONS = 6
+EFFECT_REACHED = 0.9  # a sweep cell whose effect is at least this "reaches" A
+OVERSHOOT = 1.5  # … and one beyond this overshoots
+LN2 = math.log(2.0)
 Progress = Callable[[float], None]
 
 
@@ -137,11 +155,18 @@ class Metric:
 
 
 def metric_tokens(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
-                  answer: str | None = None, wrong: str | None = None) -> Metric:
-    """answer = A's top-1 and wrong = B's top-1 unless named (one token each; '␣' = a space)."""
+                  answer: str | int | None = None, wrong: str | int | None = None) -> Metric:
+    """answer = A's top-1 and wrong = B's top-1 unless named (one token each; '␣' = a space; or a
+    token id)."""
     tok = loaded.tokenizer
 
-    def resolve(named: str | None, logits: torch.Tensor) -> TokenRef:
+    def resolve(named: str | int | None, logits: torch.Tensor) -> TokenRef:
+        if isinstance(named, int) and not isinstance(named, bool):
+            if not 0 <= named < loaded.vocab_size:
+                raise PromptError(
+                    f"Token id {named} does not exist; the vocabulary has {loaded.vocab_size:,}."
+                )
+            return TokenRef(readable_token(tok, named), named)
         if named:
             single = typed_token(tok, named)
             return TokenRef(single.readable, single.id)
@@ -158,9 +183,33 @@ def metric_tokens(loaded: LoadedModel, cap_a: Capture, cap_b: Capture,
 
 
 def _kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) in nats over the last dim, p = softmax(logits), q = softmax(reference)."""
+    """KL(p ‖ q) in bits over the last dim, p = softmax(logits), q = softmax(reference)."""
     logp, logq = torch.log_softmax(logits.double(), -1), torch.log_softmax(reference.double(), -1)
-    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)
+    return ((logp.exp() * (logp - logq)).sum(-1) / LN2).clamp_min(0.0)
+
+
+def residual_norm(capture: Capture, layer: int) -> float:
+    """‖h[ℓ, −1]‖: the residual's norm at the last position (the scale a push is measured against)."""
+    return float(capture.residual[layer][-1].float().norm())
+
+
+def push_of(alpha: float, vector_norm: float, norm: float) -> float:
+    """|α|·‖v‖ / ‖h‖ (inf for a zero residual)."""
+    return abs(alpha) * vector_norm / norm if norm > 0 else math.inf
+
+
+def check_push(alpha: float, vector_norm: float, target: Capture, layer: int) -> float:
+    """The push of α·v on `target` at `layer`, refused above `MAX_PUSH` with the α that is allowed."""
+    norm = residual_norm(target, layer)
+    push = push_of(alpha, vector_norm, norm)
+    if push > MAX_PUSH:
+        allowed = MAX_PUSH * norm / vector_norm
+        raise SettingsError(
+            f"α = {alpha:g} would add a vector {push:.3g} times as long as the residual it is added to "
+            f"(layer {layer}), which only makes gibberish; use |α| ≤ {allowed:.3g} (a push of at most "
+            f"{MAX_PUSH:g}×)."
+        )
+    return push
 
 
 @dataclass(frozen=True)
@@ -173,8 +222,8 @@ class Outcome:
     logit_diff: float | None
     prob_answer: float | None
     prob_wrong: float | None
-    kl: float  # KL(this ‖ unsteered) at the next token, nats
-    side_kl: float  # mean KL(this ‖ unsteered) over the neutral text's positions, nats
+    kl: float  # KL(this ‖ unsteered) at the next token, bits
+    side_kl: float  # mean KL(this ‖ unsteered) over the neutral text's positions, bits
 
     def to_dict(self) -> dict:
         return {"name": self.name, "alpha": self.alpha, "token_ids": list(self.continuation.token_ids),
@@ -205,6 +254,7 @@ class SteerResult:
     random: Outcome
     settings: GenerationSettings
     note: str | None = None
+    push: float | None = None  # α‖v‖ / ‖h_T[ℓ, −1]‖
 
     @property
     def outcomes(self) -> tuple[Outcome, ...]:
@@ -219,6 +269,7 @@ class SteerResult:
             "alpha": self.alpha,
             "site": self.site,
             "vector": {"mode": self.mode, "norm": self.vector_norm},
+            "push": self.push,
             "apply_to": self.apply,
             "target": self.target,
             "unsteered": {"token_ids": list(self.unsteered.continuation.token_ids),
@@ -236,6 +287,7 @@ class SteerResult:
                 "kl_negated": self.negated.kl,
                 "kl_random": self.random.kl,
                 "side_effect_kl": {o.name: o.side_kl for o in self.outcomes},
+                "kl_unit": "bits",
             },
             "outcomes": [o.to_dict() for o in self.outcomes],
             "model": dict(self.model),
@@ -292,6 +344,7 @@ def steer_captures(
     v = vector.value.float()
     if not torch.isfinite(alpha * v).all():
         _check_finite(torch.tensor([math.nan]), alpha)
+    push = check_push(alpha, vector.norm, tgt, vector.layer)
     metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
     values: list[torch.Tensor | None] = [None, alpha * v, -alpha * v, alpha * random_like(vector)]
     prompt, steps = steering_interventions(loaded.n_layers, vector.layer, values, apply)
@@ -328,7 +381,7 @@ def steer_captures(
         apply=apply, target="B" if target is None else target.text, vector_norm=vector.norm, metric=metric,
         metric_a=None if ma is None else float(ma), metric_b=None if mb is None else float(mb),
         unsteered=outcomes[0], steered=outcomes[1], negated=outcomes[2], random=outcomes[3],
-        settings=settings, note=note,
+        settings=settings, note=note, push=push,
     )
 
 
@@ -336,9 +389,10 @@ def steer_captures(
 class SweepResult:
     """Next-token effects of α·v_ℓ added to the target at every layer ℓ = 0…L and each α.
 
-    logit_diff[ℓ][j] and kl[ℓ][j] for alphas[j] (v_ℓ = h_A − h_B at layer ℓ, read as `mode`);
-    shift = logit_diff − the unsteered one; effect = shift / (m_A − m_B) (None when the gap is ~0
-    or there is no logit difference).
+    logit_diff[ℓ][j] and kl[ℓ][j] (bits) for alphas[j] (v_ℓ = h_A − h_B at layer ℓ, read as
+    `mode`); shift = logit_diff − the unsteered one; effect = shift / (m_A − m_B) (None when the gap
+    is ~0 or there is no logit difference); push = |α|·‖v_ℓ‖ / ‖h_T[ℓ, −1]‖ (`vector_norms`,
+    `residual_norms` per layer).
     """
 
     model: dict
@@ -352,6 +406,8 @@ class SweepResult:
     logit_diff: tuple[tuple[float | None, ...], ...]
     kl: tuple[tuple[float, ...], ...]
     random_kl: tuple[float, ...]  # per layer: a random vector of v_ℓ's norm at the largest |α|
+    vector_norms: tuple[float, ...] = ()
+    residual_norms: tuple[float, ...] = ()
 
     def effect(self, layer: int, j: int) -> float | None:
         diff = self.logit_diff[layer][j]
@@ -360,10 +416,27 @@ class SweepResult:
         gap = self.metric_a - self.metric_b
         return None if abs(gap) < 1e-6 else (diff - self.unsteered) / gap
 
+    def push(self, layer: int, j: int) -> float:
+        return push_of(self.alphas[j], self.vector_norms[layer], self.residual_norms[layer])
+
+    def reaches(self, layer: int, j: int) -> bool:
+        """The cell moves B about all the way to A: effect ≥ `EFFECT_REACHED`."""
+        effect = self.effect(layer, j)
+        return effect is not None and effect >= EFFECT_REACHED
+
+    def overshoot(self, layer: int, j: int) -> bool:
+        """The cell moves B well past A: effect > `OVERSHOOT`."""
+        effect = self.effect(layer, j)
+        return effect is not None and effect > OVERSHOOT
+
     def best(self) -> tuple[int, float]:
-        """The (layer, α) whose effect toward A is largest (or, with no logit difference, whose KL is)."""
+        """The (layer, α) with the smallest push among the cells whose effect reaches about 1
+        (`reaches`); with none, the largest effect toward A; with no logit difference, the largest KL."""
         cells = [(layer, j) for layer in range(len(self.kl)) for j in range(len(self.alphas))]
-        if self.effect(0, 0) is not None:
+        reached = [c for c in cells if self.reaches(*c) and self.alphas[c[1]] > 0]
+        if reached:
+            layer, j = min(reached, key=lambda c: (self.push(*c), c))
+        elif self.effect(0, 0) is not None:
             layer, j = max(cells, key=lambda c: self.effect(*c))
         else:
             layer, j = max(cells, key=lambda c: self.kl[c[0]][c[1]])
@@ -375,15 +448,20 @@ class SweepResult:
         j = self.alphas.index(alpha)
         kl = self.kl[layer][j]
         effect = self.effect(layer, j)
+        random = f"a random vector of the same norm there: {self.random_kl[layer]:.3f} bits"
         if effect is None:
             return (f"The vector changes the target's next-token distribution most at layer {layer} "
-                    f"(α = {alpha:g}: KL {kl:.3f} nats from the unsteered run; a random vector of the same "
-                    f"norm there: {self.random_kl[layer]:.3f}).")
+                    f"(α = {alpha:g}: KL {kl:.3f} bits from the unsteered run; {random}).")
         assert self.metric.answer is not None and self.metric.wrong is not None
-        return (f"The best layer is {layer}: with α = {alpha:g}, logit['{self.metric.answer.token}'] − "
-                f"logit['{self.metric.wrong.token}'] moves {effect:.0%} of the way from B's value to A's "
-                f"(KL {kl:.3f} nats from the unsteered run; a random vector of the same norm: "
-                f"{self.random_kl[layer]:.3f}).")
+        moved = (f"logit['{self.metric.answer.token}'] − logit['{self.metric.wrong.token}'] moves "
+                 f"{effect:.0%} of the way from B's value to A's")
+        push = f"push {self.push(layer, j):.2f}× the residual's norm"
+        if not self.reaches(layer, j):
+            return (f"No cell moves B all the way to A; the furthest is layer {layer} at α = {alpha:g}: "
+                    f"{moved} ({push}; KL {kl:.3f} bits; {random}).")
+        over = " — an overshoot, past A's own value" if self.overshoot(layer, j) else ""
+        return (f"The smallest push that moves B to A is at layer {layer}, α = {alpha:g} ({push}): {moved}"
+                f"{over} (KL {kl:.3f} bits from the unsteered run; {random}).")
 
     def to_dict(self) -> dict:
         return {
@@ -392,12 +470,40 @@ class SweepResult:
             "wrong": None if self.metric.wrong is None else self.metric.wrong.to_dict(),
             "unsteered": self.unsteered, "a": self.metric_a, "b": self.metric_b,
             "logit_diff": [list(r) for r in self.logit_diff], "kl": [list(r) for r in self.kl],
+            "kl_unit": "bits",
             "effect": [[self.effect(layer, j) for j in range(len(self.alphas))]
                        for layer in range(len(self.kl))],
+            "push": [[self.push(layer, j) for j in range(len(self.alphas))] for layer in range(len(self.kl))],
             "random_kl": list(self.random_kl),
-            "best": dict(zip(("layer", "alpha"), self.best(), strict=True)),
+            "best": dict(zip(("layer", "alpha"), self.best(), strict=True))
+            | {"overshoot": self.overshoot(self.best()[0], self.alphas.index(self.best()[1]))},
             "reading": self.reading(),
         }
+
+
+def next_token_logits(
+    loaded: LoadedModel, target: Capture, cells: Sequence[tuple[int, torch.Tensor]], *,
+    rows: int | None = None, progress: Progress | None = None, alpha: float = 1.0,
+) -> torch.Tensor:
+    """The target's next-token logits [len(cells), vocab] with each cell's value [d] (or [pos, d])
+    added at its layer's residual, at the prompt's positions: one row of a batched pass per cell,
+    `rows` rows per pass (default: memory-bounded). `alpha` names the coefficient in the message
+    when a row overflows."""
+    step = rows or rows_per_pass(loaded, target.n_tokens)
+    ids = torch.tensor([target.token_ids], dtype=torch.long)
+    logits: list[torch.Tensor] = []
+    for start in range(0, len(cells), step):
+        chunk = cells[start : start + step]
+        interventions: list[Intervention] = []
+        for layer in sorted({c[0] for c in chunk}):
+            values = [v if c_layer == layer else None for c_layer, v in chunk]
+            interventions.extend(steering_interventions(loaded.n_layers, layer, values, "prompt")[0])
+        run = loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions)
+        _check_finite(run.logits, alpha)
+        logits.append(run.logits)
+        if progress is not None:
+            progress(min(1.0, (start + len(chunk)) / len(cells)))
+    return torch.cat(logits) if logits else torch.empty(0, loaded.vocab_size)
 
 
 def steering_sweep(
@@ -414,7 +520,8 @@ def steering_sweep(
     rows: int | None = None,
 ) -> SweepResult:
     """Every layer × every α (plus a random control per layer), at the target's next token only:
-    one row of a batched forward pass per cell, `rows` rows per pass (default: memory-bounded)."""
+    one row of a batched forward pass per cell (`next_token_logits`). A coefficient whose push is
+    beyond `MAX_PUSH` at some layer is refused."""
     tgt = cap_b if target is None else target
     alphas = tuple(check_alpha(a) for a in alphas)
     if not alphas:
@@ -423,25 +530,13 @@ def steering_sweep(
     _check_target(vectors[0], tgt)
     metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
     big = max(alphas, key=abs)
+    for vector in vectors:
+        check_push(big, vector.norm, tgt, vector.layer)
     cells: list[tuple[int, torch.Tensor]] = []  # (layer, value added) per row
     for layer, vector in enumerate(vectors):
         cells.extend((layer, a * vector.value.float()) for a in alphas)
         cells.append((layer, big * random_like(vector)))
-    step = rows or rows_per_pass(loaded, tgt.n_tokens)
-    ids = torch.tensor([tgt.token_ids], dtype=torch.long)
-    logits: list[torch.Tensor] = []
-    for start in range(0, len(cells), step):
-        chunk = cells[start : start + step]
-        interventions: list[Intervention] = []
-        for layer in sorted({c[0] for c in chunk}):
-            values = [v if c_layer == layer else None for c_layer, v in chunk]
-            interventions.extend(steering_interventions(loaded.n_layers, layer, values, "prompt")[0])
-        run = loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions)
-        _check_finite(run.logits, big)
-        logits.append(run.logits)
-        if progress is not None:
-            progress(min(1.0, (start + len(chunk)) / len(cells)))
-    every = torch.cat(logits)
+    every = next_token_logits(loaded, tgt, cells, rows=rows, progress=progress, alpha=big)
     kls = _kl(every, tgt.final_logits[None]).tolist()
     diffs = metric.diff(every)
     width = len(alphas) + 1
@@ -457,4 +552,155 @@ def steering_sweep(
         model=loaded.info(), mode=mode, apply="prompt", alphas=alphas, metric=metric,
         unsteered=None if un is None else float(un), metric_a=None if ma is None else float(ma),
         metric_b=None if mb is None else float(mb), logit_diff=tuple(ld), kl=tuple(kl), random_kl=tuple(rnd),
+        vector_norms=tuple(v.norm for v in vectors),
+        residual_norms=tuple(residual_norm(tgt, v.layer) for v in vectors),
     )
+
+
+# --- Steer-to-flip ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlipLayer:
+    """The smallest α ≥ 0 found at one layer for which B's steered top-1 is A's answer.
+
+    alpha / push: None when no α of the grid (within `MAX_PUSH`) flips it; below: the largest α
+    run below `alpha` that did not flip (0 when α = 0 is B itself); prob_answer: the answer's
+    probability at that α; top: B's steered top-1 at that α (at the largest α tried when none flips)."""
+
+    layer: int
+    alpha: float | None
+    below: float | None
+    push: float | None
+    vector_norm: float
+    residual_norm: float
+    prob_answer: float | None
+    top: str
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "alpha": self.alpha, "below": self.below, "push": self.push,
+                "vector_norm": self.vector_norm, "residual_norm": self.residual_norm,
+                "prob_answer": self.prob_answer, "top": self.top}
+
+
+@dataclass(frozen=True)
+class FlipSearch:
+    """Steer-to-flip for every layer (module docstring): B is steered with α·(h_A − h_B)_ℓ (`mode`)
+    at the prompt's positions; flipped = B's next-token top-1 becomes `answer` (A's top-1)."""
+
+    model: dict
+    mode: str
+    answer: TokenRef
+    b_top: TokenRef
+    grid: tuple[float, ...]
+    bisections: int
+    layers: tuple[FlipLayer, ...]
+
+    @property
+    def best(self) -> FlipLayer | None:
+        """The layer that flips B with the smallest push (None: no layer does)."""
+        flipped = [f for f in self.layers if f.push is not None]
+        return min(flipped, key=lambda f: (f.push, f.layer)) if flipped else None
+
+    def reading(self) -> str:
+        best = self.best
+        if best is None:
+            return (f"No layer makes B say '{self.answer.token}' with α up to {self.grid[-1]:g} (pushes up "
+                    f"to {MAX_PUSH:g}× the residual's norm): steering along A − B does not flip this pair.")
+        return (f"Adding α·(h_A − h_B) at layer {best.layer} with α = {best.alpha:g} makes B's next token "
+                f"'{self.answer.token}' (p = {best.prob_answer:.2f}) instead of '{self.b_top.token}': a push "
+                f"of {best.push:.2f}× the residual's norm there, the smallest of any layer.")
+
+    def to_dict(self) -> dict:
+        best = self.best
+        return {"model": dict(self.model), "mode": self.mode, "answer": self.answer.to_dict(),
+                "b_top": self.b_top.to_dict(), "grid": list(self.grid), "bisections": self.bisections,
+                "layers": [f.to_dict() for f in self.layers],
+                "best": None if best is None else best.to_dict(),
+                "reading": self.reading()}
+
+
+def _tested(alpha: float) -> float:
+    """α as it is run and reported: 4 significant digits, so `--alpha` given the printed value
+    runs exactly the α the search saw flip."""
+    return float(f"{alpha:.4g}")
+
+
+def steer_to_flip(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    *,
+    mode: str = "last",
+    answer: str | int | None = None,
+    layers: Sequence[int] | None = None,
+    grid: Sequence[float] = FLIP_GRID,
+    bisections: int = FLIP_BISECTIONS,
+    rows: int | None = None,
+    progress: Progress | None = None,
+) -> FlipSearch:
+    """The smallest α ≥ 0 per layer (all layers 0…L by default) at which B's steered next-token
+    top-1 is A's answer (module docstring). Grid values whose push exceeds `MAX_PUSH` are not run."""
+    grid = tuple(sorted(_tested(check_alpha(a)) for a in grid))
+    if not grid or grid[0] < 0:
+        raise SettingsError("The flip search needs coefficients α ≥ 0.")
+    metric = metric_tokens(loaded, cap_a, cap_b, answer, None)
+    if metric.answer is None or metric.wrong is None:
+        raise PromptError(f"{metric.note} There is nothing to flip.")
+    target_id = metric.answer.id
+    chosen = list(range(loaded.n_layers + 1)) if layers is None else list(layers)
+    vectors = {layer: steering_vector(loaded, cap_a, cap_b, layer, mode) for layer in chosen}
+    _check_target(next(iter(vectors.values())), cap_b)
+    norms = {layer: residual_norm(cap_b, layer) for layer in chosen}
+    allowed = {layer: [a for a in grid if push_of(a, vectors[layer].norm, norms[layer]) <= MAX_PUSH]
+               for layer in chosen}
+    cells = [(layer, a) for layer in chosen for a in allowed[layer]]
+    total_rows = len(cells) + bisections * len(chosen)
+    done = 0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(min(1.0, done / max(total_rows, 1)))
+
+    def run(batch: list[tuple[int, float]]) -> torch.Tensor:
+        values = [(layer, a * vectors[layer].value.float()) for layer, a in batch]
+        logits = next_token_logits(loaded, cap_b, values, rows=rows,
+                                   alpha=max((a for _, a in batch), default=1.0))
+        tick(len(batch))
+        return logits
+
+    logits = run(cells)
+    found: dict[int, tuple[float, float, torch.Tensor]] = {}  # layer → (lo, hi, logits at hi)
+    last: dict[int, torch.Tensor] = {}
+    for (layer, a), row in zip(cells, logits, strict=True):
+        last[layer] = row
+        if layer not in found and int(row.argmax()) == target_id:
+            below = [g for g in allowed[layer] if g < a]
+            found[layer] = (below[-1] if below else 0.0, a, row)
+    for _ in range(bisections):
+        pending = []
+        for layer, (lo, hi, _) in found.items():
+            mid = _tested((lo + hi) / 2)
+            if lo < mid < hi:
+                pending.append((layer, mid))
+        if not pending:
+            break
+        for (layer, mid), row in zip(pending, run(pending), strict=True):
+            lo, hi, at_hi = found[layer]
+            found[layer] = (lo, mid, row) if int(row.argmax()) == target_id else (mid, hi, at_hi)
+    flips = []
+    for layer in chosen:
+        vector_norm = vectors[layer].norm
+        if layer in found:
+            lo, hi, row = found[layer]
+            probs = torch.softmax(row.double(), -1)
+            flips.append(FlipLayer(layer, hi, lo, push_of(hi, vector_norm, norms[layer]), vector_norm,
+                                   norms[layer], float(probs[target_id]), metric.answer.token))
+        else:
+            row = last.get(layer)
+            top = "" if row is None else readable_token(loaded.tokenizer, int(row.argmax()))
+            flips.append(FlipLayer(layer, None, None, None, vector_norm, norms[layer], None, top))
+    return FlipSearch(model=loaded.info(), mode=mode, answer=metric.answer, b_top=metric.wrong, grid=grid,
+                      bisections=bisections, layers=tuple(flips))

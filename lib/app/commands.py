@@ -9,6 +9,7 @@ import sys
 
 from ..core.errors import SettingsError, TwinlensError
 from ..core.tokens import BOS_MODES, check_prompts
+from .export import to_json
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +75,8 @@ def add_features(commands) -> None:
     features.add_argument("--sae", help="SAE folder (SAELens) or params.npz (Gemma Scope); default: shipped")
     features.add_argument("--top", type=int, default=10, help="features per list")
     features.add_argument("--any-model", action="store_true", help="use an SAE made for another model")
+    features.add_argument("--answer", help="token of the attribution's metric A favours (default: A's top-1)")
+    features.add_argument("--wrong", help="token B favours instead (default: B's top-1)")
     _model_args(features)
 
 
@@ -170,10 +173,23 @@ def run_features(args: argparse.Namespace) -> dict:
     check_prompts(args.prompt_a, args.prompt_b)
     if args.top < 1:
         raise TwinlensError(f"--top must be at least 1 (got {args.top}).")
-    return features_of_prompts(
-        _load(args), args.prompt_a, args.prompt_b, layer=args.layer, sae_path=args.sae, top=args.top,
+    from ..analyses.features import attribution_of_captures
+    from ..core.capture import capture
+
+    model = _load(args)
+    result = features_of_prompts(
+        model, args.prompt_a, args.prompt_b, layer=args.layer, sae_path=args.sae, top=args.top,
         bos=args.bos, any_model=args.any_model,
     ).to_dict()
+    cap_a, cap_b = capture(model, args.prompt_a, args.bos), capture(model, args.prompt_b, args.bos)
+    try:  # the ranking by attribution needs a logit difference; without one the lists still print
+        result["attribution"] = attribution_of_captures(
+            model, cap_a, cap_b, layer=result["layer"], sae_path=args.sae, answer=args.answer,
+            wrong=args.wrong, top=args.top, any_model=args.any_model,
+        ).to_dict()
+    except TwinlensError as exc:
+        result["attribution"] = {"error": str(exc)}
+    return result
 
 
 def run_sae(args: argparse.Namespace) -> dict:
@@ -272,7 +288,8 @@ def add_steer(commands) -> None:
     steer = commands.add_parser("steer", help="add α·(h_A − h_B) at a layer to B (or --target) and continue")
     steer.add_argument("prompt_a")
     steer.add_argument("prompt_b")
-    steer.add_argument("--layer", type=int, required=True, help="residual index (0 = embeddings)")
+    steer.add_argument("--layer", type=int,
+                       help="residual index (0 = embeddings); needed unless --sweep or --flip")
     steer.add_argument("--alpha", type=float, default=1.0, help="coefficient α (negative allowed)")
     steer.add_argument("--target", default=None, help="a third prompt to steer (default: B)")
     steer.add_argument("--vector", default="last", choices=("last", "mean", "aligned"),
@@ -286,6 +303,8 @@ def add_steer(commands) -> None:
     steer.add_argument("--sweep", action="store_true",
                        help="instead: the next-token effect at every layer × --alphas (batched)")
     steer.add_argument("--alphas", default="-1,1,2,4", help="coefficients of --sweep, comma-separated")
+    steer.add_argument("--flip", action="store_true",
+                       help="instead: the smallest α per layer that makes B's next token A's (steer-to-flip)")
     _generation_args(steer)
     _chat_args(steer)
     _model_args(steer)
@@ -299,6 +318,8 @@ def run_steer(args: argparse.Namespace) -> dict:
     from ..core.errors import PromptError
 
     check_prompts(args.prompt_a, args.prompt_b)
+    if args.layer is None and (args.save_vector or not (args.sweep or args.flip)):
+        raise SettingsError("Give --layer (a residual index; 0 = embeddings), or use --sweep or --flip.")
     if args.target is not None and not args.target.strip():
         raise PromptError("The target prompt is empty. Type a third prompt, or leave --target out for B.")
     try:
@@ -321,6 +342,10 @@ def run_steer(args: argparse.Namespace) -> dict:
             Path(args.save_vector).write_bytes(vector.to_bytes())
         except OSError as exc:
             raise SettingsError(f"Cannot write '{args.save_vector}': {exc.strerror}.") from exc
+    if args.flip:
+        from ..analyses.steering import steer_to_flip
+
+        return steer_to_flip(model, cap_a, cap_b, mode=args.vector, answer=args.answer).to_dict()
     if args.sweep:
         return steering_sweep(model, cap_a, cap_b, target, alphas=alphas, mode=args.vector,
                               answer=args.answer, wrong=args.wrong).to_dict()
@@ -409,3 +434,48 @@ def run_sets(args: argparse.Namespace) -> dict:
         except OSError as exc:
             raise SettingsError(f"Cannot write '{args.save_vector}': {exc.strerror}.") from exc
     return result.to_dict()
+
+
+def add_report(commands) -> None:
+    report = commands.add_parser("report", help="the Findings for A and B: an offline HTML file and its JSON")
+    report.add_argument("prompt_a")
+    report.add_argument("prompt_b")
+    report.add_argument("-o", "--output", default="twinlens-report.html",
+                        help="the HTML file to write; the JSON goes beside it (.json)")
+    report.add_argument("--top-k", type=int, default=10)
+    _chat_args(report)
+    _model_args(report)
+
+
+def run_report(args: argparse.Namespace) -> dict:
+    """The Findings (lib.app.findings) run in order, written as HTML and JSON; the JSON printed."""
+    from pathlib import Path
+
+    from ..core.capture import capture
+    from .findings import run_findings
+    from .report import report_data, report_html
+    from .request import Request
+
+    check_prompts(args.prompt_a, args.prompt_b)
+    _check_top_k_arg(args.top_k)
+    chat = _chat_of(args)
+    html_path = Path(args.output)
+    json_path = html_path.with_suffix(".json")
+    model = _load(args)
+    cap_a, cap_b = (capture(model, text, args.bos, chat) for text in (args.prompt_a, args.prompt_b))
+    chat_info = None if chat is None else {"system": chat.system or "", "prefill": chat.prefill}
+    findings = list(run_findings(model, model, cap_a, cap_b, lambda fn, *a, **k: fn(*a, **k),
+                                 chat=chat_info, top_k=args.top_k))
+    request = Request(model=args.model, a=args.prompt_a, b=args.prompt_b, bos=args.bos, k=args.top_k,
+                      chat=chat is not None, system=args.system or "", prefill=args.prefill)
+    data = report_data(findings, prompts={"A": args.prompt_a, "B": args.prompt_b}, model=model.info(),
+                       settings={"bos": args.bos, "top_k": args.top_k, "chat": chat is not None,
+                                 "system": args.system or "", "prefill": args.prefill},
+                       query=request.to_query())
+    try:
+        html_path.write_text(report_html(data, findings), encoding="utf-8")
+        json_path.write_text(to_json(data, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"Cannot write the report '{html_path}': {exc.strerror}.") from exc
+    print(f"wrote {html_path} and {json_path}", file=sys.stderr)
+    return data

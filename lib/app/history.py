@@ -269,26 +269,32 @@ class History:
 
 KIND_KEY = "twinlens_kind"  # in a saved result's JSON: which analysis made it (absent: a Comparison)
 COMPARISON_KIND = "compare.Comparison"
-SAVEABLE_MODULES = ("compare", "patching", "components", "steering", "generation", "features", "diff",
-                    "distances", "watch", "bos", "lens", "sets")
+# The modules whose results can be saved, by the short name a saved row's kind carries
+# ('patching.PatchResult'), relative to this package's root (lib or twinlens).
+SAVEABLE_MODULES = {
+    name: f"analyses.{name}"
+    for name in ("compare", "patching", "components", "steering", "generation", "features", "diff", "watch",
+                 "bos", "sets", "circuit")
+} | {"distances": "analyses.common.distances", "lens": "analyses.common.lens", "findings": "app.findings"}
 
 
 def kind_of(result: object) -> str:
-    """'module.Class' of a result of lib.analyses, or HistoryError for anything else."""
-    module = type(result).__module__.rsplit(".", 2)
-    ours = len(module) >= 2 and module[-2] == "analyses" and module[-1] in SAVEABLE_MODULES
-    if not (is_dataclass(result) and ours):
+    """'module.Class' of a result of a saveable module, or HistoryError for anything else."""
+    module = type(result).__module__.partition(".")[2]  # without the package root (lib / twinlens)
+    name = next((short for short, path in SAVEABLE_MODULES.items() if path == module), None)
+    if not (is_dataclass(result) and name is not None):
         raise HistoryError(f"A {type(result).__name__} is not a result twinlens can save.")
-    return f"{module[-1]}.{type(result).__qualname__}"
+    return f"{name}.{type(result).__qualname__}"
 
 
 def result_type(kind: str) -> type:
-    """The result class `kind` names — only dataclasses of the analyses modules, never an arbitrary
+    """The result class `kind` names — only dataclasses of the saveable modules, never an arbitrary
     import named by a database row."""
     module, _, name = kind.partition(".")
     if module not in SAVEABLE_MODULES:
         raise HistoryError(f"Saved results of kind '{kind}' cannot be reopened by this twinlens.")
-    found = getattr(importlib.import_module(f"..analyses.{module}", __package__), name, None)
+    root = __package__.rpartition(".")[0]  # lib, or twinlens when installed
+    found = getattr(importlib.import_module(f"{root}.{SAVEABLE_MODULES[module]}"), name, None)
     if not (isinstance(found, type) and is_dataclass(found)):
         raise HistoryError(f"Saved results of kind '{kind}' cannot be reopened by this twinlens.")
     return found

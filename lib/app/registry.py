@@ -30,6 +30,7 @@ from . import commands
 NEEDS = ("residuals", "gradients", "attention", "generation")
 NOT_ON_NDIF = frozenset({"residuals", "gradients", "attention"})
 SECTIONS = ("Answer", "Where", "Why", "What if", "Saved")  # the navigation's groups, in order
+DEFAULT = "compare"  # the page a new visitor lands on (Findings, first in the bar, runs every step)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ def _needs(*names: str) -> frozenset[str]:
 
 
 ANALYSES: tuple[Analysis, ...] = (
+    Analysis("findings", "Findings", "pages/findings.py", ":material/summarize:", "Answer",
+             (Command("report", commands.add_report, commands.run_report),),
+             needs=_needs("residuals", "gradients", "attention", "generation"), two_models=True),
     Analysis("compare", "Compare", "pages/compare.py", ":material/compare_arrows:", "Answer",
              (Command("compare", commands.add_compare, commands.run_compare),), two_models=True,
              reduced=(compare_prompts, complete_character)),

@@ -46,7 +46,8 @@ KEPT = "_twinlens_kept:"  # + widget key: its value kept while the user is on an
 
 # A page's own state in a shared link (each page adds and removes only its own).
 PAGE_PARAMS = ("watch", "answer", "wrong", "lens_layer", "lens_offset", "diff_layer", "score", "patch_layer",
-               "patch_position", "measure")
+               "patch_position", "measure",
+               "features_layer", "steer_layer", "steer_alpha", "steer_mode", "steer_vector", "steer_target")
 PAGE_PARAMS += ("circuit_edges", "circuit_ig", "circuit_coarse", "circuit_node")  # the Circuit page
 
 

@@ -137,9 +137,9 @@ def test_steer_with_this_feature_opens_steering_with_its_decoder_row(app, exact_
     vector = feature_steering_vector(real_model, feature, sae_path=str(exact_sae))
     expected = steer_captures(real_model, cap_a, cap_b, layer=15, alpha=alpha, vector_file=vector.to_bytes(),
                               settings=GenerationSettings(1))
-    table = next(df.value for df in app.dataframe if "KL vs unsteered" in df.value.columns)
-    assert table["KL vs unsteered"].iloc[1] == pytest.approx(expected.steered.kl, rel=1e-4, abs=1e-8)
-    assert table["KL vs unsteered"].iloc[1] > 0
+    table = next(df.value for df in app.dataframe if "KL vs unsteered (bits)" in df.value.columns)
+    assert table["KL vs unsteered (bits)"].iloc[1] == pytest.approx(expected.steered.kl, rel=1e-4, abs=1e-8)
+    assert table["KL vs unsteered (bits)"].iloc[1] > 0
     app.button(key="steering-feature-clear").click().run()  # back to A − B
     assert not app.exception and not any("SAE feature" in i.value for i in app.info)
 

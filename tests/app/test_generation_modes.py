@@ -25,7 +25,7 @@ def open_two(app, page: str, folder1, folder2):
 
 
 def outcome_tables(app):
-    return [df.value for df in app.dataframe if "KL vs unsteered" in df.value.columns]
+    return [df.value for df in app.dataframe if "KL vs unsteered (bits)" in df.value.columns]
 
 
 def test_continuations_side_by_side_per_model(app, tiny_folders, partner_folders):
@@ -64,11 +64,12 @@ def test_steering_steers_each_model_with_its_own_vector(app, tiny_folders, partn
         expected = steer_captures(loaded, capture(loaded, A), capture(loaded, "I hate the capital of Italy"),
                                   layer=2, alpha=4.0, settings=GenerationSettings(4))
         assert list(table["continuation"]) == [o.continuation.text for o in expected.outcomes]
-        assert table["KL vs unsteered"].tolist() == pytest.approx([o.kl for o in expected.outcomes], abs=1e-6)
-    assert tables[0]["KL vs unsteered"].iloc[1] != tables[1]["KL vs unsteered"].iloc[1]
+        kls = [o.kl for o in expected.outcomes]
+        assert table["KL vs unsteered (bits)"].tolist() == pytest.approx(kls, abs=1e-6)
+    assert tables[0]["KL vs unsteered (bits)"].iloc[1] != tables[1]["KL vs unsteered (bits)"].iloc[1]
     app.button(key="steering-sweep-run").click().run()
     assert not app.exception, app.exception
-    sweeps = [df.value for df in app.dataframe if "random KL" in df.value.columns]
+    sweeps = [df.value for df in app.dataframe if "random KL (bits)" in df.value.columns]
     assert len(sweeps) == 2 and all(len(s) == (3 + 1) * 4 for s in sweeps)
 
 

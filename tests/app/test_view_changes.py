@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app_helpers import submit
-from view_driver import look_around, page_files
+from view_driver import first_views, look_around, page_files
 
 from lib.analyses.generation import DEFAULT_SETTINGS, continue_capture
 from lib.app import ui
@@ -13,6 +13,7 @@ from lib.app.cache import ModelKey
 def test_view_changes_after_a_comparison_run_no_forward_pass(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     assert not app.exception, app.exception
+    first_views(app)
     served = ui.get_model(ModelKey())
     before = served.forward_passes
     done = look_around(app)

@@ -28,6 +28,18 @@ def page_files() -> list[str]:
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
 
 
+# Pages whose first view for a comparison runs analyses by design (issue 23: Findings runs every
+# step after Compare; issue 24: Features ranks by attribution, one backward pass, at the layer the
+# patching grid names). What they computed is cached: views after the first run nothing.
+PAGES_THAT_RUN = ("pages/findings.py", "pages/features.py")
+
+
+def first_views(at: AppTest) -> None:
+    """Open each of `PAGES_THAT_RUN` once, so that what follows measures view changes only."""
+    for page in PAGES_THAT_RUN:
+        at.switch_page(page).run()
+
+
 def _moved(widget) -> bool:
     """Set `widget` to another value than its current one; False when it has no other value."""
     kind, value = widget.type, widget.value

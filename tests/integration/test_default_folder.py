@@ -8,7 +8,6 @@ import json
 import shutil
 
 from lib.analyses.common.sae import shipped_saes
-
 from lib.app.cli import main
 from lib.core.models import DEFAULT_NAME, ensure_default_model, is_default_folder, load_model
 

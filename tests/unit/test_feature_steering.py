@@ -35,9 +35,9 @@ def feature_case(family_model, tmp_path):
 
 
 def kl(logits: torch.Tensor, reference: torch.Tensor) -> float:
-    """KL(softmax(logits) ‖ softmax(reference)) in nats, computed here independently."""
+    """KL(softmax(logits) ‖ softmax(reference)) in bits, computed here independently."""
     p, q = torch.softmax(logits.double(), -1), torch.softmax(reference.double(), -1)
-    return float((p * (p.log() - q.log())).sum())
+    return float((p * (p.log2() - q.log2())).sum())
 
 
 def test_feature_vector_is_the_decoder_row_at_the_saes_residual(feature_case):

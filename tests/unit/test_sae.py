@@ -262,7 +262,8 @@ def test_feature_book_reads_precomputed_cards(tmp_path):
     assert card.contexts[0].tokens == ("t10", "t11", "t12", "t13", "t14", "t15", "t16")
     assert card.contexts[0].tokens[card.contexts[0].peak] == "t13" and card.contexts[0].activation == 2
     assert card.promoted[0] == ("t20", 1.0) and card.suppressed[0] == ("t21", -1.0)
-    assert card.label == "on t13 → t20" and book.density(3) == pytest.approx(3 / 23)
+    assert card.label == "fires on t13 — '…t10t11t12t13t14t15…' (generic: fires on 13% of tokens)"
+    assert book.density(3) == pytest.approx(3 / 23)
     with pytest.raises(SettingsError, match="no feature 99"):
         book.card(99)
     assert feature_book(str(tmp_path / "nothing")) is None

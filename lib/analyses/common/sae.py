@@ -413,34 +413,76 @@ class FeatureCard:
     def label(self) -> str:
         return feature_label(self)
 
+    @property
+    def generic(self) -> bool:
+        """Fires on more than `HIGH_DENSITY` of the training tokens: says little about this pair."""
+        return self.density > HIGH_DENSITY
+
     def to_dict(self) -> dict:
         return {
-            "feature": self.feature, "density": self.density, "label": self.label,
+            "feature": self.feature, "density": self.density, "label": self.label, "generic": self.generic,
+            "fires_on": list(fires_on(self)), "example": example(self),
+            "promotes": list(promoted_words(self)),
             "contexts": [{"tokens": list(c.tokens), "peak": c.peak, "activation": c.activation}
                          for c in self.contexts],
             "promoted": [list(p) for p in self.promoted], "suppressed": [list(s) for s in self.suppressed],
         }
 
 
+HIGH_DENSITY = 0.05  # a feature firing on more than 5 % of the training tokens is generic
+LABEL_WORDS = 3  # peak words in a label
+EXAMPLE_BEFORE, EXAMPLE_AFTER = 5, 2  # tokens of the short example around its peak
+
+
+def _text(token: str) -> str:
+    """A readable token as the text it stands for ('␣capital' → ' capital', '↵' → a newline)."""
+    return token.replace("␣", " ").replace("↵", "\n")
+
+
+def is_word(token: str) -> bool:
+    """Whether a readable token is a whole word a reader knows: it starts a word (a leading space)
+    and is letters only, at least two of them ('␣Paris' yes; 'incoln', '␣##', '␣a' no)."""
+    return token.startswith("␣") and len(token) > 2 and token[1:].isalpha()
+
+
+def fires_on(card: FeatureCard) -> tuple[str, ...]:
+    """The tokens at the peaks of the feature's top contexts, most frequent first (ties: by the
+    strongest context), as readable tokens ('␣capital'); at most `LABEL_WORDS`."""
+    counts: dict[str, int] = {}
+    for context in card.contexts:  # strongest first, so dict order breaks ties by strength
+        token = context.tokens[context.peak]
+        counts[token] = counts.get(token, 0) + 1
+    return tuple(sorted(counts, key=lambda t: -counts[t])[:LABEL_WORDS])
+
+
+def example(card: FeatureCard) -> str:
+    """One short context of its strongest activation: a few tokens before the peak, the peak and
+    two after, as text ('…the capital of Peru…'); '' without contexts."""
+    if not card.contexts:
+        return ""
+    c = card.contexts[0]
+    start, end = max(0, c.peak - EXAMPLE_BEFORE), min(len(c.tokens), c.peak + EXAMPLE_AFTER + 1)
+    text = " ".join("".join(_text(t) for t in c.tokens[start:end]).split())
+    return f"…{text}…"
+
+
+def promoted_words(card: FeatureCard, count: int = 3) -> tuple[str, ...]:
+    """The tokens its decoder direction promotes most, only those that are words (`is_word`)."""
+    return tuple(t for t, _ in card.promoted if is_word(t))[:count]
+
+
 def feature_label(card: FeatureCard) -> str:
-    """A short label: the tokens the feature fires on most often (peaks of its top contexts), then
-    the tokens its decoder direction promotes most."""
-    peaks: list[str] = []
-    for context in card.contexts:
-        token = context.tokens[context.peak].replace("␣", " ").strip()
-        if token and token not in peaks:
-            peaks.append(token)
-    promoted: list[str] = []
-    for token, _ in card.promoted:
-        token = token.replace("␣", " ").strip()
-        if token and token not in promoted and len(promoted) < 3:
-            promoted.append(token)
-    parts = []
-    if peaks:
-        parts.append("on " + " ".join(peaks[:3]))
-    if promoted:
-        parts.append("→ " + " ".join(promoted))
-    return " ".join(parts) if parts else "(never active)"
+    """A label a non-coder can read: the tokens the feature fires on most in its top contexts and
+    one short context, e.g. "fires on ␣capital, ␣capitals — '…the capital of Peru…'"; a feature
+    firing on more than `HIGH_DENSITY` of the training tokens is marked "(generic)". What it
+    promotes is separate (`promoted_words`), as it is about the output, not the input."""
+    peaks = fires_on(card)
+    if not peaks:
+        return "(never active)"
+    label = f"fires on {', '.join(peaks)} — '{example(card)}'"
+    if card.density > HIGH_DENSITY:
+        return f"{label} (generic: fires on {card.density:.0%} of tokens)"
+    return label
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,97 @@
+"""The Features page's ranking by attribution (`attribute_features`, as the Findings page's
+`attribution_of_captures`) and its default layer: the shipped SAE layer nearest to where the
+difference reaches the last position (the Patching page's reading, from the same cached grid).
+
+The gradient is taken once for every shipped layer (and a given SAE's) and kept in the results
+cache, so choosing another layer or list length runs no pass; the ranking itself is a few
+products of tensors already held."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ..analyses.common.sae import feature_book, sae_for_layer, shipped_saes
+from ..analyses.features import FeatureAttribution, attribute_features, metric_gradients, nearest_sae_layer
+from ..analyses.patching import arrival_layer, patch_captures
+from ..core.errors import TwinlensError
+from ..core.models import LoadedModel
+from . import ui
+from .request import Request
+
+MAX_TOP = 30  # the page's "features per list" slider's end: the ranking is cut, not recomputed
+
+
+def default_layer(request: Request, model: LoadedModel) -> int | None:
+    """The shipped SAE layer nearest to the patching grid's arrival layer; None when there is no
+    shipped SAE or no grid (two models, a pair without a logit difference)."""
+    layers = list(shipped_saes(model))
+    if not layers or request.two_models:
+        return None
+    run_a, run_b = request.runs
+    try:
+        patch = ui.cached(patch_captures, run_b.model, run_a, run_b, answer=None, wrong=None,
+                          model_a=run_a.model)
+    except TwinlensError:
+        return None
+    return nearest_sae_layer(layers, arrival_layer(patch))
+
+
+def attribution_table(result: FeatureAttribution, top: int) -> pd.DataFrame:
+    """One row per feature of the first `top` (largest |attribution| first), then the SAE's error row."""
+    def share(score: float) -> float | None:
+        return score / result.total if result.total else None
+
+    rows = [{"feature": str(f.feature), "attribution": f.score, "share": share(f.score),
+             "at A's last token": f.activation_a, "at B's last token": f.activation_b,
+             "generic": "generic" if f.generic else "", "fires on (label)": f.label,
+             "promotes": ", ".join(f.promotes)} for f in result.features[:top]]
+    rows.append({"feature": "SAE error", "attribution": result.error,
+                 "share": share(result.error),
+                 "fires on (label)": "what the SAE does not reconstruct"})
+    return pd.DataFrame(rows)
+
+
+def attribution_section(request: Request, layer: int | None, path: str | None, top: int,
+                        any_model: bool) -> pd.DataFrame | None:
+    """The features that carry the difference, ranked by attribution, with a sentence; the table
+    (None when there is no logit difference to attribute, said in a line)."""
+    run_a, run_b = request.runs
+    st.subheader("Features that carry the difference (ranked by attribution)")
+    try:
+        model = ui.get_model(run_a.model)
+        sae = sae_for_layer(model, layer, path, any_model=any_model)
+        residuals = tuple(sorted(set(shipped_saes(model)) | {sae.residual}))
+        gradients = ui.cached(metric_gradients, run_a.model, run_a, run_b, residuals, answer=None, wrong=None)
+        result = attribute_features(model, sae, ui.get_capture(run_a), ui.get_capture(run_b), top=MAX_TOP,
+                                    book=feature_book(sae.path), gradients=gradients)
+    except TwinlensError as exc:
+        st.info(ui.plain(f"No ranking by attribution: {exc}"))
+        return None
+    st.markdown(ui.plain(
+        f"Attribution to logit[{result.answer.token}] − logit[{result.wrong.token}] (A: "
+        f"{result.metric_a:.2f}, B: {result.metric_b:.2f}): the {min(top, len(result.features))} features "
+        f"below and all others together give {result.features_sum:+.2f}, the SAE's error "
+        f"{result.error:+.2f}; together {result.total:+.2f}, the first-order estimate of patching A's whole "
+        "residual at this layer into B."
+    ))
+    if result.note:
+        st.caption(ui.plain(result.note))
+    table = attribution_table(result, top)
+    number = st.column_config.NumberColumn
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "attribution": number(format="%+.3f", help="Σ over positions of (activation A − activation B) × "
+                              "the difference's gradient along the feature's direction, at B"),
+        "share": number(format="percent", help="of the whole estimate (features + error)"),
+        "at A's last token": number(format="%.2f", help="the feature's activation there"),
+        "at B's last token": number(format="%.2f", help="the feature's activation there"),
+        "fires on (label)": st.column_config.TextColumn(width="large"),
+    })
+    return table
+
+
+def attributed_features(table: pd.DataFrame | None) -> list[int]:
+    """The feature ids of an attribution table, in its order (the error row left out)."""
+    if table is None:
+        return []
+    return [int(f) for f in table["feature"] if f != "SAE error"]

@@ -1,0 +1,137 @@
+"""Findings on tiny models: the steps run in order and each finding comes before the next step
+runs; a step that cannot run says why in its row and the rest still appear; sentences quote the
+numbers they carry; the report is self-contained HTML whose numbers are the JSON's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lib.app.findings import STEPS, Finding, in_words, run_findings
+from lib.app.report import report_data, report_html
+from lib.core.capture import capture
+
+A, B = "The capital of France is", "The capital of Italy is"
+
+
+def direct(calls: list):
+    def get(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return fn(*args, **kwargs)
+    return get
+
+
+def test_each_finding_comes_before_the_next_step_runs(tiny_models):
+    loaded = tiny_models["llama"]
+    cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+    calls: list[str] = []
+    steps = run_findings(loaded, loaded, cap_a, cap_b, direct(calls))
+    first = next(steps)
+    assert first.step == "says" and calls == ["continue_capture", "continue_capture"]
+    rest = list(steps)
+    assert [f.step for f in (first, *rest)] == list(STEPS)
+    assert "steer_to_flip" in calls and calls.index("steer_to_flip") > calls.index("patch_captures")
+
+
+def test_a_step_that_cannot_run_says_why_and_the_rest_still_appear(tiny_models):
+    """The tiny models have no shipped SAE; a pair with the same prediction has no logit
+    difference to patch, attribute or flip."""
+    loaded = tiny_models["gpt2"]
+    cap = capture(loaded, A)
+    findings = list(run_findings(loaded, loaded, cap, cap, direct([])))
+    assert [f.step for f in findings] == list(STEPS)
+    by_step = {f.step: f for f in findings}
+    assert by_step["says"].status == "ok" and by_step["part"].status == "ok"
+    for step in ("carries", "writes", "concepts", "flip"):
+        assert by_step[step].status == "cannot"
+        assert by_step[step].sentence.startswith("This step could not run")
+    assert "both predict" in by_step["carries"].sentence
+    paris, rome = capture(loaded, "The Paris is"), capture(loaded, "The Rome is")
+    assert int(paris.final_logits.argmax()) != int(rome.final_logits.argmax())  # a logit difference
+    found = {f.step: f for f in run_findings(loaded, loaded, paris, rome, direct([]))}
+    assert found["concepts"].status == "cannot" and "ships no SAE" in found["concepts"].sentence
+    assert found["carries"].status != "cannot" and found["flip"].status != "cannot"
+
+
+def test_two_models_mode_says_which_steps_it_runs(tiny_models):
+    model_1, model_2 = tiny_models["llama"], tiny_models["mistral"]
+    cap_1, cap_2 = capture(model_1, A), capture(model_2, A)
+    findings = list(run_findings(model_1, model_1, cap_1, cap_2, direct([]), names=("model 1", "model 2"),
+                                 model_b=model_2))
+    assert [f.status for f in findings[:2]] == ["ok", "ok"]
+    assert all(f.status == "cannot" and "two-models mode" in f.sentence for f in findings[2:])
+    assert "model 1 would next write" in findings[0].sentence
+
+
+def test_emoji_are_named_and_chat_answer_starts_are_said():
+    assert in_words("🐦") == "🐦 bird" and in_words("Paris") == "Paris"
+
+
+def test_report_html_is_self_contained_and_quotes_the_json_numbers():
+    finding = Finding("carries", "It reaches the last position at layer 24.", caveat="c",
+                      numbers=(("arrival_layer", 24), ("metric_a", 7.3125)),
+                      chart=(("last position", "0", 0.0), ("last position", "1", 0.5)),
+                      link=(("patch_layer", "24"),))
+    data = report_data([finding], prompts={"A": A, "B": "<script>alert(1)</script>"}, model={"name": "m"},
+                       settings={"bos": "auto"}, query={"a": A})
+    page = report_html(data, [finding])
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert "default-src 'none'" in page and "<svg" in page
+    assert 'data-number="metric_a">7.3125<' in page
+    assert json.loads(json.dumps(data))["findings"][0]["numbers"] == {"arrival_layer": 24, "metric_a": 7.3125}
+    for tag in ("<link", "src=\"http", "href=\"http", "@import", "url(http"):
+        assert tag not in page
+    assert data["link"].startswith("/findings?")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_has_a_title_and_a_page(step):
+    finding = Finding(step, "x")
+    assert finding.title and finding.page and finding.to_dict()["step"] == step
+
+
+def test_the_history_keeps_the_findings(tiny_models, tmp_path):
+    from lib.app.findings import Findings
+    from lib.app.history import History
+
+    loaded = tiny_models["gpt2"]
+    paris, rome = capture(loaded, "The Paris is"), capture(loaded, "The Rome is")
+    found = Findings(tuple(run_findings(loaded, loaded, paris, rome, direct([]))))
+    history = History(tmp_path)
+    saved_id = history.save("pair", {"model": "tiny", "a": "The Paris is", "b": "The Rome is"}, found)
+    again = history.get(saved_id)
+    assert again.kind == "findings.Findings"
+    assert again.value() == found
+
+
+def test_report_command_writes_html_and_json_and_refuses_plainly(tiny_folders, tmp_path):
+    from cli_run import run_cli
+
+    model = str(tiny_folders["gpt2"])
+    out = tmp_path / "r.html"
+    done = run_cli("report", "The Paris is", "The Rome is", "--model", model, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert json.loads(done.stdout) == data and [f["step"] for f in data["findings"]] == list(STEPS)
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    nowhere = run_cli("report", "The Paris is", "The Rome is", "--model", model, "-o",
+                      str(tmp_path / "no" / "such" / "r.html"))
+    assert nowhere.returncode == 1 and nowhere.stderr.count("\n") == 1
+    assert "Cannot write the report" in nowhere.stderr
+    chat = run_cli("report", "The Paris is", "The Rome is", "--model", model, "--chat")
+    assert chat.returncode == 1 and "chat template" in chat.stderr
+
+
+def test_an_answer_start_and_a_system_message_are_said_as_part_of_the_answer(tiny_models):
+    from lib.analyses.generation import ContinuationPair, GenerationSettings, continue_capture
+    from lib.app.findings import says_finding
+
+    loaded = tiny_models["llama"]
+    pair = ContinuationPair(*(continue_capture(loaded, capture(loaded, t), GenerationSettings(3))
+                              for t in (A, B)))
+    said = says_finding(pair, ("A", "B"), {"system": "Be brief.", "prefill": "Yes, here it is:"})
+    assert "“Yes, here it is:” is typed in, part of each answer" in said.sentence
+    assert "system message “Be brief.”" in said.sentence
+    assert said.number("answer_A") in said.sentence
+    assert "typed in" not in says_finding(pair, ("A", "B"), None).sentence
