@@ -134,7 +134,7 @@ def refuse_remote(command: str) -> str | None:
     analysis, _ = COMMANDS[command]
     if analysis.runs_on_ndif:
         return None
-    runnable = ", ".join(name for name, (a, _) in COMMANDS.items() if a.runs_on_ndif)
+    runnable = ", ".join(sorted(name for name, (a, _) in COMMANDS.items() if a.runs_on_ndif))
     return (
         f"`twinlens {command}` needs each prompt's whole residual stream, which NDIF would have "
         f"to send back (for a 70B model about 1.3 MB per token); with --remote only {runnable} run, "

@@ -16,6 +16,7 @@ from tokenizers import processors
 from lib.analyses.compare import compare_prompts
 from lib.analyses.model_compare import compare_models
 from lib.core.errors import ModelPairError
+from lib.core.hooks import HooksBackend
 from lib.core.models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,7 @@ def test_tokenizers_adding_bos_differently_are_refused_unless_bos_is_set(tiny_mo
         single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
     )
     adds_bos = dataclasses.replace(model, tokenizer=tokenizer)
+    adds_bos.backend = HooksBackend(adds_bos)  # a copy gets its own backend (lib.core.models sets it at load)
     with pytest.raises(ModelPairError, match="split the prompt differently.*BOS"):
         compare_models(model, adds_bos, PROMPT, bos="auto")
     c = compare_models(model, adds_bos, PROMPT, bos="on")

@@ -14,6 +14,7 @@ from lib.analyses.common.lens import lens_grid
 from lib.analyses.diff import top_token_diff
 from lib.core.capture import capture
 from lib.core.errors import ModelPairError
+from lib.core.hooks import HooksBackend
 from lib.core.models import load_model
 
 PROMPT = "The capital of France is"
@@ -44,6 +45,7 @@ def kl_bits_direct(p: torch.Tensor, q: torch.Tensor) -> float:
 def test_model_against_a_copy_of_itself_has_zero_divergence_and_identical_grids(tiny_models):
     model1 = tiny_models["llama"]
     model2 = dataclasses.replace(model1, tokenizer=copy.deepcopy(model1.tokenizer))  # another object
+    model2.backend = HooksBackend(model2)  # a copy gets its own backend (lib.core.models sets it at load)
     cap1, cap2 = capture(model1, PROMPT), capture(model2, PROMPT)
     diff = top_token_diff(model1, cap1, cap2, top_k=5, loaded_b=model2)
     assert len(diff.layers) == model1.n_layers + 1
