@@ -49,3 +49,7 @@ class RemoteError(TwinlensError):
 
 class Cancelled(TwinlensError):
     """The user cancelled a long run (a remote job) before its result came back; nothing was saved."""
+
+
+class LensError(SettingsError):
+    """A lens (tuned or Jacobian) is missing for this model, or a lens file does not fit it."""
