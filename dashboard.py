@@ -110,6 +110,7 @@ def settings(expert: bool) -> None:
     left.selectbox("BOS token", BOS_MODES, key="bos",
                    help="auto: what the tokenizer does; on: exactly one BOS first; off: none")
     right.number_input("Top-k", min_value=1, max_value=MAX_TOP_K, key="top_k")
+    st.selectbox("Lens", ui.LENS_KINDS, key="lens", help=ui.LENS_HELP, format_func=ui.lens_label)
     chat_settings()
     st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
              help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)

@@ -28,7 +28,7 @@ from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.sites import Site, residual_sites
 from ..core.tokens import readable_token
-from .lenses import Lens
+from .lenses import Lens, lens_for
 
 Cells = tuple[tuple[int, int], ...]  # (layer, position) pairs
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once
@@ -69,6 +69,14 @@ def lens_logits_chunks(
         layers = torch.tensor([c[0] for c in chunk])
         positions = torch.tensor([c[1] for c in chunk])
         yield chunk, loaded.backend.lens_logits(transformed(residual[layers, positions], layers, lens))
+
+
+def resolve_lens(loaded: LoadedModel, lens: Lens | str | None) -> Lens | None:
+    """A lens given by kind ("logit", "tuned", "jacobian": the one for this model, `lens_for`) or
+    as a Lens; None when it is the logit lens (nothing to apply)."""
+    if isinstance(lens, str):
+        lens = lens_for(loaded, lens)
+    return None if lens is None or lens.is_identity else lens
 
 
 def transformed(
@@ -161,18 +169,20 @@ def cells_from_top(
 
 
 def lens_column(
-    loaded: LoadedModel, residual: torch.Tensor, position: int, k: int, lens: Lens | None = None
+    loaded: LoadedModel, residual: torch.Tensor, position: int, k: int, lens: Lens | str | None = None
 ) -> list[LensCell]:
     """The lens at one position for every layer 0…L (position may be negative: -1 = last)."""
     return lens_columns(loaded, [residual], position, k, lens)[0]
 
 
 def lens_columns(
-    loaded: LoadedModel, residuals: Sequence[torch.Tensor], position: int, k: int, lens: Lens | None = None
+    loaded: LoadedModel, residuals: Sequence[torch.Tensor], position: int, k: int,
+    lens: Lens | str | None = None,
 ) -> list[list[LensCell]]:
     """`lens_column` of several prompts' residuals [L+1, pos_i, d] of one model, computed together:
     for short prompts reading the unembedding's weights is most of the lens's cost, so one pass
     over them serves every prompt."""
+    lens = resolve_lens(loaded, lens)
     at = [position % r.shape[1] for r in residuals]
     stacked = torch.stack([r[:, p] for r, p in zip(residuals, at, strict=True)], dim=1)  # [L+1, n, d]
     n_layers = stacked.shape[0]
@@ -260,12 +270,25 @@ class LensGrid(Record):
         return self.cells[layer][i].top[0].id == self.final_id(i)
 
 
+def top1_disagreement(first: LensGrid, second: LensGrid) -> tuple[tuple[int, ...], ...]:
+    """Per layer ℓ = 0…L, the positions (of `first.positions`) where two lenses' top-1 differ on the
+    same prompt and window (e.g. the logit and the Jacobian lens): where the first one misleads, if
+    the second is the more faithful. The last layer is always empty (every lens is the model there)."""
+    if first.positions != second.positions or len(first.cells) != len(second.cells):
+        raise SettingsError("Two lens grids are compared on the same positions and layers only.")
+    return tuple(
+        tuple(p for p, x, y in zip(first.positions, row_1, row_2, strict=True) if x.top[0].id != y.top[0].id)
+        for row_1, row_2 in zip(first.cells, second.cells, strict=True)
+    )
+
+
 def lens_grid(
-    loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int, lens: Lens | None = None
+    loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int, lens: Lens | str | None = None
 ) -> LensGrid:
     """The lens top-k at every layer for the given positions of a captured prompt (only those cells).
     For a capture without its residual stream (a model on NDIF) the cells are reduced in the trace."""
     _check_positions(cap, positions)
+    lens = resolve_lens(loaded, lens)
     width = len(positions)
     cells = [(layer, p) for layer in range(loaded.n_layers + 1) for p in positions]
     if cap.residual is None:
@@ -368,12 +391,13 @@ def vocabulary_rank(values: torch.Tensor, ids: torch.Tensor | Sequence[int]) -> 
 
 
 def cell_detail(
-    loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int, lens: Lens | None = None
+    loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int, lens: Lens | str | None = None
 ) -> CellDetail:
     """The lens top-k at (layer, position) of a captured prompt, with each token's rank and
     probability at layer − 1 (ranks over the whole vocabulary, 1 = top). For a capture without its
     residual stream (a model on NDIF) the cell is reduced in the trace."""
     _check_positions(cap, [position])
+    lens = resolve_lens(loaded, lens)
     if not 0 <= layer <= loaded.n_layers:
         raise SettingsError(f"The layer must lie between 0 and {loaded.n_layers}.")
     cells = [(layer, position)] + ([(layer - 1, position)] if layer > 0 else [])

@@ -327,8 +327,8 @@ def lens_for(loaded: LoadedModel, kind: str = "logit", path: str | Path | None =
         candidate = None if folder is None else folder / name
         if candidate is None or not candidate.exists():
             raise LensError(
-                f"twinlens has no {NAMES[kind]} for {loaded.name}; fit one with "
-                f"`twinlens lens fit --kind {kind}` or give a file with --lens-file."
+                f"twinlens has no {NAMES[kind]} for {loaded.name}; "
+                f"fit one with `twinlens lens fit --kind {kind}`."
             )
         path = candidate
     key = (id(loaded), kind, str(Path(path).resolve()))

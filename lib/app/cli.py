@@ -19,6 +19,7 @@ from collections.abc import Callable
 from ..core.errors import SettingsError, TwinlensError, unexpected
 from ..core.tokens import BOS_MODES, check_prompts
 from .export import to_json
+from .lens_commands import add_lens_choice, add_lens_parser, run_lens
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("prompt_a")
     compare.add_argument("prompt_b")
     compare.add_argument("--top-k", type=int, default=10)
+    add_lens_choice(compare)
     _model_args(compare)
     patch = commands.add_parser("patch", help="patch A's residual into B at every layer and position")
     patch.add_argument("prompt_a")
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_components(commands)
     _add_generate(commands)
     _add_steer(commands)
+    add_lens_parser(commands, _model_args)
     return parser
 
 
@@ -166,7 +169,8 @@ def run_compare(args: argparse.Namespace) -> dict:
     check_prompts(args.prompt_a, args.prompt_b)
     model = _load(args)
     check_top_k(model, args.top_k)
-    return compare_prompts(model, args.prompt_a, args.prompt_b, top_k=args.top_k, bos=args.bos).to_dict()
+    return compare_prompts(model, args.prompt_a, args.prompt_b, top_k=args.top_k, bos=args.bos,
+                           lens=args.lens, lens_file=args.lens_file).to_dict()
 
 
 def run_patch(args: argparse.Namespace) -> dict:
@@ -361,6 +365,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "components": run_components, "generate": run_generate, "steer": run_steer,
 }
 COMMANDS.update({"features": run_features, "sae": run_sae})
+COMMANDS.update({"lens": lambda args: run_lens(args, _load)})
 
 
 def main(argv: list[str] | None = None) -> int:
