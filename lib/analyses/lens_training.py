@@ -96,17 +96,21 @@ def corpus_windows(
 
 
 def prompt_jacobians(
-    loaded: LoadedModel, ids: torch.Tensor, *, skip: int = 16, batch: int = 16
+    loaded: LoadedModel, ids: torch.Tensor, *, skip: int = 16, batch: int = 16,
+    residuals: Sequence[int] | None = None,
 ) -> dict[int, torch.Tensor]:
-    """residual ℓ (1…L−1) → (1/|V|) Σ_{t∈V} Σ_{t'∈V} ∂h_L,t' / ∂h_ℓ,t [d, d] for one prompt `ids`
-    [1, pos] (V = skip…pos−2), row j from the one-hot cotangent e_j at every t' ∈ V."""
+    """residual ℓ (1…L−1, or those in `residuals`) → (1/|V|) Σ_{t∈V} Σ_{t'∈V} ∂h_L,t' / ∂h_ℓ,t
+    [d, d] for one prompt `ids` [1, pos] (V = skip…pos−2), row j from the one-hot cotangent e_j at
+    every t' ∈ V. The backward passes run only through the blocks above the lowest residual asked."""
     pos, d, n = ids.shape[-1], loaded.d_model, loaded.n_layers
     valid = torch.arange(skip, max(skip, pos - 1))
     if len(valid) == 0:
         raise SettingsError(
             f"A prompt of {pos} tokens has no position after the first {skip} and before the last."
         )
-    residuals = list(range(1, n))
+    residuals = list(range(1, n)) if residuals is None else sorted(residuals)
+    if not all(0 < r < n for r in residuals):
+        raise SettingsError(f"A Jacobian lens is fitted at residuals 1…{n - 1}.")
     sources = [Site.residual_at(r, n) for r in residuals]
 
     def chunks():
