@@ -124,3 +124,20 @@ def test_cli_compare_reads_with_a_lens_file_and_refuses_a_missing_lens(tiny_fold
     assert main(["compare", A, B, "--model", folder, "--lens", "tuned"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: twinlens has no tuned lens for") and len(err.splitlines()) == 1
+
+
+def test_the_nnsight_backend_reads_a_lens_in_its_trace_as_the_hooks_backend_does(tiny_models, tiny_folders,
+                                                                                 tmp_path):
+    from lib.analyses.lens_training import prompt_jacobians
+    from lib.core.models import load_model
+
+    loaded = tiny_models["llama"]
+    twin = load_model(str(tiny_folders["llama"]), backend="nnsight")
+    g = torch.Generator().manual_seed(4)
+    save_jacobian(tmp_path / "j.pt", {r: torch.randn(loaded.d_model, loaded.d_model, generator=g)
+                                      for r in range(1, loaded.n_layers)}, n_prompts=2, loaded=loaded)
+    here = compare_prompts(loaded, A, B, top_k=3, lens="jacobian", lens_file=str(tmp_path / "j.pt"))
+    there = compare_prompts(twin, A, B, top_k=3, lens="jacobian", lens_file=str(tmp_path / "j.pt"))
+    assert ids(here.a.lens) == ids(there.a.lens) and probs(here.b.lens) == pytest.approx(probs(there.b.lens))
+    with pytest.raises(SettingsError, match="needs the local backend"):
+        prompt_jacobians(twin, torch.tensor([[5] * 20]))
