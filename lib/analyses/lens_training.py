@@ -317,7 +317,9 @@ def run_fit(
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     card.update(model=loaded.name, corpus=CORPUS_SOURCE if corpus is None else str(corpus),
                 heldout={"windows": len(held), "tokens_per_window": cfg.context,
-                         "note": "the last windows of the corpus (its last articles), never fitted on"})
+                         "note": "the last windows of the corpus (its last articles), never fitted on; "
+                                 "figures over positions 1… of each window",
+                         "token_ids": held.tolist()})
     if kind == "jacobian":
         state = fit_jacobian(loaded, train, work, cfg, log)
         n_done = state["n_done"]

@@ -247,3 +247,33 @@ def test_tuned_lens_training_brings_every_layer_closer_to_the_final_distribution
     assert all(t < p for t, p in zip(trained.kl_bits[:n], plain.kl_bits[:n], strict=True))
     assert trained.kl_bits[n] == pytest.approx(plain.kl_bits[n], abs=1e-3) and plain.kl_bits[n] < 1e-3
     assert plain.top1_agreement[n] == 1.0 and state["A"].shape == (n, d, d)
+
+
+def test_lens_fit_command_writes_both_lenses_and_a_card_that_measures_them(tiny_folders, tiny_models,
+                                                                           tmp_path, capsys):
+    from tiny import CORPUS
+
+    from lib.app.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(sentence * 3 for sentence in CORPUS * 3))
+    common = ["--model", str(tiny_folders["gpt2"]), "--corpus", str(corpus), "--work", str(tmp_path / "w"),
+              "--out", str(tmp_path / "out"), "--context", "12", "--heldout", "2"]
+    assert main(["lens", "fit", "--kind", "tuned", "--steps", "3", "--tokens", "60", "--tuned-batch", "8",
+                 *common]) == 0
+    assert main(["lens", "fit", "--kind", "jacobian", "--prompts", "2", "--skip", "2", "--batch", "64",
+                 *common]) == 0
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert card["tuned"]["steps"] == 3 and card["tuned"]["complete"]
+    assert card["jacobian"]["prompts"] == 2 and card["jacobian"]["tokens"] == 24
+    assert set(card["faithfulness"]) == {"logit", "tuned", "jacobian"}
+    loaded = tiny_models["gpt2"]
+    held = torch.tensor(card["heldout"]["token_ids"])
+    assert held.shape == (2, 12)
+    out = tmp_path / "out"
+    lenses = [read_tuned(out / "tuned", loaded), read_jacobian(out / "jacobian.pt", loaded)]
+    for found in faithfulness(loaded, held, lenses):
+        assert list(found.kl_bits) == pytest.approx(card["faithfulness"][found.kind]["kl_bits"], abs=2e-3)
+    assert lenses[1].n_prompts == 2 and lenses[0].provenance == "Tuned lens, trained on 24 tokens"
+    assert main(["lens", "fit", "--kind", "jacobian", "--context", "3", *common[:-4]]) == 1
+    assert "--context must be longer" in capsys.readouterr().err
