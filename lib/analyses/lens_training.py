@@ -134,11 +134,17 @@ def fit_jacobian(
     checkpoint {sum: {residual: [d, d]}, half_sum, n_done, seconds, tokens}. The time box
     `cfg.minutes` stops this run early (a later run goes on)."""
     path = work / "jacobian-checkpoint.pt"
+    settings = {"context": cfg.context, "skip": cfg.skip, "seed": cfg.seed}
     if path.exists():
         state = torch.load(path, weights_only=True)
+        if state.setdefault("settings", settings) != settings:
+            raise SettingsError(
+                f"The fit in {work} was started with {state['settings']}, not {settings}; "
+                "go on with those settings or give another --work folder."
+            )
         log(f"jacobian: resumed after {state['n_done']} prompts ({state['seconds'] / 60:.1f} min done)")
     else:
-        state = {"sum": {}, "half_sum": {}, "n_done": 0, "seconds": 0.0, "tokens": 0}
+        state = {"sum": {}, "half_sum": {}, "n_done": 0, "seconds": 0.0, "tokens": 0, "settings": settings}
     total = min(cfg.prompts, len(windows))
     started, last_save, base = time.time(), time.time(), state["seconds"]
     while state["n_done"] < total and time.time() - started < cfg.minutes * 60:

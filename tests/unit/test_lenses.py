@@ -227,6 +227,8 @@ def test_jacobian_fit_resumes_where_it_stopped_and_averages_prompts(tiny_models,
     each = [prompt_jacobians(loaded, windows[i][None], skip=2, batch=32) for i in range(4)]
     for r, matrix in jacobian_matrices(resumed).items():
         torch.testing.assert_close(matrix, sum(e[r] for e in each) / 4, atol=1e-5, rtol=1e-4)
+    with pytest.raises(SettingsError, match="was started with"):
+        fit_jacobian(loaded, windows, tmp_path / "w", replace(cfg, prompts=5, skip=3), log=lambda _: None)
     fresh = fit_jacobian(loaded, windows, tmp_path / "fresh", replace(cfg, prompts=4), log=lambda _: None)
     assert set(convergence(fresh)) == set(range(1, loaded.n_layers))
     with pytest.raises(SettingsError, match="no position after the first 16"):
