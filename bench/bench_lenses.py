@@ -11,6 +11,8 @@ lens costs, on the embedded model.
 - lens_readout_max_abs_logit_difference: TL's `readout(return_full_logits=True)` of that lens vs
   twinlens reading the same lens file (`read_jacobian`, saved by TL in float32) at every position
   of a prompt; lens_readout_top1_agreement: the share of (layer, position) cells with the same top-1.
+- lens_transformerlens_reads_twinlens_file: 1 when TransformerLens's `JacobianLens.load` +
+  `validate_model` read a file twinlens wrote (`save_jacobian`) back to the same matrices.
 - lens_compare_cost_ratio: `compare_prompts` with the Jacobian lens ÷ with the logit lens (paired
   medians). Target ≤ 1.15.
 - lens_fit_seconds_per_prompt / per token: twinlens's fit of those layers, as measured here.
@@ -39,7 +41,7 @@ import torch  # noqa: E402
 from bench.harness import paired  # noqa: E402
 from lib.analyses.compare import compare_prompts  # noqa: E402
 from lib.analyses.lens_training import prompt_jacobians  # noqa: E402
-from lib.analyses.lenses import read_jacobian  # noqa: E402
+from lib.analyses.lenses import read_jacobian, save_jacobian  # noqa: E402
 from lib.core.models import ensure_default_model, load_model  # noqa: E402
 from lib.core.sites import residual_sites  # noqa: E402
 
@@ -53,7 +55,8 @@ READOUT = "The capital of France is Paris, and the capital of Italy is"
 A, B = "The capital of France is", "The capital of Italy is"
 TL_LAYERS = (26, 27, 28)  # block outputs; twinlens residuals 27, 28, 29
 SKIP, MAX_LEN, DIM_BATCH = 16, 32, 32
-TARGETS = {"lens_jacobian_parity_max_rel_frobenius": ("<=", 1e-3), "lens_compare_cost_ratio": ("<=", 1.15)}
+TARGETS = {"lens_jacobian_parity_max_rel_frobenius": ("<=", 1e-3), "lens_compare_cost_ratio": ("<=", 1.15),
+           "lens_transformerlens_reads_twinlens_file": ("=", 1.0)}
 
 
 def run() -> dict:
@@ -80,6 +83,12 @@ def run() -> dict:
         rel[layer] = float(torch.linalg.norm(mine - theirs) / torch.linalg.norm(theirs))
 
     with tempfile.TemporaryDirectory() as folder:
+        mine_path = Path(folder) / "twinlens.pt"
+        means = {layer + 1: sum(o[layer + 1] for o in ours) / len(ours) for layer in TL_LAYERS}
+        save_jacobian(mine_path, means, n_prompts=len(ours), loaded=model)
+        back = JacobianLens.load(str(mine_path)).validate_model(bridge)  # TransformerLens reads ours
+        tl_reads_ours = all(torch.equal(back.jacobians[layer], means[layer + 1].half().float())
+                            for layer in TL_LAYERS)
         path = Path(folder) / "tl.pt"
         tl.save(str(path), dtype=torch.float32)
         lens = read_jacobian(path, model)
@@ -102,6 +111,7 @@ def run() -> dict:
         "lens_jacobian_parity_max_rel_frobenius": max(rel.values()),
         "lens_readout_max_abs_logit_difference": max(diffs),
         "lens_readout_top1_agreement": same / cells,
+        "lens_transformerlens_reads_twinlens_file": float(tl_reads_ours),
         "lens_compare_cost_ratio": cost.ratio,
         "lens_fit_seconds_per_prompt": seconds / len(tokens),
         "lens_fit_seconds_per_token": seconds / n_tokens,

@@ -214,7 +214,8 @@ def save_jacobian(
     metadata: Mapping[str, object] | None = None, dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Write residual → J [d, d] in the artifact format (file layer = residual − 1), fp16 by default,
-    with the model's name, depth and unembedding fingerprint in `metadata`."""
+    with the model's name, depth and unembedding fingerprint in `metadata` (TransformerLens 4's
+    `JacobianLens.load` reads it: plain keys and values only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layers = sorted(matrices)
@@ -224,7 +225,8 @@ def save_jacobian(
         "source_layers": [residual - 1 for residual in layers],
         "d_model": loaded.d_model,
         "metadata": {
-            **dict(metadata or {}), "model_name": loaded.name, "n_layers": loaded.n_layers,
+            # not "model_name": TransformerLens compares that with its own name for the model
+            **dict(metadata or {}), "twinlens_model": loaded.name, "n_layers": loaded.n_layers,
             "target_layer": loaded.n_layers - 1, "unembed_hash": unembed_hash(loaded),
         },
     }
