@@ -61,3 +61,11 @@ def test_a_model_without_the_chosen_lens_is_told_so(app, llama_with_lens, tiny_f
     choose(app, "tuned", str(tiny_folders["gpt2"]))
     errors = [e.value for e in app.error]
     assert errors and errors[0].startswith("twinlens has no tuned lens for") and "\n" not in errors[0]
+
+
+def test_watch_page_reads_with_the_chosen_lens(app, llama_with_lens):
+    loaded, folder = llama_with_lens
+    choose(app, "jacobian", folder)
+    app.switch_page("pages/watch.py").run()
+    assert not app.exception and not app.error
+    assert any(c.value.startswith("Read with: Jacobian lens, fitted on 9 prompts") for c in app.caption)

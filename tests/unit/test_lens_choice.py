@@ -141,3 +141,20 @@ def test_the_nnsight_backend_reads_a_lens_in_its_trace_as_the_hooks_backend_does
     assert ids(here.a.lens) == ids(there.a.lens) and probs(here.b.lens) == pytest.approx(probs(there.b.lens))
     with pytest.raises(SettingsError, match="needs the local backend"):
         prompt_jacobians(twin, torch.tensor([[5] * 20]))
+
+
+def test_watched_tokens_and_words_follow_the_chosen_lens(tiny_models, shipped):
+    from lib.analyses.watch import watch_tokens, word_scores
+
+    loaded = tiny_models["llama"]
+    shipped(loaded)
+    cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+    column = lens_column(loaded, cap_a.residual, -1, 1, "jacobian")
+    token = column[1].top[0].id  # the Jacobian lens's top-1 at residual 1
+    watched = watch_tokens(loaded, cap_a, cap_b, [token], lens="jacobian")
+    plain = watch_tokens(loaded, cap_a, cap_b, [token])
+    seen, before = watched.a[0], plain.a[0]
+    assert seen.rank[1] == 1 and seen.prob[1] == pytest.approx(column[1].top[0].prob, rel=1e-5)
+    assert seen.prob != before.prob and seen.prob[-1] == pytest.approx(before.prob[-1])
+    words = word_scores(loaded, cap_a, cap_b, [(token,)], lens="jacobian")
+    assert list(words.a[0].prob) == pytest.approx(list(seen.prob), rel=1e-4)
