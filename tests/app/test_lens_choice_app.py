@@ -63,9 +63,10 @@ def test_a_model_without_the_chosen_lens_is_told_so(app, llama_with_lens, tiny_f
     assert errors and errors[0].startswith("twinlens has no tuned lens for") and "\n" not in errors[0]
 
 
-def test_watch_page_reads_with_the_chosen_lens(app, llama_with_lens):
+@pytest.mark.parametrize("page", ["pages/watch.py", "pages/diff.py"])
+def test_watch_and_diff_pages_read_with_the_chosen_lens(app, llama_with_lens, page):
     loaded, folder = llama_with_lens
     choose(app, "jacobian", folder)
-    app.switch_page("pages/watch.py").run()
+    app.switch_page(page).run()
     assert not app.exception and not app.error
     assert any(c.value.startswith("Read with: Jacobian lens, fitted on 9 prompts") for c in app.caption)

@@ -158,3 +158,21 @@ def test_watched_tokens_and_words_follow_the_chosen_lens(tiny_models, shipped):
     assert seen.prob != before.prob and seen.prob[-1] == pytest.approx(before.prob[-1])
     words = word_scores(loaded, cap_a, cap_b, [(token,)], lens="jacobian")
     assert list(words.a[0].prob) == pytest.approx(list(seen.prob), rel=1e-4)
+
+
+def test_top_token_diff_reads_both_prompts_with_the_chosen_lens(tiny_models, shipped):
+    from lib.analyses.diff import top_token_diff
+    from lib.core.errors import ModelPairError
+
+    loaded = tiny_models["llama"]
+    shipped(loaded)
+    cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+    diff = top_token_diff(loaded, cap_a, cap_b, top_k=3, lens="jacobian")
+    plain = top_token_diff(loaded, cap_a, cap_b, top_k=3)
+    column_a = lens_column(loaded, cap_a.residual, -1, 3, "jacobian")
+    assert [[t.id for t in layer.top_a] for layer in diff.layers] == ids(cell.top for cell in column_a)
+    assert diff.layers[-1].js_bits == pytest.approx(plain.layers[-1].js_bits)
+    assert [layer.js_bits for layer in diff.layers[1:-1]] != [layer.js_bits for layer in plain.layers[1:-1]]
+    with pytest.raises(ModelPairError, match="belongs to one model"):
+        top_token_diff(loaded, cap_a, capture(tiny_models["mistral"], A), loaded_b=tiny_models["mistral"],
+                       lens="jacobian")
