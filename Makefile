@@ -10,7 +10,7 @@ MODELS ?=
 # GUEST_HUB=1: guests may make the server fetch models and SAEs from the hub (default: off)
 GUEST_HUB ?=
 
-.PHONY: run test test-fast bench lint matrix screenshots clean-venv sae
+.PHONY: run test test-fast bench lint matrix screenshots clean-venv sae lenses
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,3 +46,7 @@ matrix: $(STAMP)  ## run the family tests and write docs/support_matrix.md from 
 
 sae: $(STAMP)  ## train the shipped TopK SAEs (residuals 6, 15, 24; resumable; ≈ 10 min collection + 60 min training on 2 idle CPU cores)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lib sae train --dtype bfloat16 $(SAE_ARGS)
+
+lenses: $(STAMP)  ## train the tuned lens, then fit the Jacobian lens, for the embedded model (resumable: run again to go on; the J-lens takes hours on 2 cores)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lib lens fit --kind tuned $(LENS_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lib lens fit --kind jacobian $(LENS_ARGS)

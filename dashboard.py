@@ -89,6 +89,7 @@ def settings(expert: bool) -> None:
     left, right = st.columns(2)
     left.selectbox("Start token (BOS)", BOS_MODES, key="bos", help=glossary.BOS)
     right.number_input("Words per list", min_value=1, max_value=MAX_TOP_K, key="top_k", help=glossary.TOP_K)
+    st.selectbox("Lens", ui.LENS_KINDS, key="lens", help=ui.LENS_HELP, format_func=ui.lens_label)
     chat_settings()
     st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
              help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)

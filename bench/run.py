@@ -342,6 +342,13 @@ def main(only: list[str]) -> int:
         found = bench_findings.run()
         results["figures"]["findings_vs_compare_ratio"] = found["findings_vs_compare_ratio"]
         results["details"]["findings"] = found
+
+    from bench import bench_lenses  # issue 25: the Jacobian lens against TransformerLens 4, a lens's cost
+
+    TARGETS.update(bench_lenses.TARGETS)
+    found = bench_lenses.run()
+    results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+    results["details"]["lenses"] = found["details"]
     results["seconds"] = time.perf_counter() - start
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(report(results))

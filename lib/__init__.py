@@ -5,15 +5,16 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
     core       models (load) · loaded (a loaded model) · architecture (parts) · sites (named places)
                · backend (the seam) · hooks (the local backend) · nnsight_backend · decoding
                · capture · chat · tokens · errors · checks · records
-    analyses/common   what several analyses share: lens · distances · sae · comparison · metric
-               · rows (the staged patched-rows engine) · pieces · decode · vector
+    analyses/common   what several analyses share: lens · lenses (logit, tuned, Jacobian) · distances
+               · sae · corpus · comparison · metric · rows (the staged patched-rows engine) · pieces
+               · decode · vector
     analyses   compare · model_compare · diff · watch · bos · patching · components · circuit
-               · features · generation · steering · sets · sae_training (each imports core and
-               common only)
+               · features · generation · steering · sets · sae_training · lens_training (each
+               imports core and common only)
     app        registry (the table of analyses) · cli · commands · request · cache · session · ui
                · views · charts · compare_frames · readable · history · export · examples · access
                · ndif · feature_steering · paths · circuit_view · sets_view · answers · glossary · findings
-               · findings_app · report · features_app · steering_app
+               · findings_app · report · features_app · steering_app · lens_choice
                · serve (Streamlit only here and in pages/)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a

@@ -115,10 +115,12 @@ if found is not None:
             position_a = position_picker("A", comparison.a.tokens, "Position in prompt A")
         with right:
             position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
+    lens = ui.lens_of(request)
     diff = ui.cached(
         top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
-        top_k=request.k, loaded_b=run_b.model,
+        top_k=request.k, loaded_b=run_b.model, **ui.lens_kwargs(lens),
     )
+    st.caption(ui.lens_caption(model, lens))
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")

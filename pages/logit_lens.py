@@ -40,6 +40,11 @@ low = sure).
   your message to the last token); only the cells shown are computed.
 - **Two models** (switch in the sidebar): one prompt through model 1 and model 2, each read through
   its own final norm and unembedding.
+- **Lens** (sidebar): the *tuned* lens first applies a trained affine translator per layer, the
+  *Jacobian* lens the layer's average linear effect on the last layer; both read early layers more
+  faithfully than the logit lens, and all three agree at the last layer. Where the model has a
+  Jacobian lens, **Where the logit lens misleads** lists, per layer, the positions at which the
+  logit and Jacobian lenses' top-1 differ for A and B.
 """,
 )
 
@@ -120,7 +125,8 @@ def adopt_chart_click(event, n_tokens: int, offsets: list[int]) -> None:
 
 found = ui.require_comparison()
 if found is not None:
-    request, _, comparison = found
+    request, model, comparison = found
+    lens = ui.lens_of(request)
     sides = ui.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
     results = (comparison.a, comparison.b)
     cap_a, cap_b = caps = tuple(ui.get_capture(side.run) for side in sides)
@@ -138,7 +144,8 @@ if found is not None:
                                  max_value=shortest - 1, key="lens_back")
 
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
-    grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
+    grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
+                                  **ui.lens_kwargs(lens))
              for side, window in zip(sides, windows, strict=True)}
     aligned = tokenization_diff(ui.get_model(sides[0].run.model).tokenizer, list(cap_a.token_ids),
                                 list(cap_b.token_ids))
@@ -157,6 +164,7 @@ if found is not None:
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
+    st.caption(ui.lens_caption(model, lens))
     present = ui.presentation_toggle("lens_present")
     for column, side, cap, result in zip(ui.side_columns(present), sides, caps, results, strict=True):
         with column:
@@ -193,7 +201,7 @@ if found is not None:
                 continue
             position = cap.n_tokens - 1 - offset
             detail = details[side.name] = ui.cached(
-                cell_detail, side.run.model, side.run, layer, position, request.k
+                cell_detail, side.run.model, side.run, layer, position, request.k, **ui.lens_kwargs(lens)
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
@@ -203,10 +211,28 @@ if found is not None:
     if layer == 0:
         st.caption("Layer 0 has no layer below, so there is no rank change.")
 
+    disagreement = {}
+    if comparison.mode != "models" and "jacobian" in ui.lenses_here(model):
+        st.subheader("Where the logit lens misleads")
+        st.caption("Per layer, the positions of the window where the logit lens's top-1 differs from the "
+                   "Jacobian lens's (logit → Jacobian). " + ui.lens_caption(model, "jacobian"))
+        for column, side, window in zip(st.columns(2), sides, windows, strict=True):
+            plain_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
+            jacobian_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
+                                      lens="jacobian")
+            rows = disagreement[side.name] = ui.disagreement_rows(plain_grid, jacobian_grid)
+            with column:
+                st.text(f"{side.name}: the lenses differ at {sum(r['differ'] for r in rows)} of "
+                        f"{sum(r['of'] for r in rows)} cells")
+                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
     ui.download_buttons(
         "logit-lens",
         request,
         {
+            "lens": lens,
+            "lens_caption": ui.lens_caption(model, lens),
+            "lens_disagreement": disagreement,
             "grids": {label: grid.to_dict() for label, grid in grids.items()},
             "cell": {label: detail.to_dict() for label, detail in details.items()},
             "final_answer": {

@@ -75,7 +75,10 @@ if found is not None:
     if not tokens:
         st.info("Type at least one word to watch.")
         st.stop()
-    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens))
+    lens = ui.lens_of(request)
+    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens),
+                      **ui.lens_kwargs(lens))
+    st.caption(ui.lens_caption(model, lens))
     table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
     tooltip = ["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
                alt.Tooltip("logit", format=".3f")]
@@ -105,7 +108,8 @@ if found is not None:
         ui.table(tables["logit-difference"], hide_index=True, width="stretch")
 
     st.subheader("Whole words, per layer")
-    scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens))
+    scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens),
+                       **ui.lens_kwargs(lens))
     words = tables["whole-words"] = charts.word_frame(scores)
     tooltip = ["prompt", "word", "layer", alt.Tooltip("probability", format=".4g"),
                alt.Tooltip("log-probability", format=".3f")]

@@ -30,16 +30,34 @@ from .common.lens import (
     lens_columns,
     lens_top_k,
     reduce_logits,
+    resolve_lens,
 )
+from .common.lenses import Lens, lens_for
 
 
-def compare_captures(loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, top_k: int = 10) -> Comparison:
-    """A comparison from two prompts already run (no forward pass)."""
+def chosen_lens(loaded: LoadedModel, lens: str = "logit", lens_file: str | None = None) -> Lens | None:
+    """The lens a comparison reads with (None: the logit lens); a model without one of that kind
+    is refused in one sentence (`LensError`)."""
+    return resolve_lens(loaded, lens_for(loaded, lens, lens_file))
+
+
+def lens_settings(lens: Lens | None) -> dict:
+    """What a comparison's settings say about its lens: nothing for the logit lens (so comparisons
+    saved before lenses could be chosen read the same), else its kind and caption."""
+    return {} if lens is None else {"lens": lens.kind, "lens_caption": lens.provenance}
+
+
+def compare_captures(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, *, top_k: int = 10, lens: str = "logit",
+    lens_file: str | None = None,
+) -> Comparison:
+    """A comparison from two prompts already run (no forward pass), read with `lens`."""
     check_top_k(loaded, top_k)
-    column_a, column_b = lens_columns(loaded, [cap_a.residual, cap_b.residual], -1, top_k)
+    reader = chosen_lens(loaded, lens, lens_file)
+    column_a, column_b = lens_columns(loaded, [cap_a.residual, cap_b.residual], -1, top_k, reader)
     return Comparison(
         model=loaded.info(),
-        settings={"top_k": top_k, "bos": cap_a.bos},
+        settings={"top_k": top_k, "bos": cap_a.bos, **lens_settings(reader)},
         a=prompt_result(loaded, cap_a, top_k, column=column_a),
         b=prompt_result(loaded, cap_b, top_k, column=column_b),
         distance=layer_distances(cap_a.residual, cap_b.residual, "last"),
@@ -56,6 +74,8 @@ def compare_prompts(
     chat: Chat | None = None,
     progress: Callable[[float, str], None] | None = None,
     cancel: threading.Event | None = None,
+    lens: str = "logit",
+    lens_file: str | None = None,
 ) -> Comparison:
     """Run both prompts once each and compare them layer by layer at the last position.
 
@@ -66,6 +86,7 @@ def compare_prompts(
     a residual stream. The numbers equal `compare_captures` on the same prompts. `progress(fraction, status)`
     hears a remote job's status; setting `cancel` stops waiting for it (`Cancelled`)."""
     check_top_k(model, top_k)
+    reader = chosen_lens(model, lens, lens_file)
     encoded = [prompt_ids(model, text, bos, chat) for text in (prompt_a, prompt_b)]
     sites = residual_sites(model.n_layers)
     summary = model.backend.run_each(
@@ -73,7 +94,7 @@ def compare_prompts(
         sites=sites,
         reduce=partial(
             last_position_summary, architecture=model.architecture, sites=tuple(sites), k=top_k,
-            vocab_size=model.vocab_size,
+            vocab_size=model.vocab_size, lens=reader,
         ),
         job=Job(progress, cancel or threading.Event()),
     )
@@ -85,7 +106,8 @@ def compare_prompts(
     ]
     distance = LayerDistances("last", *(tuple(summary[m].tolist()) for m in ("cosine", "relative_l2")))
     return Comparison(
-        model=model.info(), settings={"top_k": top_k, "bos": bos}, a=sides[0], b=sides[1], distance=distance
+        model=model.info(), settings={"top_k": top_k, "bos": bos, **lens_settings(reader)},
+        a=sides[0], b=sides[1], distance=distance,
     )
 
 
@@ -108,7 +130,8 @@ def _reduced_side(
 
 
 def last_position_summary(
-    runs: Sequence[Run], *, architecture: Architecture, sites: tuple[Site, ...], k: int, vocab_size: int
+    runs: Sequence[Run], *, architecture: Architecture, sites: tuple[Site, ...], k: int, vocab_size: int,
+    lens: Lens | None = None,
 ) -> dict[str, object]:
     """What the Compare view needs from the runs of prompts A and B, reduced where they ran:
 
@@ -120,7 +143,8 @@ def last_position_summary(
     The same operations on the same tensors as `compare_captures`, so the same numbers."""
     columns = [torch.stack([run.activations[site][0, -1] for site in sites]) for run in runs]  # [L+1, d]
     return {
-        "lens": lens_top_k(architecture, torch.cat(columns), k, vocab_size),
+        "lens": lens_top_k(architecture, torch.cat(columns), k, vocab_size,
+                           [layer for _ in columns for layer in range(len(sites))], lens),
         "final": [reduce_logits(run.logits[:1], k) for run in runs],
         "cosine": cosine_distance(columns[0], columns[1]),
         "relative_l2": relative_l2(columns[0], columns[1]),

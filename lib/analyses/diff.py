@@ -36,7 +36,8 @@ from ..core.checks import check_same_tokenizer, check_top_k, resolve_position
 from ..core.errors import ModelPairError
 from ..core.models import LoadedModel
 from ..core.tokens import readable_token
-from .common.lens import TokenProb, chunk_size, top_k_table, vocabulary_rank
+from .common.lens import TokenProb, chunk_size, resolve_lens, top_k_table, transformed, vocabulary_rank
+from .common.lenses import Lens
 
 LN2 = math.log(2.0)
 # Several float64 [n, vocab] temporaries per prompt live at once; keep them near one lens chunk.
@@ -150,16 +151,18 @@ def check_model_pair(model_a: LoadedModel, model_b: LoadedModel) -> None:
 
 
 def _lens_logits(
-    loaded: LoadedModel, cap: Capture, layers: torch.Tensor, position: int, width: int
+    loaded: LoadedModel, cap: Capture, layers: torch.Tensor, position: int, width: int,
+    lens: Lens | None = None,
 ) -> torch.Tensor:
-    """Lens logits [n, width] of `cap` at `position` for `layers`, through `loaded`; vocabulary
-    entries past the model's own (`width` > its vocabulary) are −inf, i.e. probability 0."""
-    logits = loaded.backend.lens_logits(cap.residual[layers, position])
+    """Lens logits [n, width] of `cap` at `position` for `layers`, through `loaded` (and `lens`);
+    vocabulary entries past the model's own (`width` > its vocabulary) are −inf, i.e. probability 0."""
+    logits = loaded.backend.lens_logits(transformed(cap.residual[layers, position], layers, lens))
     return torch.nn.functional.pad(logits, (0, width - logits.shape[-1]), value=-math.inf)
 
 
 def _paired_logits(
-    model_a: LoadedModel, cap_a: Capture, pos_a: int, model_b: LoadedModel, cap_b: Capture, pos_b: int
+    model_a: LoadedModel, cap_a: Capture, pos_a: int, model_b: LoadedModel, cap_b: Capture, pos_b: int,
+    lens: Lens | None = None,
 ) -> Iterator[tuple[range, torch.Tensor, torch.Tensor]]:
     """Yield (layers, lens logits of A [n, vocab], of B [n, vocab]) chunk by chunk over all layers,
     each side through its own model, both as wide as the larger vocabulary."""
@@ -171,8 +174,8 @@ def _paired_logits(
         index = torch.tensor(list(layers))
         yield (
             layers,
-            _lens_logits(model_a, cap_a, index, pos_a, width),
-            _lens_logits(model_b, cap_b, index, pos_b, width),
+            _lens_logits(model_a, cap_a, index, pos_a, width, lens),
+            _lens_logits(model_b, cap_b, index, pos_b, width, lens),
         )
 
 
@@ -237,6 +240,7 @@ def top_token_diff(
     position_b: int = -1,
     top_k: int = 10,
     loaded_b: LoadedModel | None = None,
+    lens: Lens | str | None = None,
 ) -> TopTokenDiff:
     """Compare the lens distributions of A (at `position_a`) and B (at `position_b`) at every layer.
 
@@ -248,18 +252,25 @@ def top_token_diff(
     share a tokenizer or have different numbers of layers (layer ℓ of one has no counterpart).
 
         `top_token_diff(base, capture(base, p), capture(tuned, p), loaded_b=tuned)`.
+
+    `lens`: read both prompts through that lens (lib.analyses.common.lenses; one model only).
     """
     model_b = loaded if loaded_b is None else loaded_b
     check_top_k(loaded, top_k)
     check_top_k(model_b, top_k)
     if model_b is not loaded:
         check_model_pair(loaded, model_b)
+    lens = resolve_lens(loaded, lens)
+    if lens is not None and model_b is not loaded:
+        raise ModelPairError(
+            "A tuned or Jacobian lens belongs to one model; compare two models with the logit lens."
+        )
     pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
     pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
     # Both agree on every id of the shorter vocabulary; the longer one also names the added tokens.
     tokenizer = max(loaded.tokenizer, model_b.tokenizer, key=len)
     layers: list[LayerDiff] = []
-    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, model_b, cap_b, pos_b):
+    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, model_b, cap_b, pos_b, lens):
         tops_a, tops_b = top_k_table(loaded, logits_a, top_k), top_k_table(model_b, logits_b, top_k)
         p, q = torch.softmax(logits_a.double(), -1), torch.softmax(logits_b.double(), -1)
         columns = {

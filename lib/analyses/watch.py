@@ -24,7 +24,8 @@ from ..core.errors import PromptError
 from ..core.models import LoadedModel
 from ..core.records import Record
 from ..core.tokens import readable_token, typeable
-from .common.lens import TokenProb, lens_logits_chunks, vocabulary_rank
+from .common.lens import TokenProb, lens_logits_chunks, resolve_lens, vocabulary_rank
+from .common.lenses import Lens
 from .common.pieces import forced_piece_logprobs
 
 
@@ -66,15 +67,18 @@ def logit_difference(first: Trajectory, second: Trajectory) -> tuple[float, ...]
 
 
 def trajectories(
-    loaded: LoadedModel, residual: torch.Tensor, token_ids: Sequence[int], position: int = -1
+    loaded: LoadedModel, residual: torch.Tensor, token_ids: Sequence[int], position: int = -1,
+    lens: Lens | str | None = None,
 ) -> tuple[Trajectory, ...]:
-    """Per-layer logit, prob and rank of each of `token_ids` at `position` of residual [L+1, pos, d]."""
+    """Per-layer logit, prob and rank of each of `token_ids` at `position` of residual [L+1, pos, d],
+    read through `lens` (lib.analyses.common.lenses; None: the logit lens)."""
     if not token_ids:
         return ()
     pos = position % residual.shape[1]
     ids = torch.tensor(list(token_ids), dtype=torch.long)
     logits, probs, ranks = [], [], []
-    for _, chunk in lens_logits_chunks(loaded, residual, [(l, pos) for l in range(residual.shape[0])]):
+    cells = [(l, pos) for l in range(residual.shape[0])]
+    for _, chunk in lens_logits_chunks(loaded, residual, cells, resolve_lens(loaded, lens)):
         chosen = chunk[:, ids]  # [n, tokens]
         logits.append(chosen)
         probs.append(torch.log_softmax(chunk, -1)[:, ids].exp())
@@ -94,6 +98,7 @@ def watch_tokens(
     *,
     position_a: int = -1,
     position_b: int = -1,
+    lens: Lens | str | None = None,
 ) -> Watch:
     """Trajectories of the same tokens in A and in B (resolve typed words with `tokens.typed_word`;
     a word of several tokens is followed by its first piece, scored whole by `word_scores`)."""
@@ -102,8 +107,8 @@ def watch_tokens(
     return Watch(
         position_a=pos_a,
         position_b=pos_b,
-        a=trajectories(loaded, cap_a.residual, token_ids, pos_a),
-        b=trajectories(loaded, cap_b.residual, token_ids, pos_b),
+        a=trajectories(loaded, cap_a.residual, token_ids, pos_a, lens),
+        b=trajectories(loaded, cap_b.residual, token_ids, pos_b, lens),
     )
 
 
@@ -139,15 +144,18 @@ class WordWatch(Record):
     b: tuple[WordScore, ...]
 
 
-def word_score(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> WordScore:
-    """`WordScore` of the word `ids` right after the prompt of `cap` (its last position)."""
+def word_score(
+    loaded: LoadedModel, cap: Capture, ids: Sequence[int], lens: Lens | str | None = None
+) -> WordScore:
+    """`WordScore` of the word `ids` right after the prompt of `cap` (its last position), its first
+    piece read through `lens` (None: the logit lens)."""
     if not ids:
         raise PromptError("The word gives no token.")
     ids = tuple(int(i) for i in ids)
     pos = cap.n_tokens - 1
     first: list[float] = []
     cells = [(layer, pos) for layer in range(cap.residual.shape[0])]
-    for _, chunk in lens_logits_chunks(loaded, cap.residual, cells):
+    for _, chunk in lens_logits_chunks(loaded, cap.residual, cells, resolve_lens(loaded, lens)):
         first.extend(torch.log_softmax(chunk.float(), -1)[:, ids[0]].tolist())
     later = float(forced_piece_logprobs(loaded, cap, ids)[1:].sum()) if len(ids) > 1 else 0.0
     pieces = tuple(readable_token(loaded.tokenizer, i) for i in ids)
@@ -155,10 +163,12 @@ def word_score(loaded: LoadedModel, cap: Capture, ids: Sequence[int]) -> WordSco
 
 
 def word_scores(
-    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, words: Sequence[Sequence[int]]
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, words: Sequence[Sequence[int]],
+    lens: Lens | str | None = None,
 ) -> WordWatch:
     """`word_score` of each word (its token ids) after A and after B."""
+    lens = resolve_lens(loaded, lens)
     return WordWatch(
-        a=tuple(word_score(loaded, cap_a, ids) for ids in words),
-        b=tuple(word_score(loaded, cap_b, ids) for ids in words),
+        a=tuple(word_score(loaded, cap_a, ids, lens) for ids in words),
+        b=tuple(word_score(loaded, cap_b, ids, lens) for ids in words),
     )

@@ -114,6 +114,8 @@ ANALYSES: tuple[Analysis, ...] = (
     Analysis("model pair", commands=(Command("compare-models", commands.add_compare_models,
                                              commands.run_compare_models),),
              needs=_needs("residuals")),
+    Analysis("lens fitting", commands=(Command("lens", commands.add_lens, commands.run_lens),),
+             needs=_needs("residuals", "gradients")),
     Analysis("sae training", commands=(Command("sae", commands.add_sae, commands.run_sae),),
              needs=_needs("residuals", "gradients")),
 )

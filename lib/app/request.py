@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from ..analyses.common.lenses import KINDS as LENS_KINDS
 from ..core.chat import Chat
 from ..core.errors import SettingsError
 from ..core.tokens import BOS_MODES
@@ -17,12 +18,14 @@ QUERY_FIELDS = ("model", "a", "b", "bos", "k")  # the shareable URL's parameters
 PAIR_QUERY_FIELDS = ("mode", "model2")  # added to the URL in two-models mode only
 # added when chat (or the continuation) is on: a link without them is raw text, no continuation
 CHAT_QUERY_FIELDS = ("chat", "system", "prefill", "continue")
+LENS_QUERY_FIELDS = ("lens",)  # added when the lens is not the logit lens
 # sidebar widget key → Request field
 WIDGET_FIELDS = {
     "model": "model", "prompt_a": "a", "prompt_b": "b", "bos": "bos", "top_k": "k",
     "trust_remote_code": "trust_remote_code", "allow_pickle": "allow_pickle",
     "mode": "mode", "model2": "model2", "backend": "backend",
     "chat": "chat", "system": "system", "prefill": "prefill", "continue_for": "continue_for",
+    "lens": "lens",
 }
 MODES = {"prompts": "two prompts", "models": "two models"}  # Request.mode → what the sidebar says
 MAX_TOP_K = 100
@@ -53,6 +56,8 @@ class Request:
     prefill: str = ""
     # "Analyse the continuation": 0, or N to append each prompt's greedy continuation of N tokens.
     continue_for: int = 0
+    # Which lens reads the residual stream: "logit", "tuned" or "jacobian" (lib.analyses.common.lenses).
+    lens: str = "logit"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +114,8 @@ class Request:
             query.update(chat="1", system=self.system, prefill=self.prefill)
         if self.continue_for:
             query["continue"] = str(self.continue_for)
+        if self.lens != "logit":
+            query["lens"] = self.lens
         return query
 
     @classmethod
@@ -118,7 +125,9 @@ class Request:
         Raises SettingsError, naming the parameter, for a value the sidebar could not hold.
         """
         values: dict = {name: params[name] for name in QUERY_FIELDS + PAIR_QUERY_FIELDS + CHAT_QUERY_FIELDS
-                        if name in params}
+                        + LENS_QUERY_FIELDS if name in params}
+        if values.get("lens", cls.lens) not in LENS_KINDS:
+            raise SettingsError(f"The link's lens={values['lens']!r} is not one of {', '.join(LENS_KINDS)}.")
         if "chat" in values:
             chat = values["chat"].strip().lower()
             if chat not in ("1", "0", "true", "false", "on", "off"):

@@ -20,7 +20,14 @@ from . import access as sharing
 from . import glossary
 from .examples import Example
 from .readable import plain
-from .request import CHAT_QUERY_FIELDS, PAIR_QUERY_FIELDS, QUERY_FIELDS, WIDGET_FIELDS, Request
+from .request import (
+    CHAT_QUERY_FIELDS,
+    LENS_QUERY_FIELDS,
+    PAIR_QUERY_FIELDS,
+    QUERY_FIELDS,
+    WIDGET_FIELDS,
+    Request,
+)
 
 if TYPE_CHECKING:
     pass
@@ -194,6 +201,7 @@ def use_example(example: Example) -> None:
             trust_remote_code=bool(state.get("trust_remote_code", False)),
             allow_pickle=bool(state.get("allow_pickle", False)),
             backend=str(state.get("backend", Request.backend)),
+            lens=str(state.get("lens", Request.lens)),
         )
     )
 
@@ -228,7 +236,8 @@ def write_query_params() -> None:
             f"The prompts are too long for a link ({size:,} characters once encoded): a copied link "
             "carries the model and settings only. Use the JSON export to share the prompts."
         )
-    for name in (*PAIR_QUERY_FIELDS, *CHAT_QUERY_FIELDS, "a", "b", *PAGE_PARAMS):  # left over
+    leftover = (*PAIR_QUERY_FIELDS, *CHAT_QUERY_FIELDS, *LENS_QUERY_FIELDS, "a", "b", *PAGE_PARAMS)
+    for name in leftover:
         if name in st.query_params and name not in wanted:
             del st.query_params[name]
     if any(st.query_params.get(name) != value for name, value in wanted.items()):

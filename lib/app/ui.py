@@ -25,6 +25,17 @@ from ..core.tokens import check_prompts, encode
 from . import access as sharing
 from . import glossary, ndif, readable, registry  # noqa: F401  (glossary, readable: the pages' words)
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
+from .lens_choice import (  # noqa: F401  (pages reach the lens choice through ui)
+    LENS_HELP,
+    LENS_KINDS,
+    disagreement_rows,
+    lens_caption,
+    lens_kwargs,
+    lens_label,
+    lens_of,
+    lenses_here,
+    top1_disagreement,
+)
 from .paths import path_input  # noqa: F401  (pages draw path inputs through ui)
 from .request import Request
 from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
@@ -187,12 +198,13 @@ def get_comparison(request: Request) -> Comparison:
         if request.two_models:
             check_model_pair_tokens(request)
             return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
+        lens = {"lens": request.lens} if request.lens != "logit" else {}  # the default keeps its cache key
         if request.backend != "local" and not request.continue_for:  # reduced inside the trace
             def compute(progress: Callable | None = None) -> Comparison:
                 return cached(compare_prompts, run_a.model, run_a.text, run_b.text, top_k=request.k,
-                              bos=request.bos, chat=request.chat_settings, _progress=progress)
+                              bos=request.bos, chat=request.chat_settings, _progress=progress, **lens)
             return ndif.watched_job(request, compute) if run_a.model.remote else compute()
-        return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k)
+        return cached(compare_captures, run_a.model, run_a, run_b, top_k=request.k, **lens)
 
 
 def check_sides(request: Request) -> None:

@@ -111,7 +111,10 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
             f"The cosine distance peaks at layer {peak} ({distance.cosine[peak]:.3f}); "
             f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"
         )
-    st.subheader("Logit lens at the last token")
+    caption = comparison.settings.get("lens_caption")
+    st.subheader("Lens at the last token" if caption else "Logit lens at the last token")
+    if caption:
+        st.caption(f"Read with: {caption} (every lens is the model's own prediction at the last layer).")
     for col, (_, title, side) in zip(st.columns(2), sides, strict=True):
         with col:
             st.markdown(f"**{plain(title)}**")

@@ -12,6 +12,10 @@ named sites (lib.core.sites) and applying interventions, and to turn residuals i
     gradients(input_ids, sites, metric)                → Gradients(run, grads: ∂metric/∂site)
     gradients(..., interventions)                      → the same of a changed run (EAP-IG's
                                                          interpolated inputs)
+    vjp(input_ids [1, pos], sources, target, cotangents, batch, reduce)
+                                                       → [reduce({source: cᵀ ∂target/∂source})] per
+                                                         cotangent chunk c [m ≤ batch, pos, d]: one
+                                                         forward, one backward per chunk (lenses)
     transplant(source, target, rows, reduce)           → [f(target run with row i's transplants from
                                                          the source run)]: both runs in one job, the
                                                          source's activations never sent back
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
@@ -267,6 +271,24 @@ class Backend(Protocol):
     ) -> Gradients:
         """Forward `input_ids` [batch, pos] recording `sites` (after `interventions`, applied as in
         `run`), then backward from `metric(logits [batch, vocab]) → scalar` to each site's activation."""
+        ...
+
+    def vjp(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        sources: Sequence[Site],
+        target: Site,
+        cotangents: Iterable[torch.Tensor],
+        batch: int,
+        reduce: Callable[[dict[Site, torch.Tensor]], T],
+    ) -> list[T]:
+        """Vector-Jacobian products of one prompt `input_ids` [1, pos]: for each cotangent chunk
+        c [m ≤ batch, pos, d] of the activation at `target` (of this unchanged run), the gradients
+        g[site][i] = Σ_{t', j} c[i, t', j] · ∂target[t', j] / ∂site [pos, d] at every source site,
+        float32, handed to `reduce` ({site: [m, pos, d]}) chunk by chunk; returns the reductions
+        in order. One forward pass of the prompt repeated `batch` times, then one backward pass per
+        chunk (the Jacobian lens's fit: d_model one-hot cotangents per prompt, batched)."""
         ...
 
     def transplant(

@@ -51,6 +51,10 @@ class Cancelled(TwinlensError):
     """The user cancelled a long run (a remote job) before its result came back; nothing was saved."""
 
 
+class LensError(SettingsError):
+    """A lens (tuned or Jacobian) is missing for this model, or a lens file does not fit it."""
+
+
 def causes(exc: BaseException) -> list[BaseException]:
     """`exc` and the exceptions it was raised from or during, outermost first (libraries wrap
     each other's errors: transformers wraps huggingface_hub's, nnsight the server's)."""

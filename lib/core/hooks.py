@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -215,6 +215,56 @@ class HooksBackend:
             grads={s: grads[c] for s, c in canonical.items()},
         )
 
+    def vjp(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        sources: Sequence[Site],
+        target: Site,
+        cotangents: Iterable[torch.Tensor],
+        batch: int,
+        reduce: Callable[[dict[Site, torch.Tensor]], T],
+    ) -> list[T]:
+        """`Backend.vjp`: one forward pass of the prompt repeated `batch` times with a zero δ at each
+        source (as in `gradients`), then one backward pass per cotangent chunk with the graph kept
+        (`retain_graph`): row i of a chunk's gradients is that chunk's row i pulled back. Counts
+        one forward pass."""
+        loaded = self.loaded
+        for site in (*sources, target):
+            site.check(self.n_layers)
+            if site.kind in ("pattern", "z"):
+                raise SettingsError("Vector-Jacobian products are taken between d_model-wide sites.")
+        if batch < 1:
+            raise SettingsError(f"A vector-Jacobian product needs a batch of at least 1, not {batch}.")
+        ids = input_ids.to(loaded.device).expand(batch, -1)
+        kwargs: dict = {"use_cache": False}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        live: dict[Site, torch.Tensor] = {}
+        deltas: dict[Site, torch.Tensor] = {}
+        order = [s.canonical(self.n_layers) for s in sources]
+        found: list[T] = []
+        with loaded.lock, torch.inference_mode(False), torch.enable_grad(), ExitStack() as stack:
+            self._attach(stack, [*sources, target], (), live, deltas, shape=tuple(ids.shape), live=True)
+            loaded.forward_passes += 1
+            loaded.model(input_ids=ids, **kwargs)
+            out = live[target.canonical(self.n_layers)]
+            for chunk in cotangents:
+                rows = chunk.shape[0]
+                if not 0 < rows <= batch or tuple(chunk.shape[1:]) != tuple(out.shape[1:]):
+                    raise SettingsError(
+                        f"Each cotangent chunk must be [1…{batch}, {', '.join(map(str, out.shape[1:]))}]."
+                    )
+                full = torch.zeros_like(out)
+                full[:rows] = chunk.to(out.device, out.dtype)
+                grads = torch.autograd.grad(out, [deltas[c] for c in order], full, retain_graph=True,
+                                            allow_unused=True)
+                found.append(reduce({
+                    s: (torch.zeros_like(deltas[c]) if g is None else g)[:rows].detach().float()
+                    for s, c, g in zip(sources, order, grads, strict=True)
+                }))
+        return found
+
     def _skip_blocks(self, stack: ExitStack, count: int) -> None:
         """Make blocks 0…count−1 hand their input on unchanged for this run (their forward is
         replaced on the instance and restored on exit), in the form the model's loop expects."""
@@ -313,11 +363,13 @@ class HooksBackend:
         deltas: dict[Site, torch.Tensor] | None = None,
         shape: tuple[int, int] | None = None,
         stop_early: bool = False,
+        live: bool = False,
     ) -> None:
         """Register one hook per canonical site that is recorded or changed (and, when `deltas` is
         given, made differentiable: each recorded site gets its zero δ there). `shape` is the
         input's (batch, pos), for modules that see the positions flattened (OPT's MLP). With
-        `stop_early` the hook that records the last wanted site raises `_Stop`."""
+        `stop_early` the hook that records the last wanted site raises `_Stop`. With `live` a
+        recorded value is the tensor the model goes on with, graph and all (no copy)."""
         n = self.n_layers
         changes: dict[Site, list[Intervention]] = defaultdict(list)
         for intervention in interventions:
@@ -332,7 +384,8 @@ class HooksBackend:
         for site in sorted(wanted | set(changes)):
             module, pre = self.loaded.architecture.site_module(site)
             hook = _site_hook(
-                site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape, on_record
+                site, changes.get(site, ()), site in wanted, recorded, n_heads, pre, deltas, shape, on_record,
+                live,
             )
             if pre:
                 handle = module.register_forward_pre_hook(hook, with_kwargs=True)
@@ -379,6 +432,7 @@ def _site_hook(
     deltas: dict[Site, torch.Tensor] | None = None,
     shape: tuple[int, int] | None = None,
     on_record: Callable[[], None] = lambda: None,
+    live: bool = False,
 ):
     """A hook that applies `changes` to the site's tensor, then records it if asked (and adds a
     zero δ that requires grad, when `deltas` collects them), then calls `on_record`, which may end
@@ -399,7 +453,10 @@ def _site_hook(
             delta = torch.zeros_like(act, requires_grad=True)
             deltas[site] = delta
             new = (new if new is not None else act) + delta
-        if record:
+        if record and live:
+            recorded[site] = new if new is not None else act
+            on_record()
+        elif record:
             kept = (new if new is not None else act).detach().clone()
             if site.kind == "z":
                 kept = kept.unflatten(-1, (n_heads, -1))

@@ -214,6 +214,12 @@ class NnsightBackend:
         self.received_bytes = tensor_bytes(saved)
         return saved
 
+    def vjp(self, input_ids: torch.Tensor, *, sources: Sequence[Site], target: Site, cotangents, batch: int,
+            reduce: Callable) -> list:
+        """`Backend.vjp` is not offered here: fitting a lens takes thousands of backward passes per
+        prompt, which belong on a model this machine holds (the local backend)."""
+        raise SettingsError("Fitting a Jacobian lens needs the local backend (--backend local).")
+
     def transplant(
         self,
         source_ids: torch.Tensor,

@@ -49,6 +49,7 @@ def test_remote_is_refused_before_any_load_exactly_for_rows_that_need_residuals(
     argv = {
         "sae": ["sae", "train"], "compare-models": ["compare-models", "p", "--model2", "x"],
         "steer": ["steer", "a", "b", "--layer", "1", "--alpha", "1"],
+        "lens": ["lens", "fit", "--kind", "tuned"], "sets": ["sets", "--example", "x"],
     }.get(command, [command, "a", "b"])
     assert main([*argv, "--remote", "--model", "no/such-model"]) == 1
     err = capsys.readouterr().err

@@ -11,12 +11,12 @@ import pytest
 import torch
 from tiny import CORPUS
 
+from lib.analyses.common.corpus import clean_wikitext
 from lib.analyses.common.sae import feature_book, load_sae, read_card
 from lib.analyses.sae_training import (
     TrainConfig,
     _load_checkpoint,
     bar,
-    clean_wikitext,
     load_shards,
     run_job,
     sparse_decode,

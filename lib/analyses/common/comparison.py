@@ -20,8 +20,9 @@ from .lens import LensCell, TokenProb, lens_column, top_k_table
 class PromptResult(Record):
     """One prompt's side of a comparison, at its last position.
 
-    lens[ℓ] is the top-k of the logit lens at layer ℓ = 0…L; final is the top-k of the model's
-    own logits (equal to lens[L] up to float error).
+    lens[ℓ] is the top-k of the lens (the logit lens unless the comparison's settings name another)
+    at layer ℓ = 0…L; final is the top-k of the model's own logits (equal to lens[L] up to float
+    error, whichever the lens).
     """
 
     text: str

@@ -2,7 +2,9 @@
 
 For a residual h_ℓ at one position, `p_ℓ = softmax(softcap(W_U · final_norm(h_ℓ)))` — the final
 norm is recomputed on h_ℓ itself (nostalgebraist 2020, "interpreting GPT: the logit lens"). At
-ℓ = L this is exactly the model's own next-token distribution.
+ℓ = L this is exactly the model's own next-token distribution. Every function here takes an
+optional `lens` (lib.analyses.common.lenses: tuned or Jacobian) whose per-layer transform T_ℓ is applied
+first: p_ℓ = softmax(softcap(W_U · final_norm(T_ℓ(h_ℓ)))); None is the logit lens.
 
 Cells are computed in chunks and reduced to top-k (plus entropy) at once, so memory stays at
 `chunk × vocab` floats whatever the number of layers and positions: a layers × positions × vocab
@@ -26,6 +28,7 @@ from ...core.models import LoadedModel
 from ...core.records import Record
 from ...core.sites import Site, residual_sites
 from ...core.tokens import readable_token
+from .lenses import Lens, lens_for
 
 Cells = tuple[tuple[int, int], ...]  # (layer, position) pairs
 CHUNK_FLOATS = 1 << 24  # at most 16M logits (64 MB in float32) alive at once
@@ -56,16 +59,31 @@ def chunk_size(vocab_size: int) -> int:
 
 
 def lens_logits_chunks(
-    loaded: LoadedModel, residual: torch.Tensor, cells: Sequence[tuple[int, int]]
+    loaded: LoadedModel, residual: torch.Tensor, cells: Sequence[tuple[int, int]], lens: Lens | None = None
 ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
     """Yield (cells, logits [n, vocab] float32) chunk by chunk for `cells` = [(layer, position)…]
-    of a residual tensor [L+1, pos, d]."""
+    of a residual tensor [L+1, pos, d], read through `lens` (None: the logit lens)."""
     step = chunk_size(loaded.vocab_size)
     for start in range(0, len(cells), step):
         chunk = list(cells[start : start + step])
         layers = torch.tensor([c[0] for c in chunk])
         positions = torch.tensor([c[1] for c in chunk])
-        yield chunk, loaded.backend.lens_logits(residual[layers, positions])
+        yield chunk, loaded.backend.lens_logits(transformed(residual[layers, positions], layers, lens))
+
+
+def resolve_lens(loaded: LoadedModel, lens: Lens | str | None) -> Lens | None:
+    """A lens given by kind ("logit", "tuned", "jacobian": the one for this model, `lens_for`) or
+    as a Lens; None when it is the logit lens (nothing to apply)."""
+    if isinstance(lens, str):
+        lens = lens_for(loaded, lens)
+    return None if lens is None or lens.is_identity else lens
+
+
+def transformed(
+    hidden: torch.Tensor, layers: torch.Tensor | Sequence[int] | None, lens: Lens | None
+) -> torch.Tensor:
+    """Rows `hidden` [n, d] of residuals `layers` [n] through the lens's T_ℓ (unchanged for None)."""
+    return hidden if lens is None else lens.transform(hidden, layers)
 
 
 def top_k_table(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[tuple[TokenProb, ...]]:
@@ -97,11 +115,12 @@ def _entropy_of(logp: torch.Tensor) -> torch.Tensor:
 
 
 def lens_cells(
-    loaded: LoadedModel, residual: torch.Tensor, cells: Sequence[tuple[int, int]], k: int
+    loaded: LoadedModel, residual: torch.Tensor, cells: Sequence[tuple[int, int]], k: int,
+    lens: Lens | None = None,
 ) -> list[LensCell]:
     """The lens top-k at each (layer, position) in `cells`, in the order given."""
     out: list[LensCell] = []
-    for chunk, logits in lens_logits_chunks(loaded, residual, cells):
+    for chunk, logits in lens_logits_chunks(loaded, residual, cells, lens):
         out.extend(cells_from_top(loaded, chunk, *reduce_logits(logits, k)))
     return out
 
@@ -115,13 +134,17 @@ def reduce_logits(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def lens_top_k(
-    architecture: Architecture, hidden: torch.Tensor, k: int, vocab_size: int
+    architecture: Architecture, hidden: torch.Tensor, k: int, vocab_size: int,
+    layers: Sequence[int] | None = None, lens: Lens | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The lens of each residual row `hidden` [n, d_model], reduced where the residuals are (inside
-    a backend's `reduce`, on NDIF for a remote model): `reduce_logits` of `architecture.logits`,
-    `chunk_size(vocab)` rows at a time, so at most CHUNK_FLOATS logits exist at once and an
-    [n, vocab] tensor is never built. Returns top-k probabilities [n, k], ids [n, k], entropy [n]."""
+    """The lens of each residual row `hidden` [n, d_model] (of residuals `layers` [n], needed with a
+    `lens`), reduced where the residuals are (inside a backend's `reduce`, on NDIF for a remote
+    model): `reduce_logits` of `architecture.logits`, `chunk_size(vocab)` rows at a time, so at most
+    CHUNK_FLOATS logits exist at once and an [n, vocab] tensor is never built. Returns top-k
+    probabilities [n, k], ids [n, k], entropy [n]."""
     step = chunk_size(vocab_size)
+    if lens is not None:
+        hidden = transformed(hidden, layers, lens)
     parts = [reduce_logits(architecture.logits(hidden[start : start + step]), k)
              for start in range(0, hidden.shape[0], step)]
     return tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
@@ -146,22 +169,24 @@ def cells_from_top(
 
 
 def lens_column(
-    loaded: LoadedModel, residual: torch.Tensor, position: int, k: int
+    loaded: LoadedModel, residual: torch.Tensor, position: int, k: int, lens: Lens | str | None = None
 ) -> list[LensCell]:
     """The lens at one position for every layer 0…L (position may be negative: -1 = last)."""
-    return lens_columns(loaded, [residual], position, k)[0]
+    return lens_columns(loaded, [residual], position, k, lens)[0]
 
 
 def lens_columns(
-    loaded: LoadedModel, residuals: Sequence[torch.Tensor], position: int, k: int
+    loaded: LoadedModel, residuals: Sequence[torch.Tensor], position: int, k: int,
+    lens: Lens | str | None = None,
 ) -> list[list[LensCell]]:
     """`lens_column` of several prompts' residuals [L+1, pos_i, d] of one model, computed together:
     for short prompts reading the unembedding's weights is most of the lens's cost, so one pass
     over them serves every prompt."""
+    lens = resolve_lens(loaded, lens)
     at = [position % r.shape[1] for r in residuals]
     stacked = torch.stack([r[:, p] for r, p in zip(residuals, at, strict=True)], dim=1)  # [L+1, n, d]
     n_layers = stacked.shape[0]
-    cells = lens_cells(loaded, stacked, [(l, i) for i in range(len(at)) for l in range(n_layers)], k)
+    cells = lens_cells(loaded, stacked, [(l, i) for i in range(len(at)) for l in range(n_layers)], k, lens)
     return [
         [replace(cell, position=p) for cell in cells[i * n_layers : (i + 1) * n_layers]]
         for i, p in enumerate(at)
@@ -245,16 +270,33 @@ class LensGrid(Record):
         return self.cells[layer][i].top[0].id == self.final_id(i)
 
 
-def lens_grid(loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int) -> LensGrid:
+def top1_disagreement(first: LensGrid, second: LensGrid) -> tuple[tuple[int, ...], ...]:
+    """Per layer ℓ = 0…L, the positions (of `first.positions`) where two lenses' top-1 differ on the
+    same prompt and window (e.g. the logit and the Jacobian lens): where the first one misleads, if
+    the second is the more faithful. The last layer is always empty (every lens is the model there)."""
+    if first.positions != second.positions or len(first.cells) != len(second.cells):
+        raise SettingsError("Two lens grids are compared on the same positions and layers only.")
+    return tuple(
+        tuple(p for p, x, y in zip(first.positions, row_1, row_2, strict=True) if x.top[0].id != y.top[0].id)
+        for row_1, row_2 in zip(first.cells, second.cells, strict=True)
+    )
+
+
+def lens_grid(
+    loaded: LoadedModel, cap: Capture, positions: Sequence[int], k: int, lens: Lens | str | None = None
+) -> LensGrid:
     """The lens top-k at every layer for the given positions of a captured prompt (only those cells).
     For a capture without its residual stream (a model on NDIF) the cells are reduced in the trace."""
     _check_positions(cap, positions)
+    lens = resolve_lens(loaded, lens)
     width = len(positions)
     cells = [(layer, p) for layer in range(loaded.n_layers + 1) for p in positions]
     if cap.residual is None:
-        flat = cells_from_top(loaded, cells, *_in_trace(loaded, cap, _lens_of_cells, cells=tuple(cells), k=k))
+        flat = cells_from_top(
+            loaded, cells, *_in_trace(loaded, cap, _lens_of_cells, cells=tuple(cells), k=k, lens=lens)
+        )
     else:
-        flat = lens_cells(loaded, cap.residual, cells, k)
+        flat = lens_cells(loaded, cap.residual, cells, k, lens)
     return LensGrid(
         positions=tuple(positions),
         tokens=tuple(cap.tokens[p] for p in positions),
@@ -282,11 +324,12 @@ def _on_residual(runs: Sequence[Run], *, reduction: Callable, sites: tuple[Site,
 
 
 def _lens_of_cells(
-    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int
+    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int,
+    lens: Lens | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`lens_top_k` of the residual rows at (layer, position) `cells`, in chunks."""
     hidden = torch.stack([residual[layer, p] for layer, p in cells])
-    return lens_top_k(architecture, hidden, k, vocab_size)
+    return lens_top_k(architecture, hidden, k, vocab_size, [layer for layer, _ in cells], lens)
 
 
 @dataclass(frozen=True)
@@ -347,20 +390,23 @@ def vocabulary_rank(values: torch.Tensor, ids: torch.Tensor | Sequence[int]) -> 
     return 1 + (values.unsqueeze(-2) > chosen.unsqueeze(-1)).sum(-1)
 
 
-def cell_detail(loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int) -> CellDetail:
+def cell_detail(
+    loaded: LoadedModel, cap: Capture, layer: int, position: int, k: int, lens: Lens | str | None = None
+) -> CellDetail:
     """The lens top-k at (layer, position) of a captured prompt, with each token's rank and
     probability at layer − 1 (ranks over the whole vocabulary, 1 = top). For a capture without its
     residual stream (a model on NDIF) the cell is reduced in the trace."""
     _check_positions(cap, [position])
+    lens = resolve_lens(loaded, lens)
     if not 0 <= layer <= loaded.n_layers:
         raise SettingsError(f"The layer must lie between 0 and {loaded.n_layers}.")
     cells = [(layer, position)] + ([(layer - 1, position)] if layer > 0 else [])
     if cap.residual is None:
         probs, ids, ranks, probs_below, entropy = _in_trace(
-            loaded, cap, _detail_of_cells, cells=tuple(cells), k=k
+            loaded, cap, _detail_of_cells, cells=tuple(cells), k=k, lens=lens
         )
     else:
-        logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells)])
+        logits = torch.cat([chunk for _, chunk in lens_logits_chunks(loaded, cap.residual, cells, lens)])
         probs, ids, ranks, probs_below, entropy = detail_tensors(logits, k)
     (top,) = cells_from_top(loaded, cells[:1], probs, ids, entropy)
     below = [None] * len(top.top) if ranks is None else zip(ranks.tolist(), probs_below.tolist(), strict=True)
@@ -387,6 +433,8 @@ def detail_tensors(logits: torch.Tensor, k: int) -> tuple:
 
 
 def _detail_of_cells(
-    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int
+    residual: torch.Tensor, *, architecture: Architecture, vocab_size: int, cells: Cells, k: int,
+    lens: Lens | None = None,
 ) -> tuple:
-    return detail_tensors(architecture.logits(torch.stack([residual[layer, p] for layer, p in cells])), k)
+    hidden = torch.stack([residual[layer, p] for layer, p in cells])
+    return detail_tensors(architecture.logits(transformed(hidden, [layer for layer, _ in cells], lens)), k)
