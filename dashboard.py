@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import glossary, ndif, registry, ui
+from lib.app import glossary, lens_choice, ndif, registry, session, ui
 from lib.app.examples import EXAMPLES
 from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 from lib.core.tokens import BOS_MODES
@@ -40,10 +40,10 @@ def sidebar() -> None:
     """Model and both prompts in one form, so typing does not rerun the page, with Compare right below
     them and the example pairs next, both on screen at 1440×900; then the settings (BOS, top-k, chat,
     backend), which the next Compare reads. The URL is kept in step with the request so it can be shared."""
-    ui.adopt_operator_link()
-    ui.adopt_query_params()
-    who = ui.access()
-    defaults = ui.current_request() or Request()
+    session.adopt_operator_link()
+    session.adopt_query_params()
+    who = session.access()
+    defaults = session.current_request() or Request()
     for key, field in WIDGET_FIELDS.items():
         st.session_state.setdefault(key, getattr(defaults, field))
     with st.sidebar:
@@ -71,15 +71,15 @@ def sidebar() -> None:
                 values["k"] = int(values["k"])
                 values["chat"] = bool(values["chat"])
                 values["continue_for"] = int(values["continue_for"])
-                ui.set_request(Request(**values))
-        with st.expander("Example pairs", expanded=ui.current_request() is None):
+                session.set_request(Request(**values))
+        with st.expander("Example pairs", expanded=session.current_request() is None):
             for example in EXAMPLES:
-                st.button(example.name, help=example.why, on_click=ui.use_example, args=(example,),
+                st.button(example.name, help=example.why, on_click=session.use_example, args=(example,),
                           width="stretch")
         settings(who.expert)
-        ui.expert_warning()
-        ui.role_caption()
-    ui.write_query_params()
+        session.expert_warning()
+        session.role_caption()
+    session.write_query_params()
 
 
 def settings(expert: bool) -> None:
@@ -89,23 +89,24 @@ def settings(expert: bool) -> None:
     left, right = st.columns(2)
     left.selectbox("Start token (BOS)", BOS_MODES, key="bos", help=glossary.BOS)
     right.number_input("Words per list", min_value=1, max_value=MAX_TOP_K, key="top_k", help=glossary.TOP_K)
-    st.selectbox("Lens", ui.LENS_KINDS, key="lens", help=ui.LENS_HELP, format_func=ui.lens_label)
+    st.selectbox("Lens", lens_choice.LENS_KINDS, key="lens", help=lens_choice.LENS_HELP,
+                 format_func=lens_choice.lens_label)
     chat_settings()
     st.radio("Backend", ("local", "nnsight", "ndif"), key="backend", horizontal=True,
-             help=ui.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)
+             help=session.BACKEND_HELP, format_func=lambda b: "NDIF (remote)" if b == "ndif" else b)
     ndif.api_key_field()
     if expert:  # a guest is not shown them (and ui refuses them where models load)
         with st.expander("Expert: options that run a model's code"):
-            st.checkbox("Trust remote code", key="trust_remote_code", help=ui.TRUST_REMOTE_CODE_HELP)
-            st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=ui.ALLOW_PICKLE_HELP)
+            st.checkbox("Trust remote code", key="trust_remote_code", help=session.TRUST_REMOTE_CODE_HELP)
+            st.checkbox("Allow pickle weights (.bin)", key="allow_pickle", help=session.ALLOW_PICKLE_HELP)
 
 
 def main() -> None:
     sidebar()
-    ui.remote_expert_banner()
+    session.remote_expert_banner()
     memory = st.sidebar.empty()
     memory.caption(ui.memory_caption())
-    request = ui.current_request()
+    request = session.current_request()
     two_models = request is not None and request.mode == "models"
     sections: dict[str, list] = {}
     for analysis in registry.PAGES:

@@ -6,9 +6,9 @@ from functools import partial
 
 import streamlit as st
 
-from lib.app import circuit_view, ui
+from lib.app import circuit_view, session, ui, views
 
-ui.page(
+views.page(
     "Circuit",
     """
 This page finds the paths between parts of the model that carry the difference between A and B into
@@ -34,10 +34,10 @@ RUN_KEY = "circuit-ran-for"  # the settings the circuit was asked for
 
 def linked_input(column, widget: str, key: str, name: str, default, cast=str, **options):
     """A widget whose value a link carries as `name` (left out while it is `default`)."""
-    ui.linked(key, name, cast)
+    session.linked(key, name, cast)
     st.session_state.setdefault(key, default)
     value = getattr(column, widget)(key=key, **options)
-    ui.share(key, name, value, default)
+    session.share(key, name, value, default)
     return value
 
 
@@ -52,7 +52,7 @@ if found is not None:
     wrong = linked_input(right, "text_input", "circuit-wrong", "wrong", "", label="Wrong token",
                          placeholder=f"B's top-1: {comparison.b.final[0].token}",
                          help="␣ stands for a leading space. Empty: B's predicted next token.") or None
-    ui.token_legend()
+    views.token_legend()
     left, middle, right = st.columns(3)
     edges = linked_input(left, "number_input", "circuit-edges", "circuit_edges", 30, int,
                          label="Edges in the circuit", min_value=1, max_value=5000)
@@ -63,7 +63,8 @@ if found is not None:
                           help="Off: a node per head. Families that normalize each attention output "
                                "before adding it (Gemma-2) have only this view.")
     asked = (request, answer, wrong, int(edges), int(steps), coarse)
-    if st.button("Find the circuit", type="primary", key="circuit-run") or ui.link_carries("circuit_node"):
+    asked = st.button("Find the circuit", type="primary", key="circuit-run")
+    if asked or session.link_carries("circuit_node"):
         st.session_state[RUN_KEY] = asked  # a link with a chosen node was shared from a circuit: draw it
     if st.session_state.get(RUN_KEY) != asked:
         st.info("Press **Find the circuit**: one forward and one backward pass for the scores, then the "
@@ -76,8 +77,8 @@ if found is not None:
         )
     st.text(f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}]   "
             f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
-    st.markdown(ui.plain(circuit_view.reading(result)))
-    st.caption(ui.plain(result.note))
+    st.markdown(views.plain(circuit_view.reading(result)))
+    st.caption(views.plain(result.note))
     event = st.altair_chart(circuit_view.graph_chart(result), on_select="rerun", key="circuit-graph",
                             width="stretch")
     for column, (kind, mime) in zip(st.columns(4)[:2], circuit_view.IMAGE_KINDS.items(), strict=True):
@@ -95,11 +96,11 @@ if found is not None:
     st.subheader("One node")
     nodes = {node.name: node for node in result.nodes}
     choices = circuit_view.circuit_nodes(result)
-    ui.linked("circuit-node", "circuit_node")
+    session.linked("circuit-node", "circuit_node")
     if st.session_state.get("circuit-node") not in choices:  # another circuit, or a link's unknown node
         st.session_state.pop("circuit-node", None)
     name = st.selectbox("Node (or click one on the graph)", choices, key="circuit-node")
-    ui.share("circuit-node", "circuit_node", name, choices[0])
+    session.share("circuit-node", "circuit_node", name, choices[0])
     node = nodes[name]
     st.dataframe(circuit_view.node_edges(result, name), hide_index=True, width="stretch")
     if node.kind in ("embed", "head", "attn", "mlp"):
@@ -108,7 +109,7 @@ if found is not None:
         st.text(circuit_view.direct_effect(attribution, node))
     if node.kind == "head":
         patterns = ui.cached(circuit_view.attention_patterns, run_a.model, run_a, run_b)
-        st.markdown(f"**Where {ui.plain(name)} looks from the last position**")
+        st.markdown(f"**Where {views.plain(name)} looks from the last position**")
         st.dataframe(circuit_view.head_pattern_frame(patterns, node.layer, node.head), hide_index=True,
                      width="stretch")
-    ui.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})
+    views.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})

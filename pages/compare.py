@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from lib.analyses.common.comparison import PromptResult
 from lib.analyses.generation import complete_character
-from lib.app import answers, ui
+from lib.app import answers, ui, views
 from lib.app import compare_frames as frames
-from lib.core.errors import TwinlensError
 
-ui.page(
+views.page(
     "Compare",
     """
 The two prompts go through the same model, and this page shows where inside it they start to differ.
@@ -35,21 +34,18 @@ state. *Layer 0* is just the embedded last token, the last layer is what the mod
 )
 
 
-def completes_to(side: ui.Side, result: PromptResult) -> str | None:
+def completes_to(side: views.Side, result: PromptResult) -> str | None:
     """The character the side's next token completes to, greedily; None when it is whole (or the
     backend cannot generate yet: the pieces alone are shown)."""
     prompt = ui.get_capture(side.run).token_ids
-    try:
-        return ui.cached(complete_character, side.run.model, prompt, result.final[0].id)
-    except TwinlensError:
-        return None
+    return ui.cached_or(None, complete_character, side.run.model, prompt, result.final[0].id)
 
 
 found = ui.require_comparison()
 if found is not None:
     request, _, comparison = found
-    sides = zip(ui.sides(request, comparison), (comparison.a, comparison.b), strict=True)
-    places = ui.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
-    ui.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
-    ui.save_form(request, comparison)
-    answers.show_answers(ui.sides(request, comparison), request.chat_settings, places)
+    sides = zip(views.sides(request, comparison), (comparison.a, comparison.b), strict=True)
+    places = views.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
+    views.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
+    views.save_form(request, comparison)
+    answers.show_answers(views.sides(request, comparison), request.chat_settings, places)

@@ -15,10 +15,9 @@ from lib.analyses.components import (
     patch_components,
     reading,
 )
-from lib.app import ui
-from lib.core.errors import TwinlensError
+from lib.app import ui, views
 
-ui.page(
+views.page(
     "Components",
     """
 Patching says *where* (layer, position) the difference between A and B is carried; this page asks
@@ -105,8 +104,8 @@ def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
         f"A: {result.a.logit_diff:.3f} (linearized {result.a.linearized_logit_diff:.3f})   "
         f"B: {result.b.logit_diff:.3f} (linearized {result.b.linearized_logit_diff:.3f})"
     )
-    st.caption(ui.plain(result.note))
-    st.markdown(ui.plain(reading(result)))
+    st.caption(views.plain(result.note))
+    st.markdown(views.plain(reading(result)))
     table = layer_table(result)
     for column, side in zip(st.columns(3), ("A", "B", "A − B"), strict=True):
         column.markdown(f"**Per layer, {side}**")
@@ -179,7 +178,7 @@ def draw_patching(result: ComponentPatching, column: int) -> pd.DataFrame:
         label, f"position {label} ('{result.tokens_b[int(label)]}')" if label.isdigit() else label)
     st.text(f"Metric A: {result.metric_a:.3f}   B: {result.metric_b:.3f}   patched: {where}")
     if result.note:
-        st.info(ui.plain(result.note))
+        st.info(views.plain(result.note))
     exact = [[cell[column] for cell in row] for row in result.heads]
     atp = [[cell[column] for cell in row] for row in result.atp_heads]
     bound = max(1.0, *(abs(v) for row in exact + atp for v in row))
@@ -199,16 +198,16 @@ def draw_patching(result: ComponentPatching, column: int) -> pd.DataFrame:
     right.altair_chart(heatmap(comps.rename(columns={"attribution": "value"}), "component", "layer",
                                "Attention / MLP (attribution estimate)", bound), width="stretch")
     r = result.agreement.pearson_r
-    st.markdown(ui.plain(
+    st.markdown(views.plain(
         f"Agreement of attribution patching with exact head patching: Pearson r = "
         f"{'undefined (a constant grid)' if r is None else f'{r:.3f}'}. Cells where they differ most:"
     ))
-    ui.table(pd.DataFrame(
+    views.table(pd.DataFrame(
         [{"layer": l, "head": h, "exact": e, "attribution": a} for l, h, e, a in result.agreement.worst]
     ), hide_index=True, width="stretch")
     heads = head_table(exact).rename(columns={"value": "exact"}).assign(
         attribution=head_table(atp)["value"])
-    ui.table(heads, hide_index=True, width="stretch")
+    views.table(heads, hide_index=True, width="stretch")
     return heads
 
 
@@ -224,21 +223,13 @@ if found is not None:
         st.info("Press **Run components**: one forward pass per prompt for the attribution, and one with "
                 "eager attention per prompt for the patterns.")
         st.stop()
-    try:
-        with st.spinner("Attributing the logit difference and reading attention…"):
-            attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    with st.spinner("Attributing the logit difference and reading attention…"):
+        attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
     st.subheader("Direct logit attribution")
     tables = {"layers": draw_attribution(attribution)}
     data = {"attribution": attribution.to_dict()}
-    try:
+    with views.errors_shown():  # patterns need eager attention; the rest of the page does without
         patterns = ui.cached(attention_patterns, run_a.model, run_a, run_b)
-    except TwinlensError as exc:
-        st.subheader("Attention patterns, A and B side by side")
-        ui.show_error(exc)
-    else:
         tables["patterns"] = draw_patterns(patterns, model.n_layers)
 
     st.subheader("Head and component patching")
@@ -258,9 +249,6 @@ if found is not None:
                 per_position=per_position,
                 _progress=lambda done: bar.progress(done, text=f"Patching A's components into B: {done:.0%}"),
             )
-        except TwinlensError as exc:
-            ui.show_error(exc)
-            st.stop()
         finally:
             bar.empty()
         column = 0
@@ -275,4 +263,4 @@ if found is not None:
         st.info(f"Press **Run head patching**: {model.n_layers * (heads + 2):,} patched runs of B per "
                 "position group, batched into a few forward passes, plus one backward pass for "
                 "attribution patching.")
-    ui.download_buttons("components", request, data, tables)
+    views.download_buttons("components", request, data, tables)

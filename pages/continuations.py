@@ -7,10 +7,9 @@ import streamlit as st
 
 from lib.analyses.common.decode import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, Continuation, GenerationSettings
 from lib.analyses.generation import complete_character
-from lib.app import answers, readable, ui
-from lib.core.errors import TwinlensError
+from lib.app import answers, readable, session, ui, views
 
-ui.page(
+views.page(
     "Continuations",
     """
 What the model *says* after each prompt: its continuation, token by token, exactly what
@@ -31,17 +30,17 @@ read once, then one pass per new token).
 def settings_inputs() -> GenerationSettings:
     left, mid, right = st.columns(3)
     for key in ("continuations-n", "continuations-mode", "continuations-t", "continuations-seed"):
-        ui.kept(key)  # the settings left here come back after a visit to another page
+        session.kept(key)  # the settings left here come back after a visit to another page
     n = left.number_input("New tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS, key="continuations-n")
     sampled = mid.radio("Decoding", ["greedy", "sampled"], horizontal=True, key="continuations-mode")
-    ui.keep("continuations-n", n)
-    ui.keep("continuations-mode", sampled)
+    session.keep("continuations-n", n)
+    session.keep("continuations-mode", sampled)
     if sampled == "greedy":
         return GenerationSettings(int(n))
     temperature = right.number_input("Temperature", 0.05, 5.0, 0.8, key="continuations-t")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="continuations-seed")
-    ui.keep("continuations-t", temperature)
-    ui.keep("continuations-seed", seed)
+    session.keep("continuations-t", temperature)
+    session.keep("continuations-seed", seed)
     return GenerationSettings(int(n), float(temperature), int(seed))
 
 
@@ -58,18 +57,17 @@ found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
     settings = settings_inputs()
-    sides = ui.sides(request, comparison)
+    sides = views.sides(request, comparison)
     runs = [side.run for side in sides]
     if not answers.generate_button(runs, settings, "continuations-run"):
         st.info(f"Press **Generate**: up to {settings.max_new_tokens} new tokens for each side, "
                 "one forward pass per token.")
         st.stop()
     results = {}
-    try:
+    with views.errors_shown():
         for side in sides:
             results[side.name] = answers.continuation(side.run, settings, st.empty(), side.name, runs)
-    except TwinlensError as exc:
-        ui.show_error(exc)
+    if len(results) < len(sides):  # refused or cancelled: said above
         if answers.cancelled_any(runs, settings):
             answers.run_again()
         st.stop()
@@ -77,7 +75,7 @@ if found is not None:
     for col, side in zip(st.columns(2), sides, strict=True):
         result = results[side.name]
         with col:
-            st.subheader(ui.plain(side.title))
+            st.subheader(views.plain(side.title))
             ending = "stopped at EOS" if result.stopped_at_eos else "length"
             framing = " (chat template included)" if request.chat else ""
             st.caption(f"{len(result.prompt_token_ids)} prompt tokens{framing} · "
@@ -87,8 +85,9 @@ if found is not None:
             if first:
                 completes = ui.cached(complete_character, side.run.model, result.prompt_token_ids, first[0])
                 if completes:
-                    st.caption(ui.plain(f"The first new token {result.tokens[0]} is part of a character: "
+                    st.caption(views.plain(f"The first new token {result.tokens[0]} is part of a character: "
                                         f"greedily it completes to {completes}."))
             tables[f"characters-{side.name}"] = characters_table(result)
             st.dataframe(tables[f"characters-{side.name}"], hide_index=True, width="stretch")
-    ui.download_buttons("continuations", request, {name: r.to_dict() for name, r in results.items()}, tables)
+    data = {name: r.to_dict() for name, r in results.items()}
+    views.download_buttons("continuations", request, data, tables)

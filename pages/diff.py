@@ -7,10 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
-from lib.app import charts, ui
+from lib.app import charts, lens_choice, session, ui, views
 from lib.app import compare_frames as frames
 
-ui.page(
+views.page(
     "Top-token diff",
     """
 At every layer the model has a list of words it might write next, after A and after B. This page
@@ -107,7 +107,7 @@ if found is not None:
     run_a, run_b = request.runs
     a, b = frames.side_names(comparison)
     if comparison.mode == "models":  # one prompt: one position for both models
-        st.caption(ui.plain(frames.model_caption(comparison)))
+        st.caption(views.plain(frames.model_caption(comparison)))
         position_a = position_b = position_picker("prompt", comparison.a.tokens, "Position in the prompt")
     else:
         left, right = st.columns(2)
@@ -115,12 +115,12 @@ if found is not None:
             position_a = position_picker("A", comparison.a.tokens, "Position in prompt A")
         with right:
             position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
-    lens = ui.lens_of(request)
+    lens = lens_choice.lens_of(request)
     diff = ui.cached(
         top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
-        top_k=request.k, loaded_b=run_b.model, **ui.lens_kwargs(lens),
+        top_k=request.k, loaded_b=run_b.model, **lens_choice.lens_kwargs(lens),
     )
-    st.caption(ui.lens_caption(model, lens))
+    st.caption(lens_choice.lens_caption(model, lens))
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
@@ -135,13 +135,13 @@ if found is not None:
     )
 
     st.subheader("One layer, token by token")
-    ui.token_legend()
+    views.token_legend()
     last = len(diff.layers) - 1
-    ui.linked("diff-layer", "diff_layer", int)
+    session.linked("diff-layer", "diff_layer", int)
     if st.session_state.get("diff-layer") not in range(last + 1):
         st.session_state["diff-layer"] = last
     chosen = st.select_slider("Layer", options=range(last + 1), key="diff-layer")
-    ui.share("diff-layer", "diff_layer", chosen, last)
+    session.share("diff-layer", "diff_layer", chosen, last)
     detail = layer_table(diff.layers[chosen], a, b)
     st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")
 
@@ -149,6 +149,6 @@ if found is not None:
     number_columns = (kl_name(a, b), "JS bits", "top-k overlap", f"entropy {a} bits", f"entropy {b} bits",
                       "Δp most changed")
     numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in number_columns}
-    ui.table(overview, hide_index=True, width="stretch", column_config=numbers)
+    views.table(overview, hide_index=True, width="stretch", column_config=numbers)
     tables = {"layers": overview, f"layer-{chosen}": detail}
-    ui.download_buttons("top-token-diff", request, diff.to_dict(), tables)
+    views.download_buttons("top-token-diff", request, diff.to_dict(), tables)

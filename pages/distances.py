@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.common.distances import DistanceReport, capture_distances
-from lib.app import charts, ui
+from lib.app import charts, glossary, session, ui, views
 
-ui.page(
+views.page(
     "Residual distances",
     """
 This page measures how differently the model is "thinking" about A and B at each layer. 0 means it
@@ -53,7 +53,7 @@ if found is not None:
     cap_a, cap_b = ui.get_capture(run_a), ui.get_capture(run_b)
     drop_first = st.toggle(
         "Leave out the first position (attention sink)", value=True, key="dist_drop_first",
-        help=ui.glossary.ATTENTION_SINK,
+        help=glossary.ATTENTION_SINK,
     )
     report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_first=drop_first)
     st.info(report.summary())
@@ -65,7 +65,7 @@ if found is not None:
         frame = charts.distance_lines_frame(lines, measure)
         column.altair_chart(charts.layer_lines(frame, "value", y_title=measure_name, floor=0.0),
                             width="stretch")
-    ui.table(table, hide_index=True, width="stretch")
+    views.table(table, hide_index=True, width="stretch")
 
     tables = {"per-layer": table}
     st.subheader("Position by position")
@@ -75,16 +75,16 @@ if found is not None:
     else:
         per_position = charts.position_distance_frame(report.positions, cap_a.tokens, cap_b.tokens)
         tables["per-position"] = per_position.drop(columns=["column", "differs"])
-        ui.linked("dist_measure", "measure")
+        session.linked("dist_measure", "measure")
         if st.session_state.get("dist_measure") not in MEASURES.values():
             st.session_state["dist_measure"] = MEASURES["cosine"]
         measure_name = st.radio("Measure", list(MEASURES.values()), horizontal=True, key="dist_measure",
-                                help=f"{ui.glossary.COSINE} {ui.glossary.RELATIVE_L2}")
-        ui.share("dist_measure", "measure", measure_name, MEASURES["cosine"])
+                                help=f"{glossary.COSINE} {glossary.RELATIVE_L2}")
+        session.share("dist_measure", "measure", measure_name, MEASURES["cosine"])
         tooltip = ["layer", "position", "token A", "token B", alt.Tooltip(f"{measure_name}:Q", format=".4f")]
         st.altair_chart(charts.heatmap(per_position, measure_name, legend=measure_name, scheme="oranges",
                                        x_title="position · token (A/B where they differ)", tooltip=tooltip),
                         width="stretch")
-        ui.token_legend()
+        views.token_legend()
 
-    ui.download_buttons("distances", request, report.to_dict(), tables)
+    views.download_buttons("distances", request, report.to_dict(), tables)

@@ -14,10 +14,9 @@ from lib.analyses.features import (
     features_of_captures,
     trace_of_captures,
 )
-from lib.app import feature_steering, features_app, ui
-from lib.core.errors import TwinlensError
+from lib.app import feature_steering, features_app, glossary, paths, session, ui, views
 
-ui.page(
+views.page(
     "Features",
     """
 A **sparse autoencoder** (SAE) rewrites one residual vector as a few active *features* out of
@@ -63,7 +62,7 @@ def feature_columns(names: tuple[str, str]) -> dict:
     return {
         **{f"activation {n}": number(format="%.2f") for n in names},
         "Δ": number(format="%+.2f", help=f"activation {names[0]} − activation {names[1]}"),
-        "density": number(format="percent", help=ui.glossary.DENSITY),
+        "density": number(format="percent", help=glossary.DENSITY),
     }
 
 
@@ -98,21 +97,21 @@ def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool
     shipped = shipped_saes(model)
     left, right = st.columns([1, 2])
     with right.expander("Use another SAE (SAELens folder or Gemma Scope params.npz)"):
-        path = ui.path_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder")
+        path = paths.path_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder")
         any_model = st.checkbox("Use it on a model it was not trained on (a fine-tune of it)",
                                 key="features-any-model")
     if path:
         return None, path, any_model
     if not shipped:
-        st.info(f"twinlens ships no SAE for {ui.plain(model.name)}; give an SAE folder above.")
+        st.info(f"twinlens ships no SAE for {views.plain(model.name)}; give an SAE folder above.")
         st.stop()
     layers = list(shipped)
-    ui.linked("features-layer", "features_layer", int)
+    session.linked("features-layer", "features_layer", int)
     index = layers.index(default) if default in layers else min(1, len(layers) - 1)
     layer = left.selectbox("Layer (residual)", layers, index=index, key="features-layer",
                            help="By default the SAE layer nearest to where the difference reaches the last "
                                 "position (the Patching page's reading).")
-    ui.share("features-layer", "features_layer", layer)
+    session.share("features-layer", "features_layer", layer)
     return layer, None, any_model
 
 
@@ -120,7 +119,7 @@ def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], t
     book = feature_book(result.sae_path)
     card = book.card(feature) if book is not None else None
     label = card.label if card is not None else "(no precomputed data)"
-    st.markdown(f"**Feature {feature}** — {ui.plain(label)}")
+    st.markdown(f"**Feature {feature}** — {views.plain(label)}")
     if card is not None:
         st.caption(f"Fires on {card.density:.3%} of the SAE's training tokens.")
         left, right = st.columns(2)
@@ -160,24 +159,20 @@ def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], t
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    side_a, side_b = ui.sides(request, comparison)
+    side_a, side_b = views.sides(request, comparison)
     names = (side_a.name, side_b.name)
     run_a, run_b = request.runs
     default_layer = features_app.default_layer(request, model)
     layer, path, any_model = sae_choice(model, default_layer)
     top = st.slider("Features per list", 3, 30, 10, key="features-top")
-    try:
-        result = ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer,
-                           sae_path=path, top=top, any_model=any_model)
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    result = ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer,
+                       sae_path=path, top=top, any_model=any_model)
     card_info = read_card(result.sae_path)
     fvu = "  ".join(f"FVU {n}: " + ("—" if v is None else f"{v:.3f}")
                     for n, v in zip(names, (result.fvu_a, result.fvu_b), strict=True))
     held = f"  (held-out FVU on its card: {card_info['fvu_heldout']:.3f})" if card_info else ""
-    st.caption(ui.plain(f"SAE {result.hook_name} = residual {result.residual}, {result.d_sae:,} features, "
-                        f"{result.architecture}. {fvu}{held}"), help=ui.glossary.SAE_CAPTION)
+    st.caption(views.plain(f"SAE {result.hook_name} = residual {result.residual}, {result.d_sae:,} features, "
+                        f"{result.architecture}. {fvu}{held}"), help=glossary.SAE_CAPTION)
     worst = max((v for v in (result.fvu_a, result.fvu_b) if v is not None), default=0.0)
     if worst > FVU_WARNING:
         st.warning(f"The SAE leaves {worst:.0%} of a prompt's variance unexplained: read its features "
@@ -227,25 +222,17 @@ if found is not None:
                  for f in listed}
         labels = {f"{f} — {named[f]}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
         feature = labels[st.selectbox("Feature", list(labels), key=f"features-card-{result.residual}")]
-        try:
-            trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
-                              sae_path=path, any_model=any_model)
-        except TwinlensError as exc:
-            ui.show_error(exc)
-            st.stop()
+        trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
+                          sae_path=path, any_model=any_model)
         draw_card(result, feature, names, trace)
         if st.button("Steer with this feature", key=f"features-steer-{result.residual}-{feature}",
                      help="Opens Steering with this feature's decoder direction as the vector, at this layer;"
                           " α starts at the feature's highest activation on the two prompts."):
-            try:
-                vector = ui.cached(feature_steering_vector, run_a.model, feature, layer=layer, sae_path=path,
-                                   any_model=any_model)
-            except TwinlensError as exc:
-                ui.show_error(exc)
-                st.stop()
+            vector = ui.cached(feature_steering_vector, run_a.model, feature, layer=layer, sae_path=path,
+                               any_model=any_model)
             alpha = max((*trace.activations_a, *trace.activations_b, 0.0))
             feature_steering.send(vector, round(alpha, 2) if alpha > 0 else 4.0)
             st.switch_page("pages/steering.py")
     else:
         st.caption("No feature is active on either prompt.")
-    ui.download_buttons("features", request, result.to_dict(), tables)
+    views.download_buttons("features", request, result.to_dict(), tables)

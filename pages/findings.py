@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lib.app import findings_app, ui
+from lib.app import findings_app, ui, views
 
-ui.page(
+views.page(
     "Findings",
     """
 After Compare, this page runs the analyses in the order a researcher would and writes each finding
@@ -27,7 +27,7 @@ A step with nothing clear to say says so; a step that cannot run says why, and t
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    side_a, side_b = ui.sides(request, comparison)
+    side_a, side_b = views.sides(request, comparison)
     findings = findings_app.show_findings(request, model, (side_a.name, side_b.name))
     findings_app.report_buttons(request, model, findings)
     findings_app.save_findings(request, findings)

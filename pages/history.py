@@ -11,13 +11,13 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.common.comparison import Comparison
-from lib.app import ui
+from lib.app import readable, session, views
 from lib.app.access import Access
 from lib.app.history import History, SavedComparison, SavedEntry
 from lib.app.request import Request
-from lib.core.errors import HistoryError, TwinlensError
+from lib.core.errors import HistoryError
 
-ui.page(
+views.page(
     "History",
     """
 Comparisons saved with **Save** on the Compare page, newest first. They are kept in a local
@@ -65,8 +65,9 @@ def confirm_delete(history: History, entry: SavedEntry, who: Access, neighbour: 
     """The confirmation names the comparison (name and both prompts); Yes deletes exactly that id
     and moves the selection to its neighbour in the list."""
     st.warning(
-        f"Delete saved comparison #{entry.id} **{ui.plain(entry.name)}** "
-        f"(prompt A: “{ui.plain(_short(entry.prompt_a))}”, prompt B: “{ui.plain(_short(entry.prompt_b))}”) "
+        f"Delete saved comparison #{entry.id} **{views.plain(entry.name)}** "
+        f"(prompt A: “{views.plain(_short(entry.prompt_a))}”, "
+        f"prompt B: “{views.plain(_short(entry.prompt_b))}”) "
         "for good? This cannot be undone."
     )
     yes_col, no_col = st.columns(2)
@@ -85,7 +86,7 @@ def manage(history: History, saved: SavedComparison, who: Access, neighbour: int
     entry = saved.entry
     may_change = who.may_manage(entry.owner)
     st.button(
-        "Open in all pages", icon=":material/open_in_new:", on_click=ui.submit,
+        "Open in all pages", icon=":material/open_in_new:", on_click=session.submit,
         args=(saved_request(saved, who),),
         help="Make this the current comparison: the sidebar, the address bar and every page show it.",
     )
@@ -117,13 +118,13 @@ def manage(history: History, saved: SavedComparison, who: Access, neighbour: int
 
 
 def show(history: History) -> None:
-    who = ui.access()
+    who = session.access()
     entries = history.list()
     if not entries:
         st.info("Nothing saved yet: compare two prompts, then press **Save** on the Compare page.")
         return
     table = pd.DataFrame([e.to_dict() for e in entries]).set_index("id")
-    table["saved_at"] = [ui.readable.when(e.saved_at) for e in entries]  # 'today 09:14', '3 Dec'
+    table["saved_at"] = [readable.when(e.saved_at) for e in entries]  # 'today 09:14', '3 Dec'
     table = table.rename(columns={"saved_at": "saved"})
     if who.shared:
         table["saved by"] = ["you" if who.owner == e.owner else "another browser" for e in entries]
@@ -147,15 +148,12 @@ def show(history: History) -> None:
     st.divider()
     value = saved.value()
     if isinstance(value, Comparison):
-        ui.draw_comparison(value)
+        views.draw_comparison(value)
     else:  # another page's result: its saved numbers, as that page exported them
-        st.caption(ui.plain(f"A saved {saved.kind} result (as saved; no model was run to show it)."))
+        st.caption(views.plain(f"A saved {saved.kind} result (as saved; no model was run to show it)."))
         st.json(saved.result["data"], expanded=1)
 
 
-history = ui.open_history()
+history = views.open_history()
 if history is not None:
-    try:
-        show(history)
-    except TwinlensError as exc:
-        ui.show_error(exc)
+    show(history)

@@ -10,14 +10,13 @@ import streamlit as st
 from lib.analyses.common.comparison import PromptResult
 from lib.analyses.common.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
 from lib.analyses.generation import lens_completions, token_characters
-from lib.app import charts, readable, ui
+from lib.app import charts, lens_choice, readable, session, ui, views
 from lib.app.compare_frames import lens_grid_long_frame
-from lib.core.errors import TwinlensError
 from lib.core.tokens import tokenization_diff
 
 ENTROPY = "entropy (bits)"
 
-ui.page(
+views.page(
     "Logit lens",
     """
 At every layer you can ask the model "what would you write next if you stopped here?". This page
@@ -64,13 +63,10 @@ def lens_heatmap(frame: pd.DataFrame, colour_by: str, present: bool = False) -> 
     )
 
 
-def lens_characters(side: ui.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
+def lens_characters(side: views.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
     """The grid's partial-character top-1s completed greedily (lens_completions); none when the
     backend cannot generate yet (the pieces alone are shown)."""
-    try:
-        return ui.cached(lens_completions, side.run.model, side.run, grid)
-    except TwinlensError:
-        return ()
+    return ui.cached_or((), lens_completions, side.run.model, side.run, grid)
 
 
 def answer_arrivals(side: PromptResult, k: int) -> dict:
@@ -126,8 +122,8 @@ def adopt_chart_click(event, n_tokens: int, offsets: list[int]) -> None:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    lens = ui.lens_of(request)
-    sides = ui.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
+    lens = lens_choice.lens_of(request)
+    sides = views.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
     results = (comparison.a, comparison.b)
     cap_a, cap_b = caps = tuple(ui.get_capture(side.run) for side in sides)
     shortest = min(cap_a.n_tokens, cap_b.n_tokens)
@@ -145,7 +141,7 @@ if found is not None:
 
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
     grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
-                                  **ui.lens_kwargs(lens))
+                                  **lens_choice.lens_kwargs(lens))
              for side, window in zip(sides, windows, strict=True)}
     aligned = tokenization_diff(ui.get_model(sides[0].run.model).tokenizer, list(cap_a.token_ids),
                                 list(cap_b.token_ids))
@@ -164,12 +160,12 @@ if found is not None:
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
-    st.caption(ui.lens_caption(model, lens))
-    present = ui.presentation_toggle("lens_present")
-    for column, side, cap, result in zip(ui.side_columns(present), sides, caps, results, strict=True):
+    st.caption(lens_choice.lens_caption(model, lens))
+    present = views.presentation_toggle("lens_present")
+    for column, side, cap, result in zip(views.side_columns(present), sides, caps, results, strict=True):
         with column:
-            st.subheader(ui.plain(side.title))
-            ui.prompt_text(side.text)
+            st.subheader(views.plain(side.title))
+            views.prompt_text(side.text)
             whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
             st.text(answer_sentence(result, request.k, whole))
             chart = lens_heatmap(frames[side.name], colour_by, present)
@@ -177,12 +173,12 @@ if found is not None:
             adopt_chart_click(event, cap.n_tokens, offsets)
     st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position. "
                "Red labels: positions whose token has no partner in the other prompt.")
-    ui.token_legend()
+    views.token_legend()
 
     a, b = (side.name for side in sides)
     st.subheader("One cell, both models" if comparison.mode == "models" else "One cell, both prompts")
-    ui.linked("lens_layer", "lens_layer", int)
-    ui.linked("lens_offset", "lens_offset", int)
+    session.linked("lens_layer", "lens_layer", int)
+    session.linked("lens_offset", "lens_offset", int)
     clamp_state("lens_layer", layers)
     clamp_state("lens_offset", offsets)
     layer_col, offset_col = st.columns(2)
@@ -191,8 +187,8 @@ if found is not None:
         f"Position (counted from the last token, so {a} and {b} line up)", offsets, key="lens_offset",
         format_func=lambda o: f"last − {o}: {a} {cap_a.tokens[-1 - o]} · {b} {cap_b.tokens[-1 - o]}",
     )
-    ui.share("lens_layer", "lens_layer", layer, layers[0])
-    ui.share("lens_offset", "lens_offset", offset, offsets[0])
+    session.share("lens_layer", "lens_layer", layer, layers[0])
+    session.share("lens_offset", "lens_offset", offset, offsets[0])
     details = {}
     for column, side, cap, result in zip(st.columns(2), sides, caps, results, strict=True):
         with column:
@@ -201,37 +197,38 @@ if found is not None:
                 continue
             position = cap.n_tokens - 1 - offset
             detail = details[side.name] = ui.cached(
-                cell_detail, side.run.model, side.run, layer, position, request.k, **ui.lens_kwargs(lens)
+                cell_detail, side.run.model, side.run, layer, position, request.k,
+                **lens_choice.lens_kwargs(lens),
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
-            ui.table(detail_frame(detail), hide_index=True, width="stretch",
+            views.table(detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})
     if layer == 0:
         st.caption("Layer 0 has no layer below, so there is no rank change.")
 
     disagreement = {}
-    if comparison.mode != "models" and "jacobian" in ui.lenses_here(model):
+    if comparison.mode != "models" and "jacobian" in lens_choice.lenses_here(model):
         st.subheader("Where the logit lens misleads")
         st.caption("Per layer, the positions of the window where the logit lens's top-1 differs from the "
-                   "Jacobian lens's (logit → Jacobian). " + ui.lens_caption(model, "jacobian"))
+                   "Jacobian lens's (logit → Jacobian). " + lens_choice.lens_caption(model, "jacobian"))
         for column, side, window in zip(st.columns(2), sides, windows, strict=True):
             plain_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
             jacobian_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
                                       lens="jacobian")
-            rows = disagreement[side.name] = ui.disagreement_rows(plain_grid, jacobian_grid)
+            rows = disagreement[side.name] = lens_choice.disagreement_rows(plain_grid, jacobian_grid)
             with column:
                 st.text(f"{side.name}: the lenses differ at {sum(r['differ'] for r in rows)} of "
                         f"{sum(r['of'] for r in rows)} cells")
                 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-    ui.download_buttons(
+    views.download_buttons(
         "logit-lens",
         request,
         {
             "lens": lens,
-            "lens_caption": ui.lens_caption(model, lens),
+            "lens_caption": lens_choice.lens_caption(model, lens),
             "lens_disagreement": disagreement,
             "grids": {label: grid.to_dict() for label, grid in grids.items()},
             "cell": {label: detail.to_dict() for label, detail in details.items()},

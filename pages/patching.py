@@ -17,13 +17,13 @@ from lib.analyses.patching import (
     reading,
     space_hint,
 )
-from lib.app import charts, ui
+from lib.app import charts, session, ui, views
 from lib.core.capture import Capture
 from lib.core.errors import TwinlensError
 from lib.core.models import LoadedModel
 from lib.core.tokens import typed_word
 
-ui.page(
+views.page(
     "Patching",
     """
 Here a piece of the model's memory of A is copied into its reading of B, one place at a time. If B's
@@ -120,13 +120,13 @@ def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture
         (columns[1], "patching-wrong", "wrong", "Wrong token", comparison.b, caps[1], "B's"),
     ):
         with column:
-            ui.linked(key, link_name)
+            session.linked(key, link_name)
             value = st.text_input(label, key=key, placeholder=f"{whose} top-1: {side.final[0].token}",
                                   help=WORD_HELP.format(whose=whose))
-            ui.share(key, link_name, value)
+            session.share(key, link_name, value)
             hint = space_hint(model, cap.final_logits, value) if value else None
             if hint is not None:
-                st.warning(ui.plain(hint.message(whose)))
+                st.warning(views.plain(hint.message(whose)))
                 st.button(f"Use '{hint.spaced}'", key=f"{key}-spaced", on_click=set_state,
                           args=(key, hint.spaced))
             typed.append(value or None)
@@ -146,13 +146,13 @@ def score_choice(model: LoadedModel, answer: str | None, wrong: str | None) -> s
     two are the same number, the softmax's normaliser cancelling)."""
     if not (several_pieces(model, answer) or several_pieces(model, wrong)):
         return "logit"
-    ui.linked("patching-score", "score")
+    session.linked("patching-score", "score")
     if st.session_state.get("patching-score") not in SCORES:
         st.session_state["patching-score"] = "word"
     score = st.radio("Score words of several tokens by", list(SCORES), format_func=SCORES.get,
                      horizontal=True, key="patching-score")
-    ui.share("patching-score", "score", score, "word")
-    st.caption(ui.plain(SCORE_DEFINITION))
+    session.share("patching-score", "score", score, "word")
+    st.caption(views.plain(SCORE_DEFINITION))
     return score
 
 
@@ -174,26 +174,26 @@ def cell_picker(result: PatchResult) -> tuple[int, int]:
     layers = range(len(result.effect))
     layer_key = f"patching-layer-{len(layers)}"
     position_key = f"patching-position-{'|'.join(labels.values())}"
-    ui.linked(layer_key, "patch_layer", one_of(layers))
-    ui.linked(position_key, "patch_position", one_of(result.positions))
+    session.linked(layer_key, "patch_layer", one_of(layers))
+    session.linked(position_key, "patch_position", one_of(result.positions))
     if st.session_state.get(position_key) not in result.positions:
         st.session_state[position_key] = strongest
     left, right = st.columns(2)
     layer = left.selectbox("Layer", layers, key=layer_key)
     position = right.selectbox("Position in B", result.positions, format_func=labels.get, key=position_key)
-    ui.share(layer_key, "patch_layer", layer)
-    ui.share(position_key, "patch_position", position)
+    session.share(layer_key, "patch_layer", layer)
+    session.share(position_key, "patch_position", position)
     return layer, position
 
 
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    ui.token_legend()
+    views.token_legend()
     answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
     score = score_choice(model, answer, wrong)
     wanted = (request, answer, wrong, score)
-    if st.button("Run patching", type="primary", key="patching-run") or ui.link_carries("patch_layer"):
+    if st.button("Run patching", type="primary", key="patching-run") or session.link_carries("patch_layer"):
         st.session_state[RUN_KEY] = wanted  # a link with a chosen cell was shared from a grid: draw it
     if st.session_state.get(RUN_KEY) != wanted:
         same_length = len(comparison.a.tokens) == len(comparison.b.tokens)
@@ -216,8 +216,8 @@ if found is not None:
         f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}"
     )
     if result.note:
-        st.info(ui.plain(result.note))
-    st.markdown(ui.plain(reading(result)))
+        st.info(views.plain(result.note))
+    st.markdown(views.plain(reading(result)))
     table = charts.patching_frame(result)
     st.altair_chart(effect_heatmap(table), width="stretch")
     grid = effect_table(result)
@@ -229,12 +229,12 @@ if found is not None:
         st.info("On NDIF this view is not run: it reads B's patched residual stream at every layer, "
                 "which would have to come back from the server. The grid above came back as one number "
                 "per cell.")
-        ui.download_buttons("patching", request, result.to_dict(), tables)
-        ui.save_form(request, result, "patching")
+        views.download_buttons("patching", request, result.to_dict(), tables)
+        views.save_form(request, result, "patching")
         st.stop()
     layer, position = cell_picker(result)
     patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k)
-    st.caption(ui.plain(
+    st.caption(views.plain(
         f"Top-1 of the lens at B's last position, per layer, after writing A's residual at layer {layer}, "
         f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own."
     ))
@@ -242,5 +242,5 @@ if found is not None:
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
     tables["lens-after-patch"] = side_by_side
-    ui.download_buttons("patching", request, result.to_dict(), tables)
-    ui.save_form(request, result, "patching")
+    views.download_buttons("patching", request, result.to_dict(), tables)
+    views.save_form(request, result, "patching")

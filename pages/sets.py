@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lib.app import sets_view, ui
+from lib.app import sets_view, views
 
-ui.page(
+views.page(
     "Sets",
     """
 One pair of prompts is an anecdote. Here two whole **sets** of prompts go through the model — 50

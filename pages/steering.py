@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -19,11 +17,10 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import feature_steering, steering_app, ui
+from lib.app import feature_steering, steering_app, ui, views
 from lib.app.cache import RunKey
-from lib.core.errors import PromptError, SettingsError, TwinlensError
 
-ui.page(
+views.page(
     "Steering",
     """
 Activation addition (Turner et al. 2023): the difference between A's and B's residual streams at
@@ -56,59 +53,9 @@ STEER_KEY = "steering-ran-for"
 SWEEP_KEY = "steering-sweep-for"
 
 
-@dataclass(frozen=True)
-class Steered:
-    """One model's steering inputs: its heading (empty with one model), and prompts A and B through it."""
-
-    title: str
-    run_a: RunKey
-    run_b: RunKey
-
-
-def steered_models(request) -> list[Steered]:
-    """Two prompts: one model, A and B from the sidebar. Two models: each model steered with its own
-    h_A − h_B, A from the sidebar and B typed here (the sidebar holds one prompt in that mode)."""
-    run_a, run_b = (run.prompt_only for run in request.runs)
-    if not request.two_models:
-        return [Steered("", run_a, run_b)]
-    st.session_state.setdefault("steering-b", request.b)
-    typed = st.text_area("Prompt B (each model's vector is its own h_A − h_B)", key="steering-b", height=70,
-                         help="Two-models mode has one prompt (A); steering needs a second one.")
-    if not typed.strip():
-        raise PromptError("Prompt B is empty. Type the second prompt: each model is steered with its "
-                          "own A − B.")
-    return [Steered(side, run, RunKey(run.model, typed, run.bos, run.chat))
-            for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
-
-
-def plain_models(models: list[Steered]) -> tuple:
-    """The models as plain values, to compare with an earlier run's: this file's `Steered` class is
-    made anew on every run, so its instances from an earlier run never equal today's."""
-    return tuple((m.title, m.run_a, m.run_b) for m in models)
-
-
-def heading(steered: Steered) -> None:
+def heading(steered: steering_app.Steered) -> None:
     if steered.title:
-        st.subheader(ui.plain(f"{steered.title} · {steered.run_a.model.spec}"))
-
-
-def target_text() -> str | None:
-    """None for B, else the third prompt (an empty one is refused)."""
-    choice = st.radio("Target", ["B", "a third prompt"], horizontal=True, key="steering-target")
-    if choice == "B":
-        st.session_state.pop("steering-third", None)
-    if choice == "B":
-        return None
-    text = st.text_area("Third prompt", key="steering-third", height=70)
-    if not text.strip():
-        raise PromptError("The target prompt is empty. Type the third prompt to steer, or choose B.")
-    return text
-
-
-def target_run(steered: Steered, text: str | None) -> RunKey | None:
-    """The third prompt through the steered model (None: B)."""
-    run = steered.run_a
-    return None if text is None else RunKey(run.model, text, run.bos, run.chat)
+        st.subheader(views.plain(f"{steered.title} · {steered.run_a.model.spec}"))
 
 
 def outcomes_table(result: SteerResult) -> pd.DataFrame:
@@ -146,30 +93,18 @@ def sweep_chart(table: pd.DataFrame) -> alt.Chart:
     ).properties(height=320)
 
 
-def parse_alphas(typed: str) -> tuple[float, ...]:
-    try:
-        alphas = tuple(float(a) for a in typed.split(",") if a.strip())
-    except ValueError as exc:
-        raise SettingsError(
-            f"The sweep's coefficients must be numbers separated by commas, not '{typed}'."
-        ) from exc
-    if not alphas:
-        raise SettingsError("Give at least one coefficient for the sweep.")
-    return alphas
-
-
-def draw_steering(steered: Steered, result: SteerResult, layer: int, mode: str, target: RunKey | None,
-                  vector_file: bytes | None) -> pd.DataFrame:
+def draw_steering(steered: steering_app.Steered, result: SteerResult, layer: int, mode: str,
+                  target: RunKey | None, vector_file: bytes | None) -> pd.DataFrame:
     """One model's steering result: the four continuations, their effects, the vector to download."""
     run_a, run_b = steered.run_a, steered.run_b
     push = "" if result.push is None else f", push {result.push:.2f}× the residual's norm"
-    st.caption(ui.plain(
+    st.caption(views.plain(
         f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}{push}, "
         f"added to {'B' if target is None else 'the third prompt'} at "
         f"{'every position' if result.apply == 'all' else 'the prompt only'}."
     ))
     if result.note:
-        st.info(ui.plain(result.note))
+        st.info(views.plain(result.note))
     columns = st.columns(4)
     for col, outcome in zip(columns, result.outcomes, strict=True):
         with col:
@@ -189,17 +124,17 @@ def draw_steering(steered: Steered, result: SteerResult, layer: int, mode: str, 
     return table
 
 
-def show_sweep(steered: Steered, target: RunKey | None, alphas: str, mode: str, answer: str | None,
-               wrong: str | None) -> None:
+def show_sweep(steered: steering_app.Steered, target: RunKey | None, alphas: str, mode: str,
+               answer: str | None, wrong: str | None) -> None:
     """One model's sweep: the best layer in a sentence, the chart and the table."""
     bar = st.progress(0.0, text="Sweeping layers × coefficients…")
     try:
         sweep = ui.cached(steering_sweep, steered.run_a.model, steered.run_a, steered.run_b, target,
-                          alphas=parse_alphas(alphas), mode=mode, answer=answer, wrong=wrong,
+                          alphas=steering_app.parse_alphas(alphas), mode=mode, answer=answer, wrong=wrong,
                           _progress=lambda done: bar.progress(done, text=f"Sweep: {done:.0%} done"))
     finally:
         bar.empty()
-    st.markdown(ui.plain(sweep.reading()))
+    st.markdown(views.plain(sweep.reading()))
     best_layer, best_alpha = sweep.best()
     suffix = f"-{steered.title.replace(' ', '')}" if steered.title else ""
     st.button(f"Steer there: layer {best_layer}, α = {best_alpha:g}", key=f"steering-best{suffix}",
@@ -212,12 +147,8 @@ def show_sweep(steered: Steered, target: RunKey | None, alphas: str, mode: str, 
 found = ui.require_comparison()
 if found is not None:
     request, _, _ = found
-    try:
-        models = steered_models(request)
-        depth = min(ui.get_model(m.run_a.model).n_layers for m in models)  # two models: the shallower
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    models = steering_app.steered_models(request)
+    depth = min(ui.get_model(m.run_a.model).n_layers for m in models)  # two models: the shallower
     steering_app.adopt_feature_link(models[0].run_a.model, ui.cached)
     steering_app.restore()
     feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
@@ -234,13 +165,10 @@ if found is not None:
     upload = st.file_uploader("Steer with a saved vector instead (safetensors)", type=["safetensors"],
                               key="steering-file")
     vector_file = upload.getvalue() if upload is not None else feature_file
-    try:
-        third = target_text()
-    except TwinlensError as exc:
-        ui.show_error(exc)
-        st.stop()
+    third = steering_app.target_text()
     settings = GenerationSettings(int(n))
-    wanted = (request, plain_models(models), layer, alpha, mode, apply, answer, wrong, third, settings,
+    wanted = (request, steering_app.plain_models(models), layer, alpha, mode, apply, answer, wrong, third,
+              settings,
               vector_file)
     if st.button("Steer", type="primary", key="steering-run") or steering_app.run_now():
         st.session_state[STEER_KEY] = wanted
@@ -248,22 +176,22 @@ if found is not None:
         tables, data = {}, {}
         for steered in models:
             heading(steered)
-            target = target_run(steered, third)
-            try:
-                with st.spinner("Generating the unsteered, steered, −α and random-vector continuations…"):
-                    result = ui.cached(
-                        steer_captures, steered.run_a.model, steered.run_a, steered.run_b, target,
-                        layer=layer, alpha=float(alpha), mode=mode, apply=apply, answer=answer, wrong=wrong,
-                        settings=settings, vector_file=vector_file,
-                    )
-            except TwinlensError as exc:  # with two models, the other model's result still shows
-                ui.show_error(exc)
+            target = steering_app.target_run(steered, third)
+            result = None
+            with views.errors_shown(), st.spinner("Generating the unsteered, steered, −α and random-vector "
+                                                  "continuations…"):  # two models: the other still shows
+                result = ui.cached(
+                    steer_captures, steered.run_a.model, steered.run_a, steered.run_b, target,
+                    layer=layer, alpha=float(alpha), mode=mode, apply=apply, answer=answer, wrong=wrong,
+                    settings=settings, vector_file=vector_file,
+                )
+            if result is None:
                 continue
             table = draw_steering(steered, result, layer, mode, target, vector_file)
             tables["-".join(("outcomes", *steered.title.lower().split()))] = table
             data[steered.title.lower()] = result.to_dict()
         if tables:
-            ui.download_buttons("steering", request, data if len(models) > 1 else data[""], tables)
+            views.download_buttons("steering", request, data if len(models) > 1 else data[""], tables)
     else:
         st.info("Press **Steer** to generate the unsteered and steered continuations.")
 
@@ -271,13 +199,11 @@ if found is not None:
     st.session_state.setdefault("steering-alphas", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS))
     typed = st.text_input("Coefficients", key="steering-alphas")
     steering_app.keep({"steering-layer": depth // 2, "steering-alpha": 4.0, "steering-mode": VECTOR_MODES[0]})
-    sweep_wanted = (request, plain_models(models), typed, mode, answer, wrong, third)
+    sweep_wanted = (request, steering_app.plain_models(models), typed, mode, answer, wrong, third)
     if st.button("Run sweep", key="steering-sweep-run"):
         st.session_state[SWEEP_KEY] = sweep_wanted
     if st.session_state.get(SWEEP_KEY) == sweep_wanted:
         for steered in models:
             heading(steered)
-            try:
-                show_sweep(steered, target_run(steered, third), typed, mode, answer, wrong)
-            except TwinlensError as exc:
-                ui.show_error(exc)
+            with views.errors_shown():
+                show_sweep(steered, steering_app.target_run(steered, third), typed, mode, answer, wrong)

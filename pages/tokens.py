@@ -9,14 +9,14 @@ from lib.analyses.bos import BosEffect, bos_effect
 from lib.analyses.common.comparison import Comparison
 from lib.analyses.common.lens import TokenProb
 from lib.analyses.watch import contrast_pair
-from lib.app import ui
+from lib.app import ui, views
 from lib.app.cache import RunKey
 from lib.app.request import Request
 from lib.core.errors import PromptError
 from lib.core.models import LoadedModel
 from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_word
 
-ui.page(
+views.page(
     "Tokens",
     """
 The model does not read letters or words but pieces of text called tokens. This page shows how A and
@@ -68,7 +68,7 @@ def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int 
 def splits_callout(diff: TokenizationDiff) -> None:
     unmatched = sum(m is None for m in diff.match_a) + sum(m is None for m in diff.match_b)
     if diff.splits:
-        lines = "\n".join(f"- {ui.plain(split.message())}" for split in diff.splits)
+        lines = "\n".join(f"- {views.plain(split.message())}" for split in diff.splits)
         st.warning(f"Some words are tokenized differently in A and B:\n\n{lines}")
     elif unmatched == 0:
         st.success("A and B are the same tokens.")
@@ -88,7 +88,7 @@ def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[tuple[int, ...], 
     try:
         return typed_word(tokenizer, typed[0]).ids, typed_word(tokenizer, typed[1]).ids
     except PromptError as exc:
-        ui.show_error(exc)
+        views.show_error(exc)
         return None
 
 
@@ -142,7 +142,7 @@ def bos_section(
         with col:
             st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
             tables[f"bos-top-{label}"] = top_table(effect)
-            ui.table(tables[f"bos-top-{label}"], width="stretch")
+            views.table(tables[f"bos-top-{label}"], width="stretch")
     if pair is not None:
         effect = effects["A"]
         labels = [first if first == word else f"{first} (first piece of {word})"
@@ -150,16 +150,16 @@ def bos_section(
         st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
         st.text(f"token 1 = {labels[0]}, token 2 = {labels[1]}")
         tables["logit-difference"] = difference_table(effects, "logit_difference")
-        ui.table(tables["logit-difference"], hide_index=True, width="stretch")
+        views.table(tables["logit-difference"], hide_index=True, width="stretch")
         if effect.several_pieces:
             st.markdown("**Whole words** `log p(word 1) − log p(word 2)` (natural log)")
-            st.caption(ui.plain(
+            st.caption(views.plain(
                 f"word 1 = {effect.pair[0]}, word 2 = {effect.pair[1]}. log p(word) is the sum of its "
                 "pieces' log-probabilities, each read at the final layer with the prompt and the pieces "
                 "before it as input (teacher forcing)."
             ))
             tables["word-difference"] = difference_table(effects, "word_difference")
-            ui.table(tables["word-difference"], hide_index=True, width="stretch")
+            views.table(tables["word-difference"], hide_index=True, width="stretch")
     return effects
 
 
@@ -179,16 +179,16 @@ if found is not None:
         tables[f"tokens-{label}"], styled = token_table(tokens, ids, match, other, roles)
         with col:
             st.subheader(f"Prompt {label} · {len(ids)} tokens")
-            ui.prompt_text(text)
-            ui.token_chips(tokens, [m is None for m in match], ids)
+            views.prompt_text(text)
+            views.token_chips(tokens, [m is None for m in match], ids)
             with st.expander(f"{label}'s tokens as a table (ids, partners in {other})"):
                 st.dataframe(styled, hide_index=True, width="stretch")
-    ui.token_legend()
+    views.token_legend()
     st.caption("Highlighted: tokens with no partner in the other prompt.")
 
     st.subheader("Effect of BOS")
     effects = bos_section(request, model, comparison, tables)
-    ui.download_buttons(
+    views.download_buttons(
         "tokens", request,
         {"tokenization": diff.to_dict(), "bos": {label: e.to_dict() for label, e in effects.items()}},
         tables,

@@ -7,11 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens, word_scores
-from lib.app import charts, ui
+from lib.app import charts, lens_choice, session, ui, views
 from lib.core.errors import PromptError
 from lib.core.tokens import TypedWord, typed_word
 
-ui.page(
+views.page(
     "Watch tokens",
     """
 Type a few words the model might write next, and see how likely each one is at every layer, after
@@ -46,7 +46,7 @@ def watched(tokenizer, typed: str) -> list[TypedWord]:
         try:
             word = typed_word(tokenizer, line)
         except PromptError as exc:
-            ui.show_error(exc)
+            views.show_error(exc)
             continue
         found.setdefault(word.ids, word)
     return list(found.values())
@@ -63,22 +63,22 @@ if found is not None:
     request, model, comparison = found
     default = "\n".join(contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final))
     key = f"watch-tokens-{default}"
-    ui.linked(key, "watch")
+    session.linked(key, "watch")
     st.session_state.setdefault(key, default)
     typed = st.text_area(
         "Words to watch, one per line", key=key,
         help="␣ stands for a leading space; the defaults are A's and B's predicted next tokens.",
     )
-    ui.share(key, "watch", typed, default)
-    ui.token_legend()
+    session.share(key, "watch", typed, default)
+    views.token_legend()
     tokens = watched(model.tokenizer, typed)
     if not tokens:
         st.info("Type at least one word to watch.")
         st.stop()
-    lens = ui.lens_of(request)
+    lens = lens_choice.lens_of(request)
     watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens),
-                      **ui.lens_kwargs(lens))
-    st.caption(ui.lens_caption(model, lens))
+                      **lens_choice.lens_kwargs(lens))
+    st.caption(lens_choice.lens_caption(model, lens))
     table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
     tooltip = ["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
                alt.Tooltip("logit", format=".3f")]
@@ -105,11 +105,11 @@ if found is not None:
                                    side="prompt", tooltip=tooltip, height=260)
         st.altair_chart(chart, width="stretch")
         st.text(f"logit[{names[first]}] − logit[{names[second]}] through the lens, at the last position")
-        ui.table(tables["logit-difference"], hide_index=True, width="stretch")
+        views.table(tables["logit-difference"], hide_index=True, width="stretch")
 
     st.subheader("Whole words, per layer")
     scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens),
-                       **ui.lens_kwargs(lens))
+                       **lens_choice.lens_kwargs(lens))
     words = tables["whole-words"] = charts.word_frame(scores)
     tooltip = ["prompt", "word", "layer", alt.Tooltip("probability", format=".4g"),
                alt.Tooltip("log-probability", format=".3f")]
@@ -121,9 +121,9 @@ if found is not None:
         "layer it is the model's own log-probability of the whole word."
     )
     with st.expander("Whole-word numbers"):
-        ui.table(words, hide_index=True, width="stretch")
+        views.table(words, hide_index=True, width="stretch")
 
     st.subheader("Every layer")
     probability = {"probability": st.column_config.NumberColumn(format="percent")}  # 8e-12 reads 0.00%
-    ui.table(table, hide_index=True, width="stretch", column_config=probability)
-    ui.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)
+    views.table(table, hide_index=True, width="stretch", column_config=probability)
+    views.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from suite_summary import skip_summary  # noqa: E402
 from tiny import CORPUS, FAMILIES, build_tiny_model, make_tokenizer  # noqa: E402
 
 
@@ -78,17 +79,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.real_model)
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.browser)
-
-
-def skip_summary(reports) -> list[str]:
-    """One line per reason a test was skipped, most frequent first: 'N skipped: reason'."""
-    reasons: dict[str, int] = {}
-    for report in reports:
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        reasons[reason] = reasons.get(reason, 0) + 1
-    return [f"{n} skipped: {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
 
 
 def pytest_terminal_summary(terminalreporter):

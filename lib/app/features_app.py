@@ -11,6 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from lib.app import views
+
 from ..analyses.common.sae import feature_book, sae_for_layer, shipped_saes
 from ..analyses.features import FeatureAttribution, attribute_features, metric_gradients, nearest_sae_layer
 from ..analyses.patching import arrival_layer, patch_captures
@@ -66,9 +68,9 @@ def attribution_section(request: Request, layer: int | None, path: str | None, t
         result = attribute_features(model, sae, ui.get_capture(run_a), ui.get_capture(run_b), top=MAX_TOP,
                                     book=feature_book(sae.path), gradients=gradients)
     except TwinlensError as exc:
-        st.info(ui.plain(f"No ranking by attribution: {exc}"))
+        st.info(views.plain(f"No ranking by attribution: {exc}"))
         return None
-    st.markdown(ui.plain(
+    st.markdown(views.plain(
         f"Attribution to logit[{result.answer.token}] − logit[{result.wrong.token}] (A: "
         f"{result.metric_a:.2f}, B: {result.metric_b:.2f}): the {min(top, len(result.features))} features "
         f"below and all others together give {result.features_sum:+.2f}, the SAE's error "
@@ -76,7 +78,7 @@ def attribution_section(request: Request, layer: int | None, path: str | None, t
         "residual at this layer into B."
     ))
     if result.note:
-        st.caption(ui.plain(result.note))
+        st.caption(views.plain(result.note))
     table = attribution_table(result, top)
     number = st.column_config.NumberColumn
     st.dataframe(table, hide_index=True, width="stretch", column_config={

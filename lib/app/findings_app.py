@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from lib.app import views
+
 from ..core.models import LoadedModel
 from . import ui
 from .findings import STEPS, TITLES, Finding, Findings, run_findings
@@ -30,12 +32,12 @@ def draw_finding(request: Request, finding: Finding) -> None:
     """One finding: its title, sentence (status said first), caveat, chart and the link."""
     with st.container(border=True):
         st.markdown(f"**{finding.title}**")
-        st.markdown(ui.plain(STATUS_MARK[finding.status] + finding.sentence))
+        st.markdown(views.plain(STATUS_MARK[finding.status] + finding.sentence))
         chart = finding_chart(finding)
         if chart is not None:
             st.altair_chart(chart)
         if finding.caveat:
-            st.caption(ui.plain(finding.caveat))
+            st.caption(views.plain(finding.caveat))
         if finding.status != "cannot":
             st.markdown(f"[Open the page behind it →]({page_link(request, finding)})")
 
@@ -83,4 +85,4 @@ def report_buttons(request: Request, model: LoadedModel, findings: list[Finding]
 
 def save_findings(request: Request, findings: list[Finding]) -> None:
     """Save the findings with the comparison's request in the History (reopened without a run)."""
-    ui.save_form(request, Findings(tuple(findings)), what="findings")
+    views.save_form(request, Findings(tuple(findings)), what="findings")

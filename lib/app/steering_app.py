@@ -1,4 +1,5 @@
-"""The Steering page's memory: what the user set and ran stays in the session until the inputs
+"""The Steering page's inputs and memory: the models steered and the target prompt (refused
+plainly when empty), the sweep's coefficients; what the user set and ran stays in the session until the inputs
 change (leaving the page and coming back, or running the sweep, keeps the steer result), the
 link carries layer, α, vector, vector source and target, and the sweep's best cell is one click
 away ("Steer there").
@@ -7,13 +8,14 @@ away ("Steer there").
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import streamlit as st
 
 from ..analyses.features import feature_steering_vector
-from ..core.errors import TwinlensError
+from ..core.errors import PromptError, SettingsError, TwinlensError
 from . import feature_steering
-from .cache import ModelKey
+from .cache import ModelKey, RunKey
 from .session import KEPT, PAGE_QUERY_KEY, linked, share
 
 VECTOR_SOURCE = "steering-vector-source"  # not a widget: where the steering vector comes from
@@ -84,3 +86,71 @@ def steer_there(layer: int, alpha: float) -> None:
 def run_now() -> bool:
     """Whether "Steer there" asked for a steer in this run (asked once)."""
     return bool(st.session_state.pop(RUN_NOW, False))
+
+
+@dataclass(frozen=True)
+class Steered:
+    """One model's steering inputs: its heading (empty with one model), and prompts A and B through it."""
+
+    title: str
+    run_a: RunKey
+    run_b: RunKey
+
+
+
+def steered_models(request) -> list[Steered]:
+    """Two prompts: one model, A and B from the sidebar. Two models: each model steered with its own
+    h_A − h_B, A from the sidebar and B typed here (the sidebar holds one prompt in that mode)."""
+    run_a, run_b = (run.prompt_only for run in request.runs)
+    if not request.two_models:
+        return [Steered("", run_a, run_b)]
+    st.session_state.setdefault("steering-b", request.b)
+    typed = st.text_area("Prompt B (each model's vector is its own h_A − h_B)", key="steering-b", height=70,
+                         help="Two-models mode has one prompt (A); steering needs a second one.")
+    if not typed.strip():
+        raise PromptError("Prompt B is empty. Type the second prompt: each model is steered with its "
+                          "own A − B.")
+    return [Steered(side, run, RunKey(run.model, typed, run.bos, run.chat))
+            for side, run in zip(("Model 1", "Model 2"), (run_a, run_b), strict=True)]
+
+
+
+def plain_models(models: list[Steered]) -> tuple:
+    """The models as plain values, to compare with an earlier run's: this file's `Steered` class is
+    made anew on every run, so its instances from an earlier run never equal today's."""
+    return tuple((m.title, m.run_a, m.run_b) for m in models)
+
+
+
+def target_text() -> str | None:
+    """None for B, else the third prompt (an empty one is refused)."""
+    choice = st.radio("Target", ["B", "a third prompt"], horizontal=True, key="steering-target")
+    if choice == "B":
+        st.session_state.pop("steering-third", None)
+    if choice == "B":
+        return None
+    text = st.text_area("Third prompt", key="steering-third", height=70)
+    if not text.strip():
+        raise PromptError("The target prompt is empty. Type the third prompt to steer, or choose B.")
+    return text
+
+
+
+def target_run(steered: Steered, text: str | None) -> RunKey | None:
+    """The third prompt through the steered model (None: B)."""
+    run = steered.run_a
+    return None if text is None else RunKey(run.model, text, run.bos, run.chat)
+
+
+
+def parse_alphas(typed: str) -> tuple[float, ...]:
+    try:
+        alphas = tuple(float(a) for a in typed.split(",") if a.strip())
+    except ValueError as exc:
+        raise SettingsError(
+            f"The sweep's coefficients must be numbers separated by commas, not '{typed}'."
+        ) from exc
+    if not alphas:
+        raise SettingsError("Give at least one coefficient for the sweep.")
+    return alphas
+

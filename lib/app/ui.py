@@ -23,72 +23,14 @@ from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpect
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import glossary, ndif, readable, registry  # noqa: F401  (glossary, readable: the pages' words)
+from . import ndif, readable, registry
 from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
-from .lens_choice import (  # noqa: F401  (pages reach the lens choice through ui)
-    LENS_HELP,
-    LENS_KINDS,
-    disagreement_rows,
-    lens_caption,
-    lens_kwargs,
-    lens_label,
-    lens_of,
-    lenses_here,
-    top1_disagreement,
-)
-from .paths import path_input  # noqa: F401  (pages draw path inputs through ui)
 from .request import Request
-from .session import (  # noqa: F401  (pages and the entry page reach the session through ui)
-    ALLOW_PICKLE_HELP,
-    BACKEND_HELP,
-    OPERATOR_KEY,
-    REQUEST_KEY,
-    TRUST_REMOTE_CODE_HELP,
-    access,
-    adopt_operator_link,
-    adopt_query_params,
-    current_request,
-    expert_options,
-    expert_warning,
-    keep,
-    kept,
-    link_carries,
-    linked,
-    remote_expert_banner,
-    role_caption,
-    set_request,
-    share,
-    submit,
-    use_example,
-    write_query_params,
-)
-from .views import (  # noqa: F401  (shared drawing, reached through ui by the pages)
-    ENTRY_KEY,
-    Side,
-    download_buttons,
-    draw_comparison,
-    export_files,
-    nav_bar,
-    open_history,
-    page,
-    plain,
-    presentation_toggle,
-    prompt_text,
-    save_form,
-    show_error,
-    side_columns,
-    sides,
-    table,
-    token_chips,
-    token_legend,
-)
+from .session import access, current_request, submit
+from .views import ENTRY_KEY, nav_bar, plain, show_error
 
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
-
-
 T = TypeVar("T")
-
-
 RESULTS = Results()  # the process's models, captures and results, shared by every session
 
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from app_helpers import submit
 
-from lib.app import ui
+from lib.app import session, ui
 
 CHATML = (
     "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
@@ -34,7 +34,7 @@ def open_chat(app, folder, page: str):
     app.switch_page(page).run()
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     caps = [ui.get_capture(run) for run in request.runs]
     assert request.chat and caps[0].roles[0] == "template" and caps[0].roles[-1] == "template"
     return caps

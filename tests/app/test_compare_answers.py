@@ -7,7 +7,7 @@ from __future__ import annotations
 from app_helpers import submit
 
 from lib.analyses.generation import DEFAULT_SETTINGS, continue_capture, continue_prompt
-from lib.app import answers, ui
+from lib.app import answers, session, ui, views
 from lib.app.examples import EXAMPLES
 from lib.core.chat import Chat
 
@@ -28,13 +28,13 @@ def test_compare_shows_both_answers_as_the_first_line_of_the_greedy_continuation
     assert [line.split("**:")[0] for line in lines] == ["**Answer (A)", "**Answer (B)"]
     for line, prompt in zip(lines, (a, b), strict=True):
         said = first_line(continue_prompt(real_model, prompt, settings=DEFAULT_SETTINGS).text)
-        assert ui.plain(said) in line
+        assert views.plain(said) in line
         assert ":blue-background[" not in line  # raw text: nothing was typed for the model
 
 
 def test_the_answers_are_cached_for_the_continuations_page(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     for run in request.runs:
         assert ui.RESULTS.has(continue_capture, run.model, run.prompt_only, DEFAULT_SETTINGS)
     app.switch_page("pages/continuations.py").run()
@@ -50,7 +50,7 @@ def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
     lines = answer_lines(app)
     assert len(lines) == 2
     for line in lines:
-        assert f":blue-background[{ui.plain(seahorse.prefill)}]" in line
+        assert f":blue-background[{views.plain(seahorse.prefill)}]" in line
     assert "🐦 bird" in lines[0]  # the emoji the model writes, named for screens without its glyph
     assert [m for m in app.markdown if m.value.startswith("**Next token (A)") and "(bird)" in m.value]
 
@@ -66,7 +66,7 @@ def test_system_message_is_shown_with_the_answer(app):
 
 def test_a_cancelled_answer_says_so_and_can_be_written_again(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     ui.clear_results()
     app.session_state[answers.CANCELLED_KEY] = {
         (run.prompt_only, DEFAULT_SETTINGS) for run in request.runs

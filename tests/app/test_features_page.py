@@ -10,7 +10,7 @@ from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixt
 
 from lib.analyses.common.sae import load_sae, save_saelens, shipped_saes
 from lib.analyses.features import compare_features
-from lib.app import ui
+from lib.app import session
 from lib.core.capture import capture
 
 A, B = "The capital of France is", "The capital of Italy is"
@@ -159,7 +159,7 @@ def test_bad_input_table_sae_rows_in_the_app(app, tiny_folders, sae_cases):  # n
         assert len(app.error) == 1 and case.refused in app.error[0].value.replace("\\", ""), (
             name, [e.value for e in app.error])
         assert not table(app, "activation A")
-        assert app.session_state[ui.REQUEST_KEY].a == GOOD
+        assert app.session_state[session.REQUEST_KEY].a == GOOD
     use_sae(app, sae_cases["other_model"].path)
     app.checkbox(key="features-any-model").check().run()  # the one refusal the user may override
     assert not app.exception and not app.error and table(app, "activation A")

@@ -9,7 +9,7 @@ from app_helpers import compare_two, submit
 from lib.analyses.common.decode import GenerationSettings
 from lib.analyses.generation import continue_capture
 from lib.analyses.steering import steer_captures
-from lib.app import ui
+from lib.app import session
 from lib.core.capture import capture
 from lib.core.errors import TwinlensError
 from lib.core.models import load_model
@@ -109,4 +109,4 @@ def test_continuations_and_steering_on_the_nnsight_backend(app, tiny_folders):
     app.button(key="steering-run").click().run()
     assert not app.exception, app.exception
     assert app.error[0].value.replace("\\", "") == refusal
-    assert app.session_state[ui.REQUEST_KEY].backend == "nnsight"
+    assert app.session_state[session.REQUEST_KEY].backend == "nnsight"

@@ -25,7 +25,7 @@ from streamlit import config
 
 from lib.analyses.common import sae as sae_module
 from lib.analyses.common.sae import save_saelens
-from lib.app import access, ui
+from lib.app import access, paths, ui
 from lib.app.cache import Results
 from lib.app.views import plain
 
@@ -357,7 +357,7 @@ if path:
         st.error(f"There is no lens at '{path}'.")
     elif Path(path).is_file():
         st.error(f"'{path}' is a file.")
-ok = ui.path_input("Lens file", key="planted-through-the-gate")
+ok = paths.path_input("Lens file", key="planted-through-the-gate")
 '''
 
 
@@ -374,7 +374,6 @@ def _planted_page() -> None:
 
     import streamlit as st
 
-    from lib.app import ui
 
     path = st.text_input("Lens file", key="planted-lens")
     if path:
@@ -382,7 +381,7 @@ def _planted_page() -> None:
             st.error(f"There is no lens at '{path}'.")
         elif Path(path).is_file():
             st.error(f"'{path}' is a file.")
-    ui.path_input("Lens file", key="planted-through-the-gate")
+    paths.path_input("Lens file", key="planted-through-the-gate")
 
 
 def test_the_walk_catches_a_path_field_that_bypasses_the_policy(shared, monkeypatch):

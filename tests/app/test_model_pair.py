@@ -7,7 +7,7 @@ from app_helpers import ROOT, compare_two, lens_tables, next_tokens
 from streamlit.testing.v1 import AppTest
 
 from lib.analyses.model_compare import compare_models
-from lib.app import ui
+from lib.app import session
 from lib.app.request import PAIR_QUERY_FIELDS, QUERY_FIELDS, Request
 from lib.core.errors import SettingsError
 from lib.core.models import load_model
@@ -54,7 +54,7 @@ def test_two_models_request_is_in_the_url_and_a_shared_url_reopens_it(app, tiny_
     assert not fresh.exception, fresh.exception
     model1, model2 = str(tiny_folders["llama"]), str(partner_folders["llama-seed1"])
     expected = Request(model=model1, model2=model2, mode="models", a=PROMPT, k=3)
-    assert fresh.session_state[ui.REQUEST_KEY] == expected
+    assert fresh.session_state[session.REQUEST_KEY] == expected
     assert [side for side, _ in next_tokens(fresh)] == ["model 1", "model 2"]
 
 

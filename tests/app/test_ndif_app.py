@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import lens_tables, submit
 
-from lib.app import ndif, ui, views
+from lib.app import ndif, session, ui, views
 from lib.app.history import DB_NAME
 from lib.core import models, nnsight_backend
 from lib.core.models import load_model
@@ -157,7 +157,7 @@ def test_patching_on_ndif_draws_the_local_grid_and_says_why_the_patched_lens_is_
 def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_folders):
     at = _on_ndif(app)
     ui.clear_results()
-    at.session_state[ndif.CANCELLED_STATE] = at.session_state[ui.REQUEST_KEY]  # as the Cancel button does
+    at.session_state[ndif.CANCELLED_STATE] = at.session_state[session.REQUEST_KEY]  # as Cancel does
     backend = load_model(str(tiny_folders["gpt2"]), backend="nnsight", remote="local").backend
     traces = backend.traces
     at.run()

@@ -18,7 +18,7 @@ from bad_input_cases import (
 )
 from streamlit import config
 
-from lib.app import access, ui
+from lib.app import access, session, ui
 from lib.app.cache import Results
 from lib.app.history import History
 from lib.app.request import Request
@@ -114,20 +114,20 @@ def test_on_loopback_every_browser_is_the_operator(app, monkeypatch):
 def test_a_crafted_session_state_cannot_turn_the_options_on(app, shared, model_cases, proof):  # noqa: F811
     pickle_only = model_cases["pickle_weights_only"].spec  # inside a listed folder
     app.run()
-    app.session_state[ui.OPERATOR_KEY] = proof
+    app.session_state[session.OPERATOR_KEY] = proof
     app.session_state["allow_pickle"] = True
     app.session_state["trust_remote_code"] = True
     submit(app, model=pickle_only, a=GOOD, b=B, k=3)
     assert not app.exception
     assert expert_checkboxes(app) == set()
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     assert request.model == pickle_only and not request.allow_pickle and not request.trust_remote_code
     assert "pickle" in app.error[0].value and not lens_tables(app)
     # the stored request itself, crafted with the options on
-    app.session_state[ui.REQUEST_KEY] = Request(model=pickle_only, a=GOOD, b=B, k=3, allow_pickle=True)
+    app.session_state[session.REQUEST_KEY] = Request(model=pickle_only, a=GOOD, b=B, k=3, allow_pickle=True)
     app.run()
     assert "pickle" in app.error[0].value and not lens_tables(app)
-    assert not app.session_state[ui.REQUEST_KEY].allow_pickle
+    assert not app.session_state[session.REQUEST_KEY].allow_pickle
 
 
 def test_a_crafted_link_cannot_turn_the_options_on(app, shared, model_cases):  # noqa: F811

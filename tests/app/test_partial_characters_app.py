@@ -6,7 +6,7 @@ from __future__ import annotations
 from app_helpers import next_tokens
 
 from lib.analyses.generation import complete_character
-from lib.app import ui
+from lib.app import session, ui
 
 LINK = {"model": "default", "a": "Is there a seahorse emoji?", "b": "Is there a dolphin emoji?", "chat": "1",
         "prefill": "Yes, here it is:"}
@@ -16,7 +16,7 @@ def test_compare_and_lens_show_the_character_a_partial_next_token_completes_to(a
     app.query_params.update(LINK)
     app.run()
     assert not app.exception, app.exception
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     lines = [m.value for m in app.markdown if m.value.startswith("**Next token (")]
     assert [t for _, t in next_tokens(app)] == ["␣<F0 9F>", "␣<F0 9F>"]
     for line, run in zip(lines, request.runs, strict=True):

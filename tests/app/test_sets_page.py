@@ -11,7 +11,7 @@ from app_helpers import submit, table_with
 from bad_input_cases import SETS_CASES
 
 from lib.analyses.sets import measure_sets, prompt_sets
-from lib.app import sets_view, ui
+from lib.app import session, sets_view, ui
 from lib.app.cache import ModelKey
 from lib.core.errors import PromptError
 
@@ -129,6 +129,6 @@ def test_a_picked_pair_opens_on_every_page(app, tiny_folders):
     opened = next(b for b in app.button if b.label == "Open pair 2 on every page")
     opened.click().run()
     assert not app.exception
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     assert (request.a, request.b) == (A[1], B[1]) and request.model == str(tiny_folders["llama"])
     assert app.sidebar.text_area(key="prompt_a").value == A[1]

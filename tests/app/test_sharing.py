@@ -8,7 +8,7 @@ import json
 import pandas as pd
 from app_helpers import submit
 
-from lib.app import ui
+from lib.app import session, views
 from lib.app.examples import EXAMPLES
 from lib.app.request import QUERY_FIELDS, Request
 
@@ -25,7 +25,7 @@ def test_shareable_url_reproduces_the_request_and_page(app):
     app.query_params.update(SHARED)
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
-    assert app.session_state[ui.REQUEST_KEY] == Request(a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
+    assert app.session_state[session.REQUEST_KEY] == Request(a=SHARED["a"], b=SHARED["b"], bos="on", k=3)
     assert app.sidebar.text_area(key="prompt_a").value == SHARED["a"]
     assert app.sidebar.selectbox(key="bos").value == "on"
     assert app.header[0].value == "Logit lens"
@@ -46,7 +46,7 @@ def test_url_with_a_bad_setting_says_so_and_runs_nothing(app):
     app.run()
     assert not app.exception
     assert "k='lots'" in app.sidebar.error[0].value
-    assert ui.REQUEST_KEY not in app.session_state
+    assert session.REQUEST_KEY not in app.session_state
 
 
 def test_example_button_fills_both_prompts_and_bos_and_compares(app):
@@ -57,14 +57,14 @@ def test_example_button_fills_both_prompts_and_bos_and_compares(app):
     assert app.sidebar.text_area(key="prompt_a").value == example.a
     assert app.sidebar.text_area(key="prompt_b").value == example.b
     assert app.sidebar.selectbox(key="bos").value == "on"
-    assert app.session_state[ui.REQUEST_KEY].a == example.a
+    assert app.session_state[session.REQUEST_KEY].a == example.a
     assert len([m for m in app.markdown if m.value.startswith("**Next token")]) == 2  # Compare drew it
 
 
 def test_export_files_hold_the_request_the_data_and_each_table():
     request = Request(a="A, with a comma", b='B "quoted"')
     table = pd.DataFrame({"token": ["␣Paris", "a,b"], "prob": [0.5, 0.25]})
-    files = ui.export_files("view", request, {"value": 1}, {"top": table})
+    files = views.export_files("view", request, {"value": 1}, {"top": table})
     stem = "view-a-with-a-comma-"
     assert [f.file_name[: len(stem)] for f in files] == [stem, stem]
     assert files[0].file_name.endswith(".json") and files[1].file_name.endswith("-top.csv")
@@ -121,8 +121,8 @@ def test_an_example_that_turns_bos_on_does_not_leave_it_on_for_the_next(app):
     without = next(e for e in EXAMPLES if e.bos is None)
     app.run()
     next(b for b in app.sidebar.button if b.label == with_bos.name).click().run()
-    assert app.session_state[ui.REQUEST_KEY].bos == "on"
+    assert app.session_state[session.REQUEST_KEY].bos == "on"
     next(b for b in app.sidebar.button if b.label == without.name).click().run()
     assert not app.exception, app.exception
-    assert app.session_state[ui.REQUEST_KEY].bos == "auto"
+    assert app.session_state[session.REQUEST_KEY].bos == "auto"
     assert app.sidebar.selectbox(key="bos").value == "auto"

@@ -8,7 +8,7 @@ from bad_input_cases import GOOD, STEER_B, STEER_CASES, steer_files  # noqa: F40
 
 from lib.analyses.common.decode import GenerationSettings
 from lib.analyses.generation import continue_capture
-from lib.app import ui
+from lib.app import session, ui
 from lib.app.request import Request
 from lib.core.capture import capture
 from lib.core.chat import Chat
@@ -62,7 +62,7 @@ def test_steering_bad_input_keeps_the_session(app, tiny_folders):
     assert "times as long as the residual" in app.error[0].value
     steer(app, alpha=2.0)
     assert not app.error
-    assert app.session_state[ui.REQUEST_KEY].a == A  # nothing the user typed was lost
+    assert app.session_state[session.REQUEST_KEY].a == A  # nothing the user typed was lost
 
 
 def test_continuations_page_with_chat_from_a_shared_link(app, real_model):
@@ -70,7 +70,7 @@ def test_continuations_page_with_chat_from_a_shared_link(app, real_model):
                              "b": "Is there a dolphin emoji?", "chat": "1", "prefill": "Yes, here it is:"})
     app.switch_page("pages/continuations.py").run()
     assert not app.exception, app.exception
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     assert request.chat and request.runs[0].chat == Chat(prefill="Yes, here it is:")
     app.number_input(key="continuations-n").set_value(6).run()
     assert not app.exception, app.exception
@@ -97,7 +97,7 @@ def test_analyse_the_continuation_appends_generated_tokens(app, tiny_folders, ti
     app.sidebar.number_input(key="continue_for").set_value(4)
     app.sidebar.button[0].click().run()
     assert not app.exception, app.exception
-    request = app.session_state[ui.REQUEST_KEY]
+    request = app.session_state[session.REQUEST_KEY]
     assert request.continue_for == 4
     loaded = tiny_models["gpt2"]
     cap = ui.get_capture(request.runs[0])
@@ -138,7 +138,7 @@ def test_bad_input_table_in_the_app(app, steer_files, case):  # noqa: F811
             steer(app, **values)
     assert not app.exception, app.exception
     assert app.error and case.refused in app.error[0].value.replace("\\", ""), [e.value for e in app.error]
-    assert app.session_state[ui.REQUEST_KEY].a == GOOD
+    assert app.session_state[session.REQUEST_KEY].a == GOOD
 
 
 def test_tokens_page_marks_template_tokens(app, real_model):

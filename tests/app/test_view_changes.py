@@ -6,7 +6,7 @@ from app_helpers import submit
 from view_driver import first_views, look_around, page_files
 
 from lib.analyses.generation import DEFAULT_SETTINGS, continue_capture
-from lib.app import ui
+from lib.app import session, ui
 from lib.app.cache import ModelKey
 
 
@@ -29,7 +29,7 @@ def test_a_new_prompt_runs_exactly_one_forward_pass(app, real_model):
     before = served.forward_passes
     submit(app, b="The capital of Spain, a test of view changes, is")
     assert not app.exception, app.exception
-    run_b = app.session_state[ui.REQUEST_KEY].runs[1]
+    run_b = app.session_state[session.REQUEST_KEY].runs[1]
     answer_b = ui.RESULTS.get(continue_capture, ModelKey(), run_b.prompt_only, DEFAULT_SETTINGS)  # cached
     # B's capture, then B's answer (one pass per new token); A's capture and answer are reused
     assert served.forward_passes - before == 1 + len(answer_b.token_ids)

@@ -63,7 +63,7 @@ def assert_no_exception(page) -> None:
 
 def test_shareable_url_opens_its_page_first_thing_on_a_fresh_server(app_url, browser):
     # The first request a server gets for /logit_lens runs that file alone (Streamlit's pages/
-    # mode); ui.page() reruns it through the entrypoint, which reads the URL and compares.
+    # mode); views.page() reruns it through the entrypoint, which reads the URL and compares.
     page = browser.new_page()
     open_view(page, view_url(app_url, "pages/logit_lens.py", REQUEST), "Logit lens")
     assert_no_exception(page)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from conftest import skip_summary
+from suite_summary import skip_summary
 
 
 def _skipped(reason: str):
