@@ -11,8 +11,7 @@ import streamlit as st
 
 from lib.app import glossary, lens_choice, ndif, registry, session, ui
 from lib.app.examples import EXAMPLES
-from lib.app.request import MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
-from lib.core.tokens import BOS_MODES
+from lib.app.request import BOS_MODES, MAX_CONTINUE, MAX_TOP_K, MODES, WIDGET_FIELDS, Request
 
 HERE = Path(__file__).parent
 # A local icon: a Material or emoji page icon makes the browser fetch it from an online font service.

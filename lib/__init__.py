@@ -14,7 +14,7 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
     app        registry (the table of analyses) · cli · commands · request · cache · session · ui
                · views · charts · compare_frames · readable · history · export · examples · access
                · ndif · feature_steering · paths · circuit_view · sets_view · answers · glossary · findings
-               · findings_app · report · features_app · steering_app · lens_choice
+               · findings_app · report · features_app · steering_app · lens_choice · words
                · serve (Streamlit only here and in pages/)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import fields
 from functools import partial
 
 import pandas as pd
@@ -14,8 +13,6 @@ from lib.analyses.common.comparison import Comparison
 from lib.app import readable, session, views
 from lib.app.access import Access
 from lib.app.history import History, SavedComparison, SavedEntry
-from lib.app.request import Request
-from lib.core.errors import HistoryError
 
 views.page(
     "History",
@@ -49,18 +46,6 @@ def _short(text: str) -> str:
     return text if len(text) <= PROMPT_SHOWN else text[: PROMPT_SHOWN - 1] + "…"
 
 
-def saved_request(saved: SavedComparison, who: Access) -> Request:
-    """The request a saved comparison was made with (options a guest may not use turned off)."""
-    known = {f.name for f in fields(Request)}
-    try:
-        request = Request(**{k: v for k, v in saved.settings.items() if k in known})
-    except TypeError as exc:
-        raise HistoryError(f"The settings saved with #{saved.entry.id} cannot be read: {exc}.") from exc
-    if not who.expert:
-        request = Request(**{**request.to_dict(), "trust_remote_code": False, "allow_pickle": False})
-    return request
-
-
 def confirm_delete(history: History, entry: SavedEntry, who: Access, neighbour: int | None) -> None:
     """The confirmation names the comparison (name and both prompts); Yes deletes exactly that id
     and moves the selection to its neighbour in the list."""
@@ -87,7 +72,7 @@ def manage(history: History, saved: SavedComparison, who: Access, neighbour: int
     may_change = who.may_manage(entry.owner)
     st.button(
         "Open in all pages", icon=":material/open_in_new:", on_click=session.submit,
-        args=(saved_request(saved, who),),
+        args=(views.saved_request(saved, who),),
         help="Make this the current comparison: the sidebar, the address bar and every page show it.",
     )
     if may_change:

@@ -10,9 +10,8 @@ import streamlit as st
 from lib.analyses.common.comparison import PromptResult
 from lib.analyses.common.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
 from lib.analyses.generation import lens_completions, token_characters
-from lib.app import charts, lens_choice, readable, session, ui, views
+from lib.app import charts, lens_choice, readable, session, ui, views, words
 from lib.app.compare_frames import lens_grid_long_frame
-from lib.core.tokens import tokenization_diff
 
 ENTROPY = "entropy (bits)"
 
@@ -143,8 +142,7 @@ if found is not None:
     grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
                                   **lens_choice.lens_kwargs(lens))
              for side, window in zip(sides, windows, strict=True)}
-    aligned = tokenization_diff(ui.get_model(sides[0].run.model).tokenizer, list(cap_a.token_ids),
-                                list(cap_b.token_ids))
+    aligned = words.token_split(ui.get_model(sides[0].run.model).tokenizer, cap_a.token_ids, cap_b.token_ids)
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
                  sides[1].name: [m is None for m in aligned.match_b]}
     completes = {side.name: {(p, t): whole for p, t, whole in lens_characters(side, grids[side.name])}

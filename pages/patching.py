@@ -17,11 +17,7 @@ from lib.analyses.patching import (
     reading,
     space_hint,
 )
-from lib.app import charts, session, ui, views
-from lib.core.capture import Capture
-from lib.core.errors import TwinlensError
-from lib.core.models import LoadedModel
-from lib.core.tokens import typed_word
+from lib.app import charts, session, ui, views, words
 
 views.page(
     "Patching",
@@ -109,8 +105,7 @@ def set_state(key: str, value: str) -> None:
     st.session_state[key] = value
 
 
-def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture, Capture]
-                 ) -> tuple[str | None, str | None]:
+def token_inputs(comparison: Comparison, model, caps: tuple) -> tuple[str | None, str | None]:
     """The answer and wrong words as typed (empty means A's or B's top-1), each with a one-click
     fix when its space-prefixed variant ranks far higher ('Mary' vs '␣Mary')."""
     columns = st.columns(2)
@@ -133,15 +128,12 @@ def token_inputs(comparison: Comparison, model: LoadedModel, caps: tuple[Capture
     return typed[0], typed[1]
 
 
-def several_pieces(model: LoadedModel, typed: str | None) -> bool:
+def several_pieces(model, typed: str | None) -> bool:
     """Whether a typed word has several tokens (a word the tokenizer refuses is reported by the run)."""
-    try:
-        return typed is not None and len(typed_word(model.tokenizer, typed).ids) > 1
-    except TwinlensError:
-        return False
+    return words.pieces(model.tokenizer, typed) > 1
 
 
-def score_choice(model: LoadedModel, answer: str | None, wrong: str | None) -> str:
+def score_choice(model, answer: str | None, wrong: str | None) -> str:
     """'word' or 'logit': asked only while a typed word has several tokens (for one-token words the
     two are the same number, the softmax's normaliser cancelling)."""
     if not (several_pieces(model, answer) or several_pieces(model, wrong)):

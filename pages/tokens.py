@@ -9,12 +9,9 @@ from lib.analyses.bos import BosEffect, bos_effect
 from lib.analyses.common.comparison import Comparison
 from lib.analyses.common.lens import TokenProb
 from lib.analyses.watch import contrast_pair
-from lib.app import ui, views
+from lib.app import ui, views, words
 from lib.app.cache import RunKey
 from lib.app.request import Request
-from lib.core.errors import PromptError
-from lib.core.models import LoadedModel
-from lib.core.tokens import TokenizationDiff, tokenization_diff, typed_word
 
 views.page(
     "Tokens",
@@ -65,7 +62,7 @@ def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int 
     return table, table.style.apply(style, axis=1)
 
 
-def splits_callout(diff: TokenizationDiff) -> None:
+def splits_callout(diff) -> None:
     unmatched = sum(m is None for m in diff.match_a) + sum(m is None for m in diff.match_b)
     if diff.splits:
         lines = "\n".join(f"- {views.plain(split.message())}" for split in diff.splits)
@@ -85,11 +82,10 @@ def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[tuple[int, ...], 
         left.text_input("Token 1", value=defaults[0], key=f"bos-token-1-{defaults[0]}"),
         right.text_input("Token 2", value=defaults[1], key=f"bos-token-2-{defaults[1]}"),
     )
-    try:
-        return typed_word(tokenizer, typed[0]).ids, typed_word(tokenizer, typed[1]).ids
-    except PromptError as exc:
-        views.show_error(exc)
-        return None
+    found = None
+    with views.errors_shown():
+        found = words.word_ids(tokenizer, typed[0]), words.word_ids(tokenizer, typed[1])
+    return found
 
 
 def top_table(effect: BosEffect) -> pd.DataFrame:
@@ -112,7 +108,7 @@ def difference_table(effects: dict[str, BosEffect], difference: str) -> pd.DataF
 
 
 def bos_section(
-    request: Request, model: LoadedModel, comparison: Comparison, tables: dict
+    request: Request, model, comparison: Comparison, tables: dict
 ) -> dict[str, BosEffect]:
     """Both prompts with BOS on and off, once asked for (four forward passes): the top-k and the
     logit difference of two typed tokens. Adds its tables to `tables`; returns the effects drawn."""
@@ -166,7 +162,7 @@ def bos_section(
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    diff = tokenization_diff(model.tokenizer, list(comparison.a.token_ids), list(comparison.b.token_ids))
+    diff = words.token_split(model.tokenizer, comparison.a.token_ids, comparison.b.token_ids)
     splits_callout(diff)
     tables = {}
     left, right = st.columns(2)

@@ -7,9 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens, word_scores
-from lib.app import charts, lens_choice, session, ui, views
-from lib.core.errors import PromptError
-from lib.core.tokens import TypedWord, typed_word
+from lib.app import charts, lens_choice, session, ui, views, words
 
 views.page(
     "Watch tokens",
@@ -36,20 +34,13 @@ Write a leading space as a space or as `␣`: `␣Paris` is not `Paris`.
 )
 
 
-def watched(tokenizer, typed: str) -> list[TypedWord]:
+def watched(tokenizer, typed: str) -> list:
     """The distinct words among the typed lines (one token or several); a line that gives no
     token gets an st.error."""
-    found: dict[tuple[int, ...], TypedWord] = {}
-    for line in typed.splitlines():
-        if not line:
-            continue
-        try:
-            word = typed_word(tokenizer, line)
-        except PromptError as exc:
-            views.show_error(exc)
-            continue
-        found.setdefault(word.ids, word)
-    return list(found.values())
+    found, refused = words.typed_words(tokenizer, typed)
+    for exc in refused:
+        views.show_error(exc)
+    return found
 
 
 def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:

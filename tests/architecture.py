@@ -70,6 +70,8 @@ def imports(module: str, source: str, known: set[str]) -> list[tuple[str, str | 
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
+                if target.split(".")[0] == "twinlens":  # the installed name of lib
+                    target = "lib" + target.removeprefix("twinlens")
             for alias in node.names:
                 if f"{target}.{alias.name}" in known:
                     found.append((f"{target}.{alias.name}", None))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -17,9 +17,10 @@ from ..core.errors import HistoryError, TwinlensError
 from ..core.tokens import align
 from . import charts, export, glossary, readable
 from . import compare_frames as frames
+from .access import Access
 from .cache import RunKey
 from .export import ExportFile
-from .history import DB_NAME, MAX_NAME, History, data_dir
+from .history import DB_NAME, MAX_NAME, History, SavedComparison, data_dir
 from .readable import plain
 from .request import Request
 from .session import access, keep, kept
@@ -244,3 +245,16 @@ def errors_shown() -> Iterator[None]:
         yield
     except TwinlensError as exc:
         show_error(exc)
+
+
+def saved_request(saved: SavedComparison, who: Access) -> Request:
+    """The request a saved comparison was made with (options a guest may not use turned off)."""
+    known = {f.name for f in fields(Request)}
+    try:
+        request = Request(**{k: v for k, v in saved.settings.items() if k in known})
+    except TypeError as exc:
+        raise HistoryError(f"The settings saved with #{saved.entry.id} cannot be read: {exc}.") from exc
+    if not who.expert:
+        request = Request(**{**request.to_dict(), "trust_remote_code": False, "allow_pickle": False})
+    return request
+
