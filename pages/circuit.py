@@ -63,8 +63,8 @@ if found is not None:
                           help="Off: a node per head. Families that normalize each attention output "
                                "before adding it (Gemma-2) have only this view.")
     asked = (request, answer, wrong, int(edges), int(steps), coarse)
-    asked = st.button("Find the circuit", type="primary", key="circuit-run")
-    if asked or session.link_carries("circuit_node"):
+    pressed = st.button("Find the circuit", type="primary", key="circuit-run")
+    if pressed or session.link_carries("circuit_node"):
         st.session_state[RUN_KEY] = asked  # a link with a chosen node was shared from a circuit: draw it
     if st.session_state.get(RUN_KEY) != asked:
         st.info("Press **Find the circuit**: one forward and one backward pass for the scores, then the "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app_helpers import submit
+from app_helpers import lens_tables, submit
 
 from lib.app import ui
 from lib.app.cache import ModelKey
@@ -11,7 +11,7 @@ from lib.core.nnsight_backend import NnsightBackend
 
 
 def _tables(at) -> list:
-    return [df.value.to_dict() for df in at.dataframe]
+    return [df.to_dict() for df in lens_tables(at)]
 
 
 def test_nnsight_backend_draws_the_compare_page_like_local(app, tiny_folders):
