@@ -29,7 +29,6 @@ parts feed them, and checks the answer by running the model.
 """,
 )
 
-RUN_KEY = "circuit-ran-for"  # the settings the circuit was asked for
 
 
 def linked_input(column, widget: str, key: str, name: str, default, cast=str, **options):
@@ -63,10 +62,9 @@ if found is not None:
                           help="Off: a node per head. Families that normalize each attention output "
                                "before adding it (Gemma-2) have only this view.")
     asked = (request, answer, wrong, int(edges), int(steps), coarse)
-    pressed = st.button("Find the circuit", type="primary", key="circuit-run")
-    if pressed or session.link_carries("circuit_node"):
-        st.session_state[RUN_KEY] = asked  # a link with a chosen node was shared from a circuit: draw it
-    if st.session_state.get(RUN_KEY) != asked:
+    # a link with a chosen node was shared from a circuit: draw it
+    if not session.asked("Find the circuit", "circuit-run", asked, also=session.link_carries("circuit_node"),
+                         type="primary"):
         st.info("Press **Find the circuit**: one forward and one backward pass for the scores, then the "
                 "circuit run block by block over a curve of sizes, and one batched pass of exact checks.")
         st.stop()

@@ -15,7 +15,7 @@ from lib.analyses.components import (
     patch_components,
     reading,
 )
-from lib.app import ui, views
+from lib.app import session, ui, views
 
 views.page(
     "Components",
@@ -41,8 +41,6 @@ Patching says *where* (layer, position) the difference between A and B is carrie
 """,
 )
 
-RUN_KEY = "components-ran-for"  # the (request, answer, wrong) attribution and patterns were asked for
-PATCH_KEY = "components-patched-for"  # the (request, answer, wrong, per position) patching was asked for
 MEAN = "mean of heads"
 
 
@@ -217,9 +215,7 @@ if found is not None:
     run_a, run_b = request.runs
     answer, wrong = token_inputs(comparison)
     asked = (request, answer, wrong)
-    if st.button("Run components", type="primary", key="components-run"):
-        st.session_state[RUN_KEY] = asked
-    if st.session_state.get(RUN_KEY) != asked:
+    if not session.asked("Run components", "components-run", asked, type="primary"):
         st.info("Press **Run components**: one forward pass per prompt for the attribution, and one with "
                 "eager attention per prompt for the patterns.")
         st.stop()
@@ -239,9 +235,7 @@ if found is not None:
         help="One patched run per position (equal lengths only); off: all positions at once.",
     )
     wanted = (request, answer, wrong, per_position)
-    if st.button("Run head patching", type="primary", key="components-patch"):
-        st.session_state[PATCH_KEY] = wanted
-    if st.session_state.get(PATCH_KEY) == wanted:
+    if session.asked("Run head patching", "components-patch", wanted, type="primary"):
         bar = st.progress(0.0, text="Patching A's components into B…")
         try:
             patching = ui.cached(

@@ -48,7 +48,6 @@ that state carried what makes A answer differently.
 """,
 )
 
-RUN_KEY = "patching-ran-for"  # the (request, answer, wrong, score) the grid was last asked for
 MAX_LABELLED_CELLS = 400  # beyond this the numbers no longer fit in the cells
 
 
@@ -185,9 +184,9 @@ if found is not None:
     answer, wrong = token_inputs(comparison, model, tuple(ui.get_capture(run) for run in request.runs))
     score = score_choice(model, answer, wrong)
     wanted = (request, answer, wrong, score)
-    if st.button("Run patching", type="primary", key="patching-run") or session.link_carries("patch_layer"):
-        st.session_state[RUN_KEY] = wanted  # a link with a chosen cell was shared from a grid: draw it
-    if st.session_state.get(RUN_KEY) != wanted:
+    # a link with a chosen cell was shared from a grid: draw it
+    if not session.asked("Run patching", "patching-run", wanted, also=session.link_carries("patch_layer"),
+                         type="primary"):
         same_length = len(comparison.a.tokens) == len(comparison.b.tokens)
         cells = (model.n_layers + 1) * (len(comparison.b.tokens) if same_length else 1)
         st.info(f"Press **Run patching**: {cells:,} patched runs of B, batched into a few forward passes.")

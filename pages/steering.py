@@ -17,7 +17,7 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import feature_steering, steering_app, ui, views
+from lib.app import feature_steering, session, steering_app, ui, views
 from lib.app.cache import RunKey
 
 views.page(
@@ -49,8 +49,6 @@ pushes it toward A (α > 0) or away from it (α < 0) — e.g. 'Love' − 'Hate' 
 """,
 )
 
-STEER_KEY = "steering-ran-for"
-SWEEP_KEY = "steering-sweep-for"
 
 
 def heading(steered: steering_app.Steered) -> None:
@@ -170,9 +168,7 @@ if found is not None:
     wanted = (request, steering_app.plain_models(models), layer, alpha, mode, apply, answer, wrong, third,
               settings,
               vector_file)
-    if st.button("Steer", type="primary", key="steering-run") or steering_app.run_now():
-        st.session_state[STEER_KEY] = wanted
-    if st.session_state.get(STEER_KEY) == wanted:
+    if session.asked("Steer", "steering-run", wanted, also=steering_app.run_now(), type="primary"):
         tables, data = {}, {}
         for steered in models:
             heading(steered)
@@ -200,9 +196,7 @@ if found is not None:
     typed = st.text_input("Coefficients", key="steering-alphas")
     steering_app.keep({"steering-layer": depth // 2, "steering-alpha": 4.0, "steering-mode": VECTOR_MODES[0]})
     sweep_wanted = (request, steering_app.plain_models(models), typed, mode, answer, wrong, third)
-    if st.button("Run sweep", key="steering-sweep-run"):
-        st.session_state[SWEEP_KEY] = sweep_wanted
-    if st.session_state.get(SWEEP_KEY) == sweep_wanted:
+    if session.asked("Run sweep", "steering-sweep-run", sweep_wanted):
         for steered in models:
             heading(steered)
             with views.errors_shown():

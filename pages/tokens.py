@@ -9,7 +9,7 @@ from lib.analyses.bos import BosEffect, bos_effect
 from lib.analyses.common.comparison import Comparison
 from lib.analyses.common.lens import TokenProb
 from lib.analyses.watch import contrast_pair
-from lib.app import ui, views, words
+from lib.app import session, ui, views, words
 from lib.app.cache import RunKey
 from lib.app.request import Request
 
@@ -39,7 +39,6 @@ several tokens).
 
 HIGHLIGHT = "background-color: rgba(255, 170, 0, 0.25)"
 DIM = "color: rgba(128, 128, 128, 0.7)"  # tokens the chat template added
-BOS_ASKED_KEY = "tokens-bos-asked"  # the request whose BOS runs the user asked for
 
 
 def token_table(tokens: tuple[str, ...], ids: tuple[int, ...], match: tuple[int | None, ...], other: str,
@@ -120,11 +119,9 @@ def bos_section(
         f"The sidebar's BOS setting '{request.bos}' gives prompt A {with_bos[comparison.a.has_bos]} and "
         f"prompt B {with_bos[comparison.b.has_bos]}."
     )
-    if st.session_state.get(BOS_ASKED_KEY) != request:
-        if not st.button("Run A and B with BOS on and off", key="tokens-bos-run",
+    if not session.asked("Run A and B with BOS on and off", "tokens-bos-run", request,
                          help="Four more forward passes, once for this comparison."):
-            return {}
-        st.session_state[BOS_ASKED_KEY] = request
+        return {}
     st.caption("Type tokens or words with ␣ (or a space) for a leading space.")
     defaults = (*contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final), "", "")
     pair = chosen_pair(model.tokenizer, defaults[:2])

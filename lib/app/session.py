@@ -322,9 +322,10 @@ def expert_options() -> tuple[bool, bool]:
     return (request.trust_remote_code, request.allow_pickle) if request else (False, False)
 
 
-def asked(label: str, key: str, wanted: object, **button: object) -> bool:
-    """A "run when asked" gate: a button whose press keeps its work shown for as long as `wanted`
-    (the inputs the work depends on) stays the same; a change of input asks again."""
-    if st.button(label, key=key, **button):
+def asked(label: str, key: str, wanted: object, *, also: bool = False, **button: object) -> bool:
+    """A "run when asked" gate: a button whose press (or `also`, e.g. a shared link that names a
+    result) keeps its work shown for as long as `wanted` (the inputs the work depends on) stays the
+    same; a change of input asks again."""
+    if st.button(label, key=key, **button) or also:
         st.session_state[f"{key}-asked"] = wanted
     return st.session_state.get(f"{key}-asked") == wanted
