@@ -42,7 +42,7 @@ def test_compare_page_shows_prompt_error_without_exception(app):
 def test_compare_page_offers_json_and_csv_export(app, real_model):
     from lib.app import compare_frames
     from lib.app.request import Request
-    from lib.app.ui import export_files
+    from lib.app.views import export_files
 
     a, b = "The capital of France is", "The capital of Italy is"
     submit(app, a=a, b=b, k=3)

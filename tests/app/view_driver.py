@@ -47,7 +47,7 @@ def _moved(widget) -> bool:
         widget.set_value(not value)
     elif kind == "selectbox" and len(widget.options) > 1:
         widget.select_index((widget.index + 1) % len(widget.options) if widget.index is not None else 0)
-    elif kind == "radio" and len(widget.options) > 1 and isinstance(value, str):
+    elif kind == "radio" and len(widget.options) > 1 and value in widget.options:  # shown as its value
         widget.set_value(widget.options[(widget.options.index(value) + 1) % len(widget.options)])
     elif kind == "slider" and isinstance(value, int | float) and widget.min != widget.max:
         widget.set_value(widget.min if value != widget.min else widget.max)
