@@ -46,7 +46,7 @@ from .sae import same_model
 
 KINDS = ("logit", "tuned", "jacobian")
 NAMES = {"logit": "logit lens", "tuned": "tuned lens", "jacobian": "Jacobian lens"}
-SHIPPED = Path(__file__).resolve().parent.parent / "data" / "lenses"
+SHIPPED = Path(__file__).resolve().parents[2] / "data" / "lenses"
 JACOBIAN_FILE = "jacobian.pt"
 TUNED_FOLDER = "tuned"
 CARD_FILE = "card.json"
