@@ -180,7 +180,9 @@ if found is not None:
 
     tables = {}
     if not request.two_models:
-        tables["attribution"] = features_app.attribution_section(request, layer, path, top, any_model)
+        attribution = features_app.attribution_section(request, layer, path, top, any_model)
+        if attribution is not None:  # None: no logit difference to attribute, said on the page
+            tables["attribution"] = attribution
     left, right = st.columns(2)
     for column, side, rows in ((left, side_a, result.top_a), (right, side_b, result.top_b)):
         column.subheader(f"Top features of {side.name} (last position)")

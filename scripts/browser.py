@@ -10,7 +10,6 @@ Used by the browser tests (tests/e2e) and by `make screenshots`.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -130,15 +129,9 @@ def view_url(base: str, page_file: str, query: Mapping[str, str], default: bool 
 
 
 def go_to(page, title: str, timeout: float = 60) -> None:
-    """Click the top navigation's link to the page `title` (opening its "N more" menu when the
-    link does not fit the bar) and wait for that page's heading."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    try:  # a link that did not fit stays in the page, but cannot be clicked
-        page.locator("[data-testid=stTopNavLink]", has_text=title).first.click(timeout=3000)
-    except PlaywrightTimeout:
-        page.locator("[data-testid=stTopNav]").get_by_text(re.compile(r"^\d+ more$")).first.click()
-        page.locator("[data-testid=stTopNavDropdownLink]", has_text=title).first.click()
+    """Click the navigation bar's link to the page `title` (every page has one, grouped by section:
+    lib.app.views.nav_bar) and wait for that page's heading."""
+    page.locator(".st-key-twinlens-nav").get_by_role("link", name=title, exact=True).first.click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout * 1000)
 
 

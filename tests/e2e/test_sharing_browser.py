@@ -129,7 +129,8 @@ def test_a_guest_cannot_tell_what_is_on_the_disk_from_the_features_sae_field(
         box.press("Enter")
         page.wait_for_timeout(500)
         settle(page)
-        assert page.locator("[data-testid=stException]").count() == 0
+        exceptions = page.locator("[data-testid=stException]")
+        assert exceptions.count() == 0, exceptions.first.inner_text()
         return "\n".join(errors.all_inner_texts()).replace("\\", "")
 
     settle(page)
