@@ -72,6 +72,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.architecture import affine_rows
 from ..core.backend import Intervention
 from ..core.capture import Capture
 from ..core.errors import ArchitectureError, PromptError, SettingsError
@@ -238,18 +239,14 @@ def _input_gradients(graph: EdgeGraph, grads: dict, n_layers: int) -> torch.Tens
 
 
 def _projection(loaded: LoadedModel, layer: int) -> torch.Tensor:
-    """W_O of layer ℓ as [heads, d_head, d_model] float32: the output projection's linear part (an
-    nn.Linear's weight transposed, GPT-2's Conv1D weight as it is)."""
-    out_proj = loaded.architecture.block_parts(layer).out_proj
-    if isinstance(out_proj, torch.nn.Linear):
-        w = out_proj.weight.T
-    elif hasattr(out_proj, "nf"):  # transformers' Conv1D: y = x W + b
-        w = out_proj.weight
-    else:
-        raise ArchitectureError(
-            f"twinlens cannot read the attention output projection of '{loaded.architecture.family}' "
-            f"({type(out_proj).__name__}) by head: use the per-layer view."
-        )
+    """W_O of layer ℓ as [heads, d_head, d_model] float32: the output projection's linear part A
+    (y = A z + b, `affine_rows`) transposed, split by head."""
+    parts = loaded.architecture.block_parts(layer)
+    try:
+        matrix, _ = affine_rows(parts.out_proj, "attention output projection")
+    except ArchitectureError as exc:
+        raise ArchitectureError(f"{exc} Use the per-layer view.") from exc
+    w = matrix.T
     return w.detach().float().reshape(loaded.architecture.n_heads, -1, w.shape[-1])
 
 

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.architecture import affine_rows
 from ..core.backend import Gradients, Transplant, transplant_interventions
 from ..core.capture import Capture
 from ..core.errors import ArchitectureError, PromptError, SettingsError
@@ -162,23 +163,14 @@ def _frozen_norm(norm: nn.Module, x: torch.Tensor) -> _FrozenNorm:
     return _FrozenNorm(gamma / s, torch.zeros_like(gamma), False)
 
 
-def _affine_rows(module: nn.Module, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(A [out, in], bias [out]) of a Linear or GPT-2 Conv1D layer, y = A x + bias."""
-    if isinstance(module, nn.Linear):
-        return module.weight, module.bias
-    if hasattr(module, "nf") and getattr(module, "weight", None) is not None:  # transformers' Conv1D
-        return module.weight.T, module.bias
-    raise ArchitectureError(f"twinlens cannot read the {what} ({type(module).__name__}) as a linear map.")
-
-
 def _readout(loaded: LoadedModel, answer: int, wrong: int) -> tuple[torch.Tensor, float]:
     """(u [d_model], c): logit[answer] − logit[wrong] = u · norm(x) + c before any soft-cap."""
     arch = loaded.architecture
-    unembed_w, unembed_b = _affine_rows(arch.unembed, "unembedding")
+    unembed_w, unembed_b = affine_rows(arch.unembed, "unembedding")
     u = (unembed_w[answer] - unembed_w[wrong]).double()
     c = float(unembed_b[answer] - unembed_b[wrong]) if unembed_b is not None else 0.0
     if arch.project_out is not None:
-        proj_w, proj_b = _affine_rows(arch.project_out, "output projection")
+        proj_w, proj_b = affine_rows(arch.project_out, "output projection")
         if proj_b is not None:
             c += float(proj_b.double() @ u)
         u = proj_w.double().T @ u
@@ -240,7 +232,7 @@ def _decompose(loaded: LoadedModel, logits: torch.Tensor, acts: dict, answer: in
     for layer in range(n):
         parts = arch.block_parts(layer)
         z = acts[Site(layer, "z")].double()  # [heads, d_head]
-        proj_w, proj_b = _affine_rows(parts.out_proj, "attention output projection")
+        proj_w, proj_b = affine_rows(parts.out_proj, "attention output projection")
         w_layer, layer_bias = w, 0.0
         if parts.attn_out is not parts.attention:  # Gemma-2: a norm after the projection, frozen too
             y = proj_w.double() @ z.flatten() + (proj_b.double() if proj_b is not None else 0)

@@ -386,3 +386,13 @@ def check_lens(model: nn.Module, architecture: Architecture, input_ids: torch.Te
     gap = probability_gap(architecture, hidden, own).item()
     refuse_lens_gap(family, gap, hidden.dtype)
     return gap
+
+
+def affine_rows(module: nn.Module, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(A [out, in], bias [out]) of a Linear or GPT-2 Conv1D layer, y = A x + bias."""
+    if isinstance(module, nn.Linear):
+        return module.weight, module.bias
+    if hasattr(module, "nf") and getattr(module, "weight", None) is not None:  # transformers' Conv1D
+        return module.weight.T, module.bias
+    raise ArchitectureError(f"twinlens cannot read the {what} ({type(module).__name__}) as a linear map.")
+
