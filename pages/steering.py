@@ -13,7 +13,6 @@ from lib.analyses.steering import (
     VECTOR_MODES,
     SteerResult,
     SweepResult,
-    steer_captures,
     steering_sweep,
     steering_vector,
 )
@@ -174,12 +173,10 @@ if found is not None:
             heading(steered)
             target = steering_app.target_run(steered, third)
             result = None
-            with views.errors_shown(), st.spinner("Generating the unsteered, steered, −α and random-vector "
-                                                  "continuations…"):  # two models: the other still shows
-                result = ui.cached(
-                    steer_captures, steered.run_a.model, steered.run_a, steered.run_b, target,
-                    layer=layer, alpha=float(alpha), mode=mode, apply=apply, answer=answer, wrong=wrong,
-                    settings=settings, vector_file=vector_file,
+            with views.errors_shown():  # two models: the other model's result still shows
+                result = steering_app.steered(
+                    steered.run_a, steered.run_b, target, layer=layer, alpha=float(alpha), mode=mode,
+                    apply=apply, answer=answer, wrong=wrong, settings=settings, vector_file=vector_file,
                 )
             if result is None:
                 continue

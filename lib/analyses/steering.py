@@ -328,10 +328,12 @@ def steer_captures(
     wrong: str | None = None,
     settings: GenerationSettings = DEFAULT_SETTINGS,
     vector_file: bytes | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> SteerResult:
     """Steer `target` (B when None) with α·(h_A − h_B) at residual `layer` (or the vector in
     `vector_file`), and measure the effects. Four rows of one batched continuation: unsteered, +α,
-    −α and a random vector of the same norm."""
+    −α and a random vector of the same norm. `progress(fraction, steered text so far)` hears each
+    new token (an exception it raises stops the continuation)."""
     alpha = check_alpha(alpha)
     tgt = cap_b if target is None else target
     if vector_file is not None:
@@ -348,9 +350,15 @@ def steer_captures(
     metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
     values: list[torch.Tensor | None] = [None, alpha * v, -alpha * v, alpha * random_like(vector)]
     prompt, steps = steering_interventions(loaded.n_layers, vector.layer, values, apply)
+    on_token = None
+    if progress is not None:
+        def on_token(rows: Sequence[Sequence[int]]) -> None:
+            steered = list(rows[1])  # row 1 is +α; the batch goes on while any row does
+            progress(max(len(row) for row in rows) / settings.max_new_tokens,
+                     loaded.tokenizer.decode(steered, skip_special_tokens=True))
     try:
         new, first = generate_ids(loaded, [tgt.token_ids] * 4, settings, interventions=prompt,
-                                  step_interventions=steps)
+                                  step_interventions=steps, on_token=on_token)
     except SettingsError as exc:
         if "inf or NaN" in str(exc):
             _check_finite(torch.tensor([math.nan]), alpha)

@@ -1,5 +1,6 @@
 """The Steering page's inputs and memory: the models steered and the target prompt (refused
-plainly when empty), the sweep's coefficients; what the user set and ran stays in the session until the inputs
+plainly when empty), the sweep's coefficients, the steered continuation written under a progress
+bar with Cancel; what the user set and ran stays in the session until the inputs
 change (leaving the page and coming back, or running the sweep, keeps the steer result), the
 link carries layer, α, vector, vector source and target, and the sweep's best cell is one click
 away ("Steer there").
@@ -16,9 +17,11 @@ from ..analyses.features import feature_steering_vector
 from ..core.errors import PromptError, SettingsError, TwinlensError
 from . import feature_steering
 from .cache import ModelKey, RunKey
+from .readable import plain
 from .session import KEPT, PAGE_QUERY_KEY, linked, share
 
 VECTOR_SOURCE = "steering-vector-source"  # not a widget: where the steering vector comes from
+STEER_ASKED = "steering-run-asked"  # session.asked's state for the Steer button
 RUN_NOW = "steering-run-now"  # set by "Steer there": the next run steers as if Steer was pressed
 LINKED = {  # widget key → the link's parameter
     "steering-layer": "steer_layer", "steering-alpha": "steer_alpha", "steering-mode": "steer_mode",
@@ -154,3 +157,26 @@ def parse_alphas(typed: str) -> tuple[float, ...]:
         raise SettingsError("Give at least one coefficient for the sweep.")
     return alphas
 
+
+def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, **settings: object) -> object:
+    """`steer_captures` through the results cache; while it is written, a progress bar shows the
+    steered continuation so far, with a Cancel button that stops it (Streamlit ends the run at the
+    bar's next redraw) and closes the Steer gate, so nothing starts again until Steer is pressed."""
+    from ..analyses.steering import steer_captures
+    from . import ui  # the page door: models load with their status box
+
+    args = (steer_captures, run_a.model, run_a, run_b, target)
+    if ui.RESULTS.has(*args, **settings):
+        return ui.cached(*args, **settings)
+    bar, button = st.empty(), st.empty()
+    bar.progress(0.0, text="Steering: writing the unsteered, steered, −α and random-vector continuations…")
+    button.button("Cancel", key="steering-cancel", on_click=st.session_state.pop, args=(STEER_ASKED, None))
+
+    def progress(done: float, text: str) -> None:
+        bar.progress(min(done, 1.0), text=f"Steered so far: {plain(text.strip()) or '…'}")
+
+    try:
+        return ui.cached(*args, _progress=progress, **settings)
+    finally:
+        bar.empty()
+        button.empty()

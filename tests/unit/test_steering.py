@@ -128,3 +128,18 @@ def test_bad_steering_input(tiny_models):
     result = steer_captures(loaded, cap_a, cap_b, third, layer=1, alpha=2.0, settings=SETTINGS)
     assert result.target == "I think that"
     assert result.unsteered.continuation.prompt_token_ids == third.token_ids
+
+
+def test_progress_hears_the_steered_continuation_token_by_token_and_changes_nothing(family_model):
+    """The Steering page's progress bar: each new token of the +α row arrives with the share of
+    new tokens written; the result is the same as without it."""
+    cap_a, cap_b = capture(family_model, "I love it"), capture(family_model, "I hate it")
+    settings = GenerationSettings(6)
+    heard = []
+    kwargs = {"layer": 1, "alpha": 2.0, "settings": settings}
+    with_bar = steer_captures(family_model, cap_a, cap_b, progress=lambda f, text: heard.append((f, text)),
+                              **kwargs)
+    plain = steer_captures(family_model, cap_a, cap_b, **kwargs)
+    assert with_bar.to_dict() == plain.to_dict()
+    assert heard and [f for f, _ in heard] == [(i + 1) / 6 for i in range(len(heard))]
+    assert heard[-1][1] == plain.steered.continuation.text
