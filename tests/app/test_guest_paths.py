@@ -374,7 +374,6 @@ def _planted_page() -> None:
 
     import streamlit as st
 
-    from lib.app import paths
 
     path = st.text_input("Lens file", key="planted-lens")
     if path:
