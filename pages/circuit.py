@@ -111,3 +111,4 @@ if found is not None:
         st.dataframe(circuit_view.head_pattern_frame(patterns, node.layer, node.head), hide_index=True,
                      width="stretch")
     views.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})
+    views.save_form(request, result, "circuit")

@@ -186,3 +186,22 @@ def test_a_patching_grid_saved_on_its_page_reopens_on_the_history_page(app, data
     assert not app.exception, app.exception
     assert any("patching.PatchResult" in c.value for c in app.caption)
     assert app.get("json")
+
+
+def test_a_circuit_saved_on_its_page_reopens_on_the_history_page(app, data, tiny_folders):
+    from lib.analyses.circuit import Circuit
+
+    submit(app, a=A, b=B, model=str(tiny_folders["gpt2"]), k=3)
+    app.switch_page("pages/circuit.py").run()
+    app.button(key="circuit-run").click().run()
+    assert not app.exception, app.exception
+    _save(app, "my circuit")
+    assert any("Saved as #" in s.value for s in app.success)
+    [entry] = History(data).list()
+    saved = History(data).get(entry.id)
+    assert entry.name == "my circuit" and saved.kind == "circuit.Circuit"
+    reopened = saved.value()
+    assert isinstance(reopened, Circuit) and reopened.edges and reopened.to_dict()["edges"]
+    app.switch_page(HISTORY).run()
+    assert not app.exception, app.exception
+    assert any("circuit.Circuit" in c.value for c in app.caption)
