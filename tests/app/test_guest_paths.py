@@ -25,7 +25,7 @@ from streamlit import config
 
 from lib.analyses.common import sae as sae_module
 from lib.analyses.common.sae import save_saelens
-from lib.app import access, paths, ui
+from lib.app import access, ui
 from lib.app.cache import Results
 from lib.app.views import plain
 
@@ -374,6 +374,7 @@ def _planted_page() -> None:
 
     import streamlit as st
 
+    from lib.app import paths as gate  # AppTest runs this function's own source, without the module's imports
 
     path = st.text_input("Lens file", key="planted-lens")
     if path:
@@ -381,7 +382,7 @@ def _planted_page() -> None:
             st.error(f"There is no lens at '{path}'.")
         elif Path(path).is_file():
             st.error(f"'{path}' is a file.")
-    paths.path_input("Lens file", key="planted-through-the-gate")
+    gate.path_input("Lens file", key="planted-through-the-gate")
 
 
 def test_the_walk_catches_a_path_field_that_bypasses_the_policy(shared, monkeypatch):
