@@ -175,8 +175,9 @@ if found is not None:
             result = None
             with views.errors_shown():  # two models: the other model's result still shows
                 result = steering_app.steered(
-                    steered.run_a, steered.run_b, target, layer=layer, alpha=float(alpha), mode=mode,
-                    apply=apply, answer=answer, wrong=wrong, settings=settings, vector_file=vector_file,
+                    steered.run_a, steered.run_b, target, steered.title, layer=layer, alpha=float(alpha),
+                    mode=mode, apply=apply, answer=answer, wrong=wrong, settings=settings,
+                    vector_file=vector_file,
                 )
             if result is None:
                 continue

@@ -158,10 +158,12 @@ def parse_alphas(typed: str) -> tuple[float, ...]:
     return alphas
 
 
-def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, **settings: object) -> object:
+def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, title: str = "",
+            **settings: object) -> object:
     """`steer_captures` through the results cache; while it is written, a progress bar shows the
-    steered continuation so far, with a Cancel button that stops it (Streamlit ends the run at the
-    bar's next redraw) and closes the Steer gate, so nothing starts again until Steer is pressed."""
+    steered continuation so far, with a Cancel button (one per model: `title`) that stops it
+    (Streamlit ends the run at the bar's next redraw) and closes the Steer gate, so nothing starts
+    again until Steer is pressed."""
     from ..analyses.steering import steer_captures
     from . import ui  # the page door: models load with their status box
 
@@ -170,7 +172,8 @@ def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, **settings: obj
         return ui.cached(*args, **settings)
     bar, button = st.empty(), st.empty()
     bar.progress(0.0, text="Steering: writing the unsteered, steered, −α and random-vector continuations…")
-    button.button("Cancel", key="steering-cancel", on_click=st.session_state.pop, args=(STEER_ASKED, None))
+    button.button("Cancel", key=f"steering-cancel{title}", on_click=st.session_state.pop,
+                  args=(STEER_ASKED, None))
 
     def progress(done: float, text: str) -> None:
         bar.progress(min(done, 1.0), text=f"Steered so far: {plain(text.strip()) or '…'}")
