@@ -169,39 +169,26 @@ def test_open_in_all_pages_loads_it_into_the_sidebar_and_the_url(app, data, tiny
     assert [t.value for t in app.text][:2] == [A, B]
 
 
-def test_a_patching_grid_saved_on_its_page_reopens_on_the_history_page(app, data, tiny_folders):
-    from lib.analyses.patching import PatchResult
+@pytest.mark.parametrize(("page", "button", "kind"), [
+    ("pages/patching.py", "patching-run", "patching.PatchResult"),
+    ("pages/circuit.py", "circuit-run", "circuit.Circuit"),
+])
+def test_a_result_saved_on_its_page_reopens_on_the_history_page(app, data, tiny_folders, page, button, kind):
+    """Another page's result (a patching grid, a circuit) saved there is kept in the History, read
+    back as its own type without running the model, and shown on the History page."""
+    from lib.app.history import result_type
 
     submit(app, a=A, b=B, model=str(tiny_folders["gpt2"]), k=3)
-    app.switch_page("pages/patching.py").run()
-    app.button(key="patching-run").click().run()
+    app.switch_page(page).run()
+    app.button(key=button).click().run()
     assert not app.exception, app.exception
-    _save(app, "my grid")
+    _save(app, "my result")
     assert any("Saved as #" in s.value for s in app.success)
     [entry] = History(data).list()
     saved = History(data).get(entry.id)
-    assert entry.name == "my grid" and saved.kind == "patching.PatchResult"
-    assert isinstance(saved.value(), PatchResult)
+    assert entry.name == "my result" and saved.kind == kind
+    assert isinstance(saved.value(), result_type(kind)) and saved.value().to_dict()
     app.switch_page(HISTORY).run()
     assert not app.exception, app.exception
-    assert any("patching.PatchResult" in c.value for c in app.caption)
+    assert any(kind in c.value for c in app.caption)
     assert app.get("json")
-
-
-def test_a_circuit_saved_on_its_page_reopens_on_the_history_page(app, data, tiny_folders):
-    from lib.analyses.circuit import Circuit
-
-    submit(app, a=A, b=B, model=str(tiny_folders["gpt2"]), k=3)
-    app.switch_page("pages/circuit.py").run()
-    app.button(key="circuit-run").click().run()
-    assert not app.exception, app.exception
-    _save(app, "my circuit")
-    assert any("Saved as #" in s.value for s in app.success)
-    [entry] = History(data).list()
-    saved = History(data).get(entry.id)
-    assert entry.name == "my circuit" and saved.kind == "circuit.Circuit"
-    reopened = saved.value()
-    assert isinstance(reopened, Circuit) and reopened.edges and reopened.to_dict()["edges"]
-    app.switch_page(HISTORY).run()
-    assert not app.exception, app.exception
-    assert any("circuit.Circuit" in c.value for c in app.caption)
