@@ -172,3 +172,9 @@ def opened_view(folder: Callable[[str], Path], page_file: str, query: Mapping[st
 def wait_for_chart(page, timeout: float = 60) -> None:
     """Wait until Vega has drawn a chart (its canvas or svg) on the page."""
     page.locator(CHART).first.wait_for(timeout=timeout * 1000)
+
+
+def assert_no_exception(page) -> None:
+    """The page shows no Streamlit exception box (its text is the assertion's message)."""
+    exceptions = page.locator("[data-testid=stException]")
+    assert exceptions.count() == 0, exceptions.first.inner_text()

@@ -96,3 +96,20 @@ def real_model():
     from lib.core.models import load_model
 
     return load_model("default")
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """`twinlens ARGS…` run in this process → (returncode, stdout, stderr)."""
+    from types import SimpleNamespace
+
+    from lib.app import cli
+
+    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
+
+    def run(*args: str) -> SimpleNamespace:
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run

@@ -13,6 +13,7 @@ import pytest
 
 from scripts.browser import (
     CHROMIUM,
+    assert_no_exception,
     chromium,
     go_to,
     open_view,
@@ -55,10 +56,6 @@ def browser(tmp_path_factory):
     with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
 
-
-def assert_no_exception(page) -> None:
-    exceptions = page.locator("[data-testid=stException]")
-    assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
 def test_shareable_url_opens_its_page_first_thing_on_a_fresh_server(app_url, browser):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_browser import REQUEST, SHOTS, pytestmark  # noqa: F401  (the same request; skipped without Chromium)
 
-from scripts.browser import opened_view, settle
+from scripts.browser import assert_no_exception, opened_view, settle
 
 
 @pytest.fixture(scope="module")
@@ -13,10 +13,6 @@ def page(tmp_path_factory):
     with opened_view(tmp_path_factory.mktemp, "pages/components.py", REQUEST, "Components") as tab:
         yield tab
 
-
-def assert_no_exception(page) -> None:
-    exceptions = page.locator("[data-testid=stException]")
-    assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
 def test_dla_draws_charts_and_names_the_top_components(page):

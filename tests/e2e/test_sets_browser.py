@@ -4,26 +4,15 @@ and the typed lists stay."""
 
 from __future__ import annotations
 
-import pytest
 from test_browser import SHOTS, pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import CHART, chromium, open_view, serve, settle, view_url
+from scripts.browser import CHART, assert_no_exception, open_view, settle, view_url
 
 A = "You have happy emotion in yourself!\nThe capital of France is\nthe quick brown fox"
 B = "You have angry emotion in yourself!\nThe capital of Italy is\nthe lazy dog"
 SLOW = 300
 
 
-@pytest.fixture(scope="module")
-def context(tmp_path_factory):
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        with chromium(tmp_path_factory.mktemp("chromium-profile")) as browser:
-            yield url, browser
-
-
-def assert_no_exception(page) -> None:
-    exceptions = page.locator("[data-testid=stException]")
-    assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
 def paste(page, url: str, model: str, a: str, b: str) -> None:

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from test_browser import SHOTS, pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import chromium, open_view, serve, settle, view_url
+from scripts.browser import assert_no_exception, open_view, settle, view_url
 
 CHAT_LINK = {"model": "default", "a": "Is there a seahorse emoji?", "b": "Is there a dolphin emoji?",
              "k": "5", "chat": "1", "system": "", "prefill": "Yes, here it is:"}
 SLOW = 600  # seconds: the model loads, two 24-token continuations run (a busy CI machine is slow)
 
 
-@pytest.fixture(scope="module")
-def context(tmp_path_factory):
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        with chromium(tmp_path_factory.mktemp("chromium-profile")) as browser:
-            yield url, browser
-
-
-def assert_no_exception(page) -> None:
-    exceptions = page.locator("[data-testid=stException]")
-    assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
 def test_shared_chat_link_shows_continuations_with_joined_emoji(context):

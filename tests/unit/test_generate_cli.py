@@ -4,26 +4,10 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
-
-import pytest
-
-from lib.app import cli
 
 A, B = "The capital of France is", "The capital of Italy is"
 
 
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    """`twinlens ARGS…` → (returncode, stdout, stderr)."""
-    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
-
-    def run(*args: str) -> SimpleNamespace:
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
 
 
 def test_generate_json(tiny_folders, tiny_models, run_cli):

@@ -4,13 +4,11 @@ file, and each bad input as one line on stderr with exit 1 (the CLI's `main` in 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from bad_input_cases import SETS_CASES, sets_case_files
 
 from lib.analyses.sets import compare_sets, prompt_sets
-from lib.app import cli
 from lib.app.export import json_safe
 
 A = ("You have happy emotion in yourself!", "The capital of France is", "the quick brown fox")
@@ -18,17 +16,6 @@ B = ("You have angry emotion in yourself!", "The capital of Italy is", "the lazy
 FAST = ("--folds", "2", "--permutations", "1", "--bootstrap", "50")
 
 
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    """`twinlens ARGS…` → (returncode, stdout, stderr)."""
-    monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
-
-    def run(*args: str) -> SimpleNamespace:
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
 
 
 @pytest.fixture
