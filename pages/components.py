@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -15,7 +14,7 @@ from lib.analyses.components import (
     patch_components,
     reading,
 )
-from lib.app import session, ui, views
+from lib.app import charts, session, ui, views
 
 views.page(
     "Components",
@@ -70,30 +69,11 @@ def layer_table(result: ComponentAttribution) -> pd.DataFrame:
     return pd.concat([frame, diff], ignore_index=True)
 
 
-def layer_bars(table: pd.DataFrame, side: str) -> alt.Chart:
-    return alt.Chart(table[table.side == side]).mark_bar().encode(
-        x=alt.X("layer:O"), xOffset="component:N", y=alt.Y("value:Q", title="direct effect on the metric"),
-        color=alt.Color("component:N"), tooltip=["layer", "component", alt.Tooltip("value", format=".3f")],
-    ).properties(height=220)
-
-
 def head_table(heads: tuple[tuple[float, ...], ...]) -> pd.DataFrame:
     return pd.DataFrame(
         {"layer": layer, "head": head, "value": value}
         for layer, row in enumerate(heads) for head, value in enumerate(row)
     )
-
-
-def heatmap(table: pd.DataFrame, x: str, y: str, title: str, bound: float | None = None,
-            x_sort: list | None = None) -> alt.Chart:
-    """A diverging heatmap centred on 0 (red positive, blue negative); `bound` fixes the scale."""
-    bound = bound or max(1e-9, float(table["value"].abs().max()))
-    return alt.Chart(table, title=title).mark_rect().encode(
-        x=alt.X(f"{x}:O", sort=x_sort), y=alt.Y(f"{y}:O", sort="descending" if y == "layer" else None),
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]),
-                        title=None),
-        tooltip=[x, y, alt.Tooltip("value", format=".3f")],
-    ).properties(height=alt.Step(max(6, min(20, 600 // table[y].nunique()))))
 
 
 def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
@@ -107,7 +87,7 @@ def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
     table = layer_table(result)
     for column, side in zip(st.columns(3), ("A", "B", "A − B"), strict=True):
         column.markdown(f"**Per layer, {side}**")
-        column.altair_chart(layer_bars(table, side), width="stretch")
+        column.altair_chart(charts.component_bars(table, side), width="stretch")
     st.caption(
         f"Embedding: A {result.a.embed:.3f}, B {result.b.embed:.3f}. Biases: A {result.a.bias:.3f}, "
         f"B {result.b.bias:.3f}."
@@ -117,7 +97,7 @@ def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
     grids = (("A", result.a.heads), ("B", result.b.heads), ("A − B", diff))
     bound = max(abs(v) for _, heads in grids for row in heads for v in row) or 1e-9
     for column, (name, heads) in zip(st.columns(3), grids, strict=True):
-        chart = heatmap(head_table(heads), "head", "layer", f"Heads, {name}", bound)
+        chart = charts.signed_grid(head_table(heads), "head", "layer", f"Heads, {name}", bound)
         column.altair_chart(chart, width="stretch")
     return table
 
@@ -127,18 +107,6 @@ def pattern_frame(weights, tokens: tuple[str, ...]) -> pd.DataFrame:
         {"query": f"{q} · {tokens[q]}", "key": f"{k} · {tokens[k]}", "q": q, "k": k, "value": w}
         for q, row in enumerate(weights) for k, w in enumerate(row)
     )
-
-
-def pattern_chart(frame: pd.DataFrame, title: str, diverging: bool) -> alt.Chart:
-    labels = list(dict.fromkeys(frame["key"]))
-    scale = (alt.Scale(scheme="redblue", reverse=True, domain=[-1, 1]) if diverging
-             else alt.Scale(scheme="greys", domain=[0, 1]))
-    return alt.Chart(frame, title=title).mark_rect().encode(
-        x=alt.X("key:N", sort=labels, axis=alt.Axis(labelAngle=-45, labelLimit=100)),
-        y=alt.Y("query:N", sort=list(dict.fromkeys(frame["query"]))),
-        color=alt.Color("value:Q", scale=scale, title=None),
-        tooltip=["query", "key", alt.Tooltip("value", format=".3f")],
-    ).properties(height=alt.Step(max(8, min(24, 480 // frame["q"].nunique()))))
 
 
 def draw_patterns(patterns: AttentionPatterns, n_layers: int) -> pd.DataFrame:
@@ -153,11 +121,12 @@ def draw_patterns(patterns: AttentionPatterns, n_layers: int) -> pd.DataFrame:
     frame_a, frame_b = pattern_frame(a, patterns.tokens_a), pattern_frame(b, patterns.tokens_b)
     name = MEAN if head == MEAN else f"head {head}"
     columns = st.columns(3 if len(a) == len(b) else 2)
-    columns[0].altair_chart(pattern_chart(frame_a, f"A, layer {layer}, {name}", False), width="stretch")
-    columns[1].altair_chart(pattern_chart(frame_b, f"B, layer {layer}, {name}", False), width="stretch")
+    shown = [(frame_a, f"A, layer {layer}, {name}", False), (frame_b, f"B, layer {layer}, {name}", False)]
     if len(a) == len(b):
         diff = frame_a.assign(value=frame_a["value"] - frame_b["value"])
-        columns[2].altair_chart(pattern_chart(diff, "A − B (query · key from A)", True), width="stretch")
+        shown.append((diff, "A − B (query · key from A)", True))
+    for column, (frame, title, diverging) in zip(columns, shown, strict=True):
+        column.altair_chart(charts.attention_chart(frame, title, diverging), width="stretch")
     query = st.selectbox("Query position (counted from the end)", range(1, min(len(a), len(b)) + 1),
                          format_func=lambda back: "last" if back == 1 else f"{back}th from the end",
                          key="components-query")
@@ -181,20 +150,20 @@ def draw_patching(result: ComponentPatching, column: int) -> pd.DataFrame:
     atp = [[cell[column] for cell in row] for row in result.atp_heads]
     bound = max(1.0, *(abs(v) for row in exact + atp for v in row))
     left, right = st.columns(2)
-    left.altair_chart(heatmap(head_table(exact), "head", "layer", "Head patching (exact)", bound),
-                      width="stretch")
-    right.altair_chart(heatmap(head_table(atp), "head", "layer", "Attribution patching (estimate)", bound),
-                       width="stretch")
+    for place, heads, title in ((left, exact, "Head patching (exact)"),
+                                (right, atp, "Attribution patching (estimate)")):
+        grid = charts.signed_grid(head_table(heads), "head", "layer", title, bound)
+        place.altair_chart(grid, width="stretch")
     comps = pd.DataFrame(
         {"layer": layer, "component": name, "exact": result.components[layer][c][column],
          "attribution": result.atp_components[layer][c][column]}
         for layer in range(len(result.components)) for c, name in enumerate(("attention", "MLP"))
     )
     left, right = st.columns(2)
-    left.altair_chart(heatmap(comps.rename(columns={"exact": "value"}), "component", "layer",
-                              "Attention / MLP patching (exact)", bound), width="stretch")
-    right.altair_chart(heatmap(comps.rename(columns={"attribution": "value"}), "component", "layer",
-                               "Attention / MLP (attribution estimate)", bound), width="stretch")
+    for place, kind, title in ((left, "exact", "Attention / MLP patching (exact)"),
+                               (right, "attribution", "Attention / MLP (attribution estimate)")):
+        grid = comps.rename(columns={kind: "value"})
+        place.altair_chart(charts.signed_grid(grid, "component", "layer", title, bound), width="stretch")
     r = result.agreement.pearson_r
     st.markdown(views.plain(
         f"Agreement of attribution patching with exact head patching: Pearson r = "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -81,7 +80,7 @@ if found is not None:
         measure_name = st.radio("Measure", list(MEASURES.values()), horizontal=True, key="dist_measure",
                                 help=f"{glossary.COSINE} {glossary.RELATIVE_L2}")
         session.share("dist_measure", "measure", measure_name, MEASURES["cosine"])
-        tooltip = ["layer", "position", "token A", "token B", alt.Tooltip(f"{measure_name}:Q", format=".4f")]
+        tooltip = ["layer", "position", "token A", "token B", charts.number(f"{measure_name}:Q", ".4f")]
         st.altair_chart(charts.heatmap(per_position, measure_name, legend=measure_name, scheme="oranges",
                                        x_title="position · token (A/B where they differ)", tooltip=tooltip),
                         width="stretch")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -14,7 +13,7 @@ from lib.analyses.features import (
     features_of_captures,
     trace_of_captures,
 )
-from lib.app import feature_steering, features_app, glossary, paths, session, ui, views
+from lib.app import charts, feature_steering, features_app, glossary, paths, session, ui, views
 
 views.page(
     "Features",
@@ -77,21 +76,6 @@ def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
     )
 
 
-def heatmap(table: pd.DataFrame, bound: float) -> alt.Chart:
-    """Features × positions; colour = activation (0 white). Every position is labelled (Vega-Lite
-    would drop labels that touch); the full label of a feature is in the tooltip."""
-    columns = list(dict.fromkeys(table["column"]))
-    return alt.Chart(table).mark_rect().encode(
-        x=alt.X("column:N", sort=columns, title="position · token",
-                axis=alt.Axis(values=columns, labelOverlap=False, labelAngle=-45, labelLimit=120)),
-        y=alt.Y("feature:N", sort=list(dict.fromkeys(table["feature"])), title=None,
-                axis=alt.Axis(labelLimit=260)),
-        color=alt.Color("activation:Q",
-                        scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)], clamp=True)),
-        tooltip=["label", "position", "token", alt.Tooltip("activation", format=".3f")],
-    ).properties(height=min(22 * table["feature"].nunique() + 60, 600))
-
-
 def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool]:
     """Layer (for the shipped SAEs; `default` first), an SAE path typed by the user, and 'any model'."""
     shipped = shipped_saes(model)
@@ -136,12 +120,7 @@ def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], t
         + [{"side": names[1], "position": f"{p} · {t}", "p": p, "activation": v}
            for p, (t, v) in enumerate(zip(result.tokens_b, trace.activations_b, strict=True))]
     )
-    st.altair_chart(
-        alt.Chart(positions).mark_bar().encode(
-            x=alt.X("p:O", title="position"), y="activation:Q", color="side:N", column=alt.Column("side:N"),
-            tooltip=["side", "position", alt.Tooltip("activation", format=".3f")],
-        ).properties(width=320, height=160)
-    )
+    st.altair_chart(charts.feature_positions(positions))
     layers = pd.DataFrame(
         [{"layer": ℓ, "side": names[0], "pre-activation": v} for ℓ, v in enumerate(trace.across_layers_a)]
         + [{"layer": ℓ, "side": names[1], "pre-activation": v} for ℓ, v in enumerate(trace.across_layers_b)]
@@ -150,10 +129,7 @@ def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], t
         "Where it comes from: the feature's encoder direction read at every layer's residual (last "
         f"position). At layer {result.residual} this is the feature's own input; elsewhere it is a probe."
     )
-    st.altair_chart(
-        alt.Chart(layers).mark_line(point=True).encode(x="layer:O", y="pre-activation:Q", color="side:N"),
-        width="stretch",
-    )
+    st.altair_chart(charts.feature_layers(layers), width="stretch")
 
 
 found = ui.require_comparison()
@@ -210,7 +186,7 @@ if found is not None:
         tables[f"heatmap-{side.name}"] = table
         column.caption(side.title)
         if len(table):
-            column.altair_chart(heatmap(table, bound), width="stretch")
+            column.altair_chart(charts.feature_heatmap(table, bound), width="stretch")
 
     st.subheader("Feature card")
     listed = list(dict.fromkeys(

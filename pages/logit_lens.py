@@ -3,7 +3,6 @@ would predict at each position."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -12,8 +11,6 @@ from lib.analyses.common.lens import CellDetail, LensGrid, arrival, cell_detail,
 from lib.analyses.generation import lens_completions, token_characters
 from lib.app import charts, lens_choice, readable, session, ui, views, words
 from lib.app.compare_frames import lens_grid_long_frame
-
-ENTROPY = "entropy (bits)"
 
 views.page(
     "Logit lens",
@@ -45,22 +42,6 @@ low = sure).
   logit and Jacobian lenses' top-1 differ for A and B.
 """,
 )
-
-def lens_heatmap(frame: pd.DataFrame, colour_by: str, present: bool = False) -> alt.LayerChart:
-    """The lens grid: cells coloured by p(top-1) or entropy, the top-1 written in, final answers
-    outlined; `present`: at presentation size."""
-    value = "probability" if colour_by == "probability" else ENTROPY
-    tooltip = [
-        alt.Tooltip("layer:O"), alt.Tooltip("position:O"), alt.Tooltip("input:N", title="input token"),
-        alt.Tooltip("top1:N", title="top-1"), alt.Tooltip("probability:Q", format=".3f"),
-        alt.Tooltip(f"{ENTROPY}:Q", format=".2f"), alt.Tooltip("topk:N", title="top-k"),
-    ]
-    return charts.heatmap(
-        frame, value, legend=value if value == ENTROPY else "p(top-1)", x_title="position · input token",
-        domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
-        tooltip=tooltip, clickable=True, zoom=charts.PRESENTATION_SCALE if present else 1.0,
-    )
-
 
 def lens_characters(side: views.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
     """The grid's partial-character top-1s completed greedily (lens_completions); none when the
@@ -166,7 +147,7 @@ if found is not None:
             views.prompt_text(side.text)
             whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
             st.text(answer_sentence(result, request.k, whole))
-            chart = lens_heatmap(frames[side.name], colour_by, present)
+            chart = charts.lens_heatmap(frames[side.name], colour_by, present)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
     st.caption("Red outline: the cell's top-1 is already the model's final prediction at that position. "

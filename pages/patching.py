@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -64,15 +63,6 @@ def effect_table(result: PatchResult) -> pd.DataFrame:
     rounded to `EFFECT_DECIMALS` (an empty cell reads 0, not 0.00000009; the export keeps every digit)."""
     effects = pd.DataFrame([list(row) for row in result.effect], columns=column_labels(result))
     return (effects.round(EFFECT_DECIMALS) + 0.0).rename_axis("layer").reset_index()  # + 0.0: no "-0"
-
-
-def effect_heatmap(table: pd.DataFrame) -> alt.LayerChart:
-    """Layers × B's positions, diverging colours centred on 0 (red: toward A, blue: away from it)."""
-    tooltip = ["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
-               alt.Tooltip("logit difference", format=".3f")]
-    labelled = len(table) <= MAX_LABELLED_CELLS  # beyond, the numbers no longer fit in the cells
-    return charts.heatmap(table, "effect", legend="effect", x_title="position · token (B)", diverging=True,
-                          text="effect" if labelled else None, text_format=".2f", tooltip=tooltip)
 
 
 def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFrame:
@@ -210,7 +200,7 @@ if found is not None:
         st.info(views.plain(result.note))
     st.markdown(views.plain(reading(result)))
     table = charts.patching_frame(result)
-    st.altair_chart(effect_heatmap(table), width="stretch")
+    st.altair_chart(charts.effect_heatmap(table, labelled=len(table) <= MAX_LABELLED_CELLS), width="stretch")
     grid = effect_table(result)
     st.dataframe(grid, hide_index=True, width="stretch")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -16,7 +15,7 @@ from lib.analyses.steering import (
     steering_sweep,
     steering_vector,
 )
-from lib.app import feature_steering, session, steering_app, ui, views
+from lib.app import charts, feature_steering, session, steering_app, ui, views
 from lib.app.cache import RunKey
 
 views.page(
@@ -81,15 +80,6 @@ def sweep_table(sweep: SweepResult) -> pd.DataFrame:
     )
 
 
-def sweep_chart(table: pd.DataFrame) -> alt.Chart:
-    measure = "effect" if table["effect"].notna().all() else "KL (bits)"
-    return alt.Chart(table).mark_line(point=True).encode(
-        x=alt.X("layer:Q"), y=alt.Y(f"{measure}:Q"), color=alt.Color("α:N"),
-        tooltip=["layer", "α", alt.Tooltip("effect", format=".3f"), alt.Tooltip("push", format=".2f"),
-                 alt.Tooltip("KL (bits)", format=".3f")],
-    ).properties(height=320)
-
-
 def draw_steering(steered: steering_app.Steered, result: SteerResult, layer: int, mode: str,
                   target: RunKey | None, vector_file: bytes | None) -> pd.DataFrame:
     """One model's steering result: the four continuations, their effects, the vector to download."""
@@ -137,7 +127,7 @@ def show_sweep(steered: steering_app.Steered, target: RunKey | None, alphas: str
     st.button(f"Steer there: layer {best_layer}, α = {best_alpha:g}", key=f"steering-best{suffix}",
               on_click=steering_app.steer_there, args=(best_layer, best_alpha))
     table = sweep_table(sweep)
-    st.altair_chart(sweep_chart(table), width="stretch")
+    st.altair_chart(charts.sweep_chart(table), width="stretch")
     st.dataframe(table, hide_index=True, width="stretch")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -71,8 +70,8 @@ if found is not None:
                       **lens_choice.lens_kwargs(lens))
     st.caption(lens_choice.lens_caption(model, lens))
     table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
-    tooltip = ["prompt", "token", "layer", alt.Tooltip("probability", format=".4f"), "rank",
-               alt.Tooltip("logit", format=".3f")]
+    tooltip = ["prompt", "token", "layer", charts.number("probability", ".4f"), "rank",
+               charts.number("logit", ".3f")]
     left, right = st.columns(2)
     left.altair_chart(charts.layer_lines(table, "probability", y_title="probability", colour="token",
                                          side="prompt", floor=0.0, tooltip=tooltip), width="stretch")
@@ -91,7 +90,7 @@ if found is not None:
         second = right.selectbox("Token 2", range(len(names)), index=1, format_func=names.__getitem__)
         tables["logit-difference"] = difference_table(watch, first, second)
         long = tables["logit-difference"].melt("layer", ["A", "B"], "prompt", "logit difference")
-        tooltip = ["layer", "prompt", alt.Tooltip("logit difference", format=".3f")]
+        tooltip = ["layer", "prompt", charts.number("logit difference", ".3f")]
         chart = charts.layer_lines(long, "logit difference", y_title="logit difference", colour="prompt",
                                    side="prompt", tooltip=tooltip, height=260)
         st.altair_chart(chart, width="stretch")
@@ -102,8 +101,8 @@ if found is not None:
     scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens),
                        **lens_choice.lens_kwargs(lens))
     words = tables["whole-words"] = charts.word_frame(scores)
-    tooltip = ["prompt", "word", "layer", alt.Tooltip("probability", format=".4g"),
-               alt.Tooltip("log-probability", format=".3f")]
+    tooltip = ["prompt", "word", "layer", charts.number("probability", ".4g"),
+               charts.number("log-probability", ".3f")]
     st.altair_chart(charts.layer_lines(words, "log-probability", y_title="log-probability of the whole word",
                                        colour="word", side="prompt", tooltip=tooltip), width="stretch")
     st.caption(

@@ -10,7 +10,9 @@ it names (relative ones through `ImportFrom.level`), so `from ..app import ui` i
   and whose results they draw; never core (errors go to the error boundary, tokens and models
   through lib.app);
 - no module imports another module's `_private` name;
-- the module graph of lib has no circle.
+- the module graph of lib has no circle;
+- charts are built in `lib/app/charts.py` only: no other module or page calls Altair (`alt.Chart`,
+  `alt.layer`, `alt.Tooltip`, ...); they may name its types in annotations.
 
 `violations(files)` takes {module name: source} so a test can plant a violation in memory.
 """
@@ -112,8 +114,26 @@ def violations(files: dict[str, str]) -> list[str]:
                 found.append(f"{module} imports the private name {name} of {target}")
             if target in known and target != module and module.startswith("lib"):
                 graph.setdefault(module, set()).add(target)
+        found.extend(f"{module} builds a chart ({call}) outside {CHARTS}"
+                     for call in chart_builders(module, source))
     found.extend(f"import circle: {' → '.join(c)}" for c in circles(graph))
     return found
+
+
+CHARTS = "lib.app.charts"
+
+
+def chart_builders(module: str, source: str) -> list[str]:
+    """The Altair calls in `source` ('alt.Chart', ...) when `module` is not the charts module:
+    a call on the name Altair is imported as, wherever it stands."""
+    if module == CHARTS:
+        return []
+    tree = ast.parse(source)
+    names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names if alias.name == "altair"}
+    return sorted({f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                   and isinstance(node.func.value, ast.Name) and node.func.value.id in names})
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:

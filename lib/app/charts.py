@@ -39,6 +39,7 @@ MAX_HEATMAP_HEIGHT = 900  # pixels; deeper models get thinner rows
 LEGEND_COLUMNS = 2  # entries per row of a line chart's legend: two fit a half-width chart (≈ 470 px)
 LEGEND_LABEL_LIMIT = 180  # pixels per legend label (longer ones end in …, the tooltip has them whole)
 PRESENTATION_SCALE = 1.75  # "presentation size": text and rows this much larger, for a projector
+ENTROPY = "entropy (bits)"  # the lens frame's entropy column (lens_grid_frame)
 MIN_LABEL_PIXELS = 12  # a layer label needs this much height; thinner rows label every n-th layer
 
 
@@ -159,7 +160,7 @@ def lens_grid_frame(name: str, grid: LensGrid, differs: Sequence[bool] | None = 
                 "top1": hover,
                 "label": short_token(written),
                 "probability": cell.top[0].prob,
-                "entropy (bits)": cell.entropy_bits,
+                ENTROPY: cell.entropy_bits,
                 "final": grid.matches_final(layer, i),
                 "topk": " · ".join(f"{t.token} {t.prob:.3f}" for t in cell.top),
             })
@@ -383,3 +384,162 @@ def band_lines(frame: pd.DataFrame, *, y_title: str, domain: Sequence[float] | N
     line = base.mark_line(point=alt.OverlayMarkDef(size=30)).encode(
         x=x, y=alt.Y("value:Q", title=y_title, scale=scale), color=colour, tooltip=tooltip)
     return alt.layer(band, line).properties(height=height)
+
+
+# ---------------------------------------------------------------- page-specific charts
+
+def lens_heatmap(frame: pd.DataFrame, colour_by: str, present: bool = False) -> alt.LayerChart:
+    """The lens grid (`lens_grid_frame`): cells coloured by p(top-1) or entropy, the top-1 written
+    in, final answers outlined, a click selects a cell; `present`: at presentation size."""
+    value = "probability" if colour_by == "probability" else ENTROPY
+    tooltip = [
+        alt.Tooltip("layer:O"), alt.Tooltip("position:O"), alt.Tooltip("input:N", title="input token"),
+        alt.Tooltip("top1:N", title="top-1"), alt.Tooltip("probability:Q", format=".3f"),
+        alt.Tooltip(f"{ENTROPY}:Q", format=".2f"), alt.Tooltip("topk:N", title="top-k"),
+    ]
+    return heatmap(
+        frame, value, legend=value if value == ENTROPY else "p(top-1)", x_title="position · input token",
+        domain=[0.0, 1.0] if value == "probability" else None, text="label", outline="final",
+        tooltip=tooltip, clickable=True, zoom=PRESENTATION_SCALE if present else 1.0,
+    )
+
+
+def component_bars(table: pd.DataFrame, side: str) -> alt.Chart:
+    """Per layer, the attention and MLP bars of one side (rows of `table` with side == `side`;
+    columns layer, component, value)."""
+    return alt.Chart(table[table.side == side]).mark_bar().encode(
+        x=alt.X("layer:O"), xOffset="component:N", y=alt.Y("value:Q", title="direct effect on the metric"),
+        color=alt.Color("component:N"), tooltip=["layer", "component", alt.Tooltip("value", format=".3f")],
+    ).properties(height=220)
+
+
+def signed_grid(table: pd.DataFrame, x: str, y: str, title: str, bound: float | None = None,
+                x_sort: list | None = None) -> alt.Chart:
+    """A diverging grid of `value` over `x` × `y` centred on 0 (red positive, blue negative) from
+    −bound to bound (default: max |value|); layers, when `y` is 'layer', with the top one last."""
+    bound = bound or max(1e-9, float(table["value"].abs().max()))
+    return alt.Chart(table, title=title).mark_rect().encode(
+        x=alt.X(f"{x}:O", sort=x_sort), y=alt.Y(f"{y}:O", sort="descending" if y == "layer" else None),
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]),
+                        title=None),
+        tooltip=[x, y, alt.Tooltip("value", format=".3f")],
+    ).properties(height=alt.Step(max(6, min(20, 600 // table[y].nunique()))))
+
+
+def attention_chart(frame: pd.DataFrame, title: str, diverging: bool) -> alt.Chart:
+    """An attention pattern, queries (rows) × keys: weights 0…1 in greys, or a difference of two
+    patterns −1…1 (`diverging`). Columns query, key, q, value."""
+    labels = list(dict.fromkeys(frame["key"]))
+    scale = (alt.Scale(scheme="redblue", reverse=True, domain=[-1, 1]) if diverging
+             else alt.Scale(scheme="greys", domain=[0, 1]))
+    return alt.Chart(frame, title=title).mark_rect().encode(
+        x=alt.X("key:N", sort=labels, axis=alt.Axis(labelAngle=-45, labelLimit=100)),
+        y=alt.Y("query:N", sort=list(dict.fromkeys(frame["query"]))),
+        color=alt.Color("value:Q", scale=scale, title=None),
+        tooltip=["query", "key", alt.Tooltip("value", format=".3f")],
+    ).properties(height=alt.Step(max(8, min(24, 480 // frame["q"].nunique()))))
+
+
+def feature_heatmap(table: pd.DataFrame, bound: float) -> alt.Chart:
+    """Features × positions; colour = activation from 0 (white) to `bound`. Every position is
+    labelled (Vega-Lite would drop labels that touch); a feature's full label is in the tooltip.
+    Columns feature, label, position, column, token, activation."""
+    columns = list(dict.fromkeys(table["column"]))
+    return alt.Chart(table).mark_rect().encode(
+        x=alt.X("column:N", sort=columns, title="position · token",
+                axis=alt.Axis(values=columns, labelOverlap=False, labelAngle=-45, labelLimit=120)),
+        y=alt.Y("feature:N", sort=list(dict.fromkeys(table["feature"])), title=None,
+                axis=alt.Axis(labelLimit=260)),
+        color=alt.Color("activation:Q",
+                        scale=alt.Scale(scheme="oranges", domain=[0, max(bound, 1e-6)], clamp=True)),
+        tooltip=["label", "position", "token", alt.Tooltip("activation", format=".3f")],
+    ).properties(height=min(22 * table["feature"].nunique() + 60, 600))
+
+
+def feature_positions(frame: pd.DataFrame) -> alt.Chart:
+    """One feature's activation at each position, one panel per side (columns side, p, position,
+    activation)."""
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("p:O", title="position"), y="activation:Q", color="side:N", column=alt.Column("side:N"),
+        tooltip=["side", "position", alt.Tooltip("activation", format=".3f")],
+    ).properties(width=320, height=160)
+
+
+def feature_layers(frame: pd.DataFrame) -> alt.Chart:
+    """One feature's encoder direction read at every layer's residual, a line per side (columns
+    layer, side, pre-activation)."""
+    return alt.Chart(frame).mark_line(point=True).encode(x="layer:O", y="pre-activation:Q", color="side:N")
+
+
+def sweep_chart(table: pd.DataFrame) -> alt.Chart:
+    """A steering sweep: the effect (or, without a target, the KL in bits) per layer, a line per α."""
+    measure = "effect" if table["effect"].notna().all() else "KL (bits)"
+    return alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("layer:Q"), y=alt.Y(f"{measure}:Q"), color=alt.Color("α:N"),
+        tooltip=["layer", "α", alt.Tooltip("effect", format=".3f"), alt.Tooltip("push", format=".2f"),
+                 alt.Tooltip("KL (bits)", format=".3f")],
+    ).properties(height=320)
+
+
+def effect_heatmap(table: pd.DataFrame, labelled: bool = True) -> alt.LayerChart:
+    """Patching: layers × B's positions (columns layer, position, column, token, effect, logit
+    difference), diverging colours centred on 0 (red: toward A, blue: away from it); `labelled`:
+    each cell's effect written in it."""
+    tooltip = ["layer", "position", "token", alt.Tooltip("effect", format=".3f"),
+               alt.Tooltip("logit difference", format=".3f")]
+    return heatmap(table, "effect", legend="effect", x_title="position · token (B)", diverging=True,
+                   text="effect" if labelled else None, text_format=".2f", tooltip=tooltip)
+
+
+def number(field: str, decimals: str = ".3f") -> alt.Tooltip:
+    """A tooltip entry showing `field` with the d3 format `decimals`."""
+    return alt.Tooltip(field, format=decimals)
+
+
+def circuit_graph(nodes: pd.DataFrame, edges: pd.DataFrame, n_layers: int,
+                  sign_colours: Mapping[str, str]) -> alt.LayerChart:
+    """A circuit as a graph (frames of `circuit_view.graph_frames`): layers left to right (node x =
+    2·layer + 1), edge width = |score|, colour = sign, tooltips; a click selects a node ('node')."""
+    step = max(1, n_layers // 10)
+    axis = alt.Axis(title="layer", values=[2 * layer + 1 for layer in range(0, n_layers, step)],
+                    labelExpr="(datum.value - 1) / 2", grid=False)
+    x = alt.X("x:Q", axis=axis, scale=alt.Scale(nice=False, padding=20))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=20))
+    signs = alt.Scale(domain=list(sign_colours), range=list(sign_colours.values()))
+    lines = alt.Chart(edges).mark_line(opacity=0.7, interpolate="basis").encode(
+        x=x, y=y, order="order:Q", detail="edge:N",
+        color=alt.Color("sign:N", scale=signs, title="edge pushes the metric"),
+        strokeWidth=alt.StrokeWidth("width:Q", legend=None, scale=None),
+        tooltip=["source", "target", alt.Tooltip("score:Q", format=".3f", title="EAP score"),
+                 alt.Tooltip("exact:Q", format=".3f", title="exact path patching")],
+    )
+    dots = alt.Chart(nodes).mark_circle(size=90, color="#444").encode(
+        x=x, y=y, tooltip=["name", "kind", "layer"]).add_params(
+        alt.selection_point(name="node", fields=["name"], on="click"))
+    labels = alt.Chart(nodes).mark_text(dy=-10, fontSize=10).encode(x=x, y=y, text="name")
+    return alt.layer(lines, dots, labels).properties(height=420)
+
+
+def circuit_curve(frame: pd.DataFrame, size: int) -> alt.LayerChart:
+    """Faithfulness and knockout (columns size, share, measure, value) against the number of top
+    edges kept, on a symlog axis, with the chosen `size` marked."""
+    line = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("size:Q", scale=alt.Scale(type="symlog"), title="top edges kept"),
+        y=alt.Y("value:Q", title="fraction of m_A − m_B restored"),
+        color=alt.Color("measure:N", title=None),
+        tooltip=["size", alt.Tooltip("share:Q", format=".1%", title="share of Σ|score|"),
+                 "measure", alt.Tooltip("value:Q", format=".3f")],
+    )
+    chosen = alt.Chart(pd.DataFrame({"size": [size]})).mark_rule(strokeDash=[4, 4]).encode(x="size:Q")
+    return alt.layer(line, chosen).properties(height=240)
+
+
+def finding_bars(frame: pd.DataFrame) -> alt.Chart:
+    """A finding's small bar chart: one bar per label (columns series, label, value), grouped by
+    series."""
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("label:N", sort=list(dict.fromkeys(frame["label"])), title=None,
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
+        y=alt.Y("value:Q", title=None), color=alt.Color("series:N", title=None),
+        xOffset="series:N", tooltip=["series", "label", alt.Tooltip("value:Q", format=".3f")],
+    ).properties(height=160, width=alt.Step(14 if len(frame) > 12 else 40))

@@ -22,6 +22,7 @@ from ..analyses.components import (
     attention_patterns,
     attribute_captures,
 )
+from . import charts
 
 __all__ = [
     "IMAGE_KINDS", "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node",
@@ -89,27 +90,9 @@ def graph_frames(result: Circuit) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def graph_chart(result: Circuit) -> alt.LayerChart:
-    """The circuit as a graph: layers left to right, edge width = |score|, colour = sign, tooltips."""
+    """The circuit as a graph (`charts.circuit_graph` of `graph_frames`)."""
     nodes, edges = graph_frames(result)
-    n_layers = max(n.layer for n in result.nodes)
-    step = max(1, n_layers // 10)
-    axis = alt.Axis(title="layer", values=[2 * layer + 1 for layer in range(0, n_layers, step)],
-                    labelExpr="(datum.value - 1) / 2", grid=False)
-    x = alt.X("x:Q", axis=axis, scale=alt.Scale(nice=False, padding=20))
-    y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=20))
-    signs = alt.Scale(domain=list(SIGN_COLOURS), range=list(SIGN_COLOURS.values()))
-    lines = alt.Chart(edges).mark_line(opacity=0.7, interpolate="basis").encode(
-        x=x, y=y, order="order:Q", detail="edge:N",
-        color=alt.Color("sign:N", scale=signs, title="edge pushes the metric"),
-        strokeWidth=alt.StrokeWidth("width:Q", legend=None, scale=None),
-        tooltip=["source", "target", alt.Tooltip("score:Q", format=".3f", title="EAP score"),
-                 alt.Tooltip("exact:Q", format=".3f", title="exact path patching")],
-    )
-    dots = alt.Chart(nodes).mark_circle(size=90, color="#444").encode(
-        x=x, y=y, tooltip=["name", "kind", "layer"]).add_params(
-        alt.selection_point(name="node", fields=["name"], on="click"))
-    labels = alt.Chart(nodes).mark_text(dy=-10, fontSize=10).encode(x=x, y=y, text="name")
-    return alt.layer(lines, dots, labels).properties(height=420)
+    return charts.circuit_graph(nodes, edges, max(n.layer for n in result.nodes), SIGN_COLOURS)
 
 
 def graph_image(result: Circuit, kind: str) -> bytes:
@@ -136,16 +119,7 @@ def curve_frame(result: Circuit) -> pd.DataFrame:
 
 def curve_chart(result: Circuit) -> alt.LayerChart:
     """Faithfulness (and knockout) against the number of top edges kept, the chosen size marked."""
-    frame = curve_frame(result)
-    line = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("size:Q", scale=alt.Scale(type="symlog"), title="top edges kept"),
-        y=alt.Y("value:Q", title="fraction of m_A − m_B restored"),
-        color=alt.Color("measure:N", title=None),
-        tooltip=["size", alt.Tooltip("share:Q", format=".1%", title="share of Σ|score|"),
-                 "measure", alt.Tooltip("value:Q", format=".3f")],
-    )
-    chosen = alt.Chart(pd.DataFrame({"size": [result.size]})).mark_rule(strokeDash=[4, 4]).encode(x="size:Q")
-    return alt.layer(line, chosen).properties(height=240)
+    return charts.circuit_curve(curve_frame(result), result.size)
 
 
 def reading(result: Circuit) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import altair as alt
 import pandas as pd
 
+from . import charts
 from .findings import Finding
 
 PACKAGES = ("torch", "transformers", "streamlit", "altair", "vl-convert-python")
@@ -64,13 +65,7 @@ def finding_chart(finding: Finding) -> alt.Chart | None:
     """A small bar chart of the finding's chart rows (None when it has none)."""
     if not finding.chart:
         return None
-    frame = pd.DataFrame(finding.chart, columns=["series", "label", "value"])
-    return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("label:N", sort=list(dict.fromkeys(frame["label"])), title=None,
-                axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
-        y=alt.Y("value:Q", title=None), color=alt.Color("series:N", title=None),
-        xOffset="series:N", tooltip=["series", "label", alt.Tooltip("value:Q", format=".3f")],
-    ).properties(height=160, width=alt.Step(14 if len(frame) > 12 else 40))
+    return charts.finding_bars(pd.DataFrame(finding.chart, columns=["series", "label", "value"]))
 
 
 def chart_svg(finding: Finding) -> str:

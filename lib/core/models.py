@@ -7,6 +7,7 @@ to `$TWINLENS_CACHE` (default `~/.cache/twinlens`) and every later load reads th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -593,8 +594,22 @@ def ensure_default_model() -> Path:
     target = cache_dir() / _CACHE_DIR_NAME
     if _cache_is_complete(target):
         return target
-    gguf = _gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes starting on a new machine (two app servers, parallel test workers) build it once:
+    # the second waits on the lock and then finds the first one's copy complete.
+    with open(target.parent / f".{_CACHE_DIR_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not _cache_is_complete(target):
+                _build_default_model(target)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
+
+
+def _build_default_model(target: Path) -> None:
+    """Dequantize the GGUF file into `target` (a temporary folder renamed into place)."""
+    gguf = _gguf_path()
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -625,4 +640,3 @@ def ensure_default_model() -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -5,7 +5,11 @@ whose manifest claims the embedded file but whose weights differ is not."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from lib.analyses.common.sae import shipped_saes
 from lib.app.cli import main
@@ -53,3 +57,32 @@ def test_a_damaged_copy_is_not_the_default(tmp_path):
             (copy / file.name).symlink_to(file)
     (copy / name).write_text("{}")  # another size than the manifest records
     assert not is_default_folder(copy)
+
+
+BUILD_ONCE = """
+import sys
+import lib.core.models as models
+build = models._build_default_model
+def counted(target):
+    with open(sys.argv[1], "a") as marks:
+        marks.write("built\\n")
+    build(target)
+models._build_default_model = counted
+print(models.ensure_default_model())
+"""
+
+
+def test_two_processes_on_a_new_machine_unpack_the_model_once(tmp_path):
+    """Two servers (or test workers) starting at once with an empty cache: one builds, the other
+    waits on the lock and reads the finished folder; both get the same complete copy."""
+    marks = tmp_path / "marks"
+    env = {**os.environ, "TWINLENS_CACHE": str(tmp_path / "cache")}
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.Popen([sys.executable, "-c", BUILD_ONCE, str(marks)], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert marks.read_text().splitlines() == ["built"]
+    folders = {out.strip().splitlines()[-1] for out, _ in outputs}
+    assert folders == {str(tmp_path / "cache" / Path(next(iter(folders))).name)}
+    assert is_default_folder(Path(next(iter(folders))))

@@ -30,6 +30,10 @@ def test_the_tree_keeps_every_rule():
         ({"pages.p": "from lib.core.errors import PromptError\n"}, "(pages) imports lib.core.errors (core)"),
         ({"pages.p": "from twinlens.core import models\n"}, "(pages) imports lib.core.models (core)"),
         ({"lib.app.q": "from ..core.hooks import _first\n"}, "imports the private name _first of lib.core"),
+        ({"pages.p": "import altair as alt\nchart = alt.Chart(frame).mark_bar()\n"},
+         "pages.p builds a chart (alt.Chart) outside lib.app.charts"),
+        ({"lib.app.v": "import altair as A\ndef f(x) -> A.Chart:\n    return A.layer(x)\n"},
+         "lib.app.v builds a chart (A.layer) outside lib.app.charts"),
     ],
 )
 def test_a_planted_violation_is_caught(planted, broken):
