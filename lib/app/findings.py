@@ -228,10 +228,11 @@ def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture, names: tuple[str, st
     rise[answer] = 0.0
     wrong = int((-rise).argmax())
     words = [readable_token(loaded.tokenizer, i) for i in (top_a, answer, wrong)]
+    where = "after" if names == ("A", "B") else "in"  # after a prompt, in a model
     return Contrast(answer, wrong, (
         f"{names[0]} and {names[1]} both predict {words[0]} next, so the steps below follow the tokens whose "
-        f"probability moves most between them: {words[1]} (more likely in {names[0]}) over {words[2]} "
-        f"(more likely in {names[1]})."))
+        f"probability moves most between them: {words[1]} (more likely {where} {names[0]}) over {words[2]} "
+        f"(more likely {where} {names[1]})."))
 
 
 # --- the steps, each from the results it reads ---------------------------------------------------
