@@ -139,7 +139,6 @@ ANALYSES: tuple[Analysis, ...] = (
 )
 
 
-
 def check_rows(rows: tuple[Analysis, ...]) -> tuple[Analysis, ...]:
     """`rows`, or ValueError when a row running in part on NDIF declares a function that no row
     running wholly there runs reduced and that reads more than tokens and last logits: what runs on
