@@ -20,6 +20,8 @@ page behind it in the same state (nothing is computed again there).
 6. **What would make B say A's answer**: the smallest push along A − B that flips B.
 
 A step with nothing clear to say says so; a step that cannot run says why, and the rest still show.
+On NDIF steps 1–3 run (reduced on the server); in two-models mode steps 1–3 run (patching writes
+model 1 into model 2 when both have as many layers); the other steps say why not.
 **Download report** saves all of it as one HTML file that opens offline, and as JSON.
 """,
 )

@@ -30,8 +30,9 @@ from ..core.models import LoadedModel, load_model
 T = TypeVar("T")
 NEEDS_RESIDUALS = (
     "This view needs each prompt's whole residual stream, which NDIF would have to send back (for a 70B "
-    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare, Logit lens and Residual "
-    "distances pages, reduced on the server; for this view pick the local or nnsight backend with a "
+    "model 1.3 MB per token per prompt). On NDIF twinlens runs the Compare, Logit lens, Residual "
+    "distances, Continuations and Patching pages and Findings' first three steps, reduced on the server; "
+    "for this view pick the local or nnsight backend with a "
     "model this machine holds (docs/scale.md)."
 )
 

@@ -15,7 +15,7 @@ import sys
 
 from ..core.errors import SettingsError, TwinlensError, unexpected
 from .export import to_json
-from .registry import COMMANDS, refuse_remote
+from .registry import COMMANDS, check_on_ndif, refuse_remote
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """The command's result, after the registry's NDIF gate."""
-    if getattr(args, "remote", False) and (why := refuse_remote(args.command)):
-        raise SettingsError(why)
+    """The command's result, after the registry's NDIF gate: a command refused on NDIF stops here;
+    one that runs there in part (report) gets the gate to ask before each call (`args.ndif_gate`)."""
+    if getattr(args, "remote", False):
+        if why := refuse_remote(args.command):
+            raise SettingsError(why)
+        args.ndif_gate = check_on_ndif
     _, command = COMMANDS[args.command]
     return command.run(args)
 

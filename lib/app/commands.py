@@ -452,7 +452,9 @@ def add_report(commands) -> None:
 
 
 def run_report(args: argparse.Namespace) -> dict:
-    """The Findings (lib.app.findings) run in order, written as HTML and JSON; the JSON printed."""
+    """The Findings (lib.app.findings) run in order, written as HTML and JSON; the JSON printed.
+    With --remote the captures keep no residual stream and the steps reduced on NDIF run; the
+    others say why not."""
     from pathlib import Path
 
     from ..core.capture import capture
@@ -466,10 +468,17 @@ def run_report(args: argparse.Namespace) -> dict:
     html_path = Path(args.output)
     json_path = html_path.with_suffix(".json")
     model = _load(args)
-    cap_a, cap_b = (capture(model, text, args.bos, chat) for text in (args.prompt_a, args.prompt_b))
+    cap_a, cap_b = (capture(model, text, args.bos, chat, keep_residual=not args.remote)
+                    for text in (args.prompt_a, args.prompt_b))
     chat_info = None if chat is None else {"system": chat.system or "", "prefill": chat.prefill}
-    findings = list(run_findings(model, model, cap_a, cap_b, lambda fn, *a, **k: fn(*a, **k),
-                                 chat=chat_info, top_k=args.top_k))
+
+    def get(fn, *a, **k):
+        if args.remote:  # the registry's NDIF gate (lib.app.cli hands it over), as in the app
+            args.ndif_gate(fn)
+        return fn(*a, **k)
+
+    findings = list(run_findings(model, model, cap_a, cap_b, get, chat=chat_info, top_k=args.top_k,
+                                 remote=args.remote))
     request = Request(model=args.model, a=args.prompt_a, b=args.prompt_b, bos=args.bos, k=args.top_k,
                       chat=chat is not None, system=args.system or "", prefill=args.prefill)
     data = report_data(findings, prompts={"A": args.prompt_a, "B": args.prompt_b}, model=model.info(),

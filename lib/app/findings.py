@@ -27,6 +27,13 @@ finding with status "cannot" that says why; the others still run. Where the evid
 (a small effect, attributions that disagree with exact patching, an SAE that reconstructs poorly,
 no flip) the status is "weak" and the sentence says so.
 
+On NDIF (a remote model) says, part and carries run reduced where the model is (the functions the
+registry's "findings" row declares; `get` is the NDIF gate); writes, concepts and flip need whole
+residual streams, attention outputs or gradients here, and say so (`ON_NDIF`). In two-models mode
+(prompt A through model 1 and model 2) carries patches model 1 into model 2 when their depth and
+width match (else it says which differs); writes, concepts and flip compare two prompts in one
+model, and say so (`TWO_MODELS`).
+
 `run_findings` yields the findings one at a time, so a page can show the first before the last
 step runs; it asks for every result through `get(fn, *args, **kwargs)`, which the app points at
 its results cache (keys) and the CLI at a direct call (the model and captures themselves).
@@ -40,7 +47,7 @@ from dataclasses import dataclass, field
 
 from ..analyses.common.metric import metric_pair
 from ..analyses.common.sae import shipped_saes
-from ..analyses.compare import Comparison, compare_captures
+from ..analyses.compare import Comparison, compare_captures, compare_prompts
 from ..analyses.components import (
     ComponentAttribution,
     activations_of,
@@ -123,9 +130,32 @@ class Findings:
         return {"findings": [f.to_dict() for f in self.findings]}
 
 
-def cannot(step: str, why: str) -> Finding:
+def cannot(step: str, why: str, caveat: str = "") -> Finding:
     """The finding of a step that could not run: why, in the user's words."""
-    return Finding(step, f"This step could not run: {why}", status="cannot")
+    return Finding(step, f"This step could not run: {why}", caveat=caveat, status="cannot")
+
+
+# Why a step does not run on NDIF (only what is reduced where the model is comes back) …
+ON_NDIF = {
+    "writes": "on NDIF, direct logit attribution needs every head's and MLP's output and a backward pass "
+              "(gradients) of B at this machine, and patching each part alone needs A's attention outputs "
+              "here, which NDIF would have to send back whole.",
+    "concepts": "on NDIF, the SAE reads both prompts' whole residual stream at its layer and its attribution "
+                "needs a backward pass (gradients) of B, which NDIF would have to send back.",
+    "flip": "on NDIF, steering adds A's minus B's residual at every position of B, so it needs both prompts' "
+            "whole residual streams at this machine, which NDIF would have to send back.",
+}
+LOCAL_HINT = "Pick the local or nnsight backend with a model this machine holds to run this step."
+# … and in two-models mode (prompt A through model 1 and model 2)
+TWO_MODELS = {
+    "writes": "in two-models mode, the two sides are different models whose heads and MLPs are not the same "
+              "parts, and this step ranks one model's parts by what they write for two prompts.",
+    "concepts": "in two-models mode, an SAE reads one model's residual stream and its attribution needs that "
+                "model's gradient for two prompts, so the Features page shows each model's features without "
+                "this ranking.",
+    "flip": "in two-models mode there is one prompt, and steering pushes B along h_A − h_B of two prompts in "
+            "one model (the Steering page asks for a second prompt).",
+}
 
 
 # --- the words of a token -------------------------------------------------------------------------
@@ -177,8 +207,9 @@ class Contrast:
     note: str = ""
 
 
-def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture) -> Contrast:
-    """The tokens the findings measure the difference by (`Contrast`)."""
+def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture, names: tuple[str, str] = ("A", "B")) -> Contrast:
+    """The tokens the findings measure the difference by (`Contrast`). It reads only the two runs'
+    last logits (two models: over the vocabulary both share, the smaller one)."""
     import torch
 
     from ..core.tokens import readable_token
@@ -186,8 +217,9 @@ def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture) -> Contrast:
     top_a, top_b = int(cap_a.final_logits.argmax()), int(cap_b.final_logits.argmax())
     if top_a != top_b:
         return Contrast(None, None)
-    p_a = torch.softmax(cap_a.final_logits.double(), -1)
-    p_b = torch.softmax(cap_b.final_logits.double(), -1)
+    shared = min(len(cap_a.final_logits), len(cap_b.final_logits))
+    p_a = torch.softmax(cap_a.final_logits[:shared].double(), -1)
+    p_b = torch.softmax(cap_b.final_logits[:shared].double(), -1)
     rise = p_a - p_b
     rise[top_a] = 0.0
     if float(rise.abs().max()) < MIN_RISE:  # the same distribution: nothing to follow
@@ -196,9 +228,11 @@ def contrast_tokens(loaded, cap_a: Capture, cap_b: Capture) -> Contrast:
     rise[answer] = 0.0
     wrong = int((-rise).argmax())
     words = [readable_token(loaded.tokenizer, i) for i in (top_a, answer, wrong)]
+    where = "after" if names == ("A", "B") else "in"  # after a prompt, in a model
     return Contrast(answer, wrong, (
-        f"A and B both predict {words[0]} next, so the steps below follow the tokens whose probability "
-        f"moves most between them: {words[1]} (more likely after A) over {words[2]} (more likely after B)."))
+        f"{names[0]} and {names[1]} both predict {words[0]} next, so the steps below follow the tokens whose "
+        f"probability moves most between them: {words[1]} (more likely {where} {names[0]}) over {words[2]} "
+        f"(more likely {where} {names[1]})."))
 
 
 # --- the steps, each from the results it reads ---------------------------------------------------
@@ -401,43 +435,55 @@ def flip_finding(search: FlipSearch, steered: SteerResult | None, *, named: bool
 
 def run_findings(
     loaded, model, run_a, run_b, get: Get, *, names: tuple[str, str] = ("A", "B"), chat: dict | None = None,
-    top_k: int = 10, model_b=None,
+    top_k: int = 10, model_b=None, remote: bool = False,
 ) -> Iterator[Finding]:
     """The six findings in order (module docstring), each as soon as its step has run. `model`,
     `run_a`, `run_b` are what `get` passes on to the analyses (the app's keys, or the loaded model
-    and the captures); `loaded` is the model itself, for what the steps need to know about it.
-    `model_b`: two-models mode, side b's model (prompt A through model 1 and model 2)."""
+    and the captures; either has the prompt's `text`, `bos` and `chat`); `loaded` is the model
+    itself, for what the steps need to know about it.
+
+    `model_b`: two-models mode, side b's model (prompt A through model 1 and model 2): patching
+    writes model 1's residual into model 2 (models of the same depth and width; otherwise the step
+    says so), the steps that compare two prompts in one model say why they do not run.
+    `remote`: the model runs on NDIF, where `get` (the NDIF gate) calls only functions reduced there:
+    steps 1–3 run reduced (the comparison as the Compare view reduces it in the trace, patching one
+    number per cell), steps 4–6 say why not."""
     two_models = model_b is not None and model_b != model
+    side_b = model_b if two_models else model
     settings = GenerationSettings(ANSWER_TOKENS)
     try:
         pair = ContinuationPair(get(continue_capture, model, run_a, settings),
-                                get(continue_capture, model_b if two_models else model, run_b, settings))
+                                get(continue_capture, side_b, run_b, settings))
         yield says_finding(pair, names, chat)
     except TwinlensError as exc:
         yield cannot("says", str(exc))
     try:
-        comparison = (get(compare_model_captures, model, model_b, run_a, run_b, top_k=top_k) if two_models
-                      else get(compare_captures, model, run_a, run_b, top_k=top_k))
+        if two_models:
+            comparison = get(compare_model_captures, model, model_b, run_a, run_b, top_k=top_k)
+        elif remote:  # reduced in the trace, as the Compare view runs it there (the same cached result)
+            comparison = get(compare_prompts, model, run_a.text, run_b.text, top_k=top_k, bos=run_a.bos,
+                             chat=run_a.chat)
+        else:
+            comparison = get(compare_captures, model, run_a, run_b, top_k=top_k)
         yield part_finding(comparison, names)
     except TwinlensError as exc:
         yield cannot("part", str(exc))
-    if two_models:
-        for step in STEPS[2:]:
-            yield cannot(step, "two-models mode runs the first two steps only for now; patching, components, "
-                               "features and steering of one model into the other are on their own pages.")
-        return
     arrival = None
     try:
-        contrast = get(contrast_tokens, model, run_a, run_b)
+        contrast = get(contrast_tokens, model, run_a, run_b, **({"names": names} if two_models else {}))
     except TwinlensError:
         contrast = Contrast(None, None)
     answer, wrong = contrast.answer, contrast.wrong
     try:
-        patch = get(patch_captures, model, run_a, run_b, answer=answer, wrong=wrong, model_a=model)
+        patch = get(patch_captures, side_b, run_a, run_b, answer=answer, wrong=wrong, model_a=model)
         arrival = arrival_layer(patch)
         yield carries_finding(patch, contrast.note)
     except TwinlensError as exc:
         yield cannot("carries", str(exc))
+    if remote or two_models:
+        for step in STEPS[3:]:
+            yield (cannot(step, ON_NDIF[step], LOCAL_HINT) if remote else cannot(step, TWO_MODELS[step]))
+        return
     try:
         attribution = get(attribute_captures, model, run_a, run_b, answer=answer, wrong=wrong)
         names_top = tuple(n for n, _ in top_components(attribution, TOP_COMPONENTS))

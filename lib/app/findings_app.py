@@ -57,7 +57,7 @@ def show_findings(request: Request, model: LoadedModel, names: tuple[str, str]) 
     bar = st.progress(0.0, text=f"Step 1 of {len(STEPS)}: {TITLES[STEPS[0]].lower()}…")
     found: list[Finding] = []
     steps = run_findings(model, run_a.model, run_a, run_b, ui.cached, names=names, chat=chat, top_k=request.k,
-                         model_b=run_b.model if request.two_models else None)
+                         model_b=run_b.model if request.two_models else None, remote=run_a.model.remote)
     for finding in steps:
         found.append(finding)
         draw_finding(request, finding)

@@ -19,12 +19,12 @@ from ..analyses.common.comparison import Comparison
 from ..analyses.compare import compare_captures, compare_prompts
 from ..analyses.model_compare import check_same_tokens, compare_model_captures
 from ..core.capture import Capture, check_length
-from ..core.errors import ModelLoadError, SettingsError, TwinlensError, unexpected
+from ..core.errors import ModelLoadError, TwinlensError, unexpected
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
 from . import ndif, readable, registry
-from .cache import NEEDS_RESIDUALS, ModelKey, Results, RunKey
+from .cache import ModelKey, Results, RunKey
 from .request import Request
 from .session import access, current_request, submit
 from .views import ENTRY_KEY, nav_bar, plain, show_error
@@ -111,8 +111,8 @@ def cached(fn: Callable[..., T], *args: Hashable, _progress: Callable[[float], N
     for value in (*args, *kwargs.values()):
         if isinstance(value, (ModelKey, RunKey)):
             key = value if isinstance(value, ModelKey) else value.model
-            if key.remote and fn not in registry.REDUCED_ON_NDIF:
-                raise SettingsError(NEEDS_RESIDUALS)  # rather than fetch residual streams from NDIF
+            if key.remote:
+                registry.check_on_ndif(fn)  # rather than fetch residual streams from NDIF
             get_model(key)
     with ndif.session_api_key():
         return RESULTS.get(fn, *args, _progress=_progress, **kwargs)

@@ -29,3 +29,47 @@ def test_findings_page_shows_six_findings_and_the_report(app):  # noqa: F811
 
     entry = History().get(saved_id)
     assert entry.kind == "findings.Findings" and [f.step for f in entry.value().findings] == list(STEPS)
+
+
+def _findings(app) -> dict[str, str]:  # noqa: F811
+    """Each step's title → its sentence (the markdown drawn right after the title)."""
+    texts = [m.value for m in app.main.markdown]
+    return {step: texts[texts.index(f"**{TITLES[step]}**") + 1] for step in STEPS}
+
+
+def test_two_models_patch_model_1_into_model_2_and_the_other_steps_say_why(app, tiny_folders,  # noqa: F811
+                                                                           partner_folders):
+    """Same depth and width: what carries the difference is the Patching page's two-models grid
+    (model 1's residual written into model 2); the steps that compare two prompts in one model
+    each say why they do not run."""
+    from app_helpers import compare_two
+
+    from lib.analyses.patching import patch_captures, reading
+    from lib.app import views
+    from lib.app.findings import TWO_MODELS, contrast_tokens
+    from lib.core.capture import capture
+    from lib.core.models import load_model
+
+    folder1, folder2 = tiny_folders["llama"], partner_folders["llama-seed1"]
+    compare_two(app, folder1, folder2, "The capital of France is")
+    app.switch_page("pages/findings.py").run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    found = _findings(app)
+    model1, model2 = load_model(str(folder1)), load_model(str(folder2))
+    cap1, cap2 = capture(model1, "The capital of France is"), capture(model2, "The capital of France is")
+    contrast = contrast_tokens(model1, cap1, cap2, ("Model 1", "Model 2"))
+    grid = patch_captures(model2, cap1, cap2, answer=contrast.answer, wrong=contrast.wrong, model_a=model1)
+    assert views.plain(reading(grid)) in found["carries"] and f"A {grid.metric_a:.2f}" in found["carries"]
+    for step in ("writes", "concepts", "flip"):
+        assert found[step] == views.plain("⛔ This step could not run: " + TWO_MODELS[step])
+
+
+def test_two_models_of_different_depths_say_so_in_the_patching_step(app, tiny_folders,  # noqa: F811
+                                                                    partner_folders):
+    from app_helpers import compare_two
+
+    compare_two(app, tiny_folders["gpt2"], partner_folders["gpt2-shallow"])
+    app.switch_page("pages/findings.py").run()
+    assert not app.exception
+    found = _findings(app)
+    assert "have 3 and 2 layers" in found["carries"] and found["carries"].startswith("⛔")

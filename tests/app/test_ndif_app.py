@@ -171,3 +171,36 @@ def test_a_cancelled_job_is_not_sent_again_until_asked(app, fake_ndif, tiny_fold
 
 def _bytes(content: str | bytes) -> bytes:
     return content if isinstance(content, bytes) else content.encode()
+
+
+def _findings(at) -> dict[str, str]:
+    """Findings page: each step's title → its sentence (the markdown drawn right after the title)."""
+    from lib.app.findings import STEPS, TITLES
+
+    texts = [m.value for m in at.main.markdown]
+    return {step: texts[texts.index(f"**{TITLES[step]}**") + 1] for step in STEPS}
+
+
+def test_findings_on_ndif_run_the_reduced_steps_as_locally_and_say_why_not_for_the_rest(
+    app, fake_ndif, tiny_folders
+):
+    """Steps 1–3 run reduced on NDIF (no capture keeps a residual stream) and read exactly as with
+    the local backend; steps 4–6 say why they cannot run there."""
+    from lib.app.findings import ON_NDIF
+
+    at = _on_ndif(app)
+    at.switch_page("pages/findings.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    remote = _findings(at)
+    assert ui.RESULTS.captures.values() and all(c.residual is None for c in ui.RESULTS.captures.values())
+    for step in ("writes", "concepts", "flip"):
+        assert views.plain(ON_NDIF[step]) in remote[step] and remote[step].startswith("⛔")
+    assert "cosine distance" in remote["part"] and "would next write" in remote["says"]
+    labels = [b.label for b in at.main.get("download_button")]
+    assert "⬇ Download report (HTML)" in labels
+    at.sidebar.radio(key="backend").set_value("local")
+    submit(at, model=str(tiny_folders["gpt2"]))
+    assert not at.exception and not at.error
+    local = _findings(at)
+    for step in ("says", "part", "carries"):
+        assert not remote[step].startswith("⛔") and remote[step] == local[step], step

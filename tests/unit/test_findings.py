@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from json_close import json_close
 
 from lib.app.findings import STEPS, Finding, in_words, run_findings
 from lib.app.report import report_data, report_html
@@ -54,14 +55,46 @@ def test_a_step_that_cannot_run_says_why_and_the_rest_still_appear(tiny_models):
     assert found["carries"].status != "cannot" and found["flip"].status != "cannot"
 
 
-def test_two_models_mode_says_which_steps_it_runs(tiny_models):
+def test_two_models_mode_patches_model_1_into_model_2_and_says_why_the_rest_do_not_run(tiny_models):
+    """Models of the same depth and width: model 1's residual is written into model 2 (what the
+    Patching page runs in two-models mode); the steps comparing two prompts in one model each say why."""
+    from lib.analyses.patching import arrival_layer, patch_captures
+    from lib.app.findings import TWO_MODELS, contrast_tokens
+
     model_1, model_2 = tiny_models["llama"], tiny_models["mistral"]
     cap_1, cap_2 = capture(model_1, A), capture(model_2, A)
-    findings = list(run_findings(model_1, model_1, cap_1, cap_2, direct([]), names=("model 1", "model 2"),
+    calls: list[str] = []
+    findings = list(run_findings(model_1, model_1, cap_1, cap_2, direct(calls), names=("model 1", "model 2"),
                                  model_b=model_2))
-    assert [f.status for f in findings[:2]] == ["ok", "ok"]
-    assert all(f.status == "cannot" and "two-models mode" in f.sentence for f in findings[2:])
-    assert "model 1 would next write" in findings[0].sentence
+    assert [f.step for f in findings] == list(STEPS)
+    by_step = {f.step: f for f in findings}
+    assert by_step["says"].status == by_step["part"].status == "ok"
+    assert "model 1 would next write" in by_step["says"].sentence
+    carries = by_step["carries"]
+    assert carries.status != "cannot", carries.sentence
+    contrast = contrast_tokens(model_1, cap_1, cap_2, ("model 1", "model 2"))
+    expected = patch_captures(model_2, cap_1, cap_2, answer=contrast.answer, wrong=contrast.wrong,
+                              model_a=model_1)
+    assert carries.number("arrival_layer") == arrival_layer(expected)
+    assert carries.number("metric_a") == pytest.approx(expected.metric_a)
+    assert carries.number("metric_b") == pytest.approx(expected.metric_b)
+    for step in ("writes", "concepts", "flip"):
+        assert by_step[step].status == "cannot"
+        assert by_step[step].sentence == f"This step could not run: {TWO_MODELS[step]}"
+    for banned in ("attribute_captures", "steer_to_flip", "attribution_of_captures"):
+        assert banned not in calls
+
+
+def test_two_models_of_different_depths_say_so_in_the_patching_step(tiny_models, partner_folders):
+    from lib.core.models import load_model
+
+    deep, shallow = tiny_models["gpt2"], load_model(str(partner_folders["gpt2-shallow"]))
+    found = {f.step: f for f in run_findings(deep, deep, capture(deep, A), capture(shallow, A), direct([]),
+                                              names=("model 1", "model 2"), model_b=shallow)}
+    assert found["carries"].status == "cannot"
+    assert "have 3 and 2 layers" in found["carries"].sentence
+    assert all(found[s].status == "cannot" and "two-models mode" in found[s].sentence
+               for s in ("writes", "concepts", "flip"))
 
 
 def test_emoji_are_named_and_chat_answer_starts_are_said():
@@ -135,3 +168,87 @@ def test_an_answer_start_and_a_system_message_are_said_as_part_of_the_answer(tin
     assert "system message “Be brief.”" in said.sentence
     assert said.number("answer_A") in said.sentence
     assert "typed in" not in says_finding(pair, ("A", "B"), None).sentence
+
+
+# --- on NDIF (nnsight's remote serialization path, remote="local": no network) -------------------
+
+
+def gated(calls: list):
+    """A direct call through the NDIF gate, as `twinlens report --remote` makes it."""
+    from lib.app.registry import check_on_ndif
+
+    def get(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        check_on_ndif(fn)
+        return fn(*args, **kwargs)
+    return get
+
+
+PAIR = ("The Paris is", "The Rome is")  # a logit difference on the tiny GPT-2
+
+
+@pytest.fixture
+def remote_gpt2(tiny_folders):
+    from lib.core.models import load_model
+
+    return load_model(str(tiny_folders["gpt2"]), backend="nnsight", remote="local")
+
+
+def test_on_ndif_steps_1_to_3_run_reduced_with_the_local_numbers_and_4_to_6_say_why(remote_gpt2, tiny_models):
+    from lib.app.findings import LOCAL_HINT, ON_NDIF
+
+    caps = [capture(remote_gpt2, t, keep_residual=False) for t in PAIR]
+    calls: list[str] = []
+    remote = {f.step: f for f in run_findings(remote_gpt2, remote_gpt2, *caps, gated(calls), remote=True)}
+    local_model = tiny_models["gpt2"]
+    local_caps = [capture(local_model, t) for t in PAIR]
+    local = {f.step: f for f in run_findings(local_model, local_model, *local_caps, direct([]))}
+    assert all(c.residual is None for c in caps)  # nothing whole came back
+    assert list(remote) == list(STEPS)
+    for step in ("says", "part", "carries"):
+        assert remote[step].status != "cannot", remote[step].sentence
+        assert json_close(dict(remote[step].numbers), dict(local[step].numbers), tol=1e-4), step
+        assert remote[step].sentence == local[step].sentence
+    assert dict(remote["part"].numbers)["peak_layer"] is not None
+    for step in ("writes", "concepts", "flip"):
+        assert remote[step].status == "cannot" and remote[step].caveat == LOCAL_HINT
+        assert remote[step].sentence == f"This step could not run: {ON_NDIF[step]}"
+    assert "compare_prompts" in calls and "compare_captures" not in calls
+
+
+def test_the_ndif_gate_refuses_the_steps_that_would_fetch_residual_streams(remote_gpt2):
+    """Planted: run the findings on NDIF captures as if the model were local (remote=False), so the
+    steps needing residual streams are tried; the gate refuses each before it runs."""
+    caps = [capture(remote_gpt2, t, keep_residual=False) for t in PAIR]
+    calls: list[str] = []
+    found = {f.step: f for f in run_findings(remote_gpt2, remote_gpt2, *caps, gated(calls))}
+    for step in ("part", "writes", "flip"):  # compare_captures, attribute_captures, steer_to_flip
+        assert found[step].status == "cannot"
+        assert "needs each prompt's whole residual stream" in found[step].sentence
+    assert found["says"].status == "ok" and found["carries"].status != "cannot"
+
+
+def test_report_remote_runs_the_reduced_steps_and_says_why_not_for_the_rest(
+    tiny_folders, tmp_path, monkeypatch, run_cli
+):
+    """`twinlens report A B --remote`: the model "on NDIF" is the tiny GPT-2 on nnsight's
+    local-remote path; steps 1–3 give the local report's numbers, 4–6 say why not."""
+    from lib.app.findings import ON_NDIF
+    from lib.core import models
+    from lib.core.models import load_model
+
+    folder = str(tiny_folders["gpt2"])
+    monkeypatch.setattr(models, "_load_remote",
+                        lambda spec, **settings: load_model(folder, backend="nnsight", remote="local"))
+    remote = run_cli("report", *PAIR, "--remote", "--model", "meta-llama/Llama-3.1-8B",
+                     "-o", str(tmp_path / "remote.html"))
+    assert remote.returncode == 0, remote.stderr
+    local = run_cli("report", *PAIR, "--model", folder, "-o", str(tmp_path / "local.html"))
+    assert local.returncode == 0, local.stderr
+    remote_steps, local_steps = ({f["step"]: f for f in json.loads(r.stdout)["findings"]}
+                                 for r in (remote, local))
+    for step in ("says", "part", "carries"):
+        assert remote_steps[step]["status"] != "cannot"
+        assert json_close(remote_steps[step]["numbers"], local_steps[step]["numbers"], tol=1e-4)
+    for step in ("writes", "concepts", "flip"):
+        assert remote_steps[step]["status"] == "cannot" and ON_NDIF[step] in remote_steps[step]["sentence"]

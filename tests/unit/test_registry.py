@@ -32,18 +32,47 @@ def test_the_cli_offers_exactly_the_registry_commands():
 
 
 def test_ndif_runs_only_analyses_that_need_nothing_back_whole():
+    whole = {fn for other in ANALYSES if other.runs_on_ndif for fn in other.reduced}
     for row in ANALYSES:
         assert row.runs_on_ndif == (not row.needs & {"residuals", "gradients", "attention"})
-        if not row.runs_on_ndif:
-            assert not set(row.reduced) & registry.REDUCED_ON_NDIF - {
-                fn for other in ANALYSES if other.runs_on_ndif for fn in other.reduced
-            }
+        if not row.runs_on_ndif:  # in part at most: only what whole rows reduce, or tokens and logits
+            assert set(row.reduced) <= whole | registry.READS_TOKENS_AND_LOGITS
+    partly = {fn for row in ANALYSES if row.partly_on_ndif for fn in row.reduced}
+    assert registry.REDUCED_ON_NDIF == whole | partly
+
+
+def test_findings_runs_in_part_on_ndif_and_the_gate_refuses_its_other_steps():
+    from lib.analyses.compare import compare_captures, compare_prompts
+    from lib.analyses.components import attribute_captures
+    from lib.analyses.features import attribution_of_captures
+    from lib.analyses.steering import steer_captures, steer_to_flip
+    from lib.app.findings import patch_named_components
+    from lib.core.errors import SettingsError
+
+    row = registry.by_page("pages/findings.py")
+    assert row.partly_on_ndif and not row.runs_on_ndif
+    registry.check_on_ndif(compare_prompts)
+    for fn in (compare_captures, attribute_captures, patch_named_components, attribution_of_captures,
+               steer_to_flip, steer_captures):
+        with pytest.raises(SettingsError, match="whole residual stream"):
+            registry.check_on_ndif(fn)
+
+
+def test_a_planted_row_cannot_open_ndif_to_a_function_that_fetches_residual_streams():
+    """A row needing residual streams may not declare, as its reduced steps, a function no row
+    running wholly on NDIF reduces there (here: direct logit attribution)."""
+    from lib.analyses.components import attribute_captures
+
+    planted = Analysis("planted", needs=frozenset({"residuals", "gradients"}), reduced=(attribute_captures,))
+    with pytest.raises(ValueError, match="attribute_captures"):
+        registry.check_rows((*ANALYSES, planted))
+    assert registry.check_rows(ANALYSES) == ANALYSES
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_remote_is_refused_before_any_load_exactly_for_rows_that_need_residuals(command, capsys):
     analysis, _ = COMMANDS[command]
-    if analysis.runs_on_ndif:
+    if analysis.runs_on_ndif or analysis.partly_on_ndif:
         assert registry.refuse_remote(command) is None
         return
     argv = {
