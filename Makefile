@@ -5,6 +5,9 @@ STAMP  := $(VENV)/.installed
 HOST   ?= localhost
 PORT   ?= 8501
 PYTEST_ARGS ?=
+# test processes: one per core (each torch in it on one thread); WORKERS=1 runs the suite in this process
+WORKERS ?= 2
+XDIST  = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 # folders guests may load models and SAEs from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
 MODELS ?=
 # GUEST_HUB=1: guests may make the server fetch models and SAEs from the hub (default: off)
@@ -26,10 +29,10 @@ run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints t
 	$(PY) -m lib.app.serve --host $(HOST) --port $(PORT) $(if $(MODELS),--models "$(MODELS)") $(if $(filter 1 yes true on,$(GUEST_HUB)),--guest-hub)
 
 test: $(STAMP)  ## the whole suite, offline
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit and app tests on the tiny models: no embedded model, no browser (lanes: -m real_model, -m browser)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
 	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt

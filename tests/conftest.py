@@ -12,6 +12,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["TWINLENS_DEBUG"] = "1"  # bugs raise in tests; tests of the plain message unset it
 # Saved comparisons go to a throw-away folder, never to the user's ~/.local/share/twinlens.
 os.environ["TWINLENS_DATA"] = tempfile.mkdtemp(prefix="twinlens-test-data-")

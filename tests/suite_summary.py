@@ -8,7 +8,7 @@ def skip_summary(reports) -> list[str]:
     reasons: dict[str, int] = {}
     for report in reports:
         longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = longrepr[2] if isinstance(longrepr, (tuple, list)) else str(longrepr)
         reason = reason.removeprefix("Skipped: ")
         reasons[reason] = reasons.get(reason, 0) + 1
     return [f"{n} skipped: {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])]

@@ -18,3 +18,9 @@ def test_skips_are_counted_by_reason_most_frequent_first():
 
 def test_no_skips_no_lines():
     assert skip_summary([]) == []
+
+
+def test_reports_from_test_workers_count_too():
+    """pytest-xdist hands the controller each skip's location as a list, not a tuple."""
+    worker = SimpleNamespace(longrepr=["tests/e2e/test_browser.py", 28, "Skipped: no Chromium"])
+    assert skip_summary([worker, _skipped("no Chromium")]) == ["2 skipped: no Chromium"]
