@@ -215,7 +215,8 @@ if found is not None:
     st.dataframe(grid, hide_index=True, width="stretch")
 
     tables = {"cells": table.drop(columns=["column", "differs"])}
-    st.subheader("B's lens after one patch")
+    uses = lens_choice.lens_uses(request, model, ui.get_model(run_b.model))  # two models: each its own
+    st.subheader(f"B's {lens_choice.lens_label(uses[1].kind)} after one patch")
     if run_b.model.remote:
         st.info("On NDIF this view is not run: it reads B's patched residual stream at every layer, "
                 "which would have to come back from the server. The grid above came back as one number "
@@ -223,7 +224,6 @@ if found is not None:
         views.download_buttons("patching", request, result.to_dict(), tables)
         views.save_form(request, result, "patching")
         st.stop()
-    uses = lens_choice.lens_uses(request, model, ui.get_model(run_b.model))  # two models: each its own
     views.lens_notes(uses)
     layer, position = cell_picker(result)
     patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k,

@@ -84,7 +84,8 @@ def test_patching_reads_b_after_the_patch_with_the_chosen_lens(app, llama_with_l
     choose(app, "jacobian", folder)
     run_patching(app)
     assert not app.error
-    assert [h.value for h in app.subheader if "after one patch" in h.value] == ["B's lens after one patch"]
+    headings = [h.value for h in app.subheader if "after one patch" in h.value]
+    assert headings == ["B's Jacobian lens after one patch"]
     layer, position = (s.value for s in app.selectbox if s.key and s.key.startswith("patching-"))
     want = patched_lens_captures(loaded, capture(loaded, A), capture(loaded, B), layer, position, top_k=3,
                                  lens="jacobian")
@@ -179,6 +180,7 @@ def test_two_models_each_read_with_their_own_lens(app, llama_with_lens, partner_
         assert f"model 1: {JACOBIAN}; model 2: logit lens" in captions
     if page == "pages/patching.py":
         assert f"B's model (B, B patched): logit lens; A's model (A): {JACOBIAN}" in captions
+        assert "B's logit lens after one patch" in [h.value for h in app.subheader]  # model 2 has none
     if page == "pages/logit_lens.py":
         assert f"Read with: {JACOBIAN}" in captions and "Read with the logit lens" in captions
         for side, model, lens in (("model 1", loaded, "jacobian"), ("model 2", partner, None)):
