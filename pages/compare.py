@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lib.analyses.common.comparison import PromptResult
 from lib.analyses.generation import complete_character
-from lib.app import answers, ui, views
+from lib.app import answers, lens_choice, ui, views
 from lib.app import compare_frames as frames
 
 views.page(
@@ -43,9 +43,12 @@ def completes_to(side: views.Side, result: PromptResult) -> str | None:
 
 found = ui.require_comparison()
 if found is not None:
-    request, _, comparison = found
+    request, model, comparison = found
+    uses = lens_choice.lens_uses(request, model, ui.get_model(request.runs[1].model))
+    views.lens_notes(uses)
     sides = zip(views.sides(request, comparison), (comparison.a, comparison.b), strict=True)
     places = views.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
-    views.download_buttons("comparison", request, comparison.to_dict(), frames.comparison_tables(comparison))
+    data = {**comparison.to_dict(), "lens": lens_choice.lens_export(uses, frames.side_names(comparison))}
+    views.download_buttons("comparison", request, data, frames.comparison_tables(comparison))
     views.save_form(request, comparison)
     answers.show_answers(views.sides(request, comparison), request.chat_settings, places)

@@ -115,12 +115,22 @@ if found is not None:
             position_a = position_picker("A", comparison.a.tokens, "Position in prompt A")
         with right:
             position_b = position_picker("B", comparison.b.tokens, "Position in prompt B")
-    lens = lens_choice.lens_of(request)
+    models = model, ui.get_model(run_b.model)
+    uses = lens_choice.alike(lens_choice.lens_uses(request, *models), models)  # KL compares like with like
+    views.lens_notes(uses)
+    kinds = {**lens_choice.lens_kwargs(uses[0].kind),
+             **{f"{k}_b": v for k, v in lens_choice.lens_kwargs(uses[1].kind).items()}}
     diff = ui.cached(
         top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
-        top_k=request.k, loaded_b=run_b.model, **lens_choice.lens_kwargs(lens),
+        top_k=request.k, loaded_b=run_b.model, **kinds,
     )
-    st.caption(lens_choice.lens_caption(model, lens))
+    if uses[0] == uses[1]:
+        st.caption(uses[0].caption)
+    else:
+        st.caption(f"Read with: {a}: {uses[0].provenance}; {b}: {uses[1].provenance}.")
+    if uses[0].chosen != uses[0].kind or uses[1].chosen != uses[1].kind:
+        st.caption("Both models are read with the logit lens here, so the divergences compare like "
+                   "with like.")
 
     overview = layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
@@ -150,5 +160,7 @@ if found is not None:
                       "Δp most changed")
     numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in number_columns}
     views.table(overview, hide_index=True, width="stretch", column_config=numbers)
-    tables = {"layers": overview, f"layer-{chosen}": detail}
-    views.download_buttons("top-token-diff", request, diff.to_dict(), tables)
+    tables = {name: lens_choice.tagged(table, uses, (a, b))
+              for name, table in {"layers": overview, f"layer-{chosen}": detail}.items()}
+    data = {**diff.to_dict(), "lens": lens_choice.lens_export(uses, (a, b))}
+    views.download_buttons("top-token-diff", request, data, tables)

@@ -102,8 +102,10 @@ def adopt_chart_click(event, n_tokens: int, offsets: list[int]) -> None:
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    lens = lens_choice.lens_of(request)
     sides = views.sides(request, comparison)  # prompts A and B, or model 1 and model 2 on one prompt
+    uses = lens_choice.lens_uses(request, model, ui.get_model(sides[1].run.model))  # two models: each its own
+    views.lens_notes(uses)
+    kinds = {side.name: use.kind for side, use in zip(sides, uses, strict=True)}
     results = (comparison.a, comparison.b)
     cap_a, cap_b = caps = tuple(ui.get_capture(side.run) for side in sides)
     shortest = min(cap_a.n_tokens, cap_b.n_tokens)
@@ -121,7 +123,7 @@ if found is not None:
 
     windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
     grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
-                                  **lens_choice.lens_kwargs(lens))
+                                  **lens_choice.lens_kwargs(kinds[side.name]))
              for side, window in zip(sides, windows, strict=True)}
     aligned = words.token_split(ui.get_model(sides[0].run.model).tokenizer, cap_a.token_ids, cap_b.token_ids)
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
@@ -139,11 +141,15 @@ if found is not None:
     offsets = list(range(int(back), min(int(back) + int(size), shortest)))
     layers = list(range(max(len(result.lens) for result in results) - 1, -1, -1))  # two models: the deeper
 
-    st.caption(lens_choice.lens_caption(model, lens))
+    if uses[0] == uses[1]:
+        st.caption(uses[0].caption)
     present = views.presentation_toggle("lens_present")
-    for column, side, cap, result in zip(views.side_columns(present), sides, caps, results, strict=True):
+    for column, side, cap, result, use in zip(views.side_columns(present), sides, caps, results, uses,
+                                              strict=True):
         with column:
             st.subheader(views.plain(side.title))
+            if uses[0] != uses[1]:  # two models read with different lenses: each says its own
+                st.caption(use.caption)
             views.prompt_text(side.text)
             whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
             st.text(answer_sentence(result, request.k, whole))
@@ -177,7 +183,7 @@ if found is not None:
             position = cap.n_tokens - 1 - offset
             detail = details[side.name] = ui.cached(
                 cell_detail, side.run.model, side.run, layer, position, request.k,
-                **lens_choice.lens_kwargs(lens),
+                **lens_choice.lens_kwargs(kinds[side.name]),
             )
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
@@ -206,8 +212,7 @@ if found is not None:
         "logit-lens",
         request,
         {
-            "lens": lens,
-            "lens_caption": lens_choice.lens_caption(model, lens),
+            "lens": lens_choice.lens_export(uses, [side.name for side in sides]),
             "lens_disagreement": disagreement,
             "grids": {label: grid.to_dict() for label, grid in grids.items()},
             "cell": {label: detail.to_dict() for label, detail in details.items()},
@@ -218,7 +223,11 @@ if found is not None:
             },
         },
         {
-            "grid": pd.concat(lens_grid_long_frame(name, grid) for name, grid in grids.items()),
-            "cell": pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
+            "grid": lens_choice.tagged(
+                pd.concat(lens_grid_long_frame(name, grid) for name, grid in grids.items()),
+                uses, [side.name for side in sides], side="prompt"),
+            "cell": lens_choice.tagged(
+                pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
+                uses, [side.name for side in sides], side="prompt"),
         },
     )

@@ -15,8 +15,9 @@ from lib.analyses.patching import (
     patched_lens_captures,
     reading,
     space_hint,
+    strongest_cell,
 )
-from lib.app import charts, session, ui, views, words
+from lib.app import charts, lens_choice, session, ui, views, words
 
 views.page(
     "Patching",
@@ -42,8 +43,8 @@ that state carried what makes A answer differently.
   In between, the effect moves from the differing word to the last position as layers pass it on.
 - Prompts with different numbers of tokens cannot be matched position by position: then only the
   last position is patched.
-- Pick a cell below the map to see B's logit lens (last position) after that one patch, next to
-  B's and A's own.
+- Pick a cell below the map to see B's lens (last position; the lens chosen in the sidebar) after
+  that one patch, next to B's and A's own.
 """,
 )
 
@@ -149,8 +150,7 @@ def one_of(options: range | tuple[int, ...]) -> Callable[[str], int]:
 def cell_picker(result: PatchResult) -> tuple[int, int]:
     """A (layer, B position) of the grid, carried by the link; by default where layer 0's effect is
     largest (on a tie, the later position: the last one, never a chat template's opening tokens)."""
-    first = result.effect[0]
-    strongest = result.positions[max(range(len(first)), key=lambda j: (abs(first[j]), j))]
+    strongest = strongest_cell(result)[1]
     labels = dict(zip(result.positions, column_labels(result), strict=True))
     layers = range(len(result.effect))
     layer_key = f"patching-layer-{len(layers)}"
@@ -205,7 +205,8 @@ if found is not None:
     st.dataframe(grid, hide_index=True, width="stretch")
 
     tables = {"cells": table.drop(columns=["column", "differs"])}
-    st.subheader("B's logit lens after one patch")
+    uses = lens_choice.lens_uses(request, model, ui.get_model(run_b.model))  # two models: each its own
+    st.subheader(f"B's {lens_choice.lens_label(uses[1].kind)} after one patch")
     if run_b.model.remote:
         st.info("On NDIF this view is not run: it reads B's patched residual stream at every layer, "
                 "which would have to come back from the server. The grid above came back as one number "
@@ -213,15 +214,23 @@ if found is not None:
         views.download_buttons("patching", request, result.to_dict(), tables)
         views.save_form(request, result, "patching")
         st.stop()
+    views.lens_notes(uses)
     layer, position = cell_picker(result)
-    patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k)
+    patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k,
+                        **lens_choice.lens_kwargs(uses[1].kind))
+    read_with = (f"Read with: {uses[1].provenance}." if uses[0] == uses[1] else
+                 f"Read with: B's model (B, B patched): {uses[1].provenance}; "
+                 f"A's model (A): {uses[0].provenance}.")
     st.caption(views.plain(
         f"Top-1 of the lens at B's last position, per layer, after writing A's residual at layer {layer}, "
-        f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own."
+        f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own. "
+        + read_with
     ))
     side_by_side = lens_side_by_side(comparison, patched)
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
-    tables["lens-after-patch"] = side_by_side
-    views.download_buttons("patching", request, result.to_dict(), tables)
+    tables["lens-after-patch"] = lens_choice.tagged(side_by_side, uses, ("A", "B"))
+    data = {**result.to_dict(), "lens_after_patch": patched.to_dict(),
+            "lens": lens_choice.lens_export(uses, ("A", "B"))}
+    views.download_buttons("patching", request, data, tables)
     views.save_form(request, result, "patching")

@@ -66,9 +66,10 @@ if found is not None:
         st.info("Type at least one word to watch.")
         st.stop()
     lens = lens_choice.lens_of(request)
+    use = lens_choice.lens_use(model, lens)
     watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens),
                       **lens_choice.lens_kwargs(lens))
-    st.caption(lens_choice.lens_caption(model, lens))
+    st.caption(use.caption)
     table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
     tooltip = ["prompt", "token", "layer", charts.number("probability", ".4f"), "rank",
                charts.number("logit", ".3f")]
@@ -116,4 +117,6 @@ if found is not None:
     st.subheader("Every layer")
     probability = {"probability": st.column_config.NumberColumn(format="percent")}  # 8e-12 reads 0.00%
     views.table(table, hide_index=True, width="stretch", column_config=probability)
-    views.download_buttons("watch", request, {**watch.to_dict(), "words": scores.to_dict()}, tables)
+    data = {**watch.to_dict(), "words": scores.to_dict(), "lens": lens_choice.lens_export((use, use), "AB")}
+    views.download_buttons("watch", request, data, {name: lens_choice.tagged(table, use)
+                                                    for name, table in tables.items()})

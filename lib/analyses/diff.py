@@ -37,7 +37,7 @@ from ..core.errors import ModelPairError
 from ..core.models import LoadedModel
 from ..core.tokens import readable_token
 from .common.lens import TokenProb, chunk_size, resolve_lens, top_k_table, transformed, vocabulary_rank
-from .common.lenses import Lens
+from .common.lenses import NAMES, Lens
 
 LN2 = math.log(2.0)
 # Several float64 [n, vocab] temporaries per prompt live at once; keep them near one lens chunk.
@@ -126,6 +126,8 @@ class TopTokenDiff:
     token_b: str
     top_k: int
     layers: tuple[LayerDiff, ...]
+    lens_a: str = "logit lens"  # the lens A was read with, as a caption names it
+    lens_b: str = "logit lens"
 
     def to_dict(self) -> dict:
         return {
@@ -134,6 +136,8 @@ class TopTokenDiff:
             "token_a": self.token_a,
             "token_b": self.token_b,
             "top_k": self.top_k,
+            "lens_a": self.lens_a,
+            "lens_b": self.lens_b,
             "layers": [layer.to_dict() for layer in self.layers],
         }
 
@@ -162,7 +166,7 @@ def _lens_logits(
 
 def _paired_logits(
     model_a: LoadedModel, cap_a: Capture, pos_a: int, model_b: LoadedModel, cap_b: Capture, pos_b: int,
-    lens: Lens | None = None,
+    lens: Lens | None = None, lens_b: Lens | None = None,
 ) -> Iterator[tuple[range, torch.Tensor, torch.Tensor]]:
     """Yield (layers, lens logits of A [n, vocab], of B [n, vocab]) chunk by chunk over all layers,
     each side through its own model, both as wide as the larger vocabulary."""
@@ -175,7 +179,7 @@ def _paired_logits(
         yield (
             layers,
             _lens_logits(model_a, cap_a, index, pos_a, width, lens),
-            _lens_logits(model_b, cap_b, index, pos_b, width, lens),
+            _lens_logits(model_b, cap_b, index, pos_b, width, lens_b),
         )
 
 
@@ -241,6 +245,7 @@ def top_token_diff(
     top_k: int = 10,
     loaded_b: LoadedModel | None = None,
     lens: Lens | str | None = None,
+    lens_b: Lens | str | None = None,
 ) -> TopTokenDiff:
     """Compare the lens distributions of A (at `position_a`) and B (at `position_b`) at every layer.
 
@@ -253,24 +258,31 @@ def top_token_diff(
 
         `top_token_diff(base, capture(base, p), capture(tuned, p), loaded_b=tuned)`.
 
-    `lens`: read both prompts through that lens (lib.analyses.common.lenses; one model only).
+    `lens`: read both prompts through that lens (lib.analyses.common.lenses). Two models: `lens`
+    reads A through `loaded`'s lens and `lens_b` B through `loaded_b`'s (a kind such as "jacobian"
+    names each model's own lens of that kind; `lens_b` defaults to `lens` when it is a kind).
     """
     model_b = loaded if loaded_b is None else loaded_b
     check_top_k(loaded, top_k)
     check_top_k(model_b, top_k)
     if model_b is not loaded:
         check_model_pair(loaded, model_b)
-    lens = resolve_lens(loaded, lens)
-    if lens is not None and model_b is not loaded:
+    if model_b is loaded:
+        lens_b = lens if lens_b is None else lens_b
+    elif lens_b is None and isinstance(lens, str):
+        lens_b = lens  # each model through its own lens of that kind
+    elif lens_b is None and lens is not None and not lens.is_identity:
         raise ModelPairError(
-            "A tuned or Jacobian lens belongs to one model; compare two models with the logit lens."
+            "A tuned or Jacobian lens belongs to one model; give model 2's own lens (lens_b) too."
         )
+    lens, lens_b = resolve_lens(loaded, lens), resolve_lens(model_b, lens_b)
     pos_a = resolve_position(position_a, cap_a.n_tokens, "A")
     pos_b = resolve_position(position_b, cap_b.n_tokens, "B")
     # Both agree on every id of the shorter vocabulary; the longer one also names the added tokens.
     tokenizer = max(loaded.tokenizer, model_b.tokenizer, key=len)
     layers: list[LayerDiff] = []
-    for chunk, logits_a, logits_b in _paired_logits(loaded, cap_a, pos_a, model_b, cap_b, pos_b, lens):
+    paired = _paired_logits(loaded, cap_a, pos_a, model_b, cap_b, pos_b, lens, lens_b)
+    for chunk, logits_a, logits_b in paired:
         tops_a, tops_b = top_k_table(loaded, logits_a, top_k), top_k_table(model_b, logits_b, top_k)
         p, q = torch.softmax(logits_a.double(), -1), torch.softmax(logits_b.double(), -1)
         columns = {
@@ -289,4 +301,6 @@ def top_token_diff(
         token_b=cap_b.tokens[pos_b],
         top_k=top_k,
         layers=tuple(layers),
+        lens_a=NAMES["logit"] if lens is None else lens.provenance,
+        lens_b=NAMES["logit"] if lens_b is None else lens_b.provenance,
     )

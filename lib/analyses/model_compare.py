@@ -25,6 +25,8 @@ from ..core.models import LoadedModel
 from ..core.tokens import encode, readable_tokens
 from .common.comparison import Comparison, prompt_result
 from .common.distances import layer_distances
+from .common.lens import lens_column
+from .common.lenses import lens_for
 
 
 def check_same_tokens(model1: LoadedModel, model2: LoadedModel, prompt: str, bos: str) -> None:
@@ -46,12 +48,16 @@ def _shape(model: LoadedModel) -> str:
 
 
 def compare_model_captures(
-    model1: LoadedModel, model2: LoadedModel, cap1: Capture, cap2: Capture, *, top_k: int = 10
+    model1: LoadedModel, model2: LoadedModel, cap1: Capture, cap2: Capture, *, top_k: int = 10,
+    lens: str = "logit", lens2: str | None = None,
 ) -> Comparison:
     """A model-vs-model comparison from the prompt already run through each model (no forward pass).
-    `cap1` and `cap2` must hold the same token ids (see `check_same_tokens`)."""
+    `cap1` and `cap2` must hold the same token ids (see `check_same_tokens`). Each model is read with
+    its own lens: model 1's of kind `lens`, model 2's of kind `lens2` (default: `lens`); a model
+    without a lens of that kind is refused in one sentence (`LensError`)."""
     check_top_k(model1, top_k)
     check_top_k(model2, top_k)
+    readers = lens_for(model1, lens), lens_for(model2, lens if lens2 is None else lens2)
     if cap1.token_ids != cap2.token_ids:
         raise ModelPairError("The two captures hold different tokens; run one prompt through both models.")
     if cap1.residual.shape == cap2.residual.shape:
@@ -67,11 +73,17 @@ def compare_model_captures(
             "residual streams of different shapes cannot be compared layer by layer. Each lens is "
             "shown on its own."
         )
+    settings = {"top_k": top_k, "bos": cap1.bos}
+    if not all(reader.is_identity for reader in readers):  # else as before lenses could be chosen
+        settings.update(lens=readers[0].kind, lens_caption=readers[0].provenance,
+                        lens2=readers[1].kind, lens2_caption=readers[1].provenance)
+    columns = [lens_column(model, cap.residual, -1, top_k, reader)
+               for model, cap, reader in zip((model1, model2), (cap1, cap2), readers, strict=True)]
     return Comparison(
         model=model1.info(),
-        settings={"top_k": top_k, "bos": cap1.bos},
-        a=prompt_result(model1, cap1, top_k),
-        b=prompt_result(model2, cap2, top_k),
+        settings=settings,
+        a=prompt_result(model1, cap1, top_k, column=columns[0]),
+        b=prompt_result(model2, cap2, top_k, column=columns[1]),
         distance=distance,
         mode="models",
         model2=model2.info(),
@@ -80,15 +92,18 @@ def compare_model_captures(
 
 
 def compare_models(
-    model1: LoadedModel, model2: LoadedModel, prompt: str, *, top_k: int = 10, bos: str = "auto"
+    model1: LoadedModel, model2: LoadedModel, prompt: str, *, top_k: int = 10, bos: str = "auto",
+    lens: str = "logit",
 ) -> Comparison:
     """Run `prompt` once through each model and compare them layer by layer at the last position.
 
-    Refuses (`ModelPairError`) models whose tokenizers differ, before any forward pass.
+    Refuses (`ModelPairError`) models whose tokenizers differ, and (`LensError`) a model without
+    a lens of kind `lens`, before any forward pass.
     """
     check_top_k(model1, top_k)
     check_top_k(model2, top_k)
     check_same_tokens(model1, model2, prompt, bos)
+    lens_for(model1, lens), lens_for(model2, lens)
     return compare_model_captures(
-        model1, model2, capture(model1, prompt, bos), capture(model2, prompt, bos), top_k=top_k
+        model1, model2, capture(model1, prompt, bos), capture(model2, prompt, bos), top_k=top_k, lens=lens
     )

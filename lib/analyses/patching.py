@@ -54,6 +54,7 @@ from ..core.records import Record
 from ..core.sites import Site, residual_sites
 from ..core.tokens import SPACE_MARK, typed_word
 from .common.lens import TokenProb, lens_column, vocabulary_rank
+from .common.lenses import Lens, lens_for
 from .common.metric import MetricPair, Score, answer_and_wrong, checked_pair, logit_difference, metric_words
 from .common.pieces import forced_piece_logprobs, piece_logprobs
 from .common.rows import Progress, rows_or_own, rows_per_pass, same_values
@@ -145,12 +146,15 @@ class PatchResult(MetricPair):
 
 @dataclass(frozen=True)
 class PatchedLens(Record):
-    """B's logit lens at its last position, layers 0…L, after patching A's residual at (layer, position)."""
+    """B's lens at its last position, layers 0…L, after patching A's residual at (layer, position),
+    read with `lens_kind` ("logit", "tuned" or "jacobian"; `lens_caption` says which file)."""
 
     layer: int
     position: int
     lens: tuple[tuple[TokenProb, ...], ...]
     entropy_bits: tuple[float, ...]
+    lens_kind: str = "logit"
+    lens_caption: str = "logit lens"
 
 
 def patch_interventions(cap_a: Capture, patches: Sequence[Patch], n_layers: int) -> list[Intervention]:
@@ -364,20 +368,28 @@ def patched_lens(
     *,
     top_k: int = 10,
     bos: str = "auto",
+    lens: str | Lens = "logit",
+    lens_file: str | None = None,
 ) -> PatchedLens:
     """B's lens column (last position, every layer) after writing A's residual at (layer, position).
 
     With prompts of different lengths only B's last position can be patched (from A's last).
-    Layers before `layer` read B's own residual; from `layer` on the patch shows.
+    Layers before `layer` read B's own residual; from `layer` on the patch shows. `lens`: the kind
+    to read with (the model's own lens of that kind, or the file `lens_file`), or a Lens; at the
+    last layer every lens reads the model's own distribution of the patched run.
     """
+    reader = lens if isinstance(lens, Lens) else lens_for(model, lens, lens_file)  # refused before any pass
     cap_a, cap_b = capture(model, prompt_a, bos), capture(model, prompt_b, bos)
-    return patched_lens_captures(model, cap_a, cap_b, layer, position, top_k=top_k)
+    return patched_lens_captures(model, cap_a, cap_b, layer, position, top_k=top_k, lens=reader)
 
 
 def patched_lens_captures(
-    model: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int, position: int, *, top_k: int = 10
+    model: LoadedModel, cap_a: Capture, cap_b: Capture, layer: int, position: int, *, top_k: int = 10,
+    lens: str | Lens = "logit",
 ) -> PatchedLens:
-    """`patched_lens` from two prompts already run (one forward pass: B's, patched)."""
+    """`patched_lens` from two prompts already run (one forward pass: B's, patched), read with
+    `lens` (a kind: B's model's own lens of that kind, `LensError` when it has none; or a Lens)."""
+    reader = lens if isinstance(lens, Lens) else lens_for(model, lens)
     patches, positions, note = grid_patches(cap_a, cap_b, model.n_layers)
     if not 0 <= layer <= model.n_layers:
         raise PromptError(f"Layer {layer} does not exist; the model has layers 0 to {model.n_layers}.")
@@ -391,13 +403,22 @@ def patched_lens_captures(
         interventions=patch_interventions(cap_a, [patch], model.n_layers),
     )
     kept = [run.activations[site][0] for site in sites]
-    column = lens_column(model, torch.stack(kept), -1, top_k)
+    column = lens_column(model, torch.stack(kept), -1, top_k, reader)
     return PatchedLens(
         layer=layer,
         position=position,
         lens=tuple(cell.top for cell in column),
         entropy_bits=tuple(cell.entropy_bits for cell in column),
+        lens_kind=reader.kind,
+        lens_caption=reader.provenance,
     )
+
+
+def strongest_cell(result: PatchResult) -> tuple[int, int]:
+    """The (layer, B position) a view of one patch opens on: layer 0, where its effect is largest
+    (on a tie the later position: the last one, never a chat template's opening tokens)."""
+    first = result.effect[0]
+    return 0, result.positions[max(range(len(first)), key=lambda j: (abs(first[j]), j))]
 
 
 def arrival_layer(result: PatchResult, threshold: float = 0.5) -> int:

@@ -59,6 +59,13 @@ def add_patch(commands) -> None:
         help="logit: logit[answer] − logit[wrong], a word of several tokens by its first piece; "
         "word: log p(answer) − log p(wrong) of whole words by teacher forcing",
     )
+    patch.add_argument("--lens", default=None, choices=KINDS,
+                       help="also print B's lens (last position, every layer) after one patch, read with "
+                       "this lens (logit, tuned or jacobian)")
+    patch.add_argument("--lens-file", default=None,
+                       help="a Jacobian-lens .pt or a tuned-lens folder to read with (with --lens)")
+    patch.add_argument("--cell", default=None, metavar="LAYER,POSITION",
+                       help="the patch whose lens is printed (default: layer 0, where its effect is largest)")
     _model_args(patch)
 
 
@@ -67,6 +74,8 @@ def add_compare_models(commands) -> None:
     pair.add_argument("prompt")
     pair.add_argument("--model2", required=True, help="second model, same tokenizer: a hub id or a folder")
     pair.add_argument("--top-k", type=int, default=10)
+    pair.add_argument("--lens", default="logit", choices=KINDS,
+                      help="read each model with its own lens of this kind: logit, tuned or jacobian")
     _model_args(pair)
 
 
@@ -151,14 +160,41 @@ def run_compare(args: argparse.Namespace) -> dict:
                            lens=args.lens, lens_file=args.lens_file).to_dict()
 
 
+def _cell(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        layer, position = (int(part) for part in text.split(","))
+    except ValueError:
+        raise SettingsError(f"--cell takes LAYER,POSITION such as 3,5, not '{text}'.") from None
+    return layer, position
+
+
 def run_patch(args: argparse.Namespace) -> dict:
-    from ..analyses.patching import patch_residual
+    from ..analyses.common.lenses import lens_for
+    from ..analyses.patching import patch_residual, patched_lens, strongest_cell
 
     check_prompts(args.prompt_a, args.prompt_b)
-    return patch_residual(
-        _load(args), args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos,
+    cell = _cell(args.cell)
+    wants_lens = args.lens is not None or cell is not None
+    if wants_lens and args.remote:
+        raise SettingsError("--lens and --cell read B's patched residual stream, which stays on NDIF; "
+                            "run them locally.")
+    if args.lens_file is not None and args.lens is None:
+        raise SettingsError("--lens-file needs --lens (tuned or jacobian).")
+    model = _load(args)
+    reader = lens_for(model, args.lens or "logit", args.lens_file) if wants_lens else None  # before the grid
+    result = patch_residual(
+        model, args.prompt_a, args.prompt_b, answer=args.answer, wrong=args.wrong, bos=args.bos,
         score=args.score, keep_residual=not args.remote,
-    ).to_dict()
+    )
+    data = result.to_dict()
+    if reader is not None:
+        layer, position = cell or strongest_cell(result)
+        data["lens_after_patch"] = patched_lens(
+            model, args.prompt_a, args.prompt_b, layer, position, bos=args.bos, lens=reader
+        ).to_dict()
+    return data
 
 
 def run_compare_models(args: argparse.Namespace) -> dict:
@@ -168,7 +204,8 @@ def run_compare_models(args: argparse.Namespace) -> dict:
     check_prompts(args.prompt)
     model1 = _load(args)
     model2 = model1 if args.model2.strip() == args.model.strip() else _load(args, args.model2)
-    return compare_models(model1, model2, args.prompt, top_k=args.top_k, bos=args.bos).to_dict()
+    return compare_models(model1, model2, args.prompt, top_k=args.top_k, bos=args.bos,
+                          lens=args.lens).to_dict()
 
 
 def run_features(args: argparse.Namespace) -> dict:

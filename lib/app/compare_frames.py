@@ -68,11 +68,19 @@ def side_titles(comparison: Comparison) -> tuple[str, str]:
     return "Prompt A", "Prompt B"
 
 
+def lens_provenances(comparison: Comparison) -> tuple[str, str]:
+    """The lens each side was read with, as its caption names it ('logit lens', 'Jacobian lens,
+    fitted on 9 prompts'), from the comparison's settings (a comparison without one: the logit lens)."""
+    first = comparison.settings.get("lens_caption", "logit lens")
+    return first, comparison.settings.get("lens2_caption", first)
+
+
 def comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
-    """The Compare page's tables for CSV export: each side's lens, and the distances per layer."""
+    """The Compare page's tables for CSV export: each side's lens (its `lens` column naming the lens
+    it was read with), and the distances per layer."""
     names = [n.replace(" ", "_") for n in side_names(comparison)]
-    sides = zip(names, (comparison.a, comparison.b), strict=True)
-    tables = {f"lens_{name}": lens_long_frame(side) for name, side in sides}
+    sides = zip(names, (comparison.a, comparison.b), lens_provenances(comparison), strict=True)
+    tables = {f"lens_{name}": lens_long_frame(side).assign(lens=lens) for name, side, lens in sides}
     if comparison.distance is not None:
         tables["distance"] = pd.DataFrame(
             {"cosine": comparison.distance.cosine, "relative_l2": comparison.distance.relative_l2}

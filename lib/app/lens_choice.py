@@ -5,14 +5,21 @@ Pages reach these through `lib.app.ui`; the lenses themselves live in lib.analys
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
 from ..analyses.common.lens import LensGrid, top1_disagreement
 from ..analyses.common.lenses import KINDS as LENS_KINDS
 from ..analyses.common.lenses import NAMES, available, lens_for
 from ..core.models import LoadedModel
 
 __all__ = [
-    "LENS_HELP", "LENS_KINDS", "LensGrid", "lens_caption", "lens_label", "lens_of", "lenses_here",
-    "disagreement_rows", "lens_kwargs", "top1_disagreement",
+    "LENS_HELP", "LENS_KINDS", "LensGrid", "LensUse", "lens_caption", "lens_label", "lens_of", "lenses_here",
+    "lens_use", "lens_uses", "alike", "lens_export", "tagged", "disagreement_rows", "lens_kwargs",
+    "top1_disagreement",
 ]
 
 LENS_HELP = (
@@ -29,9 +36,84 @@ def lens_label(kind: str) -> str:
 
 
 def lens_of(request) -> str:
-    """The lens kind a request's views read with: the chosen one, or the logit lens when two models
-    are compared (a lens belongs to one model)."""
-    return "logit" if request.two_models else request.lens
+    """The lens kind a request's views read with (two models: each model its own lens of that kind,
+    see `lens_uses`)."""
+    return request.lens
+
+
+@dataclass(frozen=True)
+class LensUse:
+    """The lens one side of a page was read with.
+
+    `chosen`: the kind the user asked for; `kind`: the kind read with — the logit lens when, in
+    two-models mode, this side's model has no lens of the chosen kind (`missing` says so in one
+    sentence); `provenance`: e.g. 'Jacobian lens, fitted on 9 prompts'; `caption`: 'Read with: …'.
+    """
+
+    chosen: str
+    kind: str
+    provenance: str
+    caption: str
+    source: str = ""  # the lens file's name ("" for the logit lens)
+    n_prompts: int | None = None
+    missing: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lens_use(loaded: LoadedModel, kind: str, *, fallback: str | None = None) -> LensUse:
+    """How `loaded` is read when `kind` is chosen. Without `fallback` a model with no lens of that
+    kind raises LensError (one sentence); with `fallback` (the side's name, e.g. 'model 2') it is read
+    with the logit lens and `missing` says so. A lens file that cannot be read always raises."""
+    if fallback is not None and kind not in available(loaded):
+        missing = (f"twinlens has no {lens_label(kind)} for {loaded.name}, so {fallback} is read with the "
+                   "logit lens.")
+        return LensUse(kind, "logit", NAMES["logit"], lens_caption(loaded, "logit"), missing=missing)
+    lens = lens_for(loaded, kind)
+    return LensUse(kind, kind, NAMES["logit"] if lens.is_identity else lens.provenance,
+                   lens_caption(loaded, kind), Path(lens.source).name if lens.source else "", lens.n_prompts)
+
+
+def lens_uses(request, model_a: LoadedModel, model_b: LoadedModel) -> tuple[LensUse, LensUse]:
+    """The lens of each side of `request`: one model's chosen lens for both prompts (LensError when
+    it has none), or in two-models mode each model's own lens of the chosen kind (the logit lens,
+    said in one sentence, for a model that has none)."""
+    if not request.two_models:
+        use = lens_use(model_a, request.lens)
+        return use, use
+    return (lens_use(model_a, request.lens, fallback="model 1"),
+            lens_use(model_b, request.lens, fallback="model 2"))
+
+
+def alike(uses: tuple[LensUse, LensUse], models: Sequence[LoadedModel]) -> tuple[LensUse, LensUse]:
+    """`uses` for a measure that compares the two sides' distributions (KL, JS): when the sides
+    would be read with lenses of different kinds (one model has none of the chosen kind) both are
+    read with the logit lens, so the measure compares like with like; `missing` is kept."""
+    if uses[0].kind == uses[1].kind:
+        return uses
+    logit = [replace(lens_use(m, "logit"), chosen=u.chosen, missing=u.missing)
+             for m, u in zip(models, uses, strict=True)]
+    return logit[0], logit[1]
+
+
+def lens_export(uses: Sequence[LensUse], names: Sequence[str]) -> dict:
+    """What an export says about its lens: {side name: LensUse.to_dict()} (one entry per side)."""
+    return {name: use.to_dict() for name, use in zip(names, uses, strict=True)}
+
+
+def tagged(frame: pd.DataFrame, uses: Sequence[LensUse] | LensUse, names: Sequence[str] = (),
+           side: str | None = None) -> pd.DataFrame:
+    """`frame` with a `lens` column naming the lens it was read with (for CSV exports): per row
+    from its `side` column when given (names[i] → uses[i]), else one value for the whole table."""
+    if isinstance(uses, LensUse):
+        return frame.assign(lens=uses.provenance)
+    by_name: Mapping[str, str] = {n: u.provenance for n, u in zip(names, uses, strict=True)}
+    if side is not None:
+        return frame.assign(lens=frame[side].map(by_name))
+    values = list(dict.fromkeys(by_name.values()))
+    text = values[0] if len(values) == 1 else "; ".join(f"{n}: {p}" for n, p in by_name.items())
+    return frame.assign(lens=text)
 
 
 def lens_caption(loaded: LoadedModel, kind: str) -> str:

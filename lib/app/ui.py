@@ -23,7 +23,7 @@ from ..core.errors import ModelLoadError, TwinlensError, unexpected
 from ..core.models import LoadedModel
 from ..core.tokens import check_prompts, encode
 from . import access as sharing
-from . import ndif, readable, registry
+from . import lens_choice, ndif, readable, registry
 from .cache import ModelKey, Results, RunKey
 from .request import Request
 from .session import access, current_request, submit
@@ -139,7 +139,10 @@ def get_comparison(request: Request) -> Comparison:
     with st.spinner("Running both sides through the model…"):
         if request.two_models:
             check_model_pair_tokens(request)
-            return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k)
+            uses = lens_choice.lens_uses(request, get_model(run_a.model), get_model(run_b.model))
+            kinds = {"lens": uses[0].kind, "lens2": uses[1].kind} if request.lens != "logit" else {}
+            return cached(compare_model_captures, run_a.model, run_b.model, run_a, run_b, top_k=request.k,
+                          **kinds)
         lens = {"lens": request.lens} if request.lens != "logit" else {}  # the default keeps its cache key
         if request.backend != "local" and not request.continue_for:  # reduced inside the trace
             def compute(progress: Callable | None = None) -> Comparison:

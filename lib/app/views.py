@@ -55,6 +55,13 @@ def file_buttons(files: Sequence[ExportFile]) -> None:
         )
 
 
+def lens_notes(uses: Sequence) -> None:
+    """Two-models mode: one sentence for each model read with the logit lens because it has no lens
+    of the chosen kind (`lens_choice.LensUse.missing`)."""
+    for note in dict.fromkeys(use.missing for use in uses if use.missing):
+        st.info(plain(note))
+
+
 def prompt_text(text: str) -> None:
     """A prompt as plain text; a long one as its start … end, the whole of it in an expander."""
     short = readable.shortened(text)
@@ -113,6 +120,8 @@ def draw_comparison(comparison: Comparison, completes: Sequence[str | None] = (N
             f"at the last layer it is {distance.cosine[-1]:.3f}. {comparison.note}"
         )
     caption = comparison.settings.get("lens_caption")
+    if caption and "lens2_caption" in comparison.settings:  # two models, each through its own lens
+        caption = f"{names[0]}: {caption}; {names[1]}: {comparison.settings['lens2_caption']}"
     st.subheader("Lens at the last token" if caption else "Logit lens at the last token")
     if caption:
         st.caption(f"Read with: {caption} (every lens is the model's own prediction at the last layer).")

@@ -48,7 +48,8 @@ def test_lens_exports_are_long_tables_with_the_layer_kept(tiny_models):
     model = tiny_models["gpt2"]
     comparison = compare_prompts(model, "The capital of France is", "The capital of Italy is", top_k=3)
     lens = comparison_tables(comparison)["lens_A"]
-    assert list(lens.columns) == ["source", "layer", "rank", "token", "token_id", "prob"]
+    assert list(lens.columns) == ["source", "layer", "rank", "token", "token_id", "prob", "lens"]
+    assert set(lens["lens"]) == {"logit lens"}  # which lens read it, in the CSV too
     assert len(lens) == 3 * (model.n_layers + 2)  # layers 0…L and the model's own top-3
     row = lens[(lens["source"] == "lens") & (lens["layer"] == 1) & (lens["rank"] == 2)].iloc[0]
     assert (row["token_id"], row["prob"]) == (comparison.a.lens[1][1].id, comparison.a.lens[1][1].prob)

@@ -173,6 +173,9 @@ def test_top_token_diff_reads_both_prompts_with_the_chosen_lens(tiny_models, shi
     assert [[t.id for t in layer.top_a] for layer in diff.layers] == ids(cell.top for cell in column_a)
     assert diff.layers[-1].js_bits == pytest.approx(plain.layers[-1].js_bits)
     assert [layer.js_bits for layer in diff.layers[1:-1]] != [layer.js_bits for layer in plain.layers[1:-1]]
-    with pytest.raises(ModelPairError, match="belongs to one model"):
-        top_token_diff(loaded, cap_a, capture(tiny_models["mistral"], A), loaded_b=tiny_models["mistral"],
-                       lens="jacobian")
+    mistral = tiny_models["mistral"]
+    with pytest.raises(ModelPairError, match="belongs to one model"):  # a Lens object names one model's lens
+        top_token_diff(loaded, cap_a, capture(mistral, A), loaded_b=mistral,
+                       lens=read_jacobian(lenses.shipped_folder(loaded) / lenses.JACOBIAN_FILE, loaded))
+    with pytest.raises(LensError, match="^twinlens has no Jacobian lens for .*mistral;"):  # by kind: its own
+        top_token_diff(loaded, cap_a, capture(mistral, A), loaded_b=mistral, lens="jacobian")
