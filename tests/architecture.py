@@ -160,3 +160,23 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     for start in sorted(graph):
         walk(start)
     return found
+
+
+DOOR_LINES = 250  # lib/app/ui.py, the pages' door, stays short
+
+
+def door_problems(source: str) -> list[str]:
+    """What makes `ui.py` more than a door: over `DOOR_LINES` lines, or names re-exported for the
+    pages (an `__all__`, or `import x as x`)."""
+    found = []
+    lines = source.count("\n")
+    if lines > DOOR_LINES:
+        found.append(f"ui.py has {lines} lines (at most {DOOR_LINES})")
+    tree = ast.parse(source)
+    if any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+           for node in tree.body):
+        found.append("ui.py re-exports names through __all__")
+    found.extend(f"ui.py re-exports {alias.name}" for node in ast.walk(tree)
+                 if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names
+                 if alias.asname is not None and alias.asname == alias.name.split(".")[-1])
+    return found

@@ -32,11 +32,7 @@ from .views import ENTRY_KEY, nav_bar, plain, show_error
 LAST_GOOD_KEY = "_twinlens_last_good_model"  # this session's last model spec that loaded
 T = TypeVar("T")
 RESULTS = Results()  # the process's models, captures and results, shared by every session
-
-
 _LOAD_TURN = threading.Lock()  # loads (and the choice of which model they unload) take turns
-
-
 _LOADED_BY: dict[ModelKey, tuple[bool, str]] = {}  # model → (loaded by the operator, loader's owner id)
 
 

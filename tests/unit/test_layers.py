@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from architecture import LIB, layer, module_name, sources, violations
+from architecture import LIB, door_problems, layer, module_name, sources, violations
 
 MODULES = sorted(p for p in LIB.rglob("*.py") if p.parent != LIB)
 
@@ -93,3 +93,13 @@ def test_lib_docstring_maps_the_layers():
 def test_module_names_resolve_like_python(tmp_path: Path):
     assert module_name(LIB / "core" / "__init__.py") == "lib.core"
     assert module_name(LIB / "analyses" / "common" / "lens.py") == "lib.analyses.common.lens"
+
+
+def test_the_pages_door_stays_a_door():
+    assert door_problems((LIB / "app" / "ui.py").read_text()) == []
+
+
+def test_a_long_door_or_a_re_export_is_caught():
+    assert door_problems("x = 1\n" * 251) == ["ui.py has 251 lines (at most 250)"]
+    assert door_problems("from .views import plain as plain\n__all__ = ['plain']\n") == [
+        "ui.py re-exports names through __all__", "ui.py re-exports plain"]
