@@ -306,42 +306,42 @@ def main(only: list[str]) -> int:
     found = bench_nnsight.run()
     results["figures"].update({k: v for k, v in found.items() if k.startswith("p15_")})
     results["details"]["nnsight"] = found
-    if (ROOT / "bench" / "bench_features.py").exists():  # issue 13: the Features page and SAE training
-        from bench import bench_features
+    # issue 13: the Features page and SAE training
+    from bench import bench_features
 
-        found = bench_features.run()
-        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
-        results["details"]["features"] = found
+    found = bench_features.run()
+    results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+    results["details"]["features"] = found
     found = components()
     results["figures"].update(found["figures"])
     results["details"]["components"] = found["details"]
-    if (ROOT / "bench" / "bench_circuit.py").exists():  # issue 27: edge attribution, circuits
-        from bench import bench_circuit
+    # issue 27: edge attribution, circuits
+    from bench import bench_circuit
 
-        TARGETS.update(bench_circuit.TARGETS)
-        found = bench_circuit.run()
-        results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
-        results["details"]["circuit"] = found["details_circuit"]
+    TARGETS.update(bench_circuit.TARGETS)
+    found = bench_circuit.run()
+    results["figures"].update({k: v for k, v in found.items() if isinstance(v, int | float)})
+    results["details"]["circuit"] = found["details_circuit"]
     found = steering()
     if found is not None:
         results["figures"].update(found["figures"])
         results["details"]["steering"] = found["details"]
-    if (ROOT / "bench" / "bench_sets.py").exists():  # issue 26: two sets of prompts, batched
-        from bench import bench_sets
+    # issue 26: two sets of prompts, batched
+    from bench import bench_sets
 
-        TARGETS.update(bench_sets.TARGETS)
-        found = bench_sets.run()
-        results["figures"].update({k: v for k, v in found.items() if k.startswith("sets_") and
-                                   isinstance(v, int | float)})
-        results["details"]["sets"] = found
+    TARGETS.update(bench_sets.TARGETS)
+    found = bench_sets.run()
+    results["figures"].update({k: v for k, v in found.items() if k.startswith("sets_") and
+                               isinstance(v, int | float)})
+    results["details"]["sets"] = found
 
-    if (ROOT / "bench" / "bench_findings.py").exists():  # issue 23: the whole Findings page
-        from bench import bench_findings
+    # issue 23: the whole Findings page
+    from bench import bench_findings
 
-        TARGETS.update(bench_findings.TARGETS)
-        found = bench_findings.run()
-        results["figures"]["findings_vs_compare_ratio"] = found["findings_vs_compare_ratio"]
-        results["details"]["findings"] = found
+    TARGETS.update(bench_findings.TARGETS)
+    found = bench_findings.run()
+    results["figures"]["findings_vs_compare_ratio"] = found["findings_vs_compare_ratio"]
+    results["details"]["findings"] = found
 
     from bench import bench_lenses  # issue 25: the Jacobian lens against TransformerLens 4, a lens's cost
 
