@@ -164,7 +164,7 @@ def test_steering_page_says_which_kind_of_vector_it_holds(app, tiny_folders, tin
     sets = prompt_sets(("I am happy today", "She felt glad", "We were cheerful"),
                        ("I am angry today", "She felt mad", "We were furious"), paired=True, name="Moods")
     vector = compare_sets(loaded, sets, layer=1, folds=2, permutations=1, bootstrap=20).vector_file()
-    app.file_uploader(key="steering-file").set_value(("moods.safetensors", vector, "application/octet-stream"))
+    app.file_uploader(key="steering-file").set_value(("moods.safetensors", vector, "application/x-binary"))
     app.run()
     assert not app.exception, app.exception
     caption = next(c.value for c in app.caption if "contrast set" in c.value)
