@@ -106,7 +106,7 @@ def test_a_cancelled_run_waits_for_run_it_again(app, tiny_folders):
     open_sets(app, str(tiny_folders["llama"]))
     paste(app, "\n".join(A), "\n".join(B), paired=False)
     assert not app.error
-    key = (ModelKey(str(tiny_folders["llama"])), prompt_sets(A, B), -1)
+    key = (ModelKey(str(tiny_folders["llama"])), prompt_sets(A, B), -1, True)  # model, sets, position, lens
     app.session_state[sets_view.CANCELLED_KEY] = key
     app.run()
     assert "You cancelled" in app.error[0].value
