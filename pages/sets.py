@@ -21,7 +21,8 @@ Each prompt is read at one token (the last, by default), at every layer.
   unpaired: over every A–B combination), with a 95 % bootstrap interval.
 - **The lens over the sets**: the tokens whose mean next-token probability (through the logit
   lens) differs most between the sets, and how often each set's final answer is already the top
-  token at that layer.
+  token at that layer. On a small model it costs about as much as running the prompts; untick it
+  to leave it out.
 - **The steering vector**: the mean of h_A − h_B at a layer (contrastive activation addition,
   Rimsky et al. 2024). Download it and load it on the **Steering** page as a vector file.
 - **Rows**: each pair (or prompt) at that layer; pick a pair and open it on every page.

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.analyses.common.decode import MAX_NEW_TOKENS, GenerationSettings
+from lib.analyses.common.vector import describe_vector_file, kind_label
 from lib.analyses.steering import (
     APPLY_TO,
     DEFAULT_ALPHAS,
@@ -86,7 +87,8 @@ def draw_steering(steered: steering_app.Steered, result: SteerResult, layer: int
     run_a, run_b = steered.run_a, steered.run_b
     push = "" if result.push is None else f", push {result.push:.2f}× the residual's norm"
     st.caption(views.plain(
-        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({result.mode}), α = {result.alpha:g}{push}, "
+        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({kind_label(result.mode)}), "
+        f"α = {result.alpha:g}{push}, "
         f"added to {'B' if target is None else 'the third prompt'} at "
         f"{'every position' if result.apply == 'all' else 'the prompt only'}."
     ))
@@ -142,7 +144,8 @@ if found is not None:
     top = st.columns(4)
     layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
     alpha = top[1].number_input("α", value=4.0, step=0.5, key="steering-alpha")
-    mode = top[2].selectbox("Vector", VECTOR_MODES, key="steering-mode")
+    mode = top[2].selectbox("Vector", VECTOR_MODES, format_func=kind_label, key="steering-mode",
+                            help="What v is made of, from A and B; a vector file brings its own.")
     apply = top[3].selectbox("Apply to", APPLY_TO, key="steering-apply",
                              help="all: every position, generated tokens included; prompt: the prompt's only")
     left, mid, right = st.columns(3)
@@ -152,6 +155,8 @@ if found is not None:
     upload = st.file_uploader("Steer with a saved vector instead (safetensors)", type=["safetensors"],
                               key="steering-file")
     vector_file = upload.getvalue() if upload is not None else feature_file
+    if upload is not None:
+        st.caption(views.plain(describe_vector_file(vector_file) + " It replaces A − B (the Vector choice)."))
     third = steering_app.target_text()
     settings = GenerationSettings(int(n))
     wanted = (request, steering_app.plain_models(models), layer, alpha, mode, apply, answer, wrong, third,

@@ -22,7 +22,10 @@ counts from the start, or from the end when negative): h[ℓ] ∈ R^d for ℓ = 
 - **The lens over the sets** (logit lens at the same position): the tokens whose mean probability
   differs most, p̄_A(t) − p̄_B(t) by |·|, top-k only (the sums p̄ are accumulated batch by batch, at
   most 2 × (L+1) × vocab numbers held), and the share of each set whose final answer — the model's
-  own top-1 at that position, the lens at layer L — is already top-1 at layer ℓ.
+  own top-1 at that position, the lens at layer L — is already top-1 at layer ℓ. It reads every
+  layer of every prompt through the unembedding ((n + m)(L+1) rows of d_model × vocab work, as
+  much as the passes themselves on a small model), so it can be left out (`lens=False`): then
+  only layer L is read, for each prompt's answer, and `lens` is empty.
 
 The batches are padded on the right: a causal model's position p never attends to p' > p, so the
 padding after a prompt changes none of its states and every position keeps its own index (no
@@ -298,7 +301,8 @@ class SetComparison(Record):
             source=f"mean(h_A − h_B) over sets: {sets}{' (paired)' if self.sets.paired else ''}",
         )
         return vector.to_bytes(position=str(self.position), sets=json.dumps(
-            {"a": list(self.sets.a), "b": list(self.sets.b), "paired": self.sets.paired}))
+            {"a": list(self.sets.a), "b": list(self.sets.b), "paired": self.sets.paired,
+             "name": self.sets.name}))
 
 
 def encode_sets(
@@ -438,6 +442,7 @@ def probe_accuracy(
     """Cross-validated accuracy of logistic regression on standardized `x` [n, d] for `labels` [n]
     (0/1), with `groups` [n] kept within one fold (pairs), beside chance on shuffled labels (see the
     module docstring: within-group swaps when grouped, a permutation otherwise)."""
+    import sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -459,19 +464,22 @@ def probe_accuracy(
             accuracies.append(float((model.predict(x[test]) == y[test]).mean()))
         return accuracies, margins
 
-    accuracies, margins = score(labels)
-    rng = np.random.default_rng(seed + 1)
-    chances = []
-    for _ in range(permutations):
-        if groups is not None:
-            shuffled = labels.copy()
-            for g in np.unique(groups):
-                members = np.flatnonzero(groups == g)
-                if rng.random() < 0.5:
-                    shuffled[members] = shuffled[members[::-1]]
-        else:
-            shuffled = rng.permutation(labels)
-        chances.append(float(np.mean(score(shuffled)[0])))
+    # the same fits, without re-validating the estimators' constant parameters on each of the
+    # folds × (1 + permutations) fits (scikit-learn's per-call overhead on these small problems)
+    with sklearn.config_context(skip_parameter_validation=True):
+        accuracies, margins = score(labels)
+        rng = np.random.default_rng(seed + 1)
+        chances = []
+        for _ in range(permutations):
+            if groups is not None:
+                shuffled = labels.copy()
+                for g in np.unique(groups):
+                    members = np.flatnonzero(groups == g)
+                    if rng.random() < 0.5:
+                        shuffled[members] = shuffled[members[::-1]]
+            else:
+                shuffled = rng.permutation(labels)
+            chances.append(float(np.mean(score(shuffled)[0])))
     return Probe(
         float(np.mean(accuracies)), float(np.std(accuracies)),
         float(np.mean(chances)) if chances else math.nan, float(np.std(chances)) if chances else math.nan,
@@ -483,16 +491,24 @@ class LensSums:
     """Running sums over the prompts of each set: Σ softmax(lens(h[ℓ])) [2, L+1, vocab] and the
     count of prompts whose lens top-1 at ℓ is their final answer [2, L+1]; and each answer id."""
 
-    def __init__(self, loaded: LoadedModel, n: int):
+    def __init__(self, loaded: LoadedModel, n: int, every_layer: bool = True):
         self.loaded = loaded
-        size = (2, loaded.n_layers + 1)
+        self.every_layer = every_layer  # False: only layer L, for the answers (no sums kept)
+        size = (2, loaded.n_layers + 1) if every_layer else (2, 0)
         self.probs = torch.zeros(*size, loaded.vocab_size)  # float32: ≤ 1,000 terms ≤ 1 each
         self.hits = torch.zeros(size, dtype=torch.long)
         self.answers = torch.zeros(n, dtype=torch.long)
 
     def add(self, states: torch.Tensor, index: Sequence[int], side: Sequence[int]) -> None:
         """Add prompts `index` (their states [b, L+1, d]; side 0 = A, 1 = B), LENS_ROWS residual
-        rows at a time (never [b, L+1, vocab] at once)."""
+        rows at a time (never [b, L+1, vocab] at once). Without `every_layer`, only layer L's rows
+        go through the lens, for the answers."""
+        if not self.every_layer:
+            last = states[:, -1]
+            answers = torch.cat([self.loaded.backend.lens_logits(last[i : i + LENS_ROWS]).cpu().argmax(-1)
+                                 for i in range(0, len(last), LENS_ROWS)])
+            self.answers[list(index)] = answers
+            return
         b, layers, d = states.shape
         flat = states.reshape(-1, d)
         # row r·(L+1) + ℓ of `flat` is prompt r at layer ℓ; its sums live at side·(L+1) + ℓ
@@ -510,6 +526,8 @@ class LensSums:
             self.answers[i] = answers[row]
 
     def layers(self, counts: tuple[int, int], top_k: int) -> tuple[LensLayer, ...]:
+        if not self.every_layer:
+            return ()
         mean = self.probs.double() / torch.tensor(counts, dtype=torch.float64)[:, None, None]
         delta = mean[0] - mean[1]
         tokenizer = self.loaded.tokenizer
@@ -533,25 +551,27 @@ def run_sets(
     position: int = -1,
     batch_size: int = BATCH,
     *,
+    lens: bool = True,
     progress: Progress | None = None,
     job: Job | None = None,
 ) -> tuple[torch.Tensor, LensSums]:
     """The model's work: every prompt's residual at `position`, A's then B's ([n_a + n_b, L+1,
-    d_model] float32), and the lens sums over each set, in batches of similar lengths."""
+    d_model] float32), and the lens sums over each set (`lens=False`: each prompt's answer only),
+    in batches of similar lengths."""
     ids = (*ids_a, *ids_b)
     sides = [0] * len(ids_a) + [1] * len(ids_b)
     _check_position(ids_a, ids_b, position)
-    lens = LensSums(loaded, len(ids))
+    sums = LensSums(loaded, len(ids), every_layer=lens)
     states = torch.empty(len(ids), loaded.n_layers + 1, loaded.d_model)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # batches of similar lengths
     for begin in range(0, len(order), batch_size):
         index = order[begin : begin + batch_size]
         chunk = last_states(loaded, [ids[i] for i in index], position, batch_size, job=job)
         states[index] = chunk
-        lens.add(chunk, index, [sides[i] for i in index])
+        sums.add(chunk, index, [sides[i] for i in index])
         if progress is not None:
             progress(begin + len(index), len(ids), "prompts")
-    return states, lens
+    return states, sums
 
 
 @dataclass(frozen=True, eq=False)
@@ -619,17 +639,19 @@ def measure_sets(
     bootstrap: int = 1000,
     seed: int = 0,
     batch_size: int = BATCH,
+    lens: bool = True,
     progress: Progress | None = None,
     job: Job | None = None,
 ) -> SetMeasures:
-    """Run both sets and measure them at every layer (module docstring).
+    """Run both sets and measure them at every layer (module docstring); `lens=False` leaves out
+    the lens over the sets (`lens` empty; the answers are still read).
     `progress(done, total, stage)` hears of the prompts run, then of the layers probed;
     `job.cancel` stops between batches and between layers."""
     if top_k < 1:
         raise SettingsError(f"top-k must be at least 1 (got {top_k}).")
     ids_a, ids_b = encode_sets(loaded, sets, bos, chat)
     n_a, n_b = len(ids_a), len(ids_b)
-    states, lens = run_sets(loaded, ids_a, ids_b, position, batch_size, progress=progress, job=job)
+    states, sums = run_sets(loaded, ids_a, ids_b, position, batch_size, lens=lens, progress=progress, job=job)
     a, b = states[:n_a], states[n_a:]
     labels = np.array([1] * n_a + [0] * n_b)
     groups = np.concatenate([np.arange(n_a), np.arange(n_b)]) if sets.paired else None
@@ -647,12 +669,12 @@ def measure_sets(
     pairs = slice(None) if sets.paired else slice(0, 0)
     return SetMeasures(
         model=loaded.name, sets=sets, bos=bos, chat=chat, position=position, layers=tuple(stats),
-        lens=lens.layers((n_a, n_b), top_k),
-        answers=tuple(readable_token(loaded.tokenizer, int(t)) for t in lens.answers),
+        lens=sums.layers((n_a, n_b), top_k),
+        answers=tuple(readable_token(loaded.tokenizer, int(t)) for t in sums.answers),
         vectors=a.double().mean(0) - b.double().mean(0), margins=torch.tensor(margins, dtype=torch.float64),
         pair_cosine=cosine_distance(a[pairs], b[pairs]).T, pair_relative_l2=relative_l2(a[pairs], b[pairs]).T,
         settings={"folds": folds, "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
-                  "top_k": top_k, "batch_size": batch_size},
+                  "top_k": top_k, "batch_size": batch_size, "lens": lens},
     )
 
 

@@ -438,6 +438,8 @@ def add_sets(commands) -> None:
     sets.add_argument("--permutations", type=int, default=5, help="label shuffles for chance")
     sets.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% intervals")
     sets.add_argument("--save-vector", help="write the CAA vector (safetensors, for steer --vector-file)")
+    sets.add_argument("--no-lens", action="store_true",
+                      help="leave out the lens over the sets (about half the model's work on a small model)")
     _chat_args(sets)
     _model_args(sets)
 
@@ -468,7 +470,7 @@ def run_sets(args: argparse.Namespace) -> dict:
     _check_top_k_arg(args.top_k)
     result = compare_sets(_load(args), sets, bos=args.bos, chat=_chat_of(args), layer=args.layer,
                           position=args.position, top_k=args.top_k, folds=args.folds,
-                          permutations=args.permutations, bootstrap=args.bootstrap)
+                          permutations=args.permutations, bootstrap=args.bootstrap, lens=not args.no_lens)
     if args.save_vector:
         try:
             Path(args.save_vector).write_bytes(result.vector_file())

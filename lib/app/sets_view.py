@@ -67,6 +67,9 @@ def sets_form() -> PromptSets | None:
             st.checkbox("Paired: line i of A goes with line i of B", key="sets_paired")
         st.number_input("Token position (−1: the last token; from the start when ≥ 0)", value=-1, step=1,
                         key="sets_position")
+        st.checkbox("The lens over the sets", value=True, key="sets_lens",
+                    help="Reads every layer of every prompt through the unembedding: on a small model "
+                         "about as much work as running the prompts. Off: only each prompt's answer.")
         pressed = st.form_submit_button("Compare sets", type="primary")
     if pressed:
         st.session_state.pop(SETS_KEY, None)
@@ -115,7 +118,8 @@ def _text(name: str, data: bytes) -> str:
 def measured(request: Request, sets: PromptSets) -> SetMeasures:
     """The sets measured through the request's model (cached for every page and session), with a
     progress bar that counts prompts, then layers, and a Cancel button."""
-    key = (request.model_key, sets, int(st.session_state.get("sets_position", -1)))
+    key = (request.model_key, sets, int(st.session_state.get("sets_position", -1)),
+           bool(st.session_state.get("sets_lens", True)))
     if st.session_state.get(CANCELLED_KEY) == key:
         st.button("Run it again", on_click=st.session_state.pop, args=(CANCELLED_KEY, None))
         raise Cancelled("You cancelled this comparison of sets; nothing was saved. Press “Run it again”.")
@@ -132,7 +136,7 @@ def measured(request: Request, sets: PromptSets) -> SetMeasures:
 
     try:
         return ui.cached(measure_sets, request.model_key, sets, bos=request.bos, chat=request.chat_settings,
-                         position=key[2], _progress=progress)
+                         position=key[2], lens=key[3], _progress=progress)
     finally:
         bar.empty()
         button.empty()
@@ -171,8 +175,8 @@ def layer_table(result: SetComparison) -> pd.DataFrame:
         "relative L2": s.relative_l2.mean, "relative L2 95% low": s.relative_l2.low,
         "relative L2 95% high": s.relative_l2.high,
         "‖mean A − mean B‖": s.difference_norm, "÷ mean ‖h‖": s.relative_norm,
-        "A answer already top-1": lens.top1_a, "B answer already top-1": lens.top1_b,
-    } for s, lens in zip(result.layers, result.lens, strict=True))
+        **({"A answer already top-1": lens.top1_a, "B answer already top-1": lens.top1_b} if lens else {}),
+    } for s, lens in zip(result.layers, result.lens or [None] * len(result.layers), strict=True))
 
 
 def lens_table(result: SetComparison, layer: int) -> pd.DataFrame:
@@ -211,12 +215,16 @@ def draw(request: Request, measures: SetMeasures) -> None:
         st.dataframe(table, hide_index=True, width="stretch")
 
     st.subheader("The lens over the sets")
-    lens_layer = st.slider("Lens at layer", 0, n_layers, n_layers, key=f"sets_lens_layer_{n_layers}")
-    st.dataframe(lens_table(result, lens_layer), hide_index=True, width="stretch")
-    share = pd.DataFrame({"layer": lens.layer, "series": f"{side}: final answer already top-1", "value": v}
-                         for lens in result.lens for side, v in (("A", lens.top1_a), ("B", lens.top1_b)))
-    st.altair_chart(charts.layer_lines(share, "value", y_title="share of prompts", floor=0.0),
-                    width="stretch")
+    if not result.lens:
+        st.caption("Left out for this run (the checkbox above the Compare sets button).")
+    else:
+        lens_layer = st.slider("Lens at layer", 0, n_layers, n_layers, key=f"sets_lens_layer_{n_layers}")
+        st.dataframe(lens_table(result, lens_layer), hide_index=True, width="stretch")
+        share = pd.DataFrame({"layer": lens.layer, "series": f"{side}: final answer already top-1",
+                              "value": v}
+                             for lens in result.lens for side, v in (("A", lens.top1_a), ("B", lens.top1_b)))
+        st.altair_chart(charts.layer_lines(share, "value", y_title="share of prompts", floor=0.0),
+                        width="stretch")
 
     st.subheader("The sets' steering vector and rows")
     layer = st.slider("Layer of the vector and the rows", 0, n_layers, measures.best_layer,

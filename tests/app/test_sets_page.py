@@ -59,6 +59,27 @@ def test_pasted_sets_show_the_librarys_numbers(app, tiny_folders, tiny_models):
     assert model.forward_passes == passes  # another layer: no new run
 
 
+def test_the_lens_over_the_sets_can_be_left_out(app, tiny_folders, tiny_models):
+    """Unticked, the lens over the sets is not run (the page says so, no lens table or chart); the
+    statistics and each prompt's answer are the library's with lens=False."""
+    loaded = tiny_models["llama"]
+    open_sets(app, str(tiny_folders["llama"]))
+    app.radio(key="sets_source").set_value("paste").run()
+    app.text_area(key="sets_a").input("\n".join(A))
+    app.text_area(key="sets_b").input("\n".join(B))
+    app.checkbox(key="sets_paired").set_value(True)
+    app.checkbox(key="sets_lens").set_value(False)
+    next(b for b in app.button if b.label == "Compare sets").click().run()
+    assert not app.exception, app.exception
+    assert not app.error
+    expected = measure_sets(loaded, prompt_sets(A, B, paired=True), lens=False).at()
+    assert any("Left out for this run" in c.value for c in app.caption)
+    assert len(app.get("vega_lite_chart")) == 2  # probe and distance only
+    assert "A answer already top-1" not in table_with(app, "probe accuracy").columns
+    rows = table_with(app, "probe margin A")
+    assert rows["A's answer"].tolist() == [p.answer_a for p in expected.pairs]
+
+
 def test_a_shipped_example(app, tiny_folders):
     open_sets(app, str(tiny_folders["gpt2"]))
     app.selectbox(key="sets_example").set_value("True vs false statements")
@@ -85,7 +106,7 @@ def test_a_cancelled_run_waits_for_run_it_again(app, tiny_folders):
     open_sets(app, str(tiny_folders["llama"]))
     paste(app, "\n".join(A), "\n".join(B), paired=False)
     assert not app.error
-    key = (ModelKey(str(tiny_folders["llama"])), prompt_sets(A, B), -1)
+    key = (ModelKey(str(tiny_folders["llama"])), prompt_sets(A, B), -1, True)  # model, sets, position, lens
     app.session_state[sets_view.CANCELLED_KEY] = key
     app.run()
     assert "You cancelled" in app.error[0].value

@@ -149,3 +149,27 @@ def test_tokens_page_marks_template_tokens(app, real_model):
     table = next(df.value for df in app.dataframe if "from" in getattr(df.value, "columns", ()))
     assert set(table["from"]) == {"template", "user"}
     assert "".join(table[table["from"] == "user"]["token"]).replace("␣", " ") == "Is there a seahorse emoji?"
+
+
+def test_steering_page_says_which_kind_of_vector_it_holds(app, tiny_folders, tiny_models):
+    """The Vector choice reads in words, and a set's vector file (from the Sets page) is described
+    with its provenance — the sets, pairs, layer, position and model — and steers at its layer."""
+    from lib.analyses.sets import compare_sets, prompt_sets
+
+    open_steering(app, str(tiny_folders["llama"]))
+    mode = app.selectbox(key="steering-mode")
+    assert list(mode.options) == ["h_A − h_B at the last token", "mean over A's positions − mean over B's",
+                                  "h_A − h_B position by position (A and B equally long)"]
+    loaded = tiny_models["llama"]
+    sets = prompt_sets(("I am happy today", "She felt glad", "We were cheerful"),
+                       ("I am angry today", "She felt mad", "We were furious"), paired=True, name="Moods")
+    vector = compare_sets(loaded, sets, layer=1, folds=2, permutations=1, bootstrap=20).vector_file()
+    app.file_uploader(key="steering-file").set_value(("moods.safetensors", vector, "application/x-binary"))
+    app.run()
+    assert not app.exception, app.exception
+    caption = next(c.value for c in app.caption if "contrast set" in c.value)
+    for part in ("contrastive activation addition", "“Moods”", "3 pairs", "layer 1", "position −1",
+                 loaded.name):
+        assert part in caption.replace("\\", ""), (part, caption)
+    steer(app, layer=1, alpha=2.0, n=3)
+    assert any("a contrast set's mean of h_A − h_B (CAA)" in c.value.replace("\\", "") for c in app.caption)

@@ -165,6 +165,25 @@ def test_vector_file_loads_on_the_steering_page(paired_result):
     assert meta["model"] == loaded.name and meta["position"] == "-1"
 
 
+def test_vector_file_describes_its_provenance(family_model, paired_result):
+    """The file says in words what it holds: paired, the number of pairs; unpaired, of prompts per
+    set (no name: the first prompts); layer, position and model; a vector of A − B says its kind."""
+    from lib.analyses.common.vector import describe_vector_file
+    from lib.analyses.steering import steering_vector
+    from lib.core.capture import capture
+
+    loaded, result, _, _ = paired_result
+    text = describe_vector_file(result.vector_file())
+    assert "mean of h_A − h_B" in text and "4 pairs" in text and "layer 1" in text and loaded.name in text
+    unpaired = compare_sets(family_model, prompt_sets(A[:3], B, paired=False), layer=0, position=1, **FAST)
+    text = describe_vector_file(unpaired.vector_file())
+    assert f"“{A[0]}” … vs “{B[0]}” …" in text and "3 prompts in A, 4 in B" in text
+    assert "layer 0" in text and "position 1" in text
+    plain = steering_vector(loaded, capture(loaded, A[0]), capture(loaded, B[0]), 1, "mean").to_bytes()
+    assert describe_vector_file(plain).startswith("A saved vector: mean over A's positions − mean over B's")
+    assert describe_vector_file(b"not a file") == "The file's description cannot be read."
+
+
 def test_lens_over_the_sets_matches_a_direct_computation(paired_result):
     """Per layer: the mean lens probability of each listed token in each set, the tokens being
     those whose |p̄_A − p̄_B| is largest; the share of each set whose final answer (the model's own
@@ -189,6 +208,38 @@ def test_lens_over_the_sets_matches_a_direct_computation(paired_result):
             expected = (p[:, lens.layer].argmax(-1) == torch.tensor(side)).double().mean()
             assert share == pytest.approx(float(expected))
     assert result.lens[-1].top1_a == 1.0 and result.lens[-1].top1_b == 1.0
+
+
+def test_without_the_lens_everything_else_is_the_same(paired_result):
+    """`lens=False` leaves out the lens over the sets and nothing else: the same statistics, vector,
+    rows and answers (the model's own top-1, still read at layer L); `lens` empty; the setting kept."""
+    loaded, result, _, _ = paired_result
+    without = compare_sets(loaded, result.sets, layer=1, lens=False, **FAST)
+    assert without.lens == () and without.settings["lens"] is False and result.settings["lens"] is True
+    assert without.layers == result.layers and without.pairs == result.pairs
+    assert without.prompts == result.prompts and without.vector == result.vector
+
+
+def test_probe_equals_a_direct_scikit_learn_pipeline():
+    """The probe's accuracy and out-of-fold margins are those of scikit-learn's own pipeline
+    (StandardScaler, LogisticRegression) fitted fold by fold on the same splits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 20 + [0] * 20)
+    x = rng.normal(size=(40, 30)) + 0.4 * labels[:, None]
+    groups = np.concatenate([np.arange(20), np.arange(20)])
+    probe = probe_accuracy(x, labels, groups, folds=4, permutations=0)
+    accuracies, margins = [], np.zeros(40)
+    for train, test in cv_splits(labels, groups, 4):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(x[train], labels[train])
+        margins[test] = model.decision_function(x[test])
+        accuracies.append((model.predict(x[test]) == labels[test]).mean())
+    assert probe.accuracy == pytest.approx(np.mean(accuracies)) and 0.5 < probe.accuracy < 1
+    assert probe.margins == pytest.approx(margins.tolist(), abs=1e-9)
 
 
 def test_unpaired_distance_is_the_mean_over_all_cross_pairs(family_model):

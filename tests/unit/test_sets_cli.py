@@ -39,6 +39,18 @@ def test_sets_json_is_the_library_result(tiny_folders, tiny_models, files, run_c
     assert data["layer"] == 2 and [p["a"] for p in data["pairs"]] == list(A) and data["summary"]
 
 
+def test_sets_without_the_lens(tiny_folders, tiny_models, files, run_cli):
+    """--no-lens: the library's result with lens=False (no lens over the sets, the rest the same)."""
+    out = run_cli("sets", str(files / "a.txt"), str(files / "b.txt"), "--paired", "--no-lens",
+                  "--model", str(tiny_folders["llama"]), *FAST)
+    assert out.returncode == 0, out.stderr
+    expected = compare_sets(tiny_models["llama"], prompt_sets(A, B, paired=True), folds=2, permutations=1,
+                            bootstrap=50, lens=False)
+    data = json.loads(out.stdout)
+    assert data == json.loads(json.dumps(json_safe(expected.to_dict())))
+    assert data["lens"] == [] and data["settings"]["lens"] is False
+
+
 @pytest.mark.parametrize("table", ["pairs.csv", "pairs.jsonl"])
 def test_one_table_is_paired_and_saves_the_vector(tiny_folders, files, run_cli, table):
     path = files / "v.safetensors"

@@ -13,6 +13,19 @@ from ...core.models import LoadedModel
 from ...core.sites import Site
 
 FILE_FORMAT = "twinlens-steering-vector/1"
+KINDS = {  # a vector's mode → what it holds, in plain words (the Steering page's labels)
+    "last": "h_A − h_B at the last token",
+    "mean": "mean over A's positions − mean over B's",
+    "aligned": "h_A − h_B position by position (A and B equally long)",
+    "caa": "a contrast set's mean of h_A − h_B (CAA)",
+    "feature": "an SAE feature's decoder direction",
+    "imported": "a vector from a file",
+}
+
+
+def kind_label(mode: str) -> str:
+    """What a vector of `mode` holds, in plain words (the mode itself when unknown)."""
+    return KINDS.get(mode, mode)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,3 +113,31 @@ def _metadata(data: bytes) -> dict:
     header = json.loads(data[8 : 8 + size].decode("utf-8"))
     return dict(header.get("__metadata__") or {})
 
+
+
+def describe_vector_file(data: bytes) -> str:
+    """One plain sentence on what a vector file holds, from its metadata alone (no model needed):
+    for a set's vector (mode 'caa', from the Sets page) the sets, how many pairs or prompts, the
+    layer, the token position and the model; for others its kind, source, layer and model."""
+    try:
+        meta = _metadata(bytes(data))
+    except (ValueError, json.JSONDecodeError, UnicodeDecodeError):
+        return "The file's description cannot be read."
+    mode = meta.get("mode", "imported")
+    layer, model = meta.get("layer", "?"), meta.get("model") or "an unnamed model"
+    if mode == "caa":
+        try:
+            sets = json.loads(meta.get("sets", "{}"))
+        except json.JSONDecodeError:
+            sets = {}
+        sets = sets if isinstance(sets, dict) else {}
+        a, b = sets.get("a") or [], sets.get("b") or []
+        name = (f"“{sets['name']}”" if sets.get("name")
+                else f"“{a[0]}” … vs “{b[0]}” …" if a and b else "of two sets")
+        size = (f"{len(a):,} pairs" if sets.get("paired") else f"{len(a):,} prompts in A, {len(b):,} in B")
+        position = meta.get("position", "-1").replace("-", "−")
+        return (f"A set's steering vector (contrastive activation addition): the mean of h_A − h_B over "
+                f"the contrast set {name} — {size} — at layer {layer}, token position {position}, "
+                f"made with {model}.")
+    source = meta.get("source", "file")
+    return f"A saved vector: {kind_label(mode)} ({source}), layer {layer}, made with {model}."
