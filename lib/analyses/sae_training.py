@@ -58,7 +58,7 @@ from .common.corpus import (
     read_corpus,
     token_windows,
 )
-from .common.mix import load_mix, sources_of
+from .common.mix import licences_text, load_mix, sources_of
 from .common.sae import SAE, load_sae
 
 # The corpus: a sample of English Wikipedia that gensim ships as test data inside its wheel on PyPI.
@@ -89,7 +89,7 @@ class TrainConfig:
     seed: int = 0
     n_contexts: int = 6
     n_logit_tokens: int = 8
-    massive_factor: float = 10.0  # positions with ‖x‖ above this × the median norm are left out
+    massive_factor: float = 50.0  # positions with ‖x‖ above this × the median norm are left out
     mix: tuple[tuple[str, float], ...] = ()  # empty: the Wikipedia sample alone; else (kind, share) pairs
     init_from: str = ""  # a folder of SAEs (SAELens, one sub-folder per hook) to start from
 
@@ -468,8 +468,10 @@ def heldout_by_kind(folder: Path, residual: int) -> dict[str, torch.Tensor]:
 def not_massive(x: torch.Tensor, factor: float, median: float | None = None) -> torch.Tensor:
     """Mask [n] of the rows of x [n, d] whose norm is at most `factor` × the median norm (of x, or
     `median`): the rows above are massive activations (attention sinks; e.g. a window opening with
-    two newlines has its sink at position 1, with ~150× the usual norm), left out of training and
-    of the held-out FVU as position 0 is. factor ≤ 0 keeps every row."""
+    two newlines has its sink at position 1, with ~150× the median norm at residuals 15 and 24),
+    left out of training and of the held-out FVU as position 0 is. The default factor, 50, keeps
+    ordinary tokens with large norms (whitespace tokens reach ~11× the median at residual 6).
+    factor ≤ 0 keeps every row."""
     norms = x.float().norm(dim=-1)
     if factor <= 0 or not len(x):
         return torch.ones(len(x), dtype=torch.bool)
@@ -477,7 +479,7 @@ def not_massive(x: torch.Tensor, factor: float, median: float | None = None) -> 
 
 
 def fvu_by_kind(
-    sae: SAE, acts: dict[str, torch.Tensor], chunk: int = 4096, massive_factor: float = 10.0
+    sae: SAE, acts: dict[str, torch.Tensor], chunk: int = 4096, massive_factor: float = 50.0
 ) -> dict:
     """The standard FVU of `sae` per kind of text and pooled, on held-out activations [n, d] per kind
     (model units, position 0 of every window already left out):
@@ -628,6 +630,10 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
                             "kinds (pooled)"),
                         meets_targets=bool(measured["fvu_pooled"] <= 0.25 and dead <= 0.20))
         (folder / "card.json").write_text(json.dumps(card, indent=1))
+        if by_kind:
+            (out / "LICENCES.md").write_text(licences_text(list(by_kind)))
+            log(f"export {site.name}: pooled FVU {card['fvu_pooled']:.3f} ("
+                + ", ".join(f"{k} {v['fvu']:.3f}" for k, v in card["fvu_by_kind"].items()) + ")")
         log(f"export {site.name}: FVU {fvu:.3f}, L0 {l0:.1f}, dead {dead:.1%}")
         cards.append(card)
     return cards

@@ -27,7 +27,9 @@ from lib.analyses.sae_training import (
     fvu_by_kind,
     heldout_by_kind,
     measure_saes,
+    not_massive,
     run_job,
+    train,
 )
 from lib.core.errors import SettingsError
 
@@ -288,6 +290,37 @@ def test_fvu_by_kind_equals_a_direct_computation():
     assert got["l0"] <= sae.k
 
 
+def test_massive_positions_are_left_out_and_counted():
+    sae = _tiny_sae()
+    g = torch.Generator().manual_seed(4)
+    plain = torch.randn(60, 8, generator=g)
+    sink = plain.clone()
+    sink[7] *= 1000  # an attention sink's norm
+    got = fvu_by_kind(sae, {"a": sink.half()})
+    assert got["massive_left_out"] == 1 and got["fvu_by_kind"]["a"]["massive_left_out"] == 1
+    kept = torch.cat([sink[:7], sink[8:]]).half()
+    assert got["fvu_pooled"] == pytest.approx(_direct_fvu(sae, kept.double().numpy()), abs=1e-4)
+    assert got["fvu_pooled_all_positions"] == pytest.approx(_direct_fvu(sae, sink.half().double().numpy()),
+                                                            rel=1e-3)
+    assert fvu_by_kind(sae, {"a": sink.half()}, massive_factor=0)["massive_left_out"] == 0
+    assert torch.equal(not_massive(sink, 50.0), torch.arange(60) != 7)
+
+
+def test_training_leaves_massive_positions_out(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    acts = torch.randn(15 * 8, 8, generator=g)
+    acts[3] *= 1000
+    (tmp_path / "acts").mkdir()
+    torch.save({"ids": torch.zeros(8, 16, dtype=torch.int32), "acts": {1: acts.half()}},
+               tmp_path / "acts" / "train-0000.pt")
+    said: list[str] = []
+    cfg = replace(CFG, residuals=(1,), mix=(), max_epochs=1)
+    (state,) = train(tmp_path, cfg, said.append)
+    assert "train: 1 massive positions (norm > 50× the median) left out" in said
+    _, progress = _load_checkpoint(tmp_path / "train-checkpoint.pt", cfg)
+    assert progress["corpus_tokens"] == 15 * 8 - 1
+
+
 def test_measure_saes_on_a_folder(tmp_path):
     sae = _tiny_sae()
     folder = tmp_path / "saes" / "blocks.1.hook_resid_pre"
@@ -338,6 +371,8 @@ def test_mix_job_exports_fvu_per_kind_and_resumes(
         assert "PSF" in card["licence"] and card["fvu_pooled"] > 0
         on_disk = json.loads((out / f"blocks.{card['residual']}.hook_resid_pre" / "card.json").read_text())
         assert on_disk["fvu_by_kind"] == card["fvu_by_kind"]
+    licences = (out / "LICENCES.md").read_text()
+    assert all(f"## {k}" in licences for k in mix.KINDS) and "PSF" in licences and "public domain" in licences
     meta = json.loads((work / "job.json").read_text())
     collected = meta["mix"]["collected_train_windows"]
     assert all(collected[k] > 0 for k in mix.KINDS)
@@ -383,3 +418,29 @@ def test_init_from_starts_at_the_given_saes(tiny_models, tmp_path):
     )
     with pytest.raises(SettingsError, match="features"):
         _new_layer(1, data, replace(cfg, d_sae=32), torch.Generator().manual_seed(0), loaded.n_layers)
+
+
+def test_cli_sae_measure(run_cli, tiny_folders, tiny_models, chat_tokenizer, tmp_path):
+    """`twinlens sae measure` collects the mix's held-out windows at the folder's residuals (the
+    windows read from the work folder's mix-windows.pt) and prints FVU per kind for each SAE."""
+    rng = random.Random(1)
+    documents = {k: [_document(k, i, rng) for i in range(60)] for k in ("wikipedia", "python", "literature")}
+    windows = mix.mix_windows(chat_tokenizer, documents, mix.DEFAULT_MIX, context=128, heldout=4, seed=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    windows.save(work / "mix-windows.pt")
+    d = tiny_models["gpt2"].d_model
+    sae = _tiny_sae(d=d, f=32, k=4)
+    folder = tmp_path / "saes" / "blocks.1.hook_resid_pre"
+    save_saelens(folder, W_enc=sae.W_enc, b_enc=sae.b_enc, W_dec=sae.W_dec, b_dec=sae.b_dec,
+                 architecture="topk", k=4, hook_name=sae.hook_name, model_name="tiny")
+    (folder / "card.json").write_text(json.dumps({"residual": 1, "dead_share": 0.0}))
+    common = ("--saes", str(tmp_path / "saes"), "--work", str(work), "--model", str(tiny_folders["gpt2"]))
+    out = run_cli("sae", "measure", *common, "--heldout-windows", "4")
+    assert out.returncode == 0, out.stderr
+    (result,) = json.loads(out.stdout)["saes"]
+    assert set(result["fvu_by_kind"]) == set(mix.KINDS)
+    assert all(v["tokens"] == 4 * 127 for v in result["fvu_by_kind"].values())
+    assert result["fvu_by_kind"] == measure_saes(tmp_path / "saes", work)[0]["fvu_by_kind"]
+    bad = run_cli("sae", "measure", *common, "--mix", "poetry=1")
+    assert bad.returncode == 1 and "not a kind of text" in bad.stderr and bad.stderr.count("\n") == 1

@@ -485,3 +485,12 @@ def load_mix(tokenizer, work: Path, mix: Sequence[tuple[str, float]], context: i
 def sources_of(kinds: Sequence[str]) -> list[dict]:
     """Source and licence of each kind (for cards and LICENCES)."""
     return [SOURCES[k].to_dict() for k in kinds]
+
+
+def licences_text(kinds: Sequence[str]) -> str:
+    """A LICENCES.md for a folder of SAEs trained on these kinds: each kind's source and licence."""
+    lines = ["# Text the SAEs were trained on: sources and licences", ""]
+    for entry in sources_of(kinds):
+        lines += [f"## {entry['kind']}", "", f"- Source: {entry['source']}",
+                  f"- Licence: {entry['licence']}", ""]
+    return "\n".join(lines)
