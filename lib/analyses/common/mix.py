@@ -88,7 +88,8 @@ SOURCES = {
         "conversations rendered with the model's own chat template (tokenizer.apply_chat_template) "
         "from sentences of the wikipedia, python and literature documents: two exchanges each, the "
         "user turn one sentence (under one of five fixed framings), the assistant turn the next "
-        "one to three sentences",
+        "one to three sentences; no system message is given, so the template adds its own default "
+        "(SmolLM2: 'You are a helpful AI assistant named SmolLM, trained by Hugging Face')",
         "as the pieces it is built from (CC BY-SA 3.0 / PSF / public domain)",
     ),
 }
