@@ -6,8 +6,8 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
                · backend (the seam) · hooks (the local backend) · nnsight_backend · decoding
                · capture · chat · tokens · errors · checks · records
     analyses/common   what several analyses share: lens · lenses (logit, tuned, Jacobian) · distances
-               · sae · corpus · comparison · metric · rows (the staged patched-rows engine) · pieces
-               · decode · vector
+               · sae · corpus · mix (kinds of text for training) · comparison · metric · rows (the
+               staged patched-rows engine) · pieces · decode · vector
     analyses   compare · model_compare · diff · watch · bos · patching · components · circuit
                · features · generation · steering · sets · sae_training · lens_training (each
                imports core and common only)

@@ -58,6 +58,8 @@ from .common.corpus import (
     read_corpus,
     token_windows,
 )
+from .common.mix import licences_text, load_mix, sources_of
+from .common.sae import SAE, load_sae
 
 # The corpus: a sample of English Wikipedia that gensim ships as test data inside its wheel on PyPI.
 
@@ -87,6 +89,9 @@ class TrainConfig:
     seed: int = 0
     n_contexts: int = 6
     n_logit_tokens: int = 8
+    massive_factor: float = 50.0  # positions with ‖x‖ above this × the median norm are left out
+    mix: tuple[tuple[str, float], ...] = ()  # empty: the Wikipedia sample alone; else (kind, share) pairs
+    init_from: str = ""  # a folder of SAEs (SAELens, one sub-folder per hook) to start from
 
 
 @dataclass
@@ -205,8 +210,10 @@ def _normalized_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 def _new_layer(
-    residual: int, data: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+    residual: int, data: torch.Tensor, cfg: TrainConfig, generator: torch.Generator, n_layers: int = 0
 ) -> _LayerState:
+    """A fresh SAE for `residual`; with `cfg.init_from`, the SAE of that folder for the same hook,
+    brought into the new scale (W_enc and W_dec as they are, b_enc·s and b_dec·s)."""
     d = data.shape[1]
     sample = data[torch.randperm(len(data), generator=generator)[:50_000]].float()
     mean = sample.mean(0)
@@ -219,6 +226,19 @@ def _new_layer(
         "W_dec": W_dec,
         "b_dec": mean * scale,
     }
+    if cfg.init_from:
+        start = load_sae(Path(cfg.init_from) / Site.residual_at(residual, n_layers).name)
+        if start.d_sae != cfg.d_sae or start.d_in != d:
+            raise SettingsError(
+                f"The SAE in {cfg.init_from} for residual {residual} has {start.d_sae} features "
+                f"of width {start.d_in}, not {cfg.d_sae} of width {d}."
+            )
+        params = {
+            "W_enc": start.W_enc.float().clone().contiguous(),
+            "b_enc": start.b_enc.float() * scale,
+            "W_dec": start.W_dec.float() / start.W_dec.float().norm(dim=-1, keepdim=True).clamp_min(1e-8),
+            "b_dec": start.b_dec.float() * scale,
+        }
     for p in params.values():
         p.requires_grad_(True)
     return _LayerState(residual, scale, params, _adam(params, cfg), torch.zeros(cfg.d_sae, dtype=torch.long))
@@ -301,12 +321,17 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[list[_LayerState], d
     return layers, blob["progress"]
 
 
-def train(work: Path, cfg: TrainConfig, log: Log = print_log) -> list[_LayerState]:
+def train(work: Path, cfg: TrainConfig, log: Log = print_log, n_layers: int = 0) -> list[_LayerState]:
     """Train one SAE per residual on the collected shards, interleaved, for `cfg.train_minutes`
     of training time in total (across resumes) or `cfg.max_epochs`; learning rate constant, then
     linearly to 0 over the last 20% of the time box."""
     torch.manual_seed(cfg.seed)
     data = {r: load_shards(work / "acts", "train", r)[0] for r in cfg.residuals}
+    keep = torch.stack([not_massive(data[r], cfg.massive_factor) for r in cfg.residuals]).all(0)
+    if not keep.all():
+        log(f"train: {int((~keep).sum())} massive positions (norm > {cfg.massive_factor:g}× the median) "
+            "left out")
+        data = {r: acts[keep] for r, acts in data.items()}
     n = len(data[cfg.residuals[0]])
     checkpoint = work / "train-checkpoint.pt"
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -314,7 +339,7 @@ def train(work: Path, cfg: TrainConfig, log: Log = print_log) -> list[_LayerStat
         layers, progress = _load_checkpoint(checkpoint, cfg)
         log(f"train: resumed at step {progress['step']} ({progress['elapsed'] / 60:.1f} min done)")
     else:
-        layers = [_new_layer(r, data[r], cfg, generator) for r in cfg.residuals]
+        layers = [_new_layer(r, data[r], cfg, generator, n_layers) for r in cfg.residuals]
         progress = {"step": 0, "elapsed": 0.0, "tokens": 0}
     progress["corpus_tokens"] = n
     budget = cfg.train_minutes * 60
@@ -433,6 +458,99 @@ def heldout_fvu(state: _LayerState, acts: torch.Tensor, context: int, k: int) ->
         return float((errors / totals).mean()), float((values > 0).sum(-1).float().mean())
 
 
+def heldout_by_kind(folder: Path, residual: int) -> dict[str, torch.Tensor]:
+    """Held-out activations [n, d] fp16 per kind of text from the shards folder/heldout-{kind}-*.pt
+    of a mix job ({} when the job had no mix)."""
+    kinds = sorted({p.name.removeprefix("heldout-").rsplit("-", 1)[0] for p in folder.glob("heldout-*-*.pt")})
+    return {kind: load_shards(folder, f"heldout-{kind}", residual)[0] for kind in kinds}
+
+
+def not_massive(x: torch.Tensor, factor: float, median: float | None = None) -> torch.Tensor:
+    """Mask [n] of the rows of x [n, d] whose norm is at most `factor` × the median norm (of x, or
+    `median`): the rows above are massive activations (attention sinks; e.g. a window opening with
+    two newlines has its sink at position 1, with ~150× the median norm at residuals 15 and 24),
+    left out of training and of the held-out FVU as position 0 is. The default factor, 50, keeps
+    ordinary tokens with large norms (whitespace tokens reach ~11× the median at residual 6).
+    factor ≤ 0 keeps every row."""
+    norms = x.float().norm(dim=-1)
+    if factor <= 0 or not len(x):
+        return torch.ones(len(x), dtype=torch.bool)
+    return norms <= factor * (float(norms.median()) if median is None else median)
+
+
+def fvu_by_kind(
+    sae: SAE, acts: dict[str, torch.Tensor], chunk: int = 4096, massive_factor: float = 50.0
+) -> dict:
+    """The standard FVU of `sae` per kind of text and pooled, on held-out activations [n, d] per kind
+    (model units, position 0 of every window already left out):
+
+        FVU(S) = Σ_{x∈S} ‖x − x̂‖² / Σ_{x∈S} ‖x − x̄_S‖²,   x̄_S the mean of the positions of S,
+
+    S = one kind's positions, or all positions of all kinds (pooled). Positions with a massive norm
+    (`not_massive`, against the median over all kinds) are left out and counted (`massive_left_out`);
+    `fvu_pooled_all_positions` keeps them. Also the mean L0 and the dead share on the held-out
+    text (features active on none of its positions)."""
+    median = float(torch.cat([a.float().norm(dim=-1) for a in acts.values()]).median()) if acts else 0.0
+    fired = torch.zeros(sae.d_sae, dtype=torch.bool)
+    per_kind, errors, sums, squares, counts, l0s = {}, 0.0, 0.0, 0.0, 0, 0.0
+    all_errors, all_sums, all_squares, all_counts, left_out = 0.0, 0.0, 0.0, 0, 0
+    with torch.no_grad():
+        for kind, x_kept in acts.items():
+            keep = not_massive(x_kept, massive_factor, median)
+            x_all = x_kept[keep]
+            dropped = x_kept[~keep].float()
+            if len(dropped):
+                all_errors += float((sae.decode(sae.encode(dropped)) - dropped).pow(2).sum())
+                all_sums = all_sums + dropped.double().sum(0)
+                all_squares += float(dropped.double().pow(2).sum())
+            all_counts += len(x_kept)
+            left_out += len(dropped)
+            error, active = 0.0, 0.0
+            for start in range(0, len(x_all), chunk):
+                x = x_all[start:start + chunk].float()
+                f = sae.encode(x)
+                error += float((sae.decode(f) - x).pow(2).sum())
+                on = f > 0
+                active += float(on.sum())
+                fired |= on.any(0)
+            x64 = x_all.double()
+            total = float((x64 - x64.mean(0)).pow(2).sum())
+            per_kind[kind] = {"fvu": round(error / total, 4) if total > 0 else None, "tokens": len(x_all),
+                              "l0": round(active / max(len(x_all), 1), 2), "massive_left_out": len(dropped)}
+            errors += error
+            sums = sums + x64.sum(0)
+            squares += float(x64.pow(2).sum())
+            counts += len(x_all)
+            l0s += active
+    pooled_total = squares - float((sums * sums).sum()) / max(counts, 1)  # Σ‖x − x̄‖² = Σ‖x‖² − n‖x̄‖²
+    all_sums = all_sums + sums
+    all_total = all_squares + squares - float((all_sums * all_sums).sum()) / max(all_counts, 1)
+    return {
+        "fvu_pooled": round(errors / pooled_total, 4) if counts and pooled_total > 0 else None,
+        "fvu_pooled_all_positions": round((errors + all_errors) / all_total, 4) if all_total > 0 else None,
+        "massive_left_out": left_out, "massive_factor": massive_factor,
+        "fvu_by_kind": per_kind, "tokens": counts, "l0": round(l0s / max(counts, 1), 2),
+        "dead_share_heldout": round(float((~fired).float().mean()), 4),
+    }
+
+
+def measure_saes(folder: Path, work: Path) -> list[dict]:
+    """FVU per kind and pooled (`fvu_by_kind`) of every SAE in `folder` (sub-folders with cfg.json,
+    e.g. a shipped lib/data/sae/<model>) on the held-out shards of a mix job's work folder; with the
+    dead share its card states (never active on its training tokens) beside the held-out one."""
+    results = []
+    for sub in sorted(p for p in folder.iterdir() if (p / "cfg.json").is_file()):
+        sae = load_sae(sub)
+        acts = heldout_by_kind(work / "acts", sae.residual)
+        if not acts:
+            raise SettingsError(f"The work folder {work} has no held-out activations of a mix for residual "
+                                f"{sae.residual}; run the mix job's collect stage first.")
+        card = json.loads((sub / "card.json").read_text()) if (sub / "card.json").is_file() else {}
+        results.append({"sae": sub.name, "residual": sae.residual, **fvu_by_kind(sae, acts),
+                        "dead_share_card": card.get("dead_share")})
+    return results
+
+
 def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers: list[_LayerState],
            log: Log = print_log) -> list[dict]:
     """Write each SAE (SAELens folder format, fp16, model units) with card.json and features.npz."""
@@ -449,7 +567,9 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
         save_saelens(
             folder, W_enc=p["W_enc"], b_enc=p["b_enc"] / s, W_dec=p["W_dec"], b_dec=p["b_dec"] / s,
             architecture="topk", k=cfg.k, hook_name=site.name, model_name=loaded.name,
-            extra={"context_size": cfg.context, "dataset_path": CORPUS_SOURCE, "prepend_bos": False},
+            extra={"context_size": cfg.context, "prepend_bos": False,
+                   "dataset_path": "twinlens mix: " + ", ".join(f"{k} {p:.2f}" for k, p in cfg.mix)
+                   if cfg.mix else CORPUS_SOURCE},
         )
         held_acts, _ = load_shards(work / "acts", "heldout", state.residual)
         fvu, l0 = heldout_fvu(state, held_acts, cfg.context, cfg.k)
@@ -475,7 +595,10 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
         card = {
             "model": loaded.name, "hook_name": site.name, "residual": state.residual,
             "architecture": "topk", "d_in": loaded.d_model, "d_sae": cfg.d_sae, "k": cfg.k,
-            "corpus": CORPUS_SOURCE, "licence": CORPUS_LICENCE,
+            "corpus": CORPUS_SOURCE if not cfg.mix else "a mix: " + ", ".join(
+                f"{k} {p:.0%}" for k, p in cfg.mix),
+            "licence": CORPUS_LICENCE if not cfg.mix else "; ".join(
+                f"{s['kind']}: {s['licence']}" for s in sources_of([k for k, _ in cfg.mix])),
             "corpus_tokens": progress.get("corpus_tokens", len(acts)), "context_size": cfg.context,
             "collection": {k: v for k, v in meta.items() if k != "train_runs"},
             "training_runs": meta.get("train_runs", []),
@@ -497,7 +620,20 @@ def export(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, layers:
             "targets": {"fvu": 0.25, "dead_share": 0.20},
             "meets_targets": bool(fvu <= 0.25 and dead <= 0.20),
         }
+        by_kind = heldout_by_kind(work / "acts", state.residual)
+        if by_kind:
+            measured = fvu_by_kind(load_sae(folder), by_kind, massive_factor=cfg.massive_factor)
+            card.update(sources=sources_of(list(by_kind)), **measured,
+                        fvu_standard_definition=(
+                            "sum ||x - x_hat||^2 / sum ||x - mean||^2 over the held-out positions "
+                            "(position 0 of every window left out) of one kind (its own mean) or of all "
+                            "kinds (pooled)"),
+                        meets_targets=bool(measured["fvu_pooled"] <= 0.25 and dead <= 0.20))
         (folder / "card.json").write_text(json.dumps(card, indent=1))
+        if by_kind:
+            (out / "LICENCES.md").write_text(licences_text(list(by_kind)))
+            log(f"export {site.name}: pooled FVU {card['fvu_pooled']:.3f} ("
+                + ", ".join(f"{k} {v['fvu']:.3f}" for k, v in card["fvu_by_kind"].items()) + ")")
         log(f"export {site.name}: FVU {fvu:.3f}, L0 {l0:.1f}, dead {dead:.1%}")
         cards.append(card)
     return cards
@@ -531,7 +667,21 @@ def run_job(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, corpus
     job = work / "job.json"
     meta = json.loads(job.read_text()) if job.exists() else {}
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    if "collect" in stages:
+    if "collect" in stages and cfg.mix:
+        mixed = load_mix(loaded.tokenizer, work, cfg.mix, cfg.context, cfg.heldout_windows, cfg.seed,
+                         corpus, log)
+        n_train = min(len(mixed.train), math.ceil(cfg.train_tokens / (cfg.context - 1)))
+        log(f"corpus: mix of {', '.join(f'{k} {p:.0%}' for k, p in cfg.mix)}, "
+            f"{len(mixed.train) * cfg.context:,} train tokens available; using {n_train} windows")
+        runs = [collect(loaded, held, cfg.residuals, work / "acts", cfg, log, f"heldout-{kind}")
+                for kind, held in mixed.heldout.items()]
+        runs.append(collect(loaded, mixed.train[:n_train], cfg.residuals, work / "acts", cfg, log, "train"))
+        n_collected = runs[-1][0] // (cfg.context - 1)
+        counts = torch.bincount(mixed.train_kinds[:n_collected], minlength=len(mixed.kinds)).tolist()
+        meta["train_tokens"] = runs[-1][0]
+        meta["mix"] = {**mixed.to_dict(),
+                       "collected_train_windows": dict(zip(mixed.kinds, counts, strict=True))}
+    elif "collect" in stages:
         path = corpus or fetch_corpus(work, log)
         articles = read_corpus(path)
         train_w, held_w = token_windows(
@@ -544,6 +694,7 @@ def run_job(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, corpus
                 collect(loaded, train_w[:n_train], cfg.residuals, work / "acts", cfg, log, "train")]
         meta["train_tokens"] = runs[1][0]
         meta["articles"] = len(articles)
+    if "collect" in stages:
         fresh, seconds = sum(r[1] for r in runs), sum(r[2] for r in runs)
         if fresh:  # this run collected shards (a resume that found every shard adds nothing)
             meta.setdefault("collect_runs", []).append({
@@ -552,7 +703,7 @@ def run_job(loaded: LoadedModel, work: Path, out: Path, cfg: TrainConfig, corpus
             })
             meta["collect_tokens_per_s"] = meta["collect_runs"][-1]["tokens_per_s"]
         job.write_text(json.dumps(meta, indent=1))
-    layers = train(work, cfg, log) if "train" in stages else None
+    layers = train(work, cfg, log, loaded.n_layers) if "train" in stages else None
     if "export" in stages:
         if layers is None:
             layers, _ = _load_checkpoint(work / "train-checkpoint.pt", cfg)

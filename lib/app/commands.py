@@ -109,7 +109,20 @@ def add_sae(commands) -> None:
     train.add_argument("--work", help="work folder (default: $TWINLENS_CACHE/sae-work)")
     train.add_argument("--out", help="where the SAEs go (default: the package's lib/data/sae/<model>)")
     train.add_argument("--stages", default="collect,train,export", help="any of collect,train,export")
+    train.add_argument("--mix", help="train on a mix of kinds of text: 'default' or e.g. "
+                                     "wikipedia=0.3,python=0.3,literature=0.15,chat=0.25 "
+                                     "(default: Wikipedia only)")
+    train.add_argument("--heldout-windows", type=int,
+                       help="held-out windows (per kind with --mix; default 64, with --mix 32 per kind)")
+    train.add_argument("--init-from", help="start from the SAEs in this folder (one sub-folder per hook)")
     _model_args(train)
+    measure = actions.add_parser("measure", help="FVU per kind of text and pooled, dead share, of a folder "
+                                                 "of SAEs on a mix's held-out text (collects it if missing)")
+    measure.add_argument("--saes", help="folder of SAEs (default: the shipped ones)")
+    measure.add_argument("--work", help="a mix job's work folder (default: $TWINLENS_CACHE/sae-mix-work)")
+    measure.add_argument("--mix", default="default", help="the mix, as for train (default: the default mix)")
+    measure.add_argument("--heldout-windows", type=int, default=32, help="held-out windows per kind")
+    _model_args(measure)
 
 
 def add_components(commands) -> None:
@@ -236,10 +249,13 @@ def run_features(args: argparse.Namespace) -> dict:
 def run_sae(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
+    from ..analyses.common.mix import parse_mix
     from ..analyses.common.sae import SHIPPED
     from ..analyses.sae_training import TrainConfig, run_job
     from ..core.models import cache_dir
 
+    if args.sae_command == "measure":
+        return _measure_saes(args)
     try:
         layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
     except ValueError:
@@ -247,9 +263,13 @@ def run_sae(args: argparse.Namespace) -> dict:
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     if not layers or not set(stages) <= {"collect", "train", "export"}:
         raise SettingsError("Give --layers such as 6,15,24 and --stages among collect,train,export.")
+    mix = parse_mix(args.mix) if args.mix else ()
+    heldout = args.heldout_windows or (32 if mix else 64)
     cfg = TrainConfig(
         residuals=layers, d_sae=args.d_sae, k=args.k, train_tokens=args.tokens, batch_size=args.batch_size,
         lr=args.lr, collect_minutes=args.collect_minutes, train_minutes=args.train_minutes,
+        heldout_windows=heldout, mix=mix,
+        init_from=str(Path(args.init_from).expanduser().resolve()) if args.init_from else "",
     )
     model = _load(args)
     work = Path(args.work).expanduser() if args.work else cache_dir() / "sae-work"
@@ -257,6 +277,35 @@ def run_sae(args: argparse.Namespace) -> dict:
     corpus = Path(args.corpus).expanduser() if args.corpus else None
     return {"saes": run_job(model, work, out, cfg, corpus=corpus, stages=stages,
                             log=lambda m: print(m, file=sys.stderr, flush=True))}
+
+
+def _measure_saes(args: argparse.Namespace) -> dict:
+    """`sae measure`: the mix's held-out windows collected at the SAEs' residuals (shards already in
+    the work folder are kept), then FVU per kind and pooled for each SAE."""
+    import json
+    from pathlib import Path
+
+    from ..analyses.common.mix import load_mix, parse_mix
+    from ..analyses.common.sae import SHIPPED
+    from ..analyses.sae_training import TrainConfig, collect, measure_saes
+    from ..core.models import cache_dir
+
+    folder = Path(args.saes).expanduser() if args.saes else SHIPPED / "smollm2-135m-instruct"
+    if not folder.is_dir():
+        raise SettingsError(f"There is no folder of SAEs at '{folder}'.")
+    residuals = sorted(json.loads((p / "card.json").read_text())["residual"]
+                       for p in folder.iterdir() if (p / "card.json").is_file())
+    if not residuals:
+        raise SettingsError(f"'{folder}' holds no SAE with a card.json.")
+    work = Path(args.work).expanduser() if args.work else cache_dir() / "sae-mix-work"
+    cfg = TrainConfig(residuals=tuple(residuals), mix=parse_mix(args.mix),
+                      heldout_windows=args.heldout_windows)
+    model = _load(args)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    mixed = load_mix(model.tokenizer, work, cfg.mix, cfg.context, cfg.heldout_windows, cfg.seed, log=log)
+    for kind, held in mixed.heldout.items():
+        collect(model, held, cfg.residuals, work / "acts", cfg, log, f"heldout-{kind}")
+    return {"saes": measure_saes(folder, work)}
 
 
 def run_components(args: argparse.Namespace) -> dict:
