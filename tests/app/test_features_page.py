@@ -9,6 +9,7 @@ from app_helpers import compare_two, submit
 from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 
 from lib.analyses.common.sae import load_sae, save_saelens, shipped_saes
+from lib.analyses.common.vector import kind_label
 from lib.analyses.features import compare_features
 from lib.app import session
 from lib.core.capture import capture
@@ -133,7 +134,7 @@ def test_steer_with_this_feature_opens_steering_with_its_decoder_row(app, exact_
     app.number_input(key="steering-n").set_value(1)
     app.button(key="steering-run").click().run()
     assert not app.exception and not app.error, app.error
-    assert any("(feature)" in c.value and "blocks.15.hook" in c.value for c in app.caption)
+    assert any(f"({kind_label('feature')})" in c.value and "blocks.15.hook" in c.value for c in app.caption)
     vector = feature_steering_vector(real_model, feature, sae_path=str(exact_sae))
     expected = steer_captures(real_model, cap_a, cap_b, layer=15, alpha=alpha, vector_file=vector.to_bytes(),
                               settings=GenerationSettings(1))
