@@ -154,8 +154,9 @@ def fit_jacobian(
             state["sum"][r] = state["sum"].get(r, 0) + matrix
         state["n_done"] += 1
         state["tokens"] += ids.shape[-1]
-        if state["n_done"] == total // 2:
+        if state["n_done"] == total // 2:  # the half the convergence figure compares with all
             state["half_sum"] = {r: m.clone() for r, m in state["sum"].items()}
+            state["half_n"] = state["n_done"]
         state["seconds"] = base + time.time() - started
         per = state["seconds"] / state["n_done"]
         log(f"jacobian: prompt {state['n_done']}/{total}  {per:.1f} s per prompt  "
@@ -174,10 +175,12 @@ def jacobian_matrices(state: Mapping, key: str = "sum", n: int | None = None) ->
 
 
 def convergence(state: Mapping) -> dict[int, float] | None:
-    """cos(J fitted on the first half of the prompts, J on all), flattened, per residual."""
+    """cos(J fitted on the first half of the prompts, J on all), flattened, per residual (None
+    before the fit has passed half of its prompts)."""
     if not state.get("half_sum") or state["n_done"] < 2:
         return None
-    half, full = jacobian_matrices(state, "half_sum", state["n_done"] // 2), jacobian_matrices(state)
+    half = jacobian_matrices(state, "half_sum", state.get("half_n", state["n_done"] // 2))
+    full = jacobian_matrices(state)
     return {r: float(torch.nn.functional.cosine_similarity(half[r].flatten(), full[r].flatten(), dim=0))
             for r in full}
 

@@ -279,3 +279,18 @@ def test_lens_fit_command_writes_both_lenses_and_a_card_that_measures_them(tiny_
     assert lenses[1].n_prompts == 2 and lenses[0].provenance == "Tuned lens, trained on 24 tokens"
     assert main(["lens", "fit", "--kind", "jacobian", "--context", "3", *common[:-4]]) == 1
     assert "--context must be longer" in capsys.readouterr().err
+
+
+def test_convergence_compares_the_half_it_kept_with_all_after_a_longer_resumed_fit(tiny_models, tmp_path):
+    """A fit asked for 4 prompts keeps the mean of its first 2; resumed to 6 prompts, the card's
+    convergence compares those 2 with all 6."""
+    loaded = tiny_models["llama"]
+    windows = torch.randint(3, loaded.vocab_size, (6, 10), generator=torch.Generator().manual_seed(3))
+    cfg = LensConfig(context=10, prompts=4, skip=2, batch=32)
+    fit_jacobian(loaded, windows, tmp_path / "w", cfg, log=lambda _: None)
+    state = fit_jacobian(loaded, windows, tmp_path / "w", replace(cfg, prompts=6), log=lambda _: None)
+    each = [prompt_jacobians(loaded, windows[i][None], skip=2, batch=32) for i in range(6)]
+    for r, cosine in convergence(state).items():
+        half, full = sum(e[r] for e in each[:2]) / 2, sum(e[r] for e in each) / 6
+        expected = torch.nn.functional.cosine_similarity(half.flatten(), full.flatten(), dim=0)
+        assert cosine == pytest.approx(float(expected), abs=1e-5)
