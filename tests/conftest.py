@@ -70,9 +70,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives Chromium (tests/e2e)")
 
 
+LANE_ORDER = ("integration", "e2e", "app", "unit")  # slowest files first: two workers end together
+
+
 def pytest_collection_modifyitems(items):
     """Lanes to pick with `-m`: every test on `family_model` counts for the support matrix
-    (`family`); tests of the embedded model are `real_model`, Chromium tests `browser`."""
+    (`family`); tests of the embedded model are `real_model`, Chromium tests `browser`.
+
+    The embedded model's and the browser's test files run first: `make test`'s workers take whole
+    files in order, and a long file handed out last would leave one worker running alone."""
+    items.sort(key=lambda item: next((i for i, lane in enumerate(LANE_ORDER) if lane in item.path.parts),
+                                     len(LANE_ORDER)))
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "family_model" in fixtures:
