@@ -177,9 +177,10 @@ def jacobian_matrices(state: Mapping, key: str = "sum", n: int | None = None) ->
 def convergence(state: Mapping) -> dict[int, float] | None:
     """cos(J fitted on the first half of the prompts, J on all), flattened, per residual (None
     before the fit has passed half of its prompts)."""
-    if not state.get("half_sum") or state["n_done"] < 2:
-        return None
-    half = jacobian_matrices(state, "half_sum", state.get("half_n", state["n_done"] // 2))
+    half_n = state.get("half_n", state["n_done"] // 2)
+    if not state.get("half_sum") or state["n_done"] < 2 or half_n >= state["n_done"]:
+        return None  # no half yet, or the half is every prompt so far: nothing to compare
+    half = jacobian_matrices(state, "half_sum", half_n)
     full = jacobian_matrices(state)
     return {r: float(torch.nn.functional.cosine_similarity(half[r].flatten(), full[r].flatten(), dim=0))
             for r in full}

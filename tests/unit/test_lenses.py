@@ -294,3 +294,6 @@ def test_convergence_compares_the_half_it_kept_with_all_after_a_longer_resumed_f
         half, full = sum(e[r] for e in each[:2]) / 2, sum(e[r] for e in each) / 6
         expected = torch.nn.functional.cosine_similarity(half.flatten(), full.flatten(), dim=0)
         assert cosine == pytest.approx(float(expected), abs=1e-5)
+    stopped_at_half = fit_jacobian(loaded, windows, tmp_path / "half", cfg, log=lambda _: None)
+    stopped_at_half = {**stopped_at_half, "n_done": 2, "sum": stopped_at_half["half_sum"]}
+    assert convergence(stopped_at_half) is None  # its half is all it has: no figure, not a cosine of 1
