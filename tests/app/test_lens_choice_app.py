@@ -5,31 +5,13 @@ without that lens gets one sentence."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 from app_helpers import submit
 
-from lib.analyses.common import lenses
 from lib.analyses.common.lens import lens_grid
-from lib.analyses.common.lenses import save_jacobian
 from lib.core.capture import capture
 
 A, B = "The capital of France is Paris. The capital of", "The capital of Italy is Rome. The capital of"
-
-
-@pytest.fixture
-def llama_with_lens(tiny_models, tiny_folders, tmp_path, monkeypatch):
-    monkeypatch.setattr(lenses, "SHIPPED", tmp_path)
-    loaded = tiny_models["llama"]
-    g = torch.Generator().manual_seed(5)
-    d = loaded.d_model
-    save_jacobian(tmp_path / "tiny" / lenses.JACOBIAN_FILE,
-                  {r: torch.eye(d) + torch.randn(d, d, generator=g) for r in range(1, loaded.n_layers)},
-                  n_prompts=9, loaded=loaded)
-    (tmp_path / "tiny" / lenses.CARD_FILE).write_text(json.dumps({"model": loaded.name}))
-    return loaded, str(tiny_folders["llama"])
 
 
 def choose(app, lens, model):

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from app_helpers import submit
 
 from lib.analyses.common import lenses
 from lib.analyses.common.lens import lens_grid
-from lib.analyses.common.lenses import save_jacobian
 from lib.analyses.patching import patched_lens_captures
 from lib.app import views
 from lib.core.capture import capture
@@ -22,19 +20,6 @@ from lib.core.models import load_model
 
 A, B = "The capital of France is", "The capital of Italy is"
 JACOBIAN = "Jacobian lens, fitted on 9 prompts"
-
-
-@pytest.fixture
-def llama_with_lens(tiny_models, tiny_folders, tmp_path, monkeypatch):
-    monkeypatch.setattr(lenses, "SHIPPED", tmp_path)
-    loaded = tiny_models["llama"]
-    g = torch.Generator().manual_seed(5)
-    d = loaded.d_model
-    save_jacobian(tmp_path / "tiny" / lenses.JACOBIAN_FILE,
-                  {r: torch.eye(d) + torch.randn(d, d, generator=g) for r in range(1, loaded.n_layers)},
-                  n_prompts=9, loaded=loaded)
-    (tmp_path / "tiny" / lenses.CARD_FILE).write_text(json.dumps({"model": loaded.name}))
-    return loaded, str(tiny_folders["llama"])
 
 
 @pytest.fixture
