@@ -24,7 +24,8 @@ is added to (the target's, at its last position); a push above `MAX_PUSH` is ref
 would be gibberish, not the vector's effect.
 
 Steer-to-flip (`steer_to_flip`): for every layer ℓ the smallest α ≥ 0 at which B's steered
-next-token top-1 is A's answer — on a grid of α (`FLIP_GRID`, rows of a few batched passes), then
+next-token top-1 is A's answer — on a grid of α (`FLIP_GRID`, rows of a few batched passes, each row
+starting at its own block: `next_token_logits`), then
 by bisection between the last grid value that does not flip and the first that does (one row per
 layer per step). The layer needing the smallest push is named; `twinlens steer --layer ℓ --alpha α`
 reproduces the flip (the α reported is one the search ran and saw flip).
@@ -54,7 +55,7 @@ from ..core.sites import Site
 from ..core.tokens import encode, readable_token, typed_token
 from .common.decode import DEFAULT_SETTINGS, Continuation, GenerationSettings, continuation_of, generate_ids
 from .common.metric import TokenRef
-from .common.rows import rows_per_pass
+from .common.rows import patched_rows
 from .common.vector import SteeringVector, load_vector
 
 VECTOR_MODES = ("last", "mean", "aligned")
@@ -495,23 +496,24 @@ def next_token_logits(
 ) -> torch.Tensor:
     """The target's next-token logits [len(cells), vocab] with each cell's value [d] (or [pos, d])
     added at its layer's residual, at the prompt's positions: one row of a batched pass per cell,
-    `rows` rows per pass (default: memory-bounded). `alpha` names the coefficient in the message
-    when a row overflows."""
-    step = rows or rows_per_pass(loaded, target.n_tokens)
-    ids = torch.tensor([target.token_ids], dtype=torch.long)
-    logits: list[torch.Tensor] = []
-    for start in range(0, len(cells), step):
-        chunk = cells[start : start + step]
+    `rows` rows per pass (default: memory-bounded). A row steered at residual ℓ starts at block ℓ
+    from the target's captured residual (`patched_rows`): blocks below ℓ would compute the
+    target's own run. `alpha` names the coefficient in the message when a row overflows."""
+    if not cells:
+        return torch.empty(0, loaded.vocab_size)
+
+    def changes(indices: Sequence[int]) -> list[Intervention]:
+        chunk = [cells[i] for i in indices]
         interventions: list[Intervention] = []
-        for layer in sorted({c[0] for c in chunk}):
-            values = [v if c_layer == layer else None for c_layer, v in chunk]
+        for layer, dims in sorted({(c[0], c[1].dim()) for c in chunk}):  # a [d] and a [pos, d] apart
+            values = [v if (c_layer, v.dim()) == (layer, dims) else None for c_layer, v in chunk]
             interventions.extend(steering_interventions(loaded.n_layers, layer, values, "prompt")[0])
-        run = loaded.backend.run(ids.expand(len(chunk), -1), interventions=interventions)
-        _check_finite(run.logits, alpha)
-        logits.append(run.logits)
-        if progress is not None:
-            progress(min(1.0, (start + len(chunk)) / len(cells)))
-    return torch.cat(logits) if logits else torch.empty(0, loaded.vocab_size)
+        return interventions
+
+    logits = patched_rows(loaded, target, [layer for layer, _ in cells], changes, lambda run: run.logits,
+                          step=rows, progress=progress)
+    _check_finite(logits, alpha)
+    return logits
 
 
 def steering_sweep(

@@ -11,7 +11,13 @@ import torch
 from lib.analyses.common.decode import GenerationSettings
 from lib.analyses.common.vector import load_vector
 from lib.analyses.generation import continue_capture
-from lib.analyses.steering import steer_captures, steering_interventions, steering_sweep, steering_vector
+from lib.analyses.steering import (
+    next_token_logits,
+    steer_captures,
+    steering_interventions,
+    steering_sweep,
+    steering_vector,
+)
 from lib.core.capture import capture
 from lib.core.errors import PromptError, SettingsError
 from lib.core.sites import residual_sites
@@ -66,17 +72,40 @@ def test_aligned_difference_turns_b_into_a(pair, where):
 
 
 def test_sweep_equals_one_at_a_time(pair):
-    """Each cell of the batched sweep equals the same steering run alone."""
+    """Each cell of the batched sweep (rows starting at their own block) equals the same steering
+    run alone, which runs every block."""
     loaded, cap_a, cap_b = pair
     sweep = steering_sweep(loaded, cap_a, cap_b, alphas=(-1.0, 2.0), rows=5)
     assert len(sweep.kl) == loaded.n_layers + 1 and all(len(r) == 2 for r in sweep.kl)
-    for layer in (0, loaded.n_layers):
+    for layer in (0, loaded.n_layers // 2, loaded.n_layers):
         alone = steer_captures(loaded, cap_a, cap_b, layer=layer, alpha=2.0, settings=GenerationSettings(1))
         assert sweep.kl[layer][1] == pytest.approx(alone.steered.kl, rel=1e-3, abs=1e-6)
         if alone.steered.logit_diff is not None:
             assert sweep.logit_diff[layer][1] == pytest.approx(alone.steered.logit_diff, abs=1e-3)
     layer, alpha = sweep.best()
     assert re.search(rf"layer (is )?{layer}\b", sweep.reading()) and alpha in (-1.0, 2.0)
+
+
+def test_rows_starting_at_their_layer_equal_whole_runs(pair):
+    """`next_token_logits` starts each row at its steered block from B's captured residual; every
+    row equals a whole run of B with the same value added (a [d] vector and a [pos, d] one), in
+    one chunk and split over chunks of 2."""
+    loaded, cap_a, cap_b = pair
+    n = loaded.n_layers
+    cells = []
+    for layer in (n, 1, n // 2, 0, n - 1):
+        cells.append((layer, 3.0 * steering_vector(loaded, cap_a, cap_b, layer, "last").value.float()))
+        cells.append((layer, steering_vector(loaded, cap_a, cap_b, layer, "aligned").value.float()))
+    ids = torch.tensor([cap_b.token_ids])
+    whole = torch.cat([
+        loaded.backend.run(ids, interventions=steering_interventions(n, layer, [value], "prompt")[0]).logits
+        for layer, value in cells
+    ])
+    scale = whole.abs().max()
+    for rows in (None, 2):
+        started = next_token_logits(loaded, cap_b, cells, rows=rows)
+        assert started.shape == (len(cells), loaded.vocab_size)
+        torch.testing.assert_close(started, whole, atol=1e-5 * scale, rtol=1e-4)
 
 
 def test_last_layer_last_vector_with_alpha_one_is_a(tiny_models):
