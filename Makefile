@@ -8,6 +8,8 @@ PYTEST_ARGS ?=
 # test processes: one per core (each torch in it on one thread); WORKERS=1 runs the suite in this process
 WORKERS ?= 2
 XDIST  = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
+# the families make test-fast runs the per-family tests on (make test: all; tests/tiny.py `lane_families`)
+FAST_FAMILIES ?= gpt2,llama,gemma2,qwen3,mixtral,mamba
 # folders guests may load models and SAEs from when shared (MODELS=dir1:dir2; default: $TWINLENS_MODELS)
 MODELS ?=
 # GUEST_HUB=1: guests may make the server fetch models and SAEs from the hub (default: off)
@@ -31,8 +33,8 @@ run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints t
 test: $(STAMP)  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## unit and app tests on the tiny models: no embedded model, no browser (lanes: -m real_model, -m browser)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(XDIST) $(PYTEST_ARGS)
+test-fast: $(STAMP)  ## unit and app tests on the tiny models of a few families: no embedded model, no browser (lanes: -m real_model, -m browser)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES=$(FAST_FAMILIES) $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
 	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from suite_summary import skip_summary  # noqa: E402
-from tiny import CORPUS, FAMILIES, build_tiny_model, make_tokenizer  # noqa: E402
+from tiny import CORPUS, FAMILIES, build_tiny_model, lane_families, make_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +59,7 @@ def partner_folders(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(params=FAMILIES)
+@pytest.fixture(params=lane_families(FAMILIES))
 def family_model(request, tiny_models):
     return tiny_models[request.param]
 

@@ -5,6 +5,7 @@ They load through `load_model(folder)`, the same path a user's own folder takes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -151,6 +152,19 @@ FAMILIES = (
     "gpt2", "gpt_neo", "gpt_neox", "opt", "llama", "mistral", "qwen2", "gemma", "gemma2", "phi3",
 )
 UNSUPPORTED = ("bert", "lfm2")  # load_model must refuse these, naming the family
+LANE_FAMILIES = "TWINLENS_TEST_FAMILIES"  # a comma-separated subset the per-family tests run on
+
+
+def lane_families(families: tuple[str, ...], chosen: str | None = None) -> tuple[str, ...]:
+    """The families of `families` that the per-family tests run on: all of them, or those named in
+    `chosen` (default: $TWINLENS_TEST_FAMILIES, e.g. `make test-fast`'s representative few). A name
+    that is no family at all is refused, so a typo cannot quietly drop every family."""
+    chosen = os.environ.get(LANE_FAMILIES, "") if chosen is None else chosen
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(FAMILIES) - set(EXTRA_FAMILIES))
+    if unknown:
+        raise ValueError(f"{LANE_FAMILIES} names no tiny family: {', '.join(unknown)}.")
+    return tuple(f for f in families if f in names) if names else families
 
 
 def build_tiny_model(family: str, folder: Path, *, seed: int = 0, tokenizer=None, **overrides) -> Path:

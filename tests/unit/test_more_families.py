@@ -12,7 +12,8 @@ its transformers config, saved and loaded with `load_model(folder)`, and checked
 - the nnsight backend reads the same residual stream as the hooks backend.
 
 Only these three run per extra family (the full suite runs on tests/tiny.py's FAMILIES), so the
-suite stays fast; `make matrix` lists the results in docs/support_matrix.md.
+suite stays fast; `make matrix` lists the results in docs/support_matrix.md. `make test-fast` runs
+them on a few of the families only ($TWINLENS_TEST_FAMILIES, tests/tiny.py `lane_families`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import dataclasses
 
 import pytest
 import torch
-from tiny import EXTRA_FAMILIES, build_tiny_model
+from tiny import EXTRA_FAMILIES, build_tiny_model, lane_families
 
 from lib.core.architecture import check_lens, lens_tolerance
 from lib.core.backend import Intervention
@@ -33,13 +34,24 @@ pytestmark = pytest.mark.family
 TEXT = "Mary gave a bottle of milk to"
 
 
+class Folders(dict):
+    """family → saved tiny model, each built the first time a test asks for it."""
+
+    def __init__(self, root, tokenizer) -> None:
+        super().__init__()
+        self.root, self.tokenizer = root, tokenizer
+
+    def __missing__(self, family: str):
+        self[family] = build_tiny_model(family, self.root / family, tokenizer=self.tokenizer)
+        return self[family]
+
+
 @pytest.fixture(scope="session")
 def extra_folders(tmp_path_factory, tiny_tokenizer):
-    root = tmp_path_factory.mktemp("more-families")
-    return {f: build_tiny_model(f, root / f, tokenizer=tiny_tokenizer) for f in EXTRA_FAMILIES}
+    return Folders(tmp_path_factory.mktemp("more-families"), tiny_tokenizer)
 
 
-@pytest.fixture(params=EXTRA_FAMILIES)
+@pytest.fixture(params=lane_families(EXTRA_FAMILIES))
 def extra_model(request, extra_folders):
     return load_model(str(extra_folders[request.param]))
 

@@ -1,0 +1,57 @@
+"""The lanes of the suite: `make test-fast` runs the per-family tests on a few families
+($TWINLENS_TEST_FAMILIES, tests/tiny.py `lane_families`), `make test` on every one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny import EXTRA_FAMILIES, FAMILIES, lane_families
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_choice_is_every_family():
+    assert lane_families(FAMILIES, "") == FAMILIES and lane_families(EXTRA_FAMILIES, "") == EXTRA_FAMILIES
+
+
+def test_a_choice_keeps_each_list_in_its_order():
+    chosen = "mamba, gemma2,gpt2,qwen3"
+    assert lane_families(FAMILIES, chosen) == ("gpt2", "gemma2")
+    assert lane_families(EXTRA_FAMILIES, chosen) == ("qwen3", "mamba")
+
+
+def test_a_name_that_is_no_family_is_refused():
+    with pytest.raises(ValueError, match="names no tiny family: lama"):
+        lane_families(FAMILIES, "gpt2,lama")
+
+
+def test_make_test_fast_names_families_of_both_lists():
+    """The Makefile's choice runs some of the main families and some of the extra ones (an empty
+    list would leave the per-family tests with nothing to run)."""
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("FAST_FAMILIES"))
+    chosen = line.split("=", 1)[1].strip()
+    assert lane_families(FAMILIES, chosen) and lane_families(EXTRA_FAMILIES, chosen)
+    assert len(lane_families(FAMILIES, chosen)) < len(FAMILIES)
+
+
+def test_the_variable_reaches_the_family_fixture(tmp_path):
+    """Collected with TWINLENS_TEST_FAMILIES=llama, a per-family test runs once; without it, once
+    per family."""
+    def collected(env_value: str | None) -> list[str]:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k != "TWINLENS_TEST_FAMILIES"}
+        if env_value is not None:
+            env["TWINLENS_TEST_FAMILIES"] = env_value
+        out = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+             "tests/unit/test_steering.py::test_alpha_zero_is_the_unsteered_run"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        ).stdout
+        return [x for x in out.splitlines() if "::" in x]
+
+    assert collected("llama") == ["tests/unit/test_steering.py::test_alpha_zero_is_the_unsteered_run[llama]"]
+    assert len(collected(None)) == len(FAMILIES)
