@@ -14,7 +14,7 @@ from cli_run import run_cli, run_cli_process
 
 
 def test_cli_compare_on_a_local_folder_prints_comparison_json(tiny_folders, tiny_models):
-    out = run_cli_process("compare", "The capital of France is", "The capital of Italy is",
+    out = run_cli("compare", "The capital of France is", "The capital of Italy is",
                   "--model", str(tiny_folders["llama"]), "--top-k", "4", "--bos", "on")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

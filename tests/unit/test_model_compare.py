@@ -5,10 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from tokenizers import processors
@@ -19,7 +15,6 @@ from lib.core.errors import ModelPairError
 from lib.core.hooks import HooksBackend
 from lib.core.models import load_model
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The capital of France is"
 
 
@@ -78,14 +73,7 @@ def test_tokenizers_adding_bos_differently_are_refused_unless_bos_is_set(tiny_mo
     assert c.a.token_ids == c.b.token_ids and c.a.token_ids[0] == tokenizer.bos_token_id
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
-def test_cli_compare_models_prints_the_comparison_json(tiny_folders, partner_folders):
+def test_cli_compare_models_prints_the_comparison_json(tiny_folders, partner_folders, run_cli):
     out = run_cli(
         "compare-models", PROMPT, "--model", str(tiny_folders["llama"]),
         "--model2", str(partner_folders["llama-seed1"]), "--top-k", "3",
@@ -100,7 +88,9 @@ def test_cli_compare_models_prints_the_comparison_json(tiny_folders, partner_fol
     assert len(data["distance"]["cosine"]) == len(data["a"]["lens"]) == 4
 
 
-def test_cli_compare_models_with_other_tokenizer_exits_1_with_one_line(tiny_folders, partner_folders):
+def test_cli_compare_models_with_another_tokenizer_exits_1_with_one_line(
+    tiny_folders, partner_folders, run_cli
+):
     out = run_cli(
         "compare-models", PROMPT, "--model", str(tiny_folders["gpt2"]),
         "--model2", str(partner_folders["gpt2-other-tokenizer"]),

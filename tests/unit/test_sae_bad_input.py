@@ -4,10 +4,6 @@ one plain SettingsError / one line on stderr and exit 1 each."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
@@ -15,8 +11,6 @@ from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixt
 from lib.analyses.features import features_of_prompts
 from lib.app.cli import main
 from lib.core.errors import SettingsError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", SAE_CASE_NAMES)
@@ -39,8 +33,8 @@ def test_cli_refuses_bad_sae_in_one_line(tiny_folders, sae_cases, name, capsys):
     assert out.err.startswith("error: ") and case.refused in out.err
 
 
-def test_cli_prints_the_features_json(tiny_folders, tiny_models, tmp_path):
-    """`twinlens features` end to end in a subprocess, with an SAE written for the tiny Llama."""
+def test_cli_prints_the_features_json(tiny_folders, tiny_models, tmp_path, run_cli):
+    """`twinlens features` end to end (the command's `main`), with an SAE written for the tiny Llama."""
     import torch
 
     from lib.analyses.common.sae import save_saelens
@@ -51,12 +45,9 @@ def test_cli_prints_the_features_json(tiny_folders, tiny_models, tmp_path):
     save_saelens(tmp_path / "sae", W_enc=torch.randn(d, 32, generator=g), b_enc=torch.zeros(32),
                  W_dec=torch.randn(32, d, generator=g), b_dec=torch.zeros(d), architecture="topk", k=4,
                  hook_name="blocks.0.hook_resid_post", model_name=llama.name)
-    out = subprocess.run(
-        [sys.executable, "-m", "lib", "features", GOOD, "The capital of Italy is", "--model",
-         str(tiny_folders["llama"]), "--sae", str(tmp_path / "sae"), "--top", "3"],
-        cwd=ROOT, capture_output=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    assert out.returncode == 0, out.stderr.decode()
+    out = run_cli("features", GOOD, "The capital of Italy is", "--model", str(tiny_folders["llama"]),
+                  "--sae", str(tmp_path / "sae"), "--top", "3")
+    assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["layer"] == 1 and data["sae"]["hook_name"] == "blocks.0.hook_resid_post"
     assert data["sae"]["d_sae"] == 32 and set(data["sae"]["fvu"]) == {"a", "b"}

@@ -1,20 +1,13 @@
 """The steering / continuation / chat rows of the bad-input table (tests/bad_input_cases.py) through
-the library (the CLI's functions in-process) and `python -m lib`: one plain message each."""
+the library (the CLI's functions) and the command's `main`: one plain message each."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from bad_input_cases import STEER_CASES, steer_case_argv, steer_files  # noqa: F401  (fixture)
 
 from lib.app.cli import build_parser, run
 from lib.core.errors import TwinlensError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("case", STEER_CASES, ids=lambda c: c.name)
@@ -29,11 +22,9 @@ def test_library_refuses(case, steer_files):  # noqa: F811
 @pytest.mark.parametrize("case", [c for c in STEER_CASES if c.name in (
     "coefficient_to_nan", "empty_third_prompt", "vector_file_for_another_model", "corrupt_vector_file",
     "chat_template_that_fails")], ids=lambda c: c.name)
-def test_cli_refuses_in_one_line(case, steer_files):  # noqa: F811
-    out = subprocess.run(
-        [sys.executable, "-m", "lib", *steer_case_argv(case, steer_files)], cwd=ROOT, capture_output=True,
-        text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1", "TWINLENS_DEBUG": ""},
-    )
+def test_cli_refuses_in_one_line(case, steer_files, run_cli):  # noqa: F811
+    """The command's `main` in-process (tests/unit/test_cli_errors.py runs `python -m lib` itself)."""
+    out = run_cli(*steer_case_argv(case, steer_files))
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and out.stdout == ""
     assert len(lines) == 1 and lines[0].startswith("error: ") and case.refused in lines[0], out.stderr
