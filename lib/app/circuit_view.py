@@ -17,13 +17,8 @@ import altair as alt
 import pandas as pd
 
 from ..analyses.circuit import Circuit, Node, find_circuit
-from ..analyses.components import (
-    AttentionPatterns,
-    ComponentAttribution,
-    attention_patterns,
-    attribute_captures,
-)
-from . import charts, ui
+from ..analyses.components import AttentionPatterns, ComponentAttribution
+from . import charts, components_view, ui
 from .cache import RunKey
 
 __all__ = [
@@ -198,12 +193,10 @@ def node_effect(run_a: RunKey, run_b: RunKey, answer: str | None, wrong: str | N
                 node: Node) -> str | None:
     """`direct_effect` of `node` from the Components page's attribution of the same pair (cached:
     the one it computed, when it did)."""
-    attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
-    return direct_effect(attribution, node)
+    return direct_effect(components_view.attribution_of(run_a, run_b, answer, wrong), node)
 
 
 def node_pattern(run_a: RunKey, run_b: RunKey, node: Node) -> pd.DataFrame:
     """Where head `node` looks from the last position (`head_pattern_frame` of the pair's cached
     attention patterns, the Components page's)."""
-    patterns = ui.cached(attention_patterns, run_a.model, run_a, run_b)
-    return head_pattern_frame(patterns, node.layer, node.head)
+    return head_pattern_frame(components_view.patterns_of(run_a, run_b), node.layer, node.head)
