@@ -15,6 +15,8 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
                · views · charts · compare_frames · readable · history · export · examples · access
                · ndif · feature_steering · paths · circuit_view · sets_view · answers · glossary · findings
                · findings_app · report · features_app · steering_app · lens_choice · words
+               · diff_view · distances_view · tokens_view · watch_view · lens_view · patching_view
+               · components_view
                · serve (Streamlit only here and in pages/)
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a

@@ -69,10 +69,7 @@ if found is not None:
                 "circuit run block by block over a curve of sizes, and one batched pass of exact checks.")
         st.stop()
     with st.spinner("Scoring every edge and running the circuit…"):  # bad input: the app's error boundary
-        result = ui.cached(
-            circuit_view.find_circuit, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
-            edges=int(edges), ig_steps=int(steps), granularity="layers" if coarse else "heads",
-        )
+        result = circuit_view.found_circuit(run_a, run_b, answer, wrong, int(edges), int(steps), coarse)
     st.text(f"Metric: logit[{result.answer.label}] − logit[{result.wrong.label}]   "
             f"A: {result.metric_a:.3f}   B: {result.metric_b:.3f}")
     st.markdown(views.plain(circuit_view.reading(result)))
@@ -102,13 +99,9 @@ if found is not None:
     node = nodes[name]
     st.dataframe(circuit_view.node_edges(result, name), hide_index=True, width="stretch")
     if node.kind in ("embed", "head", "attn", "mlp"):
-        attribution = ui.cached(circuit_view.attribute_captures, run_a.model, run_a, run_b, answer=answer,
-                                wrong=wrong)
-        st.text(circuit_view.direct_effect(attribution, node))
+        st.text(circuit_view.node_effect(run_a, run_b, answer, wrong, node))
     if node.kind == "head":
-        patterns = ui.cached(circuit_view.attention_patterns, run_a.model, run_a, run_b)
         st.markdown(f"**Where {views.plain(name)} looks from the last position**")
-        st.dataframe(circuit_view.head_pattern_frame(patterns, node.layer, node.head), hide_index=True,
-                     width="stretch")
+        st.dataframe(circuit_view.node_pattern(run_a, run_b, node), hide_index=True, width="stretch")
     views.download_buttons("circuit", request, {"circuit": result.to_dict()}, {"edges": table})
     views.save_form(request, result, "circuit")

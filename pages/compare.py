@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from lib.analyses.common.comparison import PromptResult
-from lib.analyses.generation import complete_character
 from lib.app import answers, lens_choice, ui, views
 from lib.app import compare_frames as frames
 
@@ -34,20 +32,14 @@ state. *Layer 0* is just the embedded last token, the last layer is what the mod
 )
 
 
-def completes_to(side: views.Side, result: PromptResult) -> str | None:
-    """The character the side's next token completes to, greedily; None when it is whole (or the
-    backend cannot generate yet: the pieces alone are shown)."""
-    prompt = ui.get_capture(side.run).token_ids
-    return ui.cached_or(None, complete_character, side.run.model, prompt, result.final[0].id)
-
-
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
     uses = lens_choice.lens_uses(request, model, ui.get_model(request.runs[1].model))
     views.lens_notes(uses)
     sides = zip(views.sides(request, comparison), (comparison.a, comparison.b), strict=True)
-    places = views.draw_comparison(comparison, [completes_to(side, result) for side, result in sides])
+    places = views.draw_comparison(comparison, [answers.completes_to(side, result.final[0].id)
+                                                  for side, result in sides])
     data = {**comparison.to_dict(), "lens": lens_choice.lens_export(uses, frames.side_names(comparison))}
     views.download_buttons("comparison", request, data, frames.comparison_tables(comparison))
     views.save_form(request, comparison)

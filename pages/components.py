@@ -5,16 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.components import (
-    AttentionPatterns,
-    ComponentAttribution,
-    ComponentPatching,
-    attention_patterns,
-    attribute_captures,
-    patch_components,
-    reading,
-)
-from lib.app import charts, session, ui, views
+from lib.app import charts, components_view, session, ui, views
 
 views.page(
     "Components",
@@ -56,19 +47,6 @@ def token_inputs(comparison) -> tuple[str | None, str | None]:
     return answer or None, wrong or None
 
 
-def layer_table(result: ComponentAttribution) -> pd.DataFrame:
-    """One row per (side, layer, component): the direct contribution to the metric."""
-    rows = []
-    for side, values in (("A", result.a), ("B", result.b)):
-        for layer in range(len(values.attn)):
-            rows += [{"side": side, "layer": layer, "component": "attention", "value": values.attn[layer]},
-                     {"side": side, "layer": layer, "component": "MLP", "value": values.mlp[layer]}]
-    frame = pd.DataFrame(rows)
-    a, b = frame[frame.side == "A"].reset_index(drop=True), frame[frame.side == "B"].reset_index(drop=True)
-    diff = a.assign(side="A − B", value=a["value"] - b["value"])
-    return pd.concat([frame, diff], ignore_index=True)
-
-
 def head_table(heads: tuple[tuple[float, ...], ...]) -> pd.DataFrame:
     return pd.DataFrame(
         {"layer": layer, "head": head, "value": value}
@@ -76,15 +54,15 @@ def head_table(heads: tuple[tuple[float, ...], ...]) -> pd.DataFrame:
     )
 
 
-def draw_attribution(result: ComponentAttribution) -> pd.DataFrame:
+def draw_attribution(result) -> pd.DataFrame:
     st.text(
         f"Metric: logit[{result.answer.token}] − logit[{result.wrong.token}] at the last position. "
         f"A: {result.a.logit_diff:.3f} (linearized {result.a.linearized_logit_diff:.3f})   "
         f"B: {result.b.logit_diff:.3f} (linearized {result.b.linearized_logit_diff:.3f})"
     )
     st.caption(views.plain(result.note))
-    st.markdown(views.plain(reading(result)))
-    table = layer_table(result)
+    st.markdown(views.plain(components_view.reading_of(result)))
+    table = components_view.layer_table(result)
     for column, side in zip(st.columns(3), ("A", "B", "A − B"), strict=True):
         column.markdown(f"**Per layer, {side}**")
         column.altair_chart(charts.component_bars(table, side), width="stretch")
@@ -109,7 +87,7 @@ def pattern_frame(weights, tokens: tuple[str, ...]) -> pd.DataFrame:
     )
 
 
-def draw_patterns(patterns: AttentionPatterns, n_layers: int) -> pd.DataFrame:
+def draw_patterns(patterns, n_layers: int) -> pd.DataFrame:
     """Both prompts' pattern at a chosen layer and head (or the heads' mean), and their difference for
     equal lengths; where one query position looks in each. Choosing runs nothing: every layer is kept."""
     st.subheader("Attention patterns, A and B side by side")
@@ -139,7 +117,7 @@ def draw_patterns(patterns: AttentionPatterns, n_layers: int) -> pd.DataFrame:
     return pd.concat([frame_a.assign(side="A"), frame_b.assign(side="B")], ignore_index=True)
 
 
-def draw_patching(result: ComponentPatching, column: int) -> pd.DataFrame:
+def draw_patching(result, column: int) -> pd.DataFrame:
     label = result.columns[column]
     where = {"all": "all positions at once", "last": "A's last position into B's last"}.get(
         label, f"position {label} ('{result.tokens_b[int(label)]}')" if label.isdigit() else label)
@@ -189,12 +167,12 @@ if found is not None:
                 "eager attention per prompt for the patterns.")
         st.stop()
     with st.spinner("Attributing the logit difference and reading attention…"):
-        attribution = ui.cached(attribute_captures, run_a.model, run_a, run_b, answer=answer, wrong=wrong)
+        attribution = components_view.attribution_of(run_a, run_b, answer, wrong)
     st.subheader("Direct logit attribution")
     tables = {"layers": draw_attribution(attribution)}
     data = {"attribution": attribution.to_dict()}
     with views.errors_shown():  # patterns need eager attention; the rest of the page does without
-        patterns = ui.cached(attention_patterns, run_a.model, run_a, run_b)
+        patterns = components_view.patterns_of(run_a, run_b)
         tables["patterns"] = draw_patterns(patterns, model.n_layers)
 
     st.subheader("Head and component patching")
@@ -207,10 +185,9 @@ if found is not None:
     if session.asked("Run head patching", "components-patch", wanted, type="primary"):
         bar = st.progress(0.0, text="Patching A's components into B…")
         try:
-            patching = ui.cached(
-                patch_components, run_a.model, run_a, run_b, answer=answer, wrong=wrong,
-                per_position=per_position,
-                _progress=lambda done: bar.progress(done, text=f"Patching A's components into B: {done:.0%}"),
+            patching = components_view.patching_of(
+                run_a, run_b, answer, wrong, per_position,
+                lambda done: bar.progress(done, text=f"Patching A's components into B: {done:.0%}"),
             )
         finally:
             bar.empty()

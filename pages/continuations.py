@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.decode import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, Continuation, GenerationSettings
-from lib.analyses.generation import complete_character
-from lib.app import answers, readable, session, ui, views
+from lib.app import answers, ui, views
 
 views.page(
     "Continuations",
@@ -27,36 +24,10 @@ read once, then one pass per new token).
 )
 
 
-def settings_inputs() -> GenerationSettings:
-    left, mid, right = st.columns(3)
-    for key in ("continuations-n", "continuations-mode", "continuations-t", "continuations-seed"):
-        session.kept(key)  # the settings left here come back after a visit to another page
-    n = left.number_input("New tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS, key="continuations-n")
-    sampled = mid.radio("Decoding", ["greedy", "sampled"], horizontal=True, key="continuations-mode")
-    session.keep("continuations-n", n)
-    session.keep("continuations-mode", sampled)
-    if sampled == "greedy":
-        return GenerationSettings(int(n))
-    temperature = right.number_input("Temperature", 0.05, 5.0, 0.8, key="continuations-t")
-    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="continuations-seed")
-    session.keep("continuations-t", temperature)
-    session.keep("continuations-seed", seed)
-    return GenerationSettings(int(n), float(temperature), int(seed))
-
-
-def characters_table(continuation: Continuation) -> pd.DataFrame:
-    """One row per character: the tokens it spans, the character, its pieces (joined ones only differ)."""
-    return pd.DataFrame(
-        {"tokens": f"{g.start}" if not g.joined else f"{g.start}–{g.end - 1}", "character": g.text,
-         "name": readable.emoji_name(g.text) or "", "pieces": " ".join(g.pieces) if g.joined else ""}
-        for g in continuation.characters
-    )
-
-
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    settings = settings_inputs()
+    settings = answers.settings_inputs()
     sides = views.sides(request, comparison)
     runs = [side.run for side in sides]
     if not answers.generate_button(runs, settings, "continuations-run"):
@@ -81,13 +52,11 @@ if found is not None:
             st.caption(f"{len(result.prompt_token_ids)} prompt tokens{framing} · "
                        f"{len(result.token_ids)} new · {ending}")
             st.text(result.text or "(nothing: the model ended at once)")
-            first = result.token_ids[:1]
-            if first:
-                completes = ui.cached(complete_character, side.run.model, result.prompt_token_ids, first[0])
-                if completes:
-                    st.caption(views.plain(f"The first new token {result.tokens[0]} is part of a character: "
-                                        f"greedily it completes to {completes}."))
-            tables[f"characters-{side.name}"] = characters_table(result)
+            completes = answers.first_completes_to(side.run, result)
+            if completes:
+                st.caption(views.plain(f"The first new token {result.tokens[0]} is part of a character: "
+                                       f"greedily it completes to {completes}."))
+            tables[f"characters-{side.name}"] = answers.characters_table(result)
             st.dataframe(tables[f"characters-{side.name}"], hide_index=True, width="stretch")
     data = {name: r.to_dict() for name, r in results.items()}
     views.download_buttons("continuations", request, data, tables)

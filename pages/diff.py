@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from lib.analyses.diff import LayerDiff, TopTokenDiff, top_token_diff
-from lib.app import charts, lens_choice, session, ui, views
+from lib.app import charts, diff_view, lens_choice, session, ui, views
 from lib.app import compare_frames as frames
 
 views.page(
@@ -35,9 +33,6 @@ each prompt, by default the last). This page compares the two distributions.
 """,
 )
 
-HIGHLIGHT = "background-color: rgba(46, 160, 67, 0.18)"
-
-
 def position_picker(name: str, tokens: tuple[str, ...], label: str) -> int:
     """A position of one prompt, shown as 'index · token'; the last by default."""
     return st.selectbox(
@@ -47,59 +42,6 @@ def position_picker(name: str, tokens: tuple[str, ...], label: str) -> int:
         format_func=lambda i: f"{i} · {tokens[i]}",
         key=f"diff-position-{name}-{len(tokens)}",
     )
-
-
-def kl_name(a: str, b: str) -> str:
-    return f"KL({a}‖{b}) bits"
-
-
-def layers_table(diff: TopTokenDiff, a: str = "A", b: str = "B") -> pd.DataFrame:
-    """One row per layer: the divergences and what changed (sides called `a` and `b`)."""
-    return pd.DataFrame(
-        {
-            "layer": layer.layer,
-            kl_name(a, b): layer.kl_bits,
-            "JS bits": layer.js_bits,
-            "top-k overlap": layer.jaccard,
-            f"entropy {a} bits": layer.entropy_a_bits,
-            f"entropy {b} bits": layer.entropy_b_bits,
-            "most changed": layer.most_changed.token if layer.most_changed else "",
-            "Δp most changed": layer.most_changed.delta_prob if layer.most_changed else 0.0,
-            f"{a} top-1": layer.top_a[0].token,
-            f"{b} top-1": layer.top_b[0].token,
-            "shared": " · ".join(t.token for t in layer.shared),
-            f"only {a}": " · ".join(t.token for t in layer.only_a),
-            f"only {b}": " · ".join(t.token for t in layer.only_b),
-        }
-        for layer in diff.layers
-    )
-
-
-def layer_table(layer: LayerDiff, a: str = "A", b: str = "B") -> pd.DataFrame:
-    """Shared tokens first (in A's order), then A only, then B only; A's and B's numbers side by side."""
-    groups = (("both", layer.shared), (f"{a} only", layer.only_a), (f"{b} only", layer.only_b))
-    return pd.DataFrame(
-        {
-            "token": t.token,
-            "in top-k of": where,
-            f"rank {a}": t.rank_a,
-            f"p({a})": t.prob_a,
-            f"rank {b}": t.rank_b,
-            f"p({b})": t.prob_b,
-            f"Δp ({b} − {a})": t.delta_prob,
-            f"Δrank ({b} − {a})": t.delta_rank,
-        }
-        for where, tokens in groups
-        for t in tokens
-    )
-
-
-def highlight_shared(table: pd.DataFrame, a: str = "A", b: str = "B"):
-    return table.style.apply(
-        lambda row: [HIGHLIGHT if row["in top-k of"] == "both" else ""] * len(row), axis=1
-    ).format({f"p({a})": "{:.4f}", f"p({b})": "{:.4f}", f"Δp ({b} − {a})": "{:+.4f}",
-              f"Δrank ({b} − {a})": "{:+d}"})
-
 
 found = ui.require_comparison()
 if found is not None:
@@ -118,12 +60,7 @@ if found is not None:
     models = model, ui.get_model(run_b.model)
     uses = lens_choice.alike(lens_choice.lens_uses(request, *models), models)  # KL compares like with like
     views.lens_notes(uses)
-    kinds = {**lens_choice.lens_kwargs(uses[0].kind),
-             **{f"{k}_b": v for k, v in lens_choice.lens_kwargs(uses[1].kind).items()}}
-    diff = ui.cached(
-        top_token_diff, run_a.model, run_a, run_b, position_a=position_a, position_b=position_b,
-        top_k=request.k, loaded_b=run_b.model, **kinds,
-    )
+    diff = diff_view.top_token_diff_of(run_a, run_b, uses, position_a, position_b, request.k)
     if uses[0] == uses[1]:
         st.caption(uses[0].caption)
     else:
@@ -132,9 +69,10 @@ if found is not None:
         st.caption("Both models are read with the logit lens here, so the divergences compare like "
                    "with like.")
 
-    overview = layers_table(diff, a, b)
+    overview = diff_view.layers_table(diff, a, b)
     st.subheader("How far apart the two distributions are, per layer")
-    divergences = charts.divergence_chart(charts.divergence_frame(diff), kl_name(a, b).removesuffix(" bits"))
+    kl = diff_view.kl_name(a, b)
+    divergences = charts.divergence_chart(charts.divergence_frame(diff), kl.removesuffix(" bits"))
     st.altair_chart(divergences, width="stretch")
     peak = max(diff.layers, key=lambda layer: layer.js_bits)
     st.caption(
@@ -152,11 +90,11 @@ if found is not None:
         st.session_state["diff-layer"] = last
     chosen = st.select_slider("Layer", options=range(last + 1), key="diff-layer")
     session.share("diff-layer", "diff_layer", chosen, last)
-    detail = layer_table(diff.layers[chosen], a, b)
-    st.dataframe(highlight_shared(detail, a, b), hide_index=True, width="stretch")
+    detail = diff_view.layer_table(diff.layers[chosen], a, b)
+    st.dataframe(diff_view.highlight_shared(detail, a, b), hide_index=True, width="stretch")
 
     st.subheader("Every layer")
-    number_columns = (kl_name(a, b), "JS bits", "top-k overlap", f"entropy {a} bits", f"entropy {b} bits",
+    number_columns = (kl, "JS bits", "top-k overlap", f"entropy {a} bits", f"entropy {b} bits",
                       "Δp most changed")
     numbers = {name: st.column_config.NumberColumn(format="%.4g") for name in number_columns}
     views.table(overview, hide_index=True, width="stretch", column_config=numbers)

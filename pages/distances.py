@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.distances import DistanceReport, capture_distances
-from lib.app import charts, glossary, session, ui, views
+from lib.app import charts, distances_view, glossary, session, ui, views
+from lib.app.distances_view import MEASURES
 
 views.page(
     "Residual distances",
@@ -29,21 +28,6 @@ same layer.
 """,
 )
 
-MEASURES = {"cosine": "cosine distance", "relative_l2": "relative L2"}
-ALIGNMENTS = {"last": "last token", "mean": "mean of per-position distances"}
-
-
-def layer_table(report: DistanceReport) -> pd.DataFrame:
-    """One row per layer, one column per (measure, alignment)."""
-    columns = {"layer": range(len(report.last.cosine))}
-    for alignment, name in ALIGNMENTS.items():
-        distances = getattr(report, alignment)
-        if distances is None:  # the mean needs prompts of the same length
-            continue
-        for measure, measure_name in MEASURES.items():
-            columns[f"{measure_name}, {name}"] = getattr(distances, measure)
-    return pd.DataFrame(columns)
-
 
 found = ui.require_comparison()
 if found is not None:
@@ -54,12 +38,11 @@ if found is not None:
         "Leave out the first position (attention sink)", value=True, key="dist_drop_first",
         help=glossary.ATTENTION_SINK,
     )
-    report = ui.cached(capture_distances, run_a.model, run_a, run_b, drop_first=drop_first)
+    report = distances_view.distances_of(run_a, run_b, drop_first)
     st.info(report.summary())
 
-    table = layer_table(report)
-    lines = {name: getattr(report, alignment) for alignment, name in ALIGNMENTS.items()
-             if getattr(report, alignment) is not None}
+    table = distances_view.layer_table(report)
+    lines = distances_view.alignments(report)
     for column, (measure, measure_name) in zip(st.columns(2), MEASURES.items(), strict=True):
         frame = charts.distance_lines_frame(lines, measure)
         column.altair_chart(charts.layer_lines(frame, "value", y_title=measure_name, floor=0.0),

@@ -5,14 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.sae import feature_book, read_card, shipped_saes
-from lib.analyses.features import (
-    FeatureComparison,
-    FeatureRow,
-    feature_steering_vector,
-    features_of_captures,
-    trace_of_captures,
-)
 from lib.app import charts, feature_steering, features_app, glossary, paths, session, ui, views
 
 views.page(
@@ -46,15 +38,6 @@ the SAE at the chosen layer and shows which features each lights up.
 FVU_WARNING = 0.5
 
 
-def feature_table(rows: tuple[FeatureRow, ...], names: tuple[str, str]) -> pd.DataFrame:
-    a, b = names
-    return pd.DataFrame(
-        [{"feature": r.feature, f"activation {a}": r.activation_a, f"activation {b}": r.activation_b,
-          "Δ": r.delta, "density": r.density, "label": r.label} for r in rows],
-        columns=["feature", f"activation {a}", f"activation {b}", "Δ", "density", "label"],
-    )
-
-
 def feature_columns(names: tuple[str, str]) -> dict:
     """How feature_table's numbers read: activations to 2 decimals, Δ signed, density in percent."""
     number = st.column_config.NumberColumn
@@ -65,20 +48,9 @@ def feature_columns(names: tuple[str, str]) -> dict:
     }
 
 
-def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
-    tokens = result.tokens_a if side == "a" else result.tokens_b
-    rows = result.heat_a if side == "a" else result.heat_b
-    return pd.DataFrame(
-        {"feature": f"{f} {result.label(f)}"[:60], "label": f"{f} {result.label(f)}", "position": p,
-         "column": f"{p} · {tokens[p]}", "token": tokens[p], "activation": values[p]}
-        for f, values in zip(result.heat_features, rows, strict=True)
-        for p in range(len(tokens))
-    )
-
-
 def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool]:
     """Layer (for the shipped SAEs; `default` first), an SAE path typed by the user, and 'any model'."""
-    shipped = shipped_saes(model)
+    shipped = features_app.shipped_layers(model)
     left, right = st.columns([1, 2])
     with right.expander("Use another SAE (SAELens folder or Gemma Scope params.npz)"):
         path = paths.path_input("SAE folder", key="features-sae", placeholder="/path/to/sae-folder")
@@ -99,9 +71,8 @@ def sae_choice(model, default: int | None) -> tuple[int | None, str | None, bool
     return layer, None, any_model
 
 
-def draw_card(result: FeatureComparison, feature: int, names: tuple[str, str], trace) -> None:
-    book = feature_book(result.sae_path)
-    card = book.card(feature) if book is not None else None
+def draw_card(result, feature: int, names: tuple[str, str], trace) -> None:
+    card = features_app.card_of(result, feature)
     label = card.label if card is not None else "(no precomputed data)"
     st.markdown(f"**Feature {feature}** — {views.plain(label)}")
     if card is not None:
@@ -141,9 +112,8 @@ if found is not None:
     default_layer = features_app.default_layer(request, model)
     layer, path, any_model = sae_choice(model, default_layer)
     top = st.slider("Features per list", 3, 30, 10, key="features-top")
-    result = ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer,
-                       sae_path=path, top=top, any_model=any_model)
-    card_info = read_card(result.sae_path)
+    result = features_app.features_of(run_a, run_b, layer, path, top, any_model)
+    card_info = features_app.sae_card(result)
     fvu = "  ".join(f"FVU {n}: " + ("—" if v is None else f"{v:.3f}")
                     for n, v in zip(names, (result.fvu_a, result.fvu_b), strict=True))
     held = f"  (held-out FVU on its card: {card_info['fvu_heldout']:.3f})" if card_info else ""
@@ -162,14 +132,14 @@ if found is not None:
     left, right = st.columns(2)
     for column, side, rows in ((left, side_a, result.top_a), (right, side_b, result.top_b)):
         column.subheader(f"Top features of {side.name} (last position)")
-        tables[f"top-{side.name}"] = feature_table(rows, names)
+        tables[f"top-{side.name}"] = features_app.feature_table(rows, names)
         column.dataframe(tables[f"top-{side.name}"], hide_index=True, width="stretch",
                          column_config=feature_columns(names))
     groups = (("Shared", "shared", result.shared), (f"Only {names[0]}", "only-a", result.only_a),
               (f"Only {names[1]}", "only-b", result.only_b))
     for title, key, rows in groups:
         st.subheader(f"{title} (ranked by |Δ|)")
-        tables[key] = feature_table(rows, names)
+        tables[key] = features_app.feature_table(rows, names)
         if rows:
             st.dataframe(tables[key], hide_index=True, width="stretch", column_config=feature_columns(names))
         else:
@@ -182,7 +152,7 @@ if found is not None:
                "clipped at that colour — its value is in the tooltip.")
     left, right = st.columns(2)
     for column, side, key in ((left, side_a, "a"), (right, side_b, "b")):
-        table = heat_table(result, key)
+        table = features_app.heat_table(result, key)
         tables[f"heatmap-{side.name}"] = table
         column.caption(side.title)
         if len(table):
@@ -195,19 +165,15 @@ if found is not None:
         + list(result.heat_features)
     ))
     if listed:
-        book = feature_book(result.sae_path)
-        named = {f: result.label(f) or (book.label(f) if book is not None and f < book.n_features else "")
-                 for f in listed}
+        named = features_app.feature_labels(result, listed)
         labels = {f"{f} — {named[f]}"[:90].rstrip(" —"): f for f in listed}  # unique: id first
         feature = labels[st.selectbox("Feature", list(labels), key=f"features-card-{result.residual}")]
-        trace = ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer,
-                          sae_path=path, any_model=any_model)
+        trace = features_app.trace_of(run_a, run_b, feature, layer, path, any_model)
         draw_card(result, feature, names, trace)
         if st.button("Steer with this feature", key=f"features-steer-{result.residual}-{feature}",
                      help="Opens Steering with this feature's decoder direction as the vector, at this layer;"
                           " α starts at the feature's highest activation on the two prompts."):
-            vector = ui.cached(feature_steering_vector, run_a.model, feature, layer=layer, sae_path=path,
-                               any_model=any_model)
+            vector = features_app.steering_vector_of(run_a, feature, layer, path, any_model)
             alpha = max((*trace.activations_a, *trace.activations_b, 0.0))
             feature_steering.send(vector, round(alpha, 2) if alpha > 0 else 4.0)
             st.switch_page("pages/steering.py")

@@ -9,10 +9,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.comparison import Comparison
 from lib.app import readable, session, views
 from lib.app.access import Access
-from lib.app.history import History, SavedComparison, SavedEntry
+from lib.app.history import COMPARISON_KIND, History, SavedComparison, SavedEntry
 
 views.page(
     "History",
@@ -131,8 +130,8 @@ def show(history: History) -> None:
     saved = history.get(chosen)
     manage(history, saved, who, neighbour)
     st.divider()
-    value = saved.value()
-    if isinstance(value, Comparison):
+    value = saved.value()  # rebuilt (a kind this twinlens cannot reopen is refused here)
+    if saved.kind == COMPARISON_KIND:  # value() rebuilt a Comparison
         views.draw_comparison(value)
     else:  # another page's result: its saved numbers, as that page exported them
         st.caption(views.plain(f"A saved {saved.kind} result (as saved; no model was run to show it)."))

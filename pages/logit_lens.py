@@ -6,10 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.comparison import PromptResult
-from lib.analyses.common.lens import CellDetail, LensGrid, arrival, cell_detail, lens_grid, position_window
-from lib.analyses.generation import lens_completions, token_characters
-from lib.app import charts, lens_choice, readable, session, ui, views, words
+from lib.app import charts, lens_choice, lens_view, readable, session, ui, views, words
 from lib.app.compare_frames import lens_grid_long_frame
 
 views.page(
@@ -42,45 +39,6 @@ low = sure).
   logit and Jacobian lenses' top-1 differ for A and B.
 """,
 )
-
-def lens_characters(side: views.Side, grid: LensGrid) -> tuple[tuple[int, int, str], ...]:
-    """The grid's partial-character top-1s completed greedily (lens_completions); none when the
-    backend cannot generate yet (the pieces alone are shown)."""
-    return ui.cached_or((), lens_completions, side.run.model, side.run, grid)
-
-
-def answer_arrivals(side: PromptResult, k: int) -> dict:
-    """Where the model's final answer (last position) settles in the lens: top-1 and top-k."""
-    answer = side.final[0]
-    return {"token": answer.token, "id": answer.id, "top1": arrival(side.lens, answer.id),
-            "top_k": arrival(side.lens, answer.id, within=k)}
-
-
-def answer_sentence(side: PromptResult, k: int, completes: str | None = None) -> str:
-    """Where the model's final answer settles in the lens, in plain words: the layer from which it
-    stays top-1 (not its first, perhaps brief, appearance), and from which it stays in the top-k.
-    `completes`: the character a partial-character answer completes to (named after it)."""
-    found = answer_arrivals(side, k)
-    top1, top_k = found["top1"], found["top_k"]
-    named = found["token"] if completes is None else f"{found['token']} → {completes}"
-    sentence = top1.sentence(f"Final answer '{named}'") + f" (layers 0…{len(side.lens) - 1})"
-    if top_k.stays_from is not None and (top1.stays_from is None or top_k.stays_from < top1.stays_from):
-        sentence += f"; in the top-{k} from layer {top_k.stays_from} on"
-    return sentence + "."
-
-
-def detail_frame(detail: CellDetail) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "rank": [t.rank for t in detail.top],
-            "token": [t.token for t in detail.top],
-            "prob": [t.prob for t in detail.top],
-            "rank below": pd.array([t.rank_below for t in detail.top], dtype="Int64"),
-            "climbed": pd.array([t.rank_change for t in detail.top], dtype="Int64"),
-            "prob below": [t.prob_below for t in detail.top],
-        }
-    )
-
 
 def clamp_state(key: str, options: list[int]) -> None:
     """Forget a picker's remembered value that the current prompts no longer offer."""
@@ -121,20 +79,18 @@ if found is not None:
     back = back_col.number_input("Window ends this many tokens before the last", min_value=0,
                                  max_value=shortest - 1, key="lens_back")
 
-    windows = [position_window(cap.n_tokens, int(size), int(back)) for cap in caps]
-    grids = {side.name: ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
-                                  **lens_choice.lens_kwargs(kinds[side.name]))
+    windows = [lens_view.window(cap.n_tokens, int(size), int(back)) for cap in caps]
+    grids = {side.name: lens_view.grid(side.run, window, request.k, kinds[side.name])
              for side, window in zip(sides, windows, strict=True)}
     aligned = words.token_split(ui.get_model(sides[0].run.model).tokenizer, cap_a.token_ids, cap_b.token_ids)
     unmatched = {sides[0].name: [m is None for m in aligned.match_a],
                  sides[1].name: [m is None for m in aligned.match_b]}
-    completes = {side.name: {(p, t): whole for p, t, whole in lens_characters(side, grids[side.name])}
-                 for side in sides}
+    completes = {side.name: lens_view.completions(side.run, grids[side.name]) for side in sides}
     frames = {
         side.name: charts.lens_grid_frame(
             side.name, grids[side.name], [unmatched[side.name][p] for p in grids[side.name].positions],
             completes=completes[side.name],
-            characters=readable.piece_characters(ui.cached(token_characters, side.run.model, side.run)),
+            characters=lens_view.piece_characters(side.run),
         )
         for side in sides
     }
@@ -152,7 +108,7 @@ if found is not None:
                 st.caption(use.caption)
             views.prompt_text(side.text)
             whole = completes[side.name].get((cap.n_tokens - 1, result.final[0].id))
-            st.text(answer_sentence(result, request.k, whole))
+            st.text(lens_view.answer_sentence(result, request.k, whole))
             chart = charts.lens_heatmap(frames[side.name], colour_by, present)
             event = st.altair_chart(chart, on_select="rerun", key=f"lens-chart-{side.name}")
             adopt_chart_click(event, cap.n_tokens, offsets)
@@ -181,13 +137,11 @@ if found is not None:
                 st.text(f"{side.name}: has layers 0…{len(result.lens) - 1} only.")
                 continue
             position = cap.n_tokens - 1 - offset
-            detail = details[side.name] = ui.cached(
-                cell_detail, side.run.model, side.run, layer, position, request.k,
-                **lens_choice.lens_kwargs(kinds[side.name]),
-            )
+            detail = details[side.name] = lens_view.cell(side.run, layer, position, request.k,
+                                                         kinds[side.name])
             st.text(f"{side.name}: layer {layer}, position {detail.position} (input '{detail.input_token}'), "
                     f"entropy {detail.entropy_bits:.2f} bits")
-            views.table(detail_frame(detail), hide_index=True, width="stretch",
+            views.table(lens_view.detail_frame(detail), hide_index=True, width="stretch",
                          column_config={"prob": st.column_config.NumberColumn(format="%.4f"),
                                         "prob below": st.column_config.NumberColumn(format="%.4f")})
     if layer == 0:
@@ -199,9 +153,8 @@ if found is not None:
         st.caption("Per layer, the positions of the window where the logit lens's top-1 differs from the "
                    "Jacobian lens's (logit → Jacobian). " + lens_choice.lens_caption(model, "jacobian"))
         for column, side, window in zip(st.columns(2), sides, windows, strict=True):
-            plain_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k)
-            jacobian_grid = ui.cached(lens_grid, side.run.model, side.run, tuple(window), request.k,
-                                      lens="jacobian")
+            plain_grid = lens_view.grid(side.run, window, request.k, "logit")
+            jacobian_grid = lens_view.grid(side.run, window, request.k, "jacobian")
             rows = disagreement[side.name] = lens_choice.disagreement_rows(plain_grid, jacobian_grid)
             with column:
                 st.text(f"{side.name}: the lenses differ at {sum(r['differ'] for r in rows)} of "
@@ -218,7 +171,7 @@ if found is not None:
             "cell": {label: detail.to_dict() for label, detail in details.items()},
             "final_answer": {
                 side.name: {key: value.to_dict() if hasattr(value, "to_dict") else value
-                            for key, value in answer_arrivals(result, request.k).items()}
+                            for key, value in lens_view.answer_arrivals(result, request.k).items()}
                 for side, result in zip(sides, results, strict=True)
             },
         },
@@ -227,7 +180,8 @@ if found is not None:
                 pd.concat(lens_grid_long_frame(name, grid) for name, grid in grids.items()),
                 uses, [side.name for side in sides], side="prompt"),
             "cell": lens_choice.tagged(
-                pd.concat(detail_frame(detail).assign(prompt=name) for name, detail in details.items()),
+                pd.concat(lens_view.detail_frame(detail).assign(prompt=name)
+                          for name, detail in details.items()),
                 uses, [side.name for side in sides], side="prompt"),
         },
     )

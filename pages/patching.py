@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.comparison import Comparison
-from lib.analyses.patching import (
-    PatchedLens,
-    PatchResult,
-    patch_captures,
-    patched_lens_captures,
-    reading,
-    space_hint,
-    strongest_cell,
-)
-from lib.app import charts, lens_choice, session, ui, views, words
+from lib.app import charts, lens_choice, patching_view, session, ui, views, words
 
 views.page(
     "Patching",
@@ -51,35 +40,6 @@ that state carried what makes A answer differently.
 MAX_LABELLED_CELLS = 400  # beyond this the numbers no longer fit in the cells
 
 
-def column_labels(result: PatchResult) -> list[str]:
-    """'position · token' for each patched position: unique even when a token repeats."""
-    return [f"{p} · {result.tokens_b[p]}" for p in result.positions]
-
-
-EFFECT_DECIMALS = 3  # what the figure supports: the metric's float error is ~1e-6 of the A–B gap
-
-
-def effect_table(result: PatchResult) -> pd.DataFrame:
-    """Layers as rows (0 first), B's patched positions as columns, the normalized effect as values,
-    rounded to `EFFECT_DECIMALS` (an empty cell reads 0, not 0.00000009; the export keeps every digit)."""
-    effects = pd.DataFrame([list(row) for row in result.effect], columns=column_labels(result))
-    return (effects.round(EFFECT_DECIMALS) + 0.0).rename_axis("layer").reset_index()  # + 0.0: no "-0"
-
-
-def lens_side_by_side(comparison: Comparison, patched: PatchedLens) -> pd.DataFrame:
-    """Top-1 of the lens at the last position, per layer: B's own, B after the patch, A's own."""
-    rows = []
-    for layer, (own_b, after, own_a) in enumerate(zip(comparison.b.lens, patched.lens, comparison.a.lens,
-                                                       strict=True)):
-        rows.append({
-            "layer": layer,
-            "B": own_b[0].token, "p(B)": own_b[0].prob,
-            "B patched": after[0].token, "p(B patched)": after[0].prob,
-            "A": own_a[0].token, "p(A)": own_a[0].prob,
-        })
-    return pd.DataFrame(rows)
-
-
 WORD_HELP = ("A word or token; ␣ stands for a leading space. A word of several tokens is scored whole or "
              "by its first piece (the choice below). Empty: {whose} predicted next token.")
 SCORES = {"word": "whole word (teacher forcing)", "logit": "first piece (logit difference)"}
@@ -95,7 +55,7 @@ def set_state(key: str, value: str) -> None:
     st.session_state[key] = value
 
 
-def token_inputs(comparison: Comparison, model, caps: tuple) -> tuple[str | None, str | None]:
+def token_inputs(comparison, model, caps: tuple) -> tuple[str | None, str | None]:
     """The answer and wrong words as typed (empty means A's or B's top-1), each with a one-click
     fix when its space-prefixed variant ranks far higher ('Mary' vs '␣Mary')."""
     columns = st.columns(2)
@@ -109,7 +69,7 @@ def token_inputs(comparison: Comparison, model, caps: tuple) -> tuple[str | None
             value = st.text_input(label, key=key, placeholder=f"{whose} top-1: {side.final[0].token}",
                                   help=WORD_HELP.format(whose=whose))
             session.share(key, link_name, value)
-            hint = space_hint(model, cap.final_logits, value) if value else None
+            hint = patching_view.space_hint_of(model, cap, value)
             if hint is not None:
                 st.warning(views.plain(hint.message(whose)))
                 st.button(f"Use '{hint.spaced}'", key=f"{key}-spaced", on_click=set_state,
@@ -147,11 +107,11 @@ def one_of(options: range | tuple[int, ...]) -> Callable[[str], int]:
     return cast
 
 
-def cell_picker(result: PatchResult) -> tuple[int, int]:
+def cell_picker(result) -> tuple[int, int]:
     """A (layer, B position) of the grid, carried by the link; by default where layer 0's effect is
     largest (on a tie, the later position: the last one, never a chat template's opening tokens)."""
-    strongest = strongest_cell(result)[1]
-    labels = dict(zip(result.positions, column_labels(result), strict=True))
+    strongest = patching_view.strongest_position(result)
+    labels = dict(zip(result.positions, patching_view.column_labels(result), strict=True))
     layers = range(len(result.effect))
     layer_key = f"patching-layer-{len(layers)}"
     position_key = f"patching-position-{'|'.join(labels.values())}"
@@ -183,12 +143,10 @@ if found is not None:
         st.stop()
     run_a, run_b = request.runs
     bar = st.progress(0.0, text="Patching A into B…")
-    whole = {"score": "word"} if score == "word" else {}
     try:
-        result = ui.cached(
-            patch_captures, run_b.model, run_a, run_b, answer=answer, wrong=wrong, model_a=run_a.model,
-            **whole,
-            _progress=lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
+        result = patching_view.patched(
+            run_a, run_b, answer, wrong, score,
+            lambda done: bar.progress(done, text=f"Patching A into B: {done:.0%} done"),
         )
     finally:
         bar.empty()
@@ -198,10 +156,10 @@ if found is not None:
     )
     if result.note:
         st.info(views.plain(result.note))
-    st.markdown(views.plain(reading(result)))
+    st.markdown(views.plain(patching_view.reading_of(result)))
     table = charts.patching_frame(result)
     st.altair_chart(charts.effect_heatmap(table, labelled=len(table) <= MAX_LABELLED_CELLS), width="stretch")
-    grid = effect_table(result)
+    grid = patching_view.effect_table(result)
     st.dataframe(grid, hide_index=True, width="stretch")
 
     tables = {"cells": table.drop(columns=["column", "differs"])}
@@ -216,8 +174,7 @@ if found is not None:
         st.stop()
     views.lens_notes(uses)
     layer, position = cell_picker(result)
-    patched = ui.cached(patched_lens_captures, run_b.model, run_a, run_b, layer, position, top_k=request.k,
-                        **lens_choice.lens_kwargs(uses[1].kind))
+    patched = patching_view.patched_lens(run_a, run_b, layer, position, request.k, uses[1].kind)
     read_with = (f"Read with: {uses[1].provenance}." if uses[0] == uses[1] else
                  f"Read with: B's model (B, B patched): {uses[1].provenance}; "
                  f"A's model (A): {uses[0].provenance}.")
@@ -226,7 +183,7 @@ if found is not None:
         f"position {position} ('{result.tokens_b[position]}') into B. Layers below {layer} are B's own. "
         + read_with
     ))
-    side_by_side = lens_side_by_side(comparison, patched)
+    side_by_side = patching_view.lens_side_by_side(comparison, patched)
     st.dataframe(side_by_side, hide_index=True, width="stretch",
                  height=min(40 + 35 * (len(side_by_side) + 1), 900))
     tables["lens-after-patch"] = lens_choice.tagged(side_by_side, uses, ("A", "B"))

@@ -5,17 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.common.decode import MAX_NEW_TOKENS, GenerationSettings
-from lib.analyses.common.vector import describe_vector_file, kind_label
-from lib.analyses.steering import (
-    APPLY_TO,
-    DEFAULT_ALPHAS,
-    VECTOR_MODES,
-    SteerResult,
-    SweepResult,
-    steering_sweep,
-    steering_vector,
-)
 from lib.app import charts, feature_steering, session, steering_app, ui, views
 from lib.app.cache import RunKey
 
@@ -55,43 +44,11 @@ def heading(steered: steering_app.Steered) -> None:
         st.subheader(views.plain(f"{steered.title} · {steered.run_a.model.spec}"))
 
 
-def outcomes_table(result: SteerResult) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"run": o.name, "α": o.alpha, "continuation": o.continuation.text,
-         "logit diff": o.logit_diff, f"p({result.metric.answer.token if result.metric.answer else '—'})":
-         o.prob_answer, f"p({result.metric.wrong.token if result.metric.wrong else '—'})": o.prob_wrong,
-         "KL vs unsteered (bits)": o.kl, "side-effect KL (bits)": o.side_kl}
-        for o in result.outcomes
-    )
-
-
-def reach_word(sweep: SweepResult, layer: int, j: int) -> str:
-    """'yes' when the cell moves B about all the way to A, 'overshoot' when far past it, else ''."""
-    return "overshoot" if sweep.overshoot(layer, j) else ("yes" if sweep.reaches(layer, j) else "")
-
-
-def sweep_table(sweep: SweepResult) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"layer": layer, "α": alpha, "logit diff": sweep.logit_diff[layer][j],
-         "effect": sweep.effect(layer, j), "push": sweep.push(layer, j),
-         "reaches A": reach_word(sweep, layer, j),
-         "KL (bits)": sweep.kl[layer][j], "random KL (bits)": sweep.random_kl[layer]}
-        for layer in range(len(sweep.kl))
-        for j, alpha in enumerate(sweep.alphas)
-    )
-
-
-def draw_steering(steered: steering_app.Steered, result: SteerResult, layer: int, mode: str,
+def draw_steering(steered: steering_app.Steered, result, layer: int, mode: str,
                   target: RunKey | None, vector_file: bytes | None) -> pd.DataFrame:
     """One model's steering result: the four continuations, their effects, the vector to download."""
     run_a, run_b = steered.run_a, steered.run_b
-    push = "" if result.push is None else f", push {result.push:.2f}× the residual's norm"
-    st.caption(views.plain(
-        f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({kind_label(result.mode)}), "
-        f"α = {result.alpha:g}{push}, "
-        f"added to {'B' if target is None else 'the third prompt'} at "
-        f"{'every position' if result.apply == 'all' else 'the prompt only'}."
-    ))
+    st.caption(views.plain(steering_app.result_caption(result, target)))
     if result.note:
         st.info(views.plain(result.note))
     columns = st.columns(4)
@@ -99,12 +56,12 @@ def draw_steering(steered: steering_app.Steered, result: SteerResult, layer: int
         with col:
             st.markdown(f"**{outcome.name}** (α = {outcome.alpha:g})")
             st.text(outcome.continuation.text or "(nothing)")
-    table = outcomes_table(result)
+    table = steering_app.outcomes_table(result)
     st.dataframe(table, hide_index=True, width="stretch")
     if result.metric_a is not None:
         st.caption(f"logit difference of A: {result.metric_a:.3f}, of B: {result.metric_b:.3f}")
     if vector_file is None:
-        vector = ui.cached(steering_vector, run_a.model, run_a, run_b, layer, mode)
+        vector = steering_app.vector_of(run_a, run_b, layer, mode)
         suffix = f"-{steered.title.replace(' ', '')}" if steered.title else ""
         st.download_button(f"⬇ Steering vector{' of ' + steered.title.lower() if steered.title else ''} "
                            "(safetensors)", vector.to_bytes(),
@@ -118,9 +75,8 @@ def show_sweep(steered: steering_app.Steered, target: RunKey | None, alphas: str
     """One model's sweep: the best layer in a sentence, the chart and the table."""
     bar = st.progress(0.0, text="Sweeping layers × coefficients…")
     try:
-        sweep = ui.cached(steering_sweep, steered.run_a.model, steered.run_a, steered.run_b, target,
-                          alphas=steering_app.parse_alphas(alphas), mode=mode, answer=answer, wrong=wrong,
-                          _progress=lambda done: bar.progress(done, text=f"Sweep: {done:.0%} done"))
+        sweep = steering_app.sweep_of(steered, target, alphas, mode, answer, wrong,
+                                      lambda done: bar.progress(done, text=f"Sweep: {done:.0%} done"))
     finally:
         bar.empty()
     st.markdown(views.plain(sweep.reading()))
@@ -128,7 +84,7 @@ def show_sweep(steered: steering_app.Steered, target: RunKey | None, alphas: str
     suffix = f"-{steered.title.replace(' ', '')}" if steered.title else ""
     st.button(f"Steer there: layer {best_layer}, α = {best_alpha:g}", key=f"steering-best{suffix}",
               on_click=steering_app.steer_there, args=(best_layer, best_alpha))
-    table = sweep_table(sweep)
+    table = steering_app.sweep_table(sweep)
     st.altair_chart(charts.sweep_chart(table), width="stretch")
     st.dataframe(table, hide_index=True, width="stretch")
 
@@ -141,24 +97,14 @@ if found is not None:
     steering_app.adopt_feature_link(models[0].run_a.model, ui.cached)
     steering_app.restore()
     feature_file = feature_steering.receive()  # the Features page's "steer with this feature"
-    top = st.columns(4)
-    layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
-    alpha = top[1].number_input("α", value=4.0, step=0.5, key="steering-alpha")
-    mode = top[2].selectbox("Vector", VECTOR_MODES, format_func=kind_label, key="steering-mode",
-                            help="What v is made of, from A and B; a vector file brings its own.")
-    apply = top[3].selectbox("Apply to", APPLY_TO, key="steering-apply",
-                             help="all: every position, generated tokens included; prompt: the prompt's only")
-    left, mid, right = st.columns(3)
-    answer = left.text_input("Answer token", key="steering-answer", placeholder="A's top-1") or None
-    wrong = mid.text_input("Wrong token", key="steering-wrong", placeholder="B's top-1") or None
-    n = right.number_input("New tokens", 1, MAX_NEW_TOKENS, 24, key="steering-n")
+    layer, alpha, mode, apply = steering_app.choices(depth)
+    answer, wrong, settings = steering_app.words_and_length()
     upload = st.file_uploader("Steer with a saved vector instead (safetensors)", type=["safetensors"],
                               key="steering-file")
     vector_file = upload.getvalue() if upload is not None else feature_file
     if upload is not None:
-        st.caption(views.plain(describe_vector_file(vector_file) + " It replaces A − B (the Vector choice)."))
+        st.caption(views.plain(steering_app.vector_file_caption(vector_file)))
     third = steering_app.target_text()
-    settings = GenerationSettings(int(n))
     wanted = (request, steering_app.plain_models(models), layer, alpha, mode, apply, answer, wrong, third,
               settings,
               vector_file)
@@ -185,9 +131,8 @@ if found is not None:
         st.info("Press **Steer** to generate the unsteered and steered continuations.")
 
     st.subheader("Sweep over layers")
-    st.session_state.setdefault("steering-alphas", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS))
-    typed = st.text_input("Coefficients", key="steering-alphas")
-    steering_app.keep({"steering-layer": depth // 2, "steering-alpha": 4.0, "steering-mode": VECTOR_MODES[0]})
+    typed = steering_app.alphas_input()
+    steering_app.keep(steering_app.defaults(depth))
     sweep_wanted = (request, steering_app.plain_models(models), typed, mode, answer, wrong, third)
     if session.asked("Run sweep", "steering-sweep-run", sweep_wanted):
         for steered in models:

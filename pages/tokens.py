@@ -5,12 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.analyses.bos import BosEffect, bos_effect
-from lib.analyses.common.comparison import Comparison
-from lib.analyses.common.lens import TokenProb
-from lib.analyses.watch import contrast_pair
-from lib.app import session, ui, views, words
-from lib.app.cache import RunKey
+from lib.app import session, tokens_view, ui, views, words
 from lib.app.request import Request
 
 views.page(
@@ -87,28 +82,7 @@ def chosen_pair(tokenizer, defaults: tuple[str, str]) -> tuple[tuple[int, ...], 
     return found
 
 
-def top_table(effect: BosEffect) -> pd.DataFrame:
-    def column(top: tuple[TokenProb, ...]) -> list[str]:
-        return [f"{t.token}  {t.prob:.3f}" for t in top]
-
-    return pd.DataFrame(
-        {"BOS on": column(effect.on.top), "BOS off": column(effect.off.top)},
-        index=[f"#{i + 1}" for i in range(len(effect.on.top))],
-    )
-
-
-def difference_table(effects: dict[str, BosEffect], difference: str) -> pd.DataFrame:
-    """Per prompt, the `difference` ('logit_difference' or 'word_difference') with BOS on and off."""
-    rows = []
-    for label, e in effects.items():
-        on, off = getattr(e.on, difference), getattr(e.off, difference)
-        rows.append({"prompt": label, "BOS on": on, "BOS off": off, "on − off": on - off})
-    return pd.DataFrame(rows)
-
-
-def bos_section(
-    request: Request, model, comparison: Comparison, tables: dict
-) -> dict[str, BosEffect]:
+def bos_section(request: Request, model, comparison, tables: dict) -> dict:
     """Both prompts with BOS on and off, once asked for (four forward passes): the top-k and the
     logit difference of two typed tokens. Adds its tables to `tables`; returns the effects drawn."""
     if model.tokenizer.bos_token_id is None:
@@ -123,18 +97,14 @@ def bos_section(
                          help="Four more forward passes, once for this comparison."):
         return {}
     st.caption("Type tokens or words with ␣ (or a space) for a leading space.")
-    defaults = (*contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final), "", "")
+    defaults = (*words.contrast_words(model.tokenizer, comparison), "", "")
     pair = chosen_pair(model.tokenizer, defaults[:2])
-    prompts = {"A": request.a, "B": request.b}
-    effects = {}
     with st.spinner("Running the prompts with and without BOS…"):
-        for label, text in prompts.items():
-            on, off = (RunKey(request.model_key, text, bos, request.chat_settings) for bos in ("on", "off"))
-            effects[label] = ui.cached(bos_effect, request.model_key, on, off, top_k=request.k, pair=pair)
+        effects = tokens_view.bos_effects(request, pair)
     for col, (label, effect) in zip(st.columns(2), effects.items(), strict=True):
         with col:
             st.markdown(f"**Prompt {label}: next-token top-{request.k}, BOS on vs off**")
-            tables[f"bos-top-{label}"] = top_table(effect)
+            tables[f"bos-top-{label}"] = tokens_view.top_table(effect)
             views.table(tables[f"bos-top-{label}"], width="stretch")
     if pair is not None:
         effect = effects["A"]
@@ -142,7 +112,7 @@ def bos_section(
                   for first, word in zip(effect.first_pieces, effect.pair, strict=True)]
         st.markdown("**Logit difference** `logit[token 1] − logit[token 2]` (the model's own logits)")
         st.text(f"token 1 = {labels[0]}, token 2 = {labels[1]}")
-        tables["logit-difference"] = difference_table(effects, "logit_difference")
+        tables["logit-difference"] = tokens_view.difference_table(effects, "logit_difference")
         views.table(tables["logit-difference"], hide_index=True, width="stretch")
         if effect.several_pieces:
             st.markdown("**Whole words** `log p(word 1) − log p(word 2)` (natural log)")
@@ -151,7 +121,7 @@ def bos_section(
                 "pieces' log-probabilities, each read at the final layer with the prompt and the pieces "
                 "before it as input (teacher forcing)."
             ))
-            tables["word-difference"] = difference_table(effects, "word_difference")
+            tables["word-difference"] = tokens_view.difference_table(effects, "word_difference")
             views.table(tables["word-difference"], hide_index=True, width="stretch")
     return effects
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from lib.analyses.watch import Watch, contrast_pair, logit_difference, watch_tokens, word_scores
-from lib.app import charts, lens_choice, session, ui, views, words
+from lib.app import charts, lens_choice, session, ui, views, watch_view, words
 
 views.page(
     "Watch tokens",
@@ -42,16 +40,10 @@ def watched(tokenizer, typed: str) -> list:
     return found
 
 
-def difference_table(watch: Watch, first: int, second: int) -> pd.DataFrame:
-    a = logit_difference(watch.a[first], watch.a[second])
-    b = logit_difference(watch.b[first], watch.b[second])
-    return pd.DataFrame({"layer": range(len(a)), "A": a, "B": b})
-
-
 found = ui.require_comparison()
 if found is not None:
     request, model, comparison = found
-    default = "\n".join(contrast_pair(model.tokenizer, comparison.a.final, comparison.b.final))
+    default = "\n".join(words.contrast_words(model.tokenizer, comparison))
     key = f"watch-tokens-{default}"
     session.linked(key, "watch")
     st.session_state.setdefault(key, default)
@@ -67,8 +59,7 @@ if found is not None:
         st.stop()
     lens = lens_choice.lens_of(request)
     use = lens_choice.lens_use(model, lens)
-    watch = ui.cached(watch_tokens, request.model_key, *request.runs, tuple(t.first_id for t in tokens),
-                      **lens_choice.lens_kwargs(lens))
+    watch = watch_view.watched_tokens(request, tokens, lens)
     st.caption(use.caption)
     table = charts.watch_frame(watch, labels=[t.label() for t in tokens])
     tooltip = ["prompt", "token", "layer", charts.number("probability", ".4f"), "rank",
@@ -89,7 +80,7 @@ if found is not None:
         left, right = st.columns(2)
         first = left.selectbox("Token 1", range(len(names)), index=0, format_func=names.__getitem__)
         second = right.selectbox("Token 2", range(len(names)), index=1, format_func=names.__getitem__)
-        tables["logit-difference"] = difference_table(watch, first, second)
+        tables["logit-difference"] = watch_view.difference_table(watch, first, second)
         long = tables["logit-difference"].melt("layer", ["A", "B"], "prompt", "logit difference")
         tooltip = ["layer", "prompt", charts.number("logit difference", ".3f")]
         chart = charts.layer_lines(long, "logit difference", y_title="logit difference", colour="prompt",
@@ -99,8 +90,7 @@ if found is not None:
         views.table(tables["logit-difference"], hide_index=True, width="stretch")
 
     st.subheader("Whole words, per layer")
-    scores = ui.cached(word_scores, request.model_key, *request.runs, tuple(t.ids for t in tokens),
-                       **lens_choice.lens_kwargs(lens))
+    scores = watch_view.whole_words(request, tokens, lens)
     words = tables["whole-words"] = charts.word_frame(scores)
     tooltip = ["prompt", "word", "layer", charts.number("probability", ".4g"),
                charts.number("log-probability", ".3f")]

@@ -6,9 +6,11 @@ it names (relative ones through `ImportFrom.level`), so `from ..app import ui` i
 
 - core imports neither analyses nor app; analyses import only core and `lib.analyses.common`
   (what several analyses share), never another analysis or the app; common imports only core;
-- pages import `lib.app`, and the analyses whose functions they hand to the app's results cache
-  and whose results they draw; never core (errors go to the error boundary, tokens and models
-  through lib.app);
+- pages (and the entry page) import only `lib.app`: never an analysis, `analyses.common` or core
+  (the page's app module calls the analyses, errors go to the error boundary, tokens and models
+  through lib.app), nor take an analysis's or core's function or type through an app module
+  (`from lib.app.m import name` or `m.name`, where m imported `name` from below; a constant, an
+  UPPER_CASE name such as the choices a widget offers, may come through);
 - no module imports another module's `_private` name;
 - the module graph of lib has no circle;
 - charts are built in `lib/app/charts.py` only: no other module or page calls Altair (`alt.Chart`,
@@ -25,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib"
 LAYER_RANK = {"core": 0, "common": 1, "analyses": 2, "app": 3}
-PAGES_MAY_IMPORT = ("app", "analyses", "common")
+PAGES_MAY_IMPORT = ("app",)
 
 
 def module_name(path: Path) -> str:
@@ -59,12 +61,18 @@ def imports(module: str, source: str, known: set[str]) -> list[tuple[str, str | 
 
     `from . import x` names the module `package.x` where that is a module, else the name x of the
     package; `from .m import y` names module `package.m` and its name y."""
+    return [(target, name) for target, name, _ in bindings(module, ast.parse(source), known)]
+
+
+def bindings(module: str, tree: ast.AST, known: set[str]) -> list[tuple[str, str | None, str]]:
+    """`imports` with the name each import binds in `module` (its `as` name, else its own; for
+    `import a.b`, 'a')."""
     is_package = module in known and any(k.startswith(module + ".") for k in known)
     package = module if is_package else module.rpartition(".")[0]
-    found: list[tuple[str, str | None]] = []
-    for node in ast.walk(ast.parse(source)):
+    found: list[tuple[str, str | None, str]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.extend((alias.name, None) for alias in node.names)
+            found.extend((alias.name, None, alias.asname or alias.name.split(".")[0]) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -75,10 +83,11 @@ def imports(module: str, source: str, known: set[str]) -> list[tuple[str, str | 
                 if target.split(".")[0] == "twinlens":  # the installed name of lib
                     target = "lib" + target.removeprefix("twinlens")
             for alias in node.names:
+                bound = alias.asname or alias.name
                 if f"{target}.{alias.name}" in known:
-                    found.append((f"{target}.{alias.name}", None))
+                    found.append((f"{target}.{alias.name}", None, bound))
                 else:
-                    found.append((target, alias.name))
+                    found.append((target, alias.name, bound))
     return found
 
 
@@ -101,6 +110,7 @@ def violations(files: dict[str, str]) -> list[str]:
     known = set(files)
     found: list[str] = []
     graph: dict[str, set[str]] = {}
+    below = {m: taken_from_below(m, files[m], known) for m in known if layer(m) == "app"}
     for module, source in files.items():
         src_layer = layer(module)
         for target, name in imports(module, source, known):
@@ -116,8 +126,48 @@ def violations(files: dict[str, str]) -> list[str]:
                 graph.setdefault(module, set()).add(target)
         found.extend(f"{module} builds a chart ({call}) outside {CHARTS}"
                      for call in chart_builders(module, source))
+        if src_layer == "pages":
+            found.extend(f"{module} takes {name} of {origin} through {through}"
+                         for name, origin, through in reached_through(module, source, below, known))
     found.extend(f"import circle: {' → '.join(c)}" for c in circles(graph))
     return found
+
+
+def taken_from_below(module: str, source: str, known: set[str]) -> dict[str, str]:
+    """The functions and types app module `module` binds by importing them from an analysis or
+    core (at its top level, not inside a function; constants left out): {name bound: the module
+    it comes from}."""
+    tree = ast.parse(source)
+    local = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for n in ast.walk(f)}
+    top = ast.Module(body=[n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                           and id(n) not in local], type_ignores=[])
+    return {bound: target for target, _, bound in bindings(module, top, known)
+            if layer(target) in ("core", "common", "analyses") and not bound.isupper()}
+
+
+def reached_through(module: str, source: str, below: dict[str, dict[str, str]],
+                    known: set[str]) -> list[tuple[str, str, str]]:
+    """(name, its analysis or core module, the app module it came through) for each name a page
+    takes from below through an app module (`below`: each app module's `taken_from_below`):
+    `from lib.app.m import name`, or `m.name` after `from lib.app import m` — the page would
+    import the analysis under another name."""
+    tree = ast.parse(source)
+    modules: dict[str, str] = {}  # a name bound in the page → the app module it is
+    found = []
+    for target, name, bound in bindings(module, tree, known):
+        if target.startswith("twinlens"):
+            target = "lib" + target.removeprefix("twinlens")
+        if name is None and target in below:
+            modules[bound] = target
+        elif name is not None and name in below.get(target, {}):
+            found.append((name, below[target][name], target))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr in below[modules[node.value.id]]):
+            through = modules[node.value.id]
+            found.append((node.attr, below[through][node.attr], through))
+    return sorted(set(found))
 
 
 CHARTS = "lib.app.charts"

@@ -1,7 +1,9 @@
 """What the model answers, in the app: a continuation written under a progress bar that shows the
 tokens so far, with a Cancel button; and each prompt's *answer* on the Compare page — the first
 line of its greedy continuation, with the answer start and system message the user typed shown as
-part of it (so nobody takes the typed start for the model's own choice).
+part of it (so nobody takes the typed start for the model's own choice). The Continuations page's
+settings and its characters table live here too, and the character a partial token completes to
+(`completes_to`, `first_completes_to`), so the pages call no analysis themselves.
 
 Cancel: Streamlit stops a running script at its next Streamlit call once a button is clicked; the
 progress bar is redrawn after every new token, so the continuation stops within one token (the
@@ -14,14 +16,23 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ..analyses.generation import DEFAULT_SETTINGS, Continuation, GenerationSettings, continue_capture
+from ..analyses.common.decode import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS
+from ..analyses.generation import (
+    DEFAULT_SETTINGS,
+    Continuation,
+    GenerationSettings,
+    complete_character,
+    continue_capture,
+)
 from ..core.chat import Chat
 from ..core.errors import Cancelled, TwinlensError
+from . import session
 from .cache import RunKey
-from .readable import emoji_names, plain
+from .readable import emoji_name, emoji_names, plain
 from .views import Side
 
 CANCELLED_KEY = "_twinlens_cancelled_generations"  # the continuations this session cancelled
@@ -154,3 +165,50 @@ def show_answers(sides: Sequence[Side], chat: Chat | None, places: Sequence[Delt
             if answer.system:
                 st.caption(f"System message: {plain(answer.system)}")
             st.markdown(answer_markdown(side.name, answer), help=ANSWER_HELP)
+
+
+def settings_inputs() -> GenerationSettings:
+    """The Continuations page's generation settings: new tokens, greedy or sampled (temperature,
+    seed); what was left on the page comes back after a visit to another page."""
+    left, mid, right = st.columns(3)
+    for key in ("continuations-n", "continuations-mode", "continuations-t", "continuations-seed"):
+        session.kept(key)
+    n = left.number_input("New tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS, key="continuations-n")
+    sampled = mid.radio("Decoding", ["greedy", "sampled"], horizontal=True, key="continuations-mode")
+    session.keep("continuations-n", n)
+    session.keep("continuations-mode", sampled)
+    if sampled == "greedy":
+        return GenerationSettings(int(n))
+    temperature = right.number_input("Temperature", 0.05, 5.0, 0.8, key="continuations-t")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="continuations-seed")
+    session.keep("continuations-t", temperature)
+    session.keep("continuations-seed", seed)
+    return GenerationSettings(int(n), float(temperature), int(seed))
+
+
+def characters_table(continuation: Continuation) -> pd.DataFrame:
+    """One row per character: the tokens it spans, the character, its pieces (joined ones only differ)."""
+    return pd.DataFrame(
+        {"tokens": f"{g.start}" if not g.joined else f"{g.start}–{g.end - 1}", "character": g.text,
+         "name": emoji_name(g.text) or "", "pieces": " ".join(g.pieces) if g.joined else ""}
+        for g in continuation.characters
+    )
+
+
+def completes_to(side: Side, token: int) -> str | None:
+    """The character `token` completes to after the side's prompt, greedily (`complete_character`,
+    cached); None when it is whole, or when the backend cannot generate yet (the pieces alone are
+    shown)."""
+    from . import ui
+
+    prompt = ui.get_capture(side.run).token_ids
+    return ui.cached_or(None, complete_character, side.run.model, prompt, token)
+
+
+def first_completes_to(run: RunKey, written: Continuation) -> str | None:
+    """The character the first new token of a continuation completes to, greedily (cached); None
+    when it is whole or nothing was written."""
+    from . import ui
+
+    first = written.token_ids[:1]
+    return ui.cached(complete_character, run.model, written.prompt_token_ids, first[0]) if first else None

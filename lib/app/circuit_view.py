@@ -1,6 +1,7 @@
-"""The Circuit view's frames and charts (Altair + pandas, no Streamlit): the graph of the circuit,
-its faithfulness curve, the edge list for export, and a sentence that reads it. The page reaches
-the analysis through here (`find_circuit`).
+"""The Circuit view: the circuit and a node's numbers through the results cache (`found_circuit`,
+`node_effect`, `node_pattern`: the page calls no analysis itself), and its frames and charts
+(Altair + pandas): the graph of the circuit, its faithfulness curve, the edge list for export, and
+a sentence that reads it.
 
 The graph puts components left to right in the order the residual stream meets them: the
 embedding, then per layer ℓ the attention (heads stacked top to bottom) and the MLP, and the
@@ -16,18 +17,14 @@ import altair as alt
 import pandas as pd
 
 from ..analyses.circuit import Circuit, Node, find_circuit
-from ..analyses.components import (
-    AttentionPatterns,
-    ComponentAttribution,
-    attention_patterns,
-    attribute_captures,
-)
-from . import charts
+from ..analyses.components import AttentionPatterns, ComponentAttribution
+from . import charts, components_view, ui
+from .cache import RunKey
 
 __all__ = [
-    "IMAGE_KINDS", "Circuit", "attention_patterns", "attribute_captures", "circuit_nodes", "clicked_node",
-    "curve_chart", "direct_effect", "edge_frame", "find_circuit", "graph_chart", "graph_frames",
-    "graph_image", "head_pattern_frame", "node_edges", "reading",
+    "IMAGE_KINDS", "circuit_nodes", "clicked_node", "curve_chart", "direct_effect", "edge_frame",
+    "found_circuit", "graph_chart", "graph_frames", "graph_image", "head_pattern_frame", "node_edges",
+    "node_effect", "node_pattern", "reading",
 ]
 
 SIGN_COLOURS = {"toward A": "#c0392b", "toward B": "#2e6db4"}
@@ -182,3 +179,24 @@ def head_pattern_frame(patterns: AttentionPatterns, layer: int, head: int) -> pd
     a, b = patterns.view("a", layer, head)[-1], patterns.view("b", layer, head)[-1]
     return pd.DataFrame({"key": range(len(a)), "A token": patterns.tokens_a, "A weight": a,
                          "B token": patterns.tokens_b, "B weight": b})
+
+
+def found_circuit(run_a: RunKey, run_b: RunKey, answer: str | None, wrong: str | None, edges: int,
+                  ig_steps: int, coarse: bool) -> Circuit:
+    """The circuit of the pair (`find_circuit`, once per value in the results cache): one node per
+    layer's attention when `coarse`, else one per head."""
+    return ui.cached(find_circuit, run_a.model, run_a, run_b, answer=answer, wrong=wrong, edges=edges,
+                     ig_steps=ig_steps, granularity="layers" if coarse else "heads")
+
+
+def node_effect(run_a: RunKey, run_b: RunKey, answer: str | None, wrong: str | None,
+                node: Node) -> str | None:
+    """`direct_effect` of `node` from the Components page's attribution of the same pair (cached:
+    the one it computed, when it did)."""
+    return direct_effect(components_view.attribution_of(run_a, run_b, answer, wrong), node)
+
+
+def node_pattern(run_a: RunKey, run_b: RunKey, node: Node) -> pd.DataFrame:
+    """Where head `node` looks from the last position (`head_pattern_frame` of the pair's cached
+    attention patterns, the Components page's)."""
+    return head_pattern_frame(components_view.patterns_of(run_a, run_b), node.layer, node.head)

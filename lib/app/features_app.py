@@ -1,6 +1,10 @@
-"""The Features page's ranking by attribution (`attribute_features`, as the Findings page's
-`attribution_of_captures`) and its default layer: the shipped SAE layer nearest to where the
-difference reaches the last position (the Patching page's reading, from the same cached grid).
+"""The Features page's results and tables: the SAE features of both prompts, a feature's trace
+and its steering vector through the results cache (`features_of`, `trace_of`,
+`steering_vector_of`), the SAE's card and a feature's (`sae_card`, `card_of`, `feature_labels`),
+the lists as tables (`feature_table`, `heat_table`); the ranking by attribution
+(`attribute_features`, as the Findings page's `attribution_of_captures`) and the default layer: the
+shipped SAE layer nearest to where the difference reaches the last position (the Patching page's
+reading, from the same cached grid).
 
 The gradient is taken once for every shipped layer (and a given SAE's) and kept in the results
 cache, so choosing another layer or list length runs no pass; the ranking itself is a few
@@ -13,12 +17,25 @@ import streamlit as st
 
 from lib.app import views
 
-from ..analyses.common.sae import feature_book, sae_for_layer, shipped_saes
-from ..analyses.features import FeatureAttribution, attribute_features, metric_gradients, nearest_sae_layer
+from ..analyses.common.sae import FeatureCard, feature_book, read_card, sae_for_layer, shipped_saes
+from ..analyses.common.vector import SteeringVector
+from ..analyses.features import (
+    FeatureAttribution,
+    FeatureComparison,
+    FeatureRow,
+    FeatureTrace,
+    attribute_features,
+    feature_steering_vector,
+    features_of_captures,
+    metric_gradients,
+    nearest_sae_layer,
+    trace_of_captures,
+)
 from ..analyses.patching import arrival_layer, patch_captures
 from ..core.errors import TwinlensError
 from ..core.models import LoadedModel
 from . import ui
+from .cache import RunKey
 from .request import Request
 
 MAX_TOP = 30  # the page's "features per list" slider's end: the ranking is cut, not recomputed
@@ -97,3 +114,69 @@ def attributed_features(table: pd.DataFrame | None) -> list[int]:
     if table is None:
         return []
     return [int(f) for f in table["feature"] if f != "SAE error"]
+
+
+def shipped_layers(model: LoadedModel) -> list[int]:
+    """The residual layers twinlens ships an SAE for, for `model` (none for most models)."""
+    return list(shipped_saes(model))
+
+
+def features_of(run_a: RunKey, run_b: RunKey, layer: int | None, path: str | None, top: int,
+                any_model: bool) -> FeatureComparison:
+    """Both prompts encoded with the SAE at `layer` (shipped) or at `path` (`features_of_captures`,
+    once per value in the results cache); two models: each side its own model's run."""
+    return ui.cached(features_of_captures, run_a.model, run_b.model, run_a, run_b, layer=layer, sae_path=path,
+                     top=top, any_model=any_model)
+
+
+def trace_of(run_a: RunKey, run_b: RunKey, feature: int, layer: int | None, path: str | None,
+             any_model: bool) -> FeatureTrace:
+    """One feature's activation at every position and its encoder direction read at every layer."""
+    return ui.cached(trace_of_captures, run_a.model, run_a, run_b, feature, layer=layer, sae_path=path,
+                     any_model=any_model)
+
+
+def steering_vector_of(run_a: RunKey, feature: int, layer: int | None, path: str | None,
+                       any_model: bool) -> SteeringVector:
+    """The feature's decoder direction as a steering vector at the SAE's layer
+    (`feature_steering_vector`)."""
+    return ui.cached(feature_steering_vector, run_a.model, feature, layer=layer, sae_path=path,
+                     any_model=any_model)
+
+
+def sae_card(result: FeatureComparison) -> dict | None:
+    """The SAE's own card (its held-out FVU, ...), None when it has none (`read_card`)."""
+    return read_card(result.sae_path)
+
+
+def card_of(result: FeatureComparison, feature: int) -> FeatureCard | None:
+    """The feature's precomputed card (label, density, promoted tokens, contexts), None without one."""
+    book = feature_book(result.sae_path)
+    return book.card(feature) if book is not None else None
+
+
+def feature_labels(result: FeatureComparison, features: list[int]) -> dict[int, str]:
+    """Each feature's label: the result's own, else its card's ('' when neither has one)."""
+    book = feature_book(result.sae_path)
+    return {f: result.label(f) or (book.label(f) if book is not None and f < book.n_features else "")
+            for f in features}
+
+
+def feature_table(rows: tuple[FeatureRow, ...], names: tuple[str, str]) -> pd.DataFrame:
+    a, b = names
+    return pd.DataFrame(
+        [{"feature": r.feature, f"activation {a}": r.activation_a, f"activation {b}": r.activation_b,
+          "Δ": r.delta, "density": r.density, "label": r.label} for r in rows],
+        columns=["feature", f"activation {a}", f"activation {b}", "Δ", "density", "label"],
+    )
+
+
+def heat_table(result: FeatureComparison, side: str) -> pd.DataFrame:
+    tokens = result.tokens_a if side == "a" else result.tokens_b
+    rows = result.heat_a if side == "a" else result.heat_b
+    return pd.DataFrame(
+        {"feature": f"{f} {result.label(f)}"[:60], "label": f"{f} {result.label(f)}", "position": p,
+         "column": f"{p} · {tokens[p]}", "token": tokens[p], "activation": values[p]}
+        for f, values in zip(result.heat_features, rows, strict=True)
+        for p in range(len(tokens))
+    )

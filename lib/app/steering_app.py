@@ -1,6 +1,7 @@
 """The Steering page's inputs and memory: the models steered and the target prompt (refused
 plainly when empty), the sweep's coefficients, the steered continuation written under a progress
-bar with Cancel; what the user set and ran stays in the session until the inputs
+bar with Cancel; the vector, the sweep and their tables through the results cache (`vector_of`,
+`sweep_of`, `outcomes_table`, `sweep_table`); what the user set and ran stays in the session until the inputs
 change (leaving the page and coming back, or running the sweep, keeps the steer result), the
 link carries layer, α, vector, vector source and target, and the sweep's best cell is one click
 away ("Steer there").
@@ -9,11 +10,24 @@ away ("Steer there").
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 
+from ..analyses.common.decode import MAX_NEW_TOKENS, GenerationSettings
+from ..analyses.common.vector import SteeringVector, describe_vector_file, kind_label
 from ..analyses.features import feature_steering_vector
+from ..analyses.steering import (
+    APPLY_TO,
+    DEFAULT_ALPHAS,
+    VECTOR_MODES,
+    SteerResult,
+    SweepResult,
+    steering_sweep,
+    steering_vector,
+)
 from ..core.errors import PromptError, SettingsError, TwinlensError
 from . import feature_steering
 from .cache import ModelKey, RunKey
@@ -183,3 +197,98 @@ def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, title: str = ""
     finally:
         bar.empty()
         button.empty()
+
+
+def result_caption(result: SteerResult, target: RunKey | None) -> str:
+    """Where and how hard the result steered: the site, ‖v‖ and what v is made of, α, the push, the
+    target (B or the third prompt) and the positions."""
+    push = "" if result.push is None else f", push {result.push:.2f}× the residual's norm"
+    return (f"{result.site}: ‖v‖ = {result.vector_norm:.3f} ({kind_label(result.mode)}), "
+            f"α = {result.alpha:g}{push}, "
+            f"added to {'B' if target is None else 'the third prompt'} at "
+            f"{'every position' if result.apply == 'all' else 'the prompt only'}.")
+
+
+def vector_file_caption(data: bytes) -> str:
+    """What an uploaded steering-vector file holds, and that it replaces A − B."""
+    return describe_vector_file(data) + " It replaces A − B (the Vector choice)."
+
+
+DEFAULT_ALPHA = 4.0
+
+
+def choices(depth: int) -> tuple[int, float, str, str]:
+    """The row of steering choices: the layer (0…`depth`, the middle by default), α, what the
+    vector is made of and where it is added."""
+    top = st.columns(4)
+    layer = top[0].selectbox("Layer", range(depth + 1), index=depth // 2, key="steering-layer")
+    alpha = top[1].number_input("α", value=DEFAULT_ALPHA, step=0.5, key="steering-alpha")
+    mode = top[2].selectbox("Vector", VECTOR_MODES, format_func=kind_label, key="steering-mode",
+                            help="What v is made of, from A and B; a vector file brings its own.")
+    apply = top[3].selectbox("Apply to", APPLY_TO, key="steering-apply",
+                             help="all: every position, generated tokens included; prompt: the prompt's only")
+    return layer, alpha, mode, apply
+
+
+def words_and_length() -> tuple[str | None, str | None, GenerationSettings]:
+    """The answer and wrong words typed (None: A's and B's top-1) and the greedy settings of every
+    steered continuation (its number of new tokens)."""
+    left, mid, right = st.columns(3)
+    answer = left.text_input("Answer token", key="steering-answer", placeholder="A's top-1") or None
+    wrong = mid.text_input("Wrong token", key="steering-wrong", placeholder="B's top-1") or None
+    n = right.number_input("New tokens", 1, MAX_NEW_TOKENS, 24, key="steering-n")
+    return answer, wrong, GenerationSettings(int(n))
+
+
+def alphas_input() -> str:
+    """The sweep's coefficients as typed (by default the analysis's `DEFAULT_ALPHAS`)."""
+    st.session_state.setdefault("steering-alphas", ", ".join(f"{a:g}" for a in DEFAULT_ALPHAS))
+    return st.text_input("Coefficients", key="steering-alphas")
+
+
+def defaults(depth: int) -> dict[str, object]:
+    """The linked choices' defaults, left out of the link (`keep`)."""
+    return {"steering-layer": depth // 2, "steering-alpha": DEFAULT_ALPHA, "steering-mode": VECTOR_MODES[0]}
+
+
+def vector_of(run_a: RunKey, run_b: RunKey, layer: int, mode: str) -> SteeringVector:
+    """v = h_A − h_B at residual `layer`, made as `mode` says (`steering_vector`, cached)."""
+    from . import ui
+
+    return ui.cached(steering_vector, run_a.model, run_a, run_b, layer, mode)
+
+
+def sweep_of(steered: Steered, target: RunKey | None, alphas: str, mode: str, answer: str | None,
+             wrong: str | None, progress: Callable[[float], None] | None = None) -> SweepResult:
+    """Every layer × the typed coefficients at the target's next token (`steering_sweep`, cached);
+    coefficients that are not numbers are refused (`parse_alphas`)."""
+    from . import ui
+
+    return ui.cached(steering_sweep, steered.run_a.model, steered.run_a, steered.run_b, target,
+                     alphas=parse_alphas(alphas), mode=mode, answer=answer, wrong=wrong, _progress=progress)
+
+
+def outcomes_table(result: SteerResult) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"run": o.name, "α": o.alpha, "continuation": o.continuation.text,
+         "logit diff": o.logit_diff, f"p({result.metric.answer.token if result.metric.answer else '—'})":
+         o.prob_answer, f"p({result.metric.wrong.token if result.metric.wrong else '—'})": o.prob_wrong,
+         "KL vs unsteered (bits)": o.kl, "side-effect KL (bits)": o.side_kl}
+        for o in result.outcomes
+    )
+
+
+def reach_word(sweep: SweepResult, layer: int, j: int) -> str:
+    """'yes' when the cell moves B about all the way to A, 'overshoot' when far past it, else ''."""
+    return "overshoot" if sweep.overshoot(layer, j) else ("yes" if sweep.reaches(layer, j) else "")
+
+
+def sweep_table(sweep: SweepResult) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"layer": layer, "α": alpha, "logit diff": sweep.logit_diff[layer][j],
+         "effect": sweep.effect(layer, j), "push": sweep.push(layer, j),
+         "reaches A": reach_word(sweep, layer, j),
+         "KL (bits)": sweep.kl[layer][j], "random KL (bits)": sweep.random_kl[layer]}
+        for layer in range(len(sweep.kl))
+        for j, alpha in enumerate(sweep.alphas)
+    )

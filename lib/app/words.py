@@ -1,11 +1,14 @@
 """The words users type on a page and the token splits pages show, read through lib.core.tokens:
 a typed word (a leading space as ' ' or '␣') becomes its tokens; a line that gives no token is
-a plain message, so a page can show it beside the words that did work."""
+a plain message, so a page can show it beside the words that did work. The words offered first
+are A's and B's predicted next tokens (`contrast_words`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..analyses.common.comparison import Comparison
+from ..analyses.watch import contrast_pair
 from ..core.errors import PromptError
 from ..core.tokens import TokenizationDiff, TypedWord, tokenization_diff, typed_word
 
@@ -47,3 +50,9 @@ def token_split(tokenizer, ids_a: Sequence[int], ids_b: Sequence[int]) -> Tokeni
     """How A's and B's tokens line up (lib.core.tokens.tokenization_diff): matches, and words split
     differently."""
     return tokenization_diff(tokenizer, list(ids_a), list(ids_b))
+
+
+def contrast_words(tokenizer, comparison: Comparison) -> tuple[str, ...]:
+    """The words a page offers to type first: A's predicted next token and B's most likely other
+    one, as typed text (`contrast_pair`; fewer than two when no such token can be typed back)."""
+    return contrast_pair(tokenizer, comparison.a.final, comparison.b.final)

@@ -49,9 +49,8 @@ def test_charts_and_table_come_from_the_result(result):
 
 
 def test_one_node_shows_its_edges_its_direct_effect_and_its_pattern(result, tiny_models):
+    from lib.analyses.components import attention_patterns, attribute_captures
     from lib.app.circuit_view import (
-        attention_patterns,
-        attribute_captures,
         circuit_nodes,
         clicked_node,
         direct_effect,

@@ -29,6 +29,25 @@ def test_the_tree_keeps_every_rule():
         ({"lib.analyses.common.z": "from ..watch import f\n"}, "(common) imports lib.analyses.watch"),
         ({"pages.p": "from lib.core.errors import PromptError\n"}, "(pages) imports lib.core.errors (core)"),
         ({"pages.p": "from twinlens.core import models\n"}, "(pages) imports lib.core.models (core)"),
+        ({"pages.p": "from lib.core.y import g\n"}, "pages.p (pages) imports lib.core.y (core)"),
+        ({"pages.p": "from lib.analyses.x import f\n"}, "pages.p (pages) imports lib.analyses.x (analyses)"),
+        ({"pages.p": "import lib.analyses.x\n"}, "pages.p (pages) imports lib.analyses.x (analyses)"),
+        ({"pages.p": "from lib import analyses\n"}, "pages.p (pages) imports lib.analyses (analyses)"),
+        ({"pages.p": "from lib.analyses.common import lens\n"},
+         "pages.p (pages) imports lib.analyses.common.lens (common)"),
+        ({"pages.p": "from twinlens.analyses.diff import top_token_diff\n"},
+         "pages.p (pages) imports lib.analyses.diff (analyses)"),
+        ({"dashboard": "from lib.analyses.watch import watch_tokens\n"},
+         "dashboard (pages) imports lib.analyses.watch (analyses)"),
+        ({"lib.app.door": "from ..analyses.diff import top_token_diff\n",
+          "pages.p": "from lib.app import door, ui\nui.cached(door.top_token_diff)\n"},
+         "pages.p takes top_token_diff of lib.analyses.diff through lib.app.door"),
+        ({"lib.app.door": "from ..core.tokens import TypedWord as Word\n",
+          "pages.p": "from lib.app.door import Word\n"},
+         "pages.p takes Word of lib.core.tokens through lib.app.door"),
+        ({"lib.app.door": "from ..analyses.diff import top_token_diff\n",
+          "pages.p": "import lib.app.door as d\nd.top_token_diff\n"},
+         "pages.p takes top_token_diff of lib.analyses.diff through lib.app.door"),
         ({"lib.app.q": "from ..core.hooks import _first\n"}, "imports the private name _first of lib.core"),
         ({"pages.p": "import altair as alt\nchart = alt.Chart(frame).mark_bar()\n"},
          "pages.p builds a chart (alt.Chart) outside lib.app.charts"),
@@ -56,8 +75,21 @@ def test_allowed_imports_are_not_flagged():
         **sources(),
         "lib.analyses.ok": "from ..core.models import load_model\nfrom .common.lens import lens_column\n",
         "pages.ok": "from lib.app import ui\nimport streamlit as st\n",
+        # the page's app module calls the analysis; a constant may come through, and an import
+        # inside the app module's function binds nothing the page could take
+        "lib.app.door": ("from ..analyses.common.decode import MAX_NEW_TOKENS\n"
+                         "def f():\n    from ..analyses.diff import top_token_diff\n"),
+        "pages.thin": "from lib.app import door\nfrom lib.app.door import MAX_NEW_TOKENS\ndoor.f()\n",
     }
     assert violations(tree) == []
+
+
+def test_pages_import_only_the_app_layer():
+    """No page of the real tree imports an analysis, analyses.common or core, in any form."""
+    tree = sources()
+    pages = {m: s for m, s in tree.items() if layer(m) == "pages"}
+    assert len(pages) > 10 and "dashboard" in pages
+    assert [v for v in violations(tree) if v.startswith(tuple(pages))] == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
