@@ -18,6 +18,7 @@ import tempfile
 import threading
 import warnings
 import weakref
+from contextlib import contextmanager
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -607,13 +608,39 @@ def ensure_default_model() -> Path:
     return target
 
 
+@contextmanager
+def _gguf_read_once():
+    """While it is held, transformers' GGUF loading parses the file's metadata once, not three
+    times (tokenizer, config and weights each open a `gguf.GGUFReader`: ~50,000 vocabulary strings
+    read field by field), and builds gguf's tensor-name map once, not once per module (~400 times).
+    Both are read-only there: the folder written is the same bit for bit (checked by hand against a
+    build without it; the shipped lens and SAE cards recompute their figures from it). Taken
+    under `_LOADING`, which every model load holds."""
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple, object] = {}
+
+    def read_once(path, mode="r"):
+        key = (str(path), mode)
+        if key not in readers:
+            readers[key] = reader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = read_once, lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
+
+
 def _build_default_model(target: Path) -> None:
     """Dequantize the GGUF file into `target` (a temporary folder renamed into place)."""
     gguf = _gguf_path()
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _LOADING, warnings.catch_warnings():
+    with _LOADING, warnings.catch_warnings(), _gguf_read_once():
         warnings.simplefilter("ignore")
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(

@@ -86,3 +86,21 @@ def test_two_processes_on_a_new_machine_unpack_the_model_once(tmp_path):
     folders = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert folders == {str(tmp_path / "cache" / Path(next(iter(folders))).name)}
     assert is_default_folder(Path(next(iter(folders))))
+
+
+def test_while_unpacking_the_gguf_file_is_parsed_once_and_gguf_is_left_as_it_was():
+    """`_gguf_read_once`: one reader per file and one tensor-name map per (arch, layers) inside it;
+    gguf's own classes back outside. (That the unpacked weights are unchanged by it is what the
+    shipped lens cards and SAE cards check: their figures are recomputed from the unpacked model.)"""
+    import gguf
+
+    from lib.core.models import _gguf_path, _gguf_read_once
+
+    path = _gguf_path()
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with _gguf_read_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first and isinstance(first, reader)
+        arch = next(iter(gguf.MODEL_ARCH_NAMES))
+        assert gguf.get_tensor_name_map(arch, 30) is gguf.get_tensor_name_map(arch, 30)
+    assert gguf.GGUFReader is reader and gguf.get_tensor_name_map is name_map
