@@ -10,11 +10,12 @@
   every prompt through the unembedding ([400·31, 576] × [576, 49,152] in float32: 702 GFLOP, 0.77×
   the passes' 913, and as many as the 200 comparisons' own lens columns), so batching cannot make
   it much cheaper; reported apart.
-- sets_with_lens_vs_single_comparisons_ratio: the two together (`run_sets`, the default). Not under
-  0.3 on the CPUs measured, and not reachable there without approximating the lens: the unembedding
-  alone is 0.15–0.18× (next figure), the passes alone ~0.2×, and both are float32 matrix products
-  near the core's throughput (~70–90 GFLOP/s one thread); what the lens does after the product
-  (softmax, sums, top-1) is ~1 s of ~11.
+- sets_with_lens_vs_single_comparisons_ratio: the two together (`run_sets`, the default). 0.40 on
+  the one-thread AMD EPYC measured (was 0.43 before the in-place softmax), and 0.3 is not reachable
+  there without approximating the lens: the unembedding alone is 0.15–0.16× (next figure), the
+  passes alone 0.22×, both float32 matrix products at ~75 GFLOP/s (913 + 702 GFLOP ≈ 22 s against
+  ~60 s for the singles, whose 0.3× is ~18 s; they do the same lens product); what the lens does
+  after the product (softmax, sums, top-1) is ~1–2 s of ~11.
 - sets_lens_unembedding_vs_single_comparisons_ratio: `lens_logits` alone over the same 12,400
   residual rows (the lens's floor in float32), ÷ the 200 single comparisons.
 - …_cpu_ratio: the same ratios in CPU time of this process (`time.process_time`), steadier than
