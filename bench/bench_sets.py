@@ -7,9 +7,20 @@
   the last position). Target ≤ 0.3.
 - sets_lens_vs_single_comparisons_ratio: what the lens over the sets (an option, on by default
   on the page and in the CLI) adds, ÷ the same 200 single comparisons. It reads every layer of
-  every prompt through the unembedding ([400·31, 576] × [576, 49,152] in float32, as many FLOPs as
-  the 200 comparisons' own lens columns), so no batching makes it cheaper; reported apart.
-- sets_with_lens_vs_single_comparisons_ratio: the two together (`run_sets`, the default).
+  every prompt through the unembedding ([400·31, 576] × [576, 49,152] in float32: 702 GFLOP, 0.77×
+  the passes' 913, and as many as the 200 comparisons' own lens columns), so batching cannot make
+  it much cheaper; reported apart.
+- sets_with_lens_vs_single_comparisons_ratio: the two together (`run_sets`, the default). 0.40 on
+  the one-thread AMD EPYC measured (was 0.43 before the in-place softmax), and 0.3 is not reachable
+  there without approximating the lens: the unembedding alone is 0.15–0.16× (next figure), the
+  passes alone 0.22×, both float32 matrix products at ~75 GFLOP/s (913 + 702 GFLOP ≈ 22 s against
+  ~60 s for the singles, whose 0.3× is ~18 s; they do the same lens product); what the lens does
+  after the product (softmax, sums, top-1) is ~1–2 s of ~11.
+- sets_lens_unembedding_vs_single_comparisons_ratio: `lens_logits` alone over the same 12,400
+  residual rows (the lens's floor in float32), ÷ the 200 single comparisons.
+- …_cpu_ratio: the same ratios in CPU time of this process (`time.process_time`), steadier than
+  the wall clock on a shared machine; run single-threaded (OMP_NUM_THREADS=1) they are the same
+  figure on an idle one.
 - sets_batched_vs_one_by_one_ratio: `run_sets(lens=False)` in batches of 16 ÷ one prompt a pass.
 - sets_statistics_s: the statistics of those 200 pairs after the passes (bootstrap intervals,
   cross-validated probes and their chance over every layer), in seconds — CPU work the passes
@@ -44,7 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.harness import in_fresh_process, peak_rss_gb  # noqa: E402
 from lib.analyses.compare import compare_prompts  # noqa: E402
-from lib.analyses.sets import encode_sets, measure_sets, prompt_sets, run_sets  # noqa: E402
+from lib.analyses.sets import LENS_ROWS, encode_sets, measure_sets, prompt_sets, run_sets  # noqa: E402
 from lib.core.models import load_model  # noqa: E402
 
 TARGETS = {"sets_batched_vs_single_comparisons_ratio": ("<=", 0.3), "sets_1000_peak_rss_gb": ("<=", 3.0)}
@@ -86,19 +97,43 @@ def many_pairs(n: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(note(i, "happy") for i in range(n)), tuple(note(i, "angry") for i in range(n))
 
 
-def turns(workloads: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
-    """Seconds of each workload in each of `runs` runs, after one warm-up each; within a run they
-    go back to back, starting one later each run (A B C, B C A, C A B, …)."""
+Seconds = dict[str, list[float]]
+
+
+def turns(workloads: dict[str, Callable[[], object]], runs: int) -> tuple[Seconds, Seconds]:
+    """Seconds of each workload in each of `runs` runs, after one warm-up each, by the wall clock and
+    in CPU time of this process (`time.process_time`); within a run they go back to back, starting
+    one later each run (A B C, B C A, C A B, …)."""
     for fn in workloads.values():
         fn()
     names = list(workloads)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+    wall: Seconds = {name: [] for name in names}
+    cpu: Seconds = {name: [] for name in names}
     for i in range(runs):
         for name in names[i % len(names):] + names[: i % len(names)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             workloads[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return wall, cpu
+
+
+def unembedding(model, states: torch.Tensor) -> None:
+    """The lens's matrix product alone: `lens_logits` (final norm and [rows, d] × [d, vocab] in
+    float32) over every layer's residual of every prompt, LENS_ROWS rows at a time, nothing after."""
+    flat = states.reshape(-1, states.shape[-1])
+    for i in range(0, len(flat), LENS_ROWS):
+        model.backend.lens_logits(flat[i : i + LENS_ROWS])
+
+
+def flops(model, lengths: list[int]) -> dict[str, float]:
+    """GFLOP of the work (2 per multiply-add): the passes' matrix products, 2 × the blocks'
+    parameters per token (attention scores over ~12 tokens left out), and the lens's unembedding,
+    2 × d × vocab per residual row, (L+1) rows per prompt."""
+    block = sum(p.numel() for b in model.architecture.blocks for p in b.parameters())
+    rows = len(lengths) * (model.n_layers + 1)
+    return {"passes": round(2 * block * sum(lengths) / 1e9, 1),
+            "lens": round(2 * model.d_model * model.vocab_size * rows / 1e9, 1)}
 
 
 def run(runs: int = 3, with_memory: bool = True, pairs: int = PAIRS) -> dict:
@@ -107,15 +142,17 @@ def run(runs: int = 3, with_memory: bool = True, pairs: int = PAIRS) -> dict:
     sets = prompt_sets(a, b, paired=True)
     ids_a, ids_b = encode_sets(model, sets)
     lengths = [len(i) for i in (*ids_a, *ids_b)]
-    seconds = turns({
+    states = run_sets(model, ids_a, ids_b, lens=False)[0]
+    seconds, cpu = turns({
         "batched": lambda: run_sets(model, ids_a, ids_b, lens=False),
         "with_lens": lambda: run_sets(model, ids_a, ids_b),
+        "unembedding": lambda: unembedding(model, states),
         "one_by_one": lambda: run_sets(model, ids_a, ids_b, batch_size=1, lens=False),
         "singles": lambda: [compare_prompts(model, x, y) for x, y in zip(a, b, strict=True)],
     }, runs)
 
-    def ratio(top: Callable[[int], float], bottom: str) -> float:
-        return round(statistics.median(top(i) / seconds[bottom][i] for i in range(runs)), 3)
+    def ratio(top: Callable[[int], float], bottom: str, times: Seconds = seconds) -> float:
+        return round(statistics.median(top(i) / times[bottom][i] for i in range(runs)), 3)
 
     start = time.perf_counter()
     measures = measure_sets(model, sets)
@@ -126,11 +163,22 @@ def run(runs: int = 3, with_memory: bool = True, pairs: int = PAIRS) -> dict:
             ratio(lambda i: seconds["with_lens"][i] - seconds["batched"][i], "singles"),
         "sets_with_lens_vs_single_comparisons_ratio": ratio(lambda i: seconds["with_lens"][i], "singles"),
         "sets_batched_vs_one_by_one_ratio": ratio(lambda i: seconds["batched"][i], "one_by_one"),
+        "sets_lens_unembedding_vs_single_comparisons_ratio":
+            ratio(lambda i: seconds["unembedding"][i], "singles"),
+        "sets_batched_vs_single_comparisons_cpu_ratio": ratio(lambda i: cpu["batched"][i], "singles", cpu),
+        "sets_lens_vs_single_comparisons_cpu_ratio":
+            ratio(lambda i: cpu["with_lens"][i] - cpu["batched"][i], "singles", cpu),
+        "sets_with_lens_vs_single_comparisons_cpu_ratio":
+            ratio(lambda i: cpu["with_lens"][i], "singles", cpu),
+        "sets_lens_unembedding_vs_single_comparisons_cpu_ratio":
+            ratio(lambda i: cpu["unembedding"][i], "singles", cpu),
         "sets_statistics_s": round(whole - statistics.median(seconds["with_lens"]), 1),
         "seconds": {name: [round(t, 2) for t in times] for name, times in seconds.items()},
+        "cpu_seconds": {name: [round(t, 2) for t in times] for name, times in cpu.items()},
         "threads": torch.get_num_threads(),
         "measure_sets_s": round(whole, 1),
         "pairs": pairs,
+        "gflop": flops(model, lengths),
         "tokens_per_prompt": {"min": min(lengths), "max": max(lengths),
                               "mean": round(sum(lengths) / len(lengths), 1)},
         "summary": measures.at().summary,

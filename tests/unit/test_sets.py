@@ -10,10 +10,12 @@ import pytest
 import torch
 from bad_input_cases import SETS_CASES, SetsCase
 
+import lib.analyses.sets as sets_module
 from lib.analyses.sets import (
     SHIPPED,
     Interval,
     LayerStats,
+    LensSums,
     Probe,
     SetComparison,
     bootstrap_cross_mean,
@@ -208,6 +210,32 @@ def test_lens_over_the_sets_matches_a_direct_computation(paired_result):
             expected = (p[:, lens.layer].argmax(-1) == torch.tensor(side)).double().mean()
             assert share == pytest.approx(float(expected))
     assert result.lens[-1].top1_a == 1.0 and result.lens[-1].top1_b == 1.0
+
+
+def test_lens_sums_are_the_float32_softmax_to_its_rounding(family_model, monkeypatch):
+    """`LensSums.add`, in chunks that split prompts (LENS_ROWS = 5), batches mixing the sides:
+    Σ softmax(lens(h[ℓ])) per set and layer equal to the same sums in float64 from the same float32
+    logits to float32 rounding, each prompt's answer its layer-L argmax, and the top-1 counts equal
+    to counting argmaxes; a second `add` accumulates."""
+    monkeypatch.setattr(sets_module, "LENS_ROWS", 5)
+    ids_a, ids_b = encode_sets(family_model, prompt_sets(A, B, paired=True))
+    states = last_states(family_model, [*ids_a, *ids_b])  # [8, L+1, d]
+    logits = family_model.backend.lens_logits(states.reshape(-1, states.shape[-1])).double()
+    probs = logits.softmax(-1).reshape(*states.shape[:2], -1)
+    top1 = logits.argmax(-1).reshape(states.shape[:2])
+    sides = torch.tensor([0, 1, 1, 0, 0, 1, 0, 1])
+    sums = LensSums(family_model, 8)
+    sums.add(states[:3], [0, 1, 2], sides[:3].tolist())
+    sums.add(states[3:], [3, 4, 5, 6, 7], sides[3:].tolist())
+    for side in (0, 1):
+        rows = sides == side
+        torch.testing.assert_close(sums.probs[side].double(), probs[rows].sum(0), rtol=1e-5, atol=1e-7)
+        hits = (top1[rows] == top1[rows][:, -1:]).sum(0)
+        assert sums.hits[side].tolist() == hits.tolist()
+    assert sums.answers.tolist() == top1[:, -1].tolist()
+    counts = torch.tensor([[float((sides == s).sum())] for s in (0, 1)], dtype=torch.float64)
+    torch.testing.assert_close(sums.probs.sum(-1).double(), counts.expand(2, states.shape[1]),
+                               rtol=1e-5, atol=0)  # each probability row sums to 1
 
 
 def test_without_the_lens_everything_else_is_the_same(paired_result):
