@@ -281,11 +281,15 @@ class Faithfulness:
 
 @torch.inference_mode()
 def faithfulness(
-    loaded: LoadedModel, windows: torch.Tensor, lenses: Sequence[Lens], batch: int = 2
+    loaded: LoadedModel, windows: torch.Tensor, lenses: Sequence[Lens], batch: int = 2,
+    residuals: Sequence[int] | None = None,
 ) -> list[Faithfulness]:
     """Each lens's faithfulness on `windows` [n, context] (position 0 left out), against the model's
-    own logits at every position; one pass per `batch` windows serves every lens."""
-    sites = residual_sites(loaded.n_layers)
+    own logits at every position; one pass per `batch` windows serves every lens. `residuals`: only
+    these residual indices (the figures then follow their order; default: 0…L)."""
+    every = residual_sites(loaded.n_layers)
+    chosen = range(len(every)) if residuals is None else residuals
+    sites = [every[r] for r in chosen]
     kl = torch.zeros(len(lenses), len(sites), dtype=torch.float64)
     agree = torch.zeros(len(lenses), len(sites), dtype=torch.float64)
     count = 0
@@ -294,13 +298,13 @@ def faithfulness(
         final = torch.log_softmax(run.logits[:, 1:].reshape(-1, run.logits.shape[-1]).float(), dim=-1)
         top = final.argmax(-1)
         count += len(final)
-        for layer, site in enumerate(sites):
+        for j, (layer, site) in enumerate(zip(chosen, sites, strict=True)):
             hidden = run.activations[site][:, 1:].reshape(-1, loaded.d_model)
             for i, lens in enumerate(lenses):
                 logits = loaded.backend.lens_logits(lens.transform_layer(hidden, layer))
                 logp = torch.log_softmax(logits, dim=-1)
-                kl[i, layer] += (final.exp() * (final - logp)).sum().double() / math.log(2)
-                agree[i, layer] += (logp.argmax(-1) == top).sum().double()
+                kl[i, j] += (final.exp() * (final - logp)).sum().double() / math.log(2)
+                agree[i, j] += (logp.argmax(-1) == top).sum().double()
     return [
         Faithfulness(lens.kind, tuple(round(v, 4) for v in (kl[i] / count).tolist()),
                      tuple(round(v, 4) for v in (agree[i] / count).tolist()), count)

@@ -251,6 +251,19 @@ def test_tuned_lens_training_brings_every_layer_closer_to_the_final_distribution
     assert plain.top1_agreement[n] == 1.0 and state["A"].shape == (n, d, d)
 
 
+def test_faithfulness_at_some_residuals_is_those_of_the_whole(family_model):
+    """`faithfulness(residuals=…)` gives, in the order asked, the figures the whole run gives there."""
+    loaded = family_model
+    windows = torch.randint(3, loaded.vocab_size, (3, 9), generator=torch.Generator().manual_seed(4))
+    n = loaded.n_layers
+    picked = (n, 0, n // 2)
+    (whole,), (some,) = (faithfulness(loaded, windows, [logit_lens(loaded)], residuals=r)
+                         for r in (None, picked))
+    assert len(whole.kl_bits) == n + 1 and len(some.kl_bits) == 3 and some.positions == whole.positions
+    assert list(some.kl_bits) == [whole.kl_bits[r] for r in picked]
+    assert list(some.top1_agreement) == [whole.top1_agreement[r] for r in picked]
+
+
 def test_lens_fit_command_writes_both_lenses_and_a_card_that_measures_them(tiny_folders, tiny_models,
                                                                            tmp_path, capsys):
     from tiny import CORPUS
