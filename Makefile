@@ -30,8 +30,8 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints the operator link (README: Sharing on a network)
 	$(PY) -m lib.app.serve --host $(HOST) --port $(PORT) $(if $(MODELS),--models "$(MODELS)") $(if $(filter 1 yes true on,$(GUEST_HUB)),--guest-hub)
 
-test: $(STAMP)  ## the whole suite, offline
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+test: $(STAMP)  ## the whole suite, offline, every tiny family
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES= $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit and app tests on the tiny models of a few families: no embedded model, no browser (lanes: -m real_model, -m browser)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES=$(FAST_FAMILIES) $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(XDIST) $(PYTEST_ARGS)

@@ -37,6 +37,14 @@ def test_make_test_fast_names_families_of_both_lists():
     assert len(lane_families(FAMILIES, chosen)) < len(FAMILIES)
 
 
+def test_make_test_runs_every_family_whatever_the_shell_exported():
+    """`make test` empties $TWINLENS_TEST_FAMILIES on its own command line, so a variable left in a
+    developer's shell cannot thin the whole suite (CI runs `make test`)."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    recipe = lines[next(i for i, x in enumerate(lines) if x.startswith("test:")) + 1]
+    assert "TWINLENS_TEST_FAMILIES= " in recipe and "pytest" in recipe
+
+
 def test_the_variable_reaches_the_family_fixture(tmp_path):
     """Collected with TWINLENS_TEST_FAMILIES=llama, a per-family test runs once; without it, once
     per family."""
