@@ -17,10 +17,10 @@ Layers, each importing only from those below it (tests/unit/test_layers.py check
                · findings_app · report · features_app · steering_app · lens_choice · words
                · diff_view · distances_view · tokens_view · watch_view · lens_view · patching_view
                · components_view
-               · serve (Streamlit only here and in pages/)
+               · serve
 
 Installed with `pip install -e .` the package is `twinlens` (and the `twinlens` command); in a
-checkout the same files run as `lib` (`python -m lib`). Only `lib.app.ui` imports Streamlit.
+checkout the same files run as `lib` (`python -m lib`). Only `lib.app` and the pages import Streamlit.
 
 For example, `twinlens.compare_prompts(twinlens.load_model(), "I love it", "I hate it")` returns a
 `Comparison` of the two prompts in the embedded model.

@@ -392,7 +392,7 @@ def patched_metric(
     """metric(B's last-position logits) with each row's specs applied, in the order of `rows`.
 
     Each row starts at the first block it changes, from B's own residual there (kept in its
-    capture), and rows share passes as their depths allow (`patching.patched_rows`, which states
+    capture), and rows share passes as their depths allow (`common.rows.patched_rows`, which states
     the cost model); `skip=False` runs every row from block 0 instead: the same numbers, tested.
     `step` bounds the rows per pass. With B's activations `acts_b` (same sites, same layout as
     `acts_a`), a row whose specs all write exactly B's own values (positions before the first

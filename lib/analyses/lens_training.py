@@ -267,8 +267,9 @@ def _save_tuned_checkpoint(path: Path, A: torch.Tensor, b: torch.Tensor, optimiz
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """Per residual ℓ = 0…L on held-out text: KL(p_final ‖ p_lens) in bits (mean over positions)
-    and the share of positions where the lens's top-1 is the model's own top-1."""
+    """Per residual ℓ = 0…L (or the residuals `faithfulness` was asked for, in that order) on
+    held-out text: KL(p_final ‖ p_lens) in bits (mean over positions) and the share of positions
+    where the lens's top-1 is the model's own top-1."""
 
     kind: str
     kl_bits: tuple[float, ...]

@@ -45,6 +45,19 @@ def test_make_test_runs_every_family_whatever_the_shell_exported():
     assert "TWINLENS_TEST_FAMILIES= " in recipe and "pytest" in recipe
 
 
+def test_make_matrix_runs_every_family_whatever_the_shell_exported(monkeypatch, tmp_path):
+    """The support matrix's test run empties the variable too: a thinned run would write "not run"
+    rows into docs/support_matrix.md."""
+    import support_matrix
+
+    seen = {}
+    monkeypatch.setenv("TWINLENS_TEST_FAMILIES", "gpt2")
+    monkeypatch.setattr(support_matrix.subprocess, "run",
+                        lambda command, cwd, env: seen.update(env) or subprocess.CompletedProcess(command, 0))
+    assert support_matrix.run_tests(tmp_path / "report.xml") == 0
+    assert seen["TWINLENS_TEST_FAMILIES"] == "" and seen["HF_HUB_OFFLINE"] == "1"
+
+
 def test_the_variable_reaches_the_family_fixture(tmp_path):
     """Collected with TWINLENS_TEST_FAMILIES=llama, a per-family test runs once; without it, once
     per family."""
