@@ -31,10 +31,10 @@ from ..analyses.features import (
     nearest_sae_layer,
     trace_of_captures,
 )
-from ..analyses.patching import arrival_layer, patch_captures
+from ..analyses.patching import arrival_layer
 from ..core.errors import TwinlensError
 from ..core.models import LoadedModel
-from . import ui
+from . import patching_view, ui
 from .cache import RunKey
 from .request import Request
 
@@ -44,13 +44,12 @@ MAX_TOP = 30  # the page's "features per list" slider's end: the ranking is cut,
 def default_layer(request: Request, model: LoadedModel) -> int | None:
     """The shipped SAE layer nearest to the patching grid's arrival layer; None when there is no
     shipped SAE or no grid (two models, a pair without a logit difference)."""
-    layers = list(shipped_saes(model))
+    layers = shipped_layers(model)
     if not layers or request.two_models:
         return None
     run_a, run_b = request.runs
-    try:
-        patch = ui.cached(patch_captures, run_b.model, run_a, run_b, answer=None, wrong=None,
-                          model_a=run_a.model)
+    try:  # the Patching page's default grid, the same results-cache entry
+        patch = patching_view.patched(run_a, run_b, None, None, "logit")
     except TwinlensError:
         return None
     return nearest_sae_layer(layers, arrival_layer(patch))
