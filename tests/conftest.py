@@ -109,17 +109,10 @@ def real_model():
 
 
 @pytest.fixture
-def run_cli(capsys, monkeypatch):
-    """`twinlens ARGS…` run in this process → (returncode, stdout, stderr)."""
-    from types import SimpleNamespace
-
-    from lib.app import cli
+def run_cli(monkeypatch):
+    """`twinlens ARGS…` run in this process (tests/cli_run.py `run_cli`) with the plain messages a
+    user sees (TWINLENS_DEBUG unset) → CliResult(returncode, stdout, stderr)."""
+    from cli_run import run_cli as run
 
     monkeypatch.delenv("TWINLENS_DEBUG", raising=False)
-
-    def run(*args: str) -> SimpleNamespace:
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
     return run

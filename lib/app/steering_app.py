@@ -25,6 +25,7 @@ from ..analyses.steering import (
     VECTOR_MODES,
     SteerResult,
     SweepResult,
+    steer_captures,
     steering_sweep,
     steering_vector,
 )
@@ -178,7 +179,6 @@ def steered(run_a: RunKey, run_b: RunKey, target: RunKey | None, title: str = ""
     steered continuation so far, with a Cancel button (one per model: `title`) that stops it
     (Streamlit ends the run at the bar's next redraw) and closes the Steer gate, so nothing starts
     again until Steer is pressed."""
-    from ..analyses.steering import steer_captures
     from . import ui  # the page door: models load with their status box
 
     args = (steer_captures, run_a.model, run_a, run_b, target)
