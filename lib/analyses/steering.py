@@ -335,6 +335,53 @@ def steer_captures(
     `vector_file`), and measure the effects. Four rows of one batched continuation: unsteered, +α,
     −α and a random vector of the same norm. `progress(fraction, steered text so far)` hears each
     new token (an exception it raises stops the continuation)."""
+    result, _ = _steer(loaded, cap_a, cap_b, target, layer=layer, alpha=alpha, mode=mode, apply=apply,
+                       answer=answer, wrong=wrong, settings=settings, vector_file=vector_file,
+                       progress=progress)
+    return result
+
+
+@dataclass(frozen=True)
+class SteeredWithAnswer:
+    """`steer_captures`'s result for B, and A's own (unsteered) continuation written as a fifth row
+    of the same batched continuation (None when A and B differ in length: rows must be equal)."""
+
+    steer: SteerResult
+    answer_a: Continuation | None
+
+
+def steer_with_answer(
+    loaded: LoadedModel,
+    cap_a: Capture,
+    cap_b: Capture,
+    *,
+    layer: int,
+    alpha: float,
+    mode: str = "last",
+    apply: str = "all",
+    answer: str | None = None,
+    wrong: str | None = None,
+    settings: GenerationSettings = DEFAULT_SETTINGS,
+) -> SteeredWithAnswer:
+    """B steered as `steer_captures` steers it, with A's greedy continuation as one more
+    (unsteered) row of the same batch: a continuation at batch 1 is bound by reading the weights,
+    so the fifth row costs a fraction of a run of its own (the Findings write both answers and the
+    flip in one continuation). Row 0 is B's own continuation. A batch's rows are rounded apart
+    from runs of their own (logits within ~1e-4); the tokens are the same (tested on every family)."""
+    extra = (cap_a,) if len(cap_a.token_ids) == len(cap_b.token_ids) else ()
+    result, others = _steer(loaded, cap_a, cap_b, None, layer=layer, alpha=alpha, mode=mode, apply=apply,
+                            answer=answer, wrong=wrong, settings=settings, vector_file=None, others=extra)
+    return SteeredWithAnswer(result, others[0] if others else None)
+
+
+def _steer(
+    loaded: LoadedModel, cap_a: Capture, cap_b: Capture, target: Capture | None, *, layer: int, alpha: float,
+    mode: str, apply: str, answer: str | None, wrong: str | None, settings: GenerationSettings,
+    vector_file: bytes | None, progress: Callable[[float, str], None] | None = None,
+    others: Sequence[Capture] = (),
+) -> tuple[SteerResult, tuple[Continuation, ...]]:
+    """`steer_captures`, with `others` (prompts of the target's length) continued unsteered as
+    rows 4, 5, … of the same batch; their continuations second."""
     alpha = check_alpha(alpha)
     tgt = cap_b if target is None else target
     if vector_file is not None:
@@ -350,7 +397,8 @@ def steer_captures(
     push = check_push(alpha, vector.norm, tgt, vector.layer)
     metric = metric_tokens(loaded, cap_a, cap_b, answer, wrong)
     values: list[torch.Tensor | None] = [None, alpha * v, -alpha * v, alpha * random_like(vector)]
-    prompt, steps = steering_interventions(loaded.n_layers, vector.layer, values, apply)
+    prompt, steps = steering_interventions(loaded.n_layers, vector.layer, [*values, *[None] * len(others)],
+                                           apply)
     on_token = None
     if progress is not None:
         def on_token(rows: Sequence[Sequence[int]]) -> None:
@@ -358,12 +406,13 @@ def steer_captures(
             progress(max(len(row) for row in rows) / settings.max_new_tokens,
                      loaded.tokenizer.decode(steered, skip_special_tokens=True))
     try:
-        new, first = generate_ids(loaded, [tgt.token_ids] * 4, settings, interventions=prompt,
-                                  step_interventions=steps, on_token=on_token)
+        new, first = generate_ids(loaded, [tgt.token_ids] * 4 + [c.token_ids for c in others], settings,
+                                  interventions=prompt, step_interventions=steps, on_token=on_token)
     except SettingsError as exc:
         if "inf or NaN" in str(exc):
             _check_finite(torch.tensor([math.nan]), alpha)
         raise
+    first = first[:4]
     _check_finite(first, alpha)
     side = _side_effect_kl(loaded, vector, values)
     kls = _kl(first, first[0])
@@ -385,13 +434,14 @@ def steer_captures(
         aligned_note = ("The aligned vector is added at the prompt's positions only; generated tokens have "
                         "no aligned position.")
         note = aligned_note if note is None else f"{note} {aligned_note}"
+    extra = tuple(continuation_of(loaded, c.token_ids, new[4 + i], settings) for i, c in enumerate(others))
     return SteerResult(
         model=loaded.info(), layer=vector.layer, site=vector.site, alpha=alpha, mode=vector.mode,
         apply=apply, target="B" if target is None else target.text, vector_norm=vector.norm, metric=metric,
         metric_a=None if ma is None else float(ma), metric_b=None if mb is None else float(mb),
         unsteered=outcomes[0], steered=outcomes[1], negated=outcomes[2], random=outcomes[3],
         settings=settings, note=note, push=push,
-    )
+    ), extra
 
 
 @dataclass(frozen=True)

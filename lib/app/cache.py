@@ -202,6 +202,11 @@ class Results:
 
         return self.values.get(key, compute)
 
+    def keep(self, value: object, fn: Callable, *args: Hashable, **kwargs: Hashable) -> None:
+        """Store `value` as `get(fn, *args, **kwargs)` (written by a run that computed it along with
+        something else); a value already there stays."""
+        self.values.get(result_key(fn, args, kwargs), lambda: value)
+
     def has(self, fn: Callable, *args: Hashable, **kwargs: Hashable) -> bool:
         """Whether `get(fn, *args, **kwargs)` is computed already (it would return at once)."""
         return result_key(fn, args, kwargs) in self.values

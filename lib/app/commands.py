@@ -546,7 +546,7 @@ def run_report(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from ..core.capture import capture
-    from .findings import run_findings
+    from .findings import in_order, run_findings
     from .report import report_data, report_html
     from .request import Request
 
@@ -565,8 +565,8 @@ def run_report(args: argparse.Namespace) -> dict:
             args.ndif_gate(fn)
         return fn(*a, **k)
 
-    findings = list(run_findings(model, model, cap_a, cap_b, get, chat=chat_info, top_k=args.top_k,
-                                 remote=args.remote))
+    findings = in_order(run_findings(model, model, cap_a, cap_b, get, chat=chat_info, top_k=args.top_k,
+                                     remote=args.remote))
     request = Request(model=args.model, a=args.prompt_a, b=args.prompt_b, bos=args.bos, k=args.top_k,
                       chat=chat is not None, system=args.system or "", prefill=args.prefill)
     data = report_data(findings, prompts={"A": args.prompt_a, "B": args.prompt_b}, model=model.info(),

@@ -35,14 +35,15 @@ width match (else it says which differs); writes, concepts and flip compare two 
 model, and say so (`TWO_MODELS`).
 
 `run_findings` yields the findings one at a time, so a page can show the first before the last
-step runs; it asks for every result through `get(fn, *args, **kwargs)`, which the app points at
+step runs (each in its place: "says" comes last but one when its answers are written in the
+flip's batch, see `run_findings`; `in_order` sorts them); it asks for every result through `get(fn, *args, **kwargs)`, which the app points at
 its results cache (keys) and the CLI at a direct call (the model and captures themselves).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..analyses.common.metric import metric_pair
@@ -61,7 +62,7 @@ from ..analyses.generation import Continuation, ContinuationPair, GenerationSett
 from ..analyses.model_compare import compare_model_captures
 from ..analyses.patching import PatchResult, arrival_layer, patch_captures
 from ..analyses.patching import reading as patching_reading
-from ..analyses.steering import FlipSearch, SteerResult, steer_captures, steer_to_flip
+from ..analyses.steering import FlipSearch, SteerResult, steer_captures, steer_to_flip, steer_with_answer
 from ..core.backend import Transplant
 from ..core.capture import Capture
 from ..core.errors import SettingsError, TwinlensError
@@ -76,14 +77,17 @@ TITLES = {
 PAGES = {"says": "continuations", "part": "compare", "carries": "patching", "writes": "components",
          "concepts": "features", "flip": "steering"}
 ANSWER_TOKENS = 24  # new tokens of each greedy continuation ("what each says")
-STEER_TOKENS = 24  # new tokens of B's steered continuation (the Steering page's default)
+STEER_TOKENS = ANSWER_TOKENS  # B's steered continuation (the Steering page's default); equal, so
+# B's own answer is the unsteered row of the flip's batch
 TOP_COMPONENTS = 3
 TOP_FEATURES = 3
 WEAK_EFFECT = 0.3  # a patching effect below this carries little of the difference
 POOR_FVU = 0.5  # an SAE leaving more than half the variance unexplained reconstructs poorly
 BIG_ERROR = 0.5  # the SAE's error row carrying more than half the estimate: features explain little
 MIN_RISE = 1e-6  # a probability moving less than this between A and B is no contrast
-Get = Callable[..., object]
+Get = Callable[..., object]  # get(fn, *args, **kwargs): fn's value for these arguments
+Has = Callable[..., bool]  # has(fn, *args, **kwargs): whether get would return at once
+Keep = Callable[..., None]  # keep(value, fn, *args, **kwargs): value is fn(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -435,12 +439,19 @@ def flip_finding(search: FlipSearch, steered: SteerResult | None, *, named: bool
 
 def run_findings(
     loaded, model, run_a, run_b, get: Get, *, names: tuple[str, str] = ("A", "B"), chat: dict | None = None,
-    top_k: int = 10, model_b=None, remote: bool = False,
+    top_k: int = 10, model_b=None, remote: bool = False, has: Has | None = None, keep: Keep | None = None,
 ) -> Iterator[Finding]:
-    """The six findings in order (module docstring), each as soon as its step has run. `model`,
-    `run_a`, `run_b` are what `get` passes on to the analyses (the app's keys, or the loaded model
-    and the captures; either has the prompt's `text`, `bos` and `chat`); `loaded` is the model
-    itself, for what the steps need to know about it.
+    """The six findings (module docstring), each as soon as its step has run. `model`, `run_a`,
+    `run_b` are what `get` passes on to the analyses (the app's keys, or the loaded model and the
+    captures; either has the prompt's `text`, `bos` and `chat`); `loaded` is the model itself, for
+    what the steps need to know about it.
+
+    Order: "says" comes first when both answers are written already (`has(fn, *args, **kwargs)`
+    tells, e.g. after the Compare page wrote them) and otherwise just before "flip": its two greedy
+    continuations are then rows of the flip's steered continuation (`steer_with_answer`: one batch
+    costs little more than one row, where two continuations of their own cost two), and
+    `keep(value, fn, *args, **kwargs)` hands what that batch wrote to the keys the Continuations and
+    Steering pages read, so neither computes it again. Consumers place findings by `step`.
 
     `model_b`: two-models mode, side b's model (prompt A through model 1 and model 2): patching
     writes model 1's residual into model 2 (models of the same depth and width; otherwise the step
@@ -451,12 +462,11 @@ def run_findings(
     two_models = model_b is not None and model_b != model
     side_b = model_b if two_models else model
     settings = GenerationSettings(ANSWER_TOKENS)
-    try:
-        pair = ContinuationPair(get(continue_capture, model, run_a, settings),
-                                get(continue_capture, side_b, run_b, settings))
-        yield says_finding(pair, names, chat)
-    except TwinlensError as exc:
-        yield cannot("says", str(exc))
+    sides = ((model, run_a), (side_b, run_b))
+    ready = has is not None and all(has(continue_capture, m, run, settings) for m, run in sides)
+    with_flip = not (remote or two_models or ready)  # the answers are written in the flip's batch
+    if not with_flip:
+        yield says_step(get, sides, settings, names, chat)
     try:
         if two_models:
             comparison = get(compare_model_captures, model, model_b, run_a, run_b, top_k=top_k)
@@ -501,13 +511,48 @@ def run_findings(
         yield concepts_finding(features, arrival)
     except TwinlensError as exc:
         yield cannot("concepts", str(exc))
+    flip: Finding
+    written: dict[int, Continuation] = {}  # side (0 A, 1 B) → its answer, written in the flip's batch
     try:
         search = get(steer_to_flip, model, run_a, run_b, **({} if answer is None else {"answer": answer}))
         best = search.best
-        steered = None if best is None else get(
-            steer_captures, model, run_a, run_b, None, layer=best.layer, alpha=best.alpha, mode=search.mode,
-            apply="all", answer=answer, wrong=wrong, settings=GenerationSettings(STEER_TOKENS),
-            vector_file=None)
-        yield flip_finding(search, steered, named=answer is not None)
+        steered = None
+        if best is not None:
+            how = {"layer": best.layer, "alpha": best.alpha, "mode": search.mode, "apply": "all",
+                   "answer": answer, "wrong": wrong, "settings": GenerationSettings(STEER_TOKENS)}
+            if with_flip:
+                both = get(steer_with_answer, model, run_a, run_b, **how)
+                steered = both.steer
+                written = {1: steered.unsteered.continuation}
+                if both.answer_a is not None:
+                    written[0] = both.answer_a
+                if keep is not None:  # then `get` reads them back: a value kept before this one wins
+                    keep(steered, steer_captures, model, run_a, run_b, None, **how, vector_file=None)
+                    for side, cont in written.items():
+                        keep(cont, continue_capture, *sides[side], settings)
+                    written = {}
+            else:
+                steered = get(steer_captures, model, run_a, run_b, None, **how, vector_file=None)
+        flip = flip_finding(search, steered, named=answer is not None)
     except TwinlensError as exc:
-        yield cannot("flip", str(exc))
+        flip = cannot("flip", str(exc))
+    if with_flip:
+        yield says_step(get, sides, settings, names, chat, written)
+    yield flip
+
+
+def in_order(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings in the steps' order (`STEPS`), however they were computed."""
+    return sorted(findings, key=lambda f: STEPS.index(f.step))
+
+
+def says_step(get: Get, sides, settings: GenerationSettings, names: tuple[str, str], chat: dict | None,
+              written: dict[int, Continuation] | None = None) -> Finding:
+    """The "says" finding from each side's continuation: `written[side]` where the flip's batch
+    wrote it, else through `get`."""
+    try:
+        a, b = ((written or {}).get(i) or get(continue_capture, m, run, settings)
+                for i, (m, run) in enumerate(sides))
+        return says_finding(ContinuationPair(a, b), names, chat)
+    except TwinlensError as exc:
+        return cannot("says", str(exc))

@@ -54,18 +54,24 @@ def show_findings(request: Request, model: LoadedModel, names: tuple[str, str]) 
     """Run the six steps in order, each through the results cache, drawing each finding at once."""
     run_a, run_b = request.runs
     chat = {"system": request.system, "prefill": request.prefill} if request.chat else None
-    bar = st.progress(0.0, text=f"Step 1 of {len(STEPS)}: {TITLES[STEPS[0]].lower()}…")
-    found: list[Finding] = []
+    bar = st.progress(0.0, text=f"Finding 1 of {len(STEPS)}…")
+    slots = {step: st.empty() for step in STEPS}  # each finding in its place, whenever its step ends
+    for step, slot in slots.items():
+        slot.caption(f"{TITLES[step]}: working…")
+    found: dict[str, Finding] = {}
     steps = run_findings(model, run_a.model, run_a, run_b, ui.cached, names=names, chat=chat, top_k=request.k,
-                         model_b=run_b.model if request.two_models else None, remote=run_a.model.remote)
+                         model_b=run_b.model if request.two_models else None, remote=run_a.model.remote,
+                         has=ui.RESULTS.has, keep=ui.RESULTS.keep)
     for finding in steps:
-        found.append(finding)
-        draw_finding(request, finding)
+        found[finding.step] = finding
+        with slots[finding.step].container():
+            draw_finding(request, finding)
         if len(found) < len(STEPS):
+            waiting = [TITLES[s].lower() for s in STEPS if s not in found]
             bar.progress(len(found) / len(STEPS),
-                         text=f"Step {len(found) + 1} of {len(STEPS)}: {TITLES[STEPS[len(found)]].lower()}…")
+                         text=f"Finding {len(found) + 1} of {len(STEPS)}: {', '.join(waiting)}…")
     bar.empty()
-    return found
+    return [found[step] for step in STEPS if step in found]
 
 
 def report_buttons(request: Request, model: LoadedModel, findings: list[Finding]) -> None:

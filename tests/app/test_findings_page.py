@@ -73,3 +73,40 @@ def test_two_models_of_different_depths_say_so_in_the_patching_step(app, tiny_fo
     assert not app.exception
     found = _findings(app)
     assert "have 3 and 2 layers" in found["carries"] and found["carries"].startswith("⛔")
+
+
+def test_findings_opened_by_a_link_leave_the_pages_behind_nothing_to_compute(app, tiny_folders):  # noqa: F811
+    """Opened by a link, before the Compare page wrote the answers, the findings write both answers
+    as rows of the flip's steered continuation and keep them: the Continuations page and the
+    Steering page opened from the flip's link show them without a forward pass."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from app_helpers import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    from lib.app import ui
+    from lib.app.cache import ModelKey
+
+    folder = str(tiny_folders["llama"])
+    app.query_params.update({"model": folder, "a": "The capital of France is",
+                             "b": "The capital of Italy is"})
+    app.switch_page("pages/findings.py").run()
+    assert not app.exception, app.exception
+    found = _findings(app)
+    assert "α =" in found["flip"] and not found["says"].startswith("⛔"), found
+    link = next(m.value for m in app.main.markdown if "steer_layer=" in m.value)
+    query = dict(parse_qsl(urlsplit(link[link.index("(") + 1:-1]).query))
+    model = ui.get_model(ModelKey(folder))
+    before = model.forward_passes
+    opened = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)  # a new session, same results
+    opened.query_params.update(query)
+    opened.switch_page("pages/steering.py").run()
+    opened.button(key="steering-run").click().run()
+    assert not opened.exception, opened.exception
+    table = next(df.value for df in opened.dataframe if "KL vs unsteered (bits)" in df.value.columns)
+    assert list(table["run"]) == ["unsteered", "steered", "negated", "random"]
+    assert model.forward_passes == before
+    opened.switch_page("pages/continuations.py").run()
+    assert not opened.exception, opened.exception
+    assert table["continuation"].iloc[0] in [t.value for t in opened.text]  # B's answer: the batch's row 0
+    assert model.forward_passes == before

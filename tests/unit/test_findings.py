@@ -9,7 +9,7 @@ import json
 import pytest
 from json_close import json_close
 
-from lib.app.findings import STEPS, Finding, in_words, run_findings
+from lib.app.findings import STEPS, Finding, first_line, in_order, in_words, run_findings
 from lib.app.report import report_data, report_html
 from lib.core.capture import capture
 
@@ -24,15 +24,53 @@ def direct(calls: list):
 
 
 def test_each_finding_comes_before_the_next_step_runs(tiny_models):
+    """With both answers written already (`has`: the Compare page wrote them) "says" comes first;
+    otherwise it comes just before "flip", from the flip's batch, and each finding still comes
+    before the next step runs."""
     loaded = tiny_models["llama"]
     cap_a, cap_b = capture(loaded, A), capture(loaded, B)
     calls: list[str] = []
-    steps = run_findings(loaded, loaded, cap_a, cap_b, direct(calls))
+    steps = run_findings(loaded, loaded, cap_a, cap_b, direct(calls), has=lambda fn, *a, **k: True)
     first = next(steps)
     assert first.step == "says" and calls == ["continue_capture", "continue_capture"]
     rest = list(steps)
     assert [f.step for f in (first, *rest)] == list(STEPS)
     assert "steer_to_flip" in calls and calls.index("steer_to_flip") > calls.index("patch_captures")
+    assert "steer_with_answer" not in calls
+
+    calls.clear()
+    seen: list[tuple[str, list[str]]] = []
+    for finding in run_findings(loaded, loaded, cap_a, cap_b, direct(calls)):
+        seen.append((finding.step, list(calls)))
+    order = [step for step, _ in seen]
+    assert order == ["part", "carries", "writes", "concepts", "says", "flip"]
+    assert in_order(f for f in run_findings(loaded, loaded, cap_a, cap_b, direct([]))) != []
+    before = dict(seen)
+    assert "steer_to_flip" not in before["concepts"] and "patch_captures" not in before["part"]
+    flip = dict((f.step, f) for f in run_findings(loaded, loaded, cap_a, cap_b, direct([])))["flip"]
+    if flip.number("alpha") is not None:  # flipped: both answers are rows of the flip's batch
+        assert "steer_with_answer" in before["says"] and "continue_capture" not in before["flip"]
+    else:
+        assert before["says"].count("continue_capture") == 2
+
+
+def test_findings_keep_the_flip_batch_for_the_pages_behind_them(tiny_models):
+    """`keep` hands B's steered run and both answers to the keys the Steering and Continuations
+    pages read; the values are the ones the findings quote."""
+    loaded = tiny_models["llama"]
+    cap_a, cap_b = capture(loaded, A), capture(loaded, B)
+    kept: dict = {}
+
+    def keep(value, fn, *args, **kwargs):
+        kept.setdefault(fn.__name__, []).append(value)
+
+    found = {f.step: f for f in run_findings(loaded, loaded, cap_a, cap_b, direct([]), keep=keep)}
+    assert found["flip"].number("alpha") is not None, "the tiny llama flips France/Italy"
+    steered = kept["steer_captures"][0]
+    assert found["flip"].number("side_kl_bits") == steered.steered.side_kl
+    answers = kept["continue_capture"]
+    assert len(answers) == 2 and answers[0].token_ids != () and steered.unsteered.continuation in answers
+    assert f"\u201c{in_words(first_line(answers[-1]))}\u201d" in found["says"].sentence
 
 
 def test_a_step_that_cannot_run_says_why_and_the_rest_still_appear(tiny_models):
@@ -40,7 +78,7 @@ def test_a_step_that_cannot_run_says_why_and_the_rest_still_appear(tiny_models):
     difference to patch, attribute or flip."""
     loaded = tiny_models["gpt2"]
     cap = capture(loaded, A)
-    findings = list(run_findings(loaded, loaded, cap, cap, direct([])))
+    findings = in_order(run_findings(loaded, loaded, cap, cap, direct([])))
     assert [f.step for f in findings] == list(STEPS)
     by_step = {f.step: f for f in findings}
     assert by_step["says"].status == "ok" and by_step["part"].status == "ok"
@@ -130,7 +168,7 @@ def test_the_history_keeps_the_findings(tiny_models, tmp_path):
 
     loaded = tiny_models["gpt2"]
     paris, rome = capture(loaded, "The Paris is"), capture(loaded, "The Rome is")
-    found = Findings(tuple(run_findings(loaded, loaded, paris, rome, direct([]))))
+    found = Findings(tuple(in_order(run_findings(loaded, loaded, paris, rome, direct([])))))
     history = History(tmp_path)
     saved_id = history.save("pair", {"model": "tiny", "a": "The Paris is", "b": "The Rome is"}, found)
     again = history.get(saved_id)

@@ -14,6 +14,7 @@ from lib.analyses.generation import continue_capture
 from lib.analyses.steering import (
     next_token_logits,
     steer_captures,
+    steer_with_answer,
     steering_interventions,
     steering_sweep,
     steering_vector,
@@ -43,6 +44,24 @@ def test_alpha_zero_is_the_unsteered_run(pair):
         assert outcome.kl == 0.0 and outcome.logit_diff == result.unsteered.logit_diff
     assert result.unsteered.continuation.token_ids == plain.token_ids
     assert result.unsteered.logit_diff == pytest.approx(result.metric_b, abs=1e-4)
+
+
+def test_answer_row_of_the_steered_batch_is_each_prompts_own_continuation(pair):
+    """steer_with_answer: A's unsteered fifth row writes A's own continuation, row 0 B's, and the
+    steered rows what steer_captures writes; the numbers agree to batch rounding."""
+    loaded, cap_a, cap_b = pair
+    how = {"layer": loaded.n_layers // 2, "alpha": 2.0, "settings": SETTINGS}
+    both = steer_with_answer(loaded, cap_a, cap_b, **how)
+    alone = steer_captures(loaded, cap_a, cap_b, **how)
+    own_a, own_b = continue_capture(loaded, cap_a, SETTINGS), continue_capture(loaded, cap_b, SETTINGS)
+    assert both.answer_a == own_a and both.steer.unsteered.continuation == own_b
+    for mine, theirs in zip(both.steer.outcomes, alone.outcomes, strict=True):
+        assert mine.continuation == theirs.continuation
+        assert mine.kl == pytest.approx(theirs.kl, abs=1e-4) and mine.side_kl == theirs.side_kl
+        if theirs.logit_diff is not None:
+            assert mine.logit_diff == pytest.approx(theirs.logit_diff, abs=1e-4)
+    longer = capture(loaded, A + " very")
+    assert steer_with_answer(loaded, longer, cap_b, **how).answer_a is None  # rows must be equal
 
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
