@@ -33,8 +33,8 @@ run: $(STAMP)  ## start the app at http://$(HOST):$(PORT); HOST=0.0.0.0 prints t
 test: $(STAMP)  ## the whole suite, offline, every tiny family
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES= $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## unit and app tests on the tiny models of a few families: no embedded model, no browser (lanes: -m real_model, -m browser)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES=$(FAST_FAMILIES) $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser" $(XDIST) $(PYTEST_ARGS)
+test-fast: $(STAMP)  ## unit and app tests on the tiny models of a few families: no embedded model, no browser, no slow page test (lanes: -m real_model, -m browser, -m slow)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES=$(FAST_FAMILIES) $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser and not slow" $(XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
 	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt

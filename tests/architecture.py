@@ -17,11 +17,16 @@ it names (relative ones through `ImportFrom.level`), so `from ..app import ui` i
   `alt.layer`, `alt.Tooltip`, ...); they may name its types in annotations.
 
 `violations(files)` takes {module name: source} so a test can plant a violation in memory.
+What is read from one source text alone (its tree, its import statements, its Altair calls) is
+kept per text (`functools.cache`), so a planted tree re-reads only the planted modules; what
+depends on the whole tree (where an import leads, which layer may take it) is worked out anew
+on every call.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,21 +61,49 @@ def layer(module: str) -> str | None:
     return parts[1] if parts[1] in LAYER_RANK else None
 
 
+@functools.cache
+def _tree(source: str) -> ast.Module:
+    """`source` parsed, once per text (the checkers only read the tree)."""
+    return ast.parse(source)
+
+
+@functools.cache
+def _source_imports(source: str) -> tuple[ast.Import | ast.ImportFrom, ...]:
+    """The import statements of `source` (inside functions too), in `ast.walk` order."""
+    return tuple(node for node in ast.walk(_tree(source)) if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+@functools.cache
+def _top_level_imports(source: str) -> tuple[ast.Import | ast.ImportFrom, ...]:
+    """The import statements of `source` that stand outside every function, in `ast.walk` order."""
+    tree = _tree(source)
+    local = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for n in ast.walk(f)}
+    return tuple(n for n in _source_imports(source) if id(n) not in local)
+
+
+@functools.cache
+def _attribute_reads(source: str) -> tuple[tuple[str, str], ...]:
+    """(name, attribute) for every `name.attribute` in `source`, in `ast.walk` order."""
+    return tuple((node.value.id, node.attr) for node in ast.walk(_tree(source))
+                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name))
+
+
 def imports(module: str, source: str, known: set[str]) -> list[tuple[str, str | None]]:
     """(module imported, name taken from it or None) for every import in `source`, resolved.
 
     `from . import x` names the module `package.x` where that is a module, else the name x of the
     package; `from .m import y` names module `package.m` and its name y."""
-    return [(target, name) for target, name, _ in bindings(module, ast.parse(source), known)]
+    return [(target, name) for target, name, _ in bindings(module, _source_imports(source), known)]
 
 
-def bindings(module: str, tree: ast.AST, known: set[str]) -> list[tuple[str, str | None, str]]:
+def bindings(module: str, nodes, known: set[str]) -> list[tuple[str, str | None, str]]:
     """`imports` with the name each import binds in `module` (its `as` name, else its own; for
-    `import a.b`, 'a')."""
+    `import a.b`, 'a'), for the import statements `nodes` of `module`."""
     is_package = module in known and any(k.startswith(module + ".") for k in known)
     package = module if is_package else module.rpartition(".")[0]
     found: list[tuple[str, str | None, str]] = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.extend((alias.name, None, alias.asname or alias.name.split(".")[0]) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -137,12 +170,7 @@ def taken_from_below(module: str, source: str, known: set[str]) -> dict[str, str
     """The functions and types app module `module` binds by importing them from an analysis or
     core (at its top level, not inside a function; constants left out): {name bound: the module
     it comes from}."""
-    tree = ast.parse(source)
-    local = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-             for n in ast.walk(f)}
-    top = ast.Module(body=[n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                           and id(n) not in local], type_ignores=[])
-    return {bound: target for target, _, bound in bindings(module, top, known)
+    return {bound: target for target, _, bound in bindings(module, _top_level_imports(source), known)
             if layer(target) in ("core", "common", "analyses") and not bound.isupper()}
 
 
@@ -152,21 +180,19 @@ def reached_through(module: str, source: str, below: dict[str, dict[str, str]],
     takes from below through an app module (`below`: each app module's `taken_from_below`):
     `from lib.app.m import name`, or `m.name` after `from lib.app import m` — the page would
     import the analysis under another name."""
-    tree = ast.parse(source)
     modules: dict[str, str] = {}  # a name bound in the page → the app module it is
     found = []
-    for target, name, bound in bindings(module, tree, known):
+    for target, name, bound in bindings(module, _source_imports(source), known):
         if target.startswith("twinlens"):
             target = "lib" + target.removeprefix("twinlens")
         if name is None and target in below:
             modules[bound] = target
         elif name is not None and name in below.get(target, {}):
             found.append((name, below[target][name], target))
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                and node.attr in below[modules[node.value.id]]):
-            through = modules[node.value.id]
-            found.append((node.attr, below[through][node.attr], through))
+    for name, attr in _attribute_reads(source):
+        if name in modules and attr in below[modules[name]]:
+            through = modules[name]
+            found.append((attr, below[through][attr], through))
     return sorted(set(found))
 
 
@@ -176,14 +202,18 @@ CHARTS = "lib.app.charts"
 def chart_builders(module: str, source: str) -> list[str]:
     """The Altair calls in `source` ('alt.Chart', ...) when `module` is not the charts module:
     a call on the name Altair is imported as, wherever it stands."""
-    if module == CHARTS:
-        return []
-    tree = ast.parse(source)
+    return [] if module == CHARTS else list(_altair_calls(source))
+
+
+@functools.cache
+def _altair_calls(source: str) -> tuple[str, ...]:
+    """`chart_builders` of one source text, once per text."""
+    tree = _tree(source)
     names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
              for alias in node.names if alias.name == "altair"}
-    return sorted({f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
-                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                   and isinstance(node.func.value, ast.Name) and node.func.value.id in names})
+    return tuple(sorted({f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
+                         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                         and isinstance(node.func.value, ast.Name) and node.func.value.id in names}))
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:

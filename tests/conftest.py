@@ -68,6 +68,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "family: runs once per model family; `make matrix` reports these")
     config.addinivalue_line("markers", "real_model: uses the embedded SmolLM2")
     config.addinivalue_line("markers", "browser: drives Chromium (tests/e2e)")
+    config.addinivalue_line("markers", "slow: a page test that takes 3 s or more of one core on its own "
+                                       "(pytest --durations=0, one process); make test runs it, "
+                                       "make test-fast does not")
 
 
 LANE_ORDER = ("integration", "e2e", "app", "unit")  # slowest files first: two workers end together

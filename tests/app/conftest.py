@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from app_helpers import app  # noqa: E402,F401  (the fixture)
 
 from lib.analyses.common import lenses  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def components_scanned_once():
+    """Every new AppTest scans each installed package's metadata for Streamlit components (about
+    0.3 s, before its first run); a server does it once at start. The installed packages do not
+    change during the suite, so the scan runs once and each AppTest registers what it found."""
+    from streamlit.components.v2 import manifest_scanner
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_scanner, "scan_component_manifests",
+                      functools.cache(manifest_scanner.scan_component_manifests))
+        yield
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ as part of it; a cancelled answer says so and can be written again."""
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import submit
 
 from lib.analyses.generation import DEFAULT_SETTINGS, continue_capture, continue_prompt
@@ -32,6 +33,7 @@ def test_compare_shows_both_answers_as_the_first_line_of_the_greedy_continuation
         assert ":blue-background[" not in line  # raw text: nothing was typed for the model
 
 
+@pytest.mark.slow
 def test_the_answers_are_cached_for_the_continuations_page(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     request = app.session_state[session.REQUEST_KEY]
@@ -42,6 +44,7 @@ def test_the_answers_are_cached_for_the_continuations_page(app):
     assert not [i for i in app.info if "Press **Generate**" in i.value]  # shown at once, not asked for
 
 
+@pytest.mark.slow
 def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
     seahorse = next(e for e in EXAMPLES if e.prefill)
     app.run()
@@ -55,6 +58,7 @@ def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
     assert [m for m in app.markdown if m.value.startswith("**Next token (A)") and "(bird)" in m.value]
 
 
+@pytest.mark.slow
 def test_system_message_is_shown_with_the_answer(app):
     app.run()
     app.sidebar.radio(key="chat").set_value(True)
@@ -64,6 +68,7 @@ def test_system_message_is_shown_with_the_answer(app):
     assert [c for c in app.caption if c.value == "System message: You answer in French."]
 
 
+@pytest.mark.slow
 def test_a_cancelled_answer_says_so_and_can_be_written_again(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     request = app.session_state[session.REQUEST_KEY]

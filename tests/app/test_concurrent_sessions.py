@@ -104,6 +104,7 @@ def run_session(steps: list) -> list[dict]:
     return [step(at) for step in steps]
 
 
+@pytest.mark.slow
 def test_eight_concurrent_sessions_see_what_a_serial_run_sees(shared_runtime, tmp_path, tiny_folders):
     serial_models = copies(tmp_path / "serial", tiny_folders)
     serial = [run_session(session_script(n, serial_models)) for n in range(8)]

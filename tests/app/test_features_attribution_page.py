@@ -39,6 +39,7 @@ def test_features_default_to_the_arrival_layer_ranked_by_attribution(app, real_m
         assert "label" in [t["field"] for t in spec["encoding"]["tooltip"]]
 
 
+@pytest.mark.slow
 def test_a_link_opens_the_features_page_at_its_layer(app):  # noqa: F811
     app.query_params.update({"a": A, "b": B, "features_layer": "15"})
     app.run()

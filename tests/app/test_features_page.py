@@ -58,6 +58,7 @@ def test_page_shows_what_the_library_computes_for_a_given_sae(app, exact_sae, re
     assert app.selectbox(key="features-card-15").value is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -72,6 +73,7 @@ def test_page_refuses_a_bad_sae_with_one_message(app, tmp_path, make, message):
     assert not table(app, "activation A")
 
 
+@pytest.mark.slow
 def test_page_refuses_an_sae_of_another_width(app, tmp_path):
     save_saelens(tmp_path / "wide", W_enc=torch.zeros(64, 8), b_enc=torch.zeros(8), W_dec=torch.zeros(8, 64),
                  b_dec=torch.zeros(64), architecture="standard", hook_name="blocks.1.hook_resid_pre",

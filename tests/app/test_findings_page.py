@@ -3,11 +3,13 @@ with its link, the report's download buttons; the numbers are the ones the pages
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import app, submit  # noqa: F401  (fixture)
 
 from lib.app.findings import STEPS, TITLES
 
 
+@pytest.mark.slow
 def test_findings_page_shows_six_findings_and_the_report(app):  # noqa: F811
     submit(app, a="The capital of France is", b="The capital of Italy is")
     app.switch_page("pages/findings.py").run()

@@ -232,6 +232,7 @@ def test_every_text_input_in_the_source_is_declared():
     assert not_models <= drawn, "a declared path input is not drawn through path_input"
 
 
+@pytest.mark.slow
 def test_every_text_input_on_every_page_is_declared(app, shared, tiny_folders):
     assert "pages/features.py" in page_files()
     for mode in ("prompts", "models"):

@@ -61,6 +61,7 @@ def test_logit_lens_names_the_layer_from_which_the_final_answer_stays_top1(app, 
         assert sentence.startswith(f"Final answer '{answer}' is top-1 from layer {stays} on")
 
 
+@pytest.mark.slow
 def test_logit_lens_display_changes_run_no_forward_pass(app):
     open_page(app, a=A, b=B)
     model = ui.get_model(ModelKey())
@@ -74,6 +75,7 @@ def test_logit_lens_display_changes_run_no_forward_pass(app):
     assert model.forward_passes == before
 
 
+@pytest.mark.slow
 def test_logit_lens_shows_prompt_text_as_text_not_markdown(app):
     a = "**bold** <b>tag</b> _x_"
     open_page(app, a=a, b=B)

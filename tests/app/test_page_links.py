@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import open_page
 
 SHARED = {"model": "default", "a": "The capital of France is", "b": "The capital of Italy is", "k": "3"}
@@ -11,6 +12,7 @@ def cell_picker(app, name: str):
     return next(s for s in app.selectbox if s.key and s.key.startswith(f"patching-{name}"))
 
 
+@pytest.mark.slow
 def test_the_chosen_patching_cell_goes_into_the_link(app):
     open_page(app, "pages/patching.py", a=SHARED["a"], b=SHARED["b"])
     app.button(key="patching-run").click().run()
@@ -37,6 +39,7 @@ def test_a_link_with_a_cell_outside_the_grid_falls_back_to_the_default_cell(app)
     assert cell_picker(app, "layer").value == 0 and cell_picker(app, "position").value == 3  # France/Italy
 
 
+@pytest.mark.slow
 def test_the_distances_measure_goes_into_the_link(app):
     open_page(app, "pages/distances.py", a=SHARED["a"], b=SHARED["b"])
     assert "measure" not in app.query_params  # the default stays out of the link

@@ -108,6 +108,7 @@ def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_ar
     assert metric.startswith("Metric: log p(␣Claire) − log p(␣Mary␣Ann)")
 
 
+@pytest.mark.slow
 def test_reopening_the_grid_runs_no_forward_pass(app):
     open_page(app, a=A, b=B)
     run_patching(app)

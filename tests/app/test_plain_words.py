@@ -4,6 +4,7 @@ mentions a template."""
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import open_page, submit
 
 from lib.app import glossary
@@ -21,6 +22,7 @@ def test_sidebar_settings_say_what_bos_top_k_and_ndif_are(app):
     assert "National Deep Inference Fabric" in help_of(app.sidebar.radio(key="backend"))
 
 
+@pytest.mark.slow
 def test_the_model_line_names_width_and_explains_q4_1(app):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     line = next(c for c in app.caption if "layers ·" in c.value)
@@ -47,6 +49,7 @@ def test_raw_text_continuations_never_mention_a_template(app, tiny_folders):
     assert not [text for text in shown if "template" in text]
 
 
+@pytest.mark.slow
 def test_features_caption_explains_fvu_and_the_hook_name(app):
     open_page(app, "pages/features.py", a="The capital of France is", b="The capital of Italy is")
     line = next(c for c in app.caption if "FVU" in c.value)

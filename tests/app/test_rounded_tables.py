@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from app_helpers import open_page
 
 from lib.app.readable import READING_FORMAT
@@ -16,6 +17,7 @@ def formats(frame) -> dict[str, str]:
     return {name: c.get("type_config", {}).get("format") for name, c in config.items()}
 
 
+@pytest.mark.slow
 def test_every_float_column_on_watch_has_a_reading_format_and_keeps_its_digits(app):
     open_page(app, "pages/watch.py", a="The capital of France is", b="The capital of Italy is")
     tiny_seen = False

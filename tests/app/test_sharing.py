@@ -6,6 +6,7 @@ import io
 import json
 
 import pandas as pd
+import pytest
 from app_helpers import submit
 
 from lib.app import session, views
@@ -33,6 +34,7 @@ def test_shareable_url_reproduces_the_request_and_page(app):
     assert [len(t) for t in tables] == [3, 3]
 
 
+@pytest.mark.slow
 def test_compare_writes_the_request_into_the_url(app):
     submit(app, a="One prompt", b="Another prompt", k=4)
     assert not app.exception
@@ -49,6 +51,7 @@ def test_url_with_a_bad_setting_says_so_and_runs_nothing(app):
     assert session.REQUEST_KEY not in app.session_state
 
 
+@pytest.mark.slow
 def test_example_button_fills_both_prompts_and_bos_and_compares(app):
     example = next(e for e in EXAMPLES if e.bos == "on")
     app.run()
@@ -72,6 +75,7 @@ def test_export_files_hold_the_request_the_data_and_each_table():
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(files[1].content)), table)
 
 
+@pytest.mark.slow
 def test_a_link_carries_the_watched_words_and_the_lens_cell(app):
     app.query_params.update({**SHARED, "watch": "␣Paris\n␣Rome\n␣London"})
     app.switch_page("pages/watch.py").run()
@@ -92,6 +96,7 @@ def test_a_link_opens_the_lens_at_its_cell(app):
     assert (app.selectbox(key="lens_layer").value, app.selectbox(key="lens_offset").value) == (7, 1)
 
 
+@pytest.mark.slow
 def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app):
     submit(app, a=SHARED["a"], b=SHARED["b"])
     app.switch_page("pages/patching.py").run()
@@ -107,6 +112,7 @@ def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app):
     assert any(t.value.startswith("Metric: logit[␣Paris] − logit[␣Rome]") for t in app.text)  # no new run
 
 
+@pytest.mark.slow
 def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app):
     long = "word " * 600
     submit(app, a=long + "A", b=long + "B")
@@ -116,6 +122,7 @@ def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app):
     assert any("too long for a link" in c.value for c in app.sidebar.caption)
 
 
+@pytest.mark.slow
 def test_an_example_that_turns_bos_on_does_not_leave_it_on_for_the_next(app):
     with_bos = next(e for e in EXAMPLES if e.bos == "on")
     without = next(e for e in EXAMPLES if e.bos is None)

@@ -33,6 +33,7 @@ def ask_for_bos(app):
     assert not app.exception, app.exception
 
 
+@pytest.mark.slow
 def test_tokens_page_runs_no_forward_pass_until_bos_runs_are_asked_for(app):
     ui.clear_results()  # captures are shared by the whole process; count from none
     open_page(app, "pages/tokens.py", a=A, b=B)

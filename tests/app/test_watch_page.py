@@ -46,6 +46,7 @@ def test_watch_follows_a_multi_token_word_by_its_first_piece_and_scores_it_whole
     assert claire["log-probability"].tolist() == pytest.approx(expected.logprob, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_watch_swapping_the_pair_negates_the_difference_without_a_forward_pass(app):
     open_page(app, "pages/watch.py", a=A, b=B)
     before_table = table_with(app, "B")

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 from tiny import EXTRA_FAMILIES, FAMILIES, lane_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +78,32 @@ def test_the_variable_reaches_the_family_fixture(tmp_path):
 
     assert collected("llama") == ["tests/unit/test_steering.py::test_alpha_zero_is_the_unsteered_run[llama]"]
     assert len(collected(None)) == len(FAMILIES)
+
+
+def _recipe(target: str) -> str:
+    """The command line of a Makefile target (the line after `target:`)."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    return lines[next(i for i, x in enumerate(lines) if x.startswith(f"{target}:")) + 1]
+
+
+def _selects(command: str, markers: set[str]) -> bool:
+    """Whether `command`'s `-m "…"` expression picks a test that carries `markers` (no `-m`: every
+    test), evaluated as pytest evaluates it."""
+    found = re.search(r'-m "([^"]*)"', command)
+    return found is None or Expression.compile(found.group(1)).evaluate(lambda name, **_: name in markers)
+
+
+def test_make_test_fast_leaves_the_slow_tests_out_and_make_test_runs_them():
+    """`slow` (tests/conftest.py) thins only the fast lane: make test-fast deselects a slow test
+    whatever else it carries, make test (and pytest.ini's own options) select it."""
+    fast, everything = _recipe("test-fast"), _recipe("test")
+    assert _selects(fast, set()) and _selects(fast, {"family"})
+    assert not _selects(fast, {"slow"}) and not _selects(fast, {"slow", "family"})
+    assert not _selects(fast, {"real_model"}) and not _selects(fast, {"browser"})
+    addopts = (ROOT / "pytest.ini").read_text()
+    for command in (everything, addopts):
+        assert _selects(command, {"slow"}) and _selects(command, {"slow", "real_model", "family"})
+
+
+def test_slow_is_a_registered_marker(pytestconfig):
+    assert any(line.startswith("slow:") for line in pytestconfig.getini("markers"))
