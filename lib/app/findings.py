@@ -36,8 +36,9 @@ model, and say so (`TWO_MODELS`).
 
 `run_findings` yields the findings one at a time, so a page can show the first before the last
 step runs (each in its place: "says" comes last but one when its answers are written in the
-flip's batch, see `run_findings`; `in_order` sorts them); it asks for every result through `get(fn, *args, **kwargs)`, which the app points at
-its results cache (keys) and the CLI at a direct call (the model and captures themselves).
+flip's batch, see `run_findings`; `in_order` sorts them); it asks for every result through
+`get(fn, *args, **kwargs)`, which the app points at its results cache (keys) and the CLI at a
+direct call (the model and captures themselves).
 """
 
 from __future__ import annotations
