@@ -36,7 +36,7 @@ test: $(STAMP)  ## the whole suite, offline, every tiny family
 test-fast: $(STAMP)  ## unit and app tests on the tiny models of a few families: no embedded model, no browser, no slow page test (lanes: -m real_model, -m browser, -m slow)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TWINLENS_TEST_FAMILIES=$(FAST_FAMILIES) $(PY) -m pytest tests/unit tests/app -m "not real_model and not browser and not slow" $(XDIST) $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 10 min)
+bench: $(STAMP)  ## BENCHMARKS.md: twinlens against bare transformers and TransformerLens (about 26 min on 2 cores)
 	$(PY) -m pip install -q -r requirements-bench.txt -c requirements.txt
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m bench.run
 
