@@ -349,6 +349,10 @@ class SteeredWithAnswer:
     steer: SteerResult
     answer_a: Continuation | None
 
+    def to_dict(self) -> dict:
+        return {"steer": self.steer.to_dict(),
+                "answer_a": None if self.answer_a is None else self.answer_a.to_dict()}
+
 
 def steer_with_answer(
     loaded: LoadedModel,
@@ -367,7 +371,7 @@ def steer_with_answer(
     (unsteered) row of the same batch: a continuation at batch 1 is bound by reading the weights,
     so the fifth row costs a fraction of a run of its own (the Findings write both answers and the
     flip in one continuation). Row 0 is B's own continuation. A batch's rows are rounded apart
-    from runs of their own (logits within ~1e-4); the tokens are the same (tested on every family)."""
+    from runs of their own (logits within 1e-4); the tokens are the same (both tested on every family)."""
     extra = (cap_a,) if len(cap_a.token_ids) == len(cap_b.token_ids) else ()
     result, others = _steer(loaded, cap_a, cap_b, None, layer=layer, alpha=alpha, mode=mode, apply=apply,
                             answer=answer, wrong=wrong, settings=settings, vector_file=None, others=extra)

@@ -55,6 +55,7 @@ def test_answer_row_of_the_steered_batch_is_each_prompts_own_continuation(pair):
     alone = steer_captures(loaded, cap_a, cap_b, **how)
     own_a, own_b = continue_capture(loaded, cap_a, SETTINGS), continue_capture(loaded, cap_b, SETTINGS)
     assert both.answer_a == own_a and both.steer.unsteered.continuation == own_b
+    assert both.to_dict()["answer_a"] == own_a.to_dict()
     for mine, theirs in zip(both.steer.outcomes, alone.outcomes, strict=True):
         assert mine.continuation == theirs.continuation
         assert mine.kl == pytest.approx(theirs.kl, abs=1e-4) and mine.side_kl == theirs.side_kl
