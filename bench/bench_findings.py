@@ -3,7 +3,8 @@
 - findings_vs_compare_ratio: all six findings for a 5-token pair (France/Italy), from the two
   prompts' captures to the last finding, nothing cached (as `twinlens report` runs them: both
   answers written as rows of the flip's steered continuation) ÷ one comparison (`compare_prompts`)
-  of the same pair. Target ≤ 30. The details give each step's own seconds, in the order they ran.
+  of the same pair. Target ≤ 30. The details give each step's own seconds, in the order they ran:
+  "says" then holds the flip's search and the one continuation, "flip" nothing more.
 
     python bench/bench_findings.py      # prints JSON (this part alone)
 """

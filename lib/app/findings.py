@@ -547,10 +547,11 @@ def in_order(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: STEPS.index(f.step))
 
 
-def says_step(get: Get, sides, settings: GenerationSettings, names: tuple[str, str], chat: dict | None,
-              written: dict[int, Continuation] | None = None) -> Finding:
-    """The "says" finding from each side's continuation: `written[side]` where the flip's batch
-    wrote it, else through `get`."""
+def says_step(get: Get, sides: tuple[tuple[object, object], ...], settings: GenerationSettings,
+              names: tuple[str, str], chat: dict | None, written: dict[int, Continuation] | None = None,
+              ) -> Finding:
+    """The "says" finding from each side's continuation; `sides`: (model, run) of A and of B, as
+    `get` takes them. `written[side]` where the flip's batch wrote it, else through `get`."""
     try:
         a, b = ((written or {}).get(i) or get(continue_capture, m, run, settings)
                 for i, (m, run) in enumerate(sides))

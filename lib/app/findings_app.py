@@ -12,7 +12,7 @@ from lib.app import views
 
 from ..core.models import LoadedModel
 from . import ui
-from .findings import STEPS, TITLES, Finding, Findings, run_findings
+from .findings import STEPS, TITLES, Finding, Findings, in_order, run_findings
 from .report import finding_chart, report_data, report_html
 from .request import Request
 from .session import PAGE_PARAMS
@@ -71,7 +71,7 @@ def show_findings(request: Request, model: LoadedModel, names: tuple[str, str]) 
             bar.progress(len(found) / len(STEPS),
                          text=f"Finding {len(found) + 1} of {len(STEPS)}: {', '.join(waiting)}…")
     bar.empty()
-    return [found[step] for step in STEPS if step in found]
+    return in_order(found.values())
 
 
 def report_buttons(request: Request, model: LoadedModel, findings: list[Finding]) -> None:

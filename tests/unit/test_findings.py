@@ -39,19 +39,16 @@ def test_each_finding_comes_before_the_next_step_runs(tiny_models):
     assert "steer_with_answer" not in calls
 
     calls.clear()
-    seen: list[tuple[str, list[str]]] = []
+    found: list[Finding] = []
+    before: dict[str, list[str]] = {}  # step → the calls made when its finding came
     for finding in run_findings(loaded, loaded, cap_a, cap_b, direct(calls)):
-        seen.append((finding.step, list(calls)))
-    order = [step for step, _ in seen]
-    assert order == ["part", "carries", "writes", "concepts", "says", "flip"]
-    assert in_order(f for f in run_findings(loaded, loaded, cap_a, cap_b, direct([]))) != []
-    before = dict(seen)
+        found.append(finding)
+        before[finding.step] = list(calls)
+    assert [f.step for f in found] == ["part", "carries", "writes", "concepts", "says", "flip"]
+    assert [f.step for f in in_order(found)] == list(STEPS)
     assert "steer_to_flip" not in before["concepts"] and "patch_captures" not in before["part"]
-    flip = dict((f.step, f) for f in run_findings(loaded, loaded, cap_a, cap_b, direct([])))["flip"]
-    if flip.number("alpha") is not None:  # flipped: both answers are rows of the flip's batch
-        assert "steer_with_answer" in before["says"] and "continue_capture" not in before["flip"]
-    else:
-        assert before["says"].count("continue_capture") == 2
+    assert found[-1].number("alpha") is not None, "the tiny llama flips France/Italy"
+    assert "steer_with_answer" in before["says"] and "continue_capture" not in before["flip"]
 
 
 def test_findings_keep_the_flip_batch_for_the_pages_behind_them(tiny_models):
