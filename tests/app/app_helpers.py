@@ -66,8 +66,11 @@ def compare_two(at: AppTest, model1: Path, model2: Path, prompt: str = "The capi
 
 
 def open_page(at: AppTest, page: str, **request) -> AppTest:
-    """Compare `request` (see `submit`), then switch to `page`; the page must run without exception."""
-    submit(at, **request)
+    """Open `page` by its shareable link for `request` (model, a, b, bos, k: see `submit`; the others
+    take the sidebar's defaults), as a colleague's link opens it: the page computes what it shows and
+    nothing of the Compare page (its two answers are about 3 s of the embedded model). The page must
+    run without exception. Tests of the sidebar's Compare button call `submit`."""
+    at.query_params.update({name: str(value) for name, value in request.items() if value is not None})
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at

@@ -4,7 +4,8 @@ and the bad-input cases on a tiny model (fast)."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import compare_two, submit
+from app_helpers import compare_two
+from app_helpers import open_page as open_link
 from bad_input_cases import COMPONENT_CASES, component_kwargs
 
 from lib.analyses.components import attention_patterns, attribute_captures, patch_components
@@ -15,10 +16,7 @@ PAGE = "pages/components.py"
 
 
 def open_page(app, **request):
-    submit(app, **request)
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    return open_link(app, PAGE, **request)
 
 
 def press(app, key: str):

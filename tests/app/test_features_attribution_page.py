@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_helpers import app, submit  # noqa: F401  (fixture)
+from app_helpers import app, open_page  # noqa: F401  (fixture)
 
 from lib.analyses.features import attribution_of_captures
 from lib.core.capture import capture
@@ -16,9 +16,7 @@ A, B = "The capital of France is", "The capital of Italy is"
 
 
 def test_features_default_to_the_arrival_layer_ranked_by_attribution(app, real_model):  # noqa: F811
-    submit(app, a=A, b=B)
-    app.switch_page("pages/features.py").run()
-    assert not app.exception, app.exception
+    open_page(app, "pages/features.py", a=A, b=B)
     assert app.selectbox(key="features-layer").value == 24  # patching: arrives at the last token at 24
     assert app.query_params["features_layer"] == "24"
     expected = attribution_of_captures(real_model, capture(real_model, A), capture(real_model, B), layer=24,
@@ -41,8 +39,5 @@ def test_features_default_to_the_arrival_layer_ranked_by_attribution(app, real_m
 
 @pytest.mark.slow
 def test_a_link_opens_the_features_page_at_its_layer(app):  # noqa: F811
-    app.query_params.update({"a": A, "b": B, "features_layer": "15"})
-    app.run()
-    app.switch_page("pages/features.py").run()
-    assert not app.exception, app.exception
+    open_page(app, "pages/features.py", a=A, b=B, features_layer=15)
     assert app.selectbox(key="features-layer").value == 15

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from app_helpers import compare_two, submit
+from app_helpers import compare_two, open_page
 from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 
 from lib.analyses.common.sae import load_sae, save_saelens, shipped_saes
@@ -30,10 +30,7 @@ def exact_sae(tmp_path_factory, real_model):
 
 
 def open_features(app, **request):
-    submit(app, **request)
-    app.switch_page("pages/features.py").run()
-    assert not app.exception, app.exception
-    return app
+    return open_page(app, "pages/features.py", **request)
 
 
 def use_sae(app, path) -> None:

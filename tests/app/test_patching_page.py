@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from app_helpers import open_page as open_link
 from app_helpers import submit
 
 from lib.analyses.patching import patch_residual, patched_lens
@@ -13,10 +14,7 @@ A, B = "The capital of France is", "The capital of Italy is"
 
 
 def open_page(app, **request):
-    submit(app, **request)
-    app.switch_page("pages/patching.py").run()
-    assert not app.exception, app.exception
-    return app
+    return open_link(app, "pages/patching.py", **request)
 
 
 def run_patching(app):
@@ -91,8 +89,7 @@ def test_same_prediction_asks_for_tokens(app):
 
 
 def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_are_accepted(app, real_model):
-    mary, john = ("Claire and Mary went out, then Mary gave milk to",  # short: the grid is whole-word
-                  "Claire and Mary went out, then Claire gave milk to")
+    mary, john = "Mary, Claire. Mary gave milk to", "Mary, Claire. Claire gave milk to"  # 8 tokens
     open_page(app, a=mary, b=john)
     app.text_input(key="patching-answer").input("Claire").run()
     [warning] = app.warning
@@ -110,7 +107,8 @@ def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_ar
 
 @pytest.mark.slow
 def test_reopening_the_grid_runs_no_forward_pass(app):
-    open_page(app, a=A, b=B)
+    submit(app, a=A, b=B)  # the Compare page and its answers first: going back to it computes nothing
+    app.switch_page("pages/patching.py").run()
     run_patching(app)
     model = ui.get_model(ModelKey())
     before = model.forward_passes

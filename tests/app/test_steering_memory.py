@@ -73,7 +73,6 @@ def test_a_link_opens_steering_with_its_layer_alpha_and_target(app, tiny_folders
 def test_a_link_with_a_feature_as_the_vector_source_steers_with_it(app, real_model):  # noqa: F811
     app.query_params.update({"a": A, "b": B, "steer_layer": "15", "steer_alpha": "3",
                              "steer_vector": "feature:5"})
-    app.run()
     app.switch_page("pages/steering.py").run()
     assert not app.exception, app.exception
     assert any("Steering with SAE feature 5" in i.value for i in app.info)
