@@ -122,6 +122,31 @@ def chromium(user_data_dir: Path, width: int = 1600, height: int = 1100):
             context.close()
 
 
+@contextmanager
+def chromium_browser():
+    """One headless Chromium for many contexts (`fresh_context`): the browser tests start it once
+    per test process (Playwright allows one at a time per thread)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def fresh_context(browser, width: int = 1600, height: int = 1100):
+    """A new context of `browser` (Playwright's Browser): a fresh profile as a new visitor has it
+    (no cookies, no storage, no cache), closed when the block exits."""
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
 def view_url(base: str, page_file: str, query: Mapping[str, str], default: bool = False) -> str:
     """The shareable URL of one page (`pages/logit_lens.py` → `/logit_lens`; the default page is `/`)."""
     path = "" if default else Path(page_file).stem
@@ -158,15 +183,13 @@ def open_view(page, url: str, title: str, timeout: float = 180) -> None:
 
 
 @contextmanager
-def opened_view(folder: Callable[[str], Path], page_file: str, query: Mapping[str, str], title: str):
-    """A Chromium tab showing `page_file` for `query` on a fresh server (a browser test's module
-    fixture); `folder(name)` makes the folders for the server log and the browser profile
-    (e.g. `tmp_path_factory.mktemp`)."""
-    with serve(log=folder("streamlit") / "server.log") as url:
-        with chromium(folder("chromium-profile")) as context:
-            tab = context.new_page()
-            open_view(tab, view_url(url, page_file, query), title)
-            yield tab
+def opened_view(browser, url: str, page_file: str, query: Mapping[str, str], title: str):
+    """A tab showing `page_file` for `query` on the server at `url`, in a fresh context of `browser`
+    (a browser test's module fixture)."""
+    with fresh_context(browser) as context:
+        tab = context.new_page()
+        open_view(tab, view_url(url, page_file, query), title)
+        yield tab
 
 
 def wait_for_chart(page, timeout: float = 60) -> None:

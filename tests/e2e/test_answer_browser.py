@@ -5,23 +5,21 @@ tables fit their columns: every rank, #1 to #10, without scrolling sideways."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
 
 from lib.app.examples import EXAMPLES
 from lib.app.request import Request
-from scripts.browser import chromium, serve, settle, view_url
+from scripts.browser import fresh_context, settle, view_url
 
 WIDTH, HEIGHT = 1440, 900
 
 
-def test_compare_at_1440_shows_both_answers_with_the_typed_start_and_lens_tables_that_fit(tmp_path: Path):
+def test_compare_at_1440_shows_both_answers_with_the_typed_start_and_lens_tables_that_fit(chromium, app_url):
     seahorse = next(e for e in EXAMPLES if e.prefill)
     query = Request(a=seahorse.a, b=seahorse.b, chat=True, prefill=seahorse.prefill).to_query()
-    with serve(log=tmp_path / "server.log") as base, chromium(tmp_path / "profile", WIDTH, HEIGHT) as context:
+    with fresh_context(chromium, WIDTH, HEIGHT) as context:
         page = context.new_page()
-        page.goto(view_url(base, "pages/compare.py", query, default=True))
+        page.goto(view_url(app_url, "pages/compare.py", query, default=True))
         settle(page)
         assert page.get_by_role("button", name="Cancel").count() == 0  # the progress left with its button
         answers = page.locator("[data-testid=stMarkdownContainer]", has_text="Answer (")

@@ -11,19 +11,18 @@ import pytest
 from bad_input_cases import HTML
 from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import chromium, serve, settle, view_url
+from scripts.browser import settle, view_url
 
 MARKDOWN = "**bold** [link](https://example.com) $x^2$"
 
 
 @pytest.fixture(scope="module")
-def browser_page(tmp_path_factory):
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-            page = context.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            yield url, page, dialogs
+def browser_page(context):
+    url, browser = context
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return url, page, dialogs
 
 
 def assert_nothing_rendered(page, dialogs: list[str]) -> None:

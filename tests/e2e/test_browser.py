@@ -1,8 +1,9 @@
 """The app in a real browser: every page opened from a shareable URL draws without an exception.
 
-A Streamlit server runs `dashboard.py` on a free port for the whole session; Debian's Chromium
-(headless, fresh profile) opens each page as a new browser session would. Screenshots land in
-tests/e2e/screenshots/ (not committed).
+The test process's Streamlit server (tests/e2e/conftest.py) runs `dashboard.py`; Debian's Chromium
+(headless, a fresh context) opens each page as a new browser session would. The first test starts
+a server of its own: what a fresh server does with its first request is what it checks.
+Screenshots land in tests/e2e/screenshots/ (not committed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import pytest
 from scripts.browser import (
     CHROMIUM,
     assert_no_exception,
-    chromium,
     go_to,
     open_view,
     serve,
@@ -44,29 +44,21 @@ PAGES = dashboard_pages()
 DEFAULT = "pages/compare.py"  # dashboard.DEFAULT_PAGE: where a session starts (Findings is first in the bar)
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")  # one Playwright at a time: each e2e module closes its own
-def browser(tmp_path_factory):
+@pytest.fixture(scope="module", autouse=True)
+def shots():
     SHOTS.mkdir(exist_ok=True)
-    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
-
-def test_shareable_url_opens_its_page_first_thing_on_a_fresh_server(app_url, browser):
+def test_shareable_url_opens_its_page_first_thing_on_a_fresh_server(browser, tmp_path):
     # The first request a server gets for /logit_lens runs that file alone (Streamlit's pages/
     # mode); views.page() reruns it through the entrypoint, which reads the URL and compares.
-    page = browser.new_page()
-    open_view(page, view_url(app_url, "pages/logit_lens.py", REQUEST), "Logit lens")
-    assert_no_exception(page)
-    assert page.locator("[data-testid=stSidebar] textarea").first.input_value() == REQUEST["a"]
-    assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
-    page.close()
+    with serve(log=tmp_path / "server.log") as fresh:
+        page = browser.new_page()
+        open_view(page, view_url(fresh, "pages/logit_lens.py", REQUEST), "Logit lens")
+        assert_no_exception(page)
+        assert page.locator("[data-testid=stSidebar] textarea").first.input_value() == REQUEST["a"]
+        assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
+        page.close()
 
 
 @pytest.mark.parametrize(("page_file", "title"), PAGES, ids=[Path(f).stem for f, _ in PAGES])

@@ -9,8 +9,8 @@ from scripts.browser import assert_no_exception, opened_view, settle
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    with opened_view(tmp_path_factory.mktemp, "pages/components.py", REQUEST, "Components") as tab:
+def page(chromium, app_url):
+    with opened_view(chromium, app_url, "pages/components.py", REQUEST, "Components") as tab:
         yield tab
 
 

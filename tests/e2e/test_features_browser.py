@@ -8,20 +8,19 @@ import pytest
 from bad_input_cases import GOOD, SAE_CASE_NAMES, sae_cases  # noqa: F401  (fixture)
 from test_browser import REQUEST, SHOTS, pytestmark  # noqa: F401  (the same request; skipped without Chromium)
 
-from scripts.browser import chromium, open_view, serve, settle, view_url
+from scripts.browser import open_view, settle, view_url
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """(the app's URL, a Chromium tab)."""
-    with serve(log=tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-            yield url, context.new_page()
+def tab(context):
+    """(the app's URL, a tab of the module's browser context)."""
+    url, browser = context
+    return url, browser.new_page()
 
 
 @pytest.fixture(scope="module")
-def page(browser):
-    url, tab = browser
+def page(tab):
+    url, tab = tab
     open_view(tab, view_url(url, "pages/features.py", REQUEST), "Features")
     return tab
 
@@ -41,7 +40,7 @@ def test_features_page_draws_tables_heatmaps_and_a_card(page):
     page.screenshot(path=SHOTS / "features.png", full_page=True)
 
 
-def test_bad_saes_get_one_message_each_and_the_page_keeps_working(browser, tiny_folders, tiny_models,
+def test_bad_saes_get_one_message_each_and_the_page_keeps_working(tab, tiny_folders, tiny_models,
                                                                    sae_cases, tmp_path):  # noqa: F811
     """The layer row is left out: with a folder the page reads the SAE's own residual (the AppTest
     checks that it says which)."""
@@ -49,7 +48,7 @@ def test_bad_saes_get_one_message_each_and_the_page_keeps_working(browser, tiny_
 
     from lib.analyses.common.sae import save_saelens
 
-    url, tab = browser
+    url, tab = tab
     query = {"model": str(tiny_folders["llama"]), "a": GOOD, "b": "The capital of Italy is"}
     open_view(tab, view_url(url, "pages/features.py", query), "Features")
     box = tab.get_by_label("SAE folder")

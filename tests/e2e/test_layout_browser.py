@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import PAIR_QUERY, chromium, serve, settle, view_url
+from scripts.browser import PAIR_QUERY, fresh_context, settle, view_url
 
 WIDTH, HEIGHT = 1440, 900
 COMPARE = "[data-testid=stSidebar] [data-testid=stFormSubmitButton] button"
@@ -17,8 +15,9 @@ def inside_viewport(locator) -> bool:
     return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= HEIGHT
 
 
-def test_compare_and_the_first_example_are_on_screen_at_1440x900(tmp_path: Path):
-    with serve(log=tmp_path / "server.log") as base, chromium(tmp_path / "profile", WIDTH, HEIGHT) as context:
+def test_compare_and_the_first_example_are_on_screen_at_1440x900(chromium, app_url):
+    base = app_url
+    with fresh_context(chromium, WIDTH, HEIGHT) as context:
         page = context.new_page()
         page.goto(base)  # the empty landing page: no comparison yet, the examples open
         settle(page)
@@ -32,14 +31,14 @@ def test_compare_and_the_first_example_are_on_screen_at_1440x900(tmp_path: Path)
         assert inside_viewport(page.locator(COMPARE)), page.locator(COMPARE).bounding_box()
 
 
-def test_every_page_is_one_click_away_at_1280_px(tmp_path: Path):
+def test_every_page_is_one_click_away_at_1280_px(chromium, app_url):
     """The navigation shows a link to every page of the registry, grouped by section, inside the
     window at 1280 px: nothing folded into a menu or under "more"; a click opens the page."""
     from lib.app.registry import PAGES, SECTIONS
 
-    with serve(log=tmp_path / "server.log") as base, chromium(tmp_path / "profile", 1280, 800) as context:
+    with fresh_context(chromium, 1280, 800) as context:
         page = context.new_page()
-        page.goto(base)
+        page.goto(app_url)
         settle(page)
         nav = page.locator(".st-key-twinlens-nav")
         for row in PAGES:

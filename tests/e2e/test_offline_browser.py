@@ -7,14 +7,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from scripts.browser import CHROMIUM, chromium, go_to, open_view, serve, view_url, wait_for_chart
+from scripts.browser import CHROMIUM, fresh_context, go_to, open_view, view_url, wait_for_chart
 from scripts.browser import PAIR_QUERY as REQUEST
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
 
 
-def test_pages_request_nothing_outside_the_machine(tmp_path):
-    with serve(log=tmp_path / "server.log") as url, chromium(tmp_path / "profile") as context:
+def test_pages_request_nothing_outside_the_machine(chromium, app_url):
+    url = app_url
+    with fresh_context(chromium) as context:
         outside: list[str] = []
         context.on("request", lambda r: urlparse(r.url).hostname not in ("localhost", "127.0.0.1", None)
                    and not r.url.startswith(("data:", "blob:")) and outside.append(r.url))

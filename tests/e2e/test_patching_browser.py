@@ -9,8 +9,8 @@ from scripts.browser import opened_view, settle
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    with opened_view(tmp_path_factory.mktemp, "pages/patching.py", REQUEST, "Patching") as tab:
+def page(chromium, app_url):
+    with opened_view(chromium, app_url, "pages/patching.py", REQUEST, "Patching") as tab:
         yield tab
 
 

@@ -8,14 +8,14 @@ import json
 import pytest
 from cli_run import run_cli
 
-from scripts.browser import CHROMIUM, chromium
+from scripts.browser import CHROMIUM, fresh_context
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
 
 A, B = "The capital of France is", "The capital of Italy is"
 
 
-def test_report_opens_offline_and_its_numbers_are_the_jsons(tmp_path):
+def test_report_opens_offline_and_its_numbers_are_the_jsons(chromium, tmp_path):
     out = tmp_path / "report.html"
     result = run_cli("report", A, B, "-o", str(out))
     assert result.returncode == 0, result.stderr
@@ -30,7 +30,7 @@ def test_report_opens_offline_and_its_numbers_are_the_jsons(tmp_path):
         else:
             route.abort()
 
-    with chromium(tmp_path / "profile") as context:
+    with fresh_context(chromium) as context:
         context.route("**/*", intercept)
         page = context.new_page()
         page.goto(out.as_uri())

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 from test_browser import pytestmark  # noqa: F401  (skipped without Chromium)
 
-from scripts.browser import chromium, go_to, serve, settle, streamlit_command, view_url
+from scripts.browser import go_to, serve, settle, streamlit_command, view_url
 
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/\?token=([A-Za-z0-9_-]+)")
 SIDEBAR = "[data-testid=stSidebar]"
@@ -77,12 +77,6 @@ def server(tmp_path_factory, tiny_folders, guest_files):
     listed = f"{tiny_folders['gpt2'].parent}{os.pathsep}{guest_files}"
     with shared_server(root / "server.log", listed, root / "data") as base:
         yield base, printed_link(root / "server.log")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 def sidebar_text(page) -> str:
