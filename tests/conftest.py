@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from suite_summary import skip_summary  # noqa: E402
+
+pytest_plugins = ["lane_guard"]  # a test that loads the embedded model is marked real_model
 from tiny import CORPUS, FAMILIES, build_tiny_model, lane_families, make_tokenizer  # noqa: E402
 
 

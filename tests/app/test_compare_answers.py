@@ -34,7 +34,7 @@ def test_compare_shows_both_answers_as_the_first_line_of_the_greedy_continuation
 
 
 @pytest.mark.slow
-def test_the_answers_are_cached_for_the_continuations_page(app):
+def test_the_answers_are_cached_for_the_continuations_page(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     request = app.session_state[session.REQUEST_KEY]
     for run in request.runs:
@@ -45,7 +45,7 @@ def test_the_answers_are_cached_for_the_continuations_page(app):
 
 
 @pytest.mark.slow
-def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
+def test_seahorse_answer_start_is_visibly_part_of_the_answer(app, real_model):
     seahorse = next(e for e in EXAMPLES if e.prefill)
     app.run()
     next(b for b in app.sidebar.button if b.label == seahorse.name).click().run()
@@ -59,7 +59,7 @@ def test_seahorse_answer_start_is_visibly_part_of_the_answer(app):
 
 
 @pytest.mark.slow
-def test_system_message_is_shown_with_the_answer(app):
+def test_system_message_is_shown_with_the_answer(app, real_model):
     app.run()
     app.sidebar.radio(key="chat").set_value(True)
     app.sidebar.text_input(key="system").input("You answer in French.")
@@ -69,7 +69,7 @@ def test_system_message_is_shown_with_the_answer(app):
 
 
 @pytest.mark.slow
-def test_a_cancelled_answer_says_so_and_can_be_written_again(app):
+def test_a_cancelled_answer_says_so_and_can_be_written_again(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     request = app.session_state[session.REQUEST_KEY]
     ui.clear_results()

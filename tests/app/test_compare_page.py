@@ -33,7 +33,7 @@ def test_compare_page_tables_hold_what_compare_prompts_returns(app, real_model):
     assert [re.search(r"`(.*?)`", m).group(1) for m in next_tokens] == ["␣Paris", "␣Rome"]
 
 
-def test_compare_page_shows_prompt_error_without_exception(app):
+def test_compare_page_shows_prompt_error_without_exception(app, real_model):
     submit(app, a="   ", b="The capital of Italy is")
     assert not app.exception
     assert "empty" in app.error[0].value
@@ -59,7 +59,7 @@ def test_compare_page_offers_json_and_csv_export(app, real_model):
     assert len([b for b in app.get("download_button")]) == len(files)
 
 
-def test_a_bug_in_a_page_shows_a_plain_error_and_keeps_the_sidebar(app, monkeypatch):
+def test_a_bug_in_a_page_shows_a_plain_error_and_keeps_the_sidebar(app, monkeypatch, real_model):
     from lib.app import compare_frames
 
     def broken(*args, **kwargs):

@@ -48,7 +48,7 @@ def test_distances_first_position_toggle_changes_the_mean_and_runs_no_forward_pa
 
 
 @pytest.mark.slow
-def test_distances_says_why_there_is_no_heatmap_for_prompts_of_different_lengths(app):
+def test_distances_says_why_there_is_no_heatmap_for_prompts_of_different_lengths(app, real_model):
     open_page(app, a="The capital of France is", b="The capital of the United Kingdom is")
     assert any("same number of tokens" in i.value for i in app.info)
     assert len(app.get("vega_lite_chart")) == 2

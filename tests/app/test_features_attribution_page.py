@@ -38,6 +38,6 @@ def test_features_default_to_the_arrival_layer_ranked_by_attribution(app, real_m
 
 
 @pytest.mark.slow
-def test_a_link_opens_the_features_page_at_its_layer(app):  # noqa: F811
+def test_a_link_opens_the_features_page_at_its_layer(app, real_model):  # noqa: F811
     open_page(app, "pages/features.py", a=A, b=B, features_layer=15)
     assert app.selectbox(key="features-layer").value == 15

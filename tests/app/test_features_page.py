@@ -63,7 +63,7 @@ def test_page_shows_what_the_library_computes_for_a_given_sae(app, exact_sae, re
         (lambda root: root / "missing", "no such file or folder"),
     ],
 )
-def test_page_refuses_a_bad_sae_with_one_message(app, tmp_path, make, message):
+def test_page_refuses_a_bad_sae_with_one_message(app, tmp_path, make, message, real_model):
     open_features(app, a=A, b=B)
     use_sae(app, make(tmp_path))
     assert len(app.error) == 1 and message in app.error[0].value
@@ -71,7 +71,7 @@ def test_page_refuses_a_bad_sae_with_one_message(app, tmp_path, make, message):
 
 
 @pytest.mark.slow
-def test_page_refuses_an_sae_of_another_width(app, tmp_path):
+def test_page_refuses_an_sae_of_another_width(app, tmp_path, real_model):
     save_saelens(tmp_path / "wide", W_enc=torch.zeros(64, 8), b_enc=torch.zeros(8), W_dec=torch.zeros(8, 64),
                  b_dec=torch.zeros(64), architecture="standard", hook_name="blocks.1.hook_resid_pre",
                  model_name="tiny", dtype="float32")

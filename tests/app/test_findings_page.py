@@ -10,7 +10,7 @@ from lib.app.findings import STEPS, TITLES
 
 
 @pytest.mark.slow
-def test_findings_page_shows_six_findings_and_the_report(app):  # noqa: F811
+def test_findings_page_shows_six_findings_and_the_report(app, real_model):  # noqa: F811
     submit(app, a="The capital of France is", b="The capital of Italy is")
     app.switch_page("pages/findings.py").run()
     assert not app.exception, app.exception

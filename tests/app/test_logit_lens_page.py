@@ -62,7 +62,7 @@ def test_logit_lens_names_the_layer_from_which_the_final_answer_stays_top1(app, 
 
 
 @pytest.mark.slow
-def test_logit_lens_display_changes_run_no_forward_pass(app):
+def test_logit_lens_display_changes_run_no_forward_pass(app, real_model):
     open_page(app, a=A, b=B)
     model = ui.get_model(ModelKey())
     before = model.forward_passes
@@ -76,7 +76,7 @@ def test_logit_lens_display_changes_run_no_forward_pass(app):
 
 
 @pytest.mark.slow
-def test_logit_lens_shows_prompt_text_as_text_not_markdown(app):
+def test_logit_lens_shows_prompt_text_as_text_not_markdown(app, real_model):
     a = "**bold** <b>tag</b> _x_"
     open_page(app, a=a, b=B)
     assert a in [t.value for t in app.text]

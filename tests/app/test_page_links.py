@@ -13,7 +13,7 @@ def cell_picker(app, name: str):
 
 
 @pytest.mark.slow
-def test_the_chosen_patching_cell_goes_into_the_link(app):
+def test_the_chosen_patching_cell_goes_into_the_link(app, real_model):
     open_page(app, "pages/patching.py", a=SHARED["a"], b=SHARED["b"])
     app.button(key="patching-run").click().run()
     cell_picker(app, "layer").set_value(12).run()
@@ -22,7 +22,7 @@ def test_the_chosen_patching_cell_goes_into_the_link(app):
     assert (app.query_params["patch_layer"], app.query_params["patch_position"]) == ("12", "2")
 
 
-def test_a_link_opens_the_patching_grid_at_its_cell(app):
+def test_a_link_opens_the_patching_grid_at_its_cell(app, real_model):
     app.query_params.update({**SHARED, "answer": "␣Paris", "wrong": "␣Rome", "patch_layer": "12",
                              "patch_position": "2"})
     app.switch_page("pages/patching.py").run()
@@ -32,7 +32,7 @@ def test_a_link_opens_the_patching_grid_at_its_cell(app):
     assert any("at layer 12, position 2 ('␣of')" in c.value for c in app.caption)
 
 
-def test_a_link_with_a_cell_outside_the_grid_falls_back_to_the_default_cell(app):
+def test_a_link_with_a_cell_outside_the_grid_falls_back_to_the_default_cell(app, real_model):
     app.query_params.update({**SHARED, "patch_layer": "99", "patch_position": "-4"})
     app.switch_page("pages/patching.py").run()
     assert not app.exception, app.exception
@@ -40,14 +40,14 @@ def test_a_link_with_a_cell_outside_the_grid_falls_back_to_the_default_cell(app)
 
 
 @pytest.mark.slow
-def test_the_distances_measure_goes_into_the_link(app):
+def test_the_distances_measure_goes_into_the_link(app, real_model):
     open_page(app, "pages/distances.py", a=SHARED["a"], b=SHARED["b"])
     assert "measure" not in app.query_params  # the default stays out of the link
     app.radio(key="dist_measure").set_value("relative L2").run()
     assert app.query_params["measure"] == "relative L2"
 
 
-def test_a_link_opens_the_distances_heatmap_in_its_measure(app):
+def test_a_link_opens_the_distances_heatmap_in_its_measure(app, real_model):
     app.query_params.update({**SHARED, "measure": "relative L2"})
     app.switch_page("pages/distances.py").run()
     assert not app.exception, app.exception

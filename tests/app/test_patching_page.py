@@ -81,7 +81,7 @@ def test_typed_tokens_with_the_space_mark_give_the_default_grid(app, expected):
         assert effect_grid(app).iloc[layer, 1:].tolist() == pytest.approx(list(row), abs=5e-4)
 
 
-def test_same_prediction_asks_for_tokens(app):
+def test_same_prediction_asks_for_tokens(app, real_model):
     open_page(app, a=A, b=A)
     run_patching(app)
     [error] = app.error
@@ -106,7 +106,7 @@ def test_a_word_missing_its_space_is_flagged_and_fixed_in_one_click_and_words_ar
 
 
 @pytest.mark.slow
-def test_reopening_the_grid_runs_no_forward_pass(app):
+def test_reopening_the_grid_runs_no_forward_pass(app, real_model):
     submit(app, a=A, b=B)  # the Compare page and its answers first: going back to it computes nothing
     app.switch_page("pages/patching.py").run()
     run_patching(app)

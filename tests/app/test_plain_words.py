@@ -23,7 +23,7 @@ def test_sidebar_settings_say_what_bos_top_k_and_ndif_are(app):
 
 
 @pytest.mark.slow
-def test_the_model_line_names_width_and_explains_q4_1(app):
+def test_the_model_line_names_width_and_explains_q4_1(app, real_model):
     submit(app, a="The capital of France is", b="The capital of Italy is")
     line = next(c for c in app.caption if "layers ·" in c.value)
     assert "d_model" not in line.value and "· width 576 ·" in line.value
@@ -50,7 +50,7 @@ def test_raw_text_continuations_never_mention_a_template(app, tiny_folders):
 
 
 @pytest.mark.slow
-def test_features_caption_explains_fvu_and_the_hook_name(app):
+def test_features_caption_explains_fvu_and_the_hook_name(app, real_model):
     open_page(app, "pages/features.py", a="The capital of France is", b="The capital of Italy is")
     line = next(c for c in app.caption if "FVU" in c.value)
     assert "hook\\_resid\\_pre" in line.value  # escaped for Markdown

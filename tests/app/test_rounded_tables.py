@@ -18,7 +18,7 @@ def formats(frame) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_every_float_column_on_watch_has_a_reading_format_and_keeps_its_digits(app):
+def test_every_float_column_on_watch_has_a_reading_format_and_keeps_its_digits(app, real_model):
     open_page(app, "pages/watch.py", a="The capital of France is", b="The capital of Italy is")
     tiny_seen = False
     for frame in app.dataframe:

@@ -22,7 +22,7 @@ SHARED = {
 }
 
 
-def test_shareable_url_reproduces_the_request_and_page(app):
+def test_shareable_url_reproduces_the_request_and_page(app, real_model):
     app.query_params.update(SHARED)
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
@@ -35,7 +35,7 @@ def test_shareable_url_reproduces_the_request_and_page(app):
 
 
 @pytest.mark.slow
-def test_compare_writes_the_request_into_the_url(app):
+def test_compare_writes_the_request_into_the_url(app, real_model):
     submit(app, a="One prompt", b="Another prompt", k=4)
     assert not app.exception
     assert {name: app.query_params[name] for name in QUERY_FIELDS} == {
@@ -52,7 +52,7 @@ def test_url_with_a_bad_setting_says_so_and_runs_nothing(app):
 
 
 @pytest.mark.slow
-def test_example_button_fills_both_prompts_and_bos_and_compares(app):
+def test_example_button_fills_both_prompts_and_bos_and_compares(app, real_model):
     example = next(e for e in EXAMPLES if e.bos == "on")
     app.run()
     next(b for b in app.sidebar.button if b.label == example.name).click().run()
@@ -76,7 +76,7 @@ def test_export_files_hold_the_request_the_data_and_each_table():
 
 
 @pytest.mark.slow
-def test_a_link_carries_the_watched_words_and_the_lens_cell(app):
+def test_a_link_carries_the_watched_words_and_the_lens_cell(app, real_model):
     app.query_params.update({**SHARED, "watch": "␣Paris\n␣Rome\n␣London"})
     app.switch_page("pages/watch.py").run()
     assert not app.exception, app.exception
@@ -89,7 +89,7 @@ def test_a_link_carries_the_watched_words_and_the_lens_cell(app):
     assert app.query_params["lens_layer"] == "12"
 
 
-def test_a_link_opens_the_lens_at_its_cell(app):
+def test_a_link_opens_the_lens_at_its_cell(app, real_model):
     app.query_params.update({**SHARED, "lens_layer": "7", "lens_offset": "1"})
     app.switch_page("pages/logit_lens.py").run()
     assert not app.exception, app.exception
@@ -97,7 +97,7 @@ def test_a_link_opens_the_lens_at_its_cell(app):
 
 
 @pytest.mark.slow
-def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app):
+def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app, real_model):
     submit(app, a=SHARED["a"], b=SHARED["b"])
     app.switch_page("pages/patching.py").run()
     app.text_input(key="patching-answer").input("␣Paris")
@@ -113,7 +113,7 @@ def test_typed_patching_tokens_and_their_grid_survive_a_page_switch(app):
 
 
 @pytest.mark.slow
-def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app):
+def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app, real_model):
     long = "word " * (session.MAX_LINK_CHARS // 8)  # two prompts: over the limit once encoded, no further
     submit(app, a=long + "A", b=long + "B")
     assert not app.exception, app.exception
@@ -123,7 +123,7 @@ def test_prompts_too_long_for_a_link_are_left_out_with_a_note(app):
 
 
 @pytest.mark.slow
-def test_an_example_that_turns_bos_on_does_not_leave_it_on_for_the_next(app):
+def test_an_example_that_turns_bos_on_does_not_leave_it_on_for_the_next(app, real_model):
     with_bos = next(e for e in EXAMPLES if e.bos == "on")
     without = next(e for e in EXAMPLES if e.bos is None)
     app.run()

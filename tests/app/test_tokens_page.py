@@ -34,7 +34,7 @@ def ask_for_bos(app):
 
 
 @pytest.mark.slow
-def test_tokens_page_runs_no_forward_pass_until_bos_runs_are_asked_for(app):
+def test_tokens_page_runs_no_forward_pass_until_bos_runs_are_asked_for(app, real_model):
     ui.clear_results()  # captures are shared by the whole process; count from none
     open_page(app, "pages/tokens.py", a=A, b=B)
     model = ui.get_model(ModelKey())

@@ -47,7 +47,7 @@ def test_watch_follows_a_multi_token_word_by_its_first_piece_and_scores_it_whole
 
 
 @pytest.mark.slow
-def test_watch_swapping_the_pair_negates_the_difference_without_a_forward_pass(app):
+def test_watch_swapping_the_pair_negates_the_difference_without_a_forward_pass(app, real_model):
     open_page(app, "pages/watch.py", a=A, b=B)
     before_table = table_with(app, "B")
     model = ui.get_model(ModelKey())

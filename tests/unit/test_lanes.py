@@ -107,3 +107,39 @@ def test_make_test_fast_leaves_the_slow_tests_out_and_make_test_runs_them():
 
 def test_slow_is_a_registered_marker(pytestconfig):
     assert any(line.startswith("slow:") for line in pytestconfig.getini("markers"))
+
+
+PLANTED = '''
+import pytest
+
+from lib.core import models
+
+ORIGINAL = models.ensure_default_model
+
+
+def test_unmarked_loads_the_embedded_model():
+    models.load_model("default")
+
+
+@pytest.mark.real_model
+def test_marked_is_left_alone():
+    assert models.ensure_default_model is ORIGINAL
+'''
+
+
+def test_an_unmarked_test_that_loads_the_embedded_model_fails_naming_the_fix(tmp_path):
+    """tests/lane_guard.py on a planted file: the unmarked test that asks for "default" fails with
+    the message (before anything is unpacked), the marked one finds the real function."""
+    import os
+
+    (tmp_path / "test_planted.py").write_text(PLANTED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "TWINLENS_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "lane_guard", "-p", "no:cacheprovider", "-q", "--tb=line",
+         str(tmp_path / "test_planted.py")],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    ).stdout
+    assert "1 failed, 1 passed" in out, out
+    assert "::test_unmarked_loads_the_embedded_model loads the embedded model without the real_model" in out
+    assert not (tmp_path / "cache").exists()  # nothing was unpacked
