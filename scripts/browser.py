@@ -160,14 +160,20 @@ def go_to(page, title: str, timeout: float = 60) -> None:
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout * 1000)
 
 
-def settle(page, timeout: float = 180) -> None:
-    """Wait until the app's script has finished and stays finished (a run may rerun itself)."""
+def settle(page, timeout: float = 180, quiet: float = 0.75) -> None:
+    """Wait until the app's script has finished and stays finished for `quiet` seconds.
+
+    A run that reruns itself (`st.rerun`, `st.switch_page`) shows "not running" only between the
+    server's two messages, milliseconds apart; a click or a typed value sets the state to "rerun
+    requested" in the browser at once. `quiet` covers the first with a wide margin, so the wait
+    does not end inside a rerun.
+    """
     deadline = time.monotonic() + timeout
     quiet_since = None
     while time.monotonic() < deadline:
         if page.locator(IDLE).count():
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since >= 1.5:
+            if time.monotonic() - quiet_since >= quiet:
                 return
         else:
             quiet_since = None

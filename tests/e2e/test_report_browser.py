@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {
 A, B = "The capital of France is", "The capital of Italy is"
 
 
-def test_report_opens_offline_and_its_numbers_are_the_jsons(chromium, tmp_path):
+def test_report_opens_offline_and_its_numbers_are_the_jsons(chromium, tmp_path, real_model):
     out = tmp_path / "report.html"
     result = run_cli("report", A, B, "-o", str(out))
     assert result.returncode == 0, result.stderr
