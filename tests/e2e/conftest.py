@@ -17,7 +17,7 @@ from scripts.browser import chromium_browser, fresh_context, serve
 
 
 @pytest.fixture(scope="session")
-def chromium(tmp_path_factory):
+def chromium():
     """Playwright's Browser: one headless Chromium for this test process."""
     with chromium_browser() as browser:
         yield browser
