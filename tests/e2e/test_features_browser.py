@@ -12,15 +12,15 @@ from scripts.browser import open_view, settle, view_url
 
 
 @pytest.fixture(scope="module")
-def tab(context):
+def served_tab(context):
     """(the app's URL, a tab of the module's browser context)."""
     url, browser = context
     return url, browser.new_page()
 
 
 @pytest.fixture(scope="module")
-def page(tab):
-    url, tab = tab
+def page(served_tab):
+    url, tab = served_tab
     open_view(tab, view_url(url, "pages/features.py", REQUEST), "Features")
     return tab
 
@@ -40,7 +40,7 @@ def test_features_page_draws_tables_heatmaps_and_a_card(page):
     page.screenshot(path=SHOTS / "features.png", full_page=True)
 
 
-def test_bad_saes_get_one_message_each_and_the_page_keeps_working(tab, tiny_folders, tiny_models,
+def test_bad_saes_get_one_message_each_and_the_page_keeps_working(served_tab, tiny_folders, tiny_models,
                                                                    sae_cases, tmp_path):  # noqa: F811
     """The layer row is left out: with a folder the page reads the SAE's own residual (the AppTest
     checks that it says which)."""
@@ -48,7 +48,7 @@ def test_bad_saes_get_one_message_each_and_the_page_keeps_working(tab, tiny_fold
 
     from lib.analyses.common.sae import save_saelens
 
-    url, tab = tab
+    url, tab = served_tab
     query = {"model": str(tiny_folders["llama"]), "a": GOOD, "b": "The capital of Italy is"}
     open_view(tab, view_url(url, "pages/features.py", query), "Features")
     box = tab.get_by_label("SAE folder")
